@@ -1,0 +1,313 @@
+//! oxibotctl: the admin's window into a running broker, over ctl.sock.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use oxibot_broker::config::Config;
+use oxibot_proto::messages::{CtlReply, CtlRequest, StatusReport};
+use oxibot_proto::{connect_handshake, Conn, Role};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "oxibotctl", version, about = "Control a running OxiBot broker")]
+struct Cli {
+    /// The broker's control socket.
+    #[arg(
+        long,
+        env = "OXIBOT_CTL_SOCKET",
+        default_value = "/run/oxibot/ctl.sock",
+        global = true
+    )]
+    socket: PathBuf,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Processes, channels, queues, providers and the last error.
+    Status,
+    /// Send one message and print the answer.
+    Agent {
+        #[arg(short, long)]
+        message: String,
+        /// Conversation to continue.
+        #[arg(long, default_value = "cli:default")]
+        session: String,
+    },
+    /// An interactive conversation (console channel) until EOF or /quit.
+    Chat {
+        #[arg(long, default_value = "console:default")]
+        session: String,
+    },
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate a configuration without starting anything.
+    Check {
+        #[arg(long, default_value = "/etc/oxibot/config.json")]
+        config: PathBuf,
+    },
+    /// Split an OxiBot/nanobot config.json into config + secrets files.
+    Import {
+        path: PathBuf,
+        #[arg(long, default_value = "/etc/oxibot/config.json")]
+        config_out: PathBuf,
+        #[arg(long, default_value = "/etc/oxibot/secrets.json")]
+        secrets_out: PathBuf,
+        /// Overwrite existing output files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+type CtlConn = Conn<CtlReply, CtlRequest>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Config(ConfigCommand::Check { config }) => config_check(&config, json),
+        Command::Config(ConfigCommand::Import {
+            path,
+            config_out,
+            secrets_out,
+            force,
+        }) => match oxibot_broker::import::import(&path, &config_out, &secrets_out, force) {
+            Ok(s) => {
+                if json {
+                    println!(
+                        "{}",
+                        json!({"config": config_out, "secrets": secrets_out, "moved": s.moved})
+                    );
+                } else {
+                    println!(
+                        "wrote {} and {} (mode 0600)",
+                        config_out.display(),
+                        secrets_out.display()
+                    );
+                    for k in s.moved {
+                        println!("  moved {k} to the secrets file");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        other => online(cli.socket, json, other),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!("{}", json!({"error": e}));
+            } else {
+                eprintln!("oxibotctl: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_check(path: &std::path::Path, json: bool) -> Result<(), String> {
+    let (config, report) = Config::load(path).map_err(|e| e.to_string())?;
+    let model = &config.agents.defaults.model;
+    let provider = config.resolve_provider(model).map(|p| p.name).unwrap_or("?");
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "model": model, "provider": provider, "warnings": report.warnings,
+                   "channels": config.enabled_channels(), "sandbox": config.tools.sandbox.as_arg()})
+        );
+    } else {
+        for w in &report.warnings {
+            println!("warning: {w}");
+        }
+        println!(
+            "configuration OK: model {model} via {provider}; channels: {:?}",
+            config.enabled_channels()
+        );
+    }
+    Ok(())
+}
+
+fn online(socket: PathBuf, json: bool, command: Command) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let mut conn = connect(&socket).await?;
+        match command {
+            Command::Status => {
+                let status = match request(&mut conn, CtlRequest::Status).await? {
+                    CtlReply::Status(s) => s,
+                    other => return Err(format!("unexpected reply: {other:?}")),
+                };
+                print_status(&status, json);
+                Ok(())
+            }
+            Command::Agent { message, session } => {
+                let text = agent(&mut conn, &session, &message).await?;
+                if json {
+                    println!("{}", json!({"session": session, "reply": text}));
+                } else {
+                    println!("{text}");
+                }
+                Ok(())
+            }
+            Command::Chat { session } => chat(&mut conn, &session, json).await,
+            Command::Config(_) => unreachable_config(),
+        }
+    })
+}
+
+fn unreachable_config() -> Result<(), String> {
+    Err("config commands run offline".into())
+}
+
+async fn connect(socket: &std::path::Path) -> Result<CtlConn, String> {
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        format!(
+            "cannot connect to {}: {e}. Is the broker running? Are you root or in group oxibot-admin? \
+             (--socket or OXIBOT_CTL_SOCKET select another socket)",
+            socket.display()
+        )
+    })?;
+    connect_handshake(stream, Role::Ctl, Role::Broker).await.map_err(|e| {
+        format!("the broker closed the connection during the handshake ({e}); you may not be allowed to use it")
+    })
+}
+
+async fn request(conn: &mut CtlConn, req: CtlRequest) -> Result<CtlReply, String> {
+    conn.send(&req)
+        .await
+        .map_err(|e| format!("cannot send to the broker: {e}"))?;
+    conn.recv().await.map_err(|e| format!("no answer from the broker: {e}"))
+}
+
+async fn agent(conn: &mut CtlConn, session: &str, message: &str) -> Result<String, String> {
+    match request(
+        conn,
+        CtlRequest::Agent {
+            session: session.into(),
+            message: message.into(),
+        },
+    )
+    .await?
+    {
+        CtlReply::AgentReply { text } => Ok(text),
+        CtlReply::Error { message } => Err(message),
+        other => Err(format!("unexpected reply: {other:?}")),
+    }
+}
+
+async fn chat(conn: &mut CtlConn, session: &str, json: bool) -> Result<(), String> {
+    let stdin = std::io::stdin();
+    if !json {
+        eprintln!("OxiBot chat (session {session}). Type /quit or press Ctrl-D to leave.");
+    }
+    loop {
+        if !json {
+            eprint!("you> ");
+            let _ = std::io::stderr().flush();
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Ok(());
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line == "/quit" || line == "/exit" {
+            return Ok(());
+        }
+        match agent(conn, session, line).await {
+            Ok(text) if json => println!("{}", json!({"reply": text})),
+            Ok(text) => println!("oxibot> {text}"),
+            Err(e) if json => println!("{}", json!({"error": e})),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+}
+
+fn print_status(s: &StatusReport, json: bool) {
+    if json {
+        let processes: Vec<_> = s
+            .processes
+            .iter()
+            .map(|p| json!({"name": p.name, "pid": p.pid, "uptimeSecs": p.uptime_secs, "restarts": p.restarts, "lastExit": p.last_exit}))
+            .collect();
+        let channels: Vec<_> = s
+            .channels
+            .iter()
+            .map(|c| json!({"name": c.name, "connected": c.connected, "lastError": c.last_error}))
+            .collect();
+        let providers: Vec<_> = s
+            .providers
+            .iter()
+            .map(|p| json!({"name": p.name, "apiBase": p.api_base, "hasKey": p.has_key, "models": p.models}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "brokerPid": s.broker_pid, "uptimeSecs": s.uptime_secs, "processes": processes,
+                "channels": channels, "toolConnected": s.tool_connected,
+                "queues": {"inboundPending": s.queues.inbound_pending, "outboxPending": s.queues.outbox_pending},
+                "providers": providers, "lastError": s.last_error,
+            })
+        );
+        return;
+    }
+    println!("broker pid {} up {}s", s.broker_pid, s.uptime_secs);
+    println!("processes:");
+    for p in &s.processes {
+        let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let up = p.uptime_secs.map(|u| format!("{u}s")).unwrap_or_else(|| "-".into());
+        let exit = p
+            .last_exit
+            .as_deref()
+            .map(|e| format!(", last exit: {e}"))
+            .unwrap_or_default();
+        println!("  {:<20} pid {pid:<8} up {up:<8} restarts {}{exit}", p.name, p.restarts);
+    }
+    println!(
+        "tool daemon: {}",
+        if s.tool_connected { "connected" } else { "NOT connected" }
+    );
+    println!("channels:");
+    for c in &s.channels {
+        let err = c.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+        println!(
+            "  {:<12} {}{err}",
+            c.name,
+            if c.connected { "connected" } else { "disconnected" }
+        );
+    }
+    println!(
+        "queues: {} inbound pending, {} outbound pending",
+        s.queues.inbound_pending, s.queues.outbox_pending
+    );
+    println!("providers:");
+    for p in &s.providers {
+        println!(
+            "  {:<12} {} key: {} models: {}",
+            p.name,
+            p.api_base,
+            if p.has_key { "yes" } else { "no" },
+            p.models.join(", ")
+        );
+    }
+    if let Some(e) = &s.last_error {
+        println!("last error: {e}");
+    }
+}

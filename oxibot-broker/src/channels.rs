@@ -1,0 +1,283 @@
+//! The channel socket: each channel daemon registers for one channel, gets
+//! that channel's settings and its own credential, and nothing else.
+//!
+//! Inbound messages are committed to SQLite before they are acknowledged,
+//! so the daemon advances the platform cursor only for messages that can no
+//! longer be lost. Replies go through the outbox and are retried until the
+//! daemon confirms delivery.
+
+use std::sync::Arc;
+
+use oxibot_proto::messages::{BrokerToChannel, ChannelStatus, ChannelToBroker};
+use oxibot_proto::{accept_handshake, FrameError, Role};
+use serde_json::{Map, Value};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use crate::broker::Broker;
+use crate::config::SECRET_KEYS;
+use crate::store::Inbound;
+
+pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
+    let conn = match accept_handshake::<ChannelToBroker, BrokerToChannel>(stream, Role::Broker, Role::Channel).await {
+        Ok(c) => c,
+        Err(e) => {
+            broker
+                .store
+                .audit("protocol_violation", &format!("channel.sock handshake: {e}"));
+            return;
+        }
+    };
+    let (mut reader, mut writer) = conn.split();
+
+    // State 1: the only message allowed now is Register.
+    let channel = match reader.recv().await {
+        Ok(ChannelToBroker::Register { channel }) => channel,
+        Ok(other) => {
+            broker.store.audit(
+                "protocol_violation",
+                &format!("channel.sock: expected Register first, got {}", variant_name(&other)),
+            );
+            return;
+        }
+        Err(e) => {
+            broker
+                .store
+                .audit("protocol_violation", &format!("channel.sock before Register: {e}"));
+            return;
+        }
+    };
+    let Some(settings) = broker
+        .config
+        .channels
+        .get(&channel)
+        .filter(|_| broker.config.enabled_channels().contains(&channel))
+    else {
+        broker.store.audit(
+            "channel_refused",
+            &format!("channel daemon asked for \"{channel}\", which is not enabled in config"),
+        );
+        return;
+    };
+    let (settings_json, credential_json) = split_credential(settings);
+    let setup = BrokerToChannel::Setup {
+        channel: channel.clone(),
+        settings_json,
+        credential_json,
+    };
+    if let Err(e) = writer.send(&setup).await {
+        tracing::warn!(%channel, "cannot send Setup: {e}");
+        return;
+    }
+
+    // State 2: established. Outbound goes through one writer task.
+    let (tx, mut rx) = mpsc::channel::<BrokerToChannel>(256);
+    broker
+        .links
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(channel.clone(), tx.clone());
+    let writer_task = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if writer.send(&msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    resend_outbox(&broker, &channel, &tx).await;
+
+    loop {
+        match reader.recv().await {
+            Ok(msg) => {
+                if let Err(e) = handle(&broker, &channel, &tx, msg).await {
+                    broker
+                        .store
+                        .audit("protocol_violation", &format!("channel {channel}: {e}"));
+                    break;
+                }
+            }
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                broker
+                    .store
+                    .audit("protocol_violation", &format!("channel {channel}: {e}"));
+                break;
+            }
+        }
+    }
+    writer_task.abort();
+    broker.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&channel);
+    if let Some(s) = broker
+        .channels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(&channel)
+    {
+        s.connected = false;
+    }
+    tracing::warn!(%channel, "channel daemon disconnected");
+}
+
+fn variant_name(m: &ChannelToBroker) -> &'static str {
+    match m {
+        ChannelToBroker::Register { .. } => "Register",
+        ChannelToBroker::Inbound { .. } => "Inbound",
+        ChannelToBroker::Delivered { .. } => "Delivered",
+        ChannelToBroker::SendFailed { .. } => "SendFailed",
+        ChannelToBroker::Status { .. } => "Status",
+    }
+}
+
+async fn handle(
+    broker: &Arc<Broker>,
+    channel: &str,
+    tx: &mpsc::Sender<BrokerToChannel>,
+    msg: ChannelToBroker,
+) -> Result<(), String> {
+    match msg {
+        ChannelToBroker::Register { .. } => return Err("Register sent twice".into()),
+        ChannelToBroker::Inbound {
+            platform_id,
+            chat_id,
+            sender,
+            text,
+        } => {
+            let committed = broker
+                .store
+                .commit_inbound(channel, &platform_id, &chat_id, &sender, &text)
+                .map_err(|e| e.to_string())?;
+            // Ack after commit, for new and duplicate messages alike: either
+            // way the message is safe and the cursor may move.
+            let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
+            if let Some(inbound) = committed {
+                tokio::spawn(answer(broker.clone(), inbound));
+            }
+        }
+        ChannelToBroker::Delivered { outbox_id } => {
+            broker
+                .store
+                .outbox_delivered(outbox_id as i64)
+                .map_err(|e| e.to_string())?;
+        }
+        ChannelToBroker::SendFailed {
+            outbox_id,
+            error,
+            retryable,
+        } => {
+            tracing::warn!(channel, outbox_id, retryable, %error, "delivery failed");
+            broker
+                .store
+                .outbox_failed(outbox_id as i64, &error, retryable)
+                .map_err(|e| e.to_string())?;
+        }
+        ChannelToBroker::Status { connected, last_error } => {
+            let mut channels = broker.channels.lock().unwrap_or_else(|p| p.into_inner());
+            channels.insert(
+                channel.to_string(),
+                ChannelStatus {
+                    name: channel.to_string(),
+                    connected,
+                    last_error,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs the agent for one committed inbound message and queues the reply.
+async fn answer(broker: Arc<Broker>, inbound: Inbound) {
+    let session = format!("{}:{}", inbound.channel, inbound.chat_id);
+    let reply = match broker.agent.run_turn(&session, &inbound.text).await {
+        Ok(text) => text,
+        Err(e) => {
+            let message = e.to_string();
+            broker.record_error(&message);
+            format!("Sorry, I could not answer: {message}")
+        }
+    };
+    match broker.store.finish_inbound(&inbound, &reply) {
+        Ok(id) => {
+            let link = broker
+                .links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&inbound.channel)
+                .cloned();
+            if let Some(link) = link {
+                let _ = link
+                    .send(BrokerToChannel::Send {
+                        outbox_id: id as u64,
+                        chat_id: inbound.chat_id,
+                        text: reply,
+                        reply_to: Some(inbound.platform_id),
+                    })
+                    .await;
+            }
+        }
+        Err(e) => tracing::error!("cannot queue the reply: {e}"),
+    }
+}
+
+async fn resend_outbox(broker: &Broker, channel: &str, tx: &mpsc::Sender<BrokerToChannel>) {
+    match broker.store.pending_outbox(channel) {
+        Ok(items) => {
+            for o in items {
+                let msg = BrokerToChannel::Send {
+                    outbox_id: o.id as u64,
+                    chat_id: o.chat_id,
+                    text: o.text,
+                    reply_to: o.reply_to,
+                };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Err(e) => tracing::error!("cannot read the outbox: {e}"),
+    }
+}
+
+/// At start-up, answers inbound messages that were committed (and acked)
+/// before a crash but never answered.
+pub async fn resume_pending(broker: Arc<Broker>) {
+    match broker.store.pending_inbound() {
+        Ok(items) => {
+            for inbound in items {
+                tokio::spawn(answer(broker.clone(), inbound));
+            }
+        }
+        Err(e) => tracing::error!("cannot read the inbound queue: {e}"),
+    }
+}
+
+/// Splits a channel's merged settings into (settings without credentials,
+/// the credentials alone), both as JSON text.
+pub fn split_credential(settings: &Value) -> (String, String) {
+    let mut public = Map::new();
+    let mut secret = Map::new();
+    if let Value::Object(map) = settings {
+        for (k, v) in map {
+            if SECRET_KEYS.contains(&k.as_str()) {
+                secret.insert(k.clone(), v.clone());
+            } else {
+                public.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    (Value::Object(public).to_string(), Value::Object(secret).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_split_from_settings() {
+        let v = serde_json::json!({"enabled": true, "token": "123:abc", "allowedUsers": ["1"]});
+        let (public, secret) = split_credential(&v);
+        assert!(!public.contains("123:abc"));
+        assert!(public.contains("allowedUsers"));
+        assert_eq!(secret, r#"{"token":"123:abc"}"#);
+    }
+}

@@ -1,0 +1,591 @@
+//! Configuration: a non-secret `config.json`, a secrets file only the broker
+//! may read, and `OXIBOT_…__…` environment overrides for every key.
+//!
+//! Loading order: config file, then the secrets file laid over it, then the
+//! environment. A file that does not parse is an error naming the file, the
+//! key and the line; there is never a silent fallback to defaults.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::providers::registry;
+use crate::secret::Secret;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    #[serde(default = "default_runtime_dir")]
+    pub runtime_dir: PathBuf,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_secrets_file")]
+    pub secrets_file: PathBuf,
+    /// Start toold and the channel daemons ourselves (dev, tests, small installs).
+    #[serde(default)]
+    pub supervise: bool,
+    /// Where supervise mode finds `oxibot-toold` and `oxibot-channeld`;
+    /// default: next to the broker's own executable.
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub users: Users,
+    pub agents: Agents,
+    #[serde(default)]
+    pub providers: BTreeMap<ProviderName, ProviderSettings>,
+    /// Per-channel settings; credentials are split off before a channel
+    /// daemon sees them (see `channel_credential_keys`).
+    #[serde(default)]
+    pub channels: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub tools: Tools,
+    /// Accepted for compatibility with OxiBot/nanobot configs.
+    #[serde(default)]
+    pub gateway: Value,
+    #[serde(default)]
+    pub transcription: Value,
+    /// Anything else: warned about, not fatal, so that nanobot/OxiBot
+    /// configs with keys we do not use still load.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Users {
+    pub tool: String,
+    pub channel: String,
+}
+
+impl Default for Users {
+    fn default() -> Self {
+        Users {
+            tool: "oxibot-tool".into(),
+            channel: "oxibot-chan".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Agents {
+    pub defaults: AgentDefaults,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDefaults {
+    #[serde(default = "default_workspace")]
+    pub workspace: String,
+    pub model: String,
+    /// Explicit provider; beats guessing from the model name.
+    #[serde(default)]
+    pub provider: Option<ProviderName>,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    #[serde(default = "default_max_tool_iterations")]
+    pub max_tool_iterations: u32,
+    /// Tried in order when the primary model keeps failing.
+    #[serde(default)]
+    pub fallback_models: Vec<String>,
+    /// Retries per model on 429/5xx/network errors.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// First backoff step; doubles each retry. `Retry-After` wins when sent.
+    #[serde(default = "default_retry_base_delay_ms")]
+    pub retry_base_delay_ms: u64,
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+/// A provider name that must be one we know; checked while parsing so the
+/// error carries the file's line number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProviderName(pub String);
+
+impl<'de> Deserialize<'de> for ProviderName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if registry::find(&name).is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "unknown provider \"{name}\" (known: {})",
+                registry::known_names()
+            )));
+        }
+        Ok(ProviderName(name))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProviderSettings {
+    /// Normally from the secrets file; accepted inline with a warning.
+    pub api_key: Option<Secret>,
+    pub api_base: Option<String>,
+    pub extra_headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Tools {
+    pub sandbox: SandboxMode,
+    pub exec: ExecSettings,
+    pub web: Value,
+    /// OxiBot's flag; always true here (the jail enforces it), accepted for compatibility.
+    pub restrict_to_workspace: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    #[default]
+    On,
+    Off,
+}
+
+impl SandboxMode {
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            SandboxMode::On => "on",
+            SandboxMode::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExecSettings {
+    /// Seconds; at most 600.
+    pub timeout: u32,
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        ExecSettings { timeout: 60 }
+    }
+}
+
+fn default_runtime_dir() -> PathBuf {
+    "/run/oxibot".into()
+}
+fn default_state_dir() -> PathBuf {
+    "/var/lib/oxibot".into()
+}
+fn default_secrets_file() -> PathBuf {
+    "/etc/oxibot/secrets.json".into()
+}
+fn default_workspace() -> String {
+    "/var/lib/oxibot/workspace".into()
+}
+fn default_max_tokens() -> u32 {
+    8192
+}
+fn default_temperature() -> f64 {
+    0.7
+}
+fn default_max_tool_iterations() -> u32 {
+    20
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_retry_base_delay_ms() -> u64 {
+    1000
+}
+fn default_request_timeout_secs() -> u64 {
+    120
+}
+
+/// Keys that hold credentials wherever they appear. `config import` moves
+/// them to the secrets file, and the broker never hands them to a process
+/// other than the one they belong to.
+pub const SECRET_KEYS: &[&str] = &[
+    "apiKey",
+    "token",
+    "botToken",
+    "appToken",
+    "imapPassword",
+    "smtpPassword",
+    "appSecret",
+    "clientSecret",
+    "bridgeToken",
+    "password",
+    "secret",
+];
+
+/// Environment variables with our prefix that are not config overrides.
+const NON_CONFIG_ENV: &[&str] = &["OXIBOT_CTL_SOCKET", "OXIBOT_LOG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error(
+        "secrets file {path} is readable or writable by group/others (mode {mode:04o}). \
+         Fix it with: chmod 600 {path} && chown {owner} {path}"
+    )]
+    SecretsPermissions { path: PathBuf, mode: u32, owner: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What the loader noticed that is worth a warning but not a refusal.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub warnings: Vec<String>,
+    pub secrets_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the config file, the secrets file and the environment.
+    pub fn load(path: &Path) -> Result<(Config, LoadReport), ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, LoadReport), ConfigError> {
+        let mut report = LoadReport::default();
+        let text = read(path)?;
+        let mut value: Value = parse_json(path, &text)?;
+        if !value.is_object() {
+            return Err(invalid(path, "", "the top level must be a JSON object"));
+        }
+        warn_inline_secrets(&value, "", &mut report.warnings);
+
+        // The environment may move the secrets file, so apply it once first.
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut probe = value.clone();
+        apply_env(&mut probe, &env, &mut report.warnings);
+        let secrets_path = secrets_path(&probe);
+        if let Some(sp) = secrets_path {
+            check_secrets_permissions(&sp)?;
+            let stext = read(&sp)?;
+            let secrets: Value = parse_json(&sp, &stext)?;
+            if !secrets.is_object() {
+                return Err(invalid(&sp, "", "the top level must be a JSON object"));
+            }
+            merge(&mut value, secrets);
+            report.secrets_file = Some(sp);
+        } else {
+            report
+                .warnings
+                .push("no secrets file found: no provider or channel credentials are configured".into());
+        }
+        apply_env(&mut value, &env, &mut Vec::new());
+
+        let config: Config = match serde_path_to_error::deserialize(&value) {
+            Ok(c) => c,
+            Err(merged_err) => {
+                // Re-parse the file text alone: its error carries the line.
+                let mut de = serde_json::Deserializer::from_str(&text);
+                if let Err(e) = serde_path_to_error::deserialize::<_, Config>(&mut de) {
+                    if e.path().to_string() == merged_err.path().to_string() {
+                        return Err(invalid(path, &e.path().to_string(), &e.inner().to_string()));
+                    }
+                }
+                return Err(invalid(
+                    path,
+                    &merged_err.path().to_string(),
+                    &format!(
+                        "{} (after applying the secrets file and OXIBOT_ environment overrides)",
+                        merged_err.inner()
+                    ),
+                ));
+            }
+        };
+        for key in config.unknown.keys() {
+            report
+                .warnings
+                .push(format!("{}: unknown key `{key}` ignored", path.display()));
+        }
+        config.validate(path)?;
+        Ok((config, report))
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let d = &self.agents.defaults;
+        if d.model.trim().is_empty() {
+            return Err(invalid(path, "agents.defaults.model", "must name a model"));
+        }
+        if self.tools.exec.timeout == 0 || self.tools.exec.timeout > 600 {
+            return Err(invalid(path, "tools.exec.timeout", "must be between 1 and 600 seconds"));
+        }
+        if d.max_tool_iterations == 0 {
+            return Err(invalid(path, "agents.defaults.maxToolIterations", "must be at least 1"));
+        }
+        if !(0.0..=2.0).contains(&d.temperature) {
+            return Err(invalid(path, "agents.defaults.temperature", "must be between 0 and 2"));
+        }
+        for model in std::iter::once(&d.model).chain(&d.fallback_models) {
+            self.resolve_provider(model)
+                .map_err(|m| invalid(path, "agents.defaults.model", &m))?;
+        }
+        Ok(())
+    }
+
+    /// Which provider serves `model`: the explicit `provider` for the primary
+    /// model, else a "<provider>/" prefix or keyword, else the only
+    /// configured provider.
+    pub fn resolve_provider(&self, model: &str) -> Result<&'static registry::ProviderSpec, String> {
+        let explicit = self
+            .agents
+            .defaults
+            .provider
+            .as_ref()
+            .filter(|_| model == self.agents.defaults.model);
+        let spec = if let Some(ProviderName(name)) = explicit {
+            registry::find(name)
+        } else if let Some(p) = registry::guess_from_model(model) {
+            Some(p)
+        } else if self.providers.len() == 1 {
+            self.providers.keys().next().and_then(|n| registry::find(&n.0))
+        } else {
+            None
+        };
+        let spec = spec.ok_or_else(|| {
+            format!(
+                "cannot tell which provider serves model \"{model}\"; set agents.defaults.provider (one of: {})",
+                registry::known_names()
+            )
+        })?;
+        let settings = self.providers.get(&ProviderName(spec.name.to_string()));
+        let has_base = settings.and_then(|s| s.api_base.as_ref()).is_some() || spec.default_base.is_some();
+        if !has_base {
+            return Err(format!(
+                "provider \"{}\" has no default URL; set providers.{}.apiBase",
+                spec.name, spec.name
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// The workspace path with `~` expanded.
+    pub fn workspace(&self) -> PathBuf {
+        expand_home(&self.agents.defaults.workspace)
+    }
+
+    /// Every configured secret, for the scrubber.
+    pub fn all_secrets(&self) -> Vec<Secret> {
+        let mut out: Vec<Secret> = self.providers.values().filter_map(|p| p.api_key.clone()).collect();
+        for ch in self.channels.values() {
+            collect_secret_strings(ch, &mut out);
+        }
+        collect_secret_strings(&self.tools.web, &mut out);
+        out
+    }
+
+    /// The channels with `enabled: true`.
+    pub fn enabled_channels(&self) -> Vec<String> {
+        self.channels
+            .iter()
+            .filter(|(_, v)| v.get("enabled").and_then(Value::as_bool).unwrap_or(false))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+fn collect_secret_strings(v: &Value, out: &mut Vec<Secret>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    Value::String(s) if SECRET_KEYS.contains(&k.as_str()) && !s.is_empty() => {
+                        out.push(Secret::new(s.clone()))
+                    }
+                    _ => collect_secret_strings(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_secret_strings(i, out)),
+        _ => {}
+    }
+}
+
+pub fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse_json(path: &Path, text: &str) -> Result<Value, ConfigError> {
+    serde_json::from_str(text).map_err(|e| invalid(path, "", &format!("not valid JSON: {e}")))
+}
+
+fn invalid(path: &Path, key: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key: if key.is_empty() || key == "." {
+            "(top level)".into()
+        } else {
+            key.to_string()
+        },
+        message: message.to_string(),
+    }
+}
+
+/// The secrets file: systemd's `LoadCredential=secrets.json` wins, then the
+/// configured path. The default path may be absent (no credentials); an
+/// explicitly configured one must exist.
+fn secrets_path(value: &Value) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let p = Path::new(&dir).join("secrets.json");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    match value.get("secretsFile").and_then(Value::as_str) {
+        Some(p) => Some(expand_home(p)),
+        None => {
+            let p = default_secrets_file();
+            p.exists().then_some(p)
+        }
+    }
+}
+
+fn check_secrets_permissions(path: &Path) -> Result<(), ConfigError> {
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        let owner = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| meta.uid().to_string());
+        return Err(ConfigError::SecretsPermissions {
+            path: path.to_path_buf(),
+            mode,
+            owner,
+        });
+    }
+    Ok(())
+}
+
+fn warn_inline_secrets(v: &Value, at: &str, warnings: &mut Vec<String>) {
+    if let Value::Object(map) = v {
+        for (k, child) in map {
+            let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            match child {
+                Value::String(s) if SECRET_KEYS.contains(&k.as_str()) && !s.is_empty() => warnings.push(format!(
+                    "config.json holds a credential at `{path}`; move it to the secrets file \
+                     (`oxibotctl config import` does this)"
+                )),
+                _ => warn_inline_secrets(child, &path, warnings),
+            }
+        }
+    }
+}
+
+/// Deep-merges `over` into `base`: objects merge key by key, anything else replaces.
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Applies `OXIBOT_A__B__C=value` to key path a.b.c. Each segment matches an
+/// existing key case-insensitively, ignoring `_`; a new key is camelCased
+/// (`MAX_TOOL_ITERATIONS` → `maxToolIterations`). The value replaces an
+/// existing string as a string; otherwise it is read as JSON when it parses
+/// (numbers, booleans, arrays) and as a string when it does not.
+fn apply_env(value: &mut Value, env: &[(String, String)], warnings: &mut Vec<String>) {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("OXIBOT_") else {
+            continue;
+        };
+        if NON_CONFIG_ENV.contains(&name.as_str()) || rest.is_empty() {
+            continue;
+        }
+        let segments: Vec<&str> = rest.split("__").collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            warnings.push(format!("ignoring {name}: empty key segment"));
+            continue;
+        }
+        set_path(value, &segments, raw);
+    }
+}
+
+fn set_path(value: &mut Value, segments: &[&str], raw: &str) {
+    let Some((first, rest)) = segments.split_first() else {
+        return;
+    };
+    if !value.is_object() {
+        *value = Value::Object(Map::new());
+    }
+    let Value::Object(map) = value else { return };
+    let key = map
+        .keys()
+        .find(|k| normalize(k) == normalize(first))
+        .cloned()
+        .unwrap_or_else(|| camel_case(first));
+    if rest.is_empty() {
+        let new = match map.get(&key) {
+            Some(Value::String(_)) => Value::String(raw.to_string()),
+            _ => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())),
+        };
+        map.insert(key, new);
+    } else {
+        let child = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+        set_path(child, rest, raw);
+    }
+}
+
+fn normalize(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn camel_case(s: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in s.split('_').filter(|p| !p.is_empty()).enumerate() {
+        let lower = part.to_ascii_lowercase();
+        if i == 0 {
+            out.push_str(&lower);
+        } else {
+            let mut cs = lower.chars();
+            if let Some(c) = cs.next() {
+                out.push(c.to_ascii_uppercase());
+                out.extend(cs);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
+}
+
+fn minimal(dir: &Path, extra: &str) -> PathBuf {
+    let secrets = write(
+        dir,
+        "secrets.json",
+        r#"{"providers":{"openai":{"apiKey":"sk-test-123456"}}}"#,
+        0o600,
+    );
+    let text = format!(
+        r#"{{
+  "secretsFile": "{}",
+  "agents": {{"defaults": {{"model": "gpt-4o"}}}}{extra}
+}}"#,
+        secrets.display()
+    );
+    write(dir, "config.json", &text, 0o644)
+}
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+#[test]
+fn loads_and_merges_secrets() {
+    let d = tempfile::tempdir().unwrap();
+    let (cfg, report) = Config::load_with_env(&minimal(d.path(), ""), no_env()).unwrap();
+    let key = cfg.providers[&ProviderName("openai".into())].api_key.as_ref().unwrap();
+    assert_eq!(key.expose(), "sk-test-123456");
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(cfg.agents.defaults.max_tool_iterations, 20);
+}
+
+#[test]
+fn env_overrides_reach_every_key() {
+    let d = tempfile::tempdir().unwrap();
+    let env = vec![
+        (
+            "OXIBOT_AGENTS__DEFAULTS__MAX_TOOL_ITERATIONS".to_string(),
+            "7".to_string(),
+        ),
+        (
+            "OXIBOT_AGENTS__DEFAULTS__MODEL".to_string(),
+            "deepseek-chat".to_string(),
+        ),
+        (
+            "OXIBOT_PROVIDERS__DEEPSEEK__API_KEY".to_string(),
+            "sk-deep-999999".to_string(),
+        ),
+        ("OXIBOT_TOOLS__EXEC__TIMEOUT".to_string(), "9".to_string()),
+        ("OXIBOT_SUPERVISE".to_string(), "true".to_string()),
+        ("OXIBOT_CTL_SOCKET".to_string(), "/x".to_string()),
+    ];
+    let (cfg, report) = Config::load_with_env(&minimal(d.path(), ""), env).unwrap();
+    assert_eq!(cfg.agents.defaults.max_tool_iterations, 7);
+    assert_eq!(cfg.agents.defaults.model, "deepseek-chat");
+    assert_eq!(cfg.tools.exec.timeout, 9);
+    assert!(cfg.supervise);
+    let key = cfg.providers[&ProviderName("deepseek".into())]
+        .api_key
+        .as_ref()
+        .unwrap();
+    assert_eq!(key.expose(), "sk-deep-999999");
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(
+        d.path(),
+        "config.json",
+        "{\n  \"agents\": {\n    \"defaults\": { \"model\": }\n  }\n}",
+        0o644,
+    );
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("config.json"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn unknown_provider_names_key_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), ",\n  \"providers\": {\"nosuch\": {}}");
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("unknown provider \"nosuch\""), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+    assert!(err.contains("providers"), "{err}");
+}
+
+#[test]
+fn missing_model_names_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "config.json", "{\n \"agents\": {\"defaults\": {}}\n}", 0o644);
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("agents.defaults"), "{err}");
+    assert!(err.contains("missing field `model`"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_key_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), ",\n  \"tools\": {\"exec\": {\"timeout\": \"soon\"}}");
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("tools.exec.timeout"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+}
+
+#[test]
+fn readable_secrets_file_stops_the_start() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), "");
+    std::fs::set_permissions(d.path().join("secrets.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(err.contains("chown"), "{err}");
+    assert!(!err.contains("sk-test"), "the error must not show the secret: {err}");
+}
+
+#[test]
+fn provider_without_base_url_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), ",\n \"providers\": {\"vllm\": {}}");
+    let env = vec![("OXIBOT_AGENTS__DEFAULTS__MODEL".to_string(), "vllm/llama".to_string())];
+    let err = Config::load_with_env(&p, env).unwrap_err().to_string();
+    assert!(err.contains("providers.vllm.apiBase"), "{err}");
+}
+
+#[test]
+fn inline_secret_is_accepted_with_a_warning() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(
+        d.path(),
+        ",\n \"providers\": {\"groq\": {\"apiKey\": \"gsk-inline-1234\"}}",
+    );
+    let (cfg, report) = Config::load_with_env(&p, no_env()).unwrap();
+    assert!(
+        report.warnings.iter().any(|w| w.contains("providers.groq.apiKey")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(
+        !report.warnings.iter().any(|w| w.contains("gsk-inline")),
+        "a warning leaked the secret"
+    );
+    assert_eq!(cfg.all_secrets().len(), 2);
+}
+
+#[test]
+fn explicit_provider_beats_the_model_name() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), "");
+    let env = vec![(
+        "OXIBOT_AGENTS__DEFAULTS__PROVIDER".to_string(),
+        "openrouter".to_string(),
+    )];
+    let (cfg, _) = Config::load_with_env(&p, env).unwrap();
+    assert_eq!(cfg.resolve_provider("gpt-4o").unwrap().name, "openrouter");
+}
+
+#[test]
+fn camel_case_of_env_segments() {
+    assert_eq!(camel_case("MAX_TOOL_ITERATIONS"), "maxToolIterations");
+    assert_eq!(camel_case("MODEL"), "model");
+}

@@ -1,0 +1,16 @@
+//! The OxiBot broker: holds every secret, runs the agent loop, owns the
+//! durable state and supervises the unprivileged daemons.
+
+pub mod agent;
+pub mod broker;
+pub mod channels;
+pub mod config;
+pub mod ctl;
+pub mod import;
+pub mod providers;
+pub mod secret;
+pub mod sockets;
+pub mod store;
+pub mod supervise;
+pub mod toolclient;
+pub mod tools;

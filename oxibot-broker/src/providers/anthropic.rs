@@ -1,0 +1,147 @@
+//! The native Anthropic Messages API (`POST {base}/v1/messages`) with tool use.
+
+use serde_json::{json, Value};
+
+use super::{
+    apply_headers, http_error, network_error, ChatMessage, ChatRequest, ChatResponse, Endpoint, ProviderError, Role,
+    ToolCallRequest, Usage,
+};
+
+const API_VERSION: &str = "2023-06-01";
+
+pub(super) async fn complete(
+    http: &reqwest::Client,
+    ep: &Endpoint,
+    req: &ChatRequest<'_>,
+) -> Result<ChatResponse, ProviderError> {
+    let system: Vec<&str> = req
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(|m| m.content.as_str())
+        .collect();
+    let mut body = json!({
+        "model": ep.model,
+        "max_tokens": req.max_tokens,
+        "temperature": req.temperature,
+        "messages": messages_json(req.messages),
+    });
+    if !system.is_empty() {
+        body["system"] = json!(system.join("\n\n"));
+    }
+    if !req.tools.is_empty() {
+        body["tools"] = req
+            .tools
+            .iter()
+            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+            .collect();
+    }
+    let mut rb = http
+        .post(format!("{}/v1/messages", ep.base))
+        .header("anthropic-version", API_VERSION)
+        .json(&body);
+    if let Some(key) = &ep.key {
+        rb = rb.header("x-api-key", key.expose());
+    }
+    let resp = apply_headers(rb, ep)
+        .send()
+        .await
+        .map_err(|e| network_error(ep.provider, e))?;
+    if !resp.status().is_success() {
+        return Err(http_error(ep.provider, resp).await);
+    }
+    let v: Value = resp.json().await.map_err(|e| decode(ep, e.to_string()))?;
+    parse(ep, &v)
+}
+
+fn decode(ep: &Endpoint, message: String) -> ProviderError {
+    ProviderError::Decode {
+        provider: ep.provider,
+        message,
+    }
+}
+
+/// Anthropic wants tool calls as `tool_use` blocks in the assistant turn and
+/// tool results as `tool_result` blocks in the *next user* turn; consecutive
+/// results are merged into one user message.
+fn messages_json(messages: &[ChatMessage]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for m in messages {
+        match m.role {
+            Role::System => {}
+            Role::User => out.push(json!({"role": "user", "content": m.content})),
+            Role::Assistant => {
+                let mut blocks = Vec::new();
+                if !m.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": m.content}));
+                }
+                for c in &m.tool_calls {
+                    let input: Value = serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+                    blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
+                }
+                if blocks.is_empty() {
+                    blocks.push(json!({"type": "text", "text": ""}));
+                }
+                out.push(json!({"role": "assistant", "content": blocks}));
+            }
+            Role::Tool => {
+                let block = json!({"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content});
+                let merged = match out.last_mut() {
+                    Some(last) if last["role"] == "user" && last["content"].is_array() => {
+                        if let Some(arr) = last["content"].as_array_mut() {
+                            arr.push(block.clone());
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                if !merged {
+                    out.push(json!({"role": "user", "content": [block]}));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse(ep: &Endpoint, v: &Value) -> Result<ChatResponse, ProviderError> {
+    let blocks = v
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| decode(ep, "no content array".into()))?;
+    let mut content = String::new();
+    let mut tool_calls = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => content.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default()),
+            Some("tool_use") => {
+                let name = b
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| decode(ep, format!("content[{i}] tool_use without a name")))?;
+                let id = b
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("toolu_{i}"));
+                let arguments = b.get("input").cloned().unwrap_or_else(|| json!({})).to_string();
+                tool_calls.push(ToolCallRequest {
+                    id,
+                    name: name.to_string(),
+                    arguments,
+                });
+            }
+            _ => {}
+        }
+    }
+    let usage = Usage {
+        prompt_tokens: v.pointer("/usage/input_tokens").and_then(Value::as_u64).unwrap_or(0),
+        completion_tokens: v.pointer("/usage/output_tokens").and_then(Value::as_u64).unwrap_or(0),
+    };
+    Ok(ChatResponse {
+        content,
+        tool_calls,
+        usage,
+        model: ep.model.clone(),
+    })
+}

@@ -1,0 +1,290 @@
+//! LLM providers: OpenAI-compatible chat completions and the native
+//! Anthropic Messages API, behind one client that retries, honours
+//! `Retry-After`, and falls back to other models.
+
+mod anthropic;
+mod openai;
+pub mod registry;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{Config, ProviderName};
+use crate::secret::Secret;
+use registry::ApiStyle;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            _ => return None,
+        })
+    }
+}
+
+/// One tool call the model asked for; `arguments` is the JSON text it sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallRequest {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+    /// For assistant messages that call tools.
+    pub tool_calls: Vec<ToolCallRequest>,
+    /// For tool results: which call this answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ToolDef {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub parameters: Value,
+}
+
+pub struct ChatRequest<'a> {
+    pub messages: &'a [ChatMessage],
+    pub tools: &'a [ToolDef],
+    pub max_tokens: u32,
+    pub temperature: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatResponse {
+    pub content: String,
+    pub tool_calls: Vec<ToolCallRequest>,
+    pub usage: Usage,
+    /// The model that answered (the primary or a fallback).
+    pub model: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{provider} answered HTTP {status}: {body}")]
+    Http {
+        provider: &'static str,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: String,
+    },
+    #[error("cannot reach {provider}: {message}")]
+    Network { provider: &'static str, message: String },
+    #[error("{provider} sent a reply we cannot read: {message}")]
+    Decode { provider: &'static str, message: String },
+}
+
+impl ProviderError {
+    fn retryable(&self) -> bool {
+        match self {
+            ProviderError::Http { status, .. } => *status == 429 || *status >= 500,
+            ProviderError::Network { .. } => true,
+            ProviderError::Decode { .. } => false,
+        }
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// One model at one provider, with the key that provider (and only that
+/// provider) gets.
+struct Endpoint {
+    provider: &'static str,
+    style: ApiStyle,
+    base: String,
+    model: String,
+    key: Option<Secret>,
+    headers: BTreeMap<String, String>,
+}
+
+pub struct LlmClient {
+    http: reqwest::Client,
+    /// The primary model first, then the fallbacks.
+    endpoints: Vec<Endpoint>,
+    max_retries: u32,
+    base_delay: Duration,
+}
+
+/// No single wait is longer than this, whatever `Retry-After` says.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+impl LlmClient {
+    pub fn new(config: &Config) -> Result<Self, String> {
+        let d = &config.agents.defaults;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(d.request_timeout_secs))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let mut endpoints = Vec::new();
+        for model in std::iter::once(&d.model).chain(&d.fallback_models) {
+            let spec = config.resolve_provider(model)?;
+            let settings = config.providers.get(&ProviderName(spec.name.to_string()));
+            let base = settings
+                .and_then(|s| s.api_base.clone())
+                .or_else(|| spec.default_base.map(str::to_string))
+                .ok_or_else(|| format!("set providers.{}.apiBase", spec.name))?;
+            let key = settings.and_then(|s| s.api_key.clone()).filter(|k| !k.is_empty());
+            if key.is_none() && spec.needs_key {
+                tracing::warn!(
+                    provider = spec.name,
+                    "no API key configured; requests will likely be refused"
+                );
+            }
+            let prefix = format!("{}/", spec.name);
+            let wire_model = model.strip_prefix(&prefix).unwrap_or(model).to_string();
+            endpoints.push(Endpoint {
+                provider: spec.name,
+                style: spec.style,
+                base: base.trim_end_matches('/').to_string(),
+                model: wire_model,
+                key,
+                headers: settings.map(|s| s.extra_headers.clone()).unwrap_or_default(),
+            });
+        }
+        Ok(LlmClient {
+            http,
+            endpoints,
+            max_retries: d.max_retries,
+            base_delay: Duration::from_millis(d.retry_base_delay_ms),
+        })
+    }
+
+    /// (provider, base URL, model) for each endpoint, for `oxibotctl status`.
+    pub fn describe(&self) -> Vec<(String, String, String, bool)> {
+        self.endpoints
+            .iter()
+            .map(|e| (e.provider.to_string(), e.base.clone(), e.model.clone(), e.key.is_some()))
+            .collect()
+    }
+
+    /// Asks the primary model, retrying retryable failures with backoff, then
+    /// each fallback model in turn. The error names every model that failed.
+    pub async fn complete(&self, req: &ChatRequest<'_>) -> Result<ChatResponse, String> {
+        let mut failures = Vec::new();
+        for ep in &self.endpoints {
+            match self.complete_with_retries(ep, req).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    tracing::warn!(provider = ep.provider, model = %ep.model, error = %e, "model failed");
+                    failures.push(format!("{} ({}): {e}", ep.model, ep.provider));
+                }
+            }
+        }
+        Err(format!("every model failed: {}", failures.join("; ")))
+    }
+
+    async fn complete_with_retries(&self, ep: &Endpoint, req: &ChatRequest<'_>) -> Result<ChatResponse, ProviderError> {
+        let mut attempt = 0;
+        loop {
+            let result = match ep.style {
+                ApiStyle::OpenAi => openai::complete(&self.http, ep, req).await,
+                ApiStyle::Anthropic => anthropic::complete(&self.http, ep, req).await,
+            };
+            match result {
+                Ok(resp) => return Ok(resp),
+                Err(e) if e.retryable() && attempt < self.max_retries => {
+                    let backoff = self.base_delay.saturating_mul(1u32 << attempt.min(16));
+                    let wait = e.retry_after().unwrap_or(backoff).min(MAX_RETRY_WAIT);
+                    tracing::info!(provider = ep.provider, attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Reads an error response: status, `Retry-After` (seconds) and a short body.
+async fn http_error(provider: &'static str, resp: reqwest::Response) -> ProviderError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64);
+    let body = resp.text().await.unwrap_or_default();
+    ProviderError::Http {
+        provider,
+        status,
+        retry_after,
+        body: shorten(&body, 300),
+    }
+}
+
+fn network_error(provider: &'static str, e: reqwest::Error) -> ProviderError {
+    // reqwest's Display includes the URL but never our headers.
+    ProviderError::Network {
+        provider,
+        message: e.to_string(),
+    }
+}
+
+pub(crate) fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn apply_headers(mut rb: reqwest::RequestBuilder, ep: &Endpoint) -> reqwest::RequestBuilder {
+    for (k, v) in &ep.headers {
+        rb = rb.header(k, v);
+    }
+    rb
+}

@@ -1,0 +1,225 @@
+//! The broker's three listening sockets, bound in the runtime directory or
+//! received from systemd (`LISTEN_FDS`), and who may connect to each.
+
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Group, User};
+use oxibot_proto::{PeerPolicy, ADMIN_GROUP};
+use tokio::net::UnixListener;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SocketRole {
+    Channel,
+    Tool,
+    Ctl,
+}
+
+impl SocketRole {
+    pub const ALL: [SocketRole; 3] = [SocketRole::Channel, SocketRole::Tool, SocketRole::Ctl];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketRole::Channel => "channel",
+            SocketRole::Tool => "tool",
+            SocketRole::Ctl => "ctl",
+        }
+    }
+
+    pub fn file_name(self) -> String {
+        format!("{}.sock", self.name())
+    }
+
+    /// The group that owns the socket file (0660), when it exists.
+    fn group(self, users: &crate::config::Users) -> String {
+        match self {
+            SocketRole::Channel => users.channel.clone(),
+            SocketRole::Tool => users.tool.clone(),
+            SocketRole::Ctl => ADMIN_GROUP.to_string(),
+        }
+    }
+}
+
+/// Who may connect. A process running as the broker's own uid is always
+/// admitted: it could already read the broker's memory.
+pub fn policy(role: SocketRole, users: &crate::config::Users) -> PeerPolicy {
+    let own = nix::unistd::geteuid().as_raw();
+    let role_uid = |name: &str| User::from_name(name).ok().flatten().map(|u| u.uid.as_raw());
+    match role {
+        SocketRole::Ctl => PeerPolicy::Admin,
+        SocketRole::Tool | SocketRole::Channel => {
+            let name = if role == SocketRole::Tool {
+                &users.tool
+            } else {
+                &users.channel
+            };
+            let mut uids = vec![own];
+            uids.extend(role_uid(name));
+            PeerPolicy::Uids(uids)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("cannot create the runtime directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("cannot bind {path}: {source} (is another broker running?)")]
+    Bind { path: PathBuf, source: std::io::Error },
+    #[error("systemd passed socket \"{name}\" (fd {fd}) that is not usable: {source}")]
+    Inherited {
+        name: String,
+        fd: RawFd,
+        source: std::io::Error,
+    },
+}
+
+pub struct Listeners {
+    pub by_role: HashMap<SocketRole, UnixListener>,
+}
+
+/// Takes sockets from systemd where it passed them, binds the rest.
+pub fn open(runtime_dir: &Path, users: &crate::config::Users) -> Result<Listeners, SocketError> {
+    let mut inherited = from_systemd_env()?;
+    std::fs::create_dir_all(runtime_dir).map_err(|source| SocketError::Dir {
+        path: runtime_dir.into(),
+        source,
+    })?;
+    let mut by_role = HashMap::new();
+    for role in SocketRole::ALL {
+        let listener = match inherited.remove(role.name()) {
+            Some(l) => l,
+            None => bind(&runtime_dir.join(role.file_name()), &role.group(users))?,
+        };
+        by_role.insert(role, listener);
+    }
+    Ok(Listeners { by_role })
+}
+
+fn bind(path: &Path, group: &str) -> Result<UnixListener, SocketError> {
+    let err = |source| SocketError::Bind {
+        path: path.into(),
+        source,
+    };
+    // A stale socket from a killed broker would make bind fail with EADDRINUSE.
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "a live broker answers on it",
+            )));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    if let Ok(Some(g)) = Group::from_name(group) {
+        // Only root may give a file away; otherwise the group stays ours.
+        if let Err(e) = nix::unistd::chown(path, None, Some(g.gid)) {
+            tracing::debug!("cannot chgrp {} to {group}: {e}", path.display());
+        }
+    }
+    Ok(listener)
+}
+
+/// Reads `LISTEN_PID`/`LISTEN_FDS`/`LISTEN_FDNAMES` (sd_listen_fds(3)).
+fn from_systemd_env() -> Result<HashMap<String, UnixListener>, SocketError> {
+    let pid = std::env::var("LISTEN_PID").ok();
+    let fds = std::env::var("LISTEN_FDS").ok();
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let ours = pid.as_deref().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let count = fds
+        .as_deref()
+        .and_then(|n| n.parse::<RawFd>().ok())
+        .filter(|_| ours)
+        .unwrap_or(0);
+    take_listeners(SD_LISTEN_FDS_START, count, &names)
+}
+
+const SD_LISTEN_FDS_START: RawFd = 3;
+
+/// Adopts `count` listening sockets starting at fd `first`, named by the
+/// colon-separated `names` (systemd's `FileDescriptorName=`).
+fn take_listeners(first: RawFd, count: RawFd, names: &str) -> Result<HashMap<String, UnixListener>, SocketError> {
+    let names: Vec<&str> = names.split(':').collect();
+    let mut out = HashMap::new();
+    for i in 0..count {
+        let fd = first + i;
+        let name = names.get(i as usize).copied().unwrap_or("unknown").to_string();
+        let owned = adopt_fd(fd).map_err(|source| SocketError::Inherited {
+            name: name.clone(),
+            fd,
+            source,
+        })?;
+        let std_listener = std::os::unix::net::UnixListener::from(owned);
+        let listener = std_listener
+            .set_nonblocking(true)
+            .and_then(|_| UnixListener::from_std(std_listener))
+            .map_err(|source| SocketError::Inherited {
+                name: name.clone(),
+                fd,
+                source,
+            })?;
+        out.insert(name, listener);
+    }
+    Ok(out)
+}
+
+/// Takes ownership of an inherited fd after checking that it is an open
+/// Unix stream socket in listening state, and marks it close-on-exec so
+/// the daemons we spawn do not inherit it.
+fn adopt_fd(fd: RawFd) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    use std::os::fd::BorrowedFd;
+    // SAFETY: fcntl(F_GETFD) succeeds only on an open descriptor, so the
+    // borrow below refers to a live fd; it does not outlive this function.
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).map_err(std::io::Error::from)?;
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let ty = getsockopt(&borrowed, sockopt::SockType).map_err(std::io::Error::from)?;
+    let listening = getsockopt(&borrowed, sockopt::AcceptConn).map_err(std::io::Error::from)?;
+    if ty != nix::sys::socket::SockType::Stream || !listening {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a listening stream socket",
+        ));
+    }
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .map_err(std::io::Error::from)?;
+    // SAFETY: systemd hands these fds to us and nothing else in this process
+    // owns them; we checked above that the fd is open.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[tokio::test]
+    async fn adopts_inherited_listeners_and_refuses_other_fds() {
+        let d = tempfile::tempdir().unwrap();
+        let a = std::os::unix::net::UnixListener::bind(d.path().join("a.sock")).unwrap();
+        let b = std::os::unix::net::UnixListener::bind(d.path().join("b.sock")).unwrap();
+        // Place them at fixed, consecutive fds as systemd would.
+        let (fa, fb) = (a.into_raw_fd(), b.into_raw_fd());
+        nix::unistd::dup2(fa, 900).unwrap();
+        nix::unistd::dup2(fb, 901).unwrap();
+        nix::unistd::close(fa).unwrap();
+        nix::unistd::close(fb).unwrap();
+        let got = take_listeners(900, 2, "tool:ctl").unwrap();
+        assert!(got.contains_key("tool") && got.contains_key("ctl"));
+        let client = tokio::net::UnixStream::connect(d.path().join("a.sock"));
+        let (accepted, connected) = tokio::join!(got["tool"].accept(), client);
+        assert!(accepted.is_ok() && connected.is_ok());
+
+        // A regular file is not a socket: refused, with the name in the error.
+        let f = std::fs::File::create(d.path().join("f")).unwrap().into_raw_fd();
+        nix::unistd::dup2(f, 905).unwrap();
+        let err = take_listeners(905, 1, "channel").expect_err("must refuse a file");
+        assert!(err.to_string().contains("\"channel\" (fd 905)"), "{err}");
+        // A closed fd is refused too.
+        assert!(take_listeners(950, 1, "x").is_err());
+    }
+}

@@ -1,0 +1,432 @@
+//! Durable state in SQLite (WAL): sessions and their messages, the inbound
+//! queue, the outbox and the audit log, with versioned migrations.
+//!
+//! Each call is one short transaction under a mutex. SQLite in WAL mode with
+//! `synchronous=NORMAL` commits in tens of microseconds, so the calls run
+//! inline rather than hopping to a blocking thread.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::providers::{ChatMessage, Role, ToolCallRequest, Usage};
+
+/// Append-only list of migrations; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL REFERENCES sessions(id),
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        tool_calls TEXT,
+        tool_call_id TEXT,
+        created_at INTEGER NOT NULL
+     );
+     CREATE INDEX messages_by_session ON messages(session_id, id);
+     CREATE TABLE inbound (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        platform_id TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        created_at INTEGER NOT NULL,
+        UNIQUE(channel, platform_id)
+     );
+     CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        reply_to TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at INTEGER NOT NULL
+     );
+     CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+     );",
+];
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("state database error: {0}")]
+pub struct StoreError(#[from] rusqlite::Error);
+
+/// A committed inbound message awaiting its agent turn.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub id: i64,
+    pub channel: String,
+    pub platform_id: String,
+    pub chat_id: String,
+    pub sender: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub id: i64,
+    pub channel: String,
+    pub chat_id: String,
+    pub text: String,
+    pub reply_to: Option<String>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (transactions roll back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last `limit` messages of a session, oldest first, starting at a
+    /// user message so that no tool result is cut from its call.
+    pub fn history(&self, session: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT role, content, tool_calls, tool_call_id FROM messages
+             WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![session, limit as i64], |r| {
+            let role: String = r.get(0)?;
+            let calls: Option<String> = r.get(2)?;
+            Ok(ChatMessage {
+                role: Role::parse(&role).unwrap_or(Role::User),
+                content: r.get(1)?,
+                tool_calls: calls
+                    .and_then(|c| serde_json::from_str::<Vec<ToolCallRequest>>(&c).ok())
+                    .unwrap_or_default(),
+                tool_call_id: r.get(3)?,
+            })
+        })?;
+        let mut msgs: Vec<ChatMessage> = rows.collect::<Result<_, _>>()?;
+        msgs.reverse();
+        let start = msgs.iter().position(|m| m.role == Role::User).unwrap_or(msgs.len());
+        Ok(msgs.split_off(start))
+    }
+
+    /// Appends messages (an assistant turn with its tool results, say) in one
+    /// transaction: either all of them are stored or none.
+    pub fn append(&self, session: &str, msgs: &[ChatMessage], usage: &Usage) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let t = now();
+        tx.execute(
+            "INSERT INTO sessions (id, created_at, updated_at, prompt_tokens, completion_tokens)
+             VALUES (?1, ?2, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET updated_at = ?2,
+               prompt_tokens = prompt_tokens + ?3, completion_tokens = completion_tokens + ?4",
+            params![session, t, usage.prompt_tokens as i64, usage.completion_tokens as i64],
+        )?;
+        for m in msgs {
+            let calls = if m.tool_calls.is_empty() {
+                None
+            } else {
+                serde_json::to_string(&m.tool_calls).ok()
+            };
+            tx.execute(
+                "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![session, m.role.as_str(), m.content, calls, m.tool_call_id, t],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn clear_session(&self, session: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute("DELETE FROM messages WHERE session_id = ?1", params![session])?;
+        Ok(())
+    }
+
+    pub fn audit(&self, kind: &str, detail: &str) {
+        tracing::warn!(target: "audit", kind, detail);
+        if let Err(e) = self.lock().execute(
+            "INSERT INTO audit (ts, kind, detail) VALUES (?1, ?2, ?3)",
+            params![now(), kind, detail],
+        ) {
+            tracing::error!("cannot write the audit log: {e}");
+        }
+    }
+
+    /// Commits an inbound message. Returns None when this platform id was
+    /// already committed (a redelivery after a crash before the ack).
+    pub fn commit_inbound(
+        &self,
+        channel: &str,
+        platform_id: &str,
+        chat_id: &str,
+        sender: &str,
+        text: &str,
+    ) -> Result<Option<Inbound>, StoreError> {
+        let conn = self.lock();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO inbound (channel, platform_id, chat_id, sender, text, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![channel, platform_id, chat_id, sender, text, now()],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Inbound {
+            id: conn.last_insert_rowid(),
+            channel: channel.into(),
+            platform_id: platform_id.into(),
+            chat_id: chat_id.into(),
+            sender: sender.into(),
+            text: text.into(),
+        }))
+    }
+
+    pub fn pending_inbound(&self) -> Result<Vec<Inbound>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, channel, platform_id, chat_id, sender, text FROM inbound WHERE status = 'pending' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Inbound {
+                id: r.get(0)?,
+                channel: r.get(1)?,
+                platform_id: r.get(2)?,
+                chat_id: r.get(3)?,
+                sender: r.get(4)?,
+                text: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks the inbound message answered and queues the reply, atomically,
+    /// so a crash never loses the reply nor answers twice.
+    pub fn finish_inbound(&self, inbound: &Inbound, reply: &str) -> Result<i64, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute("UPDATE inbound SET status = 'done' WHERE id = ?1", params![inbound.id])?;
+        tx.execute(
+            "INSERT INTO outbox (channel, chat_id, text, reply_to, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![inbound.channel, inbound.chat_id, reply, inbound.platform_id, now()],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    pub fn pending_outbox(&self, channel: &str) -> Result<Vec<Outgoing>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, channel, chat_id, text, reply_to FROM outbox
+             WHERE channel = ?1 AND status = 'pending' ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![channel], |r| {
+            Ok(Outgoing {
+                id: r.get(0)?,
+                channel: r.get(1)?,
+                chat_id: r.get(2)?,
+                text: r.get(3)?,
+                reply_to: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn outbox_delivered(&self, id: i64) -> Result<(), StoreError> {
+        self.lock()
+            .execute("UPDATE outbox SET status = 'delivered' WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    pub fn outbox_failed(&self, id: i64, error: &str, retryable: bool) -> Result<(), StoreError> {
+        let status = if retryable { "pending" } else { "failed" };
+        self.lock().execute(
+            "UPDATE outbox SET status = ?2, attempts = attempts + 1, last_error = ?3 WHERE id = ?1",
+            params![id, status, error],
+        )?;
+        Ok(())
+    }
+
+    /// (inbound pending, outbox pending)
+    pub fn queue_depths(&self) -> Result<(u64, u64), StoreError> {
+        let conn = self.lock();
+        let inbound: i64 = conn.query_row("SELECT COUNT(*) FROM inbound WHERE status = 'pending'", [], |r| {
+            r.get(0)
+        })?;
+        let outbox: i64 = conn.query_row("SELECT COUNT(*) FROM outbox WHERE status = 'pending'", [], |r| r.get(0))?;
+        Ok((inbound as u64, outbox as u64))
+    }
+
+    pub fn session_usage(&self, session: &str) -> Result<Option<Usage>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT prompt_tokens, completion_tokens FROM sessions WHERE id = ?1",
+                params![session],
+                |r| {
+                    Ok(Usage {
+                        prompt_tokens: r.get::<_, i64>(0)? as u64,
+                        completion_tokens: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str) -> ChatMessage {
+        ChatMessage {
+            role: Role::Assistant,
+            content: String::new(),
+            tool_calls: vec![ToolCallRequest {
+                id: id.into(),
+                name: "list_dir".into(),
+                arguments: "{}".into(),
+            }],
+            tool_call_id: None,
+        }
+    }
+
+    fn result(id: &str) -> ChatMessage {
+        ChatMessage {
+            role: Role::Tool,
+            content: "ok".into(),
+            tool_calls: vec![],
+            tool_call_id: Some(id.into()),
+        }
+    }
+
+    #[test]
+    fn history_never_starts_with_an_orphaned_tool_result() {
+        let s = Store::open_in_memory().unwrap();
+        let u = Usage::default();
+        s.append(
+            "a",
+            &[ChatMessage::text(Role::User, "one"), call("c1"), result("c1")],
+            &u,
+        )
+        .unwrap();
+        s.append("a", &[ChatMessage::text(Role::Assistant, "done")], &u)
+            .unwrap();
+        s.append(
+            "a",
+            &[
+                ChatMessage::text(Role::User, "two"),
+                ChatMessage::text(Role::Assistant, "ok"),
+            ],
+            &u,
+        )
+        .unwrap();
+        // The last 4 messages begin with the tool result; it must be dropped
+        // together with everything before the next user message.
+        let h = s.history("a", 4).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].content, "two");
+        let all = s.history("a", 100).unwrap();
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[1].tool_calls[0].id, "c1");
+    }
+
+    #[test]
+    fn inbound_is_deduplicated_and_reply_queued_atomically() {
+        let s = Store::open_in_memory().unwrap();
+        let m = s
+            .commit_inbound("telegram", "42", "chat", "alice", "hi")
+            .unwrap()
+            .unwrap();
+        assert!(s
+            .commit_inbound("telegram", "42", "chat", "alice", "hi")
+            .unwrap()
+            .is_none());
+        assert_eq!(s.queue_depths().unwrap(), (1, 0));
+        let id = s.finish_inbound(&m, "hello").unwrap();
+        assert_eq!(s.queue_depths().unwrap(), (0, 1));
+        s.outbox_delivered(id).unwrap();
+        assert_eq!(s.queue_depths().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn usage_accumulates_per_session() {
+        let s = Store::open_in_memory().unwrap();
+        let u = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 3,
+        };
+        s.append("a", &[], &u).unwrap();
+        s.append("a", &[], &u).unwrap();
+        assert_eq!(
+            s.session_usage("a").unwrap(),
+            Some(Usage {
+                prompt_tokens: 20,
+                completion_tokens: 6
+            })
+        );
+    }
+
+    #[test]
+    fn migrations_are_idempotent() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        Store::open(&p).unwrap().audit("test", "x");
+        let s = Store::open(&p).unwrap();
+        let n: i64 = s
+            .lock()
+            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+}

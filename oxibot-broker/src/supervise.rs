@@ -1,0 +1,202 @@
+//! Supervise mode: the broker starts toold and one channel daemon per
+//! enabled channel, restarts a child that fails with exponential backoff and
+//! a restart-rate throttle, and stops them all on shutdown.
+//!
+//! Children get a cleared environment (no `OXIBOT_…` override can carry a
+//! key into them) and no secret on their command line. When the broker runs
+//! as root, each child runs as its role's user where that user exists.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{Pid, User};
+use oxibot_proto::messages::ProcessStatus;
+use tokio::process::Command;
+use tokio::sync::watch;
+
+/// What to run for one supervised daemon.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The Unix user to run as when the broker is root.
+    pub user: String,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ChildState {
+    pid: Option<u32>,
+    started: Option<Instant>,
+    restarts: u32,
+    last_exit: Option<String>,
+}
+
+/// Shared, read by `oxibotctl status`.
+#[derive(Default)]
+pub struct Supervisor {
+    children: Mutex<Vec<(String, ChildState)>>,
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A child that ran this long is considered healthy; its backoff resets.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+/// More than this many restarts inside the window pauses restarts.
+const THROTTLE_RESTARTS: usize = 10;
+const THROTTLE_WINDOW: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+impl Supervisor {
+    pub fn status(&self) -> Vec<ProcessStatus> {
+        let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        children
+            .iter()
+            .map(|(name, s)| ProcessStatus {
+                name: name.clone(),
+                pid: s.pid,
+                uptime_secs: s.started.map(|t| t.elapsed().as_secs()),
+                restarts: s.restarts,
+                last_exit: s.last_exit.clone(),
+            })
+            .collect()
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut ChildState)) {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, s)) = children.iter_mut().find(|(n, _)| n == name) {
+            f(s);
+        } else {
+            let mut s = ChildState::default();
+            f(&mut s);
+            children.push((name.to_string(), s));
+        }
+    }
+
+    /// Runs `spec` until `shutdown` turns true, restarting it on failure.
+    pub async fn run(self: Arc<Self>, spec: ChildSpec, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = BACKOFF_START;
+        let mut recent: Vec<Instant> = Vec::new();
+        self.update(&spec.name, |_| {});
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let mut child = match command(&spec).spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = format!("cannot start {}: {e}", spec.program.display());
+                    tracing::error!(child = %spec.name, "{msg}");
+                    self.update(&spec.name, |s| s.last_exit = Some(msg));
+                    if wait_or_shutdown(&mut shutdown, BACKOFF_MAX).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let pid = child.id();
+            let started = Instant::now();
+            tracing::info!(child = %spec.name, pid, "started");
+            self.update(&spec.name, |s| {
+                s.pid = pid;
+                s.started = Some(started);
+            });
+
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = shutdown_requested(&mut shutdown) => {
+                    stop(&mut child, &spec.name).await;
+                    self.update(&spec.name, |s| { s.pid = None; s.started = None; s.last_exit = Some("stopped".into()); });
+                    return;
+                }
+            };
+            let description = match &status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            self.update(&spec.name, |s| {
+                s.pid = None;
+                s.started = None;
+                s.last_exit = Some(description.clone());
+            });
+            if matches!(&status, Ok(s) if s.success()) {
+                tracing::info!(child = %spec.name, "exited cleanly; not restarting");
+                return;
+            }
+            tracing::warn!(child = %spec.name, status = %description, "exited; restarting");
+
+            if started.elapsed() >= HEALTHY_AFTER {
+                backoff = BACKOFF_START;
+            }
+            let now = Instant::now();
+            recent.retain(|t| now.duration_since(*t) < THROTTLE_WINDOW);
+            recent.push(now);
+            let delay = if recent.len() > THROTTLE_RESTARTS {
+                tracing::error!(child = %spec.name, "restarted {} times in {:?}; pausing restarts", recent.len(), THROTTLE_WINDOW);
+                THROTTLE_WINDOW
+            } else {
+                backoff
+            };
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            if wait_or_shutdown(&mut shutdown, delay).await {
+                return;
+            }
+            self.update(&spec.name, |s| s.restarts += 1);
+        }
+    }
+}
+
+/// Resolves once shutdown is requested (or the sender is gone).
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Sleeps, returning true early if shutdown was requested.
+async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown_requested(shutdown) => true,
+    }
+}
+
+fn command(spec: &ChildSpec) -> Command {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for var in ["RUST_LOG", "OXIBOT_LOG", "LANG"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    if nix::unistd::geteuid().is_root() {
+        match User::from_name(&spec.user) {
+            // std clears supplementary groups (setgroups(0)) when it drops uid as root.
+            Ok(Some(u)) => {
+                cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+            }
+            _ => tracing::warn!(
+                child = %spec.name,
+                "user {} does not exist; the child runs as root. Install the package (it creates the users) or create it",
+                spec.user
+            ),
+        }
+    }
+    cmd
+}
+
+/// SIGTERM, then SIGKILL after a grace period.
+async fn stop(child: &mut tokio::process::Child, name: &str) {
+    if let Some(pid) = child.id() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+        tracing::warn!(child = name, "did not stop within {:?}; killing", STOP_GRACE);
+        let _ = child.kill().await;
+    }
+}

@@ -1,0 +1,147 @@
+//! The broker's side of `tool.sock`: one active tool-daemon connection,
+//! requests multiplexed by id. If the daemon dies, every pending request
+//! fails at once with a clear error instead of hanging.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oxibot_proto::messages::{ToolCall, ToolOutcome, ToolReply, ToolRequest};
+use oxibot_proto::{ConnReader, ConnWriter};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::store::Store;
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ToolOutcome>>>>;
+
+struct Active {
+    generation: u64,
+    requests: mpsc::Sender<ToolRequest>,
+    pending: Pending,
+}
+
+pub struct ToolClient {
+    active: Mutex<Option<Active>>,
+    connected: watch::Sender<bool>,
+    next_id: AtomicU64,
+    next_generation: AtomicU64,
+    store: Store,
+}
+
+/// How long a tool call waits for a (re)starting tool daemon to connect.
+const CONNECT_WAIT: Duration = Duration::from_secs(15);
+
+impl ToolClient {
+    pub fn new(store: Store) -> Arc<Self> {
+        Arc::new(ToolClient {
+            active: Mutex::new(None),
+            connected: watch::channel(false).0,
+            next_id: AtomicU64::new(1),
+            next_generation: AtomicU64::new(1),
+            store,
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Active>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes over a freshly handshaken tool-daemon connection. A previous
+    /// connection is dropped, and its pending requests fail.
+    pub fn attach(self: &Arc<Self>, mut reader: ConnReader<ToolReply>, mut writer: ConnWriter<ToolRequest>) {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let pending: Pending = Arc::default();
+        let (tx, mut rx) = mpsc::channel::<ToolRequest>(64);
+        *self.lock() = Some(Active {
+            generation,
+            requests: tx,
+            pending: pending.clone(),
+        });
+        self.connected.send_replace(true);
+        tracing::info!(generation, "tool daemon connected");
+
+        let writer_task = tokio::spawn(async move {
+            while let Some(req) = rx.recv().await {
+                if let Err(e) = writer.send(&req).await {
+                    tracing::warn!("cannot send to the tool daemon: {e}");
+                    break;
+                }
+            }
+        });
+        let this = self.clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                match reader.recv().await {
+                    Ok(ToolReply::Result { id, outcome }) => {
+                        let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                        match waiter {
+                            Some(w) => {
+                                let _ = w.send(outcome);
+                            }
+                            None => {
+                                // An answer to a question we never asked: the
+                                // daemon is confused or compromised. Fail-stop.
+                                this.store.audit(
+                                    "protocol_violation",
+                                    &format!("tool daemon answered unknown request id {id}"),
+                                );
+                                break format!("reply to unknown request id {id}");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if !matches!(e, oxibot_proto::FrameError::Closed) {
+                            this.store
+                                .audit("protocol_violation", &format!("tool daemon connection: {e}"));
+                        }
+                        break e.to_string();
+                    }
+                }
+            };
+            writer_task.abort();
+            tracing::warn!(generation, %reason, "tool daemon connection closed");
+            // Dropping the senders wakes every waiter with an error.
+            pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            let mut active = this.lock();
+            if active.as_ref().is_some_and(|a| a.generation == generation) {
+                *active = None;
+                this.connected.send_replace(false);
+            }
+        });
+    }
+
+    /// Runs one tool call. Errors are phrased for the model and the user.
+    pub async fn call(&self, call: ToolCall, timeout: Duration) -> Result<String, String> {
+        let mut connected = self.connected.subscribe();
+        if tokio::time::timeout(CONNECT_WAIT, connected.wait_for(|c| *c))
+            .await
+            .is_err()
+        {
+            return Err("the tool daemon is not running (it failed to start or is restarting); try again shortly, and see `oxibotctl status`".into());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let requests = {
+            let active = self.lock();
+            let Some(a) = active.as_ref() else {
+                return Err("the tool daemon disconnected; try again shortly".into());
+            };
+            a.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+            a.requests.clone()
+        };
+        if requests.send(ToolRequest::Call { id, call }).await.is_err() {
+            return Err("the tool daemon disconnected before the request was sent; try again".into());
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(ToolOutcome::Ok { output })) => Ok(output),
+            Ok(Ok(ToolOutcome::Failed { message })) => Err(message),
+            Ok(Err(_)) => Err("the tool daemon stopped while running this tool (it crashed or was killed); it is being restarted, and the tool's effects are unknown".into()),
+            Err(_) => Err(format!("no answer from the tool daemon within {} s", timeout.as_secs())),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The tools the model sees, with the names OxiBot and nanobot prompts and
+//! skills already use, and their translation into tool-daemon requests.
+
+use oxibot_proto::messages::ToolCall;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::providers::ToolDef;
+
+pub fn definitions() -> Vec<ToolDef> {
+    vec![
+        ToolDef {
+            name: "exec",
+            description: "Run a shell command (/bin/sh -c) in the workspace and return its output and exit code.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "command": {"type": "string", "description": "The shell command to run"},
+                    "working_dir": {"type": "string", "description": "Directory to run in, relative to the workspace"}
+                },
+                "required": ["command"]
+            }),
+        },
+        ToolDef {
+            name: "read_file",
+            description: "Read a text file from the workspace.",
+            parameters: json!({
+                "type": "object",
+                "properties": {"path": {"type": "string", "description": "File path, relative to the workspace"}},
+                "required": ["path"]
+            }),
+        },
+        ToolDef {
+            name: "write_file",
+            description: "Create or overwrite a file in the workspace with the given content.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "File path, relative to the workspace"},
+                    "content": {"type": "string", "description": "The full new content"}
+                },
+                "required": ["path", "content"]
+            }),
+        },
+        ToolDef {
+            name: "edit_file",
+            description: "Replace exactly one occurrence of old_text with new_text in a file.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string"},
+                    "old_text": {"type": "string", "description": "Text to find; must occur exactly once"},
+                    "new_text": {"type": "string", "description": "Replacement text"}
+                },
+                "required": ["path", "old_text", "new_text"]
+            }),
+        },
+        ToolDef {
+            name: "list_dir",
+            description: "List the entries of a directory in the workspace.",
+            parameters: json!({
+                "type": "object",
+                "properties": {"path": {"type": "string", "description": "Directory, relative to the workspace"}},
+                "required": ["path"]
+            }),
+        },
+    ]
+}
+
+#[derive(Deserialize)]
+struct ExecArgs {
+    command: String,
+    working_dir: Option<String>,
+}
+#[derive(Deserialize)]
+struct PathArgs {
+    path: String,
+}
+#[derive(Deserialize)]
+struct WriteArgs {
+    path: String,
+    content: String,
+}
+#[derive(Deserialize)]
+struct EditArgs {
+    path: String,
+    old_text: String,
+    new_text: String,
+}
+
+/// Turns a model's tool call into a tool-daemon request. The error text goes
+/// back to the model so that it can correct itself.
+pub fn to_request(name: &str, arguments: &str, exec_timeout_secs: u32) -> Result<ToolCall, String> {
+    let args = if arguments.trim().is_empty() { "{}" } else { arguments };
+    let bad = |e: serde_json::Error| format!("invalid arguments for {name}: {e}");
+    Ok(match name {
+        "exec" => {
+            let a: ExecArgs = serde_json::from_str(args).map_err(bad)?;
+            ToolCall::Exec {
+                command: a.command,
+                working_dir: a.working_dir,
+                timeout_secs: exec_timeout_secs,
+            }
+        }
+        "read_file" => ToolCall::ReadFile {
+            path: serde_json::from_str::<PathArgs>(args).map_err(bad)?.path,
+        },
+        "list_dir" => ToolCall::ListDir {
+            path: serde_json::from_str::<PathArgs>(args).map_err(bad)?.path,
+        },
+        "write_file" => {
+            let a: WriteArgs = serde_json::from_str(args).map_err(bad)?;
+            ToolCall::WriteFile {
+                path: a.path,
+                content: a.content,
+            }
+        }
+        "edit_file" => {
+            let a: EditArgs = serde_json::from_str(args).map_err(bad)?;
+            ToolCall::EditFile {
+                path: a.path,
+                old_text: a.old_text,
+                new_text: a.new_text,
+            }
+        }
+        other => {
+            let known: Vec<&str> = definitions().iter().map(|d| d.name).collect();
+            return Err(format!(
+                "unknown tool \"{other}\"; available tools: {}",
+                known.join(", ")
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translates_and_reports_bad_arguments() {
+        assert_eq!(
+            to_request("write_file", r#"{"path":"a.txt","content":"x"}"#, 5).unwrap(),
+            ToolCall::WriteFile {
+                path: "a.txt".into(),
+                content: "x".into()
+            }
+        );
+        assert!(to_request("write_file", r#"{"path":"a.txt"}"#, 5)
+            .unwrap_err()
+            .contains("content"));
+        assert!(to_request("rm_rf", "{}", 5).unwrap_err().contains("unknown tool"));
+        match to_request("exec", r#"{"command":"ls"}"#, 7).unwrap() {
+            ToolCall::Exec { timeout_secs, .. } => assert_eq!(timeout_secs, 7),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The handshake frame, sent first in each direction.
+
+use serde::{Deserialize, Serialize};
+
+/// "OXIB": rejects a peer that is not speaking this protocol at all.
+pub const MAGIC: [u8; 4] = *b"OXIB";
+/// Bumped only for incompatible changes; a mismatch closes the connection.
+pub const PROTOCOL_MAJOR: u16 = 1;
+/// Bumped when variants are appended; older peers keep working.
+pub const PROTOCOL_MINOR: u16 = 0;
+
+/// Which process is on the other end. Variants are only ever appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Broker,
+    Channel,
+    Tool,
+    Ctl,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Broker => "broker",
+            Role::Channel => "channel",
+            Role::Tool => "tool",
+            Role::Ctl => "ctl",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: [u8; 4],
+    pub protocol_major: u16,
+    pub protocol_minor: u16,
+    pub role: Role,
+}
+
+impl Hello {
+    pub fn new(role: Role) -> Self {
+        Hello {
+            magic: MAGIC,
+            protocol_major: PROTOCOL_MAJOR,
+            protocol_minor: PROTOCOL_MINOR,
+            role,
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! One message enum per role and direction. This is the privsep dispatch
+//! table: each connection is typed with exactly one inbound enum, so a peer
+//! can only ask for what its role may ask for. Variants are only ever
+//! appended (postcard encodes the variant index).
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Upper bounds checked after decoding. The 1 MiB frame cap bounds the total;
+/// these keep individual fields sane so that no handler has to.
+pub const MAX_ID: usize = 256;
+pub const MAX_PATH: usize = 4096;
+pub const MAX_TEXT: usize = 900 * 1024;
+
+pub trait Message: Serialize + DeserializeOwned + Send + 'static {
+    /// Checks field bounds after decoding; an error closes the connection.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn bounded(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("{field} is {} bytes, the limit is {max}", value.len()));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- tool daemon
+
+/// Broker → tool daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToolRequest {
+    Call { id: u64, call: ToolCall },
+}
+
+/// The operations toold performs. Paths are relative to the workspace (or
+/// absolute inside the jail); toold resolves them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToolCall {
+    Exec {
+        command: String,
+        working_dir: Option<String>,
+        timeout_secs: u32,
+    },
+    ReadFile {
+        path: String,
+    },
+    WriteFile {
+        path: String,
+        content: String,
+    },
+    EditFile {
+        path: String,
+        old_text: String,
+        new_text: String,
+    },
+    ListDir {
+        path: String,
+    },
+}
+
+/// Tool daemon → broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToolReply {
+    Result { id: u64, outcome: ToolOutcome },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToolOutcome {
+    Ok { output: String },
+    Failed { message: String },
+}
+
+impl Message for ToolRequest {
+    fn validate(&self) -> Result<(), String> {
+        let ToolRequest::Call { call, .. } = self;
+        match call {
+            ToolCall::Exec {
+                command, working_dir, ..
+            } => {
+                bounded("command", command, MAX_TEXT)?;
+                bounded("working_dir", working_dir.as_deref().unwrap_or(""), MAX_PATH)
+            }
+            ToolCall::ReadFile { path } | ToolCall::ListDir { path } => bounded("path", path, MAX_PATH),
+            ToolCall::WriteFile { path, content } => {
+                bounded("path", path, MAX_PATH)?;
+                bounded("content", content, MAX_TEXT)
+            }
+            ToolCall::EditFile {
+                path,
+                old_text,
+                new_text,
+            } => {
+                bounded("path", path, MAX_PATH)?;
+                bounded("old_text", old_text, MAX_TEXT)?;
+                bounded("new_text", new_text, MAX_TEXT)
+            }
+        }
+    }
+}
+
+impl Message for ToolReply {
+    fn validate(&self) -> Result<(), String> {
+        let ToolReply::Result { outcome, .. } = self;
+        match outcome {
+            ToolOutcome::Ok { output } => bounded("output", output, MAX_TEXT),
+            ToolOutcome::Failed { message } => bounded("message", message, MAX_TEXT),
+        }
+    }
+}
+
+// ------------------------------------------------------------ channel daemon
+
+/// Broker → channel daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum BrokerToChannel {
+    /// The first message after Hello: this channel's settings (JSON, no
+    /// secrets) and its one credential (JSON object of that channel's secrets).
+    Setup {
+        channel: String,
+        settings_json: String,
+        credential_json: String,
+    },
+    /// The inbound message with this platform id is committed; the daemon may
+    /// now advance the platform cursor.
+    Ack { platform_id: String },
+    /// Deliver this text; answer with `Delivered` or `SendFailed`.
+    Send {
+        outbox_id: u64,
+        chat_id: String,
+        text: String,
+        reply_to: Option<String>,
+    },
+    /// Close down cleanly.
+    Shutdown,
+}
+
+/// Channel daemon → broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ChannelToBroker {
+    /// The first message after Hello: which channel this daemon serves. The
+    /// broker answers with `Setup` or closes the connection.
+    Register {
+        channel: String,
+    },
+    Inbound {
+        platform_id: String,
+        chat_id: String,
+        sender: String,
+        text: String,
+    },
+    Delivered {
+        outbox_id: u64,
+    },
+    SendFailed {
+        outbox_id: u64,
+        error: String,
+        retryable: bool,
+    },
+    Status {
+        connected: bool,
+        last_error: Option<String>,
+    },
+}
+
+impl Message for BrokerToChannel {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            BrokerToChannel::Setup {
+                channel,
+                settings_json,
+                credential_json,
+            } => {
+                bounded("channel", channel, MAX_ID)?;
+                bounded("settings_json", settings_json, MAX_TEXT)?;
+                bounded("credential_json", credential_json, MAX_TEXT)
+            }
+            BrokerToChannel::Ack { platform_id } => bounded("platform_id", platform_id, MAX_ID),
+            BrokerToChannel::Send {
+                chat_id,
+                text,
+                reply_to,
+                ..
+            } => {
+                bounded("chat_id", chat_id, MAX_ID)?;
+                bounded("text", text, MAX_TEXT)?;
+                bounded("reply_to", reply_to.as_deref().unwrap_or(""), MAX_ID)
+            }
+            BrokerToChannel::Shutdown => Ok(()),
+        }
+    }
+}
+
+impl Message for ChannelToBroker {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            ChannelToBroker::Register { channel } => bounded("channel", channel, MAX_ID),
+            ChannelToBroker::Inbound {
+                platform_id,
+                chat_id,
+                sender,
+                text,
+            } => {
+                bounded("platform_id", platform_id, MAX_ID)?;
+                bounded("chat_id", chat_id, MAX_ID)?;
+                bounded("sender", sender, MAX_ID)?;
+                bounded("text", text, MAX_TEXT)
+            }
+            ChannelToBroker::Delivered { .. } => Ok(()),
+            ChannelToBroker::SendFailed { error, .. } => bounded("error", error, MAX_TEXT),
+            ChannelToBroker::Status { last_error, .. } => {
+                bounded("last_error", last_error.as_deref().unwrap_or(""), MAX_TEXT)
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- control (CLI)
+
+/// oxibotctl → broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CtlRequest {
+    Status,
+    /// One user turn in `session`; the reply is the agent's final answer.
+    Agent {
+        session: String,
+        message: String,
+    },
+}
+
+/// Broker → oxibotctl.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CtlReply {
+    Status(StatusReport),
+    AgentReply { text: String },
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub broker_pid: u32,
+    pub uptime_secs: u64,
+    pub processes: Vec<ProcessStatus>,
+    pub channels: Vec<ChannelStatus>,
+    pub queues: QueueDepths,
+    pub providers: Vec<ProviderStatus>,
+    pub tool_connected: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    pub name: String,
+    pub pid: Option<u32>,
+    pub uptime_secs: Option<u64>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    pub name: String,
+    pub connected: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueDepths {
+    pub inbound_pending: u64,
+    pub outbox_pending: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    pub name: String,
+    pub api_base: String,
+    pub has_key: bool,
+    pub models: Vec<String>,
+}
+
+impl Message for CtlRequest {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            CtlRequest::Status => Ok(()),
+            CtlRequest::Agent { session, message } => {
+                bounded("session", session, MAX_ID)?;
+                bounded("message", message, MAX_TEXT)
+            }
+        }
+    }
+}
+
+impl Message for CtlReply {}
+
+impl Message for crate::hello::Hello {}

@@ -1,0 +1,173 @@
+//! Property tests: every message round-trips, and no byte string (truncated,
+//! garbage, oversized) makes the decoder panic.
+
+use proptest::prelude::*;
+
+use crate::messages::*;
+use crate::{decode, encode, read_frame, write_frame, FrameError, Hello, Role, MAX_FRAME};
+
+fn tool_call() -> impl Strategy<Value = ToolCall> {
+    prop_oneof![
+        (any::<String>(), proptest::option::of(any::<String>()), any::<u32>()).prop_map(
+            |(command, working_dir, timeout_secs)| ToolCall::Exec {
+                command,
+                working_dir,
+                timeout_secs
+            }
+        ),
+        any::<String>().prop_map(|path| ToolCall::ReadFile { path }),
+        (any::<String>(), any::<String>()).prop_map(|(path, content)| ToolCall::WriteFile { path, content }),
+        (any::<String>(), any::<String>(), any::<String>()).prop_map(|(path, old_text, new_text)| ToolCall::EditFile {
+            path,
+            old_text,
+            new_text
+        }),
+        any::<String>().prop_map(|path| ToolCall::ListDir { path }),
+    ]
+}
+
+fn channel_msg() -> impl Strategy<Value = ChannelToBroker> {
+    prop_oneof![
+        (any::<String>(), any::<String>(), any::<String>(), any::<String>()).prop_map(
+            |(platform_id, chat_id, sender, text)| ChannelToBroker::Inbound {
+                platform_id,
+                chat_id,
+                sender,
+                text
+            }
+        ),
+        any::<u64>().prop_map(|outbox_id| ChannelToBroker::Delivered { outbox_id }),
+        (any::<u64>(), any::<String>(), any::<bool>()).prop_map(|(outbox_id, error, retryable)| {
+            ChannelToBroker::SendFailed {
+                outbox_id,
+                error,
+                retryable,
+            }
+        }),
+        (any::<bool>(), proptest::option::of(any::<String>()))
+            .prop_map(|(connected, last_error)| ChannelToBroker::Status { connected, last_error }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn tool_request_round_trips(id in any::<u64>(), call in tool_call()) {
+        let msg = ToolRequest::Call { id, call };
+        let back: ToolRequest = decode(&encode(&msg).unwrap()).unwrap();
+        prop_assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn channel_message_round_trips(msg in channel_msg()) {
+        let back: ChannelToBroker = decode(&encode(&msg).unwrap()).unwrap();
+        prop_assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn ctl_request_round_trips(session in any::<String>(), message in any::<String>()) {
+        let msg = CtlRequest::Agent { session, message };
+        let back: CtlRequest = decode(&encode(&msg).unwrap()).unwrap();
+        prop_assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode::<ToolRequest>(&bytes);
+        let _ = decode::<ToolReply>(&bytes);
+        let _ = decode::<ChannelToBroker>(&bytes);
+        let _ = decode::<BrokerToChannel>(&bytes);
+        let _ = decode::<CtlRequest>(&bytes);
+        let _ = decode::<CtlReply>(&bytes);
+        let _ = decode::<Hello>(&bytes);
+    }
+
+    #[test]
+    fn truncated_messages_are_errors(id in any::<u64>(), call in tool_call(), cut in 1usize..64) {
+        let body = encode(&ToolRequest::Call { id, call }).unwrap();
+        let cut = cut.min(body.len());
+        let short = &body[..body.len() - cut];
+        prop_assert!(decode::<ToolRequest>(short).is_err());
+    }
+}
+
+#[test]
+fn trailing_bytes_are_rejected() {
+    let mut body = encode(&CtlRequest::Status).unwrap();
+    body.push(0);
+    assert!(matches!(decode::<CtlRequest>(&body), Err(FrameError::TrailingBytes(1))));
+}
+
+#[test]
+fn unknown_variant_is_rejected() {
+    // Variant index 200 does not exist in CtlRequest.
+    assert!(matches!(decode::<CtlRequest>(&[200, 1]), Err(FrameError::Malformed(_))));
+}
+
+#[test]
+fn a_channel_message_is_not_a_tool_request() {
+    // The dispatch table in the type system: a Delivered frame from a channel
+    // decodes as something else entirely or fails, never as an Exec.
+    let body = encode(&ChannelToBroker::Status {
+        connected: true,
+        last_error: None,
+    })
+    .unwrap();
+    if let Ok(ToolRequest::Call {
+        call: ToolCall::Exec { .. },
+        ..
+    }) = decode::<ToolRequest>(&body)
+    {
+        panic!("a channel status frame decoded as an exec request");
+    }
+}
+
+#[test]
+fn bounds_are_validated() {
+    let msg = ChannelToBroker::Inbound {
+        platform_id: "x".repeat(MAX_ID + 1),
+        chat_id: String::new(),
+        sender: String::new(),
+        text: String::new(),
+    };
+    assert!(msg.validate().is_err());
+}
+
+#[tokio::test]
+async fn oversized_length_is_refused_before_allocation() {
+    // Claims 4 GiB - 1; read_frame must refuse from the prefix alone.
+    let mut input: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+    match read_frame(&mut input).await {
+        Err(FrameError::Oversized(n)) => assert_eq!(n, u32::MAX as usize),
+        other => panic!("expected Oversized, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn frames_round_trip_and_eof_is_closed() {
+    let mut buf = Vec::new();
+    let body = encode(&Hello::new(Role::Tool)).unwrap();
+    write_frame(&mut buf, &body).await.unwrap();
+    let mut input: &[u8] = &buf;
+    let got = read_frame(&mut input).await.unwrap();
+    assert_eq!(decode::<Hello>(&got).unwrap(), Hello::new(Role::Tool));
+    assert!(matches!(read_frame(&mut input).await, Err(FrameError::Closed)));
+    let too_big = vec![0u8; MAX_FRAME + 1];
+    assert!(matches!(
+        write_frame(&mut Vec::new(), &too_big).await,
+        Err(FrameError::Oversized(_))
+    ));
+}
+
+#[tokio::test]
+async fn handshake_rejects_wrong_role() {
+    let (a, b) = tokio::net::UnixStream::pair().unwrap();
+    let server = tokio::spawn(async move {
+        crate::accept_handshake::<ToolReply, ToolRequest>(a, Role::Broker, Role::Tool)
+            .await
+            .err()
+    });
+    // A channel daemon tries to talk on the tool socket.
+    let _ = crate::connect_handshake::<BrokerToChannel, ChannelToBroker>(b, Role::Channel, Role::Broker).await;
+    let err = server.await.unwrap().expect("handshake must fail");
+    assert!(err.to_string().contains("peer says it is channel"), "{err}");
+}

@@ -1,0 +1,219 @@
+//! File tools. Paths are relative to the workspace; `/workspace/…` (the
+//! jail's view) is accepted too. With the jail on, the kernel confines every
+//! path; without it, paths are still refused when they leave the workspace,
+//! after resolving `..` and symlinks.
+
+use std::fmt::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+/// Files larger than this are not read whole into a reply.
+const MAX_READ: u64 = 256 * 1024;
+/// A NUL byte in the first 8 KiB means binary.
+const BINARY_SNIFF: usize = 8 * 1024;
+const MAX_LIST: usize = 1000;
+
+/// Maps a tool path to a host path inside the workspace, lexically.
+fn lexical(workspace: &Path, path: &str) -> Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err("path is empty".into());
+    }
+    let rel = path
+        .strip_prefix("/workspace")
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+        .unwrap_or(path);
+    let rel = Path::new(rel);
+    if rel.is_absolute() && path.starts_with('/') && !path.starts_with("/workspace") {
+        return Err(format!(
+            "{path}: outside the workspace; use a path relative to the workspace"
+        ));
+    }
+    let mut out = workspace.to_path_buf();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => {
+                if out == workspace {
+                    return Err(format!("{path}: leaves the workspace"));
+                }
+                out.pop();
+            }
+            Component::Prefix(_) => return Err(format!("{path}: not a valid path")),
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves an existing path, following symlinks, and insists that the
+/// result is still inside the workspace.
+pub fn resolve_existing(workspace: &Path, path: &str) -> Result<PathBuf, String> {
+    let p = lexical(workspace, path)?;
+    let real = p.canonicalize().map_err(|e| format!("{path}: {e}"))?;
+    if !real.starts_with(workspace) {
+        return Err(format!("{path}: resolves outside the workspace"));
+    }
+    Ok(real)
+}
+
+/// Resolves a path that may not exist yet: its deepest existing ancestor
+/// must resolve inside the workspace, and it must not be a symlink.
+fn resolve_new(workspace: &Path, path: &str) -> Result<PathBuf, String> {
+    let p = lexical(workspace, path)?;
+    if p == workspace {
+        return Err(format!("{path}: is the workspace itself"));
+    }
+    let mut ancestor = p.as_path();
+    while !ancestor.exists() {
+        ancestor = ancestor.parent().ok_or_else(|| format!("{path}: no existing parent"))?;
+    }
+    let real = ancestor.canonicalize().map_err(|e| format!("{path}: {e}"))?;
+    if !real.starts_with(workspace) {
+        return Err(format!("{path}: resolves outside the workspace"));
+    }
+    if p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        let target = p.canonicalize().map_err(|e| format!("{path}: {e}"))?;
+        if !target.starts_with(workspace) {
+            return Err(format!("{path}: is a symlink leading outside the workspace"));
+        }
+    }
+    Ok(p)
+}
+
+pub fn read_file(workspace: &Path, path: &str) -> Result<String, String> {
+    let p = resolve_existing(workspace, path)?;
+    let meta = std::fs::metadata(&p).map_err(|e| format!("{path}: {e}"))?;
+    if meta.is_dir() {
+        return Err(format!("{path}: is a directory; use list_dir"));
+    }
+    if meta.len() > MAX_READ {
+        return Err(format!(
+            "{path}: {} bytes is larger than the {MAX_READ}-byte read limit; use exec with head, tail or grep",
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(&p).map_err(|e| format!("{path}: {e}"))?;
+    if bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0) {
+        return Err(format!(
+            "{path}: looks like a binary file ({} bytes); not shown",
+            bytes.len()
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{path}: is not valid UTF-8 text"))
+}
+
+pub fn write_file(workspace: &Path, path: &str, content: &str) -> Result<String, String> {
+    let p = resolve_new(workspace, path)?;
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{path}: cannot create its directory: {e}"))?;
+    }
+    std::fs::write(&p, content).map_err(|e| format!("{path}: {e}"))?;
+    Ok(format!("wrote {} bytes to {path}", content.len()))
+}
+
+pub fn edit_file(workspace: &Path, path: &str, old_text: &str, new_text: &str) -> Result<String, String> {
+    if old_text.is_empty() {
+        return Err("old_text is empty; give the exact text to replace".into());
+    }
+    let text = read_file(workspace, path)?;
+    match text.matches(old_text).count() {
+        0 => Err(format!(
+            "{path}: old_text was not found; read the file and copy the text exactly"
+        )),
+        1 => {
+            let p = resolve_existing(workspace, path)?;
+            std::fs::write(&p, text.replacen(old_text, new_text, 1)).map_err(|e| format!("{path}: {e}"))?;
+            Ok(format!("edited {path}"))
+        }
+        n => Err(format!(
+            "{path}: old_text occurs {n} times; include more context so it matches exactly once"
+        )),
+    }
+}
+
+pub fn list_dir(workspace: &Path, path: &str) -> Result<String, String> {
+    let path = if path.is_empty() { "." } else { path };
+    let p = resolve_existing(workspace, path)?;
+    let mut entries: Vec<(String, String)> = std::fs::read_dir(&p)
+        .map_err(|e| format!("{path}: {e}"))?
+        .filter_map(Result::ok)
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let kind = match e.file_type() {
+                Ok(t) if t.is_dir() => "dir".to_string(),
+                Ok(t) if t.is_symlink() => "link".to_string(),
+                _ => e.metadata().map(|m| format!("{} bytes", m.len())).unwrap_or_default(),
+            };
+            (name, kind)
+        })
+        .collect();
+    entries.sort();
+    if entries.is_empty() {
+        return Ok(format!("{path} is empty"));
+    }
+    let mut out = String::new();
+    for (name, kind) in entries.iter().take(MAX_LIST) {
+        let _ = writeln!(out, "{name}\t{kind}");
+    }
+    if entries.len() > MAX_LIST {
+        let _ = writeln!(out, "... and {} more", entries.len() - MAX_LIST);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("ws");
+        std::fs::create_dir(&w).unwrap();
+        let w = w.canonicalize().unwrap();
+        (d, w)
+    }
+
+    #[test]
+    fn write_read_edit_list() {
+        let (_d, w) = ws();
+        write_file(&w, "notes/a.txt", "hello world").unwrap();
+        assert_eq!(read_file(&w, "/workspace/notes/a.txt").unwrap(), "hello world");
+        edit_file(&w, "notes/a.txt", "world", "there").unwrap();
+        assert_eq!(read_file(&w, "notes/a.txt").unwrap(), "hello there");
+        assert!(list_dir(&w, "notes").unwrap().contains("a.txt\t11 bytes"));
+    }
+
+    #[test]
+    fn edit_needs_exactly_one_match() {
+        let (_d, w) = ws();
+        write_file(&w, "a.txt", "x x").unwrap();
+        assert!(edit_file(&w, "a.txt", "x", "y").unwrap_err().contains("2 times"));
+        assert!(edit_file(&w, "a.txt", "z", "y").unwrap_err().contains("not found"));
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let (d, w) = ws();
+        std::fs::write(d.path().join("outside.txt"), "secret").unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside.txt"), w.join("link")).unwrap();
+        assert!(read_file(&w, "../outside.txt")
+            .unwrap_err()
+            .contains("leaves the workspace"));
+        assert!(read_file(&w, "/etc/passwd")
+            .unwrap_err()
+            .contains("outside the workspace"));
+        assert!(read_file(&w, "link").unwrap_err().contains("outside the workspace"));
+        assert!(write_file(&w, "link", "x")
+            .unwrap_err()
+            .contains("outside the workspace"));
+        assert_eq!(std::fs::read_to_string(d.path().join("outside.txt")).unwrap(), "secret");
+    }
+
+    #[test]
+    fn binary_and_huge_files_are_refused() {
+        let (_d, w) = ws();
+        std::fs::write(w.join("bin"), [0u8, 1, 2]).unwrap();
+        assert!(read_file(&w, "bin").unwrap_err().contains("binary"));
+        std::fs::write(w.join("big"), vec![b'a'; MAX_READ as usize + 1]).unwrap();
+        assert!(read_file(&w, "big").unwrap_err().contains("read limit"));
+    }
+}

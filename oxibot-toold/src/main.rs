@@ -1,0 +1,128 @@
+//! oxibot-toold: the only OxiBot process that runs shell commands and
+//! touches files. It holds nothing secret, and (once the jail lands) it
+//! builds its jail before reading a single request.
+//!
+//! What it gives up, in order:
+//! 1. everything but the broker connection, which it opens first;
+//! 2. (sandbox on) the host filesystem, network, other processes and its
+//!    privileges — not yet implemented, so it refuses to start;
+//! 3. the connection: if it drops, toold exits and is restarted.
+
+mod exec;
+mod files;
+mod server;
+mod text;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Sandbox {
+    On,
+    Off,
+}
+
+#[derive(Parser)]
+#[command(name = "oxibot-toold", version, about = "OxiBot tool daemon")]
+struct Args {
+    /// The broker's tool socket.
+    #[arg(long, default_value = "/run/oxibot/tool.sock")]
+    socket: PathBuf,
+    /// The directory the tools may use.
+    #[arg(long)]
+    workspace: PathBuf,
+    /// `off` runs commands without the jail: for development only.
+    #[arg(long, value_enum, default_value = "on")]
+    sandbox: Sandbox,
+    /// Upper bound for any exec timeout, in seconds.
+    #[arg(long, default_value_t = 600)]
+    max_exec_timeout: u32,
+    /// Bytes of exec output kept (half from the start, half from the end).
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_output: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = std::env::var("OXIBOT_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+
+    // Step 1: the broker connection, before anything else.
+    let stream = match std::os::unix::net::UnixStream::connect(&args.socket) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "oxibot-toold: cannot connect to {}: {e}; is the broker running?",
+                args.socket.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // Step 2: the jail. No sandbox, no start.
+    match args.sandbox {
+        Sandbox::On => {
+            eprintln!(
+                "oxibot-toold: refusing to start: this build cannot build the sandbox jail yet. \
+                 To run commands WITHOUT any isolation (development only), set \"tools\": {{\"sandbox\": \"off\"}}"
+            );
+            return ExitCode::FAILURE;
+        }
+        Sandbox::Off => tracing::warn!(
+            "SANDBOX IS OFF: shell commands and file tools run with this process's full rights ({}). \
+             Never use this with a model or chat users you do not fully trust",
+            whoami()
+        ),
+    }
+    let workspace = match args.workspace.canonicalize() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!(
+                "oxibot-toold: workspace {} is not usable: {e}",
+                args.workspace.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // Step 3: serve until the broker goes away.
+    let limits = exec::Limits {
+        max_timeout_secs: args.max_exec_timeout.clamp(1, 600),
+        max_output: args.max_output.max(1024),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("oxibot-toold: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::serve(stream, workspace, limits)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oxibot-toold: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn whoami() -> String {
+    let uid = nix::unistd::geteuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    format!("uid {uid} {name}")
+}

@@ -1,0 +1,69 @@
+//! The request loop: each call runs in its own task; replies share one writer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use oxibot_proto::messages::{ToolCall, ToolOutcome, ToolReply, ToolRequest};
+use oxibot_proto::{connect_handshake, FrameError, Role};
+use tokio::sync::mpsc;
+
+use crate::exec::Limits;
+
+pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, limits: Limits) -> Result<(), String> {
+    stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let stream = tokio::net::UnixStream::from_std(stream).map_err(|e| e.to_string())?;
+    let conn = connect_handshake::<ToolRequest, ToolReply>(stream, Role::Tool, Role::Broker)
+        .await
+        .map_err(|e| format!("handshake with the broker failed: {e}"))?;
+    let (mut reader, mut writer) = conn.split();
+    tracing::info!(workspace = %workspace.display(), "connected to the broker; serving tool requests");
+
+    let (tx, mut rx) = mpsc::channel::<ToolReply>(64);
+    let writer_task = tokio::spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            if let Err(e) = writer.send(&reply).await {
+                tracing::error!("cannot answer the broker: {e}");
+                break;
+            }
+        }
+    });
+    let workspace = Arc::new(workspace);
+    let result = loop {
+        match reader.recv().await {
+            Ok(ToolRequest::Call { id, call }) => {
+                let tx = tx.clone();
+                let workspace = workspace.clone();
+                tokio::spawn(async move {
+                    let outcome = match run(call, &workspace, limits).await {
+                        Ok(output) => ToolOutcome::Ok { output },
+                        Err(message) => ToolOutcome::Failed { message },
+                    };
+                    let _ = tx.send(ToolReply::Result { id, outcome }).await;
+                });
+            }
+            // Fail-stop: toold never reconnects; its supervisor restarts it.
+            Err(FrameError::Closed) => break Err("the broker closed the connection; exiting".to_string()),
+            Err(e) => break Err(format!("bad request from the broker, exiting: {e}")),
+        }
+    };
+    writer_task.abort();
+    result
+}
+
+async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Result<String, String> {
+    match call {
+        ToolCall::Exec {
+            command,
+            working_dir,
+            timeout_secs,
+        } => crate::exec::run(&command, working_dir.as_deref(), timeout_secs, workspace, limits).await,
+        ToolCall::ReadFile { path } => crate::files::read_file(workspace, &path),
+        ToolCall::WriteFile { path, content } => crate::files::write_file(workspace, &path, &content),
+        ToolCall::EditFile {
+            path,
+            old_text,
+            new_text,
+        } => crate::files::edit_file(workspace, &path, &old_text, &new_text),
+        ToolCall::ListDir { path } => crate::files::list_dir(workspace, &path),
+    }
+}
