@@ -1,1 +1,6 @@
+//! Support for OxiBot's end-to-end tests: a fake LLM server that speaks the
+//! OpenAI and Anthropic wire formats, and a harness that runs the real
+//! broker, toold and oxibotctl binaries against it.
 
+pub mod fake_llm;
+pub mod harness;

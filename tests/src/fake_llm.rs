@@ -1,0 +1,270 @@
+//! A scripted LLM server on 127.0.0.1 speaking OpenAI chat completions
+//! (`POST …/chat/completions`) and Anthropic Messages (`POST …/v1/messages`).
+//! It records every request (headers and body) for assertions.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Reply with text.
+    Text(String),
+    /// Ask for one tool call.
+    Tool { name: String, args: Value },
+    /// Reply with text quoting the last tool result in the request:
+    /// "tool said: <result>".
+    EchoLastTool,
+    /// An HTTP error, optionally with `Retry-After`.
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+        body: String,
+    },
+    /// Wait, then answer with the inner step.
+    Delay(Duration, Box<Step>),
+    /// A 200 with a body that is not an LLM reply at all.
+    Garbage(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub at: Instant,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn model(&self) -> &str {
+        self.body["model"].as_str().unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    script: VecDeque<Step>,
+    requests: Vec<Recorded>,
+    /// Models that always answer HTTP 500.
+    failing_models: HashSet<String>,
+    calls: u64,
+}
+
+#[derive(Clone)]
+pub struct FakeLlm {
+    pub base_url: String,
+    inner: Arc<Mutex<Inner>>,
+    _shutdown: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FakeLlm {
+    /// Starts the server on its own thread and runtime, so tests may block.
+    pub fn start(script: Vec<Step>) -> FakeLlm {
+        let inner = Arc::new(Mutex::new(Inner {
+            script: script.into(),
+            ..Default::default()
+        }));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let state = inner.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new().fallback(handle).with_state(state);
+                // TCP_NODELAY: without it every reply on a kept-alive
+                // connection stalls ~40 ms on delayed ACKs.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        FakeLlm {
+            base_url: format!("http://{addr}"),
+            inner,
+            _shutdown: Arc::new(stop_tx),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+
+    pub fn fail_model(&self, model: &str) {
+        self.inner.lock().unwrap().failing_models.insert(model.to_string());
+    }
+
+    pub fn push(&self, step: Step) {
+        self.inner.lock().unwrap().script.push_back(step);
+    }
+
+    /// Blocks until at least `n` requests arrived, or panics after `timeout`.
+    pub fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reqs = self.requests();
+            if reqs.len() >= n {
+                return reqs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fake LLM got {} requests, expected {n}",
+                reqs.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn handle(State(state): State<Arc<Mutex<Inner>>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = uri.path().to_string();
+    let anthropic = path.ends_with("/messages");
+    let step = {
+        let mut s = state.lock().unwrap();
+        s.calls += 1;
+        s.requests.push(Recorded {
+            at: Instant::now(),
+            path: path.clone(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                .collect(),
+            body: body.clone(),
+        });
+        let model = body["model"].as_str().unwrap_or_default();
+        if s.failing_models.contains(model) {
+            Step::Status {
+                code: 500,
+                retry_after: None,
+                body: format!("model {model} is down"),
+            }
+        } else {
+            s.script.pop_front().unwrap_or(Step::Status {
+                code: 500,
+                retry_after: None,
+                body: "fake LLM: script exhausted".into(),
+            })
+        }
+    };
+    let calls = state.lock().unwrap().calls;
+    respond(step, anthropic, &body, calls).await
+}
+
+fn respond(
+    step: Step,
+    anthropic: bool,
+    req: &Value,
+    n: u64,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
+    let req = req.clone();
+    Box::pin(async move {
+        match step {
+            Step::Delay(d, inner) => {
+                tokio::time::sleep(d).await;
+                respond(*inner, anthropic, &req, n).await
+            }
+            Step::Status {
+                code,
+                retry_after,
+                body,
+            } => {
+                let mut resp = (
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    body,
+                )
+                    .into_response();
+                if let Some(ra) = retry_after {
+                    resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+                }
+                resp
+            }
+            Step::Garbage(text) => (StatusCode::OK, text).into_response(),
+            Step::Text(text) => axum::Json(text_reply(anthropic, &text)).into_response(),
+            Step::EchoLastTool => {
+                let last = last_tool_result(&req, anthropic).unwrap_or_else(|| "<no tool result>".into());
+                axum::Json(text_reply(anthropic, &format!("tool said: {last}"))).into_response()
+            }
+            Step::Tool { name, args } => {
+                let id = format!("call_{n}");
+                let body = if anthropic {
+                    json!({
+                        "id": format!("msg_{n}"), "type": "message", "role": "assistant", "model": req["model"],
+                        "content": [{"type": "text", "text": "working on it"},
+                                    {"type": "tool_use", "id": id, "name": name, "input": args}],
+                        "stop_reason": "tool_use",
+                        "usage": {"input_tokens": 11, "output_tokens": 7}
+                    })
+                } else {
+                    json!({
+                        "id": format!("chatcmpl-{n}"), "object": "chat.completion", "model": req["model"],
+                        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                            "role": "assistant", "content": null,
+                            "tool_calls": [{"id": id, "type": "function",
+                                            "function": {"name": name, "arguments": args.to_string()}}]}}],
+                        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+                    })
+                };
+                axum::Json(body).into_response()
+            }
+        }
+    })
+}
+
+fn text_reply(anthropic: bool, text: &str) -> Value {
+    if anthropic {
+        json!({
+            "id": "msg_final", "type": "message", "role": "assistant",
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 13, "output_tokens": 5}
+        })
+    } else {
+        json!({
+            "id": "chatcmpl-final", "object": "chat.completion",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}
+        })
+    }
+}
+
+/// The content of the last tool result in an OpenAI or Anthropic request.
+pub fn last_tool_result(req: &Value, anthropic: bool) -> Option<String> {
+    let msgs = req["messages"].as_array()?;
+    if anthropic {
+        msgs.iter().rev().find_map(|m| {
+            m["content"].as_array()?.iter().rev().find_map(|b| {
+                (b["type"] == "tool_result").then(|| b["content"].as_str().unwrap_or_default().to_string())
+            })
+        })
+    } else {
+        msgs.iter()
+            .rev()
+            .find(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+    }
+}

@@ -1,0 +1,226 @@
+//! Runs the real OxiBot binaries in a temporary directory.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// `target/debug` (or wherever this test binary was built): the tests run
+/// the binaries that `cargo build --workspace` put next to it.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    assert!(
+        dir.join("oxibot-broker").exists(),
+        "{} has no oxibot-broker: run `cargo build --workspace` before the tests",
+        dir.display()
+    );
+    dir
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+pub struct Broker {
+    pub dir: tempfile::TempDir,
+    pub child: Child,
+    pub runtime: PathBuf,
+    pub state: PathBuf,
+    pub workspace: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Deep-merges `over` into `base`.
+pub fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+impl Broker {
+    /// Starts a broker in supervise mode (with toold, sandbox off) using
+    /// `llm_base` as the OpenAI-compatible endpoint, then waits until toold
+    /// is connected. `patch` is merged into the config, `secrets` is the
+    /// secrets file.
+    pub fn start(llm_base: &str, patch: Value, secrets: Value) -> Broker {
+        let dir = tempfile::Builder::new().prefix("oxibot-e2e-").tempdir().unwrap();
+        // Other users (nobody, in the uid tests) must be able to reach the sockets.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let runtime = dir.path().join("run");
+        let state = dir.path().join("state");
+        let workspace = dir.path().join("workspace");
+        std::fs::create_dir_all(&workspace).unwrap();
+        let secrets_file = dir.path().join("secrets.json");
+        std::fs::write(&secrets_file, secrets.to_string()).unwrap();
+        std::fs::set_permissions(&secrets_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut config = json!({
+            "runtimeDir": runtime, "stateDir": state, "secretsFile": secrets_file,
+            "supervise": true,
+            "agents": {"defaults": {
+                "workspace": workspace, "model": "gpt-test", "provider": "openai",
+                "maxRetries": 2, "retryBaseDelayMs": 50, "requestTimeoutSecs": 30,
+                "temperature": 0.0, "maxTokens": 512
+            }},
+            "providers": {"openai": {"apiBase": format!("{llm_base}/v1")}},
+            "tools": {"sandbox": "off", "exec": {"timeout": 30}}
+        });
+        merge(&mut config, patch);
+        let config_path = dir.path().join("config.json");
+        std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        let log = dir.path().join("broker.log");
+        let child = Command::new(bin("oxibot-broker"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("OXIBOT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let broker = Broker {
+            dir,
+            child,
+            runtime,
+            state,
+            workspace,
+            log,
+        };
+        broker.wait_until("toold connected", Duration::from_secs(20), |s| {
+            s["toolConnected"] == true
+        });
+        broker
+    }
+
+    pub fn ctl_socket(&self) -> PathBuf {
+        self.runtime.join("ctl.sock")
+    }
+
+    pub fn ctl_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("oxibotctl"));
+        c.arg("--socket").arg(self.ctl_socket()).args(args).stdin(Stdio::null());
+        c
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_command(args).output().unwrap()
+    }
+
+    /// `oxibotctl agent -m MSG --session S --json`, returning the reply.
+    pub fn agent(&self, session: &str, message: &str) -> Result<String, String> {
+        let out = self.ctl(&["--json", "agent", "--session", session, "-m", message]);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("oxibotctl printed no JSON: {}", String::from_utf8_lossy(&out.stderr)));
+        match v["reply"].as_str() {
+            Some(r) if out.status.success() => Ok(r.to_string()),
+            _ => Err(v["error"].as_str().unwrap_or_default().to_string()),
+        }
+    }
+
+    pub fn status(&self) -> Value {
+        let out = self.ctl(&["--json", "status"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    pub fn wait_until(&self, what: &str, timeout: Duration, cond: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            if cond(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; last status {s}\nbroker log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.state.join("oxibot.db")).unwrap()
+    }
+
+    /// Audit entries of one kind, oldest first.
+    pub fn audit(&self, kind: &str) -> Vec<String> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT detail FROM audit WHERE kind = ?1 ORDER BY id")
+            .unwrap();
+        let rows = stmt.query_map([kind], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// Waits for at least one audit entry of `kind` containing `needle`.
+    pub fn wait_audit(&self, kind: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.audit(kind).into_iter().find(|d| d.contains(needle)) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} audit entry containing {needle:?}: {:?}",
+                self.audit(kind)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// (role, content, tool_calls JSON, tool_call_id) of a stored session.
+    pub fn messages(&self, session: &str) -> Vec<(String, String, Option<String>, Option<String>)> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT role, content, tool_calls, tool_call_id FROM messages WHERE session_id = ?1 ORDER BY id")
+            .unwrap();
+        let rows = stmt
+            .query_map([session], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    pub fn process_pid(&self, name: &str) -> Option<i32> {
+        let s = self.status();
+        s["processes"].as_array()?.iter().find(|p| p["name"] == name)?["pid"]
+            .as_i64()
+            .map(|p| p as i32)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,331 @@
+//! Faults and hostile peers: garbage frames, wrong uids, a killed tool
+//! daemon, leaked secrets, broken configuration.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use oxibot_tests::fake_llm::{FakeLlm, Step};
+use oxibot_tests::harness::{bin, Broker};
+use serde_json::{json, Value};
+
+const KEY: &str = "sk-openai-TESTKEY-0123456789";
+const NOBODY: u32 = 65534;
+
+fn secrets() -> Value {
+    json!({"providers": {"openai": {"apiKey": KEY}}})
+}
+
+fn tool(name: &str, args: Value) -> Step {
+    Step::Tool {
+        name: name.into(),
+        args,
+    }
+}
+
+/// Sends raw bytes and reports whether the broker closed the connection.
+fn send_raw_and_expect_close(path: &std::path::Path, bytes: &[u8]) {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = [0u8; 64];
+    // EOF (0) or a reset: either way the broker hung up without answering.
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the broker did not close the connection: {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_and_oversized_frames_on_tool_sock_are_closed_and_audited() {
+    let llm = FakeLlm::start(vec![Step::Text("still here".into())]);
+    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let sock = broker.runtime.join("tool.sock");
+
+    // A length prefix of 4 GiB - 1: refused from the prefix, before allocating.
+    send_raw_and_expect_close(&sock, &[0xff, 0xff, 0xff, 0xff]);
+    broker.wait_audit("protocol_violation", "exceeds the 1048576-byte limit");
+    // A well-sized frame of garbage.
+    send_raw_and_expect_close(&sock, b"\x00\x00\x00\x08garbage!");
+    broker.wait_audit("protocol_violation", "tool.sock handshake: malformed message");
+    // A valid frame that is a Hello with the wrong magic.
+    send_raw_and_expect_close(&sock, b"\x00\x00\x00\x07NOPE\x01\x00\x02");
+    broker.wait_audit("protocol_violation", "bad magic");
+
+    // The broker is up, the real toold is still connected and works.
+    let status = broker.status();
+    assert_eq!(status["toolConnected"], true, "{status}");
+    assert_eq!(broker.agent("g", "hi").unwrap(), "still here");
+}
+
+fn run_as_nobody(cmd: &mut std::process::Command) -> std::process::Output {
+    cmd.uid(NOBODY).gid(NOBODY).output().unwrap()
+}
+
+#[test]
+fn connections_from_the_wrong_uid_are_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to connect as nobody (CI runs as root)");
+        return;
+    }
+    let llm = FakeLlm::start(vec![]);
+    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    // Open the file permissions, so that only the broker's SO_PEERCRED check
+    // stands between nobody and the sockets.
+    std::fs::set_permissions(&broker.runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for s in ["ctl.sock", "tool.sock"] {
+        std::fs::set_permissions(broker.runtime.join(s), std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+
+    // oxibotctl as nobody: connected, then refused.
+    let out = run_as_nobody(&mut broker.ctl_command(&["status"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("handshake"), "{err}");
+    let entry = broker.wait_audit("peer_refused", "ctl.sock");
+    assert!(entry.contains(&format!("peer uid {NOBODY}")), "{entry}");
+    assert!(entry.contains("oxibot-admin"), "{entry}");
+
+    // A tool daemon as nobody on tool.sock: refused, and it exits.
+    let workspace = broker.workspace.display().to_string();
+    let sock = broker.runtime.join("tool.sock").display().to_string();
+    let out = run_as_nobody(std::process::Command::new(bin("oxibot-toold")).args([
+        "--socket",
+        &sock,
+        "--workspace",
+        &workspace,
+        "--sandbox",
+        "off",
+    ]));
+    assert!(!out.status.success());
+    let entry = broker.wait_audit("peer_refused", "tool.sock");
+    assert!(entry.contains(&format!("peer uid {NOBODY}")), "{entry}");
+    // The real toold was not displaced.
+    assert_eq!(broker.status()["toolConnected"], true);
+}
+
+#[test]
+fn killing_toold_mid_tool_call_gives_a_clear_error_and_it_restarts() {
+    let llm = FakeLlm::start(vec![tool("exec", json!({"command": "sleep 25"})), Step::EchoLastTool]);
+    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let toold = broker.process_pid("toold").expect("toold pid in status");
+
+    let agent = broker
+        .ctl_command(&["agent", "--session", "k", "-m", "run something slow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    llm.wait_requests(1, Duration::from_secs(10));
+    // Give toold a moment to start the command.
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(toold), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let killed_at = Instant::now();
+
+    let out = agent.wait_with_output().unwrap();
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        reply.contains("tool said: Error: the tool daemon stopped while running this tool"),
+        "{reply}"
+    );
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(15),
+        "the user waited {:?}",
+        killed_at.elapsed()
+    );
+
+    // The supervisor restarted it, and tools work again.
+    let status = broker.wait_until("toold restarted", Duration::from_secs(20), |s| {
+        s["toolConnected"] == true
+            && s["processes"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["name"] == "toold" && p["restarts"].as_u64() >= Some(1) && p["pid"] != toold)
+            })
+    });
+    assert!(status["processes"].to_string().contains("signal: 9"), "{status}");
+    llm.push(tool("exec", json!({"command": "echo back"})));
+    llm.push(Step::EchoLastTool);
+    assert_eq!(broker.agent("k2", "again").unwrap(), "tool said: back\n[exit code: 0]");
+}
+
+#[test]
+fn a_secret_echoed_by_a_tool_is_redacted_before_the_llm_and_the_reply() {
+    let llm = FakeLlm::start(vec![
+        tool("exec", json!({"command": "cat leaked.txt"})),
+        tool("read_file", json!({"path": "leaked.txt"})),
+        Step::EchoLastTool,
+    ]);
+    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    std::fs::write(broker.workspace.join("leaked.txt"), format!("the key is {KEY}")).unwrap();
+
+    let reply = broker.agent("leak", "show me the file").unwrap();
+    assert_eq!(reply, "tool said: the key is [REDACTED]");
+    // What the LLM saw: never the key in a body (only in our own Authorization header).
+    for r in llm.requests() {
+        assert!(!r.body.to_string().contains(KEY), "the key reached the LLM: {}", r.body);
+    }
+    // Nor in the stored session.
+    for m in broker.messages("leak") {
+        assert!(!m.1.contains(KEY), "the key was stored: {}", m.1);
+    }
+    let audits = broker.audit("secret_redacted");
+    assert!(audits.iter().any(|a| a.contains("exec output")), "{audits:?}");
+    assert!(audits.iter().any(|a| a.contains("read_file output")), "{audits:?}");
+    assert!(!broker.log_text().contains(KEY), "the key reached the broker log");
+}
+
+#[test]
+fn the_child_environment_and_argv_hold_no_secret() {
+    let llm = FakeLlm::start(vec![
+        tool(
+            "exec",
+            json!({"command": "env; cat /proc/$PPID/environ | tr '\\0' '\\n'"}),
+        ),
+        Step::EchoLastTool,
+    ]);
+    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let toold = broker.process_pid("toold").unwrap();
+    let environ = std::fs::read(format!("/proc/{toold}/environ")).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{toold}/cmdline")).unwrap();
+    for blob in [&environ, &cmdline] {
+        assert!(!String::from_utf8_lossy(blob).contains(KEY));
+    }
+    // Only the variables the supervisor passes on, nothing of the broker's.
+    let names: Vec<String> = String::from_utf8_lossy(&environ)
+        .split('\0')
+        .filter(|v| !v.is_empty())
+        .map(|v| v.split('=').next().unwrap_or_default().to_string())
+        .collect();
+    for name in &names {
+        assert!(
+            ["PATH", "LANG", "RUST_LOG", "OXIBOT_LOG"].contains(&name.as_str()),
+            "toold inherited {name}"
+        );
+    }
+    let reply = broker.agent("env", "env").unwrap();
+    assert!(reply.contains("PATH=") && !reply.contains(KEY), "{reply}");
+}
+
+#[test]
+fn an_environment_override_secret_never_reaches_the_children() {
+    // The key arrives by environment only; toold must not inherit it.
+    let llm = FakeLlm::start(vec![Step::Text("ok".into())]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "runtimeDir": dir.path().join("run"), "stateDir": dir.path().join("state"),
+            "secretsFile": dir.path().join("none.json"), "supervise": true,
+            "agents": {"defaults": {"workspace": dir.path().join("ws"), "model": "gpt-x", "provider": "openai"}},
+            "providers": {"openai": {"apiBase": format!("{}/v1", llm.base_url)}},
+            "tools": {"sandbox": "off"}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("none.json"), "{}").unwrap();
+    std::fs::set_permissions(dir.path().join("none.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut child = std::process::Command::new(bin("oxibot-broker"))
+        .arg("--config")
+        .arg(&config)
+        .env("OXIBOT_PROVIDERS__OPENAI__API_KEY", KEY)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ctl = dir.path().join("run/ctl.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let toold = loop {
+        let out = std::process::Command::new(bin("oxibotctl"))
+            .args(["--json", "--socket"])
+            .arg(&ctl)
+            .arg("status")
+            .output()
+            .unwrap();
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let pid = s["processes"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "toold")?["pid"].as_i64());
+        if let (Some(pid), true) = (pid, s["toolConnected"] == true) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "broker did not come up: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let environ = std::fs::read(format!("/proc/{toold}/environ")).unwrap();
+    // The key did reach the one place it belongs: the provider's endpoint.
+    let out = std::process::Command::new(bin("oxibotctl"))
+        .arg("--socket")
+        .arg(&ctl)
+        .args(["agent", "-m", "hi"])
+        .output()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    assert!(
+        !String::from_utf8_lossy(&environ).contains(KEY),
+        "the key leaked into toold's environment"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    let reqs = llm.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+}
+
+#[test]
+fn broken_config_and_open_secrets_stop_the_start_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, "{\n  \"agents\": {\"defaults\": {\"model\": \"gpt-x\",}}\n}").unwrap();
+    let out = std::process::Command::new(bin("oxibot-broker"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.json") && err.contains("line 2"), "{err}");
+
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(&secrets, json!({"providers": {"openai": {"apiKey": KEY}}}).to_string()).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(
+        &config,
+        json!({"secretsFile": secrets, "agents": {"defaults": {"model": "gpt-x"}}}).to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin("oxibot-broker"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("chmod 600 {}", secrets.display())), "{err}");
+    assert!(!err.contains(KEY), "{err}");
+}
+
+#[test]
+fn toold_refuses_to_start_without_its_sandbox() {
+    let llm = FakeLlm::start(vec![]);
+    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let out = std::process::Command::new(bin("oxibot-toold"))
+        .args(["--socket"])
+        .arg(broker.runtime.join("tool.sock"))
+        .arg("--workspace")
+        .arg(&broker.workspace)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to start") && err.contains("\"sandbox\": \"off\""),
+        "{err}"
+    );
+}
