@@ -11,7 +11,11 @@ use serde_json::{json, Value};
 /// the binaries that `cargo build --workspace` put next to it.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    // Test binaries live in target/debug/deps, bench binaries in target/debug.
+    let mut dir = exe.parent().expect("target dir").to_path_buf();
+    if !dir.join("oxibot-broker").exists() {
+        dir = dir.parent().map(Path::to_path_buf).unwrap_or(dir);
+    }
     assert!(
         dir.join("oxibot-broker").exists(),
         "{} has no oxibot-broker: run `cargo build --workspace` before the tests",

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole OxiBot test suite, from a fresh machine: installs the cargo tools
+# it needs, then checks formatting, builds once (debug) for every test, runs
+# clippy, the unit + end-to-end tests, and builds the protocol fuzz target.
+#
+# The end-to-end tests that connect as another user (nobody) need root; as
+# another user they say SKIPPED and pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "tools"
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "build (one debug build shared by all tests)"
+cargo build --workspace --all-targets --locked
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "fuzz target builds (stable toolchain; RUSTC_BOOTSTRAP enables the sanitizer flags)"
+RUSTC_BOOTSTRAP=1 cargo fuzz build --dev --fuzz-dir fuzz decode_frames
+
+step "tests"
+cargo nextest run --workspace --no-fail-fast
