@@ -245,3 +245,64 @@ fn max_tool_iterations_and_repeated_calls_are_stopped() {
     assert!(results[0].contains("[exit code: 0]"));
     assert!(results[2].contains("identical arguments"), "{}", results[2]);
 }
+
+#[test]
+fn chat_is_a_conversation_on_stdin() {
+    let llm = FakeLlm::start(vec![
+        Step::Text("first answer".into()),
+        Step::Text("second answer".into()),
+    ]);
+    let broker = Broker::start(&llm.base_url, json!({}), openai_secrets());
+    let mut chat = broker
+        .ctl_command(&["--json", "chat", "--session", "console:me"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = chat.stdin.as_mut().unwrap();
+        stdin.write_all(b"hello\n\nhow are you?\n/quit\nnever sent\n").unwrap();
+    }
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let replies: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        replies,
+        [json!({"reply": "first answer"}), json!({"reply": "second answer"})]
+    );
+    // One session, both turns, and the second request carried the first turn.
+    let roles: Vec<String> = broker.messages("console:me").into_iter().map(|m| m.0).collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
+    assert_eq!(llm.requests()[1].body["messages"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn sigterm_stops_the_broker_and_its_children() {
+    let llm = FakeLlm::start(vec![]);
+    let mut broker = Broker::start(&llm.base_url, json!({}), openai_secrets());
+    let toold = broker.process_pid("toold").unwrap();
+    let pid = nix::unistd::Pid::from_raw(broker.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while broker.is_running() {
+        assert!(Instant::now() < deadline, "the broker ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(broker.child.wait().unwrap().success());
+    // toold is gone too (its /proc entry disappears once it is reaped).
+    let gone = |p: i32| {
+        !std::path::Path::new(&format!("/proc/{p}")).exists()
+            || std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+    };
+    assert!(gone(toold), "toold {toold} outlived the broker");
+    assert!(
+        !broker.runtime.join("ctl.sock").exists(),
+        "the broker left its socket behind"
+    );
+}

@@ -44,7 +44,12 @@ fn rss_kib(pid: i32) -> u64 {
 /// One agent turn over an open control connection.
 async fn turn(conn: &mut Conn<CtlReply, CtlRequest>, session: String) -> Duration {
     let t = Instant::now();
-    conn.send(&CtlRequest::Agent { session, message: "hi".into() }).await.unwrap();
+    conn.send(&CtlRequest::Agent {
+        session,
+        message: "hi".into(),
+    })
+    .await
+    .unwrap();
     let reply = conn.recv().await.unwrap();
     assert!(matches!(reply, CtlReply::AgentReply { .. }), "{reply:?}");
     t.elapsed()
@@ -52,11 +57,19 @@ async fn turn(conn: &mut Conn<CtlReply, CtlRequest>, session: String) -> Duratio
 
 fn main() {
     let llm = FakeLlm::start(vec![]);
-    let broker = Broker::start(&llm.base_url, json!({}), json!({"providers": {"openai": {"apiKey": "sk-bench-000000"}}}));
+    let broker = Broker::start(
+        &llm.base_url,
+        json!({}),
+        json!({"providers": {"openai": {"apiKey": "sk-bench-000000"}}}),
+    );
     std::thread::sleep(Duration::from_secs(1));
     let broker_pid = broker.child.id() as i32;
     let toold_pid = broker.process_pid("toold").unwrap_or(0);
-    println!("idle RSS: broker {} KiB, toold {} KiB", rss_kib(broker_pid), rss_kib(toold_pid));
+    println!(
+        "idle RSS: broker {} KiB, toold {} KiB",
+        rss_kib(broker_pid),
+        rss_kib(toold_pid)
+    );
 
     let mut cli = Vec::new();
     for i in 0..N {
@@ -68,7 +81,10 @@ fn main() {
     }
     report("oxibotctl agent -m (process + turn)", cli);
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (direct, with_tool) = rt.block_on(async {
         let stream = tokio::net::UnixStream::connect(broker.ctl_socket()).await.unwrap();
         let mut conn: Conn<CtlReply, CtlRequest> = connect_handshake(stream, Role::Ctl, Role::Broker).await.unwrap();
@@ -79,7 +95,10 @@ fn main() {
         }
         let mut with_tool = Vec::new();
         for i in 0..N {
-            llm.push(Step::Tool { name: "exec".into(), args: json!({"command": "true"}) });
+            llm.push(Step::Tool {
+                name: "exec".into(),
+                args: json!({"command": "true"}),
+            });
             llm.push(Step::Text("ok".into()));
             with_tool.push(turn(&mut conn, format!("t{i}")).await);
         }
@@ -87,5 +106,9 @@ fn main() {
     });
     report("agent turn over ctl.sock (no tools)", direct);
     report("agent turn with one exec tool call", with_tool);
-    println!("RSS after the run: broker {} KiB, toold {} KiB", rss_kib(broker_pid), rss_kib(toold_pid));
+    println!(
+        "RSS after the run: broker {} KiB, toold {} KiB",
+        rss_kib(broker_pid),
+        rss_kib(toold_pid)
+    );
 }
