@@ -146,7 +146,8 @@ impl Agent {
                 };
                 let result = ChatMessage {
                     role: Role::Tool,
-                    content: self.scrub(&output, &format!("{} output", call.name)),
+                    // run_tool scrubbed it already.
+                    content: output,
                     tool_calls: Vec::new(),
                     tool_call_id: Some(call.id.clone()),
                 };
@@ -180,16 +181,21 @@ impl Agent {
     }
 
     async fn run_tool(&self, name: &str, arguments: &str) -> String {
-        let request = match tools::to_request(name, arguments, self.exec_timeout_secs) {
-            Ok(r) => r,
-            Err(e) => return format!("Error: {e}"),
-        };
+        match self.run_tool_checked(name, arguments).await {
+            Ok(output) => output,
+            Err(e) => format!("Error: {e}"),
+        }
+    }
+
+    /// Runs one tool through toold; the output (or error) is scrubbed of secrets.
+    pub async fn run_tool_checked(&self, name: &str, arguments: &str) -> Result<String, String> {
+        let request = tools::to_request(name, arguments, self.exec_timeout_secs)?;
         // The daemon enforces the exec timeout itself; allow it time to
         // kill the process group and answer.
         let wait = Duration::from_secs(u64::from(self.exec_timeout_secs) + 15);
         match self.tools.call(request, wait).await {
-            Ok(output) => output,
-            Err(e) => format!("Error: {e}"),
+            Ok(output) => Ok(self.scrub(&output, &format!("{name} output"))),
+            Err(e) => Err(self.scrub(&e, &format!("{name} error"))),
         }
     }
 

@@ -182,8 +182,20 @@ fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
             config.tools.sandbox.as_arg().into(),
             "--max-exec-timeout".into(),
             config.tools.exec.timeout.to_string(),
+            "--max-output".into(),
+            config.tools.exec.max_output_bytes.to_string(),
+            "--max-processes".into(),
+            config.tools.exec.max_processes.to_string(),
+            "--max-memory-mb".into(),
+            config.tools.exec.max_memory_mb.to_string(),
+            "--max-file-size-mb".into(),
+            config.tools.exec.max_file_size_mb.to_string(),
+            "--user".into(),
+            config.users.tool.clone(),
         ],
-        user: config.users.tool.clone(),
+        // toold starts with the broker's rights, builds its jail, then
+        // becomes the tool user.
+        user: None,
     }];
     for name in config.enabled_channels() {
         specs.push(ChildSpec {
@@ -195,7 +207,7 @@ fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
                 "--socket".into(),
                 format!("{runtime}/channel.sock"),
             ],
-            user: config.users.channel.clone(),
+            user: Some(config.users.channel.clone()),
         });
     }
     Ok(specs)

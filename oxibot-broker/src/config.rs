@@ -162,11 +162,25 @@ impl SandboxMode {
 pub struct ExecSettings {
     /// Seconds; at most 600.
     pub timeout: u32,
+    /// Output kept per command (head + tail), bytes.
+    pub max_output_bytes: u32,
+    /// Processes of the tool user at once, all commands together.
+    pub max_processes: u32,
+    /// Address space per command, MiB.
+    pub max_memory_mb: u32,
+    /// Largest file a command may write, MiB.
+    pub max_file_size_mb: u32,
 }
 
 impl Default for ExecSettings {
     fn default() -> Self {
-        ExecSettings { timeout: 60 }
+        ExecSettings {
+            timeout: 60,
+            max_output_bytes: 64 * 1024,
+            max_processes: 256,
+            max_memory_mb: 2048,
+            max_file_size_mb: 256,
+        }
     }
 }
 
@@ -322,6 +336,17 @@ impl Config {
         }
         if self.tools.exec.timeout == 0 || self.tools.exec.timeout > 600 {
             return Err(invalid(path, "tools.exec.timeout", "must be between 1 and 600 seconds"));
+        }
+        let e = &self.tools.exec;
+        if !(1024..=512 * 1024).contains(&e.max_output_bytes) {
+            return Err(invalid(path, "tools.exec.maxOutputBytes", "must be between 1024 and 524288"));
+        }
+        if e.max_processes < 8 || e.max_memory_mb < 64 || e.max_file_size_mb == 0 {
+            return Err(invalid(
+                path,
+                "tools.exec",
+                "maxProcesses must be at least 8, maxMemoryMb at least 64, maxFileSizeMb at least 1",
+            ));
         }
         if d.max_tool_iterations == 0 {
             return Err(invalid(path, "agents.defaults.maxToolIterations", "must be at least 1"));

@@ -46,5 +46,12 @@ async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
                 CtlReply::Error { message }
             }
         },
+        CtlRequest::RunTool { name, arguments_json } => {
+            broker.store.audit("admin_tool", &format!("oxibotctl ran tool {name}"));
+            match broker.agent.run_tool_checked(&name, &arguments_json).await {
+                Ok(output) => CtlReply::ToolResult { ok: true, output },
+                Err(output) => CtlReply::ToolResult { ok: false, output },
+            }
+        }
     }
 }

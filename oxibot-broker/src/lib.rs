@@ -5,6 +5,7 @@ pub mod agent;
 pub mod broker;
 pub mod channels;
 pub mod config;
+pub mod doctor;
 pub mod ctl;
 pub mod import;
 pub mod providers;

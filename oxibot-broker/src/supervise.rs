@@ -23,8 +23,10 @@ pub struct ChildSpec {
     pub name: String,
     pub program: PathBuf,
     pub args: Vec<String>,
-    /// The Unix user to run as when the broker is root.
-    pub user: String,
+    /// The Unix user to run as when the broker is root; None for a child
+    /// that must start as root and drops privileges itself (toold builds
+    /// its jail first).
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -174,16 +176,15 @@ fn command(spec: &ChildSpec) -> Command {
             cmd.env(var, v);
         }
     }
-    if nix::unistd::geteuid().is_root() {
-        match User::from_name(&spec.user) {
+    if let (true, Some(user)) = (nix::unistd::geteuid().is_root(), &spec.user) {
+        match User::from_name(user) {
             // std clears supplementary groups (setgroups(0)) when it drops uid as root.
             Ok(Some(u)) => {
                 cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
             }
             _ => tracing::warn!(
                 child = %spec.name,
-                "user {} does not exist; the child runs as root. Install the package (it creates the users) or create it",
-                spec.user
+                "user {user} does not exist; the child runs as root. Install the package (it creates the users) or create it",
             ),
         }
     }

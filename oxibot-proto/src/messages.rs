@@ -226,6 +226,12 @@ pub enum CtlRequest {
         session: String,
         message: String,
     },
+    /// Admin diagnostics: run one tool (by the model's name and JSON
+    /// arguments) through the same tool daemon the agent uses.
+    RunTool {
+        name: String,
+        arguments_json: String,
+    },
 }
 
 /// Broker → oxibotctl.
@@ -234,6 +240,8 @@ pub enum CtlReply {
     Status(StatusReport),
     AgentReply { text: String },
     Error { message: String },
+    /// The tool's output, or its error (`ok: false`).
+    ToolResult { ok: bool, output: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,6 +293,10 @@ impl Message for CtlRequest {
             CtlRequest::Agent { session, message } => {
                 bounded("session", session, MAX_ID)?;
                 bounded("message", message, MAX_TEXT)
+            }
+            CtlRequest::RunTool { name, arguments_json } => {
+                bounded("name", name, MAX_ID)?;
+                bounded("arguments_json", arguments_json, MAX_TEXT)
             }
         }
     }

@@ -16,7 +16,13 @@ use crate::text::HeadTail;
 pub struct Limits {
     pub max_timeout_secs: u32,
     pub max_output: usize,
+    /// Inside the jail: the per-command limits, and toold is pid 1.
+    pub jailed: Option<crate::jail::ResourceLimits>,
 }
+
+/// Commands running now. When the count drops to zero inside the jail,
+/// every process left behind (`setsid`, `nohup`, `&`) is killed.
+static RUNNING: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
 
 /// After the shell exits, how long we keep reading pipes that a leftover
 /// background process may still hold open.
@@ -34,7 +40,8 @@ pub async fn run(
         _ => workspace.to_path_buf(),
     };
     let timeout = Duration::from_secs(u64::from(timeout_secs.clamp(1, limits.max_timeout_secs)));
-    let mut child = Command::new("/bin/sh")
+    let mut cmd = Command::new("/bin/sh");
+    cmd
         .arg("-c")
         .arg(command)
         // Nothing of ours (least of all a secret) reaches the command.
@@ -49,9 +56,24 @@ pub async fn run(
         .stderr(Stdio::piped())
         // Its own process group, so that the timeout kills every descendant.
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
+        .kill_on_drop(true);
+    if let Some(jail) = limits.jailed {
+        let (cpu, memory) = (jail.max_cpu_secs, jail.max_memory);
+        // SAFETY: the closure runs between fork and exec and only calls
+        // setrlimit, which is async-signal-safe; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                set_limit(libc::RLIMIT_CPU, cpu)?;
+                set_limit(libc::RLIMIT_AS, memory)
+            });
+        }
+    }
+    let mut child = {
+        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        let child = cmd.spawn().map_err(|e| format!("cannot start /bin/sh: {e}"))?;
+        *running += 1;
+        child
+    };
     let pgid = child.id().map(|p| Pid::from_raw(p as i32));
     let half = limits.max_output / 2;
     let stdout = child.stdout.take().map(|s| tokio::spawn(capture(s, half)));
@@ -72,6 +94,7 @@ pub async fn run(
     };
     let out = collect(stdout).await;
     let err = collect(stderr).await;
+    finish_command(limits.jailed.is_some());
 
     let mut text = out;
     if !err.is_empty() {
@@ -95,6 +118,37 @@ pub async fn run(
         },
     }
     Ok(text)
+}
+
+/// setrlimit for the command about to exec; both limits equal, so the
+/// command cannot raise them.
+fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: value, rlim_max: value };
+    // SAFETY: a plain syscall on a stack value.
+    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Counts a command as finished. Inside the jail, when none is left
+/// running, kills everything but toold itself and reaps it: as pid 1 of the
+/// jail's pid namespace, `kill(-1)` reaches exactly the jail's processes,
+/// and the orphans it inherited are its to reap.
+fn finish_command(jailed: bool) {
+    let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    *running = running.saturating_sub(1);
+    if *running > 0 || !jailed || !crate::jail::is_jailed() {
+        return;
+    }
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    for _ in 0..200 {
+        match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(_) => {}
+            Err(_) => break, // ECHILD: nothing left
+        }
+    }
 }
 
 async fn capture(mut r: impl AsyncRead + Unpin, cap: usize) -> String {
@@ -125,10 +179,7 @@ async fn collect(task: Option<tokio::task::JoinHandle<String>>) -> String {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
-        max_timeout_secs: 600,
-        max_output: 1024,
-    };
+    const LIMITS: Limits = Limits { max_timeout_secs: 600, max_output: 1024, jailed: None };
 
     #[tokio::test]
     async fn runs_in_the_workspace_with_a_minimal_environment() {

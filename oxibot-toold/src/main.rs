@@ -1,15 +1,16 @@
 //! oxibot-toold: the only OxiBot process that runs shell commands and
-//! touches files. It holds nothing secret, and (once the jail lands) it
-//! builds its jail before reading a single request.
+//! touches files. It holds nothing secret, and it builds its jail before it
+//! reads a single request.
 //!
 //! What it gives up, in order:
 //! 1. everything but the broker connection, which it opens first;
-//! 2. (sandbox on) the host filesystem, network, other processes and its
-//!    privileges — not yet implemented, so it refuses to start;
+//! 2. the host: its filesystem, network, processes, hostname, privileges
+//!    and most syscalls (see `jail`);
 //! 3. the connection: if it drops, toold exits and is restarted.
 
 mod exec;
 mod files;
+mod jail;
 mod server;
 mod text;
 
@@ -42,6 +43,18 @@ struct Args {
     /// Bytes of exec output kept (half from the start, half from the end).
     #[arg(long, default_value_t = 64 * 1024)]
     max_output: usize,
+    /// The user to become when started as root.
+    #[arg(long, default_value = "oxibot-tool")]
+    user: String,
+    /// Processes the tool user may have at once (all commands together).
+    #[arg(long, default_value_t = 256)]
+    max_processes: u64,
+    /// Address space per command, MiB.
+    #[arg(long, default_value_t = 2048)]
+    max_memory_mb: u64,
+    /// Largest file a command may write, MiB.
+    #[arg(long, default_value_t = 256)]
+    max_file_size_mb: u64,
 }
 
 fn main() -> ExitCode {
@@ -66,29 +79,57 @@ fn main() -> ExitCode {
         }
     };
 
-    // Step 2: the jail. No sandbox, no start.
-    match args.sandbox {
-        Sandbox::On => {
-            eprintln!(
-                "oxibot-toold: refusing to start: this build cannot build the sandbox jail yet. \
-                 To run commands WITHOUT any isolation (development only), set \"tools\": {{\"sandbox\": \"off\"}}"
-            );
-            return ExitCode::FAILURE;
-        }
-        Sandbox::Off => tracing::warn!(
-            "SANDBOX IS OFF: shell commands and file tools run with this process's full rights ({}). \
-             Never use this with a model or chat users you do not fully trust",
-            whoami()
-        ),
-    }
     let workspace = match args.workspace.canonicalize() {
         Ok(w) => w,
         Err(e) => {
-            eprintln!(
-                "oxibot-toold: workspace {} is not usable: {e}",
-                args.workspace.display()
-            );
+            eprintln!("oxibot-toold: workspace {} is not usable: {e}", args.workspace.display());
             return ExitCode::FAILURE;
+        }
+    };
+    let jail_limits = jail::ResourceLimits {
+        max_processes: args.max_processes.max(8),
+        max_memory: args.max_memory_mb.max(64) << 20,
+        max_file_size: args.max_file_size_mb.max(1) << 20,
+        max_cpu_secs: u64::from(args.max_exec_timeout.clamp(1, 600)) + 5,
+        ..jail::ResourceLimits::default()
+    };
+
+    // Step 2: the jail. No sandbox, no start.
+    let (workspace, jailed) = match args.sandbox {
+        Sandbox::On => {
+            let spec = jail::JailSpec { workspace, tool_user: args.user.clone(), limits: jail_limits };
+            match jail::enter(&spec) {
+                Ok(jail::Side::Outside(child)) => {
+                    // Only the jail talks to the broker.
+                    drop(stream);
+                    let code = jail::wait_for_jail(child);
+                    return ExitCode::from(u8::try_from(code).unwrap_or(1));
+                }
+                Ok(jail::Side::Inside(report)) => {
+                    tracing::info!(
+                        root_started = report.root_started,
+                        uid = report.uid,
+                        landlock = %report.landlock,
+                        "jail built"
+                    );
+                    (PathBuf::from(jail::JAIL_WORKSPACE), true)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "oxibot-toold: refusing to start: {e}. To run commands WITHOUT any isolation \
+                         (development only), set \"tools\": {{\"sandbox\": \"off\"}}"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        Sandbox::Off => {
+            tracing::warn!(
+                "SANDBOX IS OFF: shell commands and file tools run with this process's full rights ({}). \
+                 Never use this with a model or chat users you do not fully trust",
+                whoami()
+            );
+            (workspace, false)
         }
     };
 
@@ -96,6 +137,7 @@ fn main() -> ExitCode {
     let limits = exec::Limits {
         max_timeout_secs: args.max_exec_timeout.clamp(1, 600),
         max_output: args.max_output.max(1024),
+        jailed: jailed.then_some(jail_limits),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

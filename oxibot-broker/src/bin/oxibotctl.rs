@@ -47,6 +47,22 @@ enum Command {
     },
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Admin diagnostics through the same tool daemon the agent uses.
+    #[command(subcommand)]
+    Tool(ToolCommand),
+    /// Report each jail property as measured from inside the jail.
+    Doctor,
+}
+
+#[derive(Subcommand)]
+enum ToolCommand {
+    /// Run a shell command in the jail: `oxibotctl tool exec -- ls -la`.
+    Exec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run one tool with JSON arguments: `oxibotctl tool run read_file '{"path":"a.txt"}'`.
+    Run { name: String, arguments: String },
 }
 
 #[derive(Subcommand)]
@@ -165,9 +181,62 @@ fn online(socket: PathBuf, json: bool, command: Command) -> Result<(), String> {
                 Ok(())
             }
             Command::Chat { session } => chat(&mut conn, &session, json).await,
+            Command::Tool(ToolCommand::Exec { command }) => {
+                let args = json!({"command": command.join(" ")}).to_string();
+                run_tool(&mut conn, "exec", &args, json).await
+            }
+            Command::Tool(ToolCommand::Run { name, arguments }) => run_tool(&mut conn, &name, &arguments, json).await,
+            Command::Doctor => doctor(&mut conn, json).await,
             Command::Config(_) => unreachable_config(),
         }
     })
+}
+
+async fn tool_result(conn: &mut CtlConn, name: &str, arguments: &str) -> Result<(bool, String), String> {
+    match request(conn, CtlRequest::RunTool { name: name.into(), arguments_json: arguments.into() }).await? {
+        CtlReply::ToolResult { ok, output } => Ok((ok, output)),
+        CtlReply::Error { message } => Err(message),
+        other => Err(format!("unexpected reply: {other:?}")),
+    }
+}
+
+async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -> Result<(), String> {
+    let (ok, output) = tool_result(conn, name, arguments).await?;
+    if json {
+        println!("{}", json!({"ok": ok, "output": output}));
+    } else {
+        println!("{output}");
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name} failed"))
+    }
+}
+
+async fn doctor(conn: &mut CtlConn, json: bool) -> Result<(), String> {
+    let args = json!({"command": oxibot_broker::doctor::SCRIPT}).to_string();
+    let (ok, output) = tool_result(conn, "exec", &args).await?;
+    if !ok {
+        return Err(format!("cannot run the checks in the tool daemon: {output}"));
+    }
+    let checks = oxibot_broker::doctor::judge(&output);
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if json {
+        let list: Vec<_> = checks.iter().map(|c| json!({"check": c.name, "ok": c.ok, "seen": c.seen})).collect();
+        println!("{}", json!({"checks": list, "failed": failed}));
+    } else {
+        for c in &checks {
+            println!("{} {:<48} {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.seen);
+        }
+        if nix::unistd::geteuid().is_root() {
+            println!("note: oxibotctl runs as root; that says nothing about the broker's own user");
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} jail check(s) failed; is tools.sandbox \"off\"?"));
+    }
+    Ok(())
 }
 
 fn unreachable_config() -> Result<(), String> {

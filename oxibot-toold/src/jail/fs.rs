@@ -1,0 +1,245 @@
+//! The jail's filesystem: a tmpfs root holding read-only binds of the system
+//! directories, a synthesized /etc, a fresh /proc, a minimal /dev, a tmpfs
+//! /tmp and the workspace at /workspace. Then pivot_root and detach the old
+//! root, so nothing of the host stays reachable.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::unistd::{chdir, pivot_root, Gid, Uid};
+
+use super::{step, JailError};
+
+/// The staging mount point: a tmpfs over /tmp that only our (private) mount
+/// namespace sees; it becomes the new root.
+const STAGING: &str = "/tmp";
+/// System directories bound read-only (or recreated as the same symlink).
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+const DEVICES: &[&str] = &["null", "zero", "random", "urandom", "tty"];
+
+/// Host files read before the host disappears.
+pub struct HostFiles {
+    passwd: String,
+    group: String,
+    ld_cache: Option<Vec<u8>>,
+    localtime: Option<PathBuf>,
+    has_alternatives: bool,
+}
+
+impl HostFiles {
+    pub fn snapshot(uid: Uid, gid: Gid, tool_user: &str) -> std::io::Result<HostFiles> {
+        let name = if uid.is_root() { "root".to_string() } else { user_name(uid).unwrap_or_else(|| tool_user.into()) };
+        // Only the identities a command may need to print; no host accounts.
+        let passwd = format!(
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n{name}:x:{uid}:{gid}:OxiBot tools:/workspace:/bin/sh\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        );
+        let group = format!("root:x:0:\n{name}:x:{gid}:\nnogroup:x:65534:\n");
+        Ok(HostFiles {
+            passwd,
+            group,
+            ld_cache: std::fs::read("/etc/ld.so.cache").ok(),
+            localtime: std::fs::read_link("/etc/localtime").ok(),
+            has_alternatives: Path::new("/etc/alternatives").is_dir(),
+        })
+    }
+}
+
+fn user_name(uid: Uid) -> Option<String> {
+    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name)
+}
+
+pub fn build_root(workspace: &Path, host: &HostFiles, tmp_size_mb: u32) -> Result<(), JailError> {
+    // Nothing we mount may propagate back to the host.
+    step("make / private", mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>))?;
+    // Hold the workspace by a descriptor opened in *this* mount namespace
+    // before the staging tmpfs covers /tmp (the workspace may live there).
+    let workspace_fd = step("open the workspace", open_dir(workspace))?;
+    step(
+        "mount the tmpfs root",
+        mount(Some("tmpfs"), STAGING, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=16m")),
+    )?;
+    let root = Path::new(STAGING);
+
+    for dir in SYSTEM_DIRS {
+        let host_path = Path::new(dir);
+        let target = root.join(&dir[1..]);
+        match std::fs::symlink_metadata(host_path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = step("read a system symlink", std::fs::read_link(host_path))?;
+                step("recreate a system symlink", symlink(link, &target))?;
+            }
+            Ok(m) if m.is_dir() => {
+                step("create a system mount point", std::fs::create_dir(&target))?;
+                bind_read_only(host_path, &target, "bind the system directories read-only")?;
+            }
+            _ => {}
+        }
+    }
+
+    build_etc(root, host)?;
+
+    let proc_dir = root.join("proc");
+    step("create /proc", std::fs::create_dir(&proc_dir))?;
+    // A fresh procfs of the new pid namespace: only the jail's processes.
+    step(
+        "mount a fresh /proc",
+        mount(
+            Some("proc"),
+            &proc_dir,
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        ),
+    )?;
+
+    build_dev(root)?;
+
+    let tmp = root.join("tmp");
+    step("create /tmp", std::fs::create_dir(&tmp))?;
+    step(
+        "mount the jail's /tmp",
+        mount(
+            Some("tmpfs"),
+            &tmp,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(format!("mode=1777,size={tmp_size_mb}m").as_str()),
+        ),
+    )?;
+
+    // The workspace, by the descriptor opened before /tmp was covered
+    // (the workspace may itself live under the host's /tmp).
+    let ws = root.join("workspace");
+    step("create /workspace", std::fs::create_dir(&ws))?;
+    let source = format!("/proc/self/fd/{}", workspace_fd.as_raw_fd());
+    step(
+        "bind the workspace",
+        mount(Some(source.as_str()), &ws, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>),
+    )?;
+    // No setuid or device files from the workspace, ever.
+    let flags = locked_flags(&ws) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    step("remount the workspace nosuid,nodev", mount(None::<&str>, &ws, None::<&str>, flags, None::<&str>))?;
+    drop(workspace_fd);
+
+    // Swap roots and cut the old one loose.
+    step("enter the new root", chdir(root))?;
+    step("pivot_root", pivot_root(".", "."))?;
+    step("detach the old root", umount2(".", MntFlags::MNT_DETACH))?;
+    step("chdir to /", chdir("/"))?;
+    step(
+        "remount / read-only",
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            None::<&str>,
+        ),
+    )?;
+    step("chdir to /workspace", chdir(super::JAIL_WORKSPACE))?;
+    Ok(())
+}
+
+fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    let fd = open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+fn build_etc(root: &Path, host: &HostFiles) -> Result<(), JailError> {
+    let etc = root.join("etc");
+    let w = |name: &str, text: &[u8]| step("write the jail's /etc", std::fs::write(etc.join(name), text));
+    step("create /etc", std::fs::create_dir(&etc))?;
+    w("passwd", host.passwd.as_bytes())?;
+    w("group", host.group.as_bytes())?;
+    w("hosts", b"127.0.0.1 localhost\n::1 localhost\n")?;
+    w("hostname", b"oxibot-jail\n")?;
+    w("nsswitch.conf", b"passwd: files\ngroup: files\nhosts: files\n")?;
+    w("resolv.conf", b"")?;
+    if let Some(cache) = &host.ld_cache {
+        w("ld.so.cache", cache)?;
+    }
+    if let Some(link) = &host.localtime {
+        step("write the jail's /etc", symlink(link, etc.join("localtime")))?;
+    }
+    if host.has_alternatives {
+        // Debian's /usr/bin/awk and friends are symlinks through here.
+        let alt = etc.join("alternatives");
+        step("create /etc/alternatives", std::fs::create_dir(&alt))?;
+        bind_read_only(Path::new("/etc/alternatives"), &alt, "bind /etc/alternatives read-only")?;
+    }
+    Ok(())
+}
+
+fn build_dev(root: &Path) -> Result<(), JailError> {
+    let dev = root.join("dev");
+    step("create /dev", std::fs::create_dir(&dev))?;
+    step(
+        "mount the jail's /dev",
+        mount(
+            Some("tmpfs"),
+            &dev,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("mode=0755,size=64k"),
+        ),
+    )?;
+    for name in DEVICES {
+        let host = Path::new("/dev").join(name);
+        if !host.exists() {
+            continue;
+        }
+        let target = dev.join(name);
+        step("create a device mount point", std::fs::write(&target, b""))?;
+        step(
+            "bind a device node",
+            mount(Some(&host), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+        )?;
+    }
+    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        step("create /dev symlinks", symlink(target, dev.join(name)))?;
+    }
+    let shm = dev.join("shm");
+    step("create /dev/shm", std::fs::create_dir(&shm))?;
+    step("make /dev/shm sticky", std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o1777)))?;
+    Ok(())
+}
+
+/// Binds `source` on `target` and makes it read-only, nosuid and nodev.
+/// In a user namespace the flags locked on the source mount (noexec,
+/// atime) must be kept, or the kernel refuses the remount.
+fn bind_read_only(source: &Path, target: &Path, what: &'static str) -> Result<(), JailError> {
+    step(what, mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>))?;
+    let flags = locked_flags(target)
+        | MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV;
+    step(what, mount(None::<&str>, target, None::<&str>, flags, None::<&str>))
+}
+
+fn locked_flags(path: &Path) -> MsFlags {
+    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
