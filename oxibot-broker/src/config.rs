@@ -339,7 +339,11 @@ impl Config {
         }
         let e = &self.tools.exec;
         if !(1024..=512 * 1024).contains(&e.max_output_bytes) {
-            return Err(invalid(path, "tools.exec.maxOutputBytes", "must be between 1024 and 524288"));
+            return Err(invalid(
+                path,
+                "tools.exec.maxOutputBytes",
+                "must be between 1024 and 524288",
+            ));
         }
         if e.max_processes < 8 || e.max_memory_mb < 64 || e.max_file_size_mb == 0 {
             return Err(invalid(

@@ -24,13 +24,29 @@ pub struct Check {
 /// Judges the script's output. A missing line is a failed check.
 pub fn judge(output: &str) -> Vec<Check> {
     let get = |k: &str| {
-        output.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('='))).map(str::to_string)
+        output
+            .lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .map(str::to_string)
     };
-    let zero = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty() && s.chars().all(|c| c == '0'));
+    let zero = |v: &Option<String>| {
+        v.as_deref()
+            .is_some_and(|s| !s.is_empty() && s.chars().all(|c| c == '0'))
+    };
     let mut checks = Vec::new();
-    let mut add = |name, ok, seen: Option<String>| checks.push(Check { name, ok, seen: seen.unwrap_or_default() });
+    let mut add = |name, ok, seen: Option<String>| {
+        checks.push(Check {
+            name,
+            ok,
+            seen: seen.unwrap_or_default(),
+        })
+    };
     let uid = get("uid");
-    add("runs as a user other than root", uid.as_deref().is_some_and(|u| u != "0" && !u.is_empty()), uid);
+    add(
+        "runs as a user other than root",
+        uid.as_deref().is_some_and(|u| u != "0" && !u.is_empty()),
+        uid,
+    );
     let nnp = get("NoNewPrivs");
     add("no_new_privs is set", nnp.as_deref() == Some("1"), nnp);
     let sc = get("Seccomp");
@@ -45,9 +61,17 @@ pub fn judge(output: &str) -> Vec<Check> {
         add(name, zero(&v), v);
     }
     let pid1 = get("pid1");
-    add("own pid namespace (pid 1 is the tool daemon)", pid1.as_deref().is_some_and(|p| p.contains("oxibot-toold")), pid1);
+    add(
+        "own pid namespace (pid 1 is the tool daemon)",
+        pid1.as_deref().is_some_and(|p| p.contains("oxibot-toold")),
+        pid1,
+    );
     let net = get("netdevs");
-    add("own network namespace (loopback only)", net.as_deref() == Some("lo,"), net);
+    add(
+        "own network namespace (loopback only)",
+        net.as_deref() == Some("lo,"),
+        net,
+    );
     let host = get("hostname");
     add("own uts namespace", host.as_deref() == Some("oxibot-jail"), host);
     let usr = get("usr_writable");
@@ -57,7 +81,11 @@ pub fn judge(output: &str) -> Vec<Check> {
     let ws = get("workspace_writable");
     add("/workspace is writable", ws.as_deref() == Some("yes"), ws);
     let nproc = get("nproc_limit");
-    add("a process limit is set", nproc.as_deref().is_some_and(|n| n.parse::<u64>().is_ok()), nproc);
+    add(
+        "a process limit is set",
+        nproc.as_deref().is_some_and(|n| n.parse::<u64>().is_ok()),
+        nproc,
+    );
     checks
 }
 

@@ -64,6 +64,42 @@ pub fn definitions() -> Vec<ToolDef> {
                 "required": ["path"]
             }),
         },
+        ToolDef {
+            name: "find_files",
+            description: "Find files in the workspace whose path matches a glob such as **/*.rs.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "pattern": {"type": "string", "description": "Glob, e.g. **/*.py or *.md"},
+                    "path": {"type": "string", "description": "Directory to search, relative to the workspace (default: all)"}
+                },
+                "required": ["pattern"]
+            }),
+        },
+        ToolDef {
+            name: "grep",
+            description: "Search file contents in the workspace for a regular expression; prints file:line: text.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "pattern": {"type": "string", "description": "Regular expression"},
+                    "path": {"type": "string", "description": "Directory or file to search (default: the workspace)"},
+                    "include": {"type": "string", "description": "Only files whose name matches this glob"},
+                    "case_insensitive": {"type": "boolean"}
+                },
+                "required": ["pattern"]
+            }),
+        },
+        ToolDef {
+            name: "apply_patch",
+            description: "Apply a unified diff (--- a/file, +++ b/file, @@ hunks) to one or more files. \
+                          If any hunk does not apply, nothing is changed.",
+            parameters: json!({
+                "type": "object",
+                "properties": {"patch": {"type": "string", "description": "The unified diff"}},
+                "required": ["patch"]
+            }),
+        },
     ]
 }
 
@@ -80,6 +116,25 @@ struct PathArgs {
 struct WriteArgs {
     path: String,
     content: String,
+}
+#[derive(Deserialize)]
+struct FindArgs {
+    pattern: String,
+    #[serde(default)]
+    path: String,
+}
+#[derive(Deserialize)]
+struct GrepArgs {
+    pattern: String,
+    #[serde(default)]
+    path: String,
+    include: Option<String>,
+    #[serde(default)]
+    case_insensitive: bool,
+}
+#[derive(Deserialize)]
+struct PatchArgs {
+    patch: String,
 }
 #[derive(Deserialize)]
 struct EditArgs {
@@ -123,6 +178,25 @@ pub fn to_request(name: &str, arguments: &str, exec_timeout_secs: u32) -> Result
                 new_text: a.new_text,
             }
         }
+        "find_files" => {
+            let a: FindArgs = serde_json::from_str(args).map_err(bad)?;
+            ToolCall::FindFiles {
+                pattern: a.pattern,
+                path: a.path,
+            }
+        }
+        "grep" => {
+            let a: GrepArgs = serde_json::from_str(args).map_err(bad)?;
+            ToolCall::Grep {
+                pattern: a.pattern,
+                path: a.path,
+                include: a.include,
+                case_insensitive: a.case_insensitive,
+            }
+        }
+        "apply_patch" => ToolCall::ApplyPatch {
+            patch: serde_json::from_str::<PatchArgs>(args).map_err(bad)?.patch,
+        },
         other => {
             let known: Vec<&str> = definitions().iter().map(|d| d.name).collect();
             return Err(format!(

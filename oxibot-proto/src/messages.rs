@@ -57,6 +57,23 @@ pub enum ToolCall {
     ListDir {
         path: String,
     },
+    /// Files under `path` whose workspace-relative path matches a glob.
+    FindFiles {
+        pattern: String,
+        path: String,
+    },
+    /// Lines matching a regex in files under `path` (optionally only files
+    /// matching the `include` glob).
+    Grep {
+        pattern: String,
+        path: String,
+        include: Option<String>,
+        case_insensitive: bool,
+    },
+    /// A unified diff (one or more files), applied whole or not at all.
+    ApplyPatch {
+        patch: String,
+    },
 }
 
 /// Tool daemon → broker.
@@ -82,6 +99,18 @@ impl Message for ToolRequest {
                 bounded("working_dir", working_dir.as_deref().unwrap_or(""), MAX_PATH)
             }
             ToolCall::ReadFile { path } | ToolCall::ListDir { path } => bounded("path", path, MAX_PATH),
+            ToolCall::FindFiles { pattern, path } => {
+                bounded("pattern", pattern, MAX_PATH)?;
+                bounded("path", path, MAX_PATH)
+            }
+            ToolCall::Grep {
+                pattern, path, include, ..
+            } => {
+                bounded("pattern", pattern, MAX_PATH)?;
+                bounded("path", path, MAX_PATH)?;
+                bounded("include", include.as_deref().unwrap_or(""), MAX_PATH)
+            }
+            ToolCall::ApplyPatch { patch } => bounded("patch", patch, MAX_TEXT),
             ToolCall::WriteFile { path, content } => {
                 bounded("path", path, MAX_PATH)?;
                 bounded("content", content, MAX_TEXT)
@@ -238,10 +267,17 @@ pub enum CtlRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CtlReply {
     Status(StatusReport),
-    AgentReply { text: String },
-    Error { message: String },
+    AgentReply {
+        text: String,
+    },
+    Error {
+        message: String,
+    },
     /// The tool's output, or its error (`ok: false`).
-    ToolResult { ok: bool, output: String },
+    ToolResult {
+        ok: bool,
+        output: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -41,8 +41,7 @@ pub async fn run(
     };
     let timeout = Duration::from_secs(u64::from(timeout_secs.clamp(1, limits.max_timeout_secs)));
     let mut cmd = Command::new("/bin/sh");
-    cmd
-        .arg("-c")
+    cmd.arg("-c")
         .arg(command)
         // Nothing of ours (least of all a secret) reaches the command.
         .env_clear()
@@ -123,7 +122,10 @@ pub async fn run(
 /// setrlimit for the command about to exec; both limits equal, so the
 /// command cannot raise them.
 fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
-    let lim = libc::rlimit { rlim_cur: value, rlim_max: value };
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
     // SAFETY: a plain syscall on a stack value.
     if unsafe { libc::setrlimit(resource, &lim) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -179,7 +181,11 @@ async fn collect(task: Option<tokio::task::JoinHandle<String>>) -> String {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_timeout_secs: 600, max_output: 1024, jailed: None };
+    const LIMITS: Limits = Limits {
+        max_timeout_secs: 600,
+        max_output: 1024,
+        jailed: None,
+    };
 
     #[tokio::test]
     async fn runs_in_the_workspace_with_a_minimal_environment() {

@@ -57,7 +57,7 @@ pub fn resolve_existing(workspace: &Path, path: &str) -> Result<PathBuf, String>
 
 /// Resolves a path that may not exist yet: its deepest existing ancestor
 /// must resolve inside the workspace, and it must not be a symlink.
-fn resolve_new(workspace: &Path, path: &str) -> Result<PathBuf, String> {
+pub fn resolve_for_write(workspace: &Path, path: &str) -> Result<PathBuf, String> {
     let p = lexical(workspace, path)?;
     if p == workspace {
         return Err(format!("{path}: is the workspace itself"));
@@ -102,7 +102,7 @@ pub fn read_file(workspace: &Path, path: &str) -> Result<String, String> {
 }
 
 pub fn write_file(workspace: &Path, path: &str, content: &str) -> Result<String, String> {
-    let p = resolve_new(workspace, path)?;
+    let p = resolve_for_write(workspace, path)?;
     if let Some(parent) = p.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{path}: cannot create its directory: {e}"))?;
     }

@@ -11,6 +11,8 @@
 mod exec;
 mod files;
 mod jail;
+mod patch;
+mod search;
 mod server;
 mod text;
 
@@ -82,7 +84,10 @@ fn main() -> ExitCode {
     let workspace = match args.workspace.canonicalize() {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("oxibot-toold: workspace {} is not usable: {e}", args.workspace.display());
+            eprintln!(
+                "oxibot-toold: workspace {} is not usable: {e}",
+                args.workspace.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -97,7 +102,11 @@ fn main() -> ExitCode {
     // Step 2: the jail. No sandbox, no start.
     let (workspace, jailed) = match args.sandbox {
         Sandbox::On => {
-            let spec = jail::JailSpec { workspace, tool_user: args.user.clone(), limits: jail_limits };
+            let spec = jail::JailSpec {
+                workspace,
+                tool_user: args.user.clone(),
+                limits: jail_limits,
+            };
             match jail::enter(&spec) {
                 Ok(jail::Side::Outside(child)) => {
                     // Only the jail talks to the broker.

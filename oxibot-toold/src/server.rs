@@ -65,5 +65,13 @@ async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Res
             new_text,
         } => crate::files::edit_file(workspace, &path, &old_text, &new_text),
         ToolCall::ListDir { path } => crate::files::list_dir(workspace, &path),
+        ToolCall::FindFiles { pattern, path } => crate::search::find_files(workspace, &pattern, &path),
+        ToolCall::Grep {
+            pattern,
+            path,
+            include,
+            case_insensitive,
+        } => crate::search::grep(workspace, &pattern, &path, include.as_deref(), case_insensitive),
+        ToolCall::ApplyPatch { patch } => crate::patch::apply_patch(workspace, &patch),
     }
 }

@@ -54,6 +54,14 @@ impl HeadTail {
     }
 }
 
+/// At most `max` characters of `s`, with "…" when cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 fn is_continuation(b: u8) -> bool {
     b & 0b1100_0000 == 0b1000_0000
 }

@@ -73,7 +73,19 @@ fn openai_conversation_writes_then_reads_a_file() {
         .iter()
         .map(|t| t["function"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(tools, ["exec", "read_file", "write_file", "edit_file", "list_dir"]);
+    assert_eq!(
+        tools,
+        [
+            "exec",
+            "read_file",
+            "write_file",
+            "edit_file",
+            "list_dir",
+            "find_files",
+            "grep",
+            "apply_patch"
+        ]
+    );
     let second = reqs[1].body["messages"].as_array().unwrap();
     let tool_msg = second.iter().find(|m| m["role"] == "tool").unwrap();
     assert_eq!(tool_msg["tool_call_id"], "call_1");

@@ -193,7 +193,15 @@ fn online(socket: PathBuf, json: bool, command: Command) -> Result<(), String> {
 }
 
 async fn tool_result(conn: &mut CtlConn, name: &str, arguments: &str) -> Result<(bool, String), String> {
-    match request(conn, CtlRequest::RunTool { name: name.into(), arguments_json: arguments.into() }).await? {
+    match request(
+        conn,
+        CtlRequest::RunTool {
+            name: name.into(),
+            arguments_json: arguments.into(),
+        },
+    )
+    .await?
+    {
         CtlReply::ToolResult { ok, output } => Ok((ok, output)),
         CtlReply::Error { message } => Err(message),
         other => Err(format!("unexpected reply: {other:?}")),
@@ -223,7 +231,10 @@ async fn doctor(conn: &mut CtlConn, json: bool) -> Result<(), String> {
     let checks = oxibot_broker::doctor::judge(&output);
     let failed = checks.iter().filter(|c| !c.ok).count();
     if json {
-        let list: Vec<_> = checks.iter().map(|c| json!({"check": c.name, "ok": c.ok, "seen": c.seen})).collect();
+        let list: Vec<_> = checks
+            .iter()
+            .map(|c| json!({"check": c.name, "ok": c.ok, "seen": c.seen}))
+            .collect();
         println!("{}", json!({"checks": list, "failed": failed}));
     } else {
         for c in &checks {

@@ -31,7 +31,11 @@ pub struct HostFiles {
 
 impl HostFiles {
     pub fn snapshot(uid: Uid, gid: Gid, tool_user: &str) -> std::io::Result<HostFiles> {
-        let name = if uid.is_root() { "root".to_string() } else { user_name(uid).unwrap_or_else(|| tool_user.into()) };
+        let name = if uid.is_root() {
+            "root".to_string()
+        } else {
+            user_name(uid).unwrap_or_else(|| tool_user.into())
+        };
         // Only the identities a command may need to print; no host accounts.
         let passwd = format!(
             "root:x:0:0:root:/root:/usr/sbin/nologin\n{name}:x:{uid}:{gid}:OxiBot tools:/workspace:/bin/sh\n\
@@ -54,13 +58,28 @@ fn user_name(uid: Uid) -> Option<String> {
 
 pub fn build_root(workspace: &Path, host: &HostFiles, tmp_size_mb: u32) -> Result<(), JailError> {
     // Nothing we mount may propagate back to the host.
-    step("make / private", mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>))?;
+    step(
+        "make / private",
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
+    )?;
     // Hold the workspace by a descriptor opened in *this* mount namespace
     // before the staging tmpfs covers /tmp (the workspace may live there).
     let workspace_fd = step("open the workspace", open_dir(workspace))?;
     step(
         "mount the tmpfs root",
-        mount(Some("tmpfs"), STAGING, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=16m")),
+        mount(
+            Some("tmpfs"),
+            STAGING,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755,size=16m"),
+        ),
     )?;
     let root = Path::new(STAGING);
 
@@ -118,11 +137,20 @@ pub fn build_root(workspace: &Path, host: &HostFiles, tmp_size_mb: u32) -> Resul
     let source = format!("/proc/self/fd/{}", workspace_fd.as_raw_fd());
     step(
         "bind the workspace",
-        mount(Some(source.as_str()), &ws, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>),
+        mount(
+            Some(source.as_str()),
+            &ws,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
     )?;
     // No setuid or device files from the workspace, ever.
     let flags = locked_flags(&ws) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    step("remount the workspace nosuid,nodev", mount(None::<&str>, &ws, None::<&str>, flags, None::<&str>))?;
+    step(
+        "remount the workspace nosuid,nodev",
+        mount(None::<&str>, &ws, None::<&str>, flags, None::<&str>),
+    )?;
     drop(workspace_fd);
 
     // Swap roots and cut the old one loose.
@@ -146,7 +174,11 @@ pub fn build_root(workspace: &Path, host: &HostFiles, tmp_size_mb: u32) -> Resul
 
 fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
     use nix::fcntl::{open, OFlag};
-    let fd = open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+    let fd = open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
     // SAFETY: open returned a fresh descriptor that nothing else owns.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
@@ -201,12 +233,20 @@ fn build_dev(root: &Path) -> Result<(), JailError> {
             mount(Some(&host), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>),
         )?;
     }
-    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         step("create /dev symlinks", symlink(target, dev.join(name)))?;
     }
     let shm = dev.join("shm");
     step("create /dev/shm", std::fs::create_dir(&shm))?;
-    step("make /dev/shm sticky", std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o1777)))?;
+    step(
+        "make /dev/shm sticky",
+        std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o1777)),
+    )?;
     Ok(())
 }
 
@@ -214,7 +254,16 @@ fn build_dev(root: &Path) -> Result<(), JailError> {
 /// In a user namespace the flags locked on the source mount (noexec,
 /// atime) must be kept, or the kernel refuses the remount.
 fn bind_read_only(source: &Path, target: &Path, what: &'static str) -> Result<(), JailError> {
-    step(what, mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>))?;
+    step(
+        what,
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+    )?;
     let flags = locked_flags(target)
         | MsFlags::MS_BIND
         | MsFlags::MS_REMOUNT

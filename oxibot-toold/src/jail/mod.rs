@@ -37,12 +37,19 @@ pub struct JailError {
 
 impl fmt::Display for JailError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot build the sandbox jail: step \"{}\" failed: {}", self.step, self.cause)
+        write!(
+            f,
+            "cannot build the sandbox jail: step \"{}\" failed: {}",
+            self.step, self.cause
+        )
     }
 }
 
 pub(crate) fn step<T, E: fmt::Display>(step: &'static str, r: Result<T, E>) -> Result<T, JailError> {
-    r.map_err(|e| JailError { step, cause: e.to_string() })
+    r.map_err(|e| JailError {
+        step,
+        cause: e.to_string(),
+    })
 }
 
 pub struct JailSpec {
@@ -82,16 +89,25 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
             ),
         })?;
         if user.uid.is_root() {
-            return Err(JailError { step: "look up the tool user", cause: "the tool user must not be root".into() });
+            return Err(JailError {
+                step: "look up the tool user",
+                cause: "the tool user must not be root".into(),
+            });
         }
         (user.uid, user.gid)
     } else {
         (nix::unistd::getuid(), nix::unistd::getgid())
     };
     if root_started {
-        step("give the workspace to the tool user", privs::adopt_workspace(&spec.workspace, uid, gid))?;
+        step(
+            "give the workspace to the tool user",
+            privs::adopt_workspace(&spec.workspace, uid, gid),
+        )?;
     }
-    let host = step("read the host files the jail needs", fs::HostFiles::snapshot(uid, gid, &spec.tool_user))?;
+    let host = step(
+        "read the host files the jail needs",
+        fs::HostFiles::snapshot(uid, gid, &spec.tool_user),
+    )?;
 
     // 1. Namespaces. Without root, a user namespace mapping our own ids
     //    gives us the capabilities to build the rest, inside it only.
@@ -121,7 +137,10 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
         ForkResult::Child => {}
     }
     // The jail must not outlive the process the supervisor watches.
-    step("set the parent-death signal", nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL))?;
+    step(
+        "set the parent-death signal",
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
+    )?;
 
     // 3. The filesystem.
     fs::build_root(&spec.workspace, &host, spec.limits.tmp_size_mb)?;
@@ -138,7 +157,11 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     let landlock = landlock::restrict();
     seccomp::install()?;
 
-    Ok(Side::Inside(JailReport { root_started, uid: uid.as_raw(), landlock }))
+    Ok(Side::Inside(JailReport {
+        root_started,
+        uid: uid.as_raw(),
+        landlock,
+    }))
 }
 
 /// The outside process: wait for the jail and exit the same way, so that the

@@ -37,9 +37,18 @@ impl Default for ResourceLimits {
 }
 
 pub fn set_rlimits(l: &ResourceLimits) -> Result<(), JailError> {
-    step("set RLIMIT_NPROC", setrlimit(Resource::RLIMIT_NPROC, l.max_processes, l.max_processes))?;
-    step("set RLIMIT_NOFILE", setrlimit(Resource::RLIMIT_NOFILE, l.max_open_files, l.max_open_files))?;
-    step("set RLIMIT_FSIZE", setrlimit(Resource::RLIMIT_FSIZE, l.max_file_size, l.max_file_size))?;
+    step(
+        "set RLIMIT_NPROC",
+        setrlimit(Resource::RLIMIT_NPROC, l.max_processes, l.max_processes),
+    )?;
+    step(
+        "set RLIMIT_NOFILE",
+        setrlimit(Resource::RLIMIT_NOFILE, l.max_open_files, l.max_open_files),
+    )?;
+    step(
+        "set RLIMIT_FSIZE",
+        setrlimit(Resource::RLIMIT_FSIZE, l.max_file_size, l.max_file_size),
+    )?;
     step("set RLIMIT_CORE", setrlimit(Resource::RLIMIT_CORE, 0, 0))?;
     // A write past RLIMIT_FSIZE then fails with EFBIG instead of killing
     // the writer (the ignored disposition is inherited across exec).
@@ -55,7 +64,10 @@ pub fn drop_privileges(root_started: bool, uid: Uid, gid: Gid) -> Result<(), Jai
     // The bounding set first: dropping it needs CAP_SETPCAP, which the id
     // change below takes away.
     for cap in caps::all() {
-        step("drop the capability bounding set", caps::drop(None, CapSet::Bounding, cap))?;
+        step(
+            "drop the capability bounding set",
+            caps::drop(None, CapSet::Bounding, cap),
+        )?;
     }
     step("clear the ambient capabilities", caps::clear(None, CapSet::Ambient))?;
     if root_started {
@@ -69,7 +81,10 @@ pub fn drop_privileges(root_started: bool, uid: Uid, gid: Gid) -> Result<(), Jai
     // Check, rather than trust, the result.
     let left = step("read back the capabilities", caps::read(None, CapSet::Permitted))?;
     if !left.is_empty() || nix::unistd::geteuid().is_root() {
-        return Err(JailError { step: "verify the privilege drop", cause: format!("still privileged: {left:?}") });
+        return Err(JailError {
+            step: "verify the privilege drop",
+            cause: format!("still privileged: {left:?}"),
+        });
     }
     Ok(())
 }
