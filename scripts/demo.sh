@@ -80,10 +80,14 @@ cat >"$DEMO/config.json" <<JSON
   "supervise": true,
   "agents": {"defaults": {"workspace": "$DEMO/workspace", $llm}},
   "providers": $provider_block,
-  "tools": {"sandbox": "off", "exec": {"timeout": 60}}
+  "tools": {"sandbox": "on", "exec": {"timeout": 60}}
 }
 JSON
-say "WARNING: the tool jail is not built yet in this version, so the demo runs tools with tools.sandbox=off"
+if [ "$(id -u)" = 0 ] && ! id oxibot-tool >/dev/null 2>&1; then
+    # Root-started, the tool daemon drops to this user inside its jail.
+    say "creating the system user oxibot-tool for the tool daemon"
+    useradd --system --no-create-home --shell /usr/sbin/nologin oxibot-tool
+fi
 
 "$BIN/oxibot-broker" --config "$DEMO/config.json" 2>"$DEMO/broker.log" &
 pids+=($!)
@@ -93,6 +97,14 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 "$BIN/oxibotctl" status >&2 || { say "the broker did not start; see $DEMO/broker.log"; tail -20 "$DEMO/broker.log" >&2; exit 1; }
+for _ in $(seq 1 50); do
+    "$BIN/oxibotctl" --json status 2>/dev/null | grep -q '"toolConnected":true' && break
+    sleep 0.1
+done
+if ! "$BIN/oxibotctl" --json status 2>/dev/null | grep -q '"toolConnected":true'; then
+    say "the tool daemon could not build its jail:"
+    grep -m1 'refusing to start' "$DEMO/broker.log" >&2 || tail -5 "$DEMO/broker.log" >&2
+fi
 
 if [ $# -gt 0 ]; then
     "$BIN/oxibotctl" agent -m "$*"

@@ -9,11 +9,29 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
-step() { printf '\n== %s\n' "$*"; }
+started=$SECONDS
+step() {
+    printf '\n== [%ss] %s\n' "$((SECONDS - started))" "$*"
+}
+trap 'printf "\n== [%ss] done\n" "$((SECONDS - started))"' EXIT
 
 step "tools"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+for tool in python3 git bash tar gzip; do
+    command -v "$tool" >/dev/null || missing="${missing:-} $tool"
+done
+if [ -n "${missing:-}" ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq python3 git bash tar gzip >/dev/null
+fi
+
+# The jail tests run in both modes: root-started (toold becomes oxibot-tool)
+# and unprivileged (the broker runs as oxibot-ci; toold uses a user namespace).
+if [ "$(id -u)" = 0 ]; then
+    step "users for the jail tests"
+    id oxibot-tool >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin oxibot-tool
+    id oxibot-ci >/dev/null 2>&1 || useradd --create-home --shell /bin/bash oxibot-ci
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -142,17 +142,15 @@ fn main() -> ExitCode {
         }
     };
 
-    // Step 3: serve until the broker goes away.
+    // Step 3: serve until the broker goes away. One thread: requests are
+    // short, or wait on a child asynchronously; the long file walks run on
+    // tokio's blocking pool.
     let limits = exec::Limits {
         max_timeout_secs: args.max_exec_timeout.clamp(1, 600),
         max_output: args.max_output.max(1024),
         jailed: jailed.then_some(jail_limits),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("oxibot-toold: cannot start the async runtime: {e}");

@@ -65,13 +65,32 @@ async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Res
             new_text,
         } => crate::files::edit_file(workspace, &path, &old_text, &new_text),
         ToolCall::ListDir { path } => crate::files::list_dir(workspace, &path),
-        ToolCall::FindFiles { pattern, path } => crate::search::find_files(workspace, &pattern, &path),
+        // Walking a large tree can take a while: off the (single) runtime
+        // thread, so that other requests keep flowing.
+        ToolCall::FindFiles { pattern, path } => {
+            blocking(workspace, move |ws| crate::search::find_files(ws, &pattern, &path)).await
+        }
         ToolCall::Grep {
             pattern,
             path,
             include,
             case_insensitive,
-        } => crate::search::grep(workspace, &pattern, &path, include.as_deref(), case_insensitive),
-        ToolCall::ApplyPatch { patch } => crate::patch::apply_patch(workspace, &patch),
+        } => {
+            blocking(workspace, move |ws| {
+                crate::search::grep(ws, &pattern, &path, include.as_deref(), case_insensitive)
+            })
+            .await
+        }
+        ToolCall::ApplyPatch { patch } => blocking(workspace, move |ws| crate::patch::apply_patch(ws, &patch)).await,
     }
+}
+
+async fn blocking(
+    workspace: &std::path::Path,
+    f: impl FnOnce(&std::path::Path) -> Result<String, String> + Send + 'static,
+) -> Result<String, String> {
+    let ws = workspace.to_path_buf();
+    tokio::task::spawn_blocking(move || f(&ws))
+        .await
+        .unwrap_or_else(|e| Err(format!("the tool failed unexpectedly: {e}")))
 }

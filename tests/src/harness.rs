@@ -13,12 +13,12 @@ pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // Test binaries live in target/debug/deps, bench binaries in target/debug.
     let mut dir = exe.parent().expect("target dir").to_path_buf();
-    if !dir.join("oxibot-broker").exists() {
+    if !dir.join("oxibot-toold").exists() {
         dir = dir.parent().map(Path::to_path_buf).unwrap_or(dir);
     }
     assert!(
-        dir.join("oxibot-broker").exists(),
-        "{} has no oxibot-broker: run `cargo build --workspace` before the tests",
+        dir.join("oxibot-toold").exists(),
+        "{} has no oxibot-toold: run `cargo build --workspace` before the tests",
         dir.display()
     );
     dir
@@ -54,12 +54,97 @@ pub fn merge(base: &mut Value, over: Value) {
     }
 }
 
+/// The non-root account CI creates to run the broker unprivileged
+/// (scripts/test.sh creates it when run as root).
+pub const CI_USER: &str = "oxibot-ci";
+
+/// How toold gets its jail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The broker runs as root; toold builds the jail as root and becomes
+    /// `oxibot-tool` (the packaged, systemd way).
+    RootStarted,
+    /// The broker and toold run as an ordinary user; toold builds the jail
+    /// inside a user namespace.
+    Unprivileged,
+}
+
+impl Mode {
+    /// The (uid, gid) to run the broker as, None for "as this process", or
+    /// Err with the reason the mode cannot run here.
+    pub fn run_as(self) -> Result<Option<(u32, u32)>, String> {
+        let root = nix::unistd::geteuid().is_root();
+        match (self, root) {
+            (Mode::RootStarted, true) => Ok(None),
+            (Mode::RootStarted, false) => Err("root-started mode needs root (CI runs as root)".into()),
+            (Mode::Unprivileged, false) => Ok(None),
+            (Mode::Unprivileged, true) => match nix::unistd::User::from_name(CI_USER) {
+                Ok(Some(u)) => Ok(Some((u.uid.as_raw(), u.gid.as_raw()))),
+                _ => panic!("user {CI_USER} does not exist; create it (scripts/test.sh does: useradd {CI_USER})"),
+            },
+        }
+    }
+}
+
+/// A directory holding the daemons that any user can reach. The build tree
+/// may sit under a private home (/root); then the binaries are hard-linked
+/// (or copied) once per build into /tmp.
+fn bin_dir_for_others() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let dir = bin_dir();
+    let reachable = dir
+        .ancestors()
+        .all(|a| std::fs::metadata(a).map(|m| m.mode() & 0o001 != 0).unwrap_or(false));
+    if reachable {
+        return dir;
+    }
+    let stamp = std::fs::metadata(dir.join("oxibot-broker"))
+        .map(|m| m.mtime())
+        .unwrap_or(0);
+    let shared = std::env::temp_dir().join(format!("oxibot-test-bins-{stamp}"));
+    if shared.exists() {
+        return shared;
+    }
+    let staging = std::env::temp_dir().join(format!("oxibot-test-bins-{stamp}.{}", std::process::id()));
+    std::fs::create_dir_all(&staging).unwrap();
+    for name in ["oxibot-broker", "oxibot-toold", "oxibot-channeld", "oxibotctl"] {
+        let (from, to) = (dir.join(name), staging.join(name));
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Another test may have won the race; either copy is good.
+    if std::fs::rename(&staging, &shared).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    shared
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    let (u, g) = (
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    );
+    nix::unistd::chown(path, u, g).unwrap();
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
+}
+
 impl Broker {
-    /// Starts a broker in supervise mode (with toold, sandbox off) using
+    /// Starts a broker in supervise mode (with toold in its jail) using
     /// `llm_base` as the OpenAI-compatible endpoint, then waits until toold
     /// is connected. `patch` is merged into the config, `secrets` is the
     /// secrets file.
     pub fn start(llm_base: &str, patch: Value, secrets: Value) -> Broker {
+        Self::start_as(llm_base, patch, secrets, None)
+    }
+
+    /// As [`Broker::start`], with the broker running as `run_as` (uid, gid).
+    pub fn start_as(llm_base: &str, patch: Value, secrets: Value, run_as: Option<(u32, u32)>) -> Broker {
         let dir = tempfile::Builder::new().prefix("oxibot-e2e-").tempdir().unwrap();
         // Other users (nobody, in the uid tests) must be able to reach the sockets.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -79,21 +164,29 @@ impl Broker {
                 "temperature": 0.0, "maxTokens": 512
             }},
             "providers": {"openai": {"apiBase": format!("{llm_base}/v1")}},
-            "tools": {"sandbox": "off", "exec": {"timeout": 30}}
+            "tools": {"sandbox": "on", "exec": {"timeout": 30}}
         });
         merge(&mut config, patch);
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
         let log = dir.path().join("broker.log");
-        let child = Command::new(bin("oxibot-broker"))
-            .arg("--config")
+        let program = match run_as {
+            Some(_) => bin_dir_for_others().join("oxibot-broker"),
+            None => bin("oxibot-broker"),
+        };
+        let mut cmd = Command::new(program);
+        cmd.arg("--config")
             .arg(&config_path)
             .env("OXIBOT_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some((uid, gid)) = run_as {
+            use std::os::unix::process::CommandExt;
+            chown_tree(dir.path(), uid, gid);
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn().unwrap();
         let broker = Broker {
             dir,
             child,
@@ -206,6 +299,29 @@ impl Broker {
         s["processes"].as_array()?.iter().find(|p| p["name"] == name)?["pid"]
             .as_i64()
             .map(|p| p as i32)
+    }
+
+    /// Runs one tool through the broker (`oxibotctl tool run`): (ok, output).
+    pub fn tool(&self, name: &str, args: Value) -> (bool, String) {
+        let out = self.ctl(&["--json", "tool", "run", name, &args.to_string()]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "oxibotctl printed no JSON: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log_text()
+            )
+        });
+        match (v["ok"].as_bool(), v["output"].as_str()) {
+            (Some(ok), Some(output)) => (ok, output.to_string()),
+            _ => (false, v["error"].as_str().unwrap_or_default().to_string()),
+        }
+    }
+
+    /// `exec` in the tool daemon; returns the output (exit code included).
+    pub fn exec(&self, command: &str) -> String {
+        let (ok, out) = self.tool("exec", json!({"command": command}));
+        assert!(ok, "exec itself failed: {out}");
+        out
     }
 
     pub fn is_running(&mut self) -> bool {

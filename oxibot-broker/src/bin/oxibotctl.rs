@@ -212,9 +212,13 @@ async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -
     let (ok, output) = tool_result(conn, name, arguments).await?;
     if json {
         println!("{}", json!({"ok": ok, "output": output}));
-    } else {
-        println!("{output}");
+        if !ok {
+            // The JSON above already says what failed; just set the status.
+            std::process::exit(1);
+        }
+        return Ok(());
     }
+    println!("{output}");
     if ok {
         Ok(())
     } else {

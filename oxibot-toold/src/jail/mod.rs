@@ -77,6 +77,9 @@ pub enum Side {
 /// Builds the jail; see the module documentation for the order.
 pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     let root_started = nix::unistd::geteuid().is_root();
+    if root_started {
+        privs::keep_only_build_caps()?;
+    }
 
     // Everything the jail needs from the host is read now: after
     // pivot_root the host is gone.
@@ -133,15 +136,14 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     // SAFETY: we are single-threaded here (no runtime, no helper threads
     // yet), so the child may run arbitrary code after fork.
     match step("fork into the pid namespace", unsafe { fork() })? {
-        ForkResult::Parent { child } => return Ok(Side::Outside(child)),
+        ForkResult::Parent { child } => {
+            if root_started {
+                privs::outside_keeps_only_kill()?;
+            }
+            return Ok(Side::Outside(child));
+        }
         ForkResult::Child => {}
     }
-    // The jail must not outlive the process the supervisor watches.
-    step(
-        "set the parent-death signal",
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
-    )?;
-
     // 3. The filesystem.
     fs::build_root(&spec.workspace, &host, spec.limits.tmp_size_mb)?;
     step("set the hostname", nix::unistd::sethostname("oxibot-jail"))?;
@@ -149,6 +151,12 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     // 4. Privileges.
     privs::set_rlimits(&spec.limits)?;
     privs::drop_privileges(root_started, uid, gid)?;
+    // The jail must not outlive the process the supervisor watches. Set
+    // after the id change, which would clear it.
+    step(
+        "set the parent-death signal",
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
+    )?;
     step("clear the dumpable flag", nix::sys::prctl::set_dumpable(false))?;
 
     // 5. no_new_privs, Landlock, seccomp — the last steps; after the filter

@@ -59,6 +59,54 @@ pub fn set_rlimits(l: &ResourceLimits) -> Result<(), JailError> {
     Ok(())
 }
 
+/// Capabilities a root-started toold needs to build the jail; everything
+/// else is dropped before the first step.
+const BUILD_CAPS: &[caps::Capability] = &[
+    caps::Capability::CAP_SYS_ADMIN,       // namespaces, mounts, pivot_root, sethostname
+    caps::Capability::CAP_SETUID,          // become the tool user
+    caps::Capability::CAP_SETGID,          // … and its group
+    caps::Capability::CAP_SETPCAP,         // empty the bounding set
+    caps::Capability::CAP_CHOWN,           // hand a fresh workspace to the tool user
+    caps::Capability::CAP_DAC_OVERRIDE,    // reach a workspace under a private directory
+    caps::Capability::CAP_DAC_READ_SEARCH, // … and read the system files to bind
+    caps::Capability::CAP_KILL,            // the outside process's death signals the jail
+];
+
+/// Root-started: keep only [`BUILD_CAPS`] while the jail is built.
+pub fn keep_only_build_caps() -> Result<(), JailError> {
+    let keep: caps::CapsHashSet = BUILD_CAPS.iter().copied().collect();
+    step(
+        "limit capabilities to those that build the jail",
+        caps::set(None, CapSet::Effective, &keep),
+    )?;
+    step(
+        "limit capabilities to those that build the jail",
+        caps::set(None, CapSet::Permitted, &keep),
+    )?;
+    step(
+        "limit capabilities to those that build the jail",
+        caps::clear(None, CapSet::Inheritable),
+    )?;
+    Ok(())
+}
+
+/// The process left outside the jail only waits for it. It keeps CAP_KILL
+/// alone: when it dies, the kernel sends the jail its parent-death signal
+/// with the outside process's credentials, and the jail by then runs as
+/// another uid.
+pub fn outside_keeps_only_kill() -> Result<(), JailError> {
+    let keep: caps::CapsHashSet = [caps::Capability::CAP_KILL].into_iter().collect();
+    step(
+        "drop the outside process's capabilities",
+        caps::set(None, CapSet::Effective, &keep),
+    )?;
+    step(
+        "drop the outside process's capabilities",
+        caps::set(None, CapSet::Permitted, &keep),
+    )?;
+    Ok(())
+}
+
 /// Root-started: become the tool user. Either way: no capability in any set.
 pub fn drop_privileges(root_started: bool, uid: Uid, gid: Gid) -> Result<(), JailError> {
     // The bounding set first: dropping it needs CAP_SETPCAP, which the id
