@@ -30,9 +30,30 @@ pub struct Broker {
     pub links: Mutex<HashMap<String, mpsc::Sender<BrokerToChannel>>>,
     pub started: Instant,
     pub last_error: Mutex<Option<String>>,
+    /// Running channel turns by session, for /stop.
+    pub turns: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl Broker {
+    /// The stop signal of a session's running turns (made on first use).
+    pub fn turn_stopper(&self, session: &str) -> Arc<tokio::sync::Notify> {
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        turns.entry(session.to_string()).or_default().clone()
+    }
+
+    /// Stops the session's running turns; false when none was waiting.
+    pub fn stop_turn(&self, session: &str) -> bool {
+        let turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        match turns.get(session) {
+            // Only the turn's own task and the map hold it while it runs.
+            Some(n) if Arc::strong_count(n) > 1 => {
+                n.notify_waiters();
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn record_error(&self, e: &str) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
     }
@@ -100,6 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         supervisor: Arc::default(),
         channels: Mutex::default(),
         links: Mutex::default(),
+        turns: Mutex::default(),
         started: Instant::now(),
         last_error: Mutex::default(),
         config,

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
+use crate::access::{Decision, Origin, Policy};
 use crate::broker::Broker;
 use crate::config::SECRET_KEYS;
 use crate::store::Inbound;
@@ -59,6 +60,14 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
         );
         return;
     };
+    let policy = match Policy::from_settings(&channel, settings) {
+        Ok(p) => p,
+        Err(e) => {
+            broker.store.audit("channel_refused", &e);
+            broker.record_error(&e);
+            return;
+        }
+    };
     let (settings_json, credential_json) = split_credential(settings);
     let setup = BrokerToChannel::Setup {
         channel: channel.clone(),
@@ -89,7 +98,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     loop {
         match reader.recv().await {
             Ok(msg) => {
-                if let Err(e) = handle(&broker, &channel, &tx, msg).await {
+                if let Err(e) = handle(&broker, &channel, &policy, &tx, msg).await {
                     broker
                         .store
                         .audit("protocol_violation", &format!("channel {channel}: {e}"));
@@ -131,6 +140,7 @@ fn variant_name(m: &ChannelToBroker) -> &'static str {
 async fn handle(
     broker: &Arc<Broker>,
     channel: &str,
+    policy: &Policy,
     tx: &mpsc::Sender<BrokerToChannel>,
     msg: ChannelToBroker,
 ) -> Result<(), String> {
@@ -141,16 +151,67 @@ async fn handle(
             chat_id,
             sender,
             text,
+            is_group,
+            mentioned,
         } => {
-            let committed = broker
-                .store
-                .commit_inbound(channel, &platform_id, &chat_id, &sender, &text)
-                .map_err(|e| e.to_string())?;
-            // Ack after commit, for new and duplicate messages alike: either
-            // way the message is safe and the cursor may move.
-            let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
-            if let Some(inbound) = committed {
-                tokio::spawn(answer(broker.clone(), inbound));
+            let origin = Origin {
+                sender: &sender,
+                chat_id: &chat_id,
+                is_group,
+                mentioned,
+            };
+            let paired = broker.store.is_paired(channel, &sender).map_err(|e| e.to_string())?;
+            match policy.decide(&origin, paired) {
+                Decision::Admit => {
+                    let committed = broker
+                        .store
+                        .commit_inbound(channel, &platform_id, &chat_id, &sender, &text)
+                        .map_err(|e| e.to_string())?;
+                    // Ack after commit, for new and duplicate messages alike:
+                    // either way the message is safe and the cursor may move.
+                    let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
+                    if let Some(inbound) = committed {
+                        tokio::spawn(answer(broker.clone(), inbound));
+                    }
+                }
+                Decision::Ignore => {
+                    let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
+                }
+                Decision::Reject(reason) => {
+                    broker
+                        .store
+                        .audit("access_denied", &format!("channel {channel}: {reason}"));
+                    let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
+                }
+                Decision::Pair => {
+                    let (code, fresh) = broker
+                        .store
+                        .pairing_code(channel, &sender, &chat_id, &new_pairing_code())
+                        .map_err(|e| e.to_string())?;
+                    if fresh {
+                        broker.store.audit(
+                            "pairing_requested",
+                            &format!("channel {channel}: user {sender} asked to pair (code {code})"),
+                        );
+                    }
+                    let text = format!(
+                        "I don't know you yet. Your pairing code is {code}. \
+                         Ask my owner to run: oxibotctl pairing approve {code}"
+                    );
+                    let id = broker
+                        .store
+                        .queue_outbox(channel, &chat_id, &text)
+                        .map_err(|e| e.to_string())?;
+                    let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
+                    let _ = tx
+                        .send(BrokerToChannel::Send {
+                            outbox_id: id as u64,
+                            chat_id,
+                            text,
+                            reply_to: None,
+                        })
+                        .await;
+                }
             }
         }
         ChannelToBroker::Delivered { outbox_id } => {
@@ -185,38 +246,71 @@ async fn handle(
     Ok(())
 }
 
-/// Runs the agent for one committed inbound message and queues the reply.
+/// Runs the agent (or a chat command) for one committed inbound message
+/// and queues the reply.
 async fn answer(broker: Arc<Broker>, inbound: Inbound) {
     let session = format!("{}:{}", inbound.channel, inbound.chat_id);
-    let reply = match broker.agent.run_turn(&session, &inbound.text).await {
-        Ok(text) => text,
-        Err(e) => {
-            let message = e.to_string();
-            broker.record_error(&message);
-            format!("Sorry, I could not answer: {message}")
+    let reply = match crate::commands::parse(&inbound.text) {
+        Some(cmd) => crate::commands::run(&broker, &session, cmd),
+        None => {
+            let stop = broker.turn_stopper(&session);
+            tokio::select! {
+                result = broker.agent.run_turn(&session, &inbound.text) => match result {
+                    Ok(text) => text,
+                    Err(e) => {
+                        let message = e.to_string();
+                        broker.record_error(&message);
+                        format!("Sorry, I could not answer: {message}")
+                    }
+                },
+                _ = stop.notified() => "Stopped.".to_string(),
+            }
         }
     };
     match broker.store.finish_inbound(&inbound, &reply) {
         Ok(id) => {
-            let link = broker
-                .links
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&inbound.channel)
-                .cloned();
-            if let Some(link) = link {
-                let _ = link
-                    .send(BrokerToChannel::Send {
-                        outbox_id: id as u64,
-                        chat_id: inbound.chat_id,
-                        text: reply,
-                        reply_to: Some(inbound.platform_id),
-                    })
-                    .await;
-            }
+            deliver(
+                &broker,
+                &inbound.channel,
+                BrokerToChannel::Send {
+                    outbox_id: id as u64,
+                    chat_id: inbound.chat_id,
+                    text: reply,
+                    reply_to: Some(inbound.platform_id),
+                },
+            )
+            .await
         }
         Err(e) => tracing::error!("cannot queue the reply: {e}"),
     }
+}
+
+/// Hands an outbox message to the channel's daemon if it is connected; if
+/// not, it waits in the outbox for the next connection.
+pub async fn deliver(broker: &Broker, channel: &str, msg: BrokerToChannel) {
+    let link = broker
+        .links
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(channel)
+        .cloned();
+    if let Some(link) = link {
+        let _ = link.send(msg).await;
+    }
+}
+
+/// Six characters without look-alikes (no 0/O, 1/I).
+fn new_pairing_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 async fn resend_outbox(broker: &Broker, channel: &str, tx: &mpsc::Sender<BrokerToChannel>) {

@@ -1,9 +1,11 @@
 //! The OxiBot broker: holds every secret, runs the agent loop, owns the
 //! durable state and supervises the unprivileged daemons.
 
+pub mod access;
 pub mod agent;
 pub mod broker;
 pub mod channels;
+pub mod commands;
 pub mod config;
 pub mod ctl;
 pub mod doctor;

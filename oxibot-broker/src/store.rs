@@ -60,7 +60,28 @@ const MIGRATIONS: &[&str] = &[
         kind TEXT NOT NULL,
         detail TEXT NOT NULL
      );",
+    // 2: pairing codes for dmPolicy "pairing".
+    "CREATE TABLE pairings (
+        code TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        created_at INTEGER NOT NULL
+     );
+     CREATE INDEX pairings_by_sender ON pairings(channel, sender);",
 ];
+
+/// One pairing request, for `oxibotctl pairing list`.
+#[derive(Debug, Clone)]
+pub struct Pairing {
+    pub code: String,
+    pub channel: String,
+    pub sender: String,
+    pub chat_id: String,
+    pub status: String,
+    pub created_at: i64,
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -297,6 +318,103 @@ impl Store {
         Ok(())
     }
 
+    /// Queues a message that answers no inbound message (a pairing code, a
+    /// notice), with the same at-least-once delivery.
+    pub fn queue_outbox(&self, channel: &str, chat_id: &str, text: &str) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO outbox (channel, chat_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![channel, chat_id, text, now()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn is_paired(&self, channel: &str, sender: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT 1 FROM pairings WHERE channel = ?1 AND sender = ?2 AND status = 'approved'",
+                params![channel, sender],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// The pending code for this sender, or a new one made from `fresh`.
+    /// Returns (code, newly created).
+    pub fn pairing_code(
+        &self,
+        channel: &str,
+        sender: &str,
+        chat_id: &str,
+        fresh: &str,
+    ) -> Result<(String, bool), StoreError> {
+        let conn = self.lock();
+        let existing: Option<String> = conn
+            .query_row(
+                "SELECT code FROM pairings WHERE channel = ?1 AND sender = ?2 AND status = 'pending'",
+                params![channel, sender],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(code) = existing {
+            return Ok((code, false));
+        }
+        conn.execute(
+            "INSERT INTO pairings (code, channel, sender, chat_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![fresh, channel, sender, chat_id, now()],
+        )?;
+        Ok((fresh.to_string(), true))
+    }
+
+    pub fn pairings(&self) -> Result<Vec<Pairing>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT code, channel, sender, chat_id, status, created_at FROM pairings ORDER BY created_at, code",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Pairing {
+                code: r.get(0)?,
+                channel: r.get(1)?,
+                sender: r.get(2)?,
+                chat_id: r.get(3)?,
+                status: r.get(4)?,
+                created_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Approves or denies a pending code; None when no such pending code.
+    pub fn decide_pairing(&self, code: &str, approve: bool) -> Result<Option<Pairing>, StoreError> {
+        let status = if approve { "approved" } else { "denied" };
+        let conn = self.lock();
+        let n = conn.execute(
+            "UPDATE pairings SET status = ?2 WHERE code = ?1 AND status = 'pending'",
+            params![code, status],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(conn
+            .query_row(
+                "SELECT code, channel, sender, chat_id, status, created_at FROM pairings WHERE code = ?1",
+                params![code],
+                |r| {
+                    Ok(Pairing {
+                        code: r.get(0)?,
+                        channel: r.get(1)?,
+                        sender: r.get(2)?,
+                        chat_id: r.get(3)?,
+                        status: r.get(4)?,
+                        created_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     /// (inbound pending, outbox pending)
     pub fn queue_depths(&self) -> Result<(u64, u64), StoreError> {
         let conn = self.lock();
@@ -397,6 +515,27 @@ mod tests {
         assert_eq!(s.queue_depths().unwrap(), (0, 1));
         s.outbox_delivered(id).unwrap();
         assert_eq!(s.queue_depths().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn pairing_codes_are_reused_until_decided() {
+        let s = Store::open_in_memory().unwrap();
+        assert_eq!(
+            s.pairing_code("t", "7", "c7", "AAAAAA").unwrap(),
+            ("AAAAAA".into(), true)
+        );
+        assert_eq!(
+            s.pairing_code("t", "7", "c7", "BBBBBB").unwrap(),
+            ("AAAAAA".into(), false)
+        );
+        assert!(!s.is_paired("t", "7").unwrap());
+        assert!(s.decide_pairing("ZZZZZZ", true).unwrap().is_none());
+        assert_eq!(s.decide_pairing("AAAAAA", true).unwrap().unwrap().sender, "7");
+        assert!(s.is_paired("t", "7").unwrap());
+        assert!(
+            s.decide_pairing("AAAAAA", false).unwrap().is_none(),
+            "a decided code is final"
+        );
     }
 
     #[test]

@@ -177,6 +177,10 @@ pub enum ChannelToBroker {
         chat_id: String,
         sender: String,
         text: String,
+        /// A group or channel chat rather than a direct message.
+        is_group: bool,
+        /// The message mentions or replies to the bot.
+        mentioned: bool,
     },
     Delivered {
         outbox_id: u64,
@@ -229,6 +233,7 @@ impl Message for ChannelToBroker {
                 chat_id,
                 sender,
                 text,
+                ..
             } => {
                 bounded("platform_id", platform_id, MAX_ID)?;
                 bounded("chat_id", chat_id, MAX_ID)?;

@@ -28,14 +28,24 @@ fn tool_call() -> impl Strategy<Value = ToolCall> {
 
 fn channel_msg() -> impl Strategy<Value = ChannelToBroker> {
     prop_oneof![
-        (any::<String>(), any::<String>(), any::<String>(), any::<String>()).prop_map(
-            |(platform_id, chat_id, sender, text)| ChannelToBroker::Inbound {
-                platform_id,
-                chat_id,
-                sender,
-                text
-            }
-        ),
+        (
+            any::<String>(),
+            any::<String>(),
+            any::<String>(),
+            any::<String>(),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(platform_id, chat_id, sender, text, is_group, mentioned)| ChannelToBroker::Inbound {
+                    platform_id,
+                    chat_id,
+                    sender,
+                    text,
+                    is_group,
+                    mentioned,
+                }
+            ),
         any::<u64>().prop_map(|outbox_id| ChannelToBroker::Delivered { outbox_id }),
         (any::<u64>(), any::<String>(), any::<bool>()).prop_map(|(outbox_id, error, retryable)| {
             ChannelToBroker::SendFailed {
@@ -128,6 +138,8 @@ fn bounds_are_validated() {
         chat_id: String::new(),
         sender: String::new(),
         text: String::new(),
+        is_group: false,
+        mentioned: false,
     };
     assert!(msg.validate().is_err());
 }

@@ -89,7 +89,7 @@ impl Mode {
 /// A directory holding the daemons that any user can reach. The build tree
 /// may sit under a private home (/root); then the binaries are hard-linked
 /// (or copied) once per build into /tmp.
-fn bin_dir_for_others() -> PathBuf {
+pub fn bin_dir_for_others() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
     let dir = bin_dir();
     let reachable = dir

@@ -81,7 +81,13 @@ fn connections_from_the_wrong_uid_are_refused() {
     }
 
     // oxibotctl as nobody: connected, then refused.
-    let out = run_as_nobody(&mut broker.ctl_command(&["status"]));
+    let others = oxibot_tests::harness::bin_dir_for_others();
+    let out = run_as_nobody(
+        std::process::Command::new(others.join("oxibotctl"))
+            .arg("--socket")
+            .arg(broker.ctl_socket())
+            .arg("status"),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("handshake"), "{err}");
@@ -92,7 +98,7 @@ fn connections_from_the_wrong_uid_are_refused() {
     // A tool daemon as nobody on tool.sock: refused, and it exits.
     let workspace = broker.workspace.display().to_string();
     let sock = broker.runtime.join("tool.sock").display().to_string();
-    let out = run_as_nobody(std::process::Command::new(bin("oxibot-toold")).args([
+    let out = run_as_nobody(std::process::Command::new(others.join("oxibot-toold")).args([
         "--socket",
         &sock,
         "--workspace",

@@ -1,0 +1,194 @@
+//! Who may talk to the assistant through a channel. Decided in the broker,
+//! not in the channel daemon: one implementation for every platform, next
+//! to the audit log, and a compromised channel daemon gains nothing by
+//! skipping it.
+//!
+//! Settings (under `channels.<name>`):
+//! - `allowedUsers`: default-deny. `[]` admits nobody, `["*"]` everybody.
+//! - `dmPolicy`: `"allowlist"` (default), `"pairing"` (an unknown user gets
+//!   a one-time code that `oxibotctl pairing approve CODE` accepts), `"open"`.
+//! - `groupPolicy`: `"mention"` (default: only messages that mention the
+//!   bot), `"open"`, or `"allowlist"` of `groupAllowFrom` chat ids.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmPolicy {
+    Allowlist,
+    Pairing,
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupPolicy {
+    Mention,
+    Open,
+    Allowlist,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    allowed_users: Vec<String>,
+    dm: DmPolicy,
+    group: GroupPolicy,
+    group_allow_from: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Admit,
+    /// Refused; the reason goes to the audit log.
+    Reject(String),
+    /// An unknown user under the pairing policy: send a code.
+    Pair,
+    /// A group message not addressed to us: not an intrusion, not audited.
+    Ignore,
+}
+
+/// Who sent what, where.
+pub struct Origin<'a> {
+    pub sender: &'a str,
+    pub chat_id: &'a str,
+    pub is_group: bool,
+    pub mentioned: bool,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| match x {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Policy {
+    /// Reads a channel's settings; unknown policy names are errors.
+    pub fn from_settings(channel: &str, settings: &Value) -> Result<Policy, String> {
+        let text = |k: &str| settings.get(k).and_then(Value::as_str);
+        let dm = match text("dmPolicy").unwrap_or("allowlist") {
+            "allowlist" => DmPolicy::Allowlist,
+            "pairing" => DmPolicy::Pairing,
+            "open" => DmPolicy::Open,
+            other => {
+                return Err(format!(
+                    "channels.{channel}.dmPolicy: unknown policy \"{other}\" (allowlist, pairing, open)"
+                ))
+            }
+        };
+        let group = match text("groupPolicy").unwrap_or("mention") {
+            "mention" => GroupPolicy::Mention,
+            "open" => GroupPolicy::Open,
+            "allowlist" => GroupPolicy::Allowlist,
+            other => {
+                return Err(format!(
+                    "channels.{channel}.groupPolicy: unknown policy \"{other}\" (mention, open, allowlist)"
+                ))
+            }
+        };
+        Ok(Policy {
+            allowed_users: strings(settings.get("allowedUsers")),
+            dm,
+            group,
+            group_allow_from: strings(settings.get("groupAllowFrom")),
+        })
+    }
+
+    fn user_allowed(&self, sender: &str, paired: bool) -> bool {
+        paired || self.allowed_users.iter().any(|u| u == "*" || u == sender)
+    }
+
+    /// `paired`: the sender was approved through `oxibotctl pairing approve`.
+    pub fn decide(&self, o: &Origin<'_>, paired: bool) -> Decision {
+        if o.is_group {
+            let group_ok = match self.group {
+                GroupPolicy::Open => true,
+                GroupPolicy::Mention => o.mentioned,
+                GroupPolicy::Allowlist => self.group_allow_from.iter().any(|g| g == o.chat_id),
+            };
+            if !group_ok {
+                return match self.group {
+                    GroupPolicy::Mention => Decision::Ignore,
+                    _ => Decision::Reject(format!("group {} is not in groupAllowFrom", o.chat_id)),
+                };
+            }
+            if self.user_allowed(o.sender, paired) {
+                return Decision::Admit;
+            }
+            return Decision::Reject(format!(
+                "user {} is not in allowedUsers (group {})",
+                o.sender, o.chat_id
+            ));
+        }
+        match self.dm {
+            DmPolicy::Open => Decision::Admit,
+            _ if self.user_allowed(o.sender, paired) => Decision::Admit,
+            DmPolicy::Pairing => Decision::Pair,
+            DmPolicy::Allowlist => Decision::Reject(format!("user {} is not in allowedUsers", o.sender)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn dm(sender: &str) -> Origin<'_> {
+        Origin {
+            sender,
+            chat_id: "c",
+            is_group: false,
+            mentioned: false,
+        }
+    }
+
+    #[test]
+    fn empty_allow_list_admits_nobody_and_star_everybody() {
+        let p = Policy::from_settings("t", &json!({})).unwrap();
+        assert!(matches!(p.decide(&dm("42"), false), Decision::Reject(_)));
+        let p = Policy::from_settings("t", &json!({"allowedUsers": ["*"]})).unwrap();
+        assert_eq!(p.decide(&dm("42"), false), Decision::Admit);
+        let p = Policy::from_settings("t", &json!({"allowedUsers": [42]})).unwrap();
+        assert_eq!(p.decide(&dm("42"), false), Decision::Admit);
+        assert!(matches!(p.decide(&dm("43"), false), Decision::Reject(_)));
+    }
+
+    #[test]
+    fn pairing_and_open_dm_policies() {
+        let p = Policy::from_settings("t", &json!({"dmPolicy": "pairing"})).unwrap();
+        assert_eq!(p.decide(&dm("7"), false), Decision::Pair);
+        assert_eq!(p.decide(&dm("7"), true), Decision::Admit);
+        let p = Policy::from_settings("t", &json!({"dmPolicy": "open"})).unwrap();
+        assert_eq!(p.decide(&dm("7"), false), Decision::Admit);
+        assert!(Policy::from_settings("t", &json!({"dmPolicy": "everyone"}))
+            .unwrap_err()
+            .contains("dmPolicy"));
+    }
+
+    #[test]
+    fn group_policies() {
+        let s = json!({"allowedUsers": ["1"], "groupAllowFrom": ["g1"]});
+        let p = Policy::from_settings("t", &s).unwrap();
+        let g = |chat, sender, mentioned| Origin {
+            sender,
+            chat_id: chat,
+            is_group: true,
+            mentioned,
+        };
+        assert_eq!(p.decide(&g("g9", "1", false), false), Decision::Ignore);
+        assert_eq!(p.decide(&g("g9", "1", true), false), Decision::Admit);
+        assert!(matches!(p.decide(&g("g9", "2", true), false), Decision::Reject(_)));
+        let mut s2 = s.clone();
+        s2["groupPolicy"] = json!("allowlist");
+        let p = Policy::from_settings("t", &s2).unwrap();
+        assert_eq!(p.decide(&g("g1", "1", false), false), Decision::Admit);
+        assert!(matches!(p.decide(&g("g9", "1", true), false), Decision::Reject(_)));
+    }
+}

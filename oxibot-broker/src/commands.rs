@@ -1,0 +1,79 @@
+//! Chat commands, the same on every channel: /new (or /reset), /help,
+//! /status, /stop.
+
+use crate::broker::Broker;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    New,
+    Help,
+    Status,
+    Stop,
+}
+
+/// "/new", "/reset", "/help", "/status", "/stop", also as "/stop@MyBot"
+/// (Telegram's group form). Anything else is a message for the model.
+pub fn parse(text: &str) -> Option<Command> {
+    let word = text.split_whitespace().next()?;
+    let word = word.strip_prefix('/')?;
+    let name = word.split('@').next()?.to_ascii_lowercase();
+    Some(match name.as_str() {
+        "new" | "reset" => Command::New,
+        "help" | "start" => Command::Help,
+        "status" => Command::Status,
+        "stop" => Command::Stop,
+        _ => return None,
+    })
+}
+
+pub const HELP: &str = "I'm OxiBot, your assistant. Just write to me. Commands:\n\
+/new (or /reset) – start a new conversation\n\
+/stop – stop what I'm doing\n\
+/status – am I working?\n\
+/help – this text";
+
+pub fn run(broker: &Broker, session: &str, cmd: Command) -> String {
+    match cmd {
+        Command::New => match broker.agent.reset(session) {
+            Ok(()) => "Started a new conversation.".into(),
+            Err(e) => format!("Sorry, I could not reset the conversation: {e}"),
+        },
+        Command::Help => HELP.into(),
+        Command::Status => {
+            let s = broker.status();
+            let models: Vec<String> = s.providers.iter().flat_map(|p| p.models.clone()).collect();
+            format!(
+                "Running for {} s. Model: {}. Tools: {}.",
+                s.uptime_secs,
+                models.join(", "),
+                if s.tool_connected {
+                    "ready"
+                } else {
+                    "not available right now"
+                }
+            )
+        }
+        Command::Stop => {
+            if broker.stop_turn(session) {
+                "Stopping the current request.".into()
+            } else {
+                "Nothing is running.".into()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands_and_leaves_the_rest() {
+        assert_eq!(parse("/new"), Some(Command::New));
+        assert_eq!(parse("  /RESET please"), Some(Command::New));
+        assert_eq!(parse("/stop@oxibot_bot"), Some(Command::Stop));
+        assert_eq!(parse("/unknown"), None);
+        assert_eq!(parse("what is /new?"), None);
+        assert_eq!(parse(""), None);
+    }
+}
