@@ -226,10 +226,19 @@ async fn handle(
             retryable,
         } => {
             tracing::warn!(channel, outbox_id, retryable, %error, "delivery failed");
-            broker
+            let attempts = broker
                 .store
                 .outbox_failed(outbox_id as i64, &error, retryable)
                 .map_err(|e| e.to_string())?;
+            if retryable {
+                // Retried until the platform takes it, with backoff.
+                let delay = std::time::Duration::from_secs(1u64 << attempts.min(6));
+                let (broker, channel) = (broker.clone(), channel.to_string());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    resend_one(&broker, &channel, outbox_id as i64).await;
+                });
+            }
         }
         ChannelToBroker::Status { connected, last_error } => {
             let mut channels = broker.channels.lock().unwrap_or_else(|p| p.into_inner());
@@ -253,6 +262,14 @@ async fn answer(broker: Arc<Broker>, inbound: Inbound) {
     let reply = match crate::commands::parse(&inbound.text) {
         Some(cmd) => crate::commands::run(&broker, &session, cmd),
         None => {
+            deliver(
+                &broker,
+                &inbound.channel,
+                BrokerToChannel::Typing {
+                    chat_id: inbound.chat_id.clone(),
+                },
+            )
+            .await;
             let stop = broker.turn_stopper(&session);
             tokio::select! {
                 result = broker.agent.run_turn(&session, &inbound.text) => match result {
@@ -329,6 +346,20 @@ async fn resend_outbox(broker: &Broker, channel: &str, tx: &mpsc::Sender<BrokerT
             }
         }
         Err(e) => tracing::error!("cannot read the outbox: {e}"),
+    }
+}
+
+async fn resend_one(broker: &Broker, channel: &str, id: i64) {
+    if let Ok(items) = broker.store.pending_outbox(channel) {
+        if let Some(o) = items.into_iter().find(|o| o.id == id) {
+            let msg = BrokerToChannel::Send {
+                outbox_id: o.id as u64,
+                chat_id: o.chat_id,
+                text: o.text,
+                reply_to: o.reply_to,
+            };
+            deliver(broker, channel, msg).await;
+        }
     }
 }
 

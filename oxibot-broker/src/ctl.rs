@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use oxibot_proto::messages::{CtlReply, CtlRequest};
+use oxibot_proto::messages::{CtlReply, CtlRequest, PairingInfo};
 use oxibot_proto::{accept_handshake, FrameError, Role};
 use tokio::net::UnixStream;
 
@@ -46,6 +46,57 @@ async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
                 CtlReply::Error { message }
             }
         },
+        CtlRequest::PairingList => match broker.store.pairings() {
+            Ok(list) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                CtlReply::Pairings(
+                    list.into_iter()
+                        .map(|p| PairingInfo {
+                            code: p.code,
+                            channel: p.channel,
+                            sender: p.sender,
+                            status: p.status,
+                            age_secs: (now - p.created_at).max(0) as u64,
+                        })
+                        .collect(),
+                )
+            }
+            Err(e) => CtlReply::Error { message: e.to_string() },
+        },
+        CtlRequest::PairingDecide { code, approve } => {
+            let code = code.trim().to_ascii_uppercase();
+            match broker.store.decide_pairing(&code, approve) {
+                Ok(Some(p)) => {
+                    let verb = if approve { "approved" } else { "denied" };
+                    broker.store.audit(
+                        "pairing_decided",
+                        &format!("code {code} {verb}: channel {} user {}", p.channel, p.sender),
+                    );
+                    if approve {
+                        let text = "You're approved. Say hello!";
+                        if let Ok(id) = broker.store.queue_outbox(&p.channel, &p.chat_id, text) {
+                            let msg = oxibot_proto::messages::BrokerToChannel::Send {
+                                outbox_id: id as u64,
+                                chat_id: p.chat_id.clone(),
+                                text: text.into(),
+                                reply_to: None,
+                            };
+                            crate::channels::deliver(broker, &p.channel, msg).await;
+                        }
+                    }
+                    CtlReply::Done {
+                        message: format!("{verb} user {} on {}", p.sender, p.channel),
+                    }
+                }
+                Ok(None) => CtlReply::Error {
+                    message: format!("no pending pairing with code {code}; see `oxibotctl pairing list`"),
+                },
+                Err(e) => CtlReply::Error { message: e.to_string() },
+            }
+        }
         CtlRequest::RunTool { name, arguments_json } => {
             broker.store.audit("admin_tool", &format!("oxibotctl ran tool {name}"));
             match broker.agent.run_tool_checked(&name, &arguments_json).await {

@@ -309,13 +309,20 @@ impl Store {
         Ok(())
     }
 
-    pub fn outbox_failed(&self, id: i64, error: &str, retryable: bool) -> Result<(), StoreError> {
+    /// Records a failed delivery; returns the attempts so far.
+    pub fn outbox_failed(&self, id: i64, error: &str, retryable: bool) -> Result<u32, StoreError> {
         let status = if retryable { "pending" } else { "failed" };
-        self.lock().execute(
+        let conn = self.lock();
+        conn.execute(
             "UPDATE outbox SET status = ?2, attempts = attempts + 1, last_error = ?3 WHERE id = ?1",
             params![id, status, error],
         )?;
-        Ok(())
+        Ok(conn
+            .query_row("SELECT attempts FROM outbox WHERE id = ?1", params![id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .unwrap_or(0) as u32)
     }
 
     /// Queues a message that answers no inbound message (a pairing code, a

@@ -51,6 +51,8 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 const THROTTLE_RESTARTS: usize = 10;
 const THROTTLE_WINDOW: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// A daemon that exits with EX_CONFIG (78) would fail the same way again.
+const EX_CONFIG: i32 = 78;
 
 impl Supervisor {
     pub fn status(&self) -> Vec<ProcessStatus> {
@@ -126,6 +128,13 @@ impl Supervisor {
             });
             if matches!(&status, Ok(s) if s.success()) {
                 tracing::info!(child = %spec.name, "exited cleanly; not restarting");
+                return;
+            }
+            if matches!(&status, Ok(s) if s.code() == Some(EX_CONFIG)) {
+                tracing::error!(child = %spec.name, "stopped on a configuration error; fix it and restart the broker");
+                self.update(&spec.name, |s| {
+                    s.last_exit = Some("configuration error (exit 78); not restarted".into())
+                });
                 return;
             }
             tracing::warn!(child = %spec.name, status = %description, "exited; restarting");

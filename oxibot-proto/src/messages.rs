@@ -162,6 +162,9 @@ pub enum BrokerToChannel {
     },
     /// Close down cleanly.
     Shutdown,
+    /// The assistant started working on a message in this chat: show a
+    /// typing indicator until the next `Send` to the chat.
+    Typing { chat_id: String },
 }
 
 /// Channel daemon → broker.
@@ -220,6 +223,7 @@ impl Message for BrokerToChannel {
                 bounded("reply_to", reply_to.as_deref().unwrap_or(""), MAX_ID)
             }
             BrokerToChannel::Shutdown => Ok(()),
+            BrokerToChannel::Typing { chat_id } => bounded("chat_id", chat_id, MAX_ID),
         }
     }
 }
@@ -266,6 +270,13 @@ pub enum CtlRequest {
         name: String,
         arguments_json: String,
     },
+    /// Pairing requests from unknown chat users (dmPolicy "pairing").
+    PairingList,
+    /// Approve or deny a pairing code.
+    PairingDecide {
+        code: String,
+        approve: bool,
+    },
 }
 
 /// Broker → oxibotctl.
@@ -283,6 +294,20 @@ pub enum CtlReply {
         ok: bool,
         output: String,
     },
+    Pairings(Vec<PairingInfo>),
+    /// A command succeeded; the text says what it did.
+    Done {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairingInfo {
+    pub code: String,
+    pub channel: String,
+    pub sender: String,
+    pub status: String,
+    pub age_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -339,6 +364,8 @@ impl Message for CtlRequest {
                 bounded("name", name, MAX_ID)?;
                 bounded("arguments_json", arguments_json, MAX_TEXT)
             }
+            CtlRequest::PairingList => Ok(()),
+            CtlRequest::PairingDecide { code, .. } => bounded("code", code, MAX_ID),
         }
     }
 }

@@ -3,4 +3,5 @@
 //! broker, toold and oxibotctl binaries against it.
 
 pub mod fake_llm;
+pub mod fake_telegram;
 pub mod harness;

@@ -52,6 +52,19 @@ enum Command {
     Tool(ToolCommand),
     /// Report each jail property as measured from inside the jail.
     Doctor,
+    /// Pairing requests from unknown chat users (dmPolicy "pairing").
+    #[command(subcommand)]
+    Pairing(PairingCommand),
+}
+
+#[derive(Subcommand)]
+enum PairingCommand {
+    /// Pending and decided pairing requests.
+    List,
+    /// Let the user with this code talk to the assistant.
+    Approve { code: String },
+    /// Refuse the user with this code.
+    Deny { code: String },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +200,28 @@ fn online(socket: PathBuf, json: bool, command: Command) -> Result<(), String> {
             }
             Command::Tool(ToolCommand::Run { name, arguments }) => run_tool(&mut conn, &name, &arguments, json).await,
             Command::Doctor => doctor(&mut conn, json).await,
+            Command::Pairing(PairingCommand::List) => match request(&mut conn, CtlRequest::PairingList).await? {
+                CtlReply::Pairings(list) => {
+                    if json {
+                        let items: Vec<_> = list
+                            .iter()
+                            .map(|p| json!({"code": p.code, "channel": p.channel, "sender": p.sender, "status": p.status, "ageSecs": p.age_secs}))
+                            .collect();
+                        println!("{}", json!({"pairings": items}));
+                    } else if list.is_empty() {
+                        println!("no pairing requests");
+                    } else {
+                        for p in list {
+                            println!("{}  {:<10} {:<24} {:<9} {}s ago", p.code, p.channel, p.sender, p.status, p.age_secs);
+                        }
+                    }
+                    Ok(())
+                }
+                CtlReply::Error { message } => Err(message),
+                other => Err(format!("unexpected reply: {other:?}")),
+            },
+            Command::Pairing(PairingCommand::Approve { code }) => decide(&mut conn, code, true, json).await,
+            Command::Pairing(PairingCommand::Deny { code }) => decide(&mut conn, code, false, json).await,
             Command::Config(_) => unreachable_config(),
         }
     })
@@ -223,6 +258,21 @@ async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -
         Ok(())
     } else {
         Err(format!("{name} failed"))
+    }
+}
+
+async fn decide(conn: &mut CtlConn, code: String, approve: bool, json: bool) -> Result<(), String> {
+    match request(conn, CtlRequest::PairingDecide { code, approve }).await? {
+        CtlReply::Done { message } => {
+            if json {
+                println!("{}", json!({"ok": true, "message": message}));
+            } else {
+                println!("{message}");
+            }
+            Ok(())
+        }
+        CtlReply::Error { message } => Err(message),
+        other => Err(format!("unexpected reply: {other:?}")),
     }
 }
 

@@ -1,0 +1,137 @@
+//! The connection to the broker: one writer, acks matched to the messages
+//! waiting for them, and everything else handed to the platform adapter.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oxibot_proto::messages::{BrokerToChannel, ChannelToBroker};
+use oxibot_proto::{ConnReader, ConnWriter, FrameError};
+use tokio::sync::{mpsc, oneshot};
+
+/// What the adapter must do for the broker.
+#[derive(Debug)]
+pub enum Job {
+    Send {
+        outbox_id: u64,
+        chat_id: String,
+        text: String,
+        reply_to: Option<String>,
+    },
+    Typing {
+        chat_id: String,
+    },
+}
+
+type Outgoing = (ChannelToBroker, Option<oneshot::Sender<()>>);
+
+#[derive(Clone)]
+pub struct Link {
+    out: mpsc::Sender<Outgoing>,
+    acks: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+}
+
+/// How long the broker may take to commit a message before we give up on
+/// the connection (the message is then redelivered by the platform).
+const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Link {
+    /// Starts the reader and writer tasks. The returned receiver yields
+    /// the broker's jobs; it closes when the broker goes away.
+    pub fn start(
+        mut reader: ConnReader<BrokerToChannel>,
+        mut writer: ConnWriter<ChannelToBroker>,
+    ) -> (Link, mpsc::Receiver<Job>) {
+        let (out, mut out_rx) = mpsc::channel::<Outgoing>(64);
+        let (jobs_tx, jobs) = mpsc::channel::<Job>(64);
+        let acks: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>> = Arc::default();
+        tokio::spawn(async move {
+            while let Some((msg, written)) = out_rx.recv().await {
+                if writer.send(&msg).await.is_err() {
+                    break;
+                }
+                if let Some(w) = written {
+                    let _ = w.send(());
+                }
+            }
+        });
+        let waiting = acks.clone();
+        tokio::spawn(async move {
+            loop {
+                match reader.recv().await {
+                    Ok(BrokerToChannel::Ack { platform_id }) => {
+                        if let Some(w) = waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&platform_id) {
+                            let _ = w.send(());
+                        }
+                    }
+                    Ok(BrokerToChannel::Send {
+                        outbox_id,
+                        chat_id,
+                        text,
+                        reply_to,
+                    }) => {
+                        let _ = jobs_tx
+                            .send(Job::Send {
+                                outbox_id,
+                                chat_id,
+                                text,
+                                reply_to,
+                            })
+                            .await;
+                    }
+                    Ok(BrokerToChannel::Typing { chat_id }) => {
+                        let _ = jobs_tx.send(Job::Typing { chat_id }).await;
+                    }
+                    Ok(BrokerToChannel::Shutdown) | Err(FrameError::Closed) => break,
+                    Ok(BrokerToChannel::Setup { .. }) => {
+                        tracing::error!("the broker sent Setup twice; closing");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!("bad frame from the broker: {e}");
+                        break;
+                    }
+                }
+            }
+            // Dropping jobs_tx and the ack senders tells everyone the broker is gone.
+            waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        });
+        (Link { out, acks }, jobs)
+    }
+
+    pub async fn send(&self, msg: ChannelToBroker) -> Result<(), String> {
+        self.out
+            .send((msg, None))
+            .await
+            .map_err(|_| "the broker connection is closed".to_string())
+    }
+
+    /// Hands a message to the broker and waits until it is committed.
+    pub async fn deliver_inbound(&self, msg: ChannelToBroker, platform_id: &str) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(platform_id.to_string(), tx);
+        self.send(msg).await?;
+        match tokio::time::timeout(ACK_TIMEOUT, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("the broker connection closed before the ack".into()),
+            Err(_) => Err(format!("no ack from the broker within {} s", ACK_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Reports the connection state, and waits until it is on the wire: a
+    /// daemon about to exit on a fatal error must not lose its last word.
+    pub async fn status(&self, connected: bool, last_error: Option<String>) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .out
+            .send((ChannelToBroker::Status { connected, last_error }, Some(tx)))
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Telegram through teloxide (its `teloxide-core` client), long polling.
+//!
+//! At-least-once: an update's offset is committed to Telegram (by asking
+//! for the next one) only after the broker acknowledged the message, so a
+//! crash between the two redelivers it, and the broker drops the duplicate
+//! by its id. Replies are acknowledged to the broker only after Telegram
+//! accepted every part.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use oxibot_proto::messages::ChannelToBroker;
+use serde::Deserialize;
+use teloxide_core::payloads::setters::*;
+use teloxide_core::requests::{Request, Requester};
+use teloxide_core::types::{ChatAction, ChatId, MessageId, ParseMode, ReplyParameters, UpdateKind};
+use teloxide_core::{ApiError, Bot, RequestError};
+use tokio::sync::mpsc;
+
+use crate::link::{Job, Link};
+use crate::{format, Fatal};
+
+/// Telegram's limit, in characters.
+const MAX_MESSAGE: usize = 4096;
+/// The long-poll timeout: below teloxide's 17 s client timeout, so an idle
+/// poll is a normal empty answer, not a timeout error and a 5 s sleep.
+const POLL_TIMEOUT_SECS: u32 = 10;
+/// Telegram shows "typing…" for 5 s; repeat a little sooner.
+const TYPING_EVERY: Duration = Duration::from_secs(4);
+const TYPING_MAX: Duration = Duration::from_secs(120);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    #[serde(default)]
+    api_base: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Credential {
+    token: String,
+}
+
+pub async fn run(link: Link, mut jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
+    let settings: Settings =
+        serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.telegram: {e}")))?;
+    let credential: Credential = serde_json::from_str(credential)
+        .map_err(|_| Fatal::config("channels.telegram.token is missing from the secrets file".into()))?;
+    // One client for the daemon's life: a new one per send wastes a TLS
+    // handshake each time.
+    let mut bot = Bot::new(credential.token);
+    if let Some(base) = settings.api_base {
+        let url = url::Url::parse(&base).map_err(|e| Fatal::config(format!("channels.telegram.apiBase: {e}")))?;
+        bot = bot.set_api_url(url);
+    }
+
+    let me = loop {
+        match bot.get_me().send().await {
+            Ok(me) => break me,
+            Err(e) if is_unauthorized(&e) => {
+                let msg = "Telegram refused the bot token (401 Unauthorized): check channels.telegram.token \
+                           in the secrets file (from @BotFather)"
+                    .to_string();
+                link.status(false, Some(msg.clone())).await;
+                return Err(Fatal::config(msg));
+            }
+            Err(e) => {
+                link.status(false, Some(format!("cannot reach Telegram: {e}"))).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    let username = me.user.username.clone().unwrap_or_default();
+    tracing::info!(bot = %username, "connected to Telegram");
+    link.status(true, None).await;
+
+    let sender = tokio::spawn(outbound(bot.clone(), link.clone(), jobs_take(&mut jobs)));
+    let result = poll(&bot, &link, &username).await;
+    sender.abort();
+    result
+}
+
+fn jobs_take(jobs: &mut mpsc::Receiver<Job>) -> mpsc::Receiver<Job> {
+    let (tx, rx) = mpsc::channel(1);
+    drop(tx);
+    std::mem::replace(jobs, rx)
+}
+
+fn is_unauthorized(e: &RequestError) -> bool {
+    matches!(e, RequestError::Api(ApiError::InvalidToken))
+        || matches!(e, RequestError::Api(ApiError::Unknown(s)) if s.contains("Unauthorized"))
+}
+
+/// Long polling. The offset moves past an update only once the broker has
+/// it (or it is not a message we handle).
+async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
+    let mut offset: i32 = 0;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let updates = match bot.get_updates().offset(offset).timeout(POLL_TIMEOUT_SECS).send().await {
+            Ok(u) => {
+                backoff = Duration::from_secs(1);
+                u
+            }
+            Err(e) if is_unauthorized(&e) => {
+                let msg = "Telegram refused the bot token (401 Unauthorized)".to_string();
+                link.status(false, Some(msg.clone())).await;
+                return Err(Fatal::config(msg));
+            }
+            Err(e) => {
+                tracing::warn!("getUpdates failed: {e}; retrying in {backoff:?}");
+                link.status(false, Some(format!("getUpdates failed: {e}"))).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                continue;
+            }
+        };
+        for update in updates {
+            let next = update.id.0 as i32 + 1;
+            if let UpdateKind::Message(msg) = &update.kind {
+                let text = msg.text().or(msg.caption()).unwrap_or_default();
+                let Some(from) = &msg.from else {
+                    offset = next;
+                    continue;
+                };
+                if text.is_empty() {
+                    offset = next;
+                    continue;
+                }
+                let is_group = !msg.chat.is_private();
+                let mentioned = (!username.is_empty() && text.contains(&format!("@{username}")))
+                    || msg
+                        .reply_to_message()
+                        .and_then(|r| r.from.as_ref())
+                        .is_some_and(|u| u.is_bot && u.username.as_deref() == Some(username));
+                // "update/message": unique per bot for de-duplication, and
+                // the message id to thread the reply under.
+                let platform_id = format!("{}/{}", update.id.0, msg.id.0);
+                let inbound = ChannelToBroker::Inbound {
+                    platform_id: platform_id.clone(),
+                    chat_id: msg.chat.id.0.to_string(),
+                    sender: from.id.0.to_string(),
+                    text: text.to_string(),
+                    is_group,
+                    mentioned,
+                };
+                if let Err(e) = link.deliver_inbound(inbound, &platform_id).await {
+                    // Not acked: leave the offset, exit, and let the
+                    // supervisor restart us; Telegram redelivers.
+                    return Err(Fatal::broker(e));
+                }
+            }
+            offset = next;
+        }
+    }
+}
+
+/// Sends what the broker asks, and keeps typing indicators alive.
+async fn outbound(bot: Bot, link: Link, mut jobs: mpsc::Receiver<Job>) {
+    let mut typing: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    while let Some(job) = jobs.recv().await {
+        match job {
+            Job::Typing { chat_id } => {
+                let Ok(id) = chat_id.parse::<i64>() else { continue };
+                let bot = bot.clone();
+                let task = tokio::spawn(async move {
+                    let started = tokio::time::Instant::now();
+                    while started.elapsed() < TYPING_MAX {
+                        let _ = bot.send_chat_action(ChatId(id), ChatAction::Typing).send().await;
+                        tokio::time::sleep(TYPING_EVERY).await;
+                    }
+                });
+                if let Some(old) = typing.insert(chat_id, task) {
+                    old.abort();
+                }
+            }
+            Job::Send {
+                outbox_id,
+                chat_id,
+                text,
+                reply_to,
+            } => {
+                // The reply is going out: the indicator stops now.
+                if let Some(t) = typing.remove(&chat_id) {
+                    t.abort();
+                }
+                let outcome = send(&bot, &chat_id, &text, reply_to.as_deref()).await;
+                let msg = match outcome {
+                    Ok(()) => ChannelToBroker::Delivered { outbox_id },
+                    Err((error, retryable)) => {
+                        tracing::warn!(outbox_id, %error, "Telegram did not take the message");
+                        ChannelToBroker::SendFailed {
+                            outbox_id,
+                            error,
+                            retryable,
+                        }
+                    }
+                };
+                if link.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn send(bot: &Bot, chat_id: &str, text: &str, reply_to: Option<&str>) -> Result<(), (String, bool)> {
+    let chat: i64 = chat_id
+        .parse()
+        .map_err(|_| (format!("bad Telegram chat id {chat_id}"), false))?;
+    let reply_msg = reply_to
+        .and_then(|r| r.split('/').nth(1))
+        .and_then(|m| m.parse::<i32>().ok());
+    for (i, chunk) in format::split(text, MAX_MESSAGE).iter().enumerate() {
+        let html = format::markdown_to_telegram_html(chunk);
+        let mut req = bot.send_message(ChatId(chat), html).parse_mode(ParseMode::Html);
+        if let (0, Some(m)) = (i, reply_msg) {
+            req = req.reply_parameters(ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
+        }
+        if let Err(e) = req.send().await {
+            let retryable = matches!(
+                e,
+                RequestError::Network(_) | RequestError::RetryAfter(_) | RequestError::Io(_)
+            );
+            return Err((e.to_string(), retryable));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! A fake Telegram Bot API on 127.0.0.1: `/bot<TOKEN>/<method>` with the
+//! method in any case (teloxide sends PascalCase, e.g. `GetUpdates`), a
+//! `getMe` that carries `has_main_web_app`, long-polling `getUpdates` that
+//! honours `offset`, and `sendMessage`/`sendChatAction` that are recorded.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+pub const BOT_ID: i64 = 7_000_000_001;
+pub const BOT_USERNAME: &str = "oxibot_test_bot";
+
+#[derive(Default)]
+struct Inner {
+    token: String,
+    /// Every update ever injected; getUpdates serves those with id >= offset.
+    updates: Vec<Value>,
+    next_update: i64,
+    next_message: i64,
+    sent: Vec<Value>,
+    actions: Vec<Value>,
+    /// (offset asked, update ids served) per getUpdates call.
+    polls: Vec<(i64, Vec<i64>)>,
+    /// Offsets asked for, recorded when each getUpdates arrives.
+    offsets: Vec<i64>,
+}
+
+#[derive(Clone)]
+pub struct FakeTelegram {
+    pub base_url: String,
+    inner: Arc<Mutex<Inner>>,
+    wake: Arc<Notify>,
+    _shutdown: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+type St = (Arc<Mutex<Inner>>, Arc<Notify>);
+
+impl FakeTelegram {
+    pub fn start(token: &str) -> FakeTelegram {
+        let inner = Arc::new(Mutex::new(Inner {
+            token: token.to_string(),
+            next_update: 100,
+            next_message: 1,
+            ..Default::default()
+        }));
+        let wake = Arc::new(Notify::new());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let state: St = (inner.clone(), wake.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new()
+                    .route("/{bot}/{method}", axum::routing::any(handle))
+                    .with_state(state);
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        FakeTelegram {
+            base_url: format!("http://{addr}"),
+            inner,
+            wake,
+            _shutdown: Arc::new(stop_tx),
+        }
+    }
+
+    /// A private text message from `user` (chat id = user id). Returns the update id.
+    pub fn send_text(&self, user: i64, text: &str) -> i64 {
+        self.inject(user, user, "private", text)
+    }
+
+    pub fn send_group_text(&self, group: i64, user: i64, text: &str) -> i64 {
+        self.inject(group, user, "group", text)
+    }
+
+    fn inject(&self, chat: i64, user: i64, kind: &str, text: &str) -> i64 {
+        let mut s = self.inner.lock().unwrap();
+        let (uid, mid) = (s.next_update, s.next_message);
+        s.next_update += 1;
+        s.next_message += 1;
+        let update = json!({
+            "update_id": uid,
+            "message": {
+                "message_id": mid, "date": 1_700_000_000,
+                "chat": if kind == "private" {
+                    json!({"id": chat, "type": "private", "first_name": "User"})
+                } else {
+                    json!({"id": chat, "type": kind, "title": "A group"})
+                },
+                "from": {"id": user, "is_bot": false, "first_name": "User"},
+                "text": text
+            }
+        });
+        s.updates.push(update);
+        drop(s);
+        self.wake.notify_waiters();
+        uid
+    }
+
+    /// A raw update body, for malformed-payload tests.
+    pub fn inject_raw(&self, body: Value) {
+        self.inner.lock().unwrap().updates.push(body);
+        self.wake.notify_waiters();
+    }
+
+    pub fn next_update_id(&self) -> i64 {
+        let mut s = self.inner.lock().unwrap();
+        let id = s.next_update;
+        s.next_update += 1;
+        id
+    }
+
+    pub fn sent(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().sent.clone()
+    }
+
+    pub fn actions(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().actions.clone()
+    }
+
+    /// Waits until some getUpdates asks for an offset past `update`: the
+    /// client has committed it.
+    pub fn wait_committed(&self, update: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.inner.lock().unwrap().offsets.iter().any(|o| *o > update) {
+            assert!(
+                Instant::now() < deadline,
+                "update {update} was never committed: {:?}",
+                self.polls()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn polls(&self) -> Vec<(i64, Vec<i64>)> {
+        self.inner.lock().unwrap().polls.clone()
+    }
+
+    /// Waits for at least `n` sent messages.
+    pub fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sent = self.sent();
+            if sent.len() >= n {
+                return sent;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Telegram got {} messages, expected {n}: {sent:?}",
+                sent.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until a getUpdates call served update `id`.
+    pub fn wait_served(&self, id: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.polls().iter().any(|(_, ids)| ids.contains(&id)) {
+            assert!(
+                Instant::now() < deadline,
+                "update {id} was never fetched: {:?}",
+                self.polls()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn ok(result: Value) -> Response {
+    axum::Json(json!({"ok": true, "result": result})).into_response()
+}
+
+/// Parameters arrive as JSON, a form, or the query string.
+fn params(body: &Bytes) -> Value {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return v;
+    }
+    let mut map = serde_json::Map::new();
+    for pair in String::from_utf8_lossy(body).split('&') {
+        if let Some((k, v)) = pair.split_once('=') {
+            map.insert(k.to_string(), Value::String(v.to_string()));
+        }
+    }
+    Value::Object(map)
+}
+
+async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(String, String)>, body: Bytes) -> Response {
+    let token = inner.lock().unwrap().token.clone();
+    if bot.strip_prefix("bot") != Some(token.as_str()) {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"ok": false, "error_code": 401, "description": "Unauthorized"})),
+        )
+            .into_response();
+    }
+    let p = params(&body);
+    match method.to_ascii_lowercase().as_str() {
+        "getme" => ok(json!({
+            "id": BOT_ID, "is_bot": true, "first_name": "OxiBot", "username": BOT_USERNAME,
+            "can_join_groups": true, "can_read_all_group_messages": false,
+            "supports_inline_queries": false, "can_connect_to_business": false,
+            "has_main_web_app": false
+        })),
+        "getupdates" => {
+            let offset = p["offset"]
+                .as_i64()
+                .or_else(|| p["offset"].as_str()?.parse().ok())
+                .unwrap_or(0);
+            let timeout = p["timeout"]
+                .as_u64()
+                .or_else(|| p["timeout"].as_str()?.parse().ok())
+                .unwrap_or(0);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout.min(30));
+            inner.lock().unwrap().offsets.push(offset);
+            loop {
+                let notified = wake.notified();
+                let ready: Vec<Value> = {
+                    let s = inner.lock().unwrap();
+                    s.updates
+                        .iter()
+                        .filter(|u| u["update_id"].as_i64().unwrap_or(0) >= offset)
+                        .cloned()
+                        .collect()
+                };
+                if !ready.is_empty() || tokio::time::Instant::now() >= deadline {
+                    let ids = ready.iter().filter_map(|u| u["update_id"].as_i64()).collect();
+                    inner.lock().unwrap().polls.push((offset, ids));
+                    return ok(Value::Array(ready));
+                }
+                let _ = tokio::time::timeout_at(deadline, notified).await;
+            }
+        }
+        "sendmessage" => {
+            let mut s = inner.lock().unwrap();
+            let mid = s.next_message;
+            s.next_message += 1;
+            s.sent.push(p.clone());
+            let chat = p["chat_id"]
+                .as_i64()
+                .or_else(|| p["chat_id"].as_str()?.parse().ok())
+                .unwrap_or(0);
+            ok(json!({
+                "message_id": mid, "date": 1_700_000_001,
+                "chat": {"id": chat, "type": "private", "first_name": "User"},
+                "from": {"id": BOT_ID, "is_bot": true, "first_name": "OxiBot", "username": BOT_USERNAME},
+                "text": p["text"]
+            }))
+        }
+        "sendchataction" => {
+            inner.lock().unwrap().actions.push(p);
+            ok(json!(true))
+        }
+        other => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"ok": false, "error_code": 404, "description": format!("Not Found: method {other}")})),
+        )
+            .into_response(),
+    }
+}
