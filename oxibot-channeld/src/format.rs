@@ -173,6 +173,48 @@ fn inline(line: &str, out: &mut String) {
     }
 }
 
+/// Markdown → WhatsApp: *bold*, _italic_, ~strike~, ```code``` and
+/// `code` as they are; links as "text (url)".
+pub fn markdown_to_whatsapp(md: &str) -> String {
+    let mut out = String::with_capacity(md.len());
+    let mut in_block = false;
+    for (i, line) in md.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            out.push_str("```");
+            continue;
+        }
+        if in_block {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find('[') {
+            let Some(mid) = rest[start..].find("](").map(|m| start + m) else {
+                break;
+            };
+            let Some(end) = rest[mid..].find(')').map(|e| mid + e) else {
+                break;
+            };
+            out.push_str(&convert_emphasis(&rest[..start]));
+            out.push_str(&rest[start + 1..mid]);
+            out.push_str(" (");
+            out.push_str(&rest[mid + 2..end]);
+            out.push(')');
+            rest = &rest[end + 1..];
+        }
+        out.push_str(&convert_emphasis(rest));
+    }
+    out
+}
+
+fn convert_emphasis(s: &str) -> String {
+    s.replace("**", "*").replace("__", "_").replace("~~", "~")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +230,18 @@ mod tests {
             "<pre><code class=\"language-rust\">\nfn main() { 1 &lt; 2 }\n</code></pre>"
         );
         assert_eq!(markdown_to_telegram_html("a * b * c"), "a * b * c");
+    }
+
+    #[test]
+    fn converts_to_whatsapp() {
+        assert_eq!(
+            markdown_to_whatsapp("**bold** and [docs](https://d.x)"),
+            "*bold* and docs (https://d.x)"
+        );
+        assert_eq!(
+            markdown_to_whatsapp("```rust\nlet **x** = 1;\n```"),
+            "```\nlet **x** = 1;\n```"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod format;
 mod link;
 mod sandbox;
 mod telegram;
+mod whatsapp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +27,7 @@ use zeroize::Zeroizing;
 #[derive(Parser)]
 #[command(name = "oxibot-channeld", version, about = "OxiBot channel daemon")]
 struct Args {
-    /// Which channel to serve (telegram).
+    /// Which channel to serve (telegram, whatsapp).
     #[arg(long)]
     channel: String,
     /// The broker's channel socket.
@@ -119,8 +120,9 @@ async fn run(args: Args) -> Result<(), Fatal> {
     let (link, jobs) = link::Link::start(reader, writer);
     match args.channel.as_str() {
         "telegram" => telegram::run(link, jobs, &settings, &credential).await,
+        "whatsapp" => whatsapp::run(link, jobs, &settings, &credential).await,
         other => {
-            let msg = format!("this build has no client for channel \"{other}\" yet (available: telegram)");
+            let msg = format!("this build has no client for channel \"{other}\" yet (available: telegram, whatsapp)");
             link.status(false, Some(msg.clone())).await;
             Err(Fatal::config(msg))
         }

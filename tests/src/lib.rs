@@ -4,4 +4,5 @@
 
 pub mod fake_llm;
 pub mod fake_telegram;
+pub mod fake_whatsapp;
 pub mod harness;

@@ -1,0 +1,211 @@
+//! WhatsApp through a bridge (OxiBot's Baileys bridge protocol) over a
+//! WebSocket, with tokio-tungstenite.
+//!
+//! The first frame is `{"type":"auth","token":…}`. The bridge sends
+//! `message`, `status`, `qr`, `error` and `sent` frames; we send `send`
+//! frames, and `ack` frames once the broker has committed a message, so a
+//! bridge that keeps unacknowledged messages can redeliver them after a
+//! reconnect. Unknown or malformed frames are logged and skipped.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use oxibot_proto::messages::ChannelToBroker;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::link::{Job, Link};
+use crate::{format, Fatal};
+
+const MAX_MESSAGE: usize = 4096;
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    #[serde(default = "default_bridge")]
+    bridge_url: String,
+}
+
+fn default_bridge() -> String {
+    "ws://127.0.0.1:3001".into()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Credential {
+    bridge_token: String,
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Ended {
+    /// The bridge went away: reconnect.
+    Bridge(String),
+    /// Fatal for the daemon.
+    Fatal(Fatal),
+}
+
+pub async fn run(link: Link, mut jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
+    let settings: Settings =
+        serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.whatsapp: {e}")))?;
+    let credential: Credential = serde_json::from_str(credential)
+        .map_err(|_| Fatal::config("channels.whatsapp.bridgeToken is missing from the secrets file".into()))?;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let ws = match tokio_tungstenite::connect_async(settings.bridge_url.as_str()).await {
+            Ok((ws, _)) => ws,
+            Err(e) => {
+                link.status(false, Some(format!("cannot reach the WhatsApp bridge: {e}")))
+                    .await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(500);
+        match session(ws, &link, &mut jobs, &credential.bridge_token).await {
+            Ended::Fatal(f) => return Err(f),
+            Ended::Bridge(why) => {
+                tracing::warn!("WhatsApp bridge connection ended: {why}; reconnecting");
+                link.status(false, Some(why)).await;
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}
+
+async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token: &str) -> Ended {
+    if let Err(e) = ws
+        .send(WsMessage::Text(
+            json!({"type": "auth", "token": token}).to_string().into(),
+        ))
+        .await
+    {
+        return Ended::Bridge(format!("cannot authenticate: {e}"));
+    }
+    link.status(true, None).await;
+    // Frames that arrived while we waited for a `sent`.
+    let mut backlog: VecDeque<Value> = VecDeque::new();
+    loop {
+        let frame = if let Some(f) = backlog.pop_front() {
+            Some(f)
+        } else {
+            tokio::select! {
+                incoming = ws.next() => match incoming {
+                    Some(Ok(WsMessage::Text(t))) => match serde_json::from_str::<Value>(&t) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            tracing::warn!("malformed frame from the bridge skipped: {e}");
+                            None
+                        }
+                    },
+                    Some(Ok(WsMessage::Close(_))) | None => return Ended::Bridge("the bridge closed the connection".into()),
+                    Some(Ok(_)) => None,
+                    Some(Err(e)) => return Ended::Bridge(e.to_string()),
+                },
+                job = jobs.recv() => {
+                    match job {
+                        None => return Ended::Fatal(Fatal::broker("the broker connection closed".into())),
+                        Some(Job::Typing { .. }) => {}
+                        Some(Job::Send { outbox_id, chat_id, text, .. }) => {
+                            let outcome = send(&mut ws, &mut backlog, &chat_id, &text).await;
+                            let msg = match outcome {
+                                Ok(()) => ChannelToBroker::Delivered { outbox_id },
+                                Err((error, retryable)) => ChannelToBroker::SendFailed { outbox_id, error, retryable },
+                            };
+                            if link.send(msg).await.is_err() {
+                                return Ended::Fatal(Fatal::broker("the broker connection closed".into()));
+                            }
+                        }
+                    }
+                    None
+                }
+            }
+        };
+        let Some(frame) = frame else { continue };
+        match frame["type"].as_str() {
+            Some("message") => {
+                let (Some(id), Some(sender), Some(content)) = (
+                    frame["id"].as_str(),
+                    frame["sender"].as_str(),
+                    frame["content"].as_str(),
+                ) else {
+                    tracing::warn!("bridge message without id/sender/content skipped");
+                    continue;
+                };
+                let inbound = ChannelToBroker::Inbound {
+                    platform_id: id.to_string(),
+                    chat_id: sender.to_string(),
+                    sender: frame["pn"]
+                        .as_str()
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or(sender)
+                        .to_string(),
+                    text: content.to_string(),
+                    is_group: frame["isGroup"].as_bool().unwrap_or(false),
+                    mentioned: frame["mentioned"].as_bool().unwrap_or(false),
+                };
+                if let Err(e) = link.deliver_inbound(inbound, id).await {
+                    return Ended::Fatal(Fatal::broker(e));
+                }
+                if let Err(e) = ws
+                    .send(WsMessage::Text(json!({"type": "ack", "id": id}).to_string().into()))
+                    .await
+                {
+                    return Ended::Bridge(e.to_string());
+                }
+            }
+            Some("status") => {
+                let up = frame["status"].as_str() == Some("connected");
+                link.status(up, (!up).then(|| "the bridge lost WhatsApp".to_string()))
+                    .await;
+            }
+            Some("qr") => tracing::warn!("the WhatsApp bridge needs pairing: scan its QR code"),
+            Some("error") => {
+                let error = frame["error"].as_str().unwrap_or("unknown error").to_string();
+                if error.contains("unauthorized") {
+                    let msg = "the WhatsApp bridge refused channels.whatsapp.bridgeToken".to_string();
+                    link.status(false, Some(msg.clone())).await;
+                    return Ended::Fatal(Fatal::config(msg));
+                }
+                tracing::warn!(%error, "the WhatsApp bridge reported an error");
+            }
+            _ => tracing::debug!("bridge frame ignored: {frame}"),
+        }
+    }
+}
+
+/// Sends each part and waits for the bridge's `sent`; other frames that
+/// arrive meanwhile are kept for the main loop.
+async fn send(ws: &mut Ws, backlog: &mut VecDeque<Value>, to: &str, text: &str) -> Result<(), (String, bool)> {
+    for chunk in format::split(text, MAX_MESSAGE) {
+        let body = format::markdown_to_whatsapp(&chunk);
+        ws.send(WsMessage::Text(
+            json!({"type": "send", "to": to, "text": body}).to_string().into(),
+        ))
+        .await
+        .map_err(|e| (e.to_string(), true))?;
+        let deadline = tokio::time::Instant::now() + SEND_TIMEOUT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .map_err(|_| ("no answer from the bridge".to_string(), true))?;
+            let frame = match next {
+                Some(Ok(WsMessage::Text(t))) => serde_json::from_str::<Value>(&t).unwrap_or(Value::Null),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err((e.to_string(), true)),
+                None => return Err(("the bridge closed the connection".into(), true)),
+            };
+            match frame["type"].as_str() {
+                Some("sent") => break,
+                Some("error") => return Err((frame["error"].as_str().unwrap_or("error").to_string(), false)),
+                _ => backlog.push_back(frame),
+            }
+        }
+    }
+    Ok(())
+}

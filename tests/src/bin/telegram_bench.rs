@@ -1,0 +1,74 @@
+//! End-to-end latency of one Telegram message through the whole system with
+//! an instant fake LLM: from the update being available at the fake Bot API
+//! to the reply's `sendMessage` arriving there. 1,000 messages, p50/p99.
+//! Also prints the idle RSS of the Telegram and WhatsApp channel daemons.
+//!
+//! Run: `cargo build --workspace && cargo run -p oxibot-tests --bin telegram-bench`
+
+use std::time::{Duration, Instant};
+
+use oxibot_tests::fake_llm::{FakeLlm, Step};
+use oxibot_tests::fake_telegram::FakeTelegram;
+use oxibot_tests::fake_whatsapp::FakeBridge;
+use oxibot_tests::harness::Broker;
+use serde_json::json;
+
+const N: usize = 1000;
+const TOKEN: &str = "123456:bench-token";
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let llm = FakeLlm::start(vec![]);
+    let tg = FakeTelegram::start(TOKEN);
+    let bridge = FakeBridge::start("bench-bridge-token");
+    let config = json!({"channels": {
+        "telegram": {"enabled": true, "apiBase": tg.base_url, "allowedUsers": ["*"]},
+        "whatsapp": {"enabled": true, "bridgeUrl": bridge.url, "allowedUsers": ["*"]}
+    }});
+    let secrets = json!({"providers": {"openai": {"apiKey": "sk-bench-000000"}},
+                         "channels": {"telegram": {"token": TOKEN}, "whatsapp": {"bridgeToken": "bench-bridge-token"}}});
+    let broker = Broker::start(&llm.base_url, config, secrets);
+    broker.wait_until("channels connected", Duration::from_secs(30), |s| {
+        s["channels"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["connected"] == true))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for name in ["channel:telegram", "channel:whatsapp", "toold"] {
+        if let Some(pid) = broker.process_pid(name) {
+            println!("idle RSS {name:<18} {:>6} KiB", rss_kib(pid));
+        }
+    }
+    println!("idle RSS {:<18} {:>6} KiB", "broker", rss_kib(broker.child.id() as i32));
+
+    let mut samples = Vec::with_capacity(N);
+    for i in 0..N {
+        llm.push(Step::Text(format!("reply {i}")));
+        let before = tg.sent().len();
+        let t = Instant::now();
+        tg.send_text(1000 + (i as i64 % 50), &format!("message {i}"));
+        loop {
+            if tg.sent().len() > before {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "message {i} was never answered");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "telegram message → reply, instant LLM   n={N}  p50={:.2} ms  p99={:.2} ms",
+        p(0.5).as_secs_f64() * 1e3,
+        p(0.99).as_secs_f64() * 1e3
+    );
+}
