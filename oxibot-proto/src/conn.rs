@@ -16,7 +16,8 @@ use crate::messages::Message;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct ConnReader<In> {
-    half: OwnedReadHalf,
+    /// Buffered: a frame's length and body usually arrive in one read.
+    half: tokio::io::BufReader<OwnedReadHalf>,
     _in: PhantomData<fn() -> In>,
 }
 
@@ -90,8 +91,10 @@ pub async fn accept_handshake<In: Message, Out: Message>(
 
 fn wrap<In, Out>(r: OwnedReadHalf, w: OwnedWriteHalf, peer_minor: u16) -> Conn<In, Out> {
     Conn {
+        // Safe to buffer only now: the Hello was read with exact reads, so
+        // nothing beyond it has been consumed yet.
         reader: ConnReader {
-            half: r,
+            half: tokio::io::BufReader::with_capacity(16 * 1024, r),
             _in: PhantomData,
         },
         writer: ConnWriter {
