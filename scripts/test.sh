@@ -18,11 +18,14 @@ trap 'printf "\n== [%ss] done\n" "$((SECONDS - started))"' EXIT
 step "tools"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for tool in python3 git bash tar gzip; do
-    command -v "$tool" >/dev/null || missing="${missing:-} $tool"
+for tool in python3 git bash tar gzip dovecot smtpd; do
+    command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null || missing="${missing:-} $tool"
 done
 if [ -n "${missing:-}" ] && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq python3 git bash tar gzip >/dev/null
+    echo "installing:${missing}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        python3 git bash tar gzip dovecot-imapd dovecot-lmtpd opensmtpd >/dev/null
 fi
 
 # The jail tests run in both modes: root-started (toold becomes oxibot-tool)
@@ -31,6 +34,9 @@ if [ "$(id -u)" = 0 ]; then
     step "users for the jail tests"
     id oxibot-tool >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin oxibot-tool
     id oxibot-ci >/dev/null 2>&1 || useradd --create-home --shell /bin/bash oxibot-ci
+
+    step "mail servers for the e-mail tests (Dovecot, OpenSMTPD)"
+    PATH="$PATH:/usr/sbin" ./scripts/mail-servers.sh
 fi
 
 step "cargo fmt --check"

@@ -10,6 +10,7 @@
 //! Exit status 78 (EX_CONFIG) means "fix the configuration": the
 //! supervisor does not restart it.
 
+mod email;
 mod format;
 mod link;
 mod sandbox;
@@ -27,7 +28,7 @@ use zeroize::Zeroizing;
 #[derive(Parser)]
 #[command(name = "oxibot-channeld", version, about = "OxiBot channel daemon")]
 struct Args {
-    /// Which channel to serve (telegram, whatsapp).
+    /// Which channel to serve (telegram, whatsapp, email).
     #[arg(long)]
     channel: String,
     /// The broker's channel socket.
@@ -121,8 +122,10 @@ async fn run(args: Args) -> Result<(), Fatal> {
     match args.channel.as_str() {
         "telegram" => telegram::run(link, jobs, &settings, &credential).await,
         "whatsapp" => whatsapp::run(link, jobs, &settings, &credential).await,
+        "email" => email::run(link, jobs, &settings, &credential).await,
         other => {
-            let msg = format!("this build has no client for channel \"{other}\" yet (available: telegram, whatsapp)");
+            let msg =
+                format!("this build has no client for channel \"{other}\" yet (available: telegram, whatsapp, email)");
             link.status(false, Some(msg.clone())).await;
             Err(Fatal::config(msg))
         }

@@ -6,3 +6,4 @@ pub mod fake_llm;
 pub mod fake_telegram;
 pub mod fake_whatsapp;
 pub mod harness;
+pub mod mail;

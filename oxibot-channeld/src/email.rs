@@ -1,0 +1,442 @@
+//! E-mail: IMAP (async-imap) to receive, SMTP (lettre) to reply.
+//!
+//! A message is marked `\Seen` only after the broker committed it, so a
+//! crash in between redelivers it. Senders are verified: unless
+//! `trustFromHeader` is set, the From address counts only when the
+//! receiving server's `Authentication-Results` says dkim=pass or dmarc=pass
+//! for its domain; otherwise the sender reaches the broker as
+//! `unverified:<address>`, which no allow-list admits (and the refusal is
+//! audited there).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use oxibot_proto::messages::ChannelToBroker;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use crate::link::{Job, Link};
+use crate::Fatal;
+
+/// Joins the Message-ID and the subject in the platform id, so that a
+/// reply after a restart still has both.
+const SEP: char = '\u{1f}';
+const MAX_ID: usize = 250;
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase", default)]
+struct Settings {
+    imap_host: String,
+    imap_port: u16,
+    imap_username: String,
+    imap_mailbox: String,
+    imap_use_ssl: bool,
+    smtp_host: String,
+    smtp_port: u16,
+    smtp_username: String,
+    smtp_use_tls: bool,
+    smtp_use_ssl: bool,
+    from_address: String,
+    poll_interval_seconds: u64,
+    max_body_chars: usize,
+    subject_prefix: String,
+    trust_from_header: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            imap_host: String::new(),
+            imap_port: 993,
+            imap_username: String::new(),
+            imap_mailbox: "INBOX".into(),
+            imap_use_ssl: true,
+            smtp_host: String::new(),
+            smtp_port: 587,
+            smtp_username: String::new(),
+            smtp_use_tls: true,
+            smtp_use_ssl: false,
+            from_address: String::new(),
+            poll_interval_seconds: 30,
+            max_body_chars: 12_000,
+            subject_prefix: "Re: ".into(),
+            trust_from_header: false,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Credential {
+    imap_password: String,
+    smtp_password: String,
+}
+
+enum Ended {
+    Reconnect(String),
+    Fatal(Fatal),
+}
+
+pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
+    let s: Settings = serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.email: {e}")))?;
+    let c: Credential = serde_json::from_str(credential).unwrap_or_default();
+    for (key, value) in [
+        ("imapHost", &s.imap_host),
+        ("smtpHost", &s.smtp_host),
+        ("fromAddress", &s.from_address),
+    ] {
+        if value.is_empty() {
+            return Err(Fatal::config(format!("channels.email.{key} is not set")));
+        }
+    }
+    let from: lettre::message::Mailbox = s
+        .from_address
+        .parse()
+        .map_err(|e| Fatal::config(format!("channels.email.fromAddress: {e}")))?;
+    let transport = smtp_transport(&s, &c)?;
+    tokio::spawn(outbound(transport, from, s.subject_prefix.clone(), link.clone(), jobs));
+
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let ended = if s.imap_use_ssl {
+            match connect_tls(&s).await {
+                Ok(stream) => imap_session(stream, &s, &c, &link).await,
+                Err(e) => Ended::Reconnect(e),
+            }
+        } else {
+            match tokio::net::TcpStream::connect((s.imap_host.as_str(), s.imap_port)).await {
+                Ok(stream) => imap_session(stream, &s, &c, &link).await,
+                Err(e) => Ended::Reconnect(format!("cannot reach IMAP {}:{}: {e}", s.imap_host, s.imap_port)),
+            }
+        };
+        match ended {
+            Ended::Fatal(f) => return Err(f),
+            Ended::Reconnect(why) => {
+                tracing::warn!("IMAP: {why}; reconnecting in {backoff:?}");
+                link.status(false, Some(why)).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+fn smtp_transport(s: &Settings, c: &Credential) -> Result<AsyncSmtpTransport<Tokio1Executor>, Fatal> {
+    let err = |e: lettre::transport::smtp::Error| Fatal::config(format!("channels.email SMTP settings: {e}"));
+    let builder = if s.smtp_use_ssl {
+        AsyncSmtpTransport::<Tokio1Executor>::relay(&s.smtp_host).map_err(err)?
+    } else if s.smtp_use_tls {
+        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.smtp_host).map_err(err)?
+    } else {
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.smtp_host)
+    };
+    let mut builder = builder.port(s.smtp_port).timeout(Some(Duration::from_secs(30)));
+    if !s.smtp_username.is_empty() {
+        builder = builder.credentials(Credentials::new(s.smtp_username.clone(), c.smtp_password.clone()));
+    }
+    Ok(builder.build())
+}
+
+async fn connect_tls(s: &Settings) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect((s.imap_host.as_str(), s.imap_port))
+        .await
+        .map_err(|e| format!("cannot reach IMAP {}:{}: {e}", s.imap_host, s.imap_port))?;
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(s.imap_host.clone())
+        .map_err(|e| format!("channels.email.imapHost: {e}"))?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {}: {e}", s.imap_host))
+}
+
+async fn imap_session<T>(stream: T, s: &Settings, c: &Credential, link: &Link) -> Ended
+where
+    T: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
+    let mut client = async_imap::Client::new(stream);
+    match client.read_response().await {
+        Some(Ok(_)) => {}
+        _ => return Ended::Reconnect("no IMAP greeting".into()),
+    }
+    let mut session = match client.login(&s.imap_username, &c.imap_password).await {
+        Ok(session) => session,
+        Err((e, _)) => {
+            let msg = format!(
+                "IMAP login as {} failed ({e}): check imapUsername and imapPassword",
+                s.imap_username
+            );
+            link.status(false, Some(msg.clone())).await;
+            return Ended::Fatal(Fatal::config(msg));
+        }
+    };
+    if let Err(e) = session.select(&s.imap_mailbox).await {
+        return Ended::Reconnect(format!("cannot open mailbox {}: {e}", s.imap_mailbox));
+    }
+    link.status(true, None).await;
+    loop {
+        let mut uids: Vec<u32> = match session.uid_search("UNSEEN").await {
+            Ok(u) => u.into_iter().collect(),
+            Err(e) => return Ended::Reconnect(format!("SEARCH failed: {e}")),
+        };
+        uids.sort_unstable();
+        for uid in uids {
+            let raw = {
+                let mut fetched = match session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await {
+                    Ok(f) => f,
+                    Err(e) => return Ended::Reconnect(format!("FETCH failed: {e}")),
+                };
+                let mut body = None;
+                while let Some(item) = fetched.next().await {
+                    if let Ok(f) = item {
+                        if let Some(b) = f.body() {
+                            body = Some(b.to_vec());
+                        }
+                    }
+                }
+                body
+            };
+            if let Some(raw) = raw {
+                match to_inbound(&raw, s, uid) {
+                    Some((inbound, platform_id)) => {
+                        if let Err(e) = link.deliver_inbound(inbound, &platform_id).await {
+                            return Ended::Fatal(Fatal::broker(e));
+                        }
+                    }
+                    None => tracing::warn!(uid, "unreadable message skipped"),
+                }
+            }
+            // Committed (or unreadable): now, and only now, mark it read.
+            match session.uid_store(uid.to_string(), "+FLAGS (\\Seen)").await {
+                Ok(mut updates) => while updates.next().await.is_some() {},
+                Err(e) => return Ended::Reconnect(format!("STORE failed: {e}")),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(s.poll_interval_seconds.max(1))).await;
+        if let Err(e) = session.noop().await {
+            return Ended::Reconnect(format!("the IMAP connection dropped: {e}"));
+        }
+    }
+}
+
+/// Parses a message into an Inbound; None when it cannot be read at all.
+fn to_inbound(raw: &[u8], s: &Settings, uid: u32) -> Option<(ChannelToBroker, String)> {
+    use mailparse::MailHeaderMap;
+    let mail = mailparse::parse_mail(raw).ok()?;
+    let headers = mail.get_headers();
+    let from_header = headers.get_first_value("From")?;
+    let addrs = mailparse::addrparse(&from_header).ok()?;
+    let from = addrs.extract_single_info()?.addr.to_ascii_lowercase();
+    let subject = headers.get_first_value("Subject").unwrap_or_default();
+    let message_id = headers
+        .get_first_value("Message-ID")
+        .unwrap_or_else(|| format!("<uid-{uid}@imap>"));
+    let verified = s.trust_from_header || authenticated(&headers.get_all_values("Authentication-Results"), &from);
+    let sender = if verified {
+        from.clone()
+    } else {
+        format!("unverified:{from}")
+    };
+    let body = body_text(&mail);
+    let body = crate::format::split(&body, s.max_body_chars)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let text = if subject.is_empty() {
+        body
+    } else {
+        format!("Subject: {subject}\n\n{body}")
+    };
+    let mut platform_id = format!("{message_id}{SEP}{subject}");
+    while platform_id.len() > MAX_ID {
+        platform_id.pop();
+    }
+    let inbound = ChannelToBroker::Inbound {
+        platform_id: platform_id.clone(),
+        chat_id: from,
+        sender,
+        text,
+        is_group: false,
+        mentioned: false,
+    };
+    Some((inbound, platform_id))
+}
+
+/// dkim=pass or dmarc=pass for the From address's domain.
+pub fn authenticated(results: &[String], from: &str) -> bool {
+    let Some(domain) = from.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()) else {
+        return false;
+    };
+    results.iter().any(|r| {
+        let r = r.to_ascii_lowercase();
+        r.split(';').any(|clause| {
+            let clause = clause.trim();
+            (clause.starts_with("dkim=pass") && clause.contains(&format!("header.d={domain}")))
+                || (clause.starts_with("dmarc=pass") && clause.contains(&format!("header.from={domain}")))
+        })
+    })
+}
+
+/// The text/plain part, or the text/html part reduced to text.
+fn body_text(mail: &mailparse::ParsedMail<'_>) -> String {
+    fn find<'a>(m: &'a mailparse::ParsedMail<'a>, mime: &str) -> Option<&'a mailparse::ParsedMail<'a>> {
+        if m.ctype.mimetype.eq_ignore_ascii_case(mime) {
+            return Some(m);
+        }
+        m.subparts.iter().find_map(|p| find(p, mime))
+    }
+    if let Some(plain) = find(mail, "text/plain") {
+        return plain.get_body().unwrap_or_default().trim().to_string();
+    }
+    if let Some(html) = find(mail, "text/html") {
+        return html_to_text(&html.get_body().unwrap_or_default());
+    }
+    String::new()
+}
+
+fn html_to_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    let mut tag = String::new();
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                tag.clear();
+            }
+            '>' if in_tag => {
+                in_tag = false;
+                let t = tag.trim_start_matches('/').to_ascii_lowercase();
+                if ["br", "p", "div", "li", "tr", "h1", "h2", "h3"]
+                    .iter()
+                    .any(|b| t.starts_with(b))
+                {
+                    out.push('\n');
+                }
+            }
+            _ if in_tag => tag.push(c),
+            _ => out.push(c),
+        }
+    }
+    out.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+        .trim()
+        .to_string()
+}
+
+async fn outbound(
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: lettre::message::Mailbox,
+    prefix: String,
+    link: Link,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let Job::Send {
+            outbox_id,
+            chat_id,
+            text,
+            reply_to,
+        } = job
+        else {
+            continue;
+        };
+        let (message_id, subject) = match reply_to.as_deref().and_then(|r| r.split_once(SEP)) {
+            Some((id, subj)) => (Some(id.to_string()), subj.to_string()),
+            None => (None, "Message from your assistant".to_string()),
+        };
+        let subject = if subject
+            .to_ascii_lowercase()
+            .starts_with(&prefix.trim().to_ascii_lowercase())
+        {
+            subject
+        } else {
+            format!("{prefix}{subject}")
+        };
+        let outcome = match chat_id.parse::<lettre::message::Mailbox>() {
+            Err(e) => Err((format!("bad recipient {chat_id}: {e}"), false)),
+            Ok(to) => {
+                let mut b = Message::builder().from(from.clone()).to(to).subject(subject);
+                if let Some(id) = &message_id {
+                    b = b.in_reply_to(id.clone()).references(id.clone());
+                }
+                match b.header(ContentType::TEXT_PLAIN).body(text) {
+                    Err(e) => Err((e.to_string(), false)),
+                    Ok(msg) => transport.send(msg).await.map(|_| ()).map_err(|e| {
+                        let permanent = e.is_permanent();
+                        (e.to_string(), !permanent)
+                    }),
+                }
+            }
+        };
+        let msg = match outcome {
+            Ok(()) => ChannelToBroker::Delivered { outbox_id },
+            Err((error, retryable)) => ChannelToBroker::SendFailed {
+                outbox_id,
+                error,
+                retryable,
+            },
+        };
+        if link.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_aligned_pass_authenticates_the_sender() {
+        let ok = vec!["mx.example.net; dkim=pass header.d=example.com header.s=s1; spf=pass".to_string()];
+        assert!(authenticated(&ok, "alice@example.com"));
+        assert!(!authenticated(&ok, "mallory@evil.test"), "a pass for another domain");
+        let fail = vec!["mx.example.net; dkim=fail header.d=example.com; dmarc=fail header.from=example.com".into()];
+        assert!(!authenticated(&fail, "alice@example.com"));
+        let dmarc = vec!["mx; dmarc=pass (p=none) header.from=example.com".to_string()];
+        assert!(authenticated(&dmarc, "alice@example.com"));
+        assert!(!authenticated(&[], "alice@example.com"));
+    }
+
+    #[test]
+    fn parses_plain_and_html_mail() {
+        let s = Settings {
+            trust_from_header: false,
+            ..Settings::default()
+        };
+        let raw = b"From: Alice <Alice@Example.com>\r\nSubject: Plans\r\nMessage-ID: <m1@example.com>\r\n\
+Authentication-Results: mx; dkim=pass header.d=example.com\r\nContent-Type: text/html\r\n\r\n<p>Hi &amp; bye</p><br>x\r\n";
+        let (inbound, pid) = to_inbound(raw, &s, 7).unwrap();
+        match inbound {
+            ChannelToBroker::Inbound {
+                chat_id, sender, text, ..
+            } => {
+                assert_eq!(chat_id, "alice@example.com");
+                assert_eq!(sender, "alice@example.com");
+                assert!(text.starts_with("Subject: Plans\n\nHi & bye"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pid, format!("<m1@example.com>{SEP}Plans"));
+        let forged = b"From: boss@example.com\r\nSubject: pay\r\n\r\nsend money\r\n";
+        match to_inbound(forged, &s, 8).unwrap().0 {
+            ChannelToBroker::Inbound { sender, .. } => assert_eq!(sender, "unverified:boss@example.com"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
