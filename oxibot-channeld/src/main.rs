@@ -10,6 +10,7 @@
 //! Exit status 78 (EX_CONFIG) means "fix the configuration": the
 //! supervisor does not restart it.
 
+mod discord;
 mod email;
 mod format;
 mod link;
@@ -28,7 +29,7 @@ use zeroize::Zeroizing;
 #[derive(Parser)]
 #[command(name = "oxibot-channeld", version, about = "OxiBot channel daemon")]
 struct Args {
-    /// Which channel to serve (telegram, whatsapp, email).
+    /// Which channel to serve (telegram, discord, whatsapp, email).
     #[arg(long)]
     channel: String,
     /// The broker's channel socket.
@@ -123,9 +124,11 @@ async fn run(args: Args) -> Result<(), Fatal> {
         "telegram" => telegram::run(link, jobs, &settings, &credential).await,
         "whatsapp" => whatsapp::run(link, jobs, &settings, &credential).await,
         "email" => email::run(link, jobs, &settings, &credential).await,
+        "discord" => discord::run(link, jobs, &settings, &credential).await,
         other => {
-            let msg =
-                format!("this build has no client for channel \"{other}\" yet (available: telegram, whatsapp, email)");
+            let msg = format!(
+                "this build has no client for channel \"{other}\" yet (available: telegram, discord, whatsapp, email)"
+            );
             link.status(false, Some(msg.clone())).await;
             Err(Fatal::config(msg))
         }

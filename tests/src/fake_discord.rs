@@ -1,0 +1,246 @@
+//! A fake Discord: the REST API under `/api/v10` (what serenity's
+//! `HttpBuilder::proxy` sends there) and a `ws://` gateway that sends HELLO
+//! (op 10), READY after IDENTIFY, answers every heartbeat (op 1) with op 11,
+//! and injects MESSAGE_CREATE events.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+pub const BOT_ID: u64 = 900_000_000_000_000_001;
+
+#[derive(Default)]
+struct Inner {
+    token: String,
+    gateway: String,
+    sent: Vec<(String, Value)>,
+    typing: Vec<String>,
+    next_id: u64,
+    identified: usize,
+}
+
+#[derive(Clone)]
+pub struct FakeDiscord {
+    pub api_base: String,
+    inner: Arc<Mutex<Inner>>,
+    events: broadcast::Sender<Value>,
+}
+
+fn user(id: u64, name: &str, bot: bool) -> Value {
+    json!({"id": id.to_string(), "username": name, "discriminator": "0000", "global_name": null,
+           "avatar": null, "bot": bot})
+}
+
+type St = Arc<Mutex<Inner>>;
+
+impl FakeDiscord {
+    pub fn start(token: &str) -> FakeDiscord {
+        let inner = Arc::new(Mutex::new(Inner {
+            token: token.into(),
+            next_id: 1_000,
+            ..Default::default()
+        }));
+        let (events, _) = broadcast::channel::<Value>(64);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (state, ev) = (inner.clone(), events.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                state.lock().unwrap().gateway = format!("ws://{}", ws.local_addr().unwrap());
+                addr_tx.send(http.local_addr().unwrap()).unwrap();
+                let gw_state = state.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((tcp, _)) = ws.accept().await else { continue };
+                        let _ = tcp.set_nodelay(true);
+                        tokio::spawn(gateway(tcp, gw_state.clone(), ev.subscribe()));
+                    }
+                });
+                let app = axum::Router::new()
+                    .route("/api/v10/{*path}", axum::routing::any(rest))
+                    .with_state(state);
+                let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(http, app).await.unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        FakeDiscord {
+            api_base: format!("http://{addr}"),
+            inner,
+            events,
+        }
+    }
+
+    /// A message from `author` in `channel` (a guild channel when `guild` is set).
+    pub fn post(&self, channel: u64, guild: Option<u64>, author: u64, content: &str, mention_bot: bool) -> u64 {
+        let id = {
+            let mut s = self.inner.lock().unwrap();
+            s.next_id += 1;
+            s.next_id
+        };
+        let mut msg = json!({
+            "id": id.to_string(), "channel_id": channel.to_string(), "author": user(author, "someone", false),
+            "content": content, "timestamp": "2026-11-25T12:00:00.000000+00:00", "edited_timestamp": null,
+            "tts": false, "mention_everyone": false,
+            "mentions": if mention_bot { json!([user(BOT_ID, "oxibot", true)]) } else { json!([]) },
+            "mention_roles": [], "attachments": [], "embeds": [], "pinned": false, "type": 0
+        });
+        if let Some(g) = guild {
+            msg["guild_id"] = json!(g.to_string());
+        }
+        let _ = self.events.send(json!({"t": "MESSAGE_CREATE", "d": msg}));
+        id
+    }
+
+    pub fn sent(&self) -> Vec<(String, Value)> {
+        self.inner.lock().unwrap().sent.clone()
+    }
+
+    pub fn typing(&self) -> Vec<String> {
+        self.inner.lock().unwrap().typing.clone()
+    }
+
+    pub fn identified(&self) -> usize {
+        self.inner.lock().unwrap().identified
+    }
+
+    pub fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<(String, Value)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sent = self.sent();
+            if sent.len() >= n {
+                return sent;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Discord got {} messages, expected {n}",
+                sent.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_identified(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.identified() == 0 {
+            assert!(Instant::now() < deadline, "the bot never identified on the gateway");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn rest(State(state): State<St>, Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (token, gateway) = {
+        let s = state.lock().unwrap();
+        (s.token.clone(), s.gateway.clone())
+    };
+    if auth != format!("Bot {token}") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "401: Unauthorized", "code": 0})),
+        )
+            .into_response();
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["users", "@me"] => axum::Json(user(BOT_ID, "oxibot", true)).into_response(),
+        ["gateway"] => axum::Json(json!({"url": gateway})).into_response(),
+        ["gateway", "bot"] => axum::Json(json!({"url": gateway, "shards": 1,
+            "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}))
+        .into_response(),
+        ["channels", channel, "typing"] => {
+            state.lock().unwrap().typing.push(channel.to_string());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ["channels", channel, "messages"] => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let id = {
+                let mut s = state.lock().unwrap();
+                s.next_id += 1;
+                s.sent.push((channel.to_string(), v.clone()));
+                s.next_id
+            };
+            axum::Json(json!({
+                "id": id.to_string(), "channel_id": channel, "author": user(BOT_ID, "oxibot", true),
+                "content": v["content"], "timestamp": "2026-11-25T12:00:01.000000+00:00", "edited_timestamp": null,
+                "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [], "attachments": [],
+                "embeds": [], "pinned": false, "type": 0
+            }))
+            .into_response()
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "404: Not Found", "code": 0})),
+        )
+            .into_response(),
+    }
+}
+
+async fn gateway(tcp: tokio::net::TcpStream, state: St, mut events: broadcast::Receiver<Value>) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    let send = |v: Value| Ws::Text(v.to_string().into());
+    if ws
+        .send(send(json!({"op": 10, "d": {"heartbeat_interval": 41250}})))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut seq = 0u64;
+    let mut ready = false;
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                let Some(Ok(frame)) = frame else { return };
+                let Ws::Text(t) = frame else { continue };
+                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                match v["op"].as_u64() {
+                    Some(1) => { let _ = ws.send(send(json!({"op": 11}))).await; }
+                    Some(2) => {
+                        let gw = {
+                            let mut s = state.lock().unwrap();
+                            s.identified += 1;
+                            s.gateway.clone()
+                        };
+                        seq += 1;
+                        let d = json!({"v": 10, "user": user(BOT_ID, "oxibot", true), "guilds": [],
+                                       "session_id": "fake-session", "resume_gateway_url": gw, "shard": [0, 1],
+                                       "application": {"id": "900000000000000002", "flags": 0}});
+                        let _ = ws.send(send(json!({"op": 0, "t": "READY", "s": seq, "d": d}))).await;
+                        ready = true;
+                    }
+                    _ => {}
+                }
+            }
+            event = events.recv(), if ready => {
+                let Ok(event) = event else { continue };
+                seq += 1;
+                let frame = json!({"op": 0, "t": event["t"], "s": seq, "d": event["d"]});
+                if ws.send(send(frame)).await.is_err() { return; }
+            }
+        }
+    }
+}

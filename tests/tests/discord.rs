@@ -1,0 +1,107 @@
+//! Discord end to end: fake REST API + gateway ↔ oxibot-channeld (serenity)
+//! ↔ broker ↔ fake LLM.
+
+use std::time::Duration;
+
+use oxibot_tests::fake_discord::FakeDiscord;
+use oxibot_tests::fake_llm::{FakeLlm, Step};
+use oxibot_tests::harness::Broker;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "discord-bot-token-0123456789";
+const ALICE: u64 = 4242;
+const DM: u64 = 7001;
+const GUILD: u64 = 8001;
+const GUILD_CHANNEL: u64 = 8002;
+
+fn start(script: Vec<Step>, server_token: &str) -> (FakeLlm, FakeDiscord, Broker) {
+    let llm = FakeLlm::start(script);
+    let discord = FakeDiscord::start(server_token);
+    let settings = json!({"enabled": true, "apiBase": discord.api_base, "allowedUsers": [ALICE.to_string()]});
+    let secrets = json!({"providers": {"openai": {"apiKey": "sk-llm-0000000000"}},
+                         "channels": {"discord": {"token": TOKEN}}});
+    let broker = Broker::start(&llm.base_url, json!({"channels": {"discord": settings}}), secrets);
+    (llm, discord, broker)
+}
+
+fn connected(broker: &Broker) {
+    broker.wait_until("discord connected", Duration::from_secs(30), |s| {
+        s["channels"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "discord" && c["connected"] == true))
+    });
+}
+
+fn content(m: &(String, Value)) -> String {
+    m.1["content"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_dm_is_answered_as_a_reply_in_the_same_channel() {
+    let (llm, discord, broker) = start(vec![Step::Text("hello from the bot".into())], TOKEN);
+    connected(&broker);
+    let id = discord.post(DM, None, ALICE, "hi", false);
+    let sent = discord.wait_sent(1, Duration::from_secs(20));
+    assert_eq!(sent[0].0, DM.to_string());
+    assert_eq!(content(&sent[0]), "hello from the bot");
+    assert_eq!(
+        sent[0].1["message_reference"]["message_id"],
+        json!(id.to_string()),
+        "{}",
+        sent[0].1
+    );
+    assert!(llm.requests()[0].body.to_string().contains("hi"));
+    assert!(discord.typing().contains(&DM.to_string()));
+}
+
+#[test]
+fn guild_messages_need_a_mention_and_strangers_are_refused() {
+    let (llm, discord, broker) = start(vec![Step::Text("at your service".into())], TOKEN);
+    connected(&broker);
+    discord.post(GUILD_CHANNEL, Some(GUILD), ALICE, "chatting", false);
+    discord.post(DM, None, 999, "let me in", false);
+    broker.wait_audit("access_denied", "user 999");
+    discord.post(GUILD_CHANNEL, Some(GUILD), ALICE, "<@900000000000000001> help", true);
+    let sent = discord.wait_sent(1, Duration::from_secs(20));
+    assert_eq!(sent[0].0, GUILD_CHANNEL.to_string());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(llm.requests().len(), 1);
+}
+
+#[test]
+fn a_long_reply_is_split_at_2000_characters() {
+    let long: String = (0..1000).map(|i| format!("w{i} ")).collect();
+    let (_llm, discord, broker) = start(vec![Step::Text(long)], TOKEN);
+    connected(&broker);
+    discord.post(DM, None, ALICE, "talk", false);
+    discord.wait_sent(3, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let all = discord.sent();
+    let joined: String = all.iter().map(|m| format!("{} ", content(m))).collect();
+    for m in &all {
+        assert!(content(m).chars().count() <= 2000);
+    }
+    assert!(joined.contains("w0 ") && joined.contains("w999"));
+}
+
+#[test]
+fn a_rejected_token_stops_the_channel() {
+    let (_llm, discord, broker) = start(vec![], "some-other-token");
+    broker.wait_until("channel stopped", Duration::from_secs(20), |st| {
+        st["processes"].as_array().is_some_and(|ps| {
+            ps.iter().any(|p| {
+                p["name"] == "channel:discord" && p["lastExit"].as_str().is_some_and(|e| e.contains("configuration"))
+            })
+        })
+    });
+    assert_eq!(discord.identified(), 0);
+    let st = broker.status();
+    let ch = st["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "discord")
+        .unwrap()
+        .clone();
+    assert!(ch["lastError"].as_str().unwrap_or_default().contains("401"), "{ch}");
+}
