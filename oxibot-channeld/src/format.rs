@@ -211,6 +211,60 @@ pub fn markdown_to_whatsapp(md: &str) -> String {
     out
 }
 
+/// Markdown → Slack mrkdwn: *bold*, _italic_, ~strike~, <url|text>; code
+/// as is.
+pub fn markdown_to_slack(md: &str) -> String {
+    let mut out = String::with_capacity(md.len());
+    let mut in_block = false;
+    for (i, line) in md.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            out.push_str("```");
+            continue;
+        }
+        if in_block {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find('[') {
+            let Some(mid) = rest[start..].find("](").map(|m| start + m) else {
+                break;
+            };
+            let Some(end) = rest[mid..].find(')').map(|e| mid + e) else {
+                break;
+            };
+            out.push_str(&slack_emphasis(&rest[..start]));
+            out.push_str(&format!("<{}|{}>", &rest[mid + 2..end], &rest[start + 1..mid]));
+            rest = &rest[end + 1..];
+        }
+        out.push_str(&slack_emphasis(rest));
+    }
+    out
+}
+
+/// **b** → *b*, *i* → _i_ (single stars first, through a placeholder).
+fn slack_emphasis(s: &str) -> String {
+    let bold = s.replace("**", "\u{1}");
+    let mut out = String::with_capacity(s.len());
+    let mut open = false;
+    for (i, c) in bold.char_indices() {
+        if c == '*' {
+            let next = bold[i + 1..].chars().next();
+            if open || next.is_some_and(|n| !n.is_whitespace()) {
+                out.push('_');
+                open = !open;
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out.replace('\u{1}', "*").replace("~~", "~")
+}
+
 fn convert_emphasis(s: &str) -> String {
     s.replace("**", "*").replace("__", "_").replace("~~", "~")
 }
@@ -230,6 +284,14 @@ mod tests {
             "<pre><code class=\"language-rust\">\nfn main() { 1 &lt; 2 }\n</code></pre>"
         );
         assert_eq!(markdown_to_telegram_html("a * b * c"), "a * b * c");
+    }
+
+    #[test]
+    fn converts_to_slack() {
+        assert_eq!(
+            markdown_to_slack("**bold** *it* [docs](https://d.x)"),
+            "*bold* _it_ <https://d.x|docs>"
+        );
     }
 
     #[test]

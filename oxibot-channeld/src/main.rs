@@ -15,6 +15,7 @@ mod email;
 mod format;
 mod link;
 mod sandbox;
+mod slack;
 mod telegram;
 mod whatsapp;
 
@@ -29,7 +30,7 @@ use zeroize::Zeroizing;
 #[derive(Parser)]
 #[command(name = "oxibot-channeld", version, about = "OxiBot channel daemon")]
 struct Args {
-    /// Which channel to serve (telegram, discord, whatsapp, email).
+    /// Which channel to serve (telegram, discord, slack, whatsapp, email).
     #[arg(long)]
     channel: String,
     /// The broker's channel socket.
@@ -125,9 +126,10 @@ async fn run(args: Args) -> Result<(), Fatal> {
         "whatsapp" => whatsapp::run(link, jobs, &settings, &credential).await,
         "email" => email::run(link, jobs, &settings, &credential).await,
         "discord" => discord::run(link, jobs, &settings, &credential).await,
+        "slack" => slack::run(link, jobs, &settings, &credential).await,
         other => {
             let msg = format!(
-                "this build has no client for channel \"{other}\" yet (available: telegram, discord, whatsapp, email)"
+                "this build has no client for channel \"{other}\" yet (available: telegram, discord, slack, whatsapp, email)"
             );
             link.status(false, Some(msg.clone())).await;
             Err(Fatal::config(msg))

@@ -1,0 +1,191 @@
+//! Slack through slack-morphism, Socket Mode. The envelope of an event is
+//! acknowledged (by slack-morphism, when our callback returns Ok) only after
+//! the broker committed the message; if the broker is gone the callback
+//! fails, nothing is acknowledged, and Slack redelivers.
+
+use std::sync::Arc;
+
+use oxibot_proto::messages::ChannelToBroker;
+use serde::Deserialize;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use tokio::sync::mpsc;
+
+use crate::link::{Job, Link};
+use crate::{format, Fatal};
+
+/// Slack truncates messages past 40,000 characters; 4,000 keeps them readable.
+const MAX_MESSAGE: usize = 4000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    /// Overrides `https://slack.com/api/` (a test server).
+    #[serde(default)]
+    api_base: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Credential {
+    bot_token: String,
+    app_token: String,
+}
+
+type Connector = SlackClientHyperHttpsConnector;
+
+struct State {
+    link: Link,
+    bot_user: String,
+}
+
+pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
+    let settings: Settings =
+        serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.slack: {e}")))?;
+    let credential: Credential = serde_json::from_str(credential).map_err(|_| {
+        Fatal::config("channels.slack.botToken and channels.slack.appToken must be in the secrets file".into())
+    })?;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let mut connector = SlackClientHyperConnector::with_connector(https);
+    if let Some(base) = &settings.api_base {
+        // slack-morphism joins "{base}/{method}".
+        connector = connector.with_slack_api_url(base.trim_end_matches('/'));
+    }
+    let client: Arc<SlackClient<Connector>> = Arc::new(SlackClient::new(connector));
+    let bot_token = SlackApiToken::new(credential.bot_token.clone().into());
+    let me = match client.open_session(&bot_token).auth_test().await {
+        Ok(me) => me.user_id.to_string(),
+        Err(e) => {
+            let msg = format!("Slack refused channels.slack.botToken ({e})");
+            link.status(false, Some(msg.clone())).await;
+            return Err(Fatal::config(msg));
+        }
+    };
+    tokio::spawn(outbound(client.clone(), bot_token, link.clone(), jobs));
+
+    let callbacks = SlackSocketModeListenerCallbacks::new().with_push_events(on_push);
+    let env = Arc::new(
+        SlackClientEventsListenerEnvironment::new(client.clone())
+            .with_error_handler(on_error)
+            .with_user_state(State {
+                link: link.clone(),
+                bot_user: me,
+            }),
+    );
+    let listener = SlackClientSocketModeListener::new(&SlackClientSocketModeConfig::new(), env, callbacks);
+    let app_token = SlackApiToken::new(credential.app_token.clone().into());
+    if let Err(e) = listener.listen_for(&app_token).await {
+        let msg = format!("Slack refused channels.slack.appToken for Socket Mode ({e})");
+        link.status(false, Some(msg.clone())).await;
+        return Err(Fatal::config(msg));
+    }
+    listener.start().await;
+    link.status(true, None).await;
+    // slack-morphism keeps the socket alive and reconnects; we live as
+    // long as the broker connection (the link ends the process).
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn on_error(err: BoxError, _client: Arc<SlackClient<Connector>>, _state: SlackClientEventsUserState) -> HttpStatusCode {
+    tracing::warn!("Slack event not acknowledged: {err}");
+    HttpStatusCode::INTERNAL_SERVER_ERROR
+}
+
+async fn on_push(
+    event: SlackPushEventCallback,
+    _client: Arc<SlackClient<Connector>>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    let SlackEventCallbackBody::Message(msg) = event.event else {
+        return Ok(());
+    };
+    if msg.subtype.is_some() || msg.sender.bot_id.is_some() {
+        return Ok(()); // edits, joins, bots (including ourselves)
+    }
+    let (Some(channel), Some(user)) = (msg.origin.channel.clone(), msg.sender.user.clone()) else {
+        return Ok(());
+    };
+    let text = msg.content.as_ref().and_then(|c| c.text.clone()).unwrap_or_default();
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    let (link, bot_user) = {
+        let guard = states.read().await;
+        let Some(state) = guard.get_user_state::<State>() else {
+            return Ok(());
+        };
+        (state.link.clone(), state.bot_user.clone())
+    };
+    let is_group = msg.origin.channel_type.as_ref().map(|t| t.0 != "im").unwrap_or(true);
+    let thread = msg.origin.thread_ts.clone().unwrap_or(msg.origin.ts.clone());
+    // channel/ts is unique; the thread to answer in rides along.
+    let platform_id = format!("{}/{}/{}", channel, msg.origin.ts, thread);
+    let inbound = ChannelToBroker::Inbound {
+        platform_id: platform_id.clone(),
+        chat_id: channel.to_string(),
+        sender: user.to_string(),
+        mentioned: text.contains(&format!("<@{bot_user}>")),
+        text,
+        is_group,
+    };
+    link.deliver_inbound(inbound, &platform_id)
+        .await
+        .map_err(|e| -> BoxError { e.into() })
+}
+
+async fn outbound(
+    client: Arc<SlackClient<Connector>>,
+    token: SlackApiToken,
+    link: Link,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let Job::Send {
+            outbox_id,
+            chat_id,
+            text,
+            reply_to,
+        } = job
+        else {
+            continue;
+        };
+        let thread = reply_to
+            .as_deref()
+            .and_then(|r| r.rsplit('/').next())
+            .map(|t| SlackTs::new(t.to_string()));
+        let session = client.open_session(&token);
+        let mut outcome = Ok(());
+        for chunk in format::split(&text, MAX_MESSAGE) {
+            let mut req = SlackApiChatPostMessageRequest::new(
+                SlackChannelId::new(chat_id.clone()),
+                SlackMessageContent::new().with_text(format::markdown_to_slack(&chunk)),
+            );
+            if let Some(ts) = &thread {
+                req = req.with_thread_ts(ts.clone());
+            }
+            if let Err(e) = session.chat_post_message(&req).await {
+                let retryable = !matches!(e, SlackClientError::ApiError(_));
+                outcome = Err((e.to_string(), retryable));
+                break;
+            }
+        }
+        let msg = match outcome {
+            Ok(()) => ChannelToBroker::Delivered { outbox_id },
+            Err((error, retryable)) => ChannelToBroker::SendFailed {
+                outbox_id,
+                error,
+                retryable,
+            },
+        };
+        if link.send(msg).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! A fake Slack: the Web API (`auth.test`, `apps.connections.open`,
+//! `chat.postMessage`) and a Socket Mode WebSocket that says `hello`, sends
+//! `events_api` envelopes and records their acks. Envelopes not acked are
+//! sent again on the next connection, as Slack does.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+pub const BOT_USER: &str = "UBOT0001";
+
+#[derive(Default)]
+struct Inner {
+    bot_token: String,
+    app_token: String,
+    socket_url: String,
+    envelopes: Vec<Value>,
+    acked: Vec<String>,
+    posted: Vec<Value>,
+    connections: usize,
+    next: u64,
+}
+
+#[derive(Clone)]
+pub struct FakeSlack {
+    pub api_base: String,
+    inner: Arc<Mutex<Inner>>,
+    push: broadcast::Sender<Value>,
+}
+
+type St = Arc<Mutex<Inner>>;
+
+impl FakeSlack {
+    pub fn start(bot_token: &str, app_token: &str) -> FakeSlack {
+        let inner = Arc::new(Mutex::new(Inner {
+            bot_token: bot_token.into(),
+            app_token: app_token.into(),
+            next: 1,
+            ..Default::default()
+        }));
+        let (push, _) = broadcast::channel::<Value>(64);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (state, pusher) = (inner.clone(), push.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                state.lock().unwrap().socket_url = format!("ws://{}/", ws.local_addr().unwrap());
+                addr_tx.send(http.local_addr().unwrap()).unwrap();
+                let ws_state = state.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((tcp, _)) = ws.accept().await else { continue };
+                        let _ = tcp.set_nodelay(true);
+                        tokio::spawn(socket(tcp, ws_state.clone(), pusher.subscribe()));
+                    }
+                });
+                let app = axum::Router::new()
+                    .route("/api/{method}", axum::routing::any(api))
+                    .with_state(state);
+                let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(http, app).await.unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        FakeSlack {
+            api_base: format!("http://{addr}/api/"),
+            inner,
+            push,
+        }
+    }
+
+    /// A message event; returns the envelope id.
+    pub fn message(&self, channel: &str, channel_type: &str, user: &str, text: &str) -> String {
+        let mut s = self.inner.lock().unwrap();
+        let n = s.next;
+        s.next += 1;
+        let ts = format!("1700000000.{n:06}");
+        let envelope_id = format!("env-{n}");
+        let envelope = json!({
+            "envelope_id": envelope_id, "type": "events_api", "accepts_response_payload": false,
+            "retry_attempt": 0, "retry_reason": "",
+            "payload": {
+                "token": "verification", "team_id": "T0001", "api_app_id": "A0001", "type": "event_callback",
+                "event_id": format!("Ev{n}"), "event_time": 1_700_000_000,
+                "event": {"type": "message", "channel": channel, "channel_type": channel_type, "user": user,
+                          "text": text, "ts": ts, "event_ts": ts}
+            }
+        });
+        s.envelopes.push(envelope.clone());
+        drop(s);
+        let _ = self.push.send(envelope);
+        envelope_id
+    }
+
+    pub fn posted(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().posted.clone()
+    }
+
+    pub fn acked(&self) -> Vec<String> {
+        self.inner.lock().unwrap().acked.clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.inner.lock().unwrap().connections
+    }
+
+    pub fn wait_posted(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let p = self.posted();
+            if p.len() >= n {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Slack got {} messages, expected {n}",
+                p.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_connected(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.connections() == 0 {
+            assert!(Instant::now() < deadline, "Socket Mode never connected");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn form_or_json(body: &Bytes) -> Value {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return v;
+    }
+    let mut map = serde_json::Map::new();
+    for pair in String::from_utf8_lossy(body).split('&') {
+        if let Some((k, v)) = pair.split_once('=') {
+            map.insert(k.into(), Value::String(v.into()));
+        }
+    }
+    Value::Object(map)
+}
+
+async fn api(State(state): State<St>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (bot, app, url) = {
+        let s = state.lock().unwrap();
+        (
+            format!("Bearer {}", s.bot_token),
+            format!("Bearer {}", s.app_token),
+            s.socket_url.clone(),
+        )
+    };
+    let invalid = || axum::Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
+    match method.as_str() {
+        "auth.test" if auth == bot => axum::Json(json!({
+            "ok": true, "url": "https://oxibot-test.slack.com/", "team": "OxiBot Test", "user": "oxibot",
+            "team_id": "T0001", "user_id": BOT_USER, "bot_id": "B0001"
+        }))
+        .into_response(),
+        "apps.connections.open" if auth == app => axum::Json(json!({"ok": true, "url": url})).into_response(),
+        "chat.postMessage" if auth == bot => {
+            let v = form_or_json(&body);
+            let ts = {
+                let mut s = state.lock().unwrap();
+                s.posted.push(v.clone());
+                s.next += 1;
+                format!("1700000001.{:06}", s.next)
+            };
+            axum::Json(json!({"ok": true, "channel": v["channel"], "ts": ts,
+                              "message": {"type": "message", "text": v["text"], "user": BOT_USER, "ts": ts}}))
+            .into_response()
+        }
+        _ => invalid(),
+    }
+}
+
+async fn socket(tcp: tokio::net::TcpStream, state: St, mut pushes: broadcast::Receiver<Value>) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    let text = |v: &Value| Ws::Text(v.to_string().into());
+    let hello = json!({"type": "hello", "num_connections": 1,
+                       "debug_info": {"host": "fake-slack", "build_number": 1, "approximate_connection_time": 3600},
+                       "connection_info": {"app_id": "A0001"}});
+    if ws.send(text(&hello)).await.is_err() {
+        return;
+    }
+    let pending: Vec<Value> = {
+        let mut s = state.lock().unwrap();
+        s.connections += 1;
+        s.envelopes
+            .iter()
+            .filter(|e| !s.acked.iter().any(|a| e["envelope_id"] == a.as_str()))
+            .cloned()
+            .collect()
+    };
+    for e in pending {
+        if ws.send(text(&e)).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                let Some(Ok(frame)) = frame else { return };
+                match frame {
+                    Ws::Text(t) => {
+                        let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                        if let Some(id) = v["envelope_id"].as_str() {
+                            state.lock().unwrap().acked.push(id.to_string());
+                        }
+                    }
+                    Ws::Ping(p) => { let _ = ws.send(Ws::Pong(p)).await; }
+                    Ws::Close(_) => return,
+                    _ => {}
+                }
+            }
+            pushed = pushes.recv() => {
+                let Ok(e) = pushed else { continue };
+                if ws.send(text(&e)).await.is_err() { return; }
+            }
+        }
+    }
+}

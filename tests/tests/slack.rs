@@ -1,0 +1,85 @@
+//! Slack end to end: fake Web API + Socket Mode ↔ oxibot-channeld
+//! (slack-morphism) ↔ broker ↔ fake LLM.
+
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oxibot_tests::fake_llm::{FakeLlm, Step};
+use oxibot_tests::fake_slack::{FakeSlack, BOT_USER};
+use oxibot_tests::harness::Broker;
+use serde_json::json;
+
+const BOT_TOKEN: &str = "xoxb-test-0123456789";
+const APP_TOKEN: &str = "xapp-test-0123456789";
+const ALICE: &str = "UALICE01";
+
+fn start(script: Vec<Step>, extra: serde_json::Value) -> (FakeLlm, FakeSlack, Broker) {
+    let llm = FakeLlm::start(script);
+    let slack = FakeSlack::start(BOT_TOKEN, APP_TOKEN);
+    let mut settings = json!({"enabled": true, "apiBase": slack.api_base, "allowedUsers": [ALICE]});
+    oxibot_tests::harness::merge(&mut settings, extra);
+    let secrets = json!({"providers": {"openai": {"apiKey": "sk-llm-0000000000"}},
+                         "channels": {"slack": {"botToken": BOT_TOKEN, "appToken": APP_TOKEN}}});
+    let broker = Broker::start(&llm.base_url, json!({"channels": {"slack": settings}}), secrets);
+    broker.wait_until("slack connected", Duration::from_secs(20), |s| {
+        s["channels"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "slack" && c["connected"] == true))
+    });
+    slack.wait_connected(Duration::from_secs(20));
+    (llm, slack, broker)
+}
+
+#[test]
+fn a_dm_is_answered_in_its_thread_in_mrkdwn_and_acked() {
+    let (llm, slack, _broker) = start(vec![Step::Text("**done**, see [docs](https://d.x)".into())], json!({}));
+    let envelope = slack.message("D0001", "im", ALICE, "hi");
+    let posted = slack.wait_posted(1, Duration::from_secs(20));
+    assert_eq!(posted[0]["channel"], "D0001");
+    assert_eq!(posted[0]["text"], "*done*, see <https://d.x|docs>");
+    assert_eq!(posted[0]["thread_ts"], "1700000000.000001", "{}", posted[0]);
+    assert!(slack.acked().contains(&envelope));
+    assert!(llm.requests()[0].body.to_string().contains("hi"));
+}
+
+#[test]
+fn channel_messages_need_a_mention_and_strangers_are_refused() {
+    let (llm, slack, broker) = start(vec![Step::Text("here".into())], json!({}));
+    slack.message("C0001", "channel", ALICE, "just chatting");
+    slack.message("D0002", "im", "USTRANGER", "let me in");
+    broker.wait_audit("access_denied", "USTRANGER");
+    slack.message("C0001", "channel", ALICE, &format!("<@{BOT_USER}> help"));
+    let posted = slack.wait_posted(1, Duration::from_secs(20));
+    assert_eq!(posted[0]["channel"], "C0001");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(llm.requests().len(), 1);
+}
+
+#[test]
+fn killed_before_the_ack_the_event_is_answered_exactly_once() {
+    let (llm, slack, broker) = start(vec![Step::Text("once".into()), Step::Text("twice!".into())], json!({}));
+    broker.wait_until("slack connected", Duration::from_secs(20), |s| {
+        s["channels"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "slack" && c["connected"] == true))
+    });
+    let old = broker.process_pid("channel:slack").unwrap();
+    let b = Pid::from_raw(broker.child.id() as i32);
+    kill(b, Signal::SIGSTOP).unwrap();
+    let envelope = slack.message("D0003", "im", ALICE, "exactly once");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !slack.acked().contains(&envelope),
+        "acked before the broker committed it"
+    );
+    kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
+    kill(b, Signal::SIGCONT).unwrap();
+    let posted = slack.wait_posted(1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(slack.posted().len(), 1, "answered more than once: {:?}", slack.posted());
+    assert_eq!(posted[0]["text"], "once");
+    assert!(slack.connections() >= 2);
+    assert!(slack.acked().contains(&envelope));
+    assert_eq!(llm.requests().len(), 1);
+}
