@@ -30,9 +30,12 @@ fi
 
 # The jail tests run in both modes: root-started (toold becomes oxibot-tool)
 # and unprivileged (the broker runs as oxibot-ci; toold uses a user namespace).
+# A root broker runs the channel daemons as oxibot-chan.
 if [ "$(id -u)" = 0 ]; then
     step "users for the jail tests"
     id oxibot-tool >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin oxibot-tool
+    # Channel daemons run as this user when the broker is root.
+    id oxibot-chan >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin oxibot-chan
     id oxibot-ci >/dev/null 2>&1 || useradd --create-home --shell /bin/bash oxibot-ci
 
     step "mail servers for the e-mail tests (Dovecot, OpenSMTPD)"

@@ -112,6 +112,18 @@ pub struct Outgoing {
     pub reply_to: Option<String>,
 }
 
+/// Columns code, channel, sender, chat_id, status, created_at → Pairing.
+fn pairing_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pairing> {
+    Ok(Pairing {
+        code: r.get(0)?,
+        channel: r.get(1)?,
+        sender: r.get(2)?,
+        chat_id: r.get(3)?,
+        status: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -380,16 +392,7 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT code, channel, sender, chat_id, status, created_at FROM pairings ORDER BY created_at, code",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Pairing {
-                code: r.get(0)?,
-                channel: r.get(1)?,
-                sender: r.get(2)?,
-                chat_id: r.get(3)?,
-                status: r.get(4)?,
-                created_at: r.get(5)?,
-            })
-        })?;
+        let rows = stmt.query_map([], pairing_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -408,16 +411,7 @@ impl Store {
             .query_row(
                 "SELECT code, channel, sender, chat_id, status, created_at FROM pairings WHERE code = ?1",
                 params![code],
-                |r| {
-                    Ok(Pairing {
-                        code: r.get(0)?,
-                        channel: r.get(1)?,
-                        sender: r.get(2)?,
-                        chat_id: r.get(3)?,
-                        status: r.get(4)?,
-                        created_at: r.get(5)?,
-                    })
-                },
+                pairing_row,
             )
             .optional()?)
     }

@@ -106,47 +106,24 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
     Err(Fatal::broker(why))
 }
 
-async fn outbound(http: Arc<Http>, link: Link, mut jobs: mpsc::Receiver<Job>) {
-    let mut typing: std::collections::HashMap<String, tokio::task::JoinHandle<()>> = Default::default();
-    while let Some(job) = jobs.recv().await {
-        match job {
-            Job::Typing { chat_id } => {
-                let Ok(id) = chat_id.parse::<u64>() else { continue };
-                let http = http.clone();
-                let task = tokio::spawn(async move {
-                    for _ in 0..12 {
-                        let _ = ChannelId::new(id.max(1)).broadcast_typing(&http).await;
-                        tokio::time::sleep(std::time::Duration::from_secs(8)).await;
-                    }
-                });
-                if let Some(old) = typing.insert(chat_id, task) {
-                    old.abort();
-                }
+async fn outbound(http: Arc<Http>, link: Link, jobs: mpsc::Receiver<Job>) {
+    let typer = http.clone();
+    let typing = move |chat: &str| {
+        let id = chat.parse::<u64>().ok().filter(|c| *c != 0)?;
+        let http = typer.clone();
+        // Discord shows "typing…" for 10 s per call.
+        Some(async move {
+            for _ in 0..12 {
+                let _ = ChannelId::new(id).broadcast_typing(&http).await;
+                tokio::time::sleep(std::time::Duration::from_secs(8)).await;
             }
-            Job::Send {
-                outbox_id,
-                chat_id,
-                text,
-                reply_to,
-            } => {
-                if let Some(t) = typing.remove(&chat_id) {
-                    t.abort();
-                }
-                let outcome = send(&http, &chat_id, &text, reply_to.as_deref()).await;
-                let msg = match outcome {
-                    Ok(()) => ChannelToBroker::Delivered { outbox_id },
-                    Err((error, retryable)) => ChannelToBroker::SendFailed {
-                        outbox_id,
-                        error,
-                        retryable,
-                    },
-                };
-                if link.send(msg).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
+        })
+    };
+    let sender = move |chat: String, text: String, reply: Option<String>| {
+        let http = http.clone();
+        async move { send(&http, &chat, &text, reply.as_deref()).await }
+    };
+    crate::link::serve_jobs(link, jobs, sender, typing).await
 }
 
 async fn send(http: &Http, chat_id: &str, text: &str, reply_to: Option<&str>) -> Result<(), (String, bool)> {

@@ -343,58 +343,50 @@ async fn outbound(
     from: lettre::message::Mailbox,
     prefix: String,
     link: Link,
-    mut jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Job>,
 ) {
-    while let Some(job) = jobs.recv().await {
-        let Job::Send {
-            outbox_id,
-            chat_id,
-            text,
-            reply_to,
-        } = job
-        else {
-            continue;
-        };
-        let (message_id, subject) = match reply_to.as_deref().and_then(|r| r.split_once(SEP)) {
-            Some((id, subj)) => (Some(id.to_string()), subj.to_string()),
-            None => (None, "Message from your assistant".to_string()),
-        };
-        let subject = if subject
-            .to_ascii_lowercase()
-            .starts_with(&prefix.trim().to_ascii_lowercase())
-        {
-            subject
-        } else {
-            format!("{prefix}{subject}")
-        };
-        let outcome = match chat_id.parse::<lettre::message::Mailbox>() {
-            Err(e) => Err((format!("bad recipient {chat_id}: {e}"), false)),
-            Ok(to) => {
-                let mut b = Message::builder().from(from.clone()).to(to).subject(subject);
-                if let Some(id) = &message_id {
-                    b = b.in_reply_to(id.clone()).references(id.clone());
-                }
-                match b.header(ContentType::TEXT_PLAIN).body(text) {
-                    Err(e) => Err((e.to_string(), false)),
-                    Ok(msg) => transport.send(msg).await.map(|_| ()).map_err(|e| {
-                        let permanent = e.is_permanent();
-                        (e.to_string(), !permanent)
-                    }),
-                }
-            }
-        };
-        let msg = match outcome {
-            Ok(()) => ChannelToBroker::Delivered { outbox_id },
-            Err((error, retryable)) => ChannelToBroker::SendFailed {
-                outbox_id,
-                error,
-                retryable,
-            },
-        };
-        if link.send(msg).await.is_err() {
-            return;
-        }
+    let sender = move |to: String, text: String, reply: Option<String>| {
+        let (transport, from, prefix) = (transport.clone(), from.clone(), prefix.clone());
+        async move { send(&transport, from, &prefix, &to, text, reply.as_deref()).await }
+    };
+    crate::link::serve_jobs(link, jobs, sender, |_: &str| None::<std::future::Ready<()>>).await
+}
+
+/// One reply, threaded under the message it answers.
+async fn send(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: lettre::message::Mailbox,
+    prefix: &str,
+    to: &str,
+    text: String,
+    reply_to: Option<&str>,
+) -> Result<(), (String, bool)> {
+    let (message_id, subject) = match reply_to.and_then(|r| r.split_once(SEP)) {
+        Some((id, subj)) => (Some(id.to_string()), subj.to_string()),
+        None => (None, "Message from your assistant".to_string()),
+    };
+    let subject = if subject
+        .to_ascii_lowercase()
+        .starts_with(&prefix.trim().to_ascii_lowercase())
+    {
+        subject
+    } else {
+        format!("{prefix}{subject}")
+    };
+    let to: lettre::message::Mailbox = to.parse().map_err(|e| (format!("bad recipient {to}: {e}"), false))?;
+    let mut b = Message::builder().from(from).to(to).subject(subject);
+    if let Some(id) = &message_id {
+        b = b.in_reply_to(id.clone()).references(id.clone());
     }
+    let msg = b
+        .header(ContentType::TEXT_PLAIN)
+        .body(text)
+        .map_err(|e| (e.to_string(), false))?;
+    transport
+        .send(msg)
+        .await
+        .map(|_| ())
+        .map_err(|e| (e.to_string(), !e.is_permanent()))
 }
 
 #[cfg(test)]

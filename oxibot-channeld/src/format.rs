@@ -176,44 +176,17 @@ fn inline(line: &str, out: &mut String) {
 /// Markdown → WhatsApp: *bold*, _italic_, ~strike~, ```code``` and
 /// `code` as they are; links as "text (url)".
 pub fn markdown_to_whatsapp(md: &str) -> String {
-    let mut out = String::with_capacity(md.len());
-    let mut in_block = false;
-    for (i, line) in md.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        if line.trim_start().starts_with("```") {
-            in_block = !in_block;
-            out.push_str("```");
-            continue;
-        }
-        if in_block {
-            out.push_str(line);
-            continue;
-        }
-        let mut rest = line;
-        while let Some(start) = rest.find('[') {
-            let Some(mid) = rest[start..].find("](").map(|m| start + m) else {
-                break;
-            };
-            let Some(end) = rest[mid..].find(')').map(|e| mid + e) else {
-                break;
-            };
-            out.push_str(&convert_emphasis(&rest[..start]));
-            out.push_str(&rest[start + 1..mid]);
-            out.push_str(" (");
-            out.push_str(&rest[mid + 2..end]);
-            out.push(')');
-            rest = &rest[end + 1..];
-        }
-        out.push_str(&convert_emphasis(rest));
-    }
-    out
+    convert_outside_code(md, |text, url| format!("{text} ({url})"), convert_emphasis)
 }
 
 /// Markdown → Slack mrkdwn: *bold*, _italic_, ~strike~, <url|text>; code
 /// as is.
 pub fn markdown_to_slack(md: &str) -> String {
+    convert_outside_code(md, |text, url| format!("<{url}|{text}>"), slack_emphasis)
+}
+
+/// Rewrites links and emphasis line by line, leaving fenced code alone.
+fn convert_outside_code(md: &str, link: fn(&str, &str) -> String, emphasis: fn(&str) -> String) -> String {
     let mut out = String::with_capacity(md.len());
     let mut in_block = false;
     for (i, line) in md.split('\n').enumerate() {
@@ -237,11 +210,11 @@ pub fn markdown_to_slack(md: &str) -> String {
             let Some(end) = rest[mid..].find(')').map(|e| mid + e) else {
                 break;
             };
-            out.push_str(&slack_emphasis(&rest[..start]));
-            out.push_str(&format!("<{}|{}>", &rest[mid + 2..end], &rest[start + 1..mid]));
+            out.push_str(&emphasis(&rest[..start]));
+            out.push_str(&link(&rest[start + 1..mid], &rest[mid + 2..end]));
             rest = &rest[end + 1..];
         }
-        out.push_str(&slack_emphasis(rest));
+        out.push_str(&emphasis(rest));
     }
     out
 }

@@ -35,6 +35,44 @@ pub struct Link {
 /// the connection (the message is then redelivered by the platform).
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Works through the broker's jobs for a platform: `send` delivers one
+/// reply; `typing` makes the repeating indicator task for a chat (None when
+/// the platform has none). An indicator stops when its chat's reply goes out.
+pub async fn serve_jobs<S, SF, T, TF>(link: Link, mut jobs: mpsc::Receiver<Job>, mut send: S, typing: T)
+where
+    S: FnMut(String, String, Option<String>) -> SF,
+    SF: std::future::Future<Output = Result<(), (String, bool)>>,
+    T: Fn(&str) -> Option<TF>,
+    TF: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut indicators: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    while let Some(job) = jobs.recv().await {
+        match job {
+            Job::Typing { chat_id } => {
+                if let Some(task) = typing(&chat_id) {
+                    if let Some(old) = indicators.insert(chat_id, tokio::spawn(task)) {
+                        old.abort();
+                    }
+                }
+            }
+            Job::Send {
+                outbox_id,
+                chat_id,
+                text,
+                reply_to,
+            } => {
+                if let Some(t) = indicators.remove(&chat_id) {
+                    t.abort();
+                }
+                let outcome = send(chat_id, text, reply_to).await;
+                if link.report(outbox_id, outcome).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 impl Link {
     /// Starts the reader and writer tasks. The returned receiver yields
     /// the broker's jobs; it closes when the broker goes away.
@@ -119,6 +157,23 @@ impl Link {
             Ok(Err(_)) => Err("the broker connection closed before the ack".into()),
             Err(_) => Err(format!("no ack from the broker within {} s", ACK_TIMEOUT.as_secs())),
         }
+    }
+
+    /// Tells the broker how a `Send` ended: delivered, or failed (and
+    /// whether trying again could help).
+    pub async fn report(&self, outbox_id: u64, outcome: Result<(), (String, bool)>) -> Result<(), String> {
+        let msg = match outcome {
+            Ok(()) => ChannelToBroker::Delivered { outbox_id },
+            Err((error, retryable)) => {
+                tracing::warn!(outbox_id, retryable, %error, "the platform did not take the message");
+                ChannelToBroker::SendFailed {
+                    outbox_id,
+                    error,
+                    retryable,
+                }
+            }
+        };
+        self.send(msg).await
     }
 
     /// Reports the connection state, and waits until it is on the wire: a

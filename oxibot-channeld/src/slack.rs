@@ -140,52 +140,38 @@ async fn on_push(
         .map_err(|e| -> BoxError { e.into() })
 }
 
-async fn outbound(
-    client: Arc<SlackClient<Connector>>,
-    token: SlackApiToken,
-    link: Link,
-    mut jobs: mpsc::Receiver<Job>,
-) {
-    while let Some(job) = jobs.recv().await {
-        let Job::Send {
-            outbox_id,
-            chat_id,
-            text,
-            reply_to,
-        } = job
-        else {
-            continue;
-        };
-        let thread = reply_to
-            .as_deref()
-            .and_then(|r| r.rsplit('/').next())
-            .map(|t| SlackTs::new(t.to_string()));
-        let session = client.open_session(&token);
-        let mut outcome = Ok(());
-        for chunk in format::split(&text, MAX_MESSAGE) {
-            let mut req = SlackApiChatPostMessageRequest::new(
-                SlackChannelId::new(chat_id.clone()),
-                SlackMessageContent::new().with_text(format::markdown_to_slack(&chunk)),
-            );
-            if let Some(ts) = &thread {
-                req = req.with_thread_ts(ts.clone());
-            }
-            if let Err(e) = session.chat_post_message(&req).await {
-                let retryable = !matches!(e, SlackClientError::ApiError(_));
-                outcome = Err((e.to_string(), retryable));
-                break;
-            }
+async fn outbound(client: Arc<SlackClient<Connector>>, token: SlackApiToken, link: Link, jobs: mpsc::Receiver<Job>) {
+    let sender = move |chat: String, text: String, reply: Option<String>| {
+        let (client, token) = (client.clone(), token.clone());
+        async move { send(&client, &token, &chat, &text, reply.as_deref()).await }
+    };
+    // Slack bots have no typing indicator over the Web API.
+    crate::link::serve_jobs(link, jobs, sender, |_: &str| None::<std::future::Ready<()>>).await
+}
+
+async fn send(
+    client: &SlackClient<Connector>,
+    token: &SlackApiToken,
+    chat_id: &str,
+    text: &str,
+    reply_to: Option<&str>,
+) -> Result<(), (String, bool)> {
+    let thread = reply_to
+        .and_then(|r| r.rsplit('/').next())
+        .map(|t| SlackTs::new(t.to_string()));
+    let session = client.open_session(token);
+    for chunk in format::split(text, MAX_MESSAGE) {
+        let mut req = SlackApiChatPostMessageRequest::new(
+            SlackChannelId::new(chat_id.to_string()),
+            SlackMessageContent::new().with_text(format::markdown_to_slack(&chunk)),
+        );
+        if let Some(ts) = &thread {
+            req = req.with_thread_ts(ts.clone());
         }
-        let msg = match outcome {
-            Ok(()) => ChannelToBroker::Delivered { outbox_id },
-            Err((error, retryable)) => ChannelToBroker::SendFailed {
-                outbox_id,
-                error,
-                retryable,
-            },
-        };
-        if link.send(msg).await.is_err() {
-            return;
+        if let Err(e) = session.chat_post_message(&req).await {
+            let retryable = !matches!(e, SlackClientError::ApiError(_));
+            return Err((e.to_string(), retryable));
         }
     }
+    Ok(())
 }

@@ -6,7 +6,6 @@
 //! by its id. Replies are acknowledged to the broker only after Telegram
 //! accepted every part.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use oxibot_proto::messages::ChannelToBroker;
@@ -156,52 +155,24 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
 }
 
 /// Sends what the broker asks, and keeps typing indicators alive.
-async fn outbound(bot: Bot, link: Link, mut jobs: mpsc::Receiver<Job>) {
-    let mut typing: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    while let Some(job) = jobs.recv().await {
-        match job {
-            Job::Typing { chat_id } => {
-                let Ok(id) = chat_id.parse::<i64>() else { continue };
-                let bot = bot.clone();
-                let task = tokio::spawn(async move {
-                    let started = tokio::time::Instant::now();
-                    while started.elapsed() < TYPING_MAX {
-                        let _ = bot.send_chat_action(ChatId(id), ChatAction::Typing).send().await;
-                        tokio::time::sleep(TYPING_EVERY).await;
-                    }
-                });
-                if let Some(old) = typing.insert(chat_id, task) {
-                    old.abort();
-                }
+async fn outbound(bot: Bot, link: Link, jobs: mpsc::Receiver<Job>) {
+    let typer = bot.clone();
+    let typing = move |chat: &str| {
+        let id = chat.parse::<i64>().ok()?;
+        let bot = typer.clone();
+        Some(async move {
+            let started = tokio::time::Instant::now();
+            while started.elapsed() < TYPING_MAX {
+                let _ = bot.send_chat_action(ChatId(id), ChatAction::Typing).send().await;
+                tokio::time::sleep(TYPING_EVERY).await;
             }
-            Job::Send {
-                outbox_id,
-                chat_id,
-                text,
-                reply_to,
-            } => {
-                // The reply is going out: the indicator stops now.
-                if let Some(t) = typing.remove(&chat_id) {
-                    t.abort();
-                }
-                let outcome = send(&bot, &chat_id, &text, reply_to.as_deref()).await;
-                let msg = match outcome {
-                    Ok(()) => ChannelToBroker::Delivered { outbox_id },
-                    Err((error, retryable)) => {
-                        tracing::warn!(outbox_id, %error, "Telegram did not take the message");
-                        ChannelToBroker::SendFailed {
-                            outbox_id,
-                            error,
-                            retryable,
-                        }
-                    }
-                };
-                if link.send(msg).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
+        })
+    };
+    let sender = move |chat: String, text: String, reply: Option<String>| {
+        let bot = bot.clone();
+        async move { send(&bot, &chat, &text, reply.as_deref()).await }
+    };
+    crate::link::serve_jobs(link, jobs, sender, typing).await
 }
 
 async fn send(bot: &Bot, chat_id: &str, text: &str, reply_to: Option<&str>) -> Result<(), (String, bool)> {

@@ -113,11 +113,7 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
                         Some(Job::Typing { .. }) => {}
                         Some(Job::Send { outbox_id, chat_id, text, .. }) => {
                             let outcome = send(&mut ws, &mut backlog, &chat_id, &text).await;
-                            let msg = match outcome {
-                                Ok(()) => ChannelToBroker::Delivered { outbox_id },
-                                Err((error, retryable)) => ChannelToBroker::SendFailed { outbox_id, error, retryable },
-                            };
-                            if link.send(msg).await.is_err() {
+                            if link.report(outbox_id, outcome).await.is_err() {
                                 return Ended::Fatal(Fatal::broker("the broker connection closed".into()));
                             }
                         }

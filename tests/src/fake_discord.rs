@@ -4,7 +4,7 @@
 //! and injects MESSAGE_CREATE events.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -49,37 +49,21 @@ impl FakeDiscord {
             ..Default::default()
         }));
         let (events, _) = broadcast::channel::<Value>(64);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (state, ev) = (inner.clone(), events.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                state.lock().unwrap().gateway = format!("ws://{}", ws.local_addr().unwrap());
-                addr_tx.send(http.local_addr().unwrap()).unwrap();
-                let gw_state = state.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let Ok((tcp, _)) = ws.accept().await else { continue };
-                        let _ = tcp.set_nodelay(true);
-                        tokio::spawn(gateway(tcp, gw_state.clone(), ev.subscribe()));
-                    }
-                });
-                let app = axum::Router::new()
-                    .route("/api/v10/{*path}", axum::routing::any(rest))
-                    .with_state(state);
-                let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(http, app).await.unwrap();
-            });
+        let addr = crate::serve::in_background(move |addr_tx| async move {
+            let http = crate::serve::local_listener().await;
+            let ws = crate::serve::local_listener().await;
+            state.lock().unwrap().gateway = format!("ws://{}", ws.local_addr().unwrap());
+            addr_tx.send(http.local_addr().unwrap()).unwrap();
+            let gw_state = state.clone();
+            tokio::spawn(crate::serve::accept_each(ws, move |tcp| {
+                gateway(tcp, gw_state.clone(), ev.subscribe())
+            }));
+            let app = axum::Router::new()
+                .route("/api/v10/{*path}", axum::routing::any(rest))
+                .with_state(state);
+            crate::serve::http(http, app).await;
         });
-        let addr = addr_rx.recv().unwrap();
         FakeDiscord {
             api_base: format!("http://{addr}"),
             inner,
@@ -121,27 +105,15 @@ impl FakeDiscord {
     }
 
     pub fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<(String, Value)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let sent = self.sent();
-            if sent.len() >= n {
-                return sent;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Discord got {} messages, expected {n}",
-                sent.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::serve::wait_for(&format!("{n} Discord messages"), timeout, || {
+            Some(self.sent()).filter(|s| s.len() >= n)
+        })
     }
 
     pub fn wait_identified(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.identified() == 0 {
-            assert!(Instant::now() < deadline, "the bot never identified on the gateway");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::serve::wait_for("the bot to identify on the gateway", timeout, || {
+            (self.identified() > 0).then_some(())
+        })
     }
 }
 

@@ -77,33 +77,17 @@ impl FakeLlm {
             script: script.into(),
             ..Default::default()
         }));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let state = inner.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().fallback(handle).with_state(state);
-                // TCP_NODELAY: without it every reply on a kept-alive
-                // connection stalls ~40 ms on delayed ACKs.
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
+        let addr = crate::serve::in_background(move |addr_tx| async move {
+            let listener = crate::serve::local_listener().await;
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().fallback(handle).with_state(state);
+            tokio::select! {
+                _ = crate::serve::http(listener, app) => {}
+                _ = stop_rx => {}
+            }
         });
-        let addr = addr_rx.recv().unwrap();
         FakeLlm {
             base_url: format!("http://{addr}"),
             inner,
@@ -125,19 +109,9 @@ impl FakeLlm {
 
     /// Blocks until at least `n` requests arrived, or panics after `timeout`.
     pub fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let reqs = self.requests();
-            if reqs.len() >= n {
-                return reqs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fake LLM got {} requests, expected {n}",
-                reqs.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::serve::wait_for(&format!("{n} LLM requests"), timeout, || {
+            Some(self.requests()).filter(|r| r.len() >= n)
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! sent again on the next connection, as Slack does.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -47,37 +47,21 @@ impl FakeSlack {
             ..Default::default()
         }));
         let (push, _) = broadcast::channel::<Value>(64);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (state, pusher) = (inner.clone(), push.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                state.lock().unwrap().socket_url = format!("ws://{}/", ws.local_addr().unwrap());
-                addr_tx.send(http.local_addr().unwrap()).unwrap();
-                let ws_state = state.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let Ok((tcp, _)) = ws.accept().await else { continue };
-                        let _ = tcp.set_nodelay(true);
-                        tokio::spawn(socket(tcp, ws_state.clone(), pusher.subscribe()));
-                    }
-                });
-                let app = axum::Router::new()
-                    .route("/api/{method}", axum::routing::any(api))
-                    .with_state(state);
-                let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(http, app).await.unwrap();
-            });
+        let addr = crate::serve::in_background(move |addr_tx| async move {
+            let http = crate::serve::local_listener().await;
+            let ws = crate::serve::local_listener().await;
+            state.lock().unwrap().socket_url = format!("ws://{}/", ws.local_addr().unwrap());
+            addr_tx.send(http.local_addr().unwrap()).unwrap();
+            let ws_state = state.clone();
+            tokio::spawn(crate::serve::accept_each(ws, move |tcp| {
+                socket(tcp, ws_state.clone(), pusher.subscribe())
+            }));
+            let app = axum::Router::new()
+                .route("/api/{method}", axum::routing::any(api))
+                .with_state(state);
+            crate::serve::http(http, app).await;
         });
-        let addr = addr_rx.recv().unwrap();
         FakeSlack {
             api_base: format!("http://{addr}/api/"),
             inner,
@@ -121,27 +105,15 @@ impl FakeSlack {
     }
 
     pub fn wait_posted(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let p = self.posted();
-            if p.len() >= n {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Slack got {} messages, expected {n}",
-                p.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::serve::wait_for(&format!("{n} Slack messages"), timeout, || {
+            Some(self.posted()).filter(|p| p.len() >= n)
+        })
     }
 
     pub fn wait_connected(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.connections() == 0 {
-            assert!(Instant::now() < deadline, "Socket Mode never connected");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::serve::wait_for("a Socket Mode connection", timeout, || {
+            (self.connections() > 0).then_some(())
+        })
     }
 }
 

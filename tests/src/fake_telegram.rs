@@ -4,7 +4,7 @@
 //! honours `offset`, and `sendMessage`/`sendChatAction` that are recorded.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -49,33 +49,19 @@ impl FakeTelegram {
             ..Default::default()
         }));
         let wake = Arc::new(Notify::new());
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let state: St = (inner.clone(), wake.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new()
-                    .route("/{bot}/{method}", axum::routing::any(handle))
-                    .with_state(state);
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
+        let addr = crate::serve::in_background(move |addr_tx| async move {
+            let listener = crate::serve::local_listener().await;
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new()
+                .route("/{bot}/{method}", axum::routing::any(handle))
+                .with_state(state);
+            tokio::select! {
+                _ = crate::serve::http(listener, app) => {}
+                _ = stop_rx => {}
+            }
         });
-        let addr = addr_rx.recv().unwrap();
         FakeTelegram {
             base_url: format!("http://{addr}"),
             inner,
@@ -141,15 +127,15 @@ impl FakeTelegram {
     /// Waits until some getUpdates asks for an offset past `update`: the
     /// client has committed it.
     pub fn wait_committed(&self, update: i64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.inner.lock().unwrap().offsets.iter().any(|o| *o > update) {
-            assert!(
-                Instant::now() < deadline,
-                "update {update} was never committed: {:?}",
-                self.polls()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::serve::wait_for(&format!("update {update} to be committed"), timeout, || {
+            self.inner
+                .lock()
+                .unwrap()
+                .offsets
+                .iter()
+                .any(|o| *o > update)
+                .then_some(())
+        })
     }
 
     pub fn polls(&self) -> Vec<(i64, Vec<i64>)> {
@@ -158,32 +144,16 @@ impl FakeTelegram {
 
     /// Waits for at least `n` sent messages.
     pub fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let sent = self.sent();
-            if sent.len() >= n {
-                return sent;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Telegram got {} messages, expected {n}: {sent:?}",
-                sent.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::serve::wait_for(&format!("{n} Telegram messages"), timeout, || {
+            Some(self.sent()).filter(|s| s.len() >= n)
+        })
     }
 
     /// Waits until a getUpdates call served update `id`.
     pub fn wait_served(&self, id: i64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.polls().iter().any(|(_, ids)| ids.contains(&id)) {
-            assert!(
-                Instant::now() < deadline,
-                "update {id} was never fetched: {:?}",
-                self.polls()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::serve::wait_for(&format!("update {id} to be fetched"), timeout, || {
+            self.polls().iter().any(|(_, ids)| ids.contains(&id)).then_some(())
+        })
     }
 }
 

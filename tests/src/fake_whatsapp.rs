@@ -4,7 +4,7 @@
 //! the client has not `ack`ed are sent again on its next connection.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -37,27 +37,12 @@ impl FakeBridge {
             ..Default::default()
         }));
         let (push, _) = broadcast::channel::<Value>(64);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (state, pusher) = (inner.clone(), push.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    tokio::spawn(serve(tcp, state.clone(), pusher.subscribe()));
-                }
-            });
+        let addr = crate::serve::in_background(move |addr_tx| async move {
+            let listener = crate::serve::local_listener().await;
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            crate::serve::accept_each(listener, move |tcp| serve(tcp, state.clone(), pusher.subscribe())).await;
         });
-        let addr = addr_rx.recv().unwrap();
         FakeBridge {
             url: format!("ws://{addr}"),
             inner,
@@ -100,19 +85,9 @@ impl FakeBridge {
     }
 
     pub fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let sent = self.sent();
-            if sent.len() >= n {
-                return sent;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the bridge got {} sends, expected {n}",
-                sent.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::serve::wait_for(&format!("{n} bridge sends"), timeout, || {
+            Some(self.sent()).filter(|s| s.len() >= n)
+        })
     }
 }
 

@@ -170,10 +170,16 @@ impl Broker {
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
         let log = dir.path().join("broker.log");
-        let program = match run_as {
-            Some(_) => bin_dir_for_others().join("oxibot-broker"),
-            None => bin("oxibot-broker"),
-        };
+        // The broker starts its daemons from its own directory, and as root
+        // it runs them as other users (oxibot-tool, oxibot-chan): they must be
+        // able to execute them, wherever the build tree lives.
+        let others_run_them = run_as.is_some() || nix::unistd::geteuid().is_root();
+        let program = if others_run_them {
+            bin_dir_for_others()
+        } else {
+            bin_dir()
+        }
+        .join("oxibot-broker");
         let mut cmd = Command::new(program);
         cmd.arg("--config")
             .arg(&config_path)

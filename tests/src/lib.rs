@@ -9,3 +9,4 @@ pub mod fake_telegram;
 pub mod fake_whatsapp;
 pub mod harness;
 pub mod mail;
+pub mod serve;

@@ -290,8 +290,20 @@ fn the_channel_daemon_holds_only_its_own_credential() {
     // The scan can see what is there: its own token is in memory.
     assert!(contains(&memory, TOKEN), "the memory scan is blind");
     assert!(!contains(&environ, TOKEN) && !contains(&cmdline, TOKEN));
-    // And its sandbox is on.
+    // It runs under its own user when that exists (CI creates it).
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    if let Ok(Some(chan)) = nix::unistd::User::from_name("oxibot-chan") {
+        let uid_line = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            uid_line.split_whitespace().skip(1).all(|u| u == chan.uid.to_string()),
+            "{uid_line}"
+        );
+    }
+    // And its sandbox is on.
     assert!(
         status.contains("NoNewPrivs:\t1") && status.contains("Seccomp:\t2"),
         "{status}"
