@@ -61,10 +61,16 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
     let bot_token = SlackApiToken::new(credential.bot_token.clone().into());
     let me = match client.open_session(&bot_token).auth_test().await {
         Ok(me) => me.user_id.to_string(),
-        Err(e) => {
+        Err(SlackClientError::ApiError(e)) => {
             let msg = format!("Slack refused channels.slack.botToken ({e})");
             link.status(false, Some(msg.clone())).await;
             return Err(Fatal::config(msg));
+        }
+        Err(e) => {
+            // Slack unreachable: exit, and the broker restarts us with backoff.
+            let msg = format!("cannot reach Slack: {e}");
+            link.status(false, Some(msg.clone())).await;
+            return Err(Fatal::broker(msg));
         }
     };
     tokio::spawn(outbound(client.clone(), bot_token, link.clone(), jobs));
@@ -80,6 +86,22 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
     );
     let listener = SlackClientSocketModeListener::new(&SlackClientSocketModeConfig::new(), env, callbacks);
     let app_token = SlackApiToken::new(credential.app_token.clone().into());
+    // slack-morphism retries a refused app token forever in the background;
+    // ask once up front so that a wrong token stops the channel with a reason.
+    let probe = client.open_session(&app_token);
+    if let Err(e) = probe
+        .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
+        .await
+    {
+        let refused = matches!(e, SlackClientError::ApiError(_));
+        let msg = format!("Slack refused channels.slack.appToken for Socket Mode ({e})");
+        link.status(false, Some(msg.clone())).await;
+        return Err(if refused {
+            Fatal::config(msg)
+        } else {
+            Fatal::broker(msg)
+        });
+    }
     if let Err(e) = listener.listen_for(&app_token).await {
         let msg = format!("Slack refused channels.slack.appToken for Socket Mode ({e})");
         link.status(false, Some(msg.clone())).await;

@@ -25,6 +25,8 @@ struct Inner {
     typing: Vec<String>,
     next_id: u64,
     identified: usize,
+    /// Message ids sent to a client over the gateway.
+    dispatched: Vec<u64>,
 }
 
 #[derive(Clone)]
@@ -90,6 +92,18 @@ impl FakeDiscord {
         }
         let _ = self.events.send(json!({"t": "MESSAGE_CREATE", "d": msg}));
         id
+    }
+
+    /// A raw gateway dispatch (`{"t": ..., "d": ...}`) to every client.
+    pub fn push_raw(&self, event: Value) {
+        let _ = self.events.send(event);
+    }
+
+    /// Waits until message `id` went out to a client over the gateway.
+    pub fn wait_dispatched(&self, id: u64, timeout: Duration) {
+        crate::serve::wait_for(&format!("message {id} on the gateway"), timeout, || {
+            self.inner.lock().unwrap().dispatched.contains(&id).then_some(())
+        })
     }
 
     pub fn sent(&self) -> Vec<(String, Value)> {
@@ -212,6 +226,9 @@ async fn gateway(tcp: tokio::net::TcpStream, state: St, mut events: broadcast::R
                 seq += 1;
                 let frame = json!({"op": 0, "t": event["t"], "s": seq, "d": event["d"]});
                 if ws.send(send(frame)).await.is_err() { return; }
+                if let Some(id) = event["d"]["id"].as_str().and_then(|i| i.parse().ok()) {
+                    state.lock().unwrap().dispatched.push(id);
+                }
             }
         }
     }

@@ -92,6 +92,11 @@ impl FakeSlack {
         envelope_id
     }
 
+    /// A raw Socket Mode frame to every client.
+    pub fn push_raw(&self, frame: Value) {
+        let _ = self.push.send(frame);
+    }
+
     pub fn posted(&self) -> Vec<Value> {
         self.inner.lock().unwrap().posted.clone()
     }

@@ -124,17 +124,15 @@ impl FakeTelegram {
         self.inner.lock().unwrap().actions.clone()
     }
 
-    /// Waits until some getUpdates asks for an offset past `update`: the
+    /// Whether some getUpdates asked for an offset past `update`: the
     /// client has committed it.
+    pub fn committed(&self, update: i64) -> bool {
+        self.inner.lock().unwrap().offsets.iter().any(|o| *o > update)
+    }
+
     pub fn wait_committed(&self, update: i64, timeout: Duration) {
         crate::serve::wait_for(&format!("update {update} to be committed"), timeout, || {
-            self.inner
-                .lock()
-                .unwrap()
-                .offsets
-                .iter()
-                .any(|o| *o > update)
-                .then_some(())
+            self.committed(update).then_some(())
         })
     }
 

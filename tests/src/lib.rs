@@ -9,4 +9,5 @@ pub mod fake_telegram;
 pub mod fake_whatsapp;
 pub mod harness;
 pub mod mail;
+pub mod platform;
 pub mod serve;

@@ -90,3 +90,17 @@ pub fn wait_mail(user: &str, n: usize, timeout: Duration) -> Vec<(String, bool)>
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The text a reader sees in a raw message: the decoded text/plain part.
+pub fn body_text(raw: &str) -> String {
+    let Ok(mail) = mailparse::parse_mail(raw.as_bytes()) else {
+        return String::new();
+    };
+    fn plain(m: &mailparse::ParsedMail<'_>) -> Option<String> {
+        if m.ctype.mimetype.eq_ignore_ascii_case("text/plain") {
+            return m.get_body().ok();
+        }
+        m.subparts.iter().find_map(plain)
+    }
+    plain(&mail).unwrap_or_default().trim_end().to_string()
+}
