@@ -42,6 +42,11 @@ struct Settings {
     smtp_use_ssl: bool,
     from_address: String,
     poll_interval_seconds: u64,
+    /// Wait with IMAP IDLE where the server offers it (polling otherwise).
+    imap_idle: bool,
+    /// How long one IDLE lasts before it is renewed (RFC 2177 asks for
+    /// less than 29 minutes; NAT boxes often drop quiet connections sooner).
+    idle_renew_seconds: u64,
     max_body_chars: usize,
     subject_prefix: String,
     trust_from_header: bool,
@@ -62,6 +67,8 @@ impl Default for Settings {
             smtp_use_ssl: false,
             from_address: String::new(),
             poll_interval_seconds: 30,
+            imap_idle: true,
+            idle_renew_seconds: 300,
             max_body_chars: 12_000,
             subject_prefix: "Re: ".into(),
             trust_from_header: false,
@@ -185,6 +192,16 @@ where
     if let Err(e) = session.select(&s.imap_mailbox).await {
         return Ended::Reconnect(format!("cannot open mailbox {}: {e}", s.imap_mailbox));
     }
+    let idle = s.imap_idle
+        && match session.capabilities().await {
+            Ok(caps) => caps.has_str("IDLE"),
+            Err(e) => return Ended::Reconnect(format!("CAPABILITY failed: {e}")),
+        };
+    if idle {
+        tracing::info!("waiting for new mail in {} with IMAP IDLE", s.imap_mailbox);
+    } else {
+        tracing::info!("polling {} every {} s", s.imap_mailbox, s.poll_interval_seconds.max(1));
+    }
     link.status(true, None).await;
     loop {
         let mut uids: Vec<u32> = match session.uid_search("UNSEEN").await {
@@ -224,11 +241,32 @@ where
                 Err(e) => return Ended::Reconnect(format!("STORE failed: {e}")),
             }
         }
-        tokio::time::sleep(Duration::from_secs(s.poll_interval_seconds.max(1))).await;
-        if let Err(e) = session.noop().await {
-            return Ended::Reconnect(format!("the IMAP connection dropped: {e}"));
+        if idle {
+            session = match wait_idle(session, Duration::from_secs(s.idle_renew_seconds.clamp(10, 29 * 60))).await {
+                Ok(session) => session,
+                Err(e) => return Ended::Reconnect(e),
+            };
+        } else {
+            tokio::time::sleep(Duration::from_secs(s.poll_interval_seconds.max(1))).await;
+            if let Err(e) = session.noop().await {
+                return Ended::Reconnect(format!("the IMAP connection dropped: {e}"));
+            }
         }
     }
+}
+
+/// Waits in IDLE until the server reports a change to the mailbox or
+/// `renew` passes, then leaves IDLE so the caller can search.
+async fn wait_idle<T>(session: async_imap::Session<T>, renew: Duration) -> Result<async_imap::Session<T>, String>
+where
+    T: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
+    let mut handle = session.idle();
+    handle.init().await.map_err(|e| format!("IDLE failed: {e}"))?;
+    let (wait, _interrupt) = handle.wait_with_timeout(renew);
+    let outcome = wait.await;
+    outcome.map_err(|e| format!("the IMAP connection dropped during IDLE: {e}"))?;
+    handle.done().await.map_err(|e| format!("leaving IDLE failed: {e}"))
 }
 
 /// Parses a message into an Inbound; None when it cannot be read at all.

@@ -18,6 +18,10 @@ struct Setup {
 }
 
 fn start(test: &str, script: Vec<Step>) -> Option<Setup> {
+    start_with(test, script, json!({}))
+}
+
+fn start_with(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Setup> {
     if !mail::servers_up() {
         eprintln!("SKIPPED: Dovecot/OpenSMTPD are not running on 127.0.0.1 (scripts/mail-servers.sh starts them)");
         return None;
@@ -26,13 +30,14 @@ fn start(test: &str, script: Vec<Step>) -> Option<Setup> {
     let bot = format!("bot-{tag}");
     let alice = format!("alice-{tag}");
     let llm = FakeLlm::start(script);
-    let settings = json!({
+    let mut settings = json!({
         "enabled": true,
         "imapHost": "127.0.0.1", "imapPort": IMAP_PORT, "imapUsername": bot, "imapUseSsl": false,
         "smtpHost": "127.0.0.1", "smtpPort": SMTP_PORT, "smtpUseTls": false,
         "fromAddress": format!("{bot}@oxibot.test"), "pollIntervalSeconds": 1,
         "allowedUsers": [format!("{alice}@example.com")]
     });
+    oxibot_tests::harness::merge(&mut settings, extra);
     let secrets = json!({"providers": {"openai": {"apiKey": "sk-llm-0000000000"}},
                          "channels": {"email": {"imapPassword": PASSWORD}}});
     let broker = Broker::start(&llm.base_url, json!({"channels": {"email": settings}}), secrets);
@@ -89,4 +94,44 @@ fn a_forged_from_header_is_refused_and_audited() {
     assert!(s.llm.requests().is_empty());
     std::thread::sleep(Duration::from_secs(2));
     assert!(mail::mailbox(&s.alice).is_empty(), "a forged sender got an answer");
+}
+
+/// Asks `alice` a question and returns how long the answer took.
+fn round_trip(s: &Setup, id: &str) -> Duration {
+    let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
+    let started = std::time::Instant::now();
+    mail::smtp_send(&from, &to, &letter(&from, &to, id, "Quick", true));
+    mail::wait_mail(&s.alice, 1, Duration::from_secs(60));
+    started.elapsed()
+}
+
+#[test]
+fn new_mail_is_noticed_through_idle_without_waiting_for_a_poll() {
+    // A poll interval far longer than the test's patience: only IDLE can
+    // make the answer arrive in time.
+    let extra = json!({"pollIntervalSeconds": 3600});
+    let Some(s) = start_with("idle", vec![Step::Text("pushed".into())], extra) else {
+        return;
+    };
+    let took = round_trip(&s, &format!("<i1.{}@example.com>", s.alice));
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        s.broker.log_text().contains("with IMAP IDLE"),
+        "{}",
+        s.broker.log_text()
+    );
+}
+
+#[test]
+fn without_idle_the_mailbox_is_polled() {
+    let extra = json!({"imapIdle": false, "pollIntervalSeconds": 1});
+    let Some(s) = start_with("poll", vec![Step::Text("polled".into())], extra) else {
+        return;
+    };
+    round_trip(&s, &format!("<p1.{}@example.com>", s.alice));
+    assert!(
+        s.broker.log_text().contains("polling INBOX every 1 s"),
+        "{}",
+        s.broker.log_text()
+    );
 }
