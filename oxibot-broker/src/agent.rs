@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::providers::{ChatMessage, ChatRequest, LlmClient, Role, ToolDef, Usage};
+use crate::providers::{ChatMessage, ChatRequest, Image, LlmClient, Role, ToolDef, Usage};
 use crate::secret::Scrubber;
 use crate::store::Store;
 use crate::toolclient::ToolClient;
@@ -88,14 +88,16 @@ impl Agent {
     }
 
     /// Runs one user turn and returns the final answer (already scrubbed).
-    pub async fn run_turn(&self, session: &str, user_text: &str) -> Result<String, AgentError> {
+    pub async fn run_turn(&self, session: &str, user_text: &str, images: Vec<Image>) -> Result<String, AgentError> {
         let lock = self.session_lock(session);
         let _guard = lock.lock().await;
 
         let mut messages = vec![ChatMessage::text(Role::System, build_system_prompt(&self.workspace))];
         messages.extend(self.store.history(session, HISTORY_LIMIT)?);
         let user = ChatMessage::text(Role::User, self.scrub(user_text, "a user message"));
-        messages.push(user.clone());
+        // The model sees the images on this turn; the history keeps the text,
+        // which says where they were saved.
+        messages.push(ChatMessage { images, ..user.clone() });
         // Stored messages of this turn not yet committed.
         let mut unsaved = vec![user];
         let mut seen_calls: HashMap<(String, String), usize> = HashMap::new();
@@ -126,6 +128,7 @@ impl Agent {
                 content: resp.content.clone(),
                 tool_calls: resp.tool_calls.clone(),
                 tool_call_id: None,
+                images: Vec::new(),
             };
             messages.push(call_msg.clone());
             unsaved.push(call_msg);
@@ -150,6 +153,7 @@ impl Agent {
                     content: output,
                     tool_calls: Vec::new(),
                     tool_call_id: Some(call.id.clone()),
+                    images: Vec::new(),
                 };
                 messages.push(result.clone());
                 unsaved.push(result);

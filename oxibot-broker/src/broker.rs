@@ -24,6 +24,8 @@ pub struct Broker {
     pub store: Store,
     pub agent: Agent,
     pub tools: Arc<ToolClient>,
+    /// Speech to text for voice messages, when configured.
+    pub transcriber: Option<crate::providers::Transcriber>,
     pub supervisor: Arc<Supervisor>,
     pub channels: Mutex<BTreeMap<String, ChannelStatus>>,
     /// The live connection of each channel daemon, for outbound messages.
@@ -113,11 +115,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&db).map_err(|e| anyhow::anyhow!("{} ({})", e, db.display()))?;
     let tools = ToolClient::new(store.clone());
     let agent = Agent::new(&config, store.clone(), tools.clone()).map_err(anyhow::Error::msg)?;
+    let transcriber = crate::providers::Transcriber::new(&config).map_err(anyhow::Error::msg)?;
     let listeners = sockets::open(&config.runtime_dir, &config.users)?;
     let broker = Arc::new(Broker {
         agent,
         store,
         tools,
+        transcriber,
         supervisor: Arc::default(),
         channels: Mutex::default(),
         links: Mutex::default(),

@@ -153,6 +153,7 @@ async fn handle(
             text,
             is_group,
             mentioned,
+            attachments,
         } => {
             let origin = Origin {
                 sender: &sender,
@@ -165,7 +166,7 @@ async fn handle(
                 Decision::Admit => {
                     let committed = broker
                         .store
-                        .commit_inbound(channel, &platform_id, &chat_id, &sender, &text)
+                        .commit_inbound(channel, &platform_id, &chat_id, &sender, &text, attachments)
                         .map_err(|e| e.to_string())?;
                     // Ack after commit, for new and duplicate messages alike:
                     // either way the message is safe and the cursor may move.
@@ -259,7 +260,11 @@ async fn handle(
 /// and queues the reply.
 async fn answer(broker: Arc<Broker>, inbound: Inbound) {
     let session = format!("{}:{}", inbound.channel, inbound.chat_id);
-    let reply = match crate::commands::parse(&inbound.text) {
+    let command = match inbound.files.is_empty() {
+        true => crate::commands::parse(&inbound.text),
+        false => None,
+    };
+    let reply = match command {
         Some(cmd) => crate::commands::run(&broker, &session, cmd),
         None => {
             deliver(
@@ -271,8 +276,17 @@ async fn answer(broker: Arc<Broker>, inbound: Inbound) {
             )
             .await;
             let stop = broker.turn_stopper(&session);
+            let turn = async {
+                let files = crate::uploads::prepare(&broker, &inbound.files).await;
+                let text = std::iter::once(inbound.text.as_str())
+                    .filter(|t| !t.is_empty())
+                    .chain(files.notes.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                broker.agent.run_turn(&session, &text, files.images).await
+            };
             tokio::select! {
-                result = broker.agent.run_turn(&session, &inbound.text) => match result {
+                result = turn => match result {
                     Ok(text) => text,
                     Err(e) => {
                         let message = e.to_string();

@@ -46,7 +46,7 @@ pub struct Config {
     #[serde(default)]
     pub gateway: Value,
     #[serde(default)]
-    pub transcription: Value,
+    pub transcription: Transcription,
     /// Anything else: warned about, not fatal, so that nanobot/OxiBot
     /// configs with keys we do not use still load.
     #[serde(flatten)]
@@ -101,6 +101,10 @@ pub struct AgentDefaults {
     pub retry_base_delay_ms: u64,
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// The model can see images: photos users send go to it as images.
+    /// Off, they are only saved into the workspace.
+    #[serde(default)]
+    pub vision: bool,
 }
 
 /// A provider name that must be one we know; checked while parsing so the
@@ -128,6 +132,17 @@ pub struct ProviderSettings {
     pub api_key: Option<Secret>,
     pub api_base: Option<String>,
     pub extra_headers: BTreeMap<String, String>,
+}
+
+/// Speech to text for voice messages, through a provider's
+/// OpenAI-compatible `POST /audio/transcriptions` (Groq, OpenAI, …), with
+/// that provider's key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Transcription {
+    pub provider: Option<ProviderName>,
+    /// e.g. "whisper-large-v3-turbo"; unset: voice messages are saved, not transcribed.
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

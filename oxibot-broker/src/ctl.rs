@@ -38,7 +38,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
 async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
     match request {
         CtlRequest::Status => CtlReply::Status(broker.status()),
-        CtlRequest::Agent { session, message } => match broker.agent.run_turn(&session, &message).await {
+        CtlRequest::Agent { session, message } => match broker.agent.run_turn(&session, &message, Vec::new()).await {
             Ok(text) => CtlReply::AgentReply { text },
             Err(e) => {
                 let message = e.to_string();

@@ -17,3 +17,4 @@ pub mod store;
 pub mod supervise;
 pub mod toolclient;
 pub mod tools;
+pub mod uploads;

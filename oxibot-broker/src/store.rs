@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::providers::{ChatMessage, Role, ToolCallRequest, Usage};
+use oxibot_proto::messages::{Attachment, AttachmentKind};
 
 /// Append-only list of migrations; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -70,7 +71,33 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
      );
      CREATE INDEX pairings_by_sender ON pairings(channel, sender);",
+    // 3: files that came with inbound messages, kept until the turn used them.
+    "CREATE TABLE inbound_files (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        inbound_id INTEGER NOT NULL REFERENCES inbound(id),
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        data BLOB NOT NULL
+     );
+     CREATE INDEX inbound_files_by_inbound ON inbound_files(inbound_id);",
 ];
+
+fn kind_name(kind: AttachmentKind) -> &'static str {
+    match kind {
+        AttachmentKind::Image => "image",
+        AttachmentKind::Audio => "audio",
+        AttachmentKind::Document => "document",
+    }
+}
+
+fn kind_from_name(name: &str) -> AttachmentKind {
+    match name {
+        "image" => AttachmentKind::Image,
+        "audio" => AttachmentKind::Audio,
+        _ => AttachmentKind::Document,
+    }
+}
 
 /// One pairing request, for `oxibotctl pairing list`.
 #[derive(Debug, Clone)]
@@ -101,6 +128,7 @@ pub struct Inbound {
     pub chat_id: String,
     pub sender: String,
     pub text: String,
+    pub files: Vec<Attachment>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +210,7 @@ impl Store {
                     .and_then(|c| serde_json::from_str::<Vec<ToolCallRequest>>(&c).ok())
                     .unwrap_or_default(),
                 tool_call_id: r.get(3)?,
+                images: Vec::new(),
             })
         })?;
         let mut msgs: Vec<ChatMessage> = rows.collect::<Result<_, _>>()?;
@@ -244,9 +273,11 @@ impl Store {
         chat_id: &str,
         sender: &str,
         text: &str,
+        files: Vec<Attachment>,
     ) -> Result<Option<Inbound>, StoreError> {
-        let conn = self.lock();
-        let n = conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "INSERT OR IGNORE INTO inbound (channel, platform_id, chat_id, sender, text, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![channel, platform_id, chat_id, sender, text, now()],
@@ -254,13 +285,22 @@ impl Store {
         if n == 0 {
             return Ok(None);
         }
+        let id = tx.last_insert_rowid();
+        for f in &files {
+            tx.execute(
+                "INSERT INTO inbound_files (inbound_id, kind, name, mime, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, kind_name(f.kind), f.name, f.mime, f.data],
+            )?;
+        }
+        tx.commit()?;
         Ok(Some(Inbound {
-            id: conn.last_insert_rowid(),
+            id,
             channel: channel.into(),
             platform_id: platform_id.into(),
             chat_id: chat_id.into(),
             sender: sender.into(),
             text: text.into(),
+            files,
         }))
     }
 
@@ -277,9 +317,25 @@ impl Store {
                 chat_id: r.get(3)?,
                 sender: r.get(4)?,
                 text: r.get(5)?,
+                files: Vec::new(),
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut pending: Vec<Inbound> = rows.collect::<Result<_, _>>()?;
+        let mut files =
+            conn.prepare("SELECT kind, name, mime, data FROM inbound_files WHERE inbound_id = ?1 ORDER BY id")?;
+        for inbound in &mut pending {
+            let rows = files.query_map(params![inbound.id], |r| {
+                let kind: String = r.get(0)?;
+                Ok(Attachment {
+                    kind: kind_from_name(&kind),
+                    name: r.get(1)?,
+                    mime: r.get(2)?,
+                    data: r.get(3)?,
+                })
+            })?;
+            inbound.files = rows.collect::<Result<_, _>>()?;
+        }
+        Ok(pending)
     }
 
     /// Marks the inbound message answered and queues the reply, atomically,
@@ -288,6 +344,8 @@ impl Store {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         tx.execute("UPDATE inbound SET status = 'done' WHERE id = ?1", params![inbound.id])?;
+        // The turn has used them (they are in the workspace now).
+        tx.execute("DELETE FROM inbound_files WHERE inbound_id = ?1", params![inbound.id])?;
         tx.execute(
             "INSERT INTO outbox (channel, chat_id, text, reply_to, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![inbound.channel, inbound.chat_id, reply, inbound.platform_id, now()],
@@ -457,6 +515,7 @@ mod tests {
                 arguments: "{}".into(),
             }],
             tool_call_id: None,
+            images: Vec::new(),
         }
     }
 
@@ -466,6 +525,7 @@ mod tests {
             content: "ok".into(),
             tool_calls: vec![],
             tool_call_id: Some(id.into()),
+            images: Vec::new(),
         }
     }
 
@@ -503,16 +563,29 @@ mod tests {
     #[test]
     fn inbound_is_deduplicated_and_reply_queued_atomically() {
         let s = Store::open_in_memory().unwrap();
+        let photo = Attachment {
+            kind: AttachmentKind::Image,
+            name: "photo.jpg".into(),
+            mime: "image/jpeg".into(),
+            data: vec![0xff, 0xd8, 0],
+        };
         let m = s
-            .commit_inbound("telegram", "42", "chat", "alice", "hi")
+            .commit_inbound("telegram", "42", "chat", "alice", "hi", vec![photo.clone()])
             .unwrap()
             .unwrap();
         assert!(s
-            .commit_inbound("telegram", "42", "chat", "alice", "hi")
+            .commit_inbound("telegram", "42", "chat", "alice", "hi", vec![])
             .unwrap()
             .is_none());
         assert_eq!(s.queue_depths().unwrap(), (1, 0));
+        // After a restart the file comes back with its message.
+        assert_eq!(s.pending_inbound().unwrap()[0].files, vec![photo]);
         let id = s.finish_inbound(&m, "hello").unwrap();
+        let left: i64 = s
+            .lock()
+            .query_row("SELECT COUNT(*) FROM inbound_files", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "files outlived their turn");
         assert_eq!(s.queue_depths().unwrap(), (0, 1));
         s.outbox_delivered(id).unwrap();
         assert_eq!(s.queue_depths().unwrap(), (0, 0));

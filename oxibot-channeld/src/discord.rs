@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use oxibot_proto::messages::ChannelToBroker;
+use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENT, MAX_ATTACHMENTS};
 use serde::Deserialize;
 use serenity::all::{
     ChannelId, Context, CreateMessage, EventHandler, GatewayIntents, Http, HttpBuilder, Message, MessageId, Ready,
@@ -43,20 +43,22 @@ impl EventHandler for Handler {
     }
 
     async fn message(&self, ctx: Context, msg: Message) {
-        if msg.author.bot || msg.content.trim().is_empty() {
+        if msg.author.bot || (msg.content.trim().is_empty() && msg.attachments.is_empty()) {
             return;
         }
         let me = ctx.cache.current_user().id;
         let mentioned = msg.mentions.iter().any(|u| u.id == me)
             || msg.referenced_message.as_ref().is_some_and(|r| r.author.id == me);
         let platform_id = msg.id.get().to_string();
+        let (attachments, notes) = fetch_attachments(&msg).await;
         let inbound = ChannelToBroker::Inbound {
             platform_id: platform_id.clone(),
             chat_id: msg.channel_id.get().to_string(),
             sender: msg.author.id.get().to_string(),
-            text: msg.content.clone(),
+            text: crate::attach::with_notes(&msg.content, &notes),
             is_group: msg.guild_id.is_some(),
             mentioned,
+            attachments,
         };
         if let Err(e) = self.link.deliver_inbound(inbound, &platform_id).await {
             // Without the broker there is nothing to do: exit and restart.
@@ -64,6 +66,38 @@ impl EventHandler for Handler {
             std::process::exit(1);
         }
     }
+}
+
+/// Downloads what fits (up to MAX_ATTACHMENTS, together within one
+/// attachment's size); the rest becomes notes for the model.
+async fn fetch_attachments(msg: &Message) -> (Vec<Attachment>, Vec<String>) {
+    let (mut files, mut notes) = (Vec::new(), Vec::new());
+    let mut budget = MAX_ATTACHMENT as u64;
+    for a in &msg.attachments {
+        let size = u64::from(a.size);
+        if files.len() >= MAX_ATTACHMENTS || size > budget {
+            notes.push(crate::attach::too_large(&a.filename, size));
+            continue;
+        }
+        match a.download().await {
+            Ok(data) if data.len() as u64 <= budget => {
+                budget -= data.len() as u64;
+                let mime = a
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".into());
+                files.push(Attachment {
+                    kind: crate::attach::kind_for(&mime),
+                    name: a.filename.clone(),
+                    mime,
+                    data,
+                });
+            }
+            Ok(data) => notes.push(crate::attach::too_large(&a.filename, data.len() as u64)),
+            Err(e) => notes.push(crate::attach::not_downloaded(&a.filename, &e.to_string())),
+        }
+    }
+    (files, notes)
 }
 
 pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {

@@ -308,6 +308,7 @@ fn to_inbound(raw: &[u8], s: &Settings, uid: u32) -> Option<(ChannelToBroker, St
         text,
         is_group: false,
         mentioned: false,
+        attachments: Vec::new(),
     };
     Some((inbound, platform_id))
 }

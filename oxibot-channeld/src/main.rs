@@ -10,6 +10,7 @@
 //! Exit status 78 (EX_CONFIG) means "fix the configuration": the
 //! supervisor does not restart it.
 
+mod attach;
 mod discord;
 mod email;
 mod format;

@@ -156,6 +156,8 @@ async fn on_push(
         mentioned: text.contains(&format!("<@{bot_user}>")),
         text,
         is_group,
+        // Slack files need the files:read scope and url_private downloads: not yet.
+        attachments: Vec::new(),
     };
     link.deliver_inbound(inbound, &platform_id)
         .await

@@ -8,11 +8,12 @@
 
 use std::time::Duration;
 
-use oxibot_proto::messages::ChannelToBroker;
+use oxibot_proto::messages::{Attachment, AttachmentKind, ChannelToBroker};
 use serde::Deserialize;
+use teloxide_core::net::Download;
 use teloxide_core::payloads::setters::*;
 use teloxide_core::requests::{Request, Requester};
-use teloxide_core::types::{ChatAction, ChatId, MessageId, ParseMode, ReplyParameters, UpdateKind};
+use teloxide_core::types::{ChatAction, ChatId, FileMeta, Message, MessageId, ParseMode, ReplyParameters, UpdateKind};
 use teloxide_core::{ApiError, Bot, RequestError};
 use tokio::sync::mpsc;
 
@@ -122,7 +123,8 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
                     offset = next;
                     continue;
                 };
-                if text.is_empty() {
+                let file = attached(msg);
+                if text.is_empty() && file.is_none() {
                     offset = next;
                     continue;
                 }
@@ -135,13 +137,18 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
                 // "update/message": unique per bot for de-duplication, and
                 // the message id to thread the reply under.
                 let platform_id = format!("{}/{}", update.id.0, msg.id.0);
+                let (attachments, notes) = match file {
+                    Some(file) => fetch(bot, file).await,
+                    None => (Vec::new(), Vec::new()),
+                };
                 let inbound = ChannelToBroker::Inbound {
                     platform_id: platform_id.clone(),
                     chat_id: msg.chat.id.0.to_string(),
                     sender: from.id.0.to_string(),
-                    text: text.to_string(),
+                    text: crate::attach::with_notes(text, &notes),
                     is_group,
                     mentioned,
+                    attachments,
                 };
                 if let Err(e) = link.deliver_inbound(inbound, &platform_id).await {
                     // Not acked: leave the offset, exit, and let the
@@ -152,6 +159,107 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
             offset = next;
         }
     }
+}
+
+/// A file a message carries.
+struct Attached<'a> {
+    kind: AttachmentKind,
+    meta: &'a FileMeta,
+    name: String,
+    mime: String,
+}
+
+fn mime_or(m: Option<&impl std::fmt::Display>, fallback: &str) -> String {
+    m.map_or_else(|| fallback.to_string(), |m| m.to_string())
+}
+
+fn attached(msg: &Message) -> Option<Attached<'_>> {
+    let id = msg.id.0;
+    if let Some(sizes) = msg.photo() {
+        // Telegram offers each photo in several sizes: the largest that fits.
+        let best = sizes
+            .iter()
+            .filter(|p| crate::attach::fits(p.file.size.into()))
+            .max_by_key(|p| u64::from(p.width) * u64::from(p.height))
+            .or(sizes.last())?;
+        return Some(Attached {
+            kind: AttachmentKind::Image,
+            meta: &best.file,
+            name: format!("photo-{id}.jpg"),
+            mime: "image/jpeg".into(),
+        });
+    }
+    if let Some(v) = msg.voice() {
+        return Some(Attached {
+            kind: AttachmentKind::Audio,
+            meta: &v.file,
+            name: format!("voice-{id}.ogg"),
+            mime: mime_or(v.mime_type.as_ref(), "audio/ogg"),
+        });
+    }
+    if let Some(a) = msg.audio() {
+        return Some(Attached {
+            kind: AttachmentKind::Audio,
+            meta: &a.file,
+            name: a.file_name.clone().unwrap_or_else(|| format!("audio-{id}.mp3")),
+            mime: mime_or(a.mime_type.as_ref(), "audio/mpeg"),
+        });
+    }
+    let d = msg.document()?;
+    let mime = mime_or(d.mime_type.as_ref(), "application/octet-stream");
+    Some(Attached {
+        // A photo sent "as a file" is still a picture.
+        kind: crate::attach::kind_for(&mime),
+        meta: &d.file,
+        name: d.file_name.clone().unwrap_or_else(|| format!("document-{id}")),
+        mime,
+    })
+}
+
+/// Downloads a file (getFile, then the file URL), with a few tries; what
+/// cannot be passed on becomes a note for the model instead.
+async fn fetch(bot: &Bot, file: Attached<'_>) -> (Vec<Attachment>, Vec<String>) {
+    let size = u64::from(file.meta.size);
+    if !crate::attach::fits(size) {
+        return (Vec::new(), vec![crate::attach::too_large(&file.name, size)]);
+    }
+    let mut last_error = String::new();
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+        }
+        match download(bot, file.meta).await {
+            Ok(data) if crate::attach::fits(data.len() as u64) => {
+                let attachment = Attachment {
+                    kind: file.kind,
+                    name: file.name,
+                    mime: file.mime,
+                    data,
+                };
+                return (vec![attachment], Vec::new());
+            }
+            Ok(data) => {
+                return (
+                    Vec::new(),
+                    vec![crate::attach::too_large(&file.name, data.len() as u64)],
+                )
+            }
+            Err(e) => {
+                tracing::warn!(file = %file.name, attempt, "download failed: {e}");
+                last_error = e;
+            }
+        }
+    }
+    (Vec::new(), vec![crate::attach::not_downloaded(&file.name, &last_error)])
+}
+
+async fn download(bot: &Bot, meta: &FileMeta) -> Result<Vec<u8>, String> {
+    let file = bot.get_file(meta.id.clone()).send().await.map_err(|e| e.to_string())?;
+    let mut data = Vec::new();
+    bot.download_file(&file.path, &mut data)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(data)
 }
 
 /// Sends what the broker asks, and keeps typing indicators alive.

@@ -144,6 +144,8 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
                     text: content.to_string(),
                     is_group: frame["isGroup"].as_bool().unwrap_or(false),
                     mentioned: frame["mentioned"].as_bool().unwrap_or(false),
+                    // The bridge protocol carries text only.
+                    attachments: Vec::new(),
                 };
                 if let Err(e) = link.deliver_inbound(inbound, id).await {
                     return Ended::Fatal(Fatal::broker(e));

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// "OXIB": rejects a peer that is not speaking this protocol at all.
 pub const MAGIC: [u8; 4] = *b"OXIB";
 /// Bumped only for incompatible changes; a mismatch closes the connection.
-pub const PROTOCOL_MAJOR: u16 = 1;
+pub const PROTOCOL_MAJOR: u16 = 2;
 /// Bumped when variants are appended; older peers keep working.
 pub const PROTOCOL_MINOR: u16 = 0;
 

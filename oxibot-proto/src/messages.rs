@@ -10,6 +10,11 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 pub const MAX_ID: usize = 256;
 pub const MAX_PATH: usize = 4096;
 pub const MAX_TEXT: usize = 900 * 1024;
+/// The largest file a user may send through a channel: what fits in one
+/// frame beside its message (and, base64-encoded, in a model request).
+pub const MAX_ATTACHMENT: usize = 700 * 1024;
+/// How many files one message may carry (their sizes together still fit a frame).
+pub const MAX_ATTACHMENTS: usize = 4;
 
 pub trait Message: Serialize + DeserializeOwned + Send + 'static {
     /// Checks field bounds after decoding; an error closes the connection.
@@ -19,6 +24,13 @@ pub trait Message: Serialize + DeserializeOwned + Send + 'static {
 }
 
 fn bounded(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("{field} is {} bytes, the limit is {max}", value.len()));
+    }
+    Ok(())
+}
+
+fn bytes_bounded(field: &str, value: &[u8], max: usize) -> Result<(), String> {
     if value.len() > max {
         return Err(format!("{field} is {} bytes, the limit is {max}", value.len()));
     }
@@ -74,6 +86,13 @@ pub enum ToolCall {
     ApplyPatch {
         patch: String,
     },
+    /// A file a user sent through a channel, saved for them (never asked for
+    /// by the model). An existing file is never overwritten: toold picks a
+    /// free name and reports it.
+    SaveUpload {
+        path: String,
+        data: Vec<u8>,
+    },
 }
 
 /// Tool daemon → broker.
@@ -111,6 +130,10 @@ impl Message for ToolRequest {
                 bounded("include", include.as_deref().unwrap_or(""), MAX_PATH)
             }
             ToolCall::ApplyPatch { patch } => bounded("patch", patch, MAX_TEXT),
+            ToolCall::SaveUpload { path, data } => {
+                bounded("path", path, MAX_PATH)?;
+                bytes_bounded("data", data, MAX_ATTACHMENT)
+            }
             ToolCall::WriteFile { path, content } => {
                 bounded("path", path, MAX_PATH)?;
                 bounded("content", content, MAX_TEXT)
@@ -184,6 +207,8 @@ pub enum ChannelToBroker {
         is_group: bool,
         /// The message mentions or replies to the bot.
         mentioned: bool,
+        /// Photos, voice notes and files that came with it.
+        attachments: Vec<Attachment>,
     },
     Delivered {
         outbox_id: u64,
@@ -197,6 +222,27 @@ pub enum ChannelToBroker {
         connected: bool,
         last_error: Option<String>,
     },
+}
+
+/// A file that came with a chat message, already downloaded by the channel
+/// daemon (the broker never talks to the platforms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub kind: AttachmentKind,
+    /// The file name the user gave it, or one the daemon made up.
+    pub name: String,
+    pub mime: String,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttachmentKind {
+    /// Shown to the model when it can see images.
+    Image,
+    /// Transcribed to text when transcription is configured.
+    Audio,
+    /// Saved into the workspace for the tools.
+    Document,
 }
 
 impl Message for BrokerToChannel {
@@ -237,12 +283,24 @@ impl Message for ChannelToBroker {
                 chat_id,
                 sender,
                 text,
+                attachments,
                 ..
             } => {
                 bounded("platform_id", platform_id, MAX_ID)?;
                 bounded("chat_id", chat_id, MAX_ID)?;
                 bounded("sender", sender, MAX_ID)?;
-                bounded("text", text, MAX_TEXT)
+                bounded("text", text, MAX_TEXT)?;
+                if attachments.len() > MAX_ATTACHMENTS {
+                    return Err(format!(
+                        "{} attachments, the limit is {MAX_ATTACHMENTS}",
+                        attachments.len()
+                    ));
+                }
+                attachments.iter().try_for_each(|a| {
+                    bounded("attachment name", &a.name, MAX_ID)?;
+                    bounded("attachment mime", &a.mime, MAX_ID)?;
+                    bytes_bounded("attachment data", &a.data, MAX_ATTACHMENT)
+                })
             }
             ChannelToBroker::Delivered { .. } => Ok(()),
             ChannelToBroker::SendFailed { error, .. } => bounded("error", error, MAX_TEXT),

@@ -23,7 +23,23 @@ fn tool_call() -> impl Strategy<Value = ToolCall> {
             new_text
         }),
         any::<String>().prop_map(|path| ToolCall::ListDir { path }),
+        (any::<String>(), proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(path, data)| ToolCall::SaveUpload { path, data }),
     ]
+}
+
+fn attachment() -> impl Strategy<Value = Attachment> {
+    (
+        prop_oneof![
+            Just(AttachmentKind::Image),
+            Just(AttachmentKind::Audio),
+            Just(AttachmentKind::Document)
+        ],
+        any::<String>(),
+        any::<String>(),
+        proptest::collection::vec(any::<u8>(), 0..256),
+    )
+        .prop_map(|(kind, name, mime, data)| Attachment { kind, name, mime, data })
 }
 
 fn channel_msg() -> impl Strategy<Value = ChannelToBroker> {
@@ -34,16 +50,18 @@ fn channel_msg() -> impl Strategy<Value = ChannelToBroker> {
             any::<String>(),
             any::<String>(),
             any::<bool>(),
-            any::<bool>()
+            any::<bool>(),
+            proptest::collection::vec(attachment(), 0..3)
         )
             .prop_map(
-                |(platform_id, chat_id, sender, text, is_group, mentioned)| ChannelToBroker::Inbound {
+                |(platform_id, chat_id, sender, text, is_group, mentioned, attachments)| ChannelToBroker::Inbound {
                     platform_id,
                     chat_id,
                     sender,
                     text,
                     is_group,
                     mentioned,
+                    attachments,
                 }
             ),
         any::<u64>().prop_map(|outbox_id| ChannelToBroker::Delivered { outbox_id }),
@@ -140,8 +158,35 @@ fn bounds_are_validated() {
         text: String::new(),
         is_group: false,
         mentioned: false,
+        attachments: Vec::new(),
     };
     assert!(msg.validate().is_err());
+}
+
+#[test]
+fn attachments_are_bounded_in_size_and_number() {
+    let file = |size: usize| Attachment {
+        kind: AttachmentKind::Document,
+        name: "f.bin".into(),
+        mime: "application/octet-stream".into(),
+        data: vec![0; size],
+    };
+    let inbound = |attachments: Vec<Attachment>| ChannelToBroker::Inbound {
+        platform_id: "1".into(),
+        chat_id: "c".into(),
+        sender: "s".into(),
+        text: String::new(),
+        is_group: false,
+        mentioned: false,
+        attachments,
+    };
+    assert!(inbound(vec![file(MAX_ATTACHMENT)]).validate().is_ok());
+    let err = inbound(vec![file(MAX_ATTACHMENT + 1)]).validate().unwrap_err();
+    assert!(err.contains("attachment data"), "{err}");
+    let err = inbound(vec![file(1); MAX_ATTACHMENTS + 1]).validate().unwrap_err();
+    assert!(err.contains("attachments, the limit"), "{err}");
+    // The largest allowed attachment still fits in one frame.
+    assert!(encode(&inbound(vec![file(MAX_ATTACHMENT)])).is_ok());
 }
 
 #[tokio::test]

@@ -110,6 +110,43 @@ pub fn write_file(workspace: &Path, path: &str, content: &str) -> Result<String,
     Ok(format!("wrote {} bytes to {path}", content.len()))
 }
 
+/// Saves a file a user sent. Never overwrites: when `path` exists it tries
+/// `name-1.ext`, `name-2.ext`, … Returns the workspace-relative path used.
+pub fn save_upload(workspace: &Path, path: &str, data: &[u8]) -> Result<String, String> {
+    use std::io::Write;
+    let (stem, ext) = match path.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.contains('/') => (stem, format!(".{ext}")),
+        _ => (path, String::new()),
+    };
+    for n in 0..100 {
+        let candidate = if n == 0 {
+            path.to_string()
+        } else {
+            format!("{stem}-{n}{ext}")
+        };
+        let p = match resolve_for_write(workspace, &candidate) {
+            Ok(p) => p,
+            // Something (a dangling symlink, say) already has the name.
+            Err(_) if lexical(workspace, &candidate).is_ok_and(|p| p.symlink_metadata().is_ok()) => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{candidate}: cannot create its directory: {e}"))?;
+        }
+        // create_new: O_EXCL, so neither an existing file nor a planted
+        // symlink is ever written through.
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+            Ok(mut f) => {
+                f.write_all(data).map_err(|e| format!("{candidate}: {e}"))?;
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("{candidate}: {e}")),
+        }
+    }
+    Err(format!("{path}: 100 files of that name already exist"))
+}
+
 pub fn edit_file(workspace: &Path, path: &str, old_text: &str, new_text: &str) -> Result<String, String> {
     if old_text.is_empty() {
         return Err("old_text is empty; give the exact text to replace".into());
@@ -180,6 +217,21 @@ mod tests {
         edit_file(&w, "notes/a.txt", "world", "there").unwrap();
         assert_eq!(read_file(&w, "notes/a.txt").unwrap(), "hello there");
         assert!(list_dir(&w, "notes").unwrap().contains("a.txt\t11 bytes"));
+    }
+
+    #[test]
+    fn uploads_never_overwrite_and_never_follow_symlinks() {
+        let (d, w) = ws();
+        assert_eq!(save_upload(&w, "inbox/r.pdf", b"one").unwrap(), "inbox/r.pdf");
+        assert_eq!(save_upload(&w, "inbox/r.pdf", b"two").unwrap(), "inbox/r-1.pdf");
+        assert_eq!(std::fs::read(w.join("inbox/r.pdf")).unwrap(), b"one");
+        assert_eq!(std::fs::read(w.join("inbox/r-1.pdf")).unwrap(), b"two");
+        // A symlink planted under the name is skipped, not written through.
+        let outside = d.path().join("outside");
+        std::os::unix::fs::symlink(&outside, w.join("inbox/x")).unwrap();
+        assert_eq!(save_upload(&w, "inbox/x", b"data").unwrap(), "inbox/x-1");
+        assert!(!outside.exists());
+        assert!(save_upload(&w, "../escape", b"x").is_err());
     }
 
     #[test]

@@ -27,6 +27,8 @@ struct Inner {
     identified: usize,
     /// Message ids sent to a client over the gateway.
     dispatched: Vec<u64>,
+    /// CDN path → bytes, for attachment downloads.
+    cdn: std::collections::HashMap<String, Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -63,6 +65,7 @@ impl FakeDiscord {
             }));
             let app = axum::Router::new()
                 .route("/api/v10/{*path}", axum::routing::any(rest))
+                .route("/attachments/{*path}", axum::routing::get(cdn))
                 .with_state(state);
             crate::serve::http(http, app).await;
         });
@@ -73,6 +76,23 @@ impl FakeDiscord {
         }
     }
 
+    /// A DM from `author` with one attached file, served by the fake's CDN.
+    pub fn post_file(&self, channel: u64, author: u64, content: &str, name: &str, mime: &str, data: &[u8]) -> u64 {
+        let id = {
+            let mut s = self.inner.lock().unwrap();
+            s.next_id += 1;
+            s.next_id
+        };
+        let path = format!("{channel}/{id}/{name}");
+        self.inner.lock().unwrap().cdn.insert(path.clone(), data.to_vec());
+        let attachment = json!({"id": (id + 1).to_string(), "filename": name, "size": data.len(),
+                                "url": format!("{}/attachments/{path}", self.api_base),
+                                "proxy_url": format!("{}/attachments/{path}", self.api_base),
+                                "content_type": mime});
+        self.dispatch_message(id, channel, None, author, content, false, vec![attachment]);
+        id
+    }
+
     /// A message from `author` in `channel` (a guild channel when `guild` is set).
     pub fn post(&self, channel: u64, guild: Option<u64>, author: u64, content: &str, mention_bot: bool) -> u64 {
         let id = {
@@ -80,18 +100,32 @@ impl FakeDiscord {
             s.next_id += 1;
             s.next_id
         };
+        self.dispatch_message(id, channel, guild, author, content, mention_bot, Vec::new());
+        id
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_message(
+        &self,
+        id: u64,
+        channel: u64,
+        guild: Option<u64>,
+        author: u64,
+        content: &str,
+        mention_bot: bool,
+        attachments: Vec<Value>,
+    ) {
         let mut msg = json!({
             "id": id.to_string(), "channel_id": channel.to_string(), "author": user(author, "someone", false),
             "content": content, "timestamp": "2026-11-25T12:00:00.000000+00:00", "edited_timestamp": null,
             "tts": false, "mention_everyone": false,
             "mentions": if mention_bot { json!([user(BOT_ID, "oxibot", true)]) } else { json!([]) },
-            "mention_roles": [], "attachments": [], "embeds": [], "pinned": false, "type": 0
+            "mention_roles": [], "attachments": attachments, "embeds": [], "pinned": false, "type": 0
         });
         if let Some(g) = guild {
             msg["guild_id"] = json!(g.to_string());
         }
         let _ = self.events.send(json!({"t": "MESSAGE_CREATE", "d": msg}));
-        id
     }
 
     /// A raw gateway dispatch (`{"t": ..., "d": ...}`) to every client.
@@ -128,6 +162,13 @@ impl FakeDiscord {
         crate::serve::wait_for("the bot to identify on the gateway", timeout, || {
             (self.identified() > 0).then_some(())
         })
+    }
+}
+
+async fn cdn(State(state): State<St>, Path(path): Path<String>) -> Response {
+    match state.lock().unwrap().cdn.get(&path) {
+        Some(bytes) => bytes.clone().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

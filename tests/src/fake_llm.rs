@@ -61,7 +61,19 @@ struct Inner {
     /// Models that always answer HTTP 500.
     failing_models: HashSet<String>,
     calls: u64,
+    transcriptions: Vec<Transcription>,
 }
+
+/// One `POST …/audio/transcriptions` (a multipart form), as received.
+#[derive(Debug, Clone)]
+pub struct Transcription {
+    pub authorization: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// What the fake hears in every voice message.
+pub const TRANSCRIPT: &str = "please water the plants at six";
 
 #[derive(Clone)]
 pub struct FakeLlm {
@@ -99,6 +111,10 @@ impl FakeLlm {
         self.inner.lock().unwrap().requests.clone()
     }
 
+    pub fn transcriptions(&self) -> Vec<Transcription> {
+        self.inner.lock().unwrap().transcriptions.clone()
+    }
+
     pub fn fail_model(&self, model: &str) {
         self.inner.lock().unwrap().failing_models.insert(model.to_string());
     }
@@ -116,6 +132,21 @@ impl FakeLlm {
 }
 
 async fn handle(State(state): State<Arc<Mutex<Inner>>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if uri.path().ends_with("/audio/transcriptions") {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        state.lock().unwrap().transcriptions.push(Transcription {
+            authorization: header("authorization"),
+            content_type: header("content-type"),
+            body: body.to_vec(),
+        });
+        return axum::Json(json!({"text": TRANSCRIPT})).into_response();
+    }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let path = uri.path().to_string();
     let anthropic = path.ends_with("/messages");

@@ -28,6 +28,9 @@ struct Inner {
     polls: Vec<(i64, Vec<i64>)>,
     /// Offsets asked for, recorded when each getUpdates arrives.
     offsets: Vec<i64>,
+    /// file_id → (file_path, bytes), for getFile and downloads.
+    files: std::collections::HashMap<String, (String, Vec<u8>)>,
+    downloads: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -56,6 +59,7 @@ impl FakeTelegram {
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             let app = axum::Router::new()
                 .route("/{bot}/{method}", axum::routing::any(handle))
+                .route("/file/{bot}/{*path}", axum::routing::get(download))
                 .with_state(state);
             tokio::select! {
                 _ = crate::serve::http(listener, app) => {}
@@ -101,6 +105,62 @@ impl FakeTelegram {
         drop(s);
         self.wake.notify_waiters();
         uid
+    }
+
+    /// A private message carrying a file: `kind` is "photo", "voice" or
+    /// "document". Returns the update id.
+    pub fn send_file(&self, user: i64, kind: &str, caption: &str, name: &str, mime: &str, data: &[u8]) -> i64 {
+        let mut s = self.inner.lock().unwrap();
+        let (uid, mid) = (s.next_update, s.next_message);
+        s.next_update += 1;
+        s.next_message += 1;
+        let mut store = |id: String, bytes: &[u8]| {
+            let meta = json!({"file_id": id, "file_unique_id": format!("u-{id}"), "file_size": bytes.len()});
+            s.files
+                .insert(id.clone(), (format!("files/{id}-{name}"), bytes.to_vec()));
+            meta
+        };
+        let mut message = json!({
+            "message_id": mid, "date": 1_700_000_000,
+            "chat": {"id": user, "type": "private", "first_name": "User"},
+            "from": {"id": user, "is_bot": false, "first_name": "User"}
+        });
+        match kind {
+            "photo" => {
+                // Telegram sends every size; the thumbnail is not the picture.
+                let mut small = store(format!("thumb{mid}"), b"thumbnail");
+                small["width"] = json!(90);
+                small["height"] = json!(90);
+                let mut big = store(format!("photo{mid}"), data);
+                big["width"] = json!(1280);
+                big["height"] = json!(960);
+                message["photo"] = json!([small, big]);
+            }
+            "voice" => {
+                let mut v = store(format!("voice{mid}"), data);
+                v["duration"] = json!(3);
+                v["mime_type"] = json!(mime);
+                message["voice"] = v;
+            }
+            _ => {
+                let mut d = store(format!("doc{mid}"), data);
+                d["file_name"] = json!(name);
+                d["mime_type"] = json!(mime);
+                message["document"] = d;
+            }
+        }
+        if !caption.is_empty() {
+            message["caption"] = json!(caption);
+        }
+        s.updates.push(json!({"update_id": uid, "message": message}));
+        drop(s);
+        self.wake.notify_waiters();
+        uid
+    }
+
+    /// The file paths downloaded so far.
+    pub fn downloads(&self) -> Vec<String> {
+        self.inner.lock().unwrap().downloads.clone()
     }
 
     /// A raw update body, for malformed-payload tests.
@@ -173,6 +233,19 @@ fn params(body: &Bytes) -> Value {
     Value::Object(map)
 }
 
+async fn download(State((inner, _)): State<St>, Path((bot, path)): Path<(String, String)>) -> Response {
+    let mut s = inner.lock().unwrap();
+    if bot.strip_prefix("bot") != Some(s.token.as_str()) {
+        return axum::http::StatusCode::UNAUTHORIZED.into_response();
+    }
+    let found = s.files.values().find(|(p, _)| *p == path).map(|(_, b)| b.clone());
+    s.downloads.push(path);
+    match found {
+        Some(bytes) => bytes.into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(String, String)>, body: Bytes) -> Response {
     let token = inner.lock().unwrap().token.clone();
     if bot.strip_prefix("bot") != Some(token.as_str()) {
@@ -234,6 +307,18 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
                 "from": {"id": BOT_ID, "is_bot": true, "first_name": "OxiBot", "username": BOT_USERNAME},
                 "text": p["text"]
             }))
+        }
+        "getfile" => {
+            let id = p["file_id"].as_str().unwrap_or_default().to_string();
+            match inner.lock().unwrap().files.get(&id) {
+                Some((path, bytes)) => ok(json!({"file_id": id, "file_unique_id": format!("u-{id}"),
+                                                 "file_size": bytes.len(), "file_path": path})),
+                None => (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"ok": false, "error_code": 400, "description": "Bad Request: invalid file_id"})),
+                )
+                    .into_response(),
+            }
         }
         "sendchataction" => {
             inner.lock().unwrap().actions.push(p);

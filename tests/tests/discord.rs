@@ -67,3 +67,18 @@ fn guild_messages_need_a_mention_and_strangers_are_refused() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(llm.requests().len(), 1);
 }
+
+#[test]
+fn attachments_are_downloaded_and_saved_into_the_workspace() {
+    let (llm, discord, broker) = start(vec![Step::Text("thanks".into())], TOKEN);
+    connected(&broker);
+    let csv = b"name,qty\nbolts,40\n";
+    discord.post_file(DM, ALICE, "inventory attached", "stock.csv", "text/csv", csv);
+    discord.wait_sent(1, Duration::from_secs(20));
+    let request = llm.requests()[0].body.to_string();
+    assert!(
+        request.contains("inventory attached") && request.contains("inbox/stock.csv"),
+        "{request}"
+    );
+    assert_eq!(std::fs::read(broker.workspace.join("inbox/stock.csv")).unwrap(), csv);
+}

@@ -20,19 +20,25 @@ struct Setup {
 }
 
 fn start(script: Vec<Step>, telegram: Value) -> Setup {
-    start_with_token(script, telegram, TOKEN)
+    start_with(script, telegram, |_| json!({}), json!({}))
 }
 
-fn start_with_token(script: Vec<Step>, telegram: Value, server_token: &str) -> Setup {
+/// `config` (given the fake LLM's URL) and `secrets` are merged into the
+/// broker's config and secrets.
+fn start_with(script: Vec<Step>, telegram: Value, config: impl FnOnce(&str) -> Value, secrets: Value) -> Setup {
     let llm = FakeLlm::start(script);
-    let tg = FakeTelegram::start(server_token);
+    let config = config(&llm.base_url);
+    let tg = FakeTelegram::start(TOKEN);
     let mut channel = json!({"enabled": true, "apiBase": tg.base_url, "allowedUsers": [ALICE.to_string()]});
     oxibot_tests::harness::merge(&mut channel, telegram);
-    let secrets = json!({
+    let mut all_secrets = json!({
         "providers": {"openai": {"apiKey": LLM_KEY}},
         "channels": {"telegram": {"token": TOKEN}, "discord": {"token": DISCORD_TOKEN}}
     });
-    let broker = Broker::start(&llm.base_url, json!({"channels": {"telegram": channel}}), secrets);
+    oxibot_tests::harness::merge(&mut all_secrets, secrets);
+    let mut patch = json!({"channels": {"telegram": channel}});
+    oxibot_tests::harness::merge(&mut patch, config);
+    let broker = Broker::start(&llm.base_url, patch, all_secrets);
     Setup { llm, tg, broker }
 }
 
@@ -119,4 +125,156 @@ fn chat_commands_work() {
         "/new kept the history"
     );
     assert_eq!(s.llm.requests().len(), 1, "commands must not reach the model");
+}
+
+/// The text of the last user message of a chat request, and its image URLs.
+fn last_user_message(request: &Value) -> (String, Vec<String>) {
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let Some(user) = messages.iter().rev().find(|m| m["role"] == "user") else {
+        return (String::new(), Vec::new());
+    };
+    match &user["content"] {
+        Value::String(t) => (t.clone(), Vec::new()),
+        Value::Array(parts) => {
+            let text = parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let images = parts
+                .iter()
+                .filter_map(|p| p["image_url"]["url"].as_str().map(str::to_string))
+                .collect();
+            (text, images)
+        }
+        _ => (String::new(), Vec::new()),
+    }
+}
+
+/// The saved file is the user's, byte for byte, and toold wrote it: it is
+/// owned by the tool user when the jail runs as one (CI).
+fn assert_saved_by_toold(s: &Setup, relative: &str, data: &[u8]) {
+    use std::os::unix::fs::MetadataExt;
+    let path = s.broker.workspace.join(relative);
+    assert_eq!(std::fs::read(&path).unwrap_or_default(), data, "{relative}");
+    if let (true, Ok(Some(tool))) = (
+        nix::unistd::geteuid().is_root(),
+        nix::unistd::User::from_name("oxibot-tool"),
+    ) {
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().uid(),
+            tool.uid.as_raw(),
+            "{relative} not written by toold"
+        );
+    }
+}
+
+const PHOTO: &[u8] = b"\xff\xd8\xff\xe0 a tiny jpeg \x00\x01 not really";
+
+#[test]
+fn a_photo_reaches_a_vision_model_as_an_image_and_is_saved() {
+    let s = start_with(
+        vec![Step::Text("a cat".into())],
+        json!({}),
+        |_| json!({"agents": {"defaults": {"vision": true}}}),
+        json!({}),
+    );
+    s.wait_connected();
+    s.tg.send_file(ALICE, "photo", "what is this?", "p.jpg", "image/jpeg", PHOTO);
+    let sent = s.tg.wait_sent(1, Duration::from_secs(20));
+    assert_eq!(text_of(&sent[0]), "a cat");
+    let (text, images) = last_user_message(&s.llm.requests()[0].body);
+    assert!(text.contains("what is this?"), "{text}");
+    use base64::Engine;
+    let expected = format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(PHOTO)
+    );
+    assert_eq!(images, vec![expected]);
+    // The largest size was fetched, not the thumbnail.
+    let downloads = s.tg.downloads();
+    assert!(downloads.iter().all(|d| d.contains("/photo")), "{downloads:?}");
+    let saved = text.split("saved to ").nth(1).unwrap_or_default().trim_end_matches(']');
+    assert!(saved.starts_with("inbox/photo-"), "{text}");
+    assert_saved_by_toold(&s, saved, PHOTO);
+    // The history keeps the note, not the picture.
+    let stored = s.broker.messages(&format!("telegram:{ALICE}"));
+    assert!(stored[0].1.contains("inbox/photo-") && !stored[0].1.contains("base64"));
+}
+
+#[test]
+fn without_vision_a_photo_is_saved_and_the_model_told_so() {
+    let s = start(vec![Step::Text("noted".into())], json!({}));
+    s.wait_connected();
+    s.tg.send_file(ALICE, "photo", "", "p.jpg", "image/jpeg", PHOTO);
+    s.tg.wait_sent(1, Duration::from_secs(20));
+    let (text, images) = last_user_message(&s.llm.requests()[0].body);
+    assert!(images.is_empty());
+    assert!(text.contains("not set up to see images"), "{text}");
+}
+
+#[test]
+fn a_voice_message_is_transcribed_through_the_configured_provider() {
+    // Groq is served by the fake LLM under /groq/v1, with its own key.
+    let s = start_with(
+        vec![Step::Text("I will remind you".into())],
+        json!({}),
+        |llm| {
+            json!({"transcription": {"provider": "groq", "model": "whisper-test"},
+                   "providers": {"groq": {"apiBase": format!("{llm}/groq/v1")}}})
+        },
+        json!({"providers": {"groq": {"apiKey": "gsk-groq-KEY-0123456789"}}}),
+    );
+    s.wait_connected();
+    let audio = b"OggS\x00\x02 fake opus voice note";
+    s.tg.send_file(ALICE, "voice", "", "voice.ogg", "audio/ogg", audio);
+    s.tg.wait_sent(1, Duration::from_secs(20));
+    let heard = s.llm.transcriptions();
+    assert_eq!(heard.len(), 1);
+    assert_eq!(
+        heard[0].authorization, "Bearer gsk-groq-KEY-0123456789",
+        "the groq key, and only it"
+    );
+    assert!(heard[0].content_type.starts_with("multipart/form-data"));
+    let form = String::from_utf8_lossy(&heard[0].body);
+    assert!(
+        form.contains("whisper-test") && form.contains("fake opus voice note"),
+        "{form}"
+    );
+    let (text, _) = last_user_message(&s.llm.requests()[0].body);
+    assert!(text.contains(oxibot_tests::fake_llm::TRANSCRIPT), "{text}");
+    assert!(!s.llm.requests()[0]
+        .header("authorization")
+        .unwrap_or_default()
+        .contains("gsk-groq"));
+}
+
+#[test]
+fn documents_are_saved_into_the_workspace_through_toold() {
+    let s = start(
+        vec![Step::Text("got it".into()), Step::Text("too big".into())],
+        json!({}),
+    );
+    s.wait_connected();
+    let pdf = b"%PDF-1.7 \x00\x01\x02 binary body";
+    s.tg.send_file(ALICE, "document", "the report", "Q3 report.pdf", "application/pdf", pdf);
+    s.tg.wait_sent(1, Duration::from_secs(20));
+    let (text, _) = last_user_message(&s.llm.requests()[0].body);
+    assert!(
+        text.contains("the report") && text.contains("inbox/Q3_report.pdf"),
+        "{text}"
+    );
+    assert_saved_by_toold(&s, "inbox/Q3_report.pdf", pdf);
+
+    // Too large for a frame: not downloaded, and the model is told.
+    let huge = vec![7u8; 800 * 1024];
+    s.tg.send_file(ALICE, "document", "", "huge.bin", "application/octet-stream", &huge);
+    s.tg.wait_sent(2, Duration::from_secs(20));
+    let (text, _) = last_user_message(&s.llm.requests()[1].body);
+    assert!(
+        text.contains("huge.bin") && text.contains("cannot come through chat"),
+        "{text}"
+    );
+    assert!(!s.tg.downloads().iter().any(|d| d.contains("huge.bin")));
+    assert!(!s.broker.workspace.join("inbox/huge.bin").exists());
 }

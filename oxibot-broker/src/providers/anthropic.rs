@@ -69,7 +69,16 @@ fn messages_json(messages: &[ChatMessage]) -> Vec<Value> {
     for m in messages {
         match m.role {
             Role::System => {}
-            Role::User => out.push(json!({"role": "user", "content": m.content})),
+            Role::User if m.images.is_empty() => out.push(json!({"role": "user", "content": m.content})),
+            Role::User => {
+                let mut blocks: Vec<Value> = m
+                    .images
+                    .iter()
+                    .map(|i| json!({"type": "image", "source": {"type": "base64", "media_type": i.mime, "data": i.base64}}))
+                    .collect();
+                blocks.push(json!({"type": "text", "text": m.content}));
+                out.push(json!({"role": "user", "content": blocks}));
+            }
             Role::Assistant => {
                 let mut blocks = Vec::new();
                 if !m.content.is_empty() {

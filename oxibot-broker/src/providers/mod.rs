@@ -5,6 +5,9 @@
 mod anthropic;
 mod openai;
 pub mod registry;
+mod transcribe;
+
+pub use transcribe::Transcriber;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -61,6 +64,16 @@ pub struct ChatMessage {
     pub tool_calls: Vec<ToolCallRequest>,
     /// For tool results: which call this answers.
     pub tool_call_id: Option<String>,
+    /// Pictures that come with a user message (only on the turn they
+    /// arrive; history keeps a note of them in the text).
+    pub images: Vec<Image>,
+}
+
+/// An image for a vision model, already base64-encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    pub mime: String,
+    pub base64: String,
 }
 
 impl ChatMessage {
@@ -70,6 +83,7 @@ impl ChatMessage {
             content: content.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            images: Vec::new(),
         }
     }
 }
@@ -145,6 +159,32 @@ struct Endpoint {
     headers: BTreeMap<String, String>,
 }
 
+impl Endpoint {
+    fn new(config: &Config, spec: &'static registry::ProviderSpec, model: &str) -> Result<Endpoint, String> {
+        let settings = config.providers.get(&ProviderName(spec.name.to_string()));
+        let base = settings
+            .and_then(|s| s.api_base.clone())
+            .or_else(|| spec.default_base.map(str::to_string))
+            .ok_or_else(|| format!("set providers.{}.apiBase", spec.name))?;
+        let key = settings.and_then(|s| s.api_key.clone()).filter(|k| !k.is_empty());
+        if key.is_none() && spec.needs_key {
+            tracing::warn!(
+                provider = spec.name,
+                "no API key configured; requests will likely be refused"
+            );
+        }
+        let prefix = format!("{}/", spec.name);
+        Ok(Endpoint {
+            provider: spec.name,
+            style: spec.style,
+            base: base.trim_end_matches('/').to_string(),
+            model: model.strip_prefix(&prefix).unwrap_or(model).to_string(),
+            key,
+            headers: settings.map(|s| s.extra_headers.clone()).unwrap_or_default(),
+        })
+    }
+}
+
 pub struct LlmClient {
     http: reqwest::Client,
     /// The primary model first, then the fallbacks.
@@ -167,28 +207,7 @@ impl LlmClient {
         let mut endpoints = Vec::new();
         for model in std::iter::once(&d.model).chain(&d.fallback_models) {
             let spec = config.resolve_provider(model)?;
-            let settings = config.providers.get(&ProviderName(spec.name.to_string()));
-            let base = settings
-                .and_then(|s| s.api_base.clone())
-                .or_else(|| spec.default_base.map(str::to_string))
-                .ok_or_else(|| format!("set providers.{}.apiBase", spec.name))?;
-            let key = settings.and_then(|s| s.api_key.clone()).filter(|k| !k.is_empty());
-            if key.is_none() && spec.needs_key {
-                tracing::warn!(
-                    provider = spec.name,
-                    "no API key configured; requests will likely be refused"
-                );
-            }
-            let prefix = format!("{}/", spec.name);
-            let wire_model = model.strip_prefix(&prefix).unwrap_or(model).to_string();
-            endpoints.push(Endpoint {
-                provider: spec.name,
-                style: spec.style,
-                base: base.trim_end_matches('/').to_string(),
-                model: wire_model,
-                key,
-                headers: settings.map(|s| s.extra_headers.clone()).unwrap_or_default(),
-            });
+            endpoints.push(Endpoint::new(config, spec, model)?);
         }
         Ok(LlmClient {
             http,

@@ -50,6 +50,13 @@ fn decode(ep: &Endpoint, message: String) -> ProviderError {
 
 fn message_json(m: &super::ChatMessage) -> Value {
     let mut v = json!({"role": m.role.as_str(), "content": m.content});
+    if !m.images.is_empty() {
+        let mut parts = vec![json!({"type": "text", "text": m.content})];
+        parts.extend(m.images.iter().map(
+            |i| json!({"type": "image_url", "image_url": {"url": format!("data:{};base64,{}", i.mime, i.base64)}}),
+        ));
+        v["content"] = Value::Array(parts);
+    }
     if m.role == Role::Assistant && !m.tool_calls.is_empty() {
         v["tool_calls"] = m
             .tool_calls

@@ -1,0 +1,107 @@
+//! Voice messages to text: `POST {base}/audio/transcriptions` (the
+//! OpenAI/Whisper multipart form that Groq and others also serve), with the
+//! configured provider's key and the same retry rules as chat.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::registry::{self, ApiStyle};
+use super::{http_error, network_error, Endpoint, ProviderError, MAX_RETRY_WAIT};
+use crate::config::Config;
+
+pub struct Transcriber {
+    http: reqwest::Client,
+    ep: Endpoint,
+    max_retries: u32,
+    base_delay: Duration,
+}
+
+impl Transcriber {
+    /// None when no transcription model is configured.
+    pub fn new(config: &Config) -> Result<Option<Transcriber>, String> {
+        let t = &config.transcription;
+        let Some(model) = t.model.as_deref().filter(|m| !m.is_empty()) else {
+            return Ok(None);
+        };
+        let spec = match &t.provider {
+            Some(p) => registry::find(&p.0),
+            None => registry::guess_from_model(model).filter(|p| model.starts_with(&format!("{}/", p.name))),
+        }
+        .ok_or_else(|| {
+            format!("transcription.provider is not set: which provider serves \"{model}\"? (e.g. \"groq\")")
+        })?;
+        if spec.style != ApiStyle::OpenAi {
+            return Err(format!(
+                "transcription.provider \"{}\" has no OpenAI-compatible /audio/transcriptions; use e.g. groq or openai",
+                spec.name
+            ));
+        }
+        let d = &config.agents.defaults;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(d.request_timeout_secs))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Some(Transcriber {
+            http,
+            ep: Endpoint::new(config, spec, model)?,
+            max_retries: d.max_retries,
+            base_delay: Duration::from_millis(d.retry_base_delay_ms),
+        }))
+    }
+
+    /// The text spoken in `audio`.
+    pub async fn transcribe(&self, file_name: &str, mime: &str, audio: &[u8]) -> Result<String, String> {
+        let mut attempt = 0;
+        loop {
+            match self.once(file_name, mime, audio).await {
+                Ok(text) => return Ok(text),
+                Err(e) if e.retryable() && attempt < self.max_retries => {
+                    let backoff = self.base_delay.saturating_mul(1u32 << attempt.min(16));
+                    let wait = e.retry_after().unwrap_or(backoff).min(MAX_RETRY_WAIT);
+                    tracing::info!(provider = self.ep.provider, attempt, error = %e, "retrying transcription");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    async fn once(&self, file_name: &str, mime: &str, audio: &[u8]) -> Result<String, ProviderError> {
+        let ep = &self.ep;
+        let decode = |message: String| ProviderError::Decode {
+            provider: ep.provider,
+            message,
+        };
+        let file = reqwest::multipart::Part::bytes(audio.to_vec())
+            .file_name(file_name.to_string())
+            .mime_str(mime)
+            .or_else(|_| reqwest::multipart::Part::bytes(audio.to_vec()).mime_str("application/octet-stream"))
+            .map_err(|e| decode(e.to_string()))?;
+        let form = reqwest::multipart::Form::new()
+            .part("file", file)
+            .text("model", ep.model.clone())
+            .text("response_format", "json");
+        let mut rb = self
+            .http
+            .post(format!("{}/audio/transcriptions", ep.base))
+            .multipart(form);
+        if let Some(key) = &ep.key {
+            rb = rb.bearer_auth(key.expose());
+        }
+        let resp = super::apply_headers(rb, ep)
+            .send()
+            .await
+            .map_err(|e| network_error(ep.provider, e))?;
+        if !resp.status().is_success() {
+            return Err(http_error(ep.provider, resp).await);
+        }
+        let v: Value = resp.json().await.map_err(|e| decode(e.to_string()))?;
+        v.get("text")
+            .and_then(Value::as_str)
+            .map(|t| t.trim().to_string())
+            .ok_or_else(|| decode("no \"text\" in the transcription".into()))
+    }
+}
