@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use oxibot_proto::messages::{BrokerToChannel, ChannelStatus, ChannelToBroker};
+use oxibot_proto::messages::{BrokerToChannel, ChannelStatus, ChannelToBroker, MAX_RESUME_CHATS};
 use oxibot_proto::{accept_handshake, FrameError, Role};
 use serde_json::{Map, Value};
 use tokio::net::UnixStream;
@@ -69,10 +69,18 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
         }
     };
     let (settings_json, credential_json) = split_credential(settings);
+    let resume_after = match broker.store.resume_points(&channel, MAX_RESUME_CHATS) {
+        Ok(points) => points,
+        Err(e) => {
+            tracing::warn!(%channel, "cannot read resume points: {e}");
+            Vec::new()
+        }
+    };
     let setup = BrokerToChannel::Setup {
         channel: channel.clone(),
         settings_json,
         credential_json,
+        resume_after,
     };
     if let Err(e) = writer.send(&setup).await {
         tracing::warn!(%channel, "cannot send Setup: {e}");

@@ -304,6 +304,19 @@ impl Store {
         }))
     }
 
+    /// The newest committed message of each of the channel's most recent
+    /// chats: where a daemon without a platform cursor resumes.
+    pub fn resume_points(&self, channel: &str, max_chats: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT chat_id, platform_id FROM inbound WHERE id IN
+               (SELECT MAX(id) FROM inbound WHERE channel = ?1 GROUP BY chat_id)
+             ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![channel, max_chats as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn pending_inbound(&self) -> Result<Vec<Inbound>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(
@@ -589,6 +602,17 @@ mod tests {
         assert_eq!(s.queue_depths().unwrap(), (0, 1));
         s.outbox_delivered(id).unwrap();
         assert_eq!(s.queue_depths().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn resume_points_are_the_newest_message_of_each_recent_chat() {
+        let s = Store::open_in_memory().unwrap();
+        for (channel, id, chat) in [("d", "1", "a"), ("d", "2", "a"), ("d", "3", "b"), ("t", "4", "a")] {
+            s.commit_inbound(channel, id, chat, "u", "x", vec![]).unwrap();
+        }
+        let points = s.resume_points("d", 10).unwrap();
+        assert_eq!(points, vec![("b".into(), "3".into()), ("a".into(), "2".into())]);
+        assert_eq!(s.resume_points("d", 1).unwrap(), vec![("b".into(), "3".into())]);
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! client for replies. DMs are direct messages; guild messages go through
 //! the group policy (mention by default).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENT, MAX_ATTACHMENTS};
 use serde::Deserialize;
 use serenity::all::{
-    ChannelId, Context, CreateMessage, EventHandler, GatewayIntents, Http, HttpBuilder, Message, MessageId, Ready,
+    ChannelId, Context, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http, HttpBuilder, Message,
+    MessageId, Ready, UserId,
 };
 use serenity::async_trait;
 use tokio::sync::mpsc;
@@ -33,20 +35,17 @@ struct Credential {
 
 struct Handler {
     link: Link,
+    /// The newest message handed to the broker, per channel: where to catch
+    /// up from after a reconnect (the gateway does not redeliver).
+    resume_after: Mutex<HashMap<u64, u64>>,
 }
 
-#[async_trait]
-impl EventHandler for Handler {
-    async fn ready(&self, _ctx: Context, ready: Ready) {
-        tracing::info!(bot = %ready.user.name, "connected to Discord");
-        self.link.status(true, None).await;
-    }
-
-    async fn message(&self, ctx: Context, msg: Message) {
+impl Handler {
+    /// Hands one user message to the broker and waits for its ack.
+    async fn deliver(&self, msg: Message, me: UserId) {
         if msg.author.bot || (msg.content.trim().is_empty() && msg.attachments.is_empty()) {
             return;
         }
-        let me = ctx.cache.current_user().id;
         let mentioned = msg.mentions.iter().any(|u| u.id == me)
             || msg.referenced_message.as_ref().is_some_and(|r| r.author.id == me);
         let platform_id = msg.id.get().to_string();
@@ -65,6 +64,54 @@ impl EventHandler for Handler {
             tracing::error!("{e}");
             std::process::exit(1);
         }
+        let mut resume = self.resume_after.lock().unwrap_or_else(|p| p.into_inner());
+        let newest = resume.entry(msg.channel_id.get()).or_default();
+        *newest = (*newest).max(msg.id.get());
+    }
+
+    /// Fetches, oldest first, what each known channel received after the
+    /// newest message the broker has: messages that arrived while no
+    /// gateway session was listening. The broker drops any it already has.
+    async fn catch_up(&self, http: &Http, me: UserId) {
+        let points: Vec<(u64, u64)> = self
+            .resume_after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(c, m)| (*c, *m))
+            .collect();
+        for (channel, after) in points {
+            let query = GetMessages::new().after(MessageId::new(after)).limit(CATCH_UP_LIMIT);
+            match ChannelId::new(channel).messages(http, query).await {
+                Ok(mut missed) => {
+                    missed.sort_by_key(|m| m.id);
+                    if !missed.is_empty() {
+                        tracing::info!(channel, count = missed.len(), "catching up on missed messages");
+                    }
+                    for m in missed {
+                        self.deliver(m, me).await;
+                    }
+                }
+                Err(e) => tracing::warn!(channel, "cannot fetch missed messages: {e}"),
+            }
+        }
+    }
+}
+
+/// Discord's page size for message history.
+const CATCH_UP_LIMIT: u8 = 100;
+
+#[async_trait]
+impl EventHandler for Handler {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        tracing::info!(bot = %ready.user.name, "connected to Discord");
+        self.link.status(true, None).await;
+        self.catch_up(&ctx.http, ready.user.id).await;
+    }
+
+    async fn message(&self, ctx: Context, msg: Message) {
+        let me = ctx.cache.current_user().id;
+        self.deliver(msg, me).await;
     }
 }
 
@@ -100,7 +147,13 @@ async fn fetch_attachments(msg: &Message) -> (Vec<Attachment>, Vec<String>) {
     (files, notes)
 }
 
-pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
+pub async fn run(
+    link: Link,
+    jobs: mpsc::Receiver<Job>,
+    settings: &str,
+    credential: &str,
+    resume_after: Vec<(String, String)>,
+) -> Result<(), Fatal> {
     let settings: Settings =
         serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.discord: {e}")))?;
     let credential: Credential = serde_json::from_str(credential)
@@ -127,7 +180,10 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
 
     let intents = GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES | GatewayIntents::MESSAGE_CONTENT;
     let mut client = serenity::all::ClientBuilder::new_with_http(make_http(), intents)
-        .event_handler(Handler { link: link.clone() })
+        .event_handler(Handler {
+            link: link.clone(),
+            resume_after: Mutex::new(parse_resume_points(&resume_after)),
+        })
         .await
         .map_err(|e| Fatal::config(format!("cannot set up the Discord client: {e}")))?;
     // serenity reconnects by itself; an error here is final.
@@ -138,6 +194,15 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
     };
     link.status(false, Some(why.clone())).await;
     Err(Fatal::broker(why))
+}
+
+/// The broker's (chat id, message id) pairs as Discord ids; others are ignored.
+fn parse_resume_points(points: &[(String, String)]) -> HashMap<u64, u64> {
+    points
+        .iter()
+        .filter_map(|(chat, id)| Some((chat.parse::<u64>().ok()?, id.parse::<u64>().ok()?)))
+        .filter(|(chat, id)| *chat != 0 && *id != 0)
+        .collect()
 }
 
 async fn outbound(http: Arc<Http>, link: Link, jobs: mpsc::Receiver<Job>) {
@@ -182,4 +247,20 @@ async fn send(http: &Http, chat_id: &str, text: &str, reply_to: Option<&str>) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_points_from_the_broker_are_checked() {
+        let points = [
+            ("7001".to_string(), "1005".to_string()),
+            ("0".to_string(), "5".to_string()),
+            ("general".to_string(), "9".to_string()),
+            ("7002".to_string(), "not-a-snowflake".to_string()),
+        ];
+        assert_eq!(parse_resume_points(&points), HashMap::from([(7001, 1005)]));
+    }
 }

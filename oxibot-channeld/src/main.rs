@@ -102,12 +102,13 @@ async fn run(args: Args) -> Result<(), Fatal> {
     })
     .await
     .map_err(|e| Fatal::broker(format!("cannot register: {e}")))?;
-    let (settings, credential) = match conn.recv().await {
+    let (settings, credential, resume_after) = match conn.recv().await {
         Ok(BrokerToChannel::Setup {
             settings_json,
             credential_json,
+            resume_after,
             ..
-        }) => (settings_json, Zeroizing::new(credential_json)),
+        }) => (settings_json, Zeroizing::new(credential_json), resume_after),
         Ok(_) => return Err(Fatal::broker("the broker sent something other than Setup first".into())),
         Err(e) => {
             return Err(Fatal::config(format!(
@@ -126,7 +127,7 @@ async fn run(args: Args) -> Result<(), Fatal> {
         "telegram" => telegram::run(link, jobs, &settings, &credential).await,
         "whatsapp" => whatsapp::run(link, jobs, &settings, &credential).await,
         "email" => email::run(link, jobs, &settings, &credential).await,
-        "discord" => discord::run(link, jobs, &settings, &credential).await,
+        "discord" => discord::run(link, jobs, &settings, &credential, resume_after).await,
         "slack" => slack::run(link, jobs, &settings, &credential).await,
         other => {
             let msg = format!(

@@ -13,6 +13,8 @@ pub const MAX_TEXT: usize = 900 * 1024;
 /// The largest file a user may send through a channel: what fits in one
 /// frame beside its message (and, base64-encoded, in a model request).
 pub const MAX_ATTACHMENT: usize = 700 * 1024;
+/// How many chats a daemon is asked to catch up on after a restart.
+pub const MAX_RESUME_CHATS: usize = 100;
 /// How many files one message may carry (their sizes together still fit a frame).
 pub const MAX_ATTACHMENTS: usize = 4;
 
@@ -172,6 +174,10 @@ pub enum BrokerToChannel {
         channel: String,
         settings_json: String,
         credential_json: String,
+        /// (chat id, platform id) of the newest committed message of each
+        /// recent chat, for platforms without a server-side cursor (Discord)
+        /// to fetch what arrived while the daemon was down.
+        resume_after: Vec<(String, String)>,
     },
     /// The inbound message with this platform id is committed; the daemon may
     /// now advance the platform cursor.
@@ -252,10 +258,18 @@ impl Message for BrokerToChannel {
                 channel,
                 settings_json,
                 credential_json,
+                resume_after,
             } => {
                 bounded("channel", channel, MAX_ID)?;
                 bounded("settings_json", settings_json, MAX_TEXT)?;
-                bounded("credential_json", credential_json, MAX_TEXT)
+                bounded("credential_json", credential_json, MAX_TEXT)?;
+                if resume_after.len() > MAX_RESUME_CHATS {
+                    return Err(format!("resume_after has {} chats", resume_after.len()));
+                }
+                resume_after.iter().try_for_each(|(chat, id)| {
+                    bounded("resume chat", chat, MAX_ID)?;
+                    bounded("resume id", id, MAX_ID)
+                })
             }
             BrokerToChannel::Ack { platform_id } => bounded("platform_id", platform_id, MAX_ID),
             BrokerToChannel::Send {

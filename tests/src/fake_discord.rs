@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -27,6 +27,12 @@ struct Inner {
     identified: usize,
     /// Message ids sent to a client over the gateway.
     dispatched: Vec<u64>,
+    /// Every user message, for `GET /channels/{id}/messages`.
+    history: Vec<Value>,
+    /// Gateway sessions that are READY now.
+    live: usize,
+    /// Query strings of history fetches.
+    history_queries: Vec<String>,
     /// CDN path → bytes, for attachment downloads.
     cdn: std::collections::HashMap<String, Vec<u8>>,
 }
@@ -125,7 +131,26 @@ impl FakeDiscord {
         if let Some(g) = guild {
             msg["guild_id"] = json!(g.to_string());
         }
-        let _ = self.events.send(json!({"t": "MESSAGE_CREATE", "d": msg}));
+        let live = {
+            let mut s = self.inner.lock().unwrap();
+            s.history.push(msg.clone());
+            s.live
+        };
+        // Like Discord: with no session listening, the event goes nowhere
+        // (the message stays in the channel's history).
+        if live > 0 {
+            let _ = self.events.send(json!({"t": "MESSAGE_CREATE", "d": msg}));
+        }
+    }
+
+    /// Gateway sessions that are READY now.
+    pub fn live_sessions(&self) -> usize {
+        self.inner.lock().unwrap().live
+    }
+
+    /// Query strings of the history fetches (`GET /channels/{id}/messages`).
+    pub fn history_queries(&self) -> Vec<String> {
+        self.inner.lock().unwrap().history_queries.clone()
     }
 
     /// A raw gateway dispatch (`{"t": ..., "d": ...}`) to every client.
@@ -172,7 +197,14 @@ async fn cdn(State(state): State<St>, Path(path): Path<String>) -> Response {
     }
 }
 
-async fn rest(State(state): State<St>, Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn rest(
+    State(state): State<St>,
+    Path(path): Path<String>,
+    method: axum::http::Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -200,6 +232,25 @@ async fn rest(State(state): State<St>, Path(path): Path<String>, headers: Header
             state.lock().unwrap().typing.push(channel.to_string());
             StatusCode::NO_CONTENT.into_response()
         }
+        ["channels", channel, "messages"] if method == axum::http::Method::GET => {
+            let query = query.unwrap_or_default();
+            let after: u64 = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("after="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut s = state.lock().unwrap();
+            s.history_queries.push(query.clone());
+            let mut found: Vec<Value> = s
+                .history
+                .iter()
+                .filter(|m| m["channel_id"] == *channel)
+                .filter(|m| m["id"].as_str().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0) > after)
+                .cloned()
+                .collect();
+            found.reverse(); // newest first, as Discord answers
+            axum::Json(Value::Array(found)).into_response()
+        }
         ["channels", channel, "messages"] => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let id = {
@@ -224,6 +275,16 @@ async fn rest(State(state): State<St>, Path(path): Path<String>, headers: Header
     }
 }
 
+struct Live(St, bool);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.lock().unwrap().live -= 1;
+        }
+    }
+}
+
 async fn gateway(tcp: tokio::net::TcpStream, state: St, mut events: broadcast::Receiver<Value>) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
         return;
@@ -238,6 +299,8 @@ async fn gateway(tcp: tokio::net::TcpStream, state: St, mut events: broadcast::R
     }
     let mut seq = 0u64;
     let mut ready = false;
+    // Counts this session as live from READY until the connection ends.
+    let mut live = Live(state.clone(), false);
     loop {
         tokio::select! {
             frame = ws.next() => {
@@ -257,6 +320,10 @@ async fn gateway(tcp: tokio::net::TcpStream, state: St, mut events: broadcast::R
                                        "session_id": "fake-session", "resume_gateway_url": gw, "shard": [0, 1],
                                        "application": {"id": "900000000000000002", "flags": 0}});
                         let _ = ws.send(send(json!({"op": 0, "t": "READY", "s": seq, "d": d}))).await;
+                        if !live.1 {
+                            state.lock().unwrap().live += 1;
+                            live.1 = true;
+                        }
                         ready = true;
                     }
                     _ => {}

@@ -82,3 +82,28 @@ fn attachments_are_downloaded_and_saved_into_the_workspace() {
     );
     assert_eq!(std::fs::read(broker.workspace.join("inbox/stock.csv")).unwrap(), csv);
 }
+
+#[test]
+fn messages_sent_while_the_daemon_is_down_are_fetched_after_the_restart() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let (llm, discord, broker) = start(vec![Step::Text("first".into()), Step::Text("caught up".into())], TOKEN);
+    connected(&broker);
+    discord.post(DM, None, ALICE, "hello", false);
+    discord.wait_sent(1, Duration::from_secs(20));
+    let old = broker.process_pid("channel:discord").unwrap();
+    kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
+    oxibot_tests::serve::wait_for("the gateway session to end", Duration::from_secs(10), || {
+        (discord.live_sessions() == 0).then_some(())
+    });
+    // Nobody is listening on the gateway: only the history has it.
+    let missed = discord.post(DM, None, ALICE, "are you there?", false);
+    let sent = discord.wait_sent(2, Duration::from_secs(30));
+    assert_eq!(content(&sent[1]), "caught up");
+    assert_eq!(sent[1].1["message_reference"]["message_id"], json!(missed.to_string()));
+    assert!(llm.requests()[1].body.to_string().contains("are you there?"));
+    let queries = discord.history_queries();
+    assert!(queries.iter().any(|q| q.contains("after=")), "{queries:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(discord.sent().len(), 2, "answered twice: {:?}", discord.sent());
+}
