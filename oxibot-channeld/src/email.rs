@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use oxibot_proto::messages::ChannelToBroker;
+use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENT, MAX_ATTACHMENTS};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -292,6 +292,8 @@ fn to_inbound(raw: &[u8], s: &Settings, uid: u32) -> Option<(ChannelToBroker, St
         .into_iter()
         .next()
         .unwrap_or_default();
+    let (attachments, notes) = attachments_of(&mail);
+    let body = crate::attach::with_notes(&body, &notes);
     let text = if subject.is_empty() {
         body
     } else {
@@ -308,9 +310,50 @@ fn to_inbound(raw: &[u8], s: &Settings, uid: u32) -> Option<(ChannelToBroker, St
         text,
         is_group: false,
         mentioned: false,
-        attachments: Vec::new(),
+        attachments,
     };
     Some((inbound, platform_id))
+}
+
+/// Parts sent as attachments (or carrying a file name), decoded; those
+/// that do not fit become notes for the model.
+fn attachments_of(mail: &mailparse::ParsedMail<'_>) -> (Vec<Attachment>, Vec<String>) {
+    fn walk<'a>(m: &'a mailparse::ParsedMail<'a>, out: &mut Vec<&'a mailparse::ParsedMail<'a>>) {
+        let disposition = m.get_content_disposition();
+        let named = disposition.params.contains_key("filename") || m.ctype.params.contains_key("name");
+        if m.subparts.is_empty() && (disposition.disposition == mailparse::DispositionType::Attachment || named) {
+            out.push(m);
+        }
+        m.subparts.iter().for_each(|p| walk(p, out));
+    }
+    let mut parts = Vec::new();
+    walk(mail, &mut parts);
+    let (mut files, mut notes) = (Vec::new(), Vec::new());
+    let mut budget = MAX_ATTACHMENT;
+    for (i, part) in parts.into_iter().enumerate() {
+        let disposition = part.get_content_disposition();
+        let name = disposition
+            .params
+            .get("filename")
+            .or_else(|| part.ctype.params.get("name"))
+            .cloned()
+            .unwrap_or_else(|| format!("attachment-{i}"));
+        match part.get_body_raw() {
+            Ok(data) if data.len() <= budget && files.len() < MAX_ATTACHMENTS => {
+                budget -= data.len();
+                let mime = part.ctype.mimetype.to_ascii_lowercase();
+                files.push(Attachment {
+                    kind: crate::attach::kind_for(&mime),
+                    name,
+                    mime,
+                    data,
+                });
+            }
+            Ok(data) => notes.push(crate::attach::too_large(&name, data.len() as u64)),
+            Err(e) => notes.push(crate::attach::not_downloaded(&name, &e.to_string())),
+        }
+    }
+    (files, notes)
 }
 
 /// dkim=pass or dmarc=pass for the From address's domain.

@@ -135,3 +135,32 @@ fn without_idle_the_mailbox_is_polled() {
         s.broker.log_text()
     );
 }
+
+#[test]
+fn attachments_are_saved_into_the_workspace() {
+    let Some(s) = start("attach", vec![Step::Text("filed".into())]) else {
+        return;
+    };
+    let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
+    // "bolts,40\n" in base64, as a mail client sends a file.
+    let message = format!(
+        "From: {from}\nTo: {to}\nSubject: Stock\nMessage-ID: <a1.{}@example.com>\n\
+         Authentication-Results: mx.oxibot.test; dkim=pass header.d=example.com\n\
+         MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n\
+         --b1\nContent-Type: text/plain\n\nHere is the stock list.\n\
+         --b1\nContent-Type: text/csv; name=\"stock.csv\"\nContent-Disposition: attachment; filename=\"stock.csv\"\n\
+         Content-Transfer-Encoding: base64\n\nYm9sdHMsNDAK\n--b1--\n",
+        s.alice
+    );
+    mail::smtp_send(&from, &to, &message);
+    mail::wait_mail(&s.alice, 1, Duration::from_secs(30));
+    let request = s.llm.requests()[0].body.to_string();
+    assert!(
+        request.contains("Here is the stock list.") && request.contains("inbox/stock.csv"),
+        "{request}"
+    );
+    assert_eq!(
+        std::fs::read(s.broker.workspace.join("inbox/stock.csv")).unwrap(),
+        b"bolts,40\n"
+    );
+}
