@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use oxibot_proto::messages::{BrokerToChannel, ChannelStatus, ChannelToBroker, MAX_RESUME_CHATS};
+use oxibot_proto::messages::{BrokerToChannel, ChannelCounters, ChannelStatus, ChannelToBroker, MAX_RESUME_CHATS};
 use oxibot_proto::{accept_handshake, FrameError, Role};
 use serde_json::{Map, Value};
 use tokio::net::UnixStream;
@@ -130,7 +130,10 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
         .unwrap_or_else(|p| p.into_inner())
         .get_mut(&channel)
     {
-        s.connected = false;
+        if s.connected {
+            s.counters.disconnects += 1;
+            s.connected = false;
+        }
     }
     tracing::warn!(%channel, "channel daemon disconnected");
 }
@@ -179,6 +182,9 @@ async fn handle(
                     // Ack after commit, for new and duplicate messages alike:
                     // either way the message is safe and the cursor may move.
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
+                    if committed.is_some() {
+                        count(broker, channel, |c| c.received += 1);
+                    }
                     if let Some(inbound) = committed {
                         tokio::spawn(answer(broker.clone(), inbound));
                     }
@@ -187,6 +193,7 @@ async fn handle(
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
                 }
                 Decision::Reject(reason) => {
+                    count(broker, channel, |c| c.refused += 1);
                     broker
                         .store
                         .audit("access_denied", &format!("channel {channel}: {reason}"));
@@ -224,6 +231,7 @@ async fn handle(
             }
         }
         ChannelToBroker::Delivered { outbox_id } => {
+            count(broker, channel, |c| c.sent += 1);
             broker
                 .store
                 .outbox_delivered(outbox_id as i64)
@@ -235,6 +243,7 @@ async fn handle(
             retryable,
         } => {
             tracing::warn!(channel, outbox_id, retryable, %error, "delivery failed");
+            count(broker, channel, |c| c.send_failures += 1);
             let attempts = broker
                 .store
                 .outbox_failed(outbox_id as i64, &error, retryable)
@@ -251,17 +260,32 @@ async fn handle(
         }
         ChannelToBroker::Status { connected, last_error } => {
             let mut channels = broker.channels.lock().unwrap_or_else(|p| p.into_inner());
-            channels.insert(
-                channel.to_string(),
-                ChannelStatus {
-                    name: channel.to_string(),
-                    connected,
-                    last_error,
-                },
-            );
+            let status = channels.entry(channel.to_string()).or_insert_with(|| ChannelStatus {
+                name: channel.to_string(),
+                connected: false,
+                last_error: None,
+                counters: ChannelCounters::default(),
+            });
+            if status.connected && !connected {
+                status.counters.disconnects += 1;
+            }
+            status.connected = connected;
+            status.last_error = last_error;
         }
     }
     Ok(())
+}
+
+/// Updates a channel's counters (its status row is made on first use).
+fn count(broker: &Broker, channel: &str, update: impl FnOnce(&mut ChannelCounters)) {
+    let mut channels = broker.channels.lock().unwrap_or_else(|p| p.into_inner());
+    let status = channels.entry(channel.to_string()).or_insert_with(|| ChannelStatus {
+        name: channel.to_string(),
+        connected: false,
+        last_error: None,
+        counters: ChannelCounters::default(),
+    });
+    update(&mut status.counters);
 }
 
 /// Runs the agent (or a chat command) for one committed inbound message

@@ -96,10 +96,15 @@ fn is_unauthorized(e: &RequestError) -> bool {
 async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
     let mut offset: i32 = 0;
     let mut backoff = Duration::from_secs(1);
+    let mut failing = false;
     loop {
         let updates = match bot.get_updates().offset(offset).timeout(POLL_TIMEOUT_SECS).send().await {
             Ok(u) => {
                 backoff = Duration::from_secs(1);
+                if std::mem::take(&mut failing) {
+                    tracing::info!("Telegram reachable again");
+                    link.status(true, None).await;
+                }
                 u
             }
             Err(e) if is_unauthorized(&e) => {
@@ -110,6 +115,7 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
             Err(e) => {
                 tracing::warn!("getUpdates failed: {e}; retrying in {backoff:?}");
                 link.status(false, Some(format!("getUpdates failed: {e}"))).await;
+                failing = true;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(60));
                 continue;

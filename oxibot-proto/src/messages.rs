@@ -408,6 +408,23 @@ pub struct ChannelStatus {
     pub name: String,
     pub connected: bool,
     pub last_error: Option<String>,
+    pub counters: ChannelCounters,
+}
+
+/// Since the broker started, counted by the broker (which sees every
+/// message), so they survive channel daemon restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCounters {
+    /// Messages admitted and committed (duplicates not counted).
+    pub received: u64,
+    /// Messages refused by access control.
+    pub refused: u64,
+    /// Replies the platform accepted.
+    pub sent: u64,
+    /// Replies the platform did not take (each attempt).
+    pub send_failures: u64,
+    /// Times the daemon reported losing its platform connection.
+    pub disconnects: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,6 +31,8 @@ struct Inner {
     /// file_id → (file_path, bytes), for getFile and downloads.
     files: std::collections::HashMap<String, (String, Vec<u8>)>,
     downloads: Vec<String>,
+    /// getUpdates calls still to fail with 502 Bad Gateway.
+    failing_polls: u32,
 }
 
 #[derive(Clone)]
@@ -158,6 +160,12 @@ impl FakeTelegram {
         uid
     }
 
+    /// The next `n` getUpdates calls fail with 502 Bad Gateway.
+    pub fn fail_polls(&self, n: u32) {
+        self.inner.lock().unwrap().failing_polls = n;
+        self.wake.notify_waiters();
+    }
+
     /// The file paths downloaded so far.
     pub fn downloads(&self) -> Vec<String> {
         self.inner.lock().unwrap().downloads.clone()
@@ -276,6 +284,18 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
             inner.lock().unwrap().offsets.push(offset);
             loop {
                 let notified = wake.notified();
+                {
+                    // A failing gateway also cuts the poll in flight.
+                    let mut s = inner.lock().unwrap();
+                    if s.failing_polls > 0 {
+                        s.failing_polls -= 1;
+                        return (
+                            axum::http::StatusCode::BAD_GATEWAY,
+                            axum::Json(json!({"ok": false, "error_code": 502, "description": "Bad Gateway"})),
+                        )
+                            .into_response();
+                    }
+                }
                 let ready: Vec<Value> = {
                     let s = inner.lock().unwrap();
                     s.updates

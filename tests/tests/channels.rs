@@ -63,6 +63,13 @@ impl<P: Platform> Run<P> {
             .unwrap_or(Value::Null)
     }
 
+    fn channel_status(&self) -> Value {
+        self.broker.status()["channels"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == P::NAME).cloned())
+            .unwrap_or(Value::Null)
+    }
+
     fn channeld_pid(&self) -> i32 {
         let pid = self.broker.process_pid(&format!("channel:{}", P::NAME));
         pid.unwrap_or_else(|| panic!("no {} daemon running", P::NAME))
@@ -179,6 +186,13 @@ fn a_reply_pending_while_the_daemon_is_down_is_delivered_after_the_restart<P: Pl
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(r.p.replies("alice").len(), 1);
     assert!(r.process()["restarts"].as_u64() >= Some(1), "{}", r.process());
+    // The counters saw it all, across the restart.
+    let counters = r.channel_status()["counters"].clone();
+    assert_eq!(counters["received"], 1, "{counters}");
+    assert_eq!(counters["sent"], 1, "{counters}");
+    assert!(counters["disconnects"].as_u64() >= Some(1), "{counters}");
+    let text = String::from_utf8_lossy(&r.broker.ctl(&["status"]).stdout).to_string();
+    assert!(text.contains("received 1, refused 0, sent 1"), "{text}");
 }
 
 fn killed_before_the_ack_the_message_is_answered_exactly_once<P: Platform>() {

@@ -93,6 +93,9 @@ fn an_unknown_user_is_refused_and_audited() {
     s.tg.wait_committed(update, Duration::from_secs(10));
     assert!(s.llm.requests().is_empty(), "a refused message reached the model");
     assert!(s.tg.sent().is_empty());
+    let st = s.broker.status();
+    assert_eq!(st["channels"][0]["counters"]["refused"], 1, "{st}");
+    assert_eq!(st["channels"][0]["counters"]["received"], 0, "{st}");
 }
 
 #[test]
@@ -277,4 +280,28 @@ fn documents_are_saved_into_the_workspace_through_toold() {
     );
     assert!(!s.tg.downloads().iter().any(|d| d.contains("huge.bin")));
     assert!(!s.broker.workspace.join("inbox/huge.bin").exists());
+}
+
+#[test]
+fn a_failing_platform_is_retried_with_backoff_and_reported() {
+    let s = start(vec![Step::Text("back again".into())], json!({}));
+    s.wait_connected();
+    // teloxide itself waits 10 s after a 5xx before it reports it.
+    s.tg.fail_polls(1);
+    let st = s
+        .broker
+        .wait_until("the failure to be reported", Duration::from_secs(30), |st| {
+            st["channels"][0]["connected"] == false
+        });
+    let error = st["channels"][0]["lastError"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("getUpdates failed"), "{st}");
+    // It comes back by itself after its backoff, without a restart.
+    s.tg.send_text(ALICE, "still there?");
+    let sent = s.tg.wait_sent(1, Duration::from_secs(30));
+    assert_eq!(text_of(&sent[0]), "back again");
+    s.wait_connected();
+    let st = s.broker.status();
+    assert_eq!(st["channels"][0]["counters"]["disconnects"], 1, "{st}");
+    assert_eq!(st["channels"][0]["lastError"], Value::Null, "{st}");
+    assert_eq!(st["processes"][2]["restarts"], 0, "{st}");
 }

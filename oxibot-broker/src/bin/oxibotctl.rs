@@ -384,7 +384,12 @@ fn print_status(s: &StatusReport, json: bool) {
         let channels: Vec<_> = s
             .channels
             .iter()
-            .map(|c| json!({"name": c.name, "connected": c.connected, "lastError": c.last_error}))
+            .map(|c| {
+                let n = &c.counters;
+                json!({"name": c.name, "connected": c.connected, "lastError": c.last_error,
+                       "counters": {"received": n.received, "refused": n.refused, "sent": n.sent,
+                                    "sendFailures": n.send_failures, "disconnects": n.disconnects}})
+            })
             .collect();
         let providers: Vec<_> = s
             .providers
@@ -421,10 +426,17 @@ fn print_status(s: &StatusReport, json: bool) {
     println!("channels:");
     for c in &s.channels {
         let err = c.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+        let n = &c.counters;
         println!(
-            "  {:<12} {}{err}",
+            "  {:<12} {}{err}\n  {:<12} received {}, refused {}, sent {}, send failures {}, disconnects {}",
             c.name,
-            if c.connected { "connected" } else { "disconnected" }
+            if c.connected { "connected" } else { "disconnected" },
+            "",
+            n.received,
+            n.refused,
+            n.sent,
+            n.send_failures,
+            n.disconnects
         );
     }
     println!(
