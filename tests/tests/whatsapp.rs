@@ -65,3 +65,27 @@ fn an_unknown_user_is_refused_and_audited() {
     s.broker.wait_audit("access_denied", "4900000000000@s.whatsapp.net");
     assert!(s.llm.requests().is_empty());
 }
+
+#[test]
+fn bridge_status_and_error_frames_reach_oxibotctl_status() {
+    let s = start(vec![Step::Text("fine".into())], json!({}), BRIDGE_TOKEN);
+    s.wait_connected();
+    s.bridge.push_raw(json!({"type": "status", "status": "disconnected"}));
+    let st = s.broker.wait_until("whatsapp down", Duration::from_secs(10), |st| {
+        st["channels"][0]["connected"] == false
+    });
+    assert_eq!(st["channels"][0]["lastError"], "the bridge lost WhatsApp", "{st}");
+    s.bridge
+        .push_raw(json!({"type": "error", "error": "phone offline for a moment"}));
+    s.bridge.push_raw(json!({"type": "status", "status": "connected"}));
+    s.wait_connected();
+    s.bridge.receive(ALICE, "back?");
+    let sent = s.bridge.wait_sent(1, Duration::from_secs(20));
+    assert_eq!(sent[0]["text"], "fine");
+    let st = s.broker.status();
+    assert_eq!(st["channels"][0]["counters"]["disconnects"], 1, "{st}");
+    assert!(
+        s.broker.log_text().contains("phone offline for a moment"),
+        "the bridge's error was not logged"
+    );
+}
