@@ -258,26 +258,19 @@ async fn handle(
                 });
             }
         }
-        ChannelToBroker::Status { connected, last_error } => {
-            let mut channels = broker.channels.lock().unwrap_or_else(|p| p.into_inner());
-            let status = channels.entry(channel.to_string()).or_insert_with(|| ChannelStatus {
-                name: channel.to_string(),
-                connected: false,
-                last_error: None,
-                counters: ChannelCounters::default(),
-            });
+        ChannelToBroker::Status { connected, last_error } => update_status(broker, channel, |status| {
             if status.connected && !connected {
                 status.counters.disconnects += 1;
             }
             status.connected = connected;
             status.last_error = last_error;
-        }
+        }),
     }
     Ok(())
 }
 
-/// Updates a channel's counters (its status row is made on first use).
-fn count(broker: &Broker, channel: &str, update: impl FnOnce(&mut ChannelCounters)) {
+/// Updates a channel's status row (made on first use).
+fn update_status(broker: &Broker, channel: &str, update: impl FnOnce(&mut ChannelStatus)) {
     let mut channels = broker.channels.lock().unwrap_or_else(|p| p.into_inner());
     let status = channels.entry(channel.to_string()).or_insert_with(|| ChannelStatus {
         name: channel.to_string(),
@@ -285,7 +278,11 @@ fn count(broker: &Broker, channel: &str, update: impl FnOnce(&mut ChannelCounter
         last_error: None,
         counters: ChannelCounters::default(),
     });
-    update(&mut status.counters);
+    update(status);
+}
+
+fn count(broker: &Broker, channel: &str, update: impl FnOnce(&mut ChannelCounters)) {
+    update_status(broker, channel, |status| update(&mut status.counters));
 }
 
 /// Runs the agent (or a chat command) for one committed inbound message

@@ -82,14 +82,8 @@ impl<P: Platform> Run<P> {
     }
 }
 
-fn pairing_gives_a_code_that_the_admin_approves<P: Platform>() {
-    let access = json!({"dmPolicy": "pairing"});
-    let Some(r) = start::<P>(vec![Step::Text("welcome aboard".into())], access, true) else {
-        return;
-    };
-    r.wait_connected();
-    r.p.send("stranger", "hello?");
-    let reply = r.p.wait_replies("stranger", 1, SLOW).remove(0);
+/// The one-time code in the bot's answer to an unknown user.
+fn pairing_code(reply: &str) -> String {
     let code: String = reply
         .split("pairing code is ")
         .nth(1)
@@ -99,6 +93,18 @@ fn pairing_gives_a_code_that_the_admin_approves<P: Platform>() {
         .take(6)
         .collect();
     assert_eq!(code.len(), 6, "no pairing code in {reply:?}");
+    code
+}
+
+fn pairing_gives_a_code_that_the_admin_approves<P: Platform>() {
+    let access = json!({"dmPolicy": "pairing"});
+    let Some(r) = start::<P>(vec![Step::Text("welcome aboard".into())], access, true) else {
+        return;
+    };
+    r.wait_connected();
+    r.p.send("stranger", "hello?");
+    let reply = r.p.wait_replies("stranger", 1, SLOW).remove(0);
+    let code = pairing_code(&reply);
     assert!(reply.contains(&format!("oxibotctl pairing approve {code}")), "{reply}");
     assert!(r.llm.requests().is_empty(), "an unpaired message reached the model");
 
@@ -118,14 +124,7 @@ fn pairing_gives_a_code_that_the_admin_approves<P: Platform>() {
     assert_eq!(r.broker.audit("pairing_requested").len(), 1);
     // A denied code is gone for good.
     r.p.send("mallory", "me too");
-    let reply = r.p.wait_replies("mallory", 1, SLOW).remove(0);
-    let code: String = reply
-        .split("pairing code is ")
-        .nth(1)
-        .unwrap_or_default()
-        .chars()
-        .take(6)
-        .collect();
+    let code = pairing_code(&r.p.wait_replies("mallory", 1, SLOW)[0]);
     assert!(r.broker.ctl(&["pairing", "deny", &code]).status.success());
     assert!(!r.broker.ctl(&["pairing", "approve", &code]).status.success());
 }

@@ -193,17 +193,22 @@ pub struct LlmClient {
     base_delay: Duration,
 }
 
+/// The HTTP client for provider requests, with the configured timeout.
+fn http_client(config: &Config) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(config.agents.defaults.request_timeout_secs))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
 /// No single wait is longer than this, whatever `Retry-After` says.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 
 impl LlmClient {
     pub fn new(config: &Config) -> Result<Self, String> {
         let d = &config.agents.defaults;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(d.request_timeout_secs))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = http_client(config)?;
         let mut endpoints = Vec::new();
         for model in std::iter::once(&d.model).chain(&d.fallback_models) {
             let spec = config.resolve_provider(model)?;

@@ -38,13 +38,8 @@ impl Transcriber {
             ));
         }
         let d = &config.agents.defaults;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(d.request_timeout_secs))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Some(Transcriber {
-            http,
+            http: super::http_client(config)?,
             ep: Endpoint::new(config, spec, model)?,
             max_retries: d.max_retries,
             base_delay: Duration::from_millis(d.retry_base_delay_ms),
