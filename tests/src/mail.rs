@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 pub const IMAP_PORT: u16 = 10143;
 pub const SMTP_PORT: u16 = 10025;
-pub const PASSWORD: &str = "oxibot-test";
+pub const PASSWORD: &str = "imap-PASS-0xb0t-t3st";
 
 /// Whether both servers answer; tests skip (and say so) when they do not.
 pub fn servers_up() -> bool {
