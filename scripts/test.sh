@@ -18,14 +18,15 @@ trap 'printf "\n== [%ss] done\n" "$((SECONDS - started))"' EXIT
 step "tools"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for tool in python3 git bash tar gzip dovecot smtpd; do
+for tool in python3 git bash tar gzip dovecot smtpd openssl; do
     command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null || missing="${missing:-} $tool"
 done
+[ -x /usr/lib/dovecot/submission ] || missing="${missing:-} dovecot-submissiond"
 if [ -n "${missing:-}" ] && [ "$(id -u)" = 0 ]; then
     echo "installing:${missing}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        python3 git bash tar gzip dovecot-imapd dovecot-lmtpd opensmtpd >/dev/null
+        python3 git bash tar gzip openssl dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd >/dev/null
 fi
 
 # The jail tests run in both modes: root-started (toold becomes oxibot-tool)

@@ -50,6 +50,9 @@ struct Settings {
     max_body_chars: usize,
     subject_prefix: String,
     trust_from_header: bool,
+    /// PEM certificates to trust beside the public roots, for servers with
+    /// a private CA (read by this daemon: it must be readable by its user).
+    tls_ca_file: Option<String>,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             max_body_chars: 12_000,
             subject_prefix: "Re: ".into(),
             trust_from_header: false,
+            tls_ca_file: None,
         }
     }
 }
@@ -104,13 +108,14 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
         .from_address
         .parse()
         .map_err(|e| Fatal::config(format!("channels.email.fromAddress: {e}")))?;
-    let transport = smtp_transport(&s, &c)?;
+    let extra_roots = extra_roots(&s)?;
+    let transport = smtp_transport(&s, &c, &extra_roots)?;
     tokio::spawn(outbound(transport, from, s.subject_prefix.clone(), link.clone(), jobs));
 
     let mut backoff = Duration::from_secs(1);
     loop {
         let ended = if s.imap_use_ssl {
-            match connect_tls(&s).await {
+            match connect_tls(&s, &extra_roots).await {
                 Ok(stream) => imap_session(stream, &s, &c, &link).await,
                 Err(e) => Ended::Reconnect(e),
             }
@@ -132,15 +137,52 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
     }
 }
 
-fn smtp_transport(s: &Settings, c: &Credential) -> Result<AsyncSmtpTransport<Tokio1Executor>, Fatal> {
-    let err = |e: lettre::transport::smtp::Error| Fatal::config(format!("channels.email SMTP settings: {e}"));
-    let builder = if s.smtp_use_ssl {
-        AsyncSmtpTransport::<Tokio1Executor>::relay(&s.smtp_host).map_err(err)?
-    } else if s.smtp_use_tls {
-        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.smtp_host).map_err(err)?
-    } else {
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.smtp_host)
+/// The certificates of `tlsCaFile`, as PEM text and as DER.
+struct ExtraRoots {
+    pem: Vec<u8>,
+    der: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+}
+
+fn extra_roots(s: &Settings) -> Result<ExtraRoots, Fatal> {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let Some(path) = s.tls_ca_file.as_deref().filter(|p| !p.is_empty()) else {
+        return Ok(ExtraRoots {
+            pem: Vec::new(),
+            der: Vec::new(),
+        });
     };
+    let bad = |why: String| Fatal::config(format!("channels.email.tlsCaFile {path}: {why}"));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let der = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not PEM certificates ({e})")))?;
+    if der.is_empty() {
+        return Err(bad("holds no certificate".into()));
+    }
+    Ok(ExtraRoots { pem, der })
+}
+
+fn smtp_transport(
+    s: &Settings,
+    c: &Credential,
+    roots: &ExtraRoots,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, Fatal> {
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let err = |e: lettre::transport::smtp::Error| Fatal::config(format!("channels.email SMTP settings: {e}"));
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.smtp_host);
+    if s.smtp_use_ssl || s.smtp_use_tls {
+        let mut params = TlsParameters::builder(s.smtp_host.clone());
+        if !roots.pem.is_empty() {
+            params = params.add_root_certificate(Certificate::from_pem(&roots.pem).map_err(err)?);
+        }
+        let params = params.build_rustls().map_err(err)?;
+        // smtpUseSsl: TLS from the first byte (465); smtpUseTls: STARTTLS, required.
+        builder = builder.tls(if s.smtp_use_ssl {
+            Tls::Wrapper(params)
+        } else {
+            Tls::Required(params)
+        });
+    }
     let mut builder = builder.port(s.smtp_port).timeout(Some(Duration::from_secs(30)));
     if !s.smtp_username.is_empty() {
         builder = builder.credentials(Credentials::new(s.smtp_username.clone(), c.smtp_password.clone()));
@@ -148,9 +190,17 @@ fn smtp_transport(s: &Settings, c: &Credential) -> Result<AsyncSmtpTransport<Tok
     Ok(builder.build())
 }
 
-async fn connect_tls(s: &Settings) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+async fn connect_tls(
+    s: &Settings,
+    extra: &ExtraRoots,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in &extra.der {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("channels.email.tlsCaFile: {e}"))?;
+    }
     let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         tokio_rustls::rustls::crypto::ring::default_provider(),
     ))

@@ -22,6 +22,17 @@ fn start(test: &str, script: Vec<Step>) -> Option<Setup> {
 }
 
 fn start_with(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Setup> {
+    let s = launch(test, script, extra)?;
+    s.broker.wait_until("email connected", Duration::from_secs(20), |s| {
+        s["channels"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "email" && c["connected"] == true))
+    });
+    Some(s)
+}
+
+/// Starts the broker without waiting for the channel to connect.
+fn launch(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Setup> {
     if !mail::servers_up() {
         eprintln!("SKIPPED: Dovecot/OpenSMTPD are not running on 127.0.0.1 (scripts/mail-servers.sh starts them)");
         return None;
@@ -39,13 +50,8 @@ fn start_with(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option
     });
     oxibot_tests::harness::merge(&mut settings, extra);
     let secrets = json!({"providers": {"openai": {"apiKey": "sk-llm-0000000000"}},
-                         "channels": {"email": {"imapPassword": PASSWORD}}});
+                         "channels": {"email": {"imapPassword": PASSWORD, "smtpPassword": PASSWORD}}});
     let broker = Broker::start(&llm.base_url, json!({"channels": {"email": settings}}), secrets);
-    broker.wait_until("email connected", Duration::from_secs(20), |s| {
-        s["channels"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["name"] == "email" && c["connected"] == true))
-    });
     Some(Setup {
         llm,
         broker,
@@ -101,7 +107,14 @@ fn round_trip(s: &Setup, id: &str) -> Duration {
     let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
     let started = std::time::Instant::now();
     mail::smtp_send(&from, &to, &letter(&from, &to, id, "Quick", true));
-    mail::wait_mail(&s.alice, 1, Duration::from_secs(60));
+    while mail::mailbox(&s.alice).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no answer within 60 s; broker log:\n{}",
+            s.broker.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     started.elapsed()
 }
 
@@ -163,4 +176,76 @@ fn attachments_are_saved_into_the_workspace() {
         std::fs::read(s.broker.workspace.join("inbox/stock.csv")).unwrap(),
         b"bolts,40\n"
     );
+}
+
+/// The private CA that scripts/mail-servers.sh made for its TLS listeners.
+const TEST_CA: &str = "/var/tmp/oxibot-test-mail/tls/ca.pem";
+
+/// Whether Dovecot logged `user` logging in to `service` over TLS.
+fn logged_in_over_tls(service: &str, user: &str) -> bool {
+    let log = std::fs::read_to_string("/var/tmp/oxibot-test-mail/dovecot.log").unwrap_or_default();
+    log.lines()
+        .any(|l| l.contains(&format!("{service}-login: Info: Login: user=<{user}>")) && l.contains(", TLS"))
+}
+
+fn tls_listeners_up() -> bool {
+    let up = [10993, 10587, 10465]
+        .iter()
+        .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+    if !up || !std::path::Path::new(TEST_CA).exists() {
+        eprintln!("SKIPPED: the TLS mail listeners are not up (scripts/mail-servers.sh starts them)");
+    }
+    up
+}
+
+#[test]
+fn imaps_and_starttls_work_with_a_private_ca() {
+    if !tls_listeners_up() {
+        return;
+    }
+    // Submission on 10587 wants STARTTLS and then AUTH, as a real one does.
+    let extra = json!({"imapUseSsl": true, "imapPort": 10993, "smtpUseTls": true, "smtpPort": 10587,
+                       "smtpUsername": format!("bot-starttls-{}", std::process::id()), "tlsCaFile": TEST_CA});
+    let Some(s) = start_with("starttls", vec![Step::Text("over TLS".into())], extra) else {
+        return;
+    };
+    round_trip(&s, &format!("<t1.{}@example.com>", s.alice));
+    assert!(mail::mailbox(&s.alice)[0].0.contains("over TLS"));
+    assert!(logged_in_over_tls("imap", &s.bot), "IMAP did not use TLS");
+    assert!(logged_in_over_tls("submission", &s.bot), "SMTP did not use STARTTLS");
+}
+
+#[test]
+fn smtps_works_with_a_private_ca() {
+    if !tls_listeners_up() {
+        return;
+    }
+    let extra = json!({"smtpUseSsl": true, "smtpPort": 10465, "tlsCaFile": TEST_CA,
+                       "smtpUsername": format!("bot-smtps-{}", std::process::id())});
+    let Some(s) = start_with("smtps", vec![Step::Text("wrapped".into())], extra) else {
+        return;
+    };
+    round_trip(&s, &format!("<t2.{}@example.com>", s.alice));
+    assert!(logged_in_over_tls("submission", &s.bot), "SMTP did not use TLS");
+}
+
+#[test]
+fn a_certificate_from_an_unknown_ca_is_refused() {
+    if !tls_listeners_up() {
+        return;
+    }
+    let extra = json!({"imapUseSsl": true, "imapPort": 10993});
+    let Some(s) = launch("untrusted", vec![], extra) else {
+        return;
+    };
+    let st = s
+        .broker
+        .wait_until("the TLS failure to be reported", Duration::from_secs(20), |st| {
+            st["channels"][0]["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("TLS with 127.0.0.1"))
+        });
+    let error = st["channels"][0]["lastError"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("UnknownIssuer"), "{error}");
+    assert_eq!(st["channels"][0]["connected"], false);
 }
