@@ -103,10 +103,11 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     });
     resend_outbox(&broker, &channel, &tx).await;
 
+    let mut pieces = crate::uploads::Pieces::default();
     loop {
         match reader.recv().await {
             Ok(msg) => {
-                if let Err(e) = handle(&broker, &channel, &policy, &tx, msg).await {
+                if let Err(e) = handle(&broker, &channel, &policy, &tx, &mut pieces, msg).await {
                     broker
                         .store
                         .audit("protocol_violation", &format!("channel {channel}: {e}"));
@@ -145,6 +146,7 @@ fn variant_name(m: &ChannelToBroker) -> &'static str {
         ChannelToBroker::Delivered { .. } => "Delivered",
         ChannelToBroker::SendFailed { .. } => "SendFailed",
         ChannelToBroker::Status { .. } => "Status",
+        ChannelToBroker::FilePart { .. } => "FilePart",
     }
 }
 
@@ -153,9 +155,15 @@ async fn handle(
     channel: &str,
     policy: &Policy,
     tx: &mpsc::Sender<BrokerToChannel>,
+    pieces: &mut crate::uploads::Pieces,
     msg: ChannelToBroker,
 ) -> Result<(), String> {
     match msg {
+        ChannelToBroker::FilePart {
+            platform_id,
+            index,
+            data,
+        } => pieces.add(platform_id, index, data)?,
         ChannelToBroker::Register { .. } => return Err("Register sent twice".into()),
         ChannelToBroker::Inbound {
             platform_id,
@@ -164,8 +172,9 @@ async fn handle(
             text,
             is_group,
             mentioned,
-            attachments,
+            mut attachments,
         } => {
+            pieces.complete(&platform_id, &mut attachments)?;
             let origin = Origin {
                 sender: &sender,
                 chat_id: &chat_id,

@@ -7,10 +7,55 @@
 use std::time::Duration;
 
 use base64::Engine;
-use oxibot_proto::messages::{Attachment, AttachmentKind, ToolCall};
+use oxibot_proto::messages::{Attachment, AttachmentKind, ToolCall, MAX_FILE_BYTES, MAX_PART};
 
 use crate::broker::Broker;
 use crate::providers::Image;
+
+/// File data a channel daemon sent ahead of its message, in pieces.
+#[derive(Default)]
+pub struct Pieces {
+    message: Option<String>,
+    files: Vec<Vec<u8>>,
+    total: usize,
+}
+
+impl Pieces {
+    pub fn add(&mut self, platform_id: String, index: u8, data: Vec<u8>) -> Result<(), String> {
+        match &self.message {
+            Some(m) if *m != platform_id => return Err("file pieces of two messages interleaved".into()),
+            Some(_) => {}
+            None => self.message = Some(platform_id),
+        }
+        self.total += data.len();
+        if self.total > MAX_FILE_BYTES {
+            return Err(format!("more than {MAX_FILE_BYTES} bytes of files for one message"));
+        }
+        let index = usize::from(index);
+        if self.files.len() <= index {
+            self.files.resize_with(index + 1, Vec::new);
+        }
+        self.files[index].extend_from_slice(&data);
+        Ok(())
+    }
+
+    /// Puts the pieces in front of the message's own attachment data.
+    pub fn complete(&mut self, platform_id: &str, attachments: &mut [Attachment]) -> Result<(), String> {
+        let pieces = std::mem::take(self);
+        match pieces.message {
+            None => Ok(()),
+            Some(m) if m != platform_id => Err("file pieces came for another message".into()),
+            Some(_) => pieces.files.into_iter().enumerate().try_for_each(|(i, mut data)| {
+                let a = attachments
+                    .get_mut(i)
+                    .ok_or_else(|| format!("file pieces for attachment {i}, which the message lacks"))?;
+                data.extend_from_slice(&a.data);
+                a.data = data;
+                Ok(())
+            }),
+        }
+    }
+}
 
 /// What the model gets besides the user's own words.
 pub struct Prepared {
@@ -68,13 +113,24 @@ pub async fn prepare(broker: &Broker, files: &[Attachment]) -> Prepared {
     out
 }
 
-/// Saves one file under `inbox/` and returns the path the tools see.
+/// Saves one file under `inbox/`, a piece per call, and returns the path
+/// the tools see.
 async fn save(broker: &Broker, file: &Attachment, index: usize) -> Result<String, String> {
-    let call = ToolCall::SaveUpload {
-        path: format!("inbox/{}", safe_name(&file.name, index)),
-        data: file.data.clone(),
-    };
-    broker.tools.call(call, SAVE_TIMEOUT).await
+    let mut path = format!("inbox/{}", safe_name(&file.name, index));
+    let mut offset = 0u64;
+    let mut pieces = file.data.chunks(MAX_PART);
+    let first = pieces.next().unwrap_or_default();
+    for piece in std::iter::once(first).chain(pieces) {
+        let call = ToolCall::SaveUpload {
+            path: path.clone(),
+            data: piece.to_vec(),
+            offset,
+        };
+        // The first piece tells which free name toold chose.
+        path = broker.tools.call(call, SAVE_TIMEOUT).await?;
+        offset += piece.len() as u64;
+    }
+    Ok(path)
 }
 
 /// A file name that stays one plain path component, whatever the user
@@ -111,6 +167,42 @@ fn human_size(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn doc(data: &[u8]) -> Attachment {
+        Attachment {
+            kind: AttachmentKind::Document,
+            name: "d".into(),
+            mime: "application/pdf".into(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn pieces_are_put_together_for_their_message_only() {
+        let mut p = Pieces::default();
+        p.add("m1".into(), 1, b"bb".to_vec()).unwrap();
+        p.add("m1".into(), 0, b"a".to_vec()).unwrap();
+        p.add("m1".into(), 0, b"a".to_vec()).unwrap();
+        let mut files = vec![doc(b"!"), doc(b"")];
+        p.complete("m1", &mut files).unwrap();
+        assert_eq!(
+            (files[0].data.as_slice(), files[1].data.as_slice()),
+            (&b"aa!"[..], &b"bb"[..])
+        );
+        // Nothing left over for the next message.
+        let mut next = vec![doc(b"x")];
+        p.complete("m2", &mut next).unwrap();
+        assert_eq!(next[0].data, b"x");
+
+        assert!(p.add("m3".into(), 0, vec![1]).is_ok());
+        assert!(p.add("m4".into(), 0, vec![1]).unwrap_err().contains("interleaved"));
+        let mut p = Pieces::default();
+        p.add("m5".into(), 2, vec![1]).unwrap();
+        assert!(p.complete("m5", &mut [doc(b"")]).unwrap_err().contains("lacks"));
+        let mut p = Pieces::default();
+        p.add("m6".into(), 0, vec![0; MAX_FILE_BYTES]).unwrap();
+        assert!(p.add("m6".into(), 0, vec![0]).unwrap_err().contains("bytes of files"));
+    }
 
     #[test]
     fn names_cannot_leave_the_inbox() {

@@ -2,7 +2,7 @@
 //! model is told when one cannot be passed on. The user learns about a file
 //! that did not arrive through the model's answer: nothing goes silently.
 
-use oxibot_proto::messages::{AttachmentKind, MAX_ATTACHMENT};
+use oxibot_proto::messages::{AttachmentKind, MAX_FILE_BYTES};
 
 /// Images go to vision models, audio to transcription, the rest is a file.
 pub fn kind_for(mime: &str) -> AttachmentKind {
@@ -18,14 +18,14 @@ pub fn kind_for(mime: &str) -> AttachmentKind {
 
 /// Whether a file of `size` bytes can be passed on.
 pub fn fits(size: u64) -> bool {
-    size <= MAX_ATTACHMENT as u64
+    size <= MAX_FILE_BYTES as u64
 }
 
 pub fn too_large(name: &str, size: u64) -> String {
     format!(
-        "[the user sent {name} ({} KiB); files over {} KiB cannot come through chat, so it was not received]",
+        "[the user sent {name} ({} KiB); more than {} MiB of files per message cannot come through chat, so it was not received]",
         size.div_ceil(1024),
-        MAX_ATTACHMENT / 1024
+        MAX_FILE_BYTES >> 20
     )
 }
 
@@ -51,7 +51,7 @@ mod tests {
         assert_eq!(kind_for("image/PNG"), AttachmentKind::Image);
         assert_eq!(kind_for("audio/ogg"), AttachmentKind::Audio);
         assert_eq!(kind_for("application/pdf"), AttachmentKind::Document);
-        assert!(fits(MAX_ATTACHMENT as u64) && !fits(MAX_ATTACHMENT as u64 + 1));
+        assert!(fits(MAX_FILE_BYTES as u64) && !fits(MAX_FILE_BYTES as u64 + 1));
         assert!(too_large("a.pdf", 2 << 20).contains("2048 KiB"));
         assert_eq!(with_notes("", &["[x]".into()]), "[x]");
         assert_eq!(with_notes("hi", &["[x]".into()]), "hi\n[x]");

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENT, MAX_ATTACHMENTS};
+use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENTS, MAX_FILE_BYTES};
 use serde::Deserialize;
 use serenity::all::{
     ChannelId, Context, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http, HttpBuilder, Message,
@@ -119,7 +119,7 @@ impl EventHandler for Handler {
 /// attachment's size); the rest becomes notes for the model.
 async fn fetch_attachments(msg: &Message) -> (Vec<Attachment>, Vec<String>) {
     let (mut files, mut notes) = (Vec::new(), Vec::new());
-    let mut budget = MAX_ATTACHMENT as u64;
+    let mut budget = MAX_FILE_BYTES as u64;
     for a in &msg.attachments {
         let size = u64::from(a.size);
         if files.len() >= MAX_ATTACHMENTS || size > budget {

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENT, MAX_ATTACHMENTS};
+use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENTS, MAX_FILE_BYTES};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -379,7 +379,7 @@ fn attachments_of(mail: &mailparse::ParsedMail<'_>) -> (Vec<Attachment>, Vec<Str
     let mut parts = Vec::new();
     walk(mail, &mut parts);
     let (mut files, mut notes) = (Vec::new(), Vec::new());
-    let mut budget = MAX_ATTACHMENT;
+    let mut budget = MAX_FILE_BYTES;
     for (i, part) in parts.into_iter().enumerate() {
         let disposition = part.get_content_disposition();
         let name = disposition

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oxibot_proto::messages::{BrokerToChannel, ChannelToBroker};
+use oxibot_proto::messages::{BrokerToChannel, ChannelToBroker, MAX_PART};
 use oxibot_proto::{ConnReader, ConnWriter, FrameError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +29,9 @@ type Outgoing = (ChannelToBroker, Option<oneshot::Sender<()>>);
 pub struct Link {
     out: mpsc::Sender<Outgoing>,
     acks: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+    /// Held while a message's file pieces and the message itself go out, so
+    /// that pieces of two messages never interleave.
+    inbound_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How long the broker may take to commit a message before we give up on
@@ -134,7 +137,14 @@ impl Link {
             // Dropping jobs_tx and the ack senders tells everyone the broker is gone.
             waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
         });
-        (Link { out, acks }, jobs)
+        (
+            Link {
+                out,
+                acks,
+                inbound_turn: Arc::default(),
+            },
+            jobs,
+        )
     }
 
     pub async fn send(&self, msg: ChannelToBroker) -> Result<(), String> {
@@ -145,13 +155,30 @@ impl Link {
     }
 
     /// Hands a message to the broker and waits until it is committed.
-    pub async fn deliver_inbound(&self, msg: ChannelToBroker, platform_id: &str) -> Result<(), String> {
+    pub async fn deliver_inbound(&self, mut msg: ChannelToBroker, platform_id: &str) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.acks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(platform_id.to_string(), tx);
-        self.send(msg).await?;
+        {
+            let _turn = self.inbound_turn.lock().await;
+            // Files travel ahead of their message, a piece per frame.
+            if let ChannelToBroker::Inbound { attachments, .. } = &mut msg {
+                for (index, a) in attachments.iter_mut().enumerate() {
+                    let index = u8::try_from(index).map_err(|_| "too many attachments".to_string())?;
+                    for piece in std::mem::take(&mut a.data).chunks(MAX_PART) {
+                        self.send(ChannelToBroker::FilePart {
+                            platform_id: platform_id.to_string(),
+                            index,
+                            data: piece.to_vec(),
+                        })
+                        .await?;
+                    }
+                }
+            }
+            self.send(msg).await?;
+        }
         match tokio::time::timeout(ACK_TIMEOUT, rx).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err("the broker connection closed before the ack".into()),

@@ -10,9 +10,12 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 pub const MAX_ID: usize = 256;
 pub const MAX_PATH: usize = 4096;
 pub const MAX_TEXT: usize = 900 * 1024;
-/// The largest file a user may send through a channel: what fits in one
-/// frame beside its message (and, base64-encoded, in a model request).
-pub const MAX_ATTACHMENT: usize = 700 * 1024;
+/// The most file data one chat message may carry, all files together
+/// (Telegram's own bot download limit).
+pub const MAX_FILE_BYTES: usize = 20 << 20;
+/// File data travels in pieces of at most this size (`FilePart`,
+/// `SaveUpload`), so that every frame stays far below the frame cap.
+pub const MAX_PART: usize = 512 * 1024;
 /// How many chats a daemon is asked to catch up on after a restart.
 pub const MAX_RESUME_CHATS: usize = 100;
 /// How many files one message may carry (their sizes together still fit a frame).
@@ -91,9 +94,12 @@ pub enum ToolCall {
     /// A file a user sent through a channel, saved for them (never asked for
     /// by the model). An existing file is never overwritten: toold picks a
     /// free name and reports it.
+    /// Sent in pieces: the piece at offset 0 creates the file (the reply
+    /// is the path used); later pieces append to that path at `offset`.
     SaveUpload {
         path: String,
         data: Vec<u8>,
+        offset: u64,
     },
 }
 
@@ -132,9 +138,13 @@ impl Message for ToolRequest {
                 bounded("include", include.as_deref().unwrap_or(""), MAX_PATH)
             }
             ToolCall::ApplyPatch { patch } => bounded("patch", patch, MAX_TEXT),
-            ToolCall::SaveUpload { path, data } => {
+            ToolCall::SaveUpload { path, data, offset } => {
                 bounded("path", path, MAX_PATH)?;
-                bytes_bounded("data", data, MAX_ATTACHMENT)
+                bytes_bounded("data", data, MAX_PART)?;
+                if *offset > MAX_FILE_BYTES as u64 {
+                    return Err(format!("offset {offset} is past the {MAX_FILE_BYTES}-byte limit"));
+                }
+                Ok(())
             }
             ToolCall::WriteFile { path, content } => {
                 bounded("path", path, MAX_PATH)?;
@@ -228,6 +238,14 @@ pub enum ChannelToBroker {
         connected: bool,
         last_error: Option<String>,
     },
+    /// A piece of attachment `index` of the message `platform_id`; pieces
+    /// come in order, right before that message's `Inbound`, and are
+    /// prepended to the attachment's own data.
+    FilePart {
+        platform_id: String,
+        index: u8,
+        data: Vec<u8>,
+    },
 }
 
 /// A file that came with a chat message, already downloaded by the channel
@@ -312,14 +330,34 @@ impl Message for ChannelToBroker {
                 }
                 attachments.iter().try_for_each(|a| {
                     bounded("attachment name", &a.name, MAX_ID)?;
-                    bounded("attachment mime", &a.mime, MAX_ID)?;
-                    bytes_bounded("attachment data", &a.data, MAX_ATTACHMENT)
-                })
+                    bounded("attachment mime", &a.mime, MAX_ID)
+                })?;
+                // More than a piece's worth travels as FileParts.
+                let inline: usize = attachments.iter().map(|a| a.data.len()).sum();
+                if inline > MAX_PART {
+                    return Err(format!(
+                        "{inline} bytes of attachment data inline; the limit is {MAX_PART}"
+                    ));
+                }
+                Ok(())
             }
             ChannelToBroker::Delivered { .. } => Ok(()),
             ChannelToBroker::SendFailed { error, .. } => bounded("error", error, MAX_TEXT),
             ChannelToBroker::Status { last_error, .. } => {
                 bounded("last_error", last_error.as_deref().unwrap_or(""), MAX_TEXT)
+            }
+            ChannelToBroker::FilePart {
+                platform_id,
+                index,
+                data,
+            } => {
+                bounded("platform_id", platform_id, MAX_ID)?;
+                if usize::from(*index) >= MAX_ATTACHMENTS {
+                    return Err(format!(
+                        "file part for attachment {index}; the limit is {MAX_ATTACHMENTS}"
+                    ));
+                }
+                bytes_bounded("file part", data, MAX_PART)
             }
         }
     }

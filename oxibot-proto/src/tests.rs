@@ -24,7 +24,7 @@ fn tool_call() -> impl Strategy<Value = ToolCall> {
         }),
         any::<String>().prop_map(|path| ToolCall::ListDir { path }),
         (any::<String>(), proptest::collection::vec(any::<u8>(), 0..64))
-            .prop_map(|(path, data)| ToolCall::SaveUpload { path, data }),
+            .prop_map(|(path, data)| ToolCall::SaveUpload { path, data, offset: 0 }),
     ]
 }
 
@@ -74,6 +74,16 @@ fn channel_msg() -> impl Strategy<Value = ChannelToBroker> {
         }),
         (any::<bool>(), proptest::option::of(any::<String>()))
             .prop_map(|(connected, last_error)| ChannelToBroker::Status { connected, last_error }),
+        (
+            any::<String>(),
+            any::<u8>(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(platform_id, index, data)| ChannelToBroker::FilePart {
+                platform_id,
+                index,
+                data
+            }),
     ]
 }
 
@@ -180,13 +190,24 @@ fn attachments_are_bounded_in_size_and_number() {
         mentioned: false,
         attachments,
     };
-    assert!(inbound(vec![file(MAX_ATTACHMENT)]).validate().is_ok());
-    let err = inbound(vec![file(MAX_ATTACHMENT + 1)]).validate().unwrap_err();
-    assert!(err.contains("attachment data"), "{err}");
+    assert!(inbound(vec![file(MAX_PART)]).validate().is_ok());
+    let err = inbound(vec![file(MAX_PART / 2 + 1), file(MAX_PART / 2)])
+        .validate()
+        .unwrap_err();
+    assert!(err.contains("inline"), "{err}");
     let err = inbound(vec![file(1); MAX_ATTACHMENTS + 1]).validate().unwrap_err();
     assert!(err.contains("attachments, the limit"), "{err}");
-    // The largest allowed attachment still fits in one frame.
-    assert!(encode(&inbound(vec![file(MAX_ATTACHMENT)])).is_ok());
+    let part = |index: u8, size: usize| ChannelToBroker::FilePart {
+        platform_id: "1".into(),
+        index,
+        data: vec![0; size],
+    };
+    assert!(part(0, MAX_PART).validate().is_ok());
+    assert!(part(0, MAX_PART + 1).validate().is_err());
+    assert!(part(MAX_ATTACHMENTS as u8, 1).validate().is_err());
+    // The largest piece and a full message still fit in one frame each.
+    assert!(encode(&part(3, MAX_PART)).is_ok());
+    assert!(encode(&inbound(vec![file(MAX_PART)])).is_ok());
 }
 
 #[tokio::test]

@@ -110,10 +110,28 @@ pub fn write_file(workspace: &Path, path: &str, content: &str) -> Result<String,
     Ok(format!("wrote {} bytes to {path}", content.len()))
 }
 
-/// Saves a file a user sent. Never overwrites: when `path` exists it tries
-/// `name-1.ext`, `name-2.ext`, … Returns the workspace-relative path used.
-pub fn save_upload(workspace: &Path, path: &str, data: &[u8]) -> Result<String, String> {
+/// Saves a file a user sent, a piece at a time. The piece at offset 0
+/// creates the file and never overwrites: when `path` exists it tries
+/// `name-1.ext`, `name-2.ext`, … and returns the workspace-relative path
+/// used. Later pieces append to that path, which must hold exactly `offset`
+/// bytes (pieces come in order, and nothing else writes there).
+pub fn save_upload(workspace: &Path, path: &str, data: &[u8], offset: u64) -> Result<String, String> {
     use std::io::Write;
+    if offset > 0 {
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = resolve_for_write(workspace, path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(|e| format!("{path}: {e}"))?;
+        let len = f.metadata().map_err(|e| format!("{path}: {e}"))?.len();
+        if len != offset {
+            return Err(format!("{path}: holds {len} bytes, the next piece starts at {offset}"));
+        }
+        f.write_all(data).map_err(|e| format!("{path}: {e}"))?;
+        return Ok(path.to_string());
+    }
     let (stem, ext) = match path.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() && !ext.contains('/') => (stem, format!(".{ext}")),
         _ => (path, String::new()),
@@ -222,16 +240,30 @@ mod tests {
     #[test]
     fn uploads_never_overwrite_and_never_follow_symlinks() {
         let (d, w) = ws();
-        assert_eq!(save_upload(&w, "inbox/r.pdf", b"one").unwrap(), "inbox/r.pdf");
-        assert_eq!(save_upload(&w, "inbox/r.pdf", b"two").unwrap(), "inbox/r-1.pdf");
+        assert_eq!(save_upload(&w, "inbox/r.pdf", b"one", 0).unwrap(), "inbox/r.pdf");
+        assert_eq!(save_upload(&w, "inbox/r.pdf", b"two", 0).unwrap(), "inbox/r-1.pdf");
         assert_eq!(std::fs::read(w.join("inbox/r.pdf")).unwrap(), b"one");
         assert_eq!(std::fs::read(w.join("inbox/r-1.pdf")).unwrap(), b"two");
         // A symlink planted under the name is skipped, not written through.
         let outside = d.path().join("outside");
         std::os::unix::fs::symlink(&outside, w.join("inbox/x")).unwrap();
-        assert_eq!(save_upload(&w, "inbox/x", b"data").unwrap(), "inbox/x-1");
+        assert_eq!(save_upload(&w, "inbox/x", b"data", 0).unwrap(), "inbox/x-1");
         assert!(!outside.exists());
-        assert!(save_upload(&w, "../escape", b"x").is_err());
+        assert!(save_upload(&w, "../escape", b"x", 0).is_err());
+        // Nor does a later piece go through the symlink.
+        assert!(save_upload(&w, "inbox/x", b"more", 4).is_err());
+        assert!(!outside.exists());
+    }
+
+    #[test]
+    fn uploads_come_in_ordered_pieces() {
+        let (_d, w) = ws();
+        let path = save_upload(&w, "inbox/big.bin", b"abc", 0).unwrap();
+        assert_eq!(save_upload(&w, &path, b"def", 3).unwrap(), path);
+        assert_eq!(std::fs::read(w.join(&path)).unwrap(), b"abcdef");
+        let err = save_upload(&w, &path, b"ghi", 3).unwrap_err();
+        assert!(err.contains("holds 6 bytes, the next piece starts at 3"), "{err}");
+        assert!(save_upload(&w, "inbox/missing.bin", b"x", 5).is_err());
     }
 
     #[test]

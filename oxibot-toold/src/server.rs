@@ -65,7 +65,7 @@ async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Res
             new_text,
         } => crate::files::edit_file(workspace, &path, &old_text, &new_text),
         ToolCall::ListDir { path } => crate::files::list_dir(workspace, &path),
-        ToolCall::SaveUpload { path, data } => crate::files::save_upload(workspace, &path, &data),
+        ToolCall::SaveUpload { path, data, offset } => crate::files::save_upload(workspace, &path, &data, offset),
         // Walking a large tree can take a while: off the (single) runtime
         // thread, so that other requests keep flowing.
         ToolCall::FindFiles { pattern, path } => {

@@ -38,7 +38,13 @@ fn content(m: &(String, Value)) -> String {
 
 #[test]
 fn a_dm_is_answered_as_a_reply_in_the_same_channel() {
-    let (llm, discord, broker) = start(vec![Step::Text("hello from the bot".into())], TOKEN);
+    // A model that takes a moment: long enough for the typing indicator
+    // (an instant answer may rightly go out before any).
+    let slow = Step::Delay(
+        Duration::from_millis(500),
+        Box::new(Step::Text("hello from the bot".into())),
+    );
+    let (llm, discord, broker) = start(vec![slow], TOKEN);
     connected(&broker);
     let id = discord.post(DM, None, ALICE, "hi", false);
     let sent = discord.wait_sent(1, Duration::from_secs(20));

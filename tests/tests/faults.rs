@@ -340,3 +340,31 @@ fn toold_refuses_to_start_when_its_jail_cannot_be_built() {
     assert!(err.contains("no-such-tool-user\" does not exist"), "{err}");
     assert!(err.contains("\"sandbox\": \"off\""), "{err}");
 }
+
+#[test]
+fn config_check_reports_what_the_broker_would_refuse_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(&secrets, r#"{"providers": {"openai": {"apiKey": "sk-x-0123456789"}}}"#).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let check = |transcription: Value| {
+        let config = json!({"secretsFile": secrets, "agents": {"defaults": {"model": "gpt-4o"}},
+                            "transcription": transcription});
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        std::process::Command::new(bin("oxibotctl"))
+            .args(["config", "check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let good = check(json!({"provider": "groq", "model": "whisper-large-v3-turbo"}));
+    assert!(good.status.success(), "{good:?}");
+    let bad = check(json!({"provider": "anthropic", "model": "whisper"}));
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("no OpenAI-compatible /audio/transcriptions"),
+        "{stderr}"
+    );
+}

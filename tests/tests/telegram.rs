@@ -59,7 +59,12 @@ fn text_of(m: &Value) -> String {
 
 #[test]
 fn an_allowed_user_is_answered_in_the_right_chat_as_a_threaded_reply() {
-    let s = start(vec![Step::Text("**Hello** there".into())], json!({}));
+    // A model that takes a moment, long enough for the typing indicator.
+    let slow = Step::Delay(
+        Duration::from_millis(500),
+        Box::new(Step::Text("**Hello** there".into())),
+    );
+    let s = start(vec![slow], json!({}));
     s.wait_connected();
     let update = s.tg.send_text(ALICE, "hi bot");
     let sent = s.tg.wait_sent(1, Duration::from_secs(20));
@@ -159,7 +164,7 @@ fn last_user_message(request: &Value) -> (String, Vec<String>) {
 fn assert_saved_by_toold(s: &Setup, relative: &str, data: &[u8]) {
     use std::os::unix::fs::MetadataExt;
     let path = s.broker.workspace.join(relative);
-    assert_eq!(std::fs::read(&path).unwrap_or_default(), data, "{relative}");
+    assert!(std::fs::read(&path).unwrap_or_default() == data, "{relative} differs");
     if let (true, Ok(Some(tool))) = (
         nix::unistd::geteuid().is_root(),
         nix::unistd::User::from_name("oxibot-tool"),
@@ -259,18 +264,28 @@ fn documents_are_saved_into_the_workspace_through_toold() {
         json!({}),
     );
     s.wait_connected();
-    let pdf = b"%PDF-1.7 \x00\x01\x02 binary body";
-    s.tg.send_file(ALICE, "document", "the report", "Q3 report.pdf", "application/pdf", pdf);
-    s.tg.wait_sent(1, Duration::from_secs(20));
+    // 3 MiB of bytes that differ everywhere: many frames each way, in order.
+    let pdf: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    s.tg.send_file(
+        ALICE,
+        "document",
+        "the report",
+        "Q3 report.pdf",
+        "application/pdf",
+        &pdf,
+    );
+    s.tg.wait_sent(1, Duration::from_secs(30));
     let (text, _) = last_user_message(&s.llm.requests()[0].body);
     assert!(
-        text.contains("the report") && text.contains("inbox/Q3_report.pdf"),
+        text.contains("the report") && text.contains("inbox/Q3_report.pdf") && text.contains("3072.0 KiB"),
         "{text}"
     );
-    assert_saved_by_toold(&s, "inbox/Q3_report.pdf", pdf);
+    assert_saved_by_toold(&s, "inbox/Q3_report.pdf", &pdf);
 
-    // Too large for a frame: not downloaded, and the model is told.
-    let huge = vec![7u8; 800 * 1024];
+    // More than one message may carry: not downloaded, and the model is told.
+    let huge = vec![7u8; oxibot_proto::messages::MAX_FILE_BYTES + 1];
     s.tg.send_file(ALICE, "document", "", "huge.bin", "application/octet-stream", &huge);
     s.tg.wait_sent(2, Duration::from_secs(20));
     let (text, _) = last_user_message(&s.llm.requests()[1].body);

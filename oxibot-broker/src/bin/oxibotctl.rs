@@ -148,6 +148,9 @@ fn main() -> ExitCode {
 
 fn config_check(path: &std::path::Path, json: bool) -> Result<(), String> {
     let (config, report) = Config::load(path).map_err(|e| e.to_string())?;
+    // What the broker builds at start-up, so that its errors show here too.
+    oxibot_broker::providers::LlmClient::new(&config)?;
+    oxibot_broker::providers::Transcriber::new(&config)?;
     let model = &config.agents.defaults.model;
     let provider = config.resolve_provider(model).map(|p| p.name).unwrap_or("?");
     if json {
