@@ -147,6 +147,7 @@ fn variant_name(m: &ChannelToBroker) -> &'static str {
         ChannelToBroker::SendFailed { .. } => "SendFailed",
         ChannelToBroker::Status { .. } => "Status",
         ChannelToBroker::FilePart { .. } => "FilePart",
+        ChannelToBroker::MayFetch { .. } => "MayFetch",
     }
 }
 
@@ -164,6 +165,23 @@ async fn handle(
             index,
             data,
         } => pieces.add(platform_id, index, data)?,
+        ChannelToBroker::MayFetch {
+            platform_id,
+            chat_id,
+            sender,
+            is_group,
+            mentioned,
+        } => {
+            let origin = Origin {
+                sender: &sender,
+                chat_id: &chat_id,
+                is_group,
+                mentioned,
+            };
+            let paired = broker.store.is_paired(channel, &sender).map_err(|e| e.to_string())?;
+            let allowed = policy.decide(&origin, paired) == Decision::Admit;
+            let _ = tx.send(BrokerToChannel::FetchAnswer { platform_id, allowed }).await;
+        }
         ChannelToBroker::Register { .. } => return Err("Register sent twice".into()),
         ChannelToBroker::Inbound {
             platform_id,

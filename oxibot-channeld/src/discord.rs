@@ -49,11 +49,23 @@ impl Handler {
         let mentioned = msg.mentions.iter().any(|u| u.id == me)
             || msg.referenced_message.as_ref().is_some_and(|r| r.author.id == me);
         let platform_id = msg.id.get().to_string();
-        let (attachments, notes) = fetch_attachments(&msg).await;
+        let (chat_id, sender) = (msg.channel_id.get().to_string(), msg.author.id.get().to_string());
+        let question = ChannelToBroker::MayFetch {
+            platform_id: platform_id.clone(),
+            chat_id: chat_id.clone(),
+            sender: sender.clone(),
+            is_group: msg.guild_id.is_some(),
+            mentioned,
+        };
+        let (attachments, notes) = if !msg.attachments.is_empty() && self.link.may_fetch(question).await {
+            fetch_attachments(&msg).await
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let inbound = ChannelToBroker::Inbound {
             platform_id: platform_id.clone(),
-            chat_id: msg.channel_id.get().to_string(),
-            sender: msg.author.id.get().to_string(),
+            chat_id,
+            sender,
             text: crate::attach::with_notes(&msg.content, &notes),
             is_group: msg.guild_id.is_some(),
             mentioned,

@@ -29,6 +29,8 @@ type Outgoing = (ChannelToBroker, Option<oneshot::Sender<()>>);
 pub struct Link {
     out: mpsc::Sender<Outgoing>,
     acks: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+    /// Callers waiting for a `FetchAnswer`, by platform id.
+    fetch_answers: Arc<Mutex<HashMap<String, oneshot::Sender<bool>>>>,
     /// Held while a message's file pieces and the message itself go out, so
     /// that pieces of two messages never interleave.
     inbound_turn: Arc<tokio::sync::Mutex<()>>,
@@ -86,6 +88,8 @@ impl Link {
         let (out, mut out_rx) = mpsc::channel::<Outgoing>(64);
         let (jobs_tx, jobs) = mpsc::channel::<Job>(64);
         let acks: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>> = Arc::default();
+        let fetch_answers: Arc<Mutex<HashMap<String, oneshot::Sender<bool>>>> = Arc::default();
+        let answers = fetch_answers.clone();
         tokio::spawn(async move {
             while let Some((msg, written)) = out_rx.recv().await {
                 if writer.send(&msg).await.is_err() {
@@ -123,6 +127,11 @@ impl Link {
                     Ok(BrokerToChannel::Typing { chat_id }) => {
                         let _ = jobs_tx.send(Job::Typing { chat_id }).await;
                     }
+                    Ok(BrokerToChannel::FetchAnswer { platform_id, allowed }) => {
+                        if let Some(w) = answers.lock().unwrap_or_else(|p| p.into_inner()).remove(&platform_id) {
+                            let _ = w.send(allowed);
+                        }
+                    }
                     Ok(BrokerToChannel::Shutdown) | Err(FrameError::Closed) => break,
                     Ok(BrokerToChannel::Setup { .. }) => {
                         tracing::error!("the broker sent Setup twice; closing");
@@ -136,11 +145,13 @@ impl Link {
             }
             // Dropping jobs_tx and the ack senders tells everyone the broker is gone.
             waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            answers.lock().unwrap_or_else(|p| p.into_inner()).clear();
         });
         (
             Link {
                 out,
                 acks,
+                fetch_answers,
                 inbound_turn: Arc::default(),
             },
             jobs,
@@ -184,6 +195,23 @@ impl Link {
             Ok(Err(_)) => Err("the broker connection closed before the ack".into()),
             Err(_) => Err(format!("no ack from the broker within {} s", ACK_TIMEOUT.as_secs())),
         }
+    }
+
+    /// Asks the broker whether a message's sender would be admitted, before
+    /// its files are downloaded. False when the broker says no or is gone.
+    pub async fn may_fetch(&self, question: ChannelToBroker) -> bool {
+        let ChannelToBroker::MayFetch { platform_id, .. } = &question else {
+            return false;
+        };
+        let (tx, rx) = oneshot::channel();
+        self.fetch_answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(platform_id.clone(), tx);
+        if self.send(question).await.is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(ACK_TIMEOUT, rx).await, Ok(Ok(true)))
     }
 
     /// Tells the broker how a `Send` ended: delivered, or failed (and

@@ -143,14 +143,28 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
                 // "update/message": unique per bot for de-duplication, and
                 // the message id to thread the reply under.
                 let platform_id = format!("{}/{}", update.id.0, msg.id.0);
+                let (chat_id, sender) = (msg.chat.id.0.to_string(), from.id.0.to_string());
                 let (attachments, notes) = match file {
-                    Some(file) => fetch(bot, file).await,
+                    Some(file) => {
+                        let question = ChannelToBroker::MayFetch {
+                            platform_id: platform_id.clone(),
+                            chat_id: chat_id.clone(),
+                            sender: sender.clone(),
+                            is_group,
+                            mentioned,
+                        };
+                        if link.may_fetch(question).await {
+                            fetch(bot, file).await
+                        } else {
+                            (Vec::new(), Vec::new())
+                        }
+                    }
                     None => (Vec::new(), Vec::new()),
                 };
                 let inbound = ChannelToBroker::Inbound {
                     platform_id: platform_id.clone(),
-                    chat_id: msg.chat.id.0.to_string(),
-                    sender: from.id.0.to_string(),
+                    chat_id,
+                    sender,
                     text: crate::attach::with_notes(text, &notes),
                     is_group,
                     mentioned,

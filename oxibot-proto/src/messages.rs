@@ -204,6 +204,8 @@ pub enum BrokerToChannel {
     /// The assistant started working on a message in this chat: show a
     /// typing indicator until the next `Send` to the chat.
     Typing { chat_id: String },
+    /// The answer to `MayFetch`: whether the sender would be admitted.
+    FetchAnswer { platform_id: String, allowed: bool },
 }
 
 /// Channel daemon → broker.
@@ -245,6 +247,15 @@ pub enum ChannelToBroker {
         platform_id: String,
         index: u8,
         data: Vec<u8>,
+    },
+    /// Before downloading a message's files: would this sender be admitted?
+    /// (Access is the broker's to decide; strangers' files are not fetched.)
+    MayFetch {
+        platform_id: String,
+        chat_id: String,
+        sender: String,
+        is_group: bool,
+        mentioned: bool,
     },
 }
 
@@ -302,6 +313,7 @@ impl Message for BrokerToChannel {
             }
             BrokerToChannel::Shutdown => Ok(()),
             BrokerToChannel::Typing { chat_id } => bounded("chat_id", chat_id, MAX_ID),
+            BrokerToChannel::FetchAnswer { platform_id, .. } => bounded("platform_id", platform_id, MAX_ID),
         }
     }
 }
@@ -358,6 +370,16 @@ impl Message for ChannelToBroker {
                     ));
                 }
                 bytes_bounded("file part", data, MAX_PART)
+            }
+            ChannelToBroker::MayFetch {
+                platform_id,
+                chat_id,
+                sender,
+                ..
+            } => {
+                bounded("platform_id", platform_id, MAX_ID)?;
+                bounded("chat_id", chat_id, MAX_ID)?;
+                bounded("sender", sender, MAX_ID)
             }
         }
     }

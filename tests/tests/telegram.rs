@@ -320,3 +320,26 @@ fn a_failing_platform_is_retried_with_backoff_and_reported() {
     assert_eq!(st["channels"][0]["lastError"], Value::Null, "{st}");
     assert_eq!(st["processes"][2]["restarts"], 0, "{st}");
 }
+
+#[test]
+fn a_strangers_files_are_not_even_downloaded() {
+    let s = start(vec![Step::Text("only for alice".into())], json!({}));
+    s.wait_connected();
+    s.tg.send_file(
+        222,
+        "document",
+        "",
+        "payload.bin",
+        "application/octet-stream",
+        &[1; 4096],
+    );
+    s.broker.wait_audit("access_denied", "user 222");
+    s.tg.send_file(ALICE, "document", "", "mine.txt", "text/plain", b"hello");
+    s.tg.wait_sent(1, Duration::from_secs(20));
+    let downloads = s.tg.downloads();
+    assert!(
+        downloads.iter().all(|d| !d.contains("payload.bin")) && downloads.iter().any(|d| d.contains("mine.txt")),
+        "{downloads:?}"
+    );
+    assert!(!s.broker.workspace.join("inbox/payload.bin").exists());
+}
