@@ -178,8 +178,7 @@ async fn handle(
                 is_group,
                 mentioned,
             };
-            let paired = broker.store.is_paired(channel, &sender).map_err(|e| e.to_string())?;
-            let allowed = policy.decide(&origin, paired) == Decision::Admit;
+            let allowed = decide(broker, channel, policy, &origin)? == Decision::Admit;
             let _ = tx.send(BrokerToChannel::FetchAnswer { platform_id, allowed }).await;
         }
         ChannelToBroker::Register { .. } => return Err("Register sent twice".into()),
@@ -199,8 +198,7 @@ async fn handle(
                 is_group,
                 mentioned,
             };
-            let paired = broker.store.is_paired(channel, &sender).map_err(|e| e.to_string())?;
-            match policy.decide(&origin, paired) {
+            match decide(broker, channel, policy, &origin)? {
                 Decision::Admit => {
                     let committed = broker
                         .store
@@ -294,6 +292,15 @@ async fn handle(
         }),
     }
     Ok(())
+}
+
+/// The access decision for a message, with the sender's pairing looked up.
+fn decide(broker: &Broker, channel: &str, policy: &Policy, origin: &Origin<'_>) -> Result<Decision, String> {
+    let paired = broker
+        .store
+        .is_paired(channel, origin.sender)
+        .map_err(|e| e.to_string())?;
+    Ok(policy.decide(origin, paired))
 }
 
 /// Updates a channel's status row (made on first use).
