@@ -21,14 +21,6 @@ use crate::{format, Fatal};
 const MAX_MESSAGE: usize = 2000;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Settings {
-    /// Overrides the Discord API (a proxy, or a test server).
-    #[serde(default)]
-    api_base: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Credential {
     token: String,
 }
@@ -166,8 +158,7 @@ pub async fn run(
     credential: &str,
     resume_after: Vec<(String, String)>,
 ) -> Result<(), Fatal> {
-    let settings: Settings =
-        serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.discord: {e}")))?;
+    let settings = crate::settings::ApiSettings::parse("discord", settings)?;
     let credential: Credential = serde_json::from_str(credential)
         .map_err(|_| Fatal::config("channels.discord.token is missing from the secrets file".into()))?;
     let make_http = || {

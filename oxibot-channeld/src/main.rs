@@ -16,6 +16,7 @@ mod email;
 mod format;
 mod link;
 mod sandbox;
+mod settings;
 mod slack;
 mod telegram;
 mod whatsapp;

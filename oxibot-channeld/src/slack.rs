@@ -21,14 +21,6 @@ const MAX_MESSAGE: usize = 4000;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Settings {
-    /// Overrides `https://slack.com/api/` (a test server).
-    #[serde(default)]
-    api_base: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Credential {
     bot_token: String,
     app_token: String,
@@ -42,8 +34,7 @@ struct State {
 }
 
 pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
-    let settings: Settings =
-        serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.slack: {e}")))?;
+    let settings = crate::settings::ApiSettings::parse("slack", settings)?;
     let credential: Credential = serde_json::from_str(credential).map_err(|_| {
         Fatal::config("channels.slack.botToken and channels.slack.appToken must be in the secrets file".into())
     })?;

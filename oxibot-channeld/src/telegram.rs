@@ -30,20 +30,12 @@ const TYPING_EVERY: Duration = Duration::from_secs(4);
 const TYPING_MAX: Duration = Duration::from_secs(120);
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Settings {
-    #[serde(default)]
-    api_base: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Credential {
     token: String,
 }
 
 pub async fn run(link: Link, mut jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
-    let settings: Settings =
-        serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.telegram: {e}")))?;
+    let settings = crate::settings::ApiSettings::parse("telegram", settings)?;
     let credential: Credential = serde_json::from_str(credential)
         .map_err(|_| Fatal::config("channels.telegram.token is missing from the secrets file".into()))?;
     // One client for the daemon's life: a new one per send wastes a TLS
