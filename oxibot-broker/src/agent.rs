@@ -76,7 +76,7 @@ impl Agent {
     }
 
     /// Scrubs secrets from text leaving the broker, auditing each redaction.
-    fn scrub(&self, text: &str, what: &str) -> String {
+    pub fn scrub(&self, text: &str, what: &str) -> String {
         let (clean, hits) = self.scrubber.scrub(text);
         if hits > 0 {
             self.store.audit(

@@ -94,6 +94,8 @@ pub async fn prepare(broker: &Broker, files: &[Attachment]) -> Prepared {
                 Some(t) => match t.transcribe(&file.name, &file.mime, &file.data).await {
                     Ok(text) => format!("[voice message {} ({size}), {place}; transcript: {text}]", file.name),
                     Err(e) => {
+                        // A provider's error text may quote what it was sent.
+                        let e = broker.agent.scrub(&e, "a transcription error");
                         broker.record_error(&format!("transcription failed: {e}"));
                         format!(
                             "[voice message {} ({size}) {place}; transcription failed: {e}]",
@@ -113,9 +115,27 @@ pub async fn prepare(broker: &Broker, files: &[Attachment]) -> Prepared {
     out
 }
 
-/// Saves one file under `inbox/`, a piece per call, and returns the path
-/// the tools see.
+/// Saves one file under `inbox/` and returns the path the tools see. The
+/// file is the user's and only in the state database until this turn ends:
+/// if toold dies during the save, it is saved again once toold is back
+/// (the tool client waits for the reconnect).
 async fn save(broker: &Broker, file: &Attachment, index: usize) -> Result<String, String> {
+    let mut attempt = 0;
+    loop {
+        match save_once(broker, file, index).await {
+            Err(e) if attempt < SAVE_RETRIES && !broker.tools.is_connected() => {
+                tracing::warn!(file = %file.name, attempt, "saving an upload failed ({e}); trying again");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+const SAVE_RETRIES: u32 = 2;
+
+/// One attempt: a piece per call.
+async fn save_once(broker: &Broker, file: &Attachment, index: usize) -> Result<String, String> {
     let mut path = format!("inbox/{}", safe_name(&file.name, index));
     let mut offset = 0u64;
     let mut pieces = file.data.chunks(MAX_PART);

@@ -62,6 +62,8 @@ struct Inner {
     failing_models: HashSet<String>,
     calls: u64,
     transcriptions: Vec<Transcription>,
+    /// When set, transcriptions fail with 401 and this body.
+    transcription_error: Option<String>,
 }
 
 /// One `POST …/audio/transcriptions` (a multipart form), as received.
@@ -111,6 +113,11 @@ impl FakeLlm {
         self.inner.lock().unwrap().requests.clone()
     }
 
+    /// Every later transcription fails with 401 Unauthorized and `body`.
+    pub fn fail_transcriptions(&self, body: &str) {
+        self.inner.lock().unwrap().transcription_error = Some(body.to_string());
+    }
+
     pub fn transcriptions(&self) -> Vec<Transcription> {
         self.inner.lock().unwrap().transcriptions.clone()
     }
@@ -140,11 +147,15 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, uri: Uri, headers: Heade
                 .unwrap_or_default()
                 .to_string()
         };
-        state.lock().unwrap().transcriptions.push(Transcription {
+        let mut s = state.lock().unwrap();
+        s.transcriptions.push(Transcription {
             authorization: header("authorization"),
             content_type: header("content-type"),
             body: body.to_vec(),
         });
+        if let Some(error) = s.transcription_error.clone() {
+            return (StatusCode::UNAUTHORIZED, error).into_response();
+        }
         return axum::Json(json!({"text": TRANSCRIPT})).into_response();
     }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);

@@ -255,6 +255,21 @@ fn a_voice_message_is_transcribed_through_the_configured_provider() {
         .header("authorization")
         .unwrap_or_default()
         .contains("gsk-groq"));
+
+    // A provider that quotes the key in its error: the error reaches the
+    // model and `oxibotctl status`, the key does not.
+    s.llm.push(Step::Text("sorry".into()));
+    s.llm
+        .fail_transcriptions("invalid api key gsk-groq-KEY-0123456789 for this project");
+    s.tg.send_file(ALICE, "voice", "", "voice.ogg", "audio/ogg", audio);
+    s.tg.wait_sent(2, Duration::from_secs(20));
+    let (text, _) = last_user_message(&s.llm.requests()[1].body);
+    assert!(text.contains("transcription failed") && text.contains("401"), "{text}");
+    let status = s.broker.status().to_string();
+    assert!(status.contains("transcription failed"), "{status}");
+    for seen in [text, status, s.broker.log_text()] {
+        assert!(!seen.contains("gsk-groq-KEY-0123456789"), "the key leaked: {seen}");
+    }
 }
 
 #[test]
@@ -342,4 +357,19 @@ fn a_strangers_files_are_not_even_downloaded() {
         "{downloads:?}"
     );
     assert!(!s.broker.workspace.join("inbox/payload.bin").exists());
+}
+
+#[test]
+fn a_file_that_arrives_while_toold_restarts_is_still_saved() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let s = start(vec![Step::Text("stored".into())], json!({}));
+    s.wait_connected();
+    let toold = s.broker.process_pid("toold").expect("toold pid");
+    kill(Pid::from_raw(toold), Signal::SIGKILL).unwrap();
+    s.tg.send_file(ALICE, "document", "", "notes.txt", "text/plain", b"keep me");
+    s.tg.wait_sent(1, Duration::from_secs(30));
+    let (text, _) = last_user_message(&s.llm.requests()[0].body);
+    assert!(text.contains("saved to inbox/notes.txt"), "{text}");
+    assert_saved_by_toold(&s, "inbox/notes.txt", b"keep me");
 }
