@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Starts the real mail servers the e-mail channel tests use, on 127.0.0.1:
 #   Dovecot IMAP on port 10143 (users: any name, password "imap-PASS-0xb0t-t3st"),
-#   OpenSMTPD on port 10025, delivering every recipient to Dovecot over LMTP;
+#   OpenSMTPD on port 10025, delivering every recipient to Dovecot over LMTP,
+#   and on port 10026, where it also vouches for the sender: the receiving
+#   server's own Authentication-Results header (authserv-id
+#   mail.oxibot.test) says dkim=pass for the envelope sender's domain on
+#   10026 and dkim=none on 10025 (scripts/authres-filter.py; a sender can
+#   write such a header too, but never above the server's own);
 #   and TLS with a certificate from a private test CA ($MAIL/tls/ca.pem):
 #   IMAPS on 10993, and Dovecot's submission service (AUTH required, relaying
 #   to OpenSMTPD) with STARTTLS on 10587 and TLS on 10465. (Debian's
@@ -13,6 +18,7 @@ set -euo pipefail
 MAIL=/var/tmp/oxibot-test-mail
 IMAP_PORT=10143
 SMTP_PORT=10025
+SIGNED_SMTP_PORT=10026
 
 up() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 mkdir -p "$MAIL/run" "$MAIL/state" "$MAIL/home" "$MAIL/tls"
@@ -102,9 +108,13 @@ fi
 
 # Every recipient, any domain, goes to Dovecot's mailbox of its local part:
 # nothing ever leaves this machine.
+install -m 755 "$(dirname "$0")/authres-filter.py" "$MAIL/authres-filter.py"
 cat > "$MAIL/smtpd.conf.new" <<CONF
 table catchall { "@" = "dovecot" }
-listen on 127.0.0.1 port $SMTP_PORT
+filter "authres-none" proc-exec "/usr/bin/python3 $MAIL/authres-filter.py none"
+filter "authres-pass" proc-exec "/usr/bin/python3 $MAIL/authres-filter.py pass"
+listen on 127.0.0.1 port $SMTP_PORT filter "authres-none"
+listen on 127.0.0.1 port $SIGNED_SMTP_PORT filter "authres-pass"
 action "to_dovecot" lmtp "$MAIL/run/lmtp" rcpt-to virtual <catchall>
 match from any for any action "to_dovecot"
 match from local for any action "to_dovecot"
@@ -141,8 +151,8 @@ if ! up $SMTP_PORT; then
     smtpd -f "$MAIL/smtpd.conf"
 fi
 for _ in $(seq 1 50); do
-    if up $IMAP_PORT && up $SMTP_PORT && up 10993 && up 10587 && up 10465; then
-        echo "mail servers up: IMAP 127.0.0.1:$IMAP_PORT, SMTP 127.0.0.1:$SMTP_PORT"
+    if up $IMAP_PORT && up $SMTP_PORT && up $SIGNED_SMTP_PORT && up 10993 && up 10587 && up 10465; then
+        echo "mail servers up: IMAP 127.0.0.1:$IMAP_PORT, SMTP 127.0.0.1:$SMTP_PORT (and $SIGNED_SMTP_PORT, vouching)"
         exit 0
     fi
     sleep 0.1

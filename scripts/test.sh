@@ -35,8 +35,13 @@ fi
 if [ "$(id -u)" = 0 ]; then
     step "users for the jail tests"
     id oxibot-tool >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin oxibot-tool
-    # Channel daemons run as this user when the broker is root.
-    id oxibot-chan >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin oxibot-chan
+    # Each channel daemon runs as its own user (in group oxibot-chan, which
+    # may use channel.sock when systemd starts the daemons).
+    getent group oxibot-chan >/dev/null || groupadd --system oxibot-chan
+    for channel in telegram discord slack whatsapp email; do
+        id "oxibot-$channel" >/dev/null 2>&1 ||
+            useradd --system --no-create-home --shell /usr/sbin/nologin -G oxibot-chan "oxibot-$channel"
+    done
     id oxibot-ci >/dev/null 2>&1 || useradd --create-home --shell /bin/bash oxibot-ci
 
     step "mail servers for the e-mail tests (Dovecot, OpenSMTPD)"

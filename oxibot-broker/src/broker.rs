@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use oxibot_proto::messages::{
-    BrokerToChannel, ChannelStatus, ProviderStatus, QueueDepths, StatusReport, ToolReply, ToolRequest,
-};
+use nix::unistd::User;
+
+use oxibot_proto::messages::{ChannelStatus, ProviderStatus, QueueDepths, StatusReport, ToolReply, ToolRequest};
 use oxibot_proto::{accept_handshake, check_peer, Role};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
@@ -16,7 +17,7 @@ use crate::agent::Agent;
 use crate::config::Config;
 use crate::sockets::{self, SocketRole};
 use crate::store::Store;
-use crate::supervise::{ChildSpec, Supervisor};
+use crate::supervise::{ChildLink, ChildSpec, Handoff, Supervisor};
 use crate::toolclient::ToolClient;
 
 pub struct Broker {
@@ -28,8 +29,13 @@ pub struct Broker {
     pub transcriber: Option<crate::providers::Transcriber>,
     pub supervisor: Arc<Supervisor>,
     pub channels: Mutex<BTreeMap<String, ChannelStatus>>,
-    /// The live connection of each channel daemon, for outbound messages.
-    pub links: Mutex<HashMap<String, mpsc::Sender<BrokerToChannel>>>,
+    /// The live connection of each channel daemon, for outbound messages:
+    /// one per channel, each with its generation, so that the end of an
+    /// old link never removes its successor.
+    pub links: Mutex<HashMap<String, crate::channels::LinkEntry>>,
+    pub next_link: AtomicU64,
+    /// Without supervise mode: the channel each daemon uid serves.
+    pub channel_uids: HashMap<u32, String>,
     pub started: Instant,
     pub last_error: Mutex<Option<String>>,
     /// Running channel turns by session, for /stop.
@@ -57,7 +63,8 @@ impl Broker {
     }
 
     pub fn record_error(&self, e: &str) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        let e = self.agent.scrub(e, "an error shown in status");
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     }
 
     pub fn status(&self) -> StatusReport {
@@ -69,7 +76,10 @@ impl Broker {
             restarts: 0,
             last_exit: None,
         }];
-        processes.extend(self.supervisor.status());
+        processes.extend(self.supervisor.status().into_iter().map(|mut p| {
+            p.last_exit = p.last_exit.map(|e| self.agent.scrub(&e, "a process's exit status"));
+            p
+        }));
         let mut providers: Vec<ProviderStatus> = Vec::new();
         for (name, base, model, has_key) in self.agent.llm().describe() {
             match providers.iter_mut().find(|p| p.name == name) {
@@ -99,6 +109,7 @@ impl Broker {
             },
             providers,
             tool_connected: self.tools.is_connected(),
+            notes: crate::separation::notes(&self.config),
             last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
@@ -111,12 +122,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let workspace = config.workspace();
     std::fs::create_dir_all(&workspace)
         .map_err(|e| anyhow::anyhow!("cannot create the workspace {}: {e}", workspace.display()))?;
+    // Who the daemons are: in supervise mode the broker starts them (and
+    // knows each by the socketpair it handed over); otherwise systemd does,
+    // and each channel daemon is known by its uid.
+    let specs = if config.supervise {
+        child_specs(&config)?
+    } else {
+        Vec::new()
+    };
+    let channel_uids = if config.supervise {
+        HashMap::new()
+    } else {
+        channel_uid_map(&config)?
+    };
+    let roles: &[SocketRole] = if config.supervise {
+        &[SocketRole::Ctl]
+    } else {
+        &SocketRole::ALL
+    };
     let db = config.state_dir.join("oxibot.db");
     let store = Store::open(&db).map_err(|e| anyhow::anyhow!("{} ({})", e, db.display()))?;
     let tools = ToolClient::new(store.clone());
     let agent = Agent::new(&config, store.clone(), tools.clone()).map_err(anyhow::Error::msg)?;
     let transcriber = crate::providers::Transcriber::new(&config).map_err(anyhow::Error::msg)?;
-    let listeners = sockets::open(&config.runtime_dir, &config.users)?;
+    let listeners = sockets::open(&config.runtime_dir, roles, &config.users)?;
     let broker = Arc::new(Broker {
         agent,
         store,
@@ -125,11 +154,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         supervisor: Arc::default(),
         channels: Mutex::default(),
         links: Mutex::default(),
+        next_link: AtomicU64::new(1),
+        channel_uids,
         turns: Mutex::default(),
         started: Instant::now(),
         last_error: Mutex::default(),
         config,
     });
+    for note in crate::separation::notes(&broker.config) {
+        tracing::warn!("{note}");
+    }
 
     for (role, listener) in listeners.by_role {
         tokio::spawn(accept_loop(broker.clone(), role, listener));
@@ -137,12 +171,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::channels::resume_pending(broker.clone()));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (handoff_tx, handoff_rx) = mpsc::channel(8);
+    tokio::spawn(accept_handoffs(broker.clone(), handoff_rx));
     let mut children = Vec::new();
-    if broker.config.supervise {
-        for spec in child_specs(&broker.config)? {
-            children.push(tokio::spawn(broker.supervisor.clone().run(spec, shutdown_rx.clone())));
-        }
+    for spec in specs {
+        children.push(tokio::spawn(broker.supervisor.clone().run(
+            spec,
+            shutdown_rx.clone(),
+            handoff_tx.clone(),
+        )));
     }
+    drop(handoff_tx);
     sd_notify("READY=1");
     tracing::info!(runtime_dir = %broker.config.runtime_dir.display(), supervise = broker.config.supervise, "broker ready");
 
@@ -153,7 +192,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for c in children {
         let _ = c.await;
     }
-    for role in SocketRole::ALL {
+    for role in roles {
         let _ = std::fs::remove_file(broker.config.runtime_dir.join(role.file_name()));
     }
     Ok(())
@@ -187,6 +226,21 @@ fn sd_notify(state: &str) {
     }
 }
 
+/// The (uid, gid) of a daemon's user, or a start error that names the fix.
+fn daemon_user(name: &str, role: &str) -> anyhow::Result<(u32, u32)> {
+    match User::from_name(name) {
+        Ok(Some(u)) if u.uid.is_root() => Err(anyhow::anyhow!(
+            "the {role} is configured to run as root (user {name}); give it an unprivileged user of its own"
+        )),
+        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        Ok(None) => Err(anyhow::anyhow!(
+            "user {name} (for the {role}) does not exist. Install the OxiBot package (it creates the users), \
+             or create it: useradd --system --no-create-home --shell /usr/sbin/nologin {name}"
+        )),
+        Err(e) => Err(anyhow::anyhow!("cannot look up user {name} (for the {role}): {e}")),
+    }
+}
+
 fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
     let bin_dir = match &config.bin_dir {
         Some(d) => d.clone(),
@@ -195,52 +249,130 @@ fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
             .map(PathBuf::from)
             .ok_or_else(|| anyhow::anyhow!("cannot tell where the broker's executable lives; set binDir"))?,
     };
-    let runtime = config.runtime_dir.display().to_string();
+    let root = nix::unistd::geteuid().is_root();
+    if root && config.tools.sandbox == crate::config::SandboxMode::On {
+        // toold starts as root and becomes this user inside its jail; check
+        // now, so that the start fails here with the fix.
+        daemon_user(&config.users.tool, "tool daemon")?;
+    }
+    let mut toold_args = vec![
+        "--workspace".to_string(),
+        config.workspace().display().to_string(),
+        "--sandbox".into(),
+        config.tools.sandbox.as_arg().into(),
+        "--max-exec-timeout".into(),
+        config.tools.exec.timeout.to_string(),
+        "--max-output".into(),
+        config.tools.exec.max_output_bytes.to_string(),
+        "--max-processes".into(),
+        config.tools.exec.max_processes.to_string(),
+        "--max-memory-mb".into(),
+        config.tools.exec.max_memory_mb.to_string(),
+        "--max-file-size-mb".into(),
+        config.tools.exec.max_file_size_mb.to_string(),
+        "--user".into(),
+        config.users.tool.clone(),
+    ];
+    if config.tools.seccomp_log {
+        toold_args.push("--seccomp-log".into());
+    }
     let mut specs = vec![ChildSpec {
         name: "toold".into(),
         program: bin_dir.join("oxibot-toold"),
-        args: vec![
-            "--socket".into(),
-            format!("{runtime}/tool.sock"),
-            "--workspace".into(),
-            config.workspace().display().to_string(),
-            "--sandbox".into(),
-            config.tools.sandbox.as_arg().into(),
-            "--max-exec-timeout".into(),
-            config.tools.exec.timeout.to_string(),
-            "--max-output".into(),
-            config.tools.exec.max_output_bytes.to_string(),
-            "--max-processes".into(),
-            config.tools.exec.max_processes.to_string(),
-            "--max-memory-mb".into(),
-            config.tools.exec.max_memory_mb.to_string(),
-            "--max-file-size-mb".into(),
-            config.tools.exec.max_file_size_mb.to_string(),
-            "--user".into(),
-            config.users.tool.clone(),
-        ],
+        args: toold_args,
         // toold starts with the broker's rights, builds its jail, then
         // becomes the tool user.
-        user: None,
+        run_as: None,
+        link: ChildLink::Tool,
     }];
     for name in config.enabled_channels() {
+        let run_as = if root {
+            Some(daemon_user(
+                &config.users.channel_user(&name),
+                &format!("{name} channel daemon"),
+            )?)
+        } else {
+            None
+        };
+        let mut args = vec!["--channel".to_string(), name.clone()];
+        if !root {
+            // It shares our uid: only Landlock keeps it from our files.
+            args.push("--require-landlock".into());
+        }
         specs.push(ChildSpec {
             name: format!("channel:{name}"),
             program: bin_dir.join("oxibot-channeld"),
-            args: vec![
-                "--channel".into(),
-                name,
-                "--socket".into(),
-                format!("{runtime}/channel.sock"),
-            ],
-            user: Some(config.users.channel.clone()),
+            args,
+            run_as,
+            link: ChildLink::Channel(name),
         });
     }
     Ok(specs)
 }
 
+/// Without supervise mode: which channel each uid serves. Every enabled
+/// channel needs a user of its own, or the broker could not tell its
+/// daemons apart.
+fn channel_uid_map(config: &Config) -> anyhow::Result<HashMap<u32, String>> {
+    let mut map: HashMap<u32, String> = HashMap::new();
+    for name in config.enabled_channels() {
+        let user = config.users.channel_user(&name);
+        let (uid, _) = daemon_user(&user, &format!("{name} channel daemon"))?;
+        if let Some(other) = map.insert(uid, name.clone()) {
+            return Err(anyhow::anyhow!(
+                "channels {other} and {name} both run as user {user} (uid {uid}); without supervise mode each \
+                 channel needs a user of its own (users.channels), or the broker cannot tell them apart"
+            ));
+        }
+    }
+    Ok(map)
+}
+
+/// The broker's ends of the socketpairs of the children it just started.
+async fn accept_handoffs(broker: Arc<Broker>, mut handoffs: mpsc::Receiver<Handoff>) {
+    while let Some(h) = handoffs.recv().await {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let peer = format!("supervised child pid {}", h.pid);
+            match h.link {
+                ChildLink::Tool => serve_tool(broker, h.stream, peer).await,
+                ChildLink::Channel(channel) => {
+                    crate::channels::serve(broker, h.stream, crate::channels::Identity { channel, peer }).await
+                }
+            }
+        });
+    }
+}
+
+async fn serve_tool(broker: Arc<Broker>, stream: tokio::net::UnixStream, peer: String) {
+    match accept_handshake::<ToolReply, ToolRequest>(stream, Role::Broker, Role::Tool).await {
+        Ok(conn) => {
+            if !broker.tools.previous_gone(LIVE_LINK_GRACE).await {
+                broker.store.audit(
+                    "link_refused",
+                    &format!("tool daemon link from {peer} refused: another tool daemon is connected and alive"),
+                );
+                return;
+            }
+            broker
+                .store
+                .audit("link_established", &format!("tool daemon connected ({peer})"));
+            let (r, w) = conn.split();
+            broker.tools.attach(r, w);
+        }
+        Err(e) => broker
+            .store
+            .audit("protocol_violation", &format!("tool daemon ({peer}) handshake: {e}")),
+    }
+}
+
+/// How long a new link waits for the previous link of the same daemon to
+/// end (a restarted daemon may arrive before its predecessor's EOF is read).
+pub const LIVE_LINK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn accept_loop(broker: Arc<Broker>, role: SocketRole, listener: UnixListener) {
-    let policy = sockets::policy(role, &broker.config.users);
+    let channel_uids: Vec<u32> = broker.channel_uids.keys().copied().collect();
+    let policy = sockets::policy(role, &broker.config.users, &channel_uids);
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -251,28 +383,28 @@ async fn accept_loop(broker: Arc<Broker>, role: SocketRole, listener: UnixListen
                 continue;
             }
         };
-        if let Err(e) = check_peer(&stream, &policy) {
-            broker
-                .store
-                .audit("peer_refused", &format!("{}: {e}", role.file_name()));
-            continue;
-        }
+        let cred = match check_peer(&stream, &policy) {
+            Ok(c) => c,
+            Err(e) => {
+                broker
+                    .store
+                    .audit("peer_refused", &format!("{}: {e}", role.file_name()));
+                continue;
+            }
+        };
         let broker = broker.clone();
         tokio::spawn(async move {
+            let peer = format!("uid {} pid {}", cred.uid, cred.pid.unwrap_or(0));
             match role {
-                SocketRole::Tool => {
-                    match accept_handshake::<ToolReply, ToolRequest>(stream, Role::Broker, Role::Tool).await {
-                        Ok(conn) => {
-                            let (r, w) = conn.split();
-                            broker.tools.attach(r, w);
-                        }
-                        Err(e) => broker
-                            .store
-                            .audit("protocol_violation", &format!("tool.sock handshake: {e}")),
-                    }
-                }
+                SocketRole::Tool => serve_tool(broker, stream, peer).await,
                 SocketRole::Ctl => crate::ctl::serve(broker, stream).await,
-                SocketRole::Channel => crate::channels::serve(broker, stream).await,
+                SocketRole::Channel => {
+                    // The policy admitted only uids in the map.
+                    let Some(channel) = broker.channel_uids.get(&cred.uid).cloned() else {
+                        return;
+                    };
+                    crate::channels::serve(broker, stream, crate::channels::Identity { channel, peer }).await
+                }
             }
         });
     }

@@ -19,35 +19,65 @@ use crate::broker::Broker;
 use crate::config::SECRET_KEYS;
 use crate::store::Inbound;
 
-pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
+/// Who a connection is, as the broker decided it before reading a byte:
+/// the channel whose child it handed this socketpair to (supervise mode),
+/// or the channel whose user the peer's uid is (systemd). The daemon's own
+/// `Register` must agree; it never decides.
+pub struct Identity {
+    pub channel: String,
+    /// For the audit log: "supervised child pid 123", "uid 995 pid 456".
+    pub peer: String,
+}
+
+/// A channel's live link.
+pub struct LinkEntry {
+    generation: u64,
+    tx: mpsc::Sender<BrokerToChannel>,
+}
+
+pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) {
+    let Identity { channel, peer } = identity;
     let conn = match accept_handshake::<ChannelToBroker, BrokerToChannel>(stream, Role::Broker, Role::Channel).await {
         Ok(c) => c,
         Err(e) => {
-            broker
-                .store
-                .audit("protocol_violation", &format!("channel.sock handshake: {e}"));
+            broker.store.audit(
+                "protocol_violation",
+                &format!("channel {channel} ({peer}) handshake: {e}"),
+            );
             return;
         }
     };
     let (mut reader, mut writer) = conn.split();
 
-    // State 1: the only message allowed now is Register.
-    let channel = match reader.recv().await {
-        Ok(ChannelToBroker::Register { channel }) => channel,
+    // State 1: the only message allowed now is Register, naming the
+    // channel this connection already is.
+    match reader.recv().await {
+        Ok(ChannelToBroker::Register { channel: claimed }) if claimed == channel => {}
+        Ok(ChannelToBroker::Register { channel: claimed }) => {
+            broker.store.audit(
+                "channel_refused",
+                &format!("the {channel} daemon ({peer}) asked for channel \"{claimed}\"; refused"),
+            );
+            return;
+        }
         Ok(other) => {
             broker.store.audit(
                 "protocol_violation",
-                &format!("channel.sock: expected Register first, got {}", variant_name(&other)),
+                &format!(
+                    "channel {channel} ({peer}): expected Register first, got {}",
+                    variant_name(&other)
+                ),
             );
             return;
         }
         Err(e) => {
-            broker
-                .store
-                .audit("protocol_violation", &format!("channel.sock before Register: {e}"));
+            broker.store.audit(
+                "protocol_violation",
+                &format!("channel {channel} ({peer}) before Register: {e}"),
+            );
             return;
         }
-    };
+    }
     let Some(settings) = broker
         .config
         .channels
@@ -56,7 +86,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     else {
         broker.store.audit(
             "channel_refused",
-            &format!("channel daemon asked for \"{channel}\", which is not enabled in config"),
+            &format!("channel daemon ({peer}) asked for \"{channel}\", which is not enabled in config"),
         );
         return;
     };
@@ -65,6 +95,20 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
         Err(e) => {
             broker.store.audit("channel_refused", &e);
             broker.record_error(&e);
+            return;
+        }
+    };
+
+    // State 2: one live link per channel. Claimed before the credential
+    // goes out, so a second daemon for a live channel learns nothing.
+    let (tx, mut rx) = mpsc::channel::<BrokerToChannel>(256);
+    let generation = match claim_link(&broker, &channel, tx.clone()).await {
+        Ok(g) => g,
+        Err(why) => {
+            broker.store.audit(
+                "link_refused",
+                &format!("channel {channel}: second registration from {peer} refused: {why}"),
+            );
             return;
         }
     };
@@ -84,16 +128,15 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     };
     if let Err(e) = writer.send(&setup).await {
         tracing::warn!(%channel, "cannot send Setup: {e}");
+        release_link(&broker, &channel, generation);
         return;
     }
+    broker.store.audit(
+        "credential_handout",
+        &format!("channel {channel}: settings and credential handed to {peer} (link {generation})"),
+    );
 
-    // State 2: established. Outbound goes through one writer task.
-    let (tx, mut rx) = mpsc::channel::<BrokerToChannel>(256);
-    broker
-        .links
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(channel.clone(), tx.clone());
+    // State 3: established. Outbound goes through one writer task.
     let writer_task = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             if writer.send(&msg).await.is_err() {
@@ -106,25 +149,34 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     let mut pieces = crate::uploads::Pieces::default();
     loop {
         match reader.recv().await {
-            Ok(msg) => {
-                if let Err(e) = handle(&broker, &channel, &policy, &tx, &mut pieces, msg).await {
+            Ok(msg) => match handle(&broker, &channel, &policy, &tx, &mut pieces, msg).await {
+                Ok(()) => {}
+                Err(Fault::Peer(e)) => {
                     broker
                         .store
-                        .audit("protocol_violation", &format!("channel {channel}: {e}"));
+                        .audit("protocol_violation", &format!("channel {channel} ({peer}): {e}"));
                     break;
                 }
-            }
+                Err(Fault::Local(e)) => {
+                    // Our own failure (the state database): the daemon did
+                    // nothing wrong, but the message could not be handled;
+                    // dropping the link makes the daemon resend it.
+                    tracing::error!(%channel, "cannot handle a message from the daemon: {e}");
+                    broker.record_error(&e);
+                    break;
+                }
+            },
             Err(FrameError::Closed) => break,
             Err(e) => {
                 broker
                     .store
-                    .audit("protocol_violation", &format!("channel {channel}: {e}"));
+                    .audit("protocol_violation", &format!("channel {channel} ({peer}): {e}"));
                 break;
             }
         }
     }
     writer_task.abort();
-    broker.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&channel);
+    release_link(&broker, &channel, generation);
     if let Some(s) = broker
         .channels
         .lock()
@@ -139,6 +191,63 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     tracing::warn!(%channel, "channel daemon disconnected");
 }
 
+/// Takes the channel's link slot, after giving a previous link a moment to
+/// end (a restarted daemon may arrive before its predecessor's EOF was
+/// read). Refused while the previous link is alive.
+async fn claim_link(broker: &Broker, channel: &str, tx: mpsc::Sender<BrokerToChannel>) -> Result<u64, String> {
+    let previous = broker
+        .links
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(channel)
+        .map(|l| l.tx.clone());
+    if let Some(previous) = previous {
+        if tokio::time::timeout(crate::broker::LIVE_LINK_GRACE, previous.closed())
+            .await
+            .is_err()
+        {
+            return Err("the channel's daemon is connected and alive".into());
+        }
+    }
+    let mut links = broker.links.lock().unwrap_or_else(|p| p.into_inner());
+    if links.get(channel).is_some_and(|l| !l.tx.is_closed()) {
+        return Err("another daemon took the link meanwhile".into());
+    }
+    let generation = broker.next_link.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if links
+        .insert(channel.to_string(), LinkEntry { generation, tx })
+        .is_some()
+    {
+        broker.store.audit(
+            "link_replaced",
+            &format!("channel {channel}: the ended link was replaced by link {generation}"),
+        );
+    }
+    Ok(generation)
+}
+
+/// Removes the channel's link if it is still this one.
+fn release_link(broker: &Broker, channel: &str, generation: u64) {
+    let mut links = broker.links.lock().unwrap_or_else(|p| p.into_inner());
+    if links.get(channel).is_some_and(|l| l.generation == generation) {
+        links.remove(channel);
+    }
+}
+
+/// Why a message could not be handled.
+enum Fault {
+    /// The daemon sent something it may not: the link is cut and audited.
+    Peer(String),
+    /// Our own failure (the state database).
+    Local(String),
+}
+
+impl From<crate::store::StoreError> for Fault {
+    fn from(e: crate::store::StoreError) -> Self {
+        Fault::Local(e.to_string())
+    }
+}
+
 fn variant_name(m: &ChannelToBroker) -> &'static str {
     match m {
         ChannelToBroker::Register { .. } => "Register",
@@ -148,6 +257,7 @@ fn variant_name(m: &ChannelToBroker) -> &'static str {
         ChannelToBroker::Status { .. } => "Status",
         ChannelToBroker::FilePart { .. } => "FilePart",
         ChannelToBroker::MayFetch { .. } => "MayFetch",
+        ChannelToBroker::PartDelivered { .. } => "PartDelivered",
     }
 }
 
@@ -158,13 +268,13 @@ async fn handle(
     tx: &mpsc::Sender<BrokerToChannel>,
     pieces: &mut crate::uploads::Pieces,
     msg: ChannelToBroker,
-) -> Result<(), String> {
+) -> Result<(), Fault> {
     match msg {
         ChannelToBroker::FilePart {
             platform_id,
             index,
             data,
-        } => pieces.add(platform_id, index, data)?,
+        } => pieces.add(platform_id, index, data).map_err(Fault::Peer)?,
         ChannelToBroker::MayFetch {
             platform_id,
             chat_id,
@@ -181,7 +291,7 @@ async fn handle(
             let allowed = decide(broker, channel, policy, &origin)? == Decision::Admit;
             let _ = tx.send(BrokerToChannel::FetchAnswer { platform_id, allowed }).await;
         }
-        ChannelToBroker::Register { .. } => return Err("Register sent twice".into()),
+        ChannelToBroker::Register { .. } => return Err(Fault::Peer("Register sent twice".into())),
         ChannelToBroker::Inbound {
             platform_id,
             chat_id,
@@ -191,7 +301,7 @@ async fn handle(
             mentioned,
             mut attachments,
         } => {
-            pieces.complete(&platform_id, &mut attachments)?;
+            pieces.complete(&platform_id, &mut attachments).map_err(Fault::Peer)?;
             let origin = Origin {
                 sender: &sender,
                 chat_id: &chat_id,
@@ -200,17 +310,15 @@ async fn handle(
             };
             match decide(broker, channel, policy, &origin)? {
                 Decision::Admit => {
-                    let committed = broker
-                        .store
-                        .commit_inbound(channel, &platform_id, &chat_id, &sender, &text, attachments)
-                        .map_err(|e| e.to_string())?;
+                    let committed =
+                        broker
+                            .store
+                            .commit_inbound(channel, &platform_id, &chat_id, &sender, &text, attachments)?;
                     // Ack after commit, for new and duplicate messages alike:
                     // either way the message is safe and the cursor may move.
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
-                    if committed.is_some() {
-                        count(broker, channel, |c| c.received += 1);
-                    }
                     if let Some(inbound) = committed {
+                        count(broker, channel, |c| c.received += 1);
                         tokio::spawn(answer(broker.clone(), inbound));
                     }
                 }
@@ -227,8 +335,7 @@ async fn handle(
                 Decision::Pair => {
                     let (code, fresh) = broker
                         .store
-                        .pairing_code(channel, &sender, &chat_id, &new_pairing_code())
-                        .map_err(|e| e.to_string())?;
+                        .pairing_code(channel, &sender, &chat_id, &new_pairing_code())?;
                     if fresh {
                         broker.store.audit(
                             "pairing_requested",
@@ -239,40 +346,39 @@ async fn handle(
                         "I don't know you yet. Your pairing code is {code}. \
                          Ask my owner to run: oxibotctl pairing approve {code}"
                     );
-                    let id = broker
-                        .store
-                        .queue_outbox(channel, &chat_id, &text)
-                        .map_err(|e| e.to_string())?;
+                    let id = broker.store.queue_outbox(channel, &chat_id, &text)?;
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
-                    let _ = tx
-                        .send(BrokerToChannel::Send {
-                            outbox_id: id as u64,
-                            chat_id,
-                            text,
-                            reply_to: None,
-                        })
-                        .await;
+                    let _ = tx.send(fresh_send(id, chat_id, text, None)).await;
                 }
             }
         }
         ChannelToBroker::Delivered { outbox_id } => {
+            if !broker.store.outbox_delivered(channel, outbox_id as i64)? {
+                return Err(not_yours(outbox_id, "confirmed"));
+            }
             count(broker, channel, |c| c.sent += 1);
-            broker
-                .store
-                .outbox_delivered(outbox_id as i64)
-                .map_err(|e| e.to_string())?;
+        }
+        ChannelToBroker::PartDelivered { outbox_id, parts } => {
+            if !broker.store.outbox_progress(channel, outbox_id as i64, parts)? {
+                return Err(not_yours(outbox_id, "reported progress on"));
+            }
         }
         ChannelToBroker::SendFailed {
             outbox_id,
             error,
             retryable,
         } => {
+            // A platform error may quote the daemon's own credential (a
+            // Telegram API URL holds the bot token).
+            let error = broker.agent.scrub(&error, &format!("a {channel} send error"));
+            let Some(attempts) = broker
+                .store
+                .outbox_failed(channel, outbox_id as i64, &error, retryable)?
+            else {
+                return Err(not_yours(outbox_id, "reported a failure of"));
+            };
             tracing::warn!(channel, outbox_id, retryable, %error, "delivery failed");
             count(broker, channel, |c| c.send_failures += 1);
-            let attempts = broker
-                .store
-                .outbox_failed(outbox_id as i64, &error, retryable)
-                .map_err(|e| e.to_string())?;
             if retryable {
                 // Retried until the platform takes it, with backoff.
                 let delay = std::time::Duration::from_secs(1u64 << attempts.min(6));
@@ -283,24 +389,54 @@ async fn handle(
                 });
             }
         }
-        ChannelToBroker::Status { connected, last_error } => update_status(broker, channel, |status| {
-            if status.connected && !connected {
-                status.counters.disconnects += 1;
-            }
-            status.connected = connected;
-            status.last_error = last_error;
-        }),
+        ChannelToBroker::Status { connected, last_error } => {
+            let last_error = last_error.map(|e| broker.agent.scrub(&e, &format!("the {channel} daemon's status")));
+            update_status(broker, channel, |status| {
+                if status.connected && !connected {
+                    status.counters.disconnects += 1;
+                }
+                status.connected = connected;
+                status.last_error = last_error;
+            })
+        }
     }
     Ok(())
 }
 
+/// A daemon named an outbox message that is not its channel's.
+fn not_yours(outbox_id: u64, what: &str) -> Fault {
+    Fault::Peer(format!(
+        "{what} outbox message {outbox_id}, which is not this channel's"
+    ))
+}
+
 /// The access decision for a message, with the sender's pairing looked up.
-fn decide(broker: &Broker, channel: &str, policy: &Policy, origin: &Origin<'_>) -> Result<Decision, String> {
-    let paired = broker
-        .store
-        .is_paired(channel, origin.sender)
-        .map_err(|e| e.to_string())?;
+fn decide(broker: &Broker, channel: &str, policy: &Policy, origin: &Origin<'_>) -> Result<Decision, Fault> {
+    let paired = broker.store.is_paired(channel, origin.sender)?;
     Ok(policy.decide(origin, paired))
+}
+
+/// A `Send` of an outbox message that no attempt has delivered a part of.
+pub fn fresh_send(outbox_id: i64, chat_id: String, text: String, reply_to: Option<String>) -> BrokerToChannel {
+    BrokerToChannel::Send {
+        outbox_id: outbox_id as u64,
+        chat_id,
+        text,
+        reply_to,
+        first_part: 0,
+    }
+}
+
+/// A `Send` of a pending outbox message, resuming after the parts the
+/// platform already took.
+fn resend(o: crate::store::Outgoing) -> BrokerToChannel {
+    BrokerToChannel::Send {
+        outbox_id: o.id as u64,
+        chat_id: o.chat_id,
+        text: o.text,
+        reply_to: o.reply_to,
+        first_part: o.parts_sent,
+    }
 }
 
 /// Updates a channel's status row (made on first use).
@@ -366,12 +502,7 @@ async fn answer(broker: Arc<Broker>, inbound: Inbound) {
             deliver(
                 &broker,
                 &inbound.channel,
-                BrokerToChannel::Send {
-                    outbox_id: id as u64,
-                    chat_id: inbound.chat_id,
-                    text: reply,
-                    reply_to: Some(inbound.platform_id),
-                },
+                fresh_send(id, inbound.chat_id, reply, Some(inbound.platform_id)),
             )
             .await
         }
@@ -387,7 +518,7 @@ pub async fn deliver(broker: &Broker, channel: &str, msg: BrokerToChannel) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(channel)
-        .cloned();
+        .map(|l| l.tx.clone());
     if let Some(link) = link {
         let _ = link.send(msg).await;
     }
@@ -411,13 +542,7 @@ async fn resend_outbox(broker: &Broker, channel: &str, tx: &mpsc::Sender<BrokerT
     match broker.store.pending_outbox(channel) {
         Ok(items) => {
             for o in items {
-                let msg = BrokerToChannel::Send {
-                    outbox_id: o.id as u64,
-                    chat_id: o.chat_id,
-                    text: o.text,
-                    reply_to: o.reply_to,
-                };
-                if tx.send(msg).await.is_err() {
+                if tx.send(resend(o)).await.is_err() {
                     return;
                 }
             }
@@ -429,13 +554,7 @@ async fn resend_outbox(broker: &Broker, channel: &str, tx: &mpsc::Sender<BrokerT
 async fn resend_one(broker: &Broker, channel: &str, id: i64) {
     if let Ok(items) = broker.store.pending_outbox(channel) {
         if let Some(o) = items.into_iter().find(|o| o.id == id) {
-            let msg = BrokerToChannel::Send {
-                outbox_id: o.id as u64,
-                chat_id: o.chat_id,
-                text: o.text,
-                reply_to: o.reply_to,
-            };
-            deliver(broker, channel, msg).await;
+            deliver(broker, channel, resend(o)).await;
         }
     }
 }

@@ -53,19 +53,36 @@ pub struct Config {
     pub unknown: BTreeMap<String, Value>,
 }
 
+/// The Unix users of the daemons. Each channel has its own (so that, under
+/// systemd, the broker knows a channel daemon by its uid, and one channel
+/// daemon cannot signal or read another): `oxibot-<channel>` unless
+/// `channels` names another.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Users {
     pub tool: String,
-    pub channel: String,
+    pub channels: BTreeMap<String, String>,
+    /// The single user all channels shared before each had its own.
+    pub channel: Option<String>,
 }
 
 impl Default for Users {
     fn default() -> Self {
         Users {
             tool: "oxibot-tool".into(),
-            channel: "oxibot-chan".into(),
+            channels: BTreeMap::new(),
+            channel: None,
         }
+    }
+}
+
+impl Users {
+    /// The user channel `name`'s daemon runs as.
+    pub fn channel_user(&self, name: &str) -> String {
+        self.channels
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| format!("oxibot-{name}"))
     }
 }
 
@@ -149,6 +166,9 @@ pub struct Transcription {
 #[serde(rename_all = "camelCase", default)]
 pub struct Tools {
     pub sandbox: SandboxMode,
+    /// Debugging only: the jail's seccomp filter logs refused syscalls
+    /// (kernel log) instead of refusing them. Warned about on every start.
+    pub seccomp_log: bool,
     pub exec: ExecSettings,
     pub web: Value,
     /// OxiBot's flag; always true here (the jail enforces it), accepted for compatibility.
@@ -300,8 +320,7 @@ impl Config {
         apply_env(&mut probe, &env, &mut report.warnings);
         let secrets_path = secrets_path(&probe);
         if let Some(sp) = secrets_path {
-            check_secrets_permissions(&sp)?;
-            let stext = read(&sp)?;
+            let stext = read_secrets(&sp)?;
             let secrets: Value = parse_json(&sp, &stext)?;
             if !secrets.is_object() {
                 return Err(invalid(&sp, "", "the top level must be a JSON object"));
@@ -345,6 +364,16 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        if let Some(old) = &self.users.channel {
+            return Err(invalid(
+                path,
+                "users.channel",
+                &format!(
+                    "each channel now runs as its own user: replace it with \"users\": {{\"channels\": {{\"telegram\": \"{old}\", …}}}}, \
+                     or remove it to use the defaults (oxibot-telegram, oxibot-discord, …)"
+                ),
+            ));
+        }
         let d = &self.agents.defaults;
         if d.model.trim().is_empty() {
             return Err(invalid(path, "agents.defaults.model", "must name a model"));
@@ -507,25 +536,79 @@ fn secrets_path(value: &Value) -> Option<PathBuf> {
     }
 }
 
-fn check_secrets_permissions(path: &Path) -> Result<(), ConfigError> {
-    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+/// The secrets file is larger than any sane one at this size.
+const MAX_SECRETS_FILE: u64 = 1 << 20;
+
+/// Reads the secrets file through one descriptor: opened without following
+/// a symlink (a link planted in /etc/oxibot must not redirect us), then
+/// checked with `fstat` on that same descriptor (no window between check
+/// and read): a regular file, owned by root or by us, writable only by its
+/// owner, readable by nobody else — except a root-owned file readable by
+/// our own group (the packaged `root:oxibot 0640`).
+fn read_secrets(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                ConfigError::Other(format!(
+                    "secrets file {} is a symbolic link; refusing to follow it. Point secretsFile at the real file",
+                    path.display()
+                ))
+            } else {
+                read_err(e)
+            }
+        })?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.file_type().is_file() {
+        return Err(ConfigError::Other(format!(
+            "secrets file {} is not a regular file",
+            path.display()
+        )));
+    }
+    let me = nix::unistd::geteuid();
+    let my_name = nix::unistd::User::from_uid(me)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| me.to_string());
+    if meta.uid() != me.as_raw() && meta.uid() != 0 {
+        return Err(ConfigError::Other(format!(
+            "secrets file {} is owned by uid {}; only root or the broker's own user may own it. \
+             Fix it with: chown {my_name} {}",
+            path.display(),
+            meta.uid(),
+            path.display()
+        )));
+    }
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        let owner = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| meta.uid().to_string());
+    let group_read_ok = meta.uid() == 0 && meta.gid() == nix::unistd::getegid().as_raw();
+    let allowed = if group_read_ok { 0o640 } else { 0o600 };
+    if mode & !allowed & 0o777 != 0 {
         return Err(ConfigError::SecretsPermissions {
             path: path.to_path_buf(),
             mode,
-            owner,
+            owner: my_name,
         });
     }
-    Ok(())
+    let mut text = String::new();
+    file.take(MAX_SECRETS_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if text.len() as u64 > MAX_SECRETS_FILE {
+        return Err(ConfigError::Other(format!(
+            "secrets file {} is larger than {MAX_SECRETS_FILE} bytes",
+            path.display()
+        )));
+    }
+    Ok(text)
 }
 
 fn warn_inline_secrets(v: &Value, at: &str, warnings: &mut Vec<String>) {

@@ -78,12 +78,7 @@ async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
                     if approve {
                         let text = "You're approved. Say hello!";
                         if let Ok(id) = broker.store.queue_outbox(&p.channel, &p.chat_id, text) {
-                            let msg = oxibot_proto::messages::BrokerToChannel::Send {
-                                outbox_id: id as u64,
-                                chat_id: p.chat_id.clone(),
-                                text: text.into(),
-                                reply_to: None,
-                            };
+                            let msg = crate::channels::fresh_send(id, p.chat_id.clone(), text.into(), None);
                             crate::channels::deliver(broker, &p.channel, msg).await;
                         }
                     }
@@ -99,7 +94,7 @@ async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
         }
         CtlRequest::RunTool { name, arguments_json } => {
             broker.store.audit("admin_tool", &format!("oxibotctl ran tool {name}"));
-            match broker.agent.run_tool_checked(&name, &arguments_json).await {
+            match broker.agent.run_tool_checked("oxibotctl", &name, &arguments_json).await {
                 Ok(output) => CtlReply::ToolResult { ok: true, output },
                 Err(output) => CtlReply::ToolResult { ok: false, output },
             }

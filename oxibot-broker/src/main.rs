@@ -25,6 +25,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Nothing else on our uid may read our memory (the secrets) or ptrace
+    // us: in unprivileged supervise mode the daemons share the uid.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("oxibot-broker: cannot clear the dumpable flag: {e}");
+        return ExitCode::FAILURE;
+    }
     init_logging();
     let (config, report) = match Config::load(&args.config) {
         Ok(c) => c,
@@ -33,18 +39,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    oxibot_proto::redact::set_log_redactor(oxibot_proto::redact::Redactor::new(
+        config.all_secrets().iter().map(|s| s.expose()),
+    ));
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
     if args.check {
         println!("configuration OK: {}", args.config.display());
         return ExitCode::SUCCESS;
-    }
-    if nix::unistd::geteuid().is_root() {
-        tracing::warn!(
-            "the broker is running as root; it keeps root only to start its daemons under their own users. \
-             Run it as the `oxibot` user (the packaged systemd unit does)"
-        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -68,6 +71,6 @@ fn init_logging() {
         .unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(|| oxibot_proto::redact::RedactedStderr)
         .init();
 }

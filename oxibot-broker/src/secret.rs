@@ -37,43 +37,25 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Replaces each known secret with a marker. Secrets shorter than
-/// [`Scrubber::MIN_LEN`] are skipped: redacting "abc" everywhere would
-/// mangle ordinary text while protecting nothing.
+/// Redacts every configured secret (and its base64, hex and URL
+/// encodings: see [`oxibot_proto::redact`]).
 #[derive(Clone, Default)]
 pub struct Scrubber {
-    secrets: Vec<Secret>,
+    redactor: oxibot_proto::redact::Redactor,
 }
 
-pub const REDACTED: &str = "[REDACTED]";
+pub use oxibot_proto::redact::REDACTED;
 
 impl Scrubber {
-    pub const MIN_LEN: usize = 6;
-
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
-        let mut secrets: Vec<Secret> = secrets
-            .into_iter()
-            .filter(|s| s.expose().len() >= Self::MIN_LEN)
-            .cloned()
-            .collect();
-        // Longest first, so a secret that contains another is redacted whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
-        secrets.dedup();
-        Scrubber { secrets }
+        Scrubber {
+            redactor: oxibot_proto::redact::Redactor::new(secrets.into_iter().map(Secret::expose)),
+        }
     }
 
     /// Returns the scrubbed text and how many secrets were redacted.
     pub fn scrub(&self, text: &str) -> (String, usize) {
-        let mut out = text.to_string();
-        let mut hits = 0;
-        for s in &self.secrets {
-            let n = out.matches(s.expose()).count();
-            if n > 0 {
-                hits += n;
-                out = out.replace(s.expose(), REDACTED);
-            }
-        }
-        (out, hits)
+        self.redactor.redact(text)
     }
 }
 

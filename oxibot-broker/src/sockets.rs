@@ -1,5 +1,11 @@
-//! The broker's three listening sockets, bound in the runtime directory or
+//! The broker's listening sockets, bound in the runtime directory or
 //! received from systemd (`LISTEN_FDS`), and who may connect to each.
+//!
+//! In supervise mode only `ctl.sock` exists: the daemons the broker starts
+//! reach it over the socketpair they were handed, so there is nothing a
+//! stray process could connect to and claim to be one of them. Without
+//! supervise mode (systemd starts the daemons), `channel.sock` and
+//! `tool.sock` exist too, and the peer's uid decides who it is.
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -32,33 +38,34 @@ impl SocketRole {
         format!("{}.sock", self.name())
     }
 
-    /// The group that owns the socket file (0660), when it exists.
+    /// The group that owns the socket file (0660), when it exists. Channel
+    /// daemons each have their own user, so `channel.sock` is group
+    /// `oxibot-chan` (the package puts every channel user in it).
     fn group(self, users: &crate::config::Users) -> String {
         match self {
-            SocketRole::Channel => users.channel.clone(),
+            SocketRole::Channel => CHANNEL_GROUP.to_string(),
             SocketRole::Tool => users.tool.clone(),
             SocketRole::Ctl => ADMIN_GROUP.to_string(),
         }
     }
 }
 
-/// Who may connect. A process running as the broker's own uid is always
-/// admitted: it could already read the broker's memory.
-pub fn policy(role: SocketRole, users: &crate::config::Users) -> PeerPolicy {
-    let own = nix::unistd::geteuid().as_raw();
-    let role_uid = |name: &str| User::from_name(name).ok().flatten().map(|u| u.uid.as_raw());
+/// The group of every channel daemon's user, owner of `channel.sock`.
+pub const CHANNEL_GROUP: &str = "oxibot-chan";
+
+/// Who may connect. The broker's own uid is not admitted on the daemon
+/// sockets: nothing else runs as it that should speak for a daemon.
+/// `channel_uids` are the uids of the enabled channels' users.
+pub fn policy(role: SocketRole, users: &crate::config::Users, channel_uids: &[u32]) -> PeerPolicy {
     match role {
         SocketRole::Ctl => PeerPolicy::Admin,
-        SocketRole::Tool | SocketRole::Channel => {
-            let name = if role == SocketRole::Tool {
-                &users.tool
-            } else {
-                &users.channel
-            };
-            let mut uids = vec![own];
-            uids.extend(role_uid(name));
+        // Root starts toold (it builds the jail as root, then drops).
+        SocketRole::Tool => {
+            let mut uids = vec![0];
+            uids.extend(User::from_name(&users.tool).ok().flatten().map(|u| u.uid.as_raw()));
             PeerPolicy::Uids(uids)
         }
+        SocketRole::Channel => PeerPolicy::Uids(channel_uids.to_vec()),
     }
 }
 
@@ -80,15 +87,16 @@ pub struct Listeners {
     pub by_role: HashMap<SocketRole, UnixListener>,
 }
 
-/// Takes sockets from systemd where it passed them, binds the rest.
-pub fn open(runtime_dir: &Path, users: &crate::config::Users) -> Result<Listeners, SocketError> {
+/// Takes sockets from systemd where it passed them, binds the rest of
+/// `roles`. A socket systemd passed for a role not in `roles` is closed.
+pub fn open(runtime_dir: &Path, roles: &[SocketRole], users: &crate::config::Users) -> Result<Listeners, SocketError> {
     let mut inherited = from_systemd_env()?;
     std::fs::create_dir_all(runtime_dir).map_err(|source| SocketError::Dir {
         path: runtime_dir.into(),
         source,
     })?;
     let mut by_role = HashMap::new();
-    for role in SocketRole::ALL {
+    for &role in roles {
         let listener = match inherited.remove(role.name()) {
             Some(l) => l,
             None => bind(&runtime_dir.join(role.file_name()), &role.group(users))?,

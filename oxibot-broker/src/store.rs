@@ -81,6 +81,9 @@ const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL
      );
      CREATE INDEX inbound_files_by_inbound ON inbound_files(inbound_id);",
+    // 4: how many parts of a split reply the platform already took, so a
+    // retry does not send them again.
+    "ALTER TABLE outbox ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;",
 ];
 
 fn kind_name(kind: AttachmentKind) -> &'static str {
@@ -138,6 +141,8 @@ pub struct Outgoing {
     pub chat_id: String,
     pub text: String,
     pub reply_to: Option<String>,
+    /// Parts of the split text the platform already took.
+    pub parts_sent: u32,
 }
 
 /// Columns code, channel, sender, chat_id, status, created_at → Pairing.
@@ -371,7 +376,7 @@ impl Store {
     pub fn pending_outbox(&self, channel: &str) -> Result<Vec<Outgoing>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(
-            "SELECT id, channel, chat_id, text, reply_to FROM outbox
+            "SELECT id, channel, chat_id, text, reply_to, parts_sent FROM outbox
              WHERE channel = ?1 AND status = 'pending' ORDER BY id",
         )?;
         let rows = stmt.query_map(params![channel], |r| {
@@ -381,31 +386,57 @@ impl Store {
                 chat_id: r.get(2)?,
                 text: r.get(3)?,
                 reply_to: r.get(4)?,
+                parts_sent: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn outbox_delivered(&self, id: i64) -> Result<(), StoreError> {
-        self.lock()
-            .execute("UPDATE outbox SET status = 'delivered' WHERE id = ?1", params![id])?;
-        Ok(())
+    /// Marks `channel`'s outbox message `id` delivered. False when no such
+    /// message belongs to that channel: a daemon may only confirm its own.
+    pub fn outbox_delivered(&self, channel: &str, id: i64) -> Result<bool, StoreError> {
+        let n = self.lock().execute(
+            "UPDATE outbox SET status = 'delivered' WHERE id = ?1 AND channel = ?2",
+            params![id, channel],
+        )?;
+        Ok(n == 1)
     }
 
-    /// Records a failed delivery; returns the attempts so far.
-    pub fn outbox_failed(&self, id: i64, error: &str, retryable: bool) -> Result<u32, StoreError> {
+    /// Records that the platform took the first `parts` parts of `channel`'s
+    /// outbox message `id`. False when it is not that channel's.
+    pub fn outbox_progress(&self, channel: &str, id: i64, parts: u32) -> Result<bool, StoreError> {
+        let n = self.lock().execute(
+            "UPDATE outbox SET parts_sent = MAX(parts_sent, ?3) WHERE id = ?1 AND channel = ?2",
+            params![id, channel, i64::from(parts)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Records a failed delivery of `channel`'s outbox message `id`; returns
+    /// the attempts so far, or None when it is not that channel's.
+    pub fn outbox_failed(
+        &self,
+        channel: &str,
+        id: i64,
+        error: &str,
+        retryable: bool,
+    ) -> Result<Option<u32>, StoreError> {
         let status = if retryable { "pending" } else { "failed" };
         let conn = self.lock();
-        conn.execute(
-            "UPDATE outbox SET status = ?2, attempts = attempts + 1, last_error = ?3 WHERE id = ?1",
-            params![id, status, error],
+        let n = conn.execute(
+            "UPDATE outbox SET status = ?3, attempts = attempts + 1, last_error = ?4 WHERE id = ?1 AND channel = ?2",
+            params![id, channel, status, error],
         )?;
-        Ok(conn
-            .query_row("SELECT attempts FROM outbox WHERE id = ?1", params![id], |r| {
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(
+            conn.query_row("SELECT attempts FROM outbox WHERE id = ?1", params![id], |r| {
                 r.get::<_, i64>(0)
             })
             .optional()?
-            .unwrap_or(0) as u32)
+            .unwrap_or(0) as u32,
+        ))
     }
 
     /// Queues a message that answers no inbound message (a pairing code, a

@@ -2,20 +2,34 @@
 //! enabled channel, restarts a child that fails with exponential backoff and
 //! a restart-rate throttle, and stops them all on shutdown.
 //!
-//! Children get a cleared environment (no `OXIBOT_…` override can carry a
-//! key into them) and no secret on their command line. When the broker runs
-//! as root, each child runs as its role's user where that user exists.
+//! Each child gets its end of a fresh `socketpair` as descriptor 3: that
+//! descriptor *is* its identity (the broker knows which child it handed it
+//! to), so no listening socket exists that another process could connect to
+//! and claim to be a daemon. Children get a cleared environment (no
+//! `OXIBOT_…` override can carry a key into them), no secret on their
+//! command line, and a session of their own (no controlling terminal to
+//! write to or inject into). When the broker runs as root, each child runs
+//! as its role's user.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{Pid, User};
+use nix::unistd::Pid;
+use oxibot_proto::inherit::BROKER_FD;
 use oxibot_proto::messages::ProcessStatus;
 use tokio::process::Command;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+/// Which link a child's socketpair carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildLink {
+    Tool,
+    Channel(String),
+}
 
 /// What to run for one supervised daemon.
 #[derive(Debug, Clone)]
@@ -23,10 +37,18 @@ pub struct ChildSpec {
     pub name: String,
     pub program: PathBuf,
     pub args: Vec<String>,
-    /// The Unix user to run as when the broker is root; None for a child
-    /// that must start as root and drops privileges itself (toold builds
-    /// its jail first).
-    pub user: Option<String>,
+    /// (uid, gid) to run as when the broker is root; None for a child that
+    /// must start as root and drops privileges itself (toold builds its jail
+    /// first), or when the broker is not root.
+    pub run_as: Option<(u32, u32)>,
+    pub link: ChildLink,
+}
+
+/// The broker's end of a freshly started child's socketpair.
+pub struct Handoff {
+    pub link: ChildLink,
+    pub pid: u32,
+    pub stream: tokio::net::UnixStream,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -81,7 +103,14 @@ impl Supervisor {
     }
 
     /// Runs `spec` until `shutdown` turns true, restarting it on failure.
-    pub async fn run(self: Arc<Self>, spec: ChildSpec, mut shutdown: watch::Receiver<bool>) {
+    /// Each start hands the broker's end of the child's socketpair to
+    /// `handoffs`.
+    pub async fn run(
+        self: Arc<Self>,
+        spec: ChildSpec,
+        mut shutdown: watch::Receiver<bool>,
+        handoffs: mpsc::Sender<Handoff>,
+    ) {
         let mut backoff = BACKOFF_START;
         let mut recent: Vec<Instant> = Vec::new();
         self.update(&spec.name, |_| {});
@@ -89,8 +118,28 @@ impl Supervisor {
             if *shutdown.borrow() {
                 return;
             }
-            let mut child = match command(&spec).spawn() {
-                Ok(c) => c,
+            let started_child = std::os::unix::net::UnixStream::pair().and_then(|(ours, theirs)| {
+                let child = command(&spec, theirs.as_raw_fd()).spawn()?;
+                // Only the child holds its end now: its death is our EOF.
+                drop(theirs);
+                ours.set_nonblocking(true)?;
+                Ok((child, tokio::net::UnixStream::from_std(ours)?))
+            });
+            let mut child = match started_child {
+                Ok((child, ours)) => {
+                    let handoff = Handoff {
+                        link: spec.link.clone(),
+                        pid: child.id().unwrap_or(0),
+                        stream: ours,
+                    };
+                    if handoffs.send(handoff).await.is_err() {
+                        // The broker is shutting down.
+                        let mut child = child;
+                        stop(&mut child, &spec.name).await;
+                        return;
+                    }
+                    child
+                }
                 Err(e) => {
                     let msg = format!("cannot start {}: {e}", spec.program.display());
                     tracing::error!(child = %spec.name, "{msg}");
@@ -173,9 +222,11 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, d: Duration) -> 
     }
 }
 
-fn command(spec: &ChildSpec) -> Command {
+fn command(spec: &ChildSpec, link_fd: RawFd) -> Command {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
+        .arg("--broker-fd")
+        .arg(BROKER_FD.to_string())
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .stdin(Stdio::null())
@@ -185,19 +236,32 @@ fn command(spec: &ChildSpec) -> Command {
             cmd.env(var, v);
         }
     }
-    if let (true, Some(user)) = (nix::unistd::geteuid().is_root(), &spec.user) {
-        match User::from_name(user) {
-            // std clears supplementary groups (setgroups(0)) when it drops uid as root.
-            Ok(Some(u)) => {
-                cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
-            }
-            _ => tracing::warn!(
-                child = %spec.name,
-                "user {user} does not exist; the child runs as root. Install the package (it creates the users) or create it",
-            ),
-        }
+    if let Some((uid, gid)) = spec.run_as {
+        // std clears supplementary groups (setgroups(0)) when it drops uid as root.
+        cmd.uid(uid).gid(gid);
+    }
+    // SAFETY: the closure runs in the child between fork and exec, and only
+    // makes async-signal-safe syscalls (setsid, fcntl, dup2) on values
+    // copied into it; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || child_setup(link_fd));
     }
     cmd
+}
+
+/// In the child, before exec: a session of its own (no controlling
+/// terminal: it can neither write to nor inject into the admin's), and its
+/// end of the socketpair at [`BROKER_FD`], the one descriptor it inherits
+/// beside stdio.
+fn child_setup(link_fd: RawFd) -> std::io::Result<()> {
+    nix::unistd::setsid()?;
+    if link_fd == BROKER_FD {
+        // Already in place; dup2 would leave close-on-exec set.
+        nix::fcntl::fcntl(link_fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
+    } else {
+        nix::unistd::dup2(link_fd, BROKER_FD)?;
+    }
+    Ok(())
 }
 
 /// SIGTERM, then SIGKILL after a grace period.

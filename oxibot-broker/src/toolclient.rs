@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oxibot_proto::messages::{ToolCall, ToolOutcome, ToolReply, ToolRequest};
+use oxibot_proto::messages::{TextFile, ToolCall, ToolOutcome, ToolReply, ToolRequest};
 use oxibot_proto::{ConnReader, ConnWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -49,6 +49,17 @@ impl ToolClient {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Active>> {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits briefly for a previous tool-daemon connection to end: a daemon
+    /// that restarted may reach us before its old connection's end has been
+    /// read. False when the old connection is still alive: one live link.
+    pub async fn previous_gone(&self, grace: Duration) -> bool {
+        let old = self.lock().as_ref().map(|a| a.requests.clone());
+        match old {
+            None => true,
+            Some(old) => tokio::time::timeout(grace, old.closed()).await.is_ok(),
+        }
     }
 
     /// Takes over a freshly handshaken tool-daemon connection. A previous
@@ -117,6 +128,33 @@ impl ToolClient {
 
     /// Runs one tool call. Errors are phrased for the model and the user.
     pub async fn call(&self, call: ToolCall, timeout: Duration) -> Result<String, String> {
+        match self.outcome(call, timeout).await? {
+            ToolOutcome::Ok { output } => Ok(output),
+            ToolOutcome::Failed { message } => Err(message),
+            ToolOutcome::Texts { .. } => Err("the tool daemon answered with file texts to a tool call".into()),
+        }
+    }
+
+    /// Workspace files for the broker itself (never a host-side open: the
+    /// workspace is the jail's): see `ToolCall::ReadTexts`.
+    pub async fn read_texts(
+        &self,
+        patterns: &[&str],
+        max_bytes: u32,
+        timeout: Duration,
+    ) -> Result<Vec<TextFile>, String> {
+        let call = ToolCall::ReadTexts {
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            max_bytes,
+        };
+        match self.outcome(call, timeout).await? {
+            ToolOutcome::Texts { files } => Ok(files),
+            ToolOutcome::Failed { message } => Err(message),
+            ToolOutcome::Ok { .. } => Err("the tool daemon answered ReadTexts with plain output".into()),
+        }
+    }
+
+    async fn outcome(&self, call: ToolCall, timeout: Duration) -> Result<ToolOutcome, String> {
         let mut connected = self.connected.subscribe();
         if tokio::time::timeout(CONNECT_WAIT, connected.wait_for(|c| *c))
             .await
@@ -138,8 +176,7 @@ impl ToolClient {
             return Err("the tool daemon disconnected before the request was sent; try again".into());
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(ToolOutcome::Ok { output })) => Ok(output),
-            Ok(Ok(ToolOutcome::Failed { message })) => Err(message),
+            Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err("the tool daemon stopped while running this tool (it crashed or was killed); it is being restarted, and the tool's effects are unknown".into()),
             Err(_) => Err(format!("no answer from the tool daemon within {} s", timeout.as_secs())),
         }

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENTS, MAX_FILE_BYTES};
 use serde::Deserialize;
 use serenity::all::{
-    ChannelId, Context, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http, HttpBuilder, Message,
-    MessageId, Ready, UserId,
+    ChannelId, Context, CreateAllowedMentions, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http,
+    HttpBuilder, Message, MessageId, Ready, UserId,
 };
 use serenity::async_trait;
 use tokio::sync::mpsc;
 
-use crate::link::{Job, Link};
+use crate::link::{Job, Link, Part};
 use crate::{format, Fatal};
 
 /// Discord's limit, in characters.
@@ -221,35 +221,42 @@ async fn outbound(http: Arc<Http>, link: Link, jobs: mpsc::Receiver<Job>) {
             }
         })
     };
-    let sender = move |chat: String, text: String, reply: Option<String>| {
+    let sender = move |part: Part| {
         let http = http.clone();
-        async move { send(&http, &chat, &text, reply.as_deref()).await }
+        async move { send(&http, part).await }
     };
-    crate::link::serve_jobs(link, jobs, sender, typing).await
+    let split = |text: &str| format::split(text, MAX_MESSAGE);
+    crate::link::serve_jobs(link, jobs, split, sender, typing).await
 }
 
-async fn send(http: &Http, chat_id: &str, text: &str, reply_to: Option<&str>) -> Result<(), (String, bool)> {
-    let channel = chat_id
+/// One part of a reply; the first part answers the user's message. The
+/// model's text may name `@everyone`, `@here`, a role or a user: Discord
+/// is told to ping none of them (only the author of the message answered).
+async fn send(http: &Http, part: Part) -> Result<(), (String, bool)> {
+    let channel = part
+        .chat_id
         .parse::<u64>()
         .ok()
         .filter(|c| *c != 0)
         .map(ChannelId::new)
-        .ok_or_else(|| (format!("bad Discord channel id {chat_id}"), false))?;
-    let reply = reply_to
+        .ok_or_else(|| (format!("bad Discord channel id {}", part.chat_id), false))?;
+    let reply = part
+        .reply_to
+        .as_deref()
+        .filter(|_| part.index == 0)
         .and_then(|r| r.parse::<u64>().ok())
         .filter(|m| *m != 0)
         .map(MessageId::new);
-    for (i, chunk) in format::split(text, MAX_MESSAGE).into_iter().enumerate() {
-        let mut m = CreateMessage::new().content(chunk);
-        if let (0, Some(id)) = (i, reply) {
-            m = m.reference_message((channel, id));
-        }
-        if let Err(e) = channel.send_message(http, m).await {
-            let retryable = !matches!(e, serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(ref r)) if r.status_code.is_client_error());
-            return Err((e.to_string(), retryable));
-        }
+    let mut m = CreateMessage::new()
+        .content(part.text)
+        .allowed_mentions(CreateAllowedMentions::new().replied_user(true));
+    if let Some(id) = reply {
+        m = m.reference_message((channel, id));
     }
-    Ok(())
+    channel.send_message(http, m).await.map(drop).map_err(|e| {
+        let retryable = !matches!(e, serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(ref r)) if r.status_code.is_client_error());
+        (e.to_string(), retryable)
+    })
 }
 
 #[cfg(test)]

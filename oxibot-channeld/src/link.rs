@@ -12,15 +12,51 @@ use tokio::sync::{mpsc, oneshot};
 /// What the adapter must do for the broker.
 #[derive(Debug)]
 pub enum Job {
-    Send {
-        outbox_id: u64,
-        chat_id: String,
-        text: String,
-        reply_to: Option<String>,
-    },
-    Typing {
-        chat_id: String,
-    },
+    Send(Reply),
+    Typing { chat_id: String },
+}
+
+/// One part of a reply, as a platform sends it.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub chat_id: String,
+    /// 0 for the first part of the reply.
+    pub index: usize,
+    pub text: String,
+    /// The platform id of the message the reply answers (each platform
+    /// decides which parts carry it: Telegram and Discord the first,
+    /// Slack every part, to keep the thread).
+    pub reply_to: Option<String>,
+}
+
+/// Delivers one part of a reply to a platform.
+pub(crate) trait PartSender {
+    async fn send_part(&mut self, part: Part) -> Result<(), (String, bool)>;
+}
+
+/// A closure as a [`PartSender`].
+struct SendFn<F>(F);
+
+impl<F, Fut> PartSender for SendFn<F>
+where
+    F: FnMut(Part) -> Fut,
+    Fut: std::future::Future<Output = Result<(), (String, bool)>>,
+{
+    async fn send_part(&mut self, part: Part) -> Result<(), (String, bool)> {
+        (self.0)(part).await
+    }
+}
+
+/// One outbox message to deliver.
+#[derive(Debug)]
+pub struct Reply {
+    pub outbox_id: u64,
+    pub chat_id: String,
+    pub text: String,
+    /// The platform id of the message it answers, for threading.
+    pub reply_to: Option<String>,
+    /// Parts an earlier attempt delivered: not sent again.
+    pub first_part: u32,
 }
 
 type Outgoing = (ChannelToBroker, Option<oneshot::Sender<()>>);
@@ -40,17 +76,21 @@ pub struct Link {
 /// the connection (the message is then redelivered by the platform).
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Works through the broker's jobs for a platform: `send` delivers one
-/// reply; `typing` makes the repeating indicator task for a chat (None when
-/// the platform has none). An indicator stops when its chat's reply goes out.
-pub async fn serve_jobs<S, SF, T, TF>(link: Link, mut jobs: mpsc::Receiver<Job>, mut send: S, typing: T)
+/// Works through the broker's jobs for a platform: `split` cuts a reply
+/// into the parts the platform takes (at its length limit); `send` delivers
+/// one part; `typing` makes the repeating indicator task for a chat (None
+/// when the platform has none). An indicator stops when its chat's reply
+/// goes out.
+pub async fn serve_jobs<P, S, SF, T, TF>(link: Link, mut jobs: mpsc::Receiver<Job>, split: P, send: S, typing: T)
 where
-    S: FnMut(String, String, Option<String>) -> SF,
+    P: Fn(&str) -> Vec<String>,
+    S: FnMut(Part) -> SF,
     SF: std::future::Future<Output = Result<(), (String, bool)>>,
     T: Fn(&str) -> Option<TF>,
     TF: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut indicators: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut send = SendFn(send);
     while let Some(job) = jobs.recv().await {
         match job {
             Job::Typing { chat_id } => {
@@ -60,17 +100,13 @@ where
                     }
                 }
             }
-            Job::Send {
-                outbox_id,
-                chat_id,
-                text,
-                reply_to,
-            } => {
-                if let Some(t) = indicators.remove(&chat_id) {
+            Job::Send(reply) => {
+                if let Some(t) = indicators.remove(&reply.chat_id) {
                     t.abort();
                 }
-                let outcome = send(chat_id, text, reply_to).await;
-                if link.report(outbox_id, outcome).await.is_err() {
+                let parts = split(&reply.text);
+                let delivered = link.deliver_parts(&reply, parts, &mut send).await;
+                if delivered.is_err() {
                     return;
                 }
             }
@@ -114,14 +150,16 @@ impl Link {
                         chat_id,
                         text,
                         reply_to,
+                        first_part,
                     }) => {
                         let _ = jobs_tx
-                            .send(Job::Send {
+                            .send(Job::Send(Reply {
                                 outbox_id,
                                 chat_id,
                                 text,
                                 reply_to,
-                            })
+                                first_part,
+                            }))
                             .await;
                     }
                     Ok(BrokerToChannel::Typing { chat_id }) => {
@@ -212,6 +250,38 @@ impl Link {
             return false;
         }
         matches!(tokio::time::timeout(ACK_TIMEOUT, rx).await, Ok(Ok(true)))
+    }
+
+    /// Sends the parts of `reply` that no earlier attempt delivered, one at
+    /// a time, telling the broker after each that the platform took it (so
+    /// a failure, or a crash, later in the reply never repeats the parts
+    /// before it), then how the whole ended. Err only when the broker is gone.
+    pub(crate) async fn deliver_parts(
+        &self,
+        reply: &Reply,
+        parts: Vec<String>,
+        send: &mut impl PartSender,
+    ) -> Result<(), String> {
+        let total = parts.len();
+        for (i, text) in parts.into_iter().enumerate().skip(reply.first_part as usize) {
+            let part = Part {
+                chat_id: reply.chat_id.clone(),
+                index: i,
+                text,
+                reply_to: reply.reply_to.clone(),
+            };
+            if let Err(failure) = send.send_part(part).await {
+                return self.report(reply.outbox_id, Err(failure)).await;
+            }
+            if i + 1 < total {
+                self.send(ChannelToBroker::PartDelivered {
+                    outbox_id: reply.outbox_id,
+                    parts: (i + 1) as u32,
+                })
+                .await?;
+            }
+        }
+        self.report(reply.outbox_id, Ok(())).await
     }
 
     /// Tells the broker how a `Send` ended: delivered, or failed (and

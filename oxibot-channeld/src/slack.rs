@@ -13,7 +13,7 @@ use slack_morphism::prelude::*;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use tokio::sync::mpsc;
 
-use crate::link::{Job, Link};
+use crate::link::{Job, Link, Part};
 use crate::{format, Fatal};
 
 /// Slack truncates messages past 40,000 characters; 4,000 keeps them readable.
@@ -156,37 +156,32 @@ async fn on_push(
 }
 
 async fn outbound(client: Arc<SlackClient<Connector>>, token: SlackApiToken, link: Link, jobs: mpsc::Receiver<Job>) {
-    let sender = move |chat: String, text: String, reply: Option<String>| {
+    let sender = move |part: Part| {
         let (client, token) = (client.clone(), token.clone());
-        async move { send(&client, &token, &chat, &text, reply.as_deref()).await }
+        async move { send(&client, &token, part).await }
     };
+    let split = |text: &str| format::split(text, MAX_MESSAGE);
     // Slack bots have no typing indicator over the Web API.
-    crate::link::serve_jobs(link, jobs, sender, |_: &str| None::<std::future::Ready<()>>).await
+    crate::link::serve_jobs(link, jobs, split, sender, |_: &str| None::<std::future::Ready<()>>).await
 }
 
-async fn send(
-    client: &SlackClient<Connector>,
-    token: &SlackApiToken,
-    chat_id: &str,
-    text: &str,
-    reply_to: Option<&str>,
-) -> Result<(), (String, bool)> {
-    let thread = reply_to
+/// One part of a reply, in the thread of the message it answers.
+async fn send(client: &SlackClient<Connector>, token: &SlackApiToken, part: Part) -> Result<(), (String, bool)> {
+    let thread = part
+        .reply_to
+        .as_deref()
         .and_then(|r| r.rsplit('/').next())
         .map(|t| SlackTs::new(t.to_string()));
     let session = client.open_session(token);
-    for chunk in format::split(text, MAX_MESSAGE) {
-        let mut req = SlackApiChatPostMessageRequest::new(
-            SlackChannelId::new(chat_id.to_string()),
-            SlackMessageContent::new().with_text(format::markdown_to_slack(&chunk)),
-        );
-        if let Some(ts) = &thread {
-            req = req.with_thread_ts(ts.clone());
-        }
-        if let Err(e) = session.chat_post_message(&req).await {
-            let retryable = !matches!(e, SlackClientError::ApiError(_));
-            return Err((e.to_string(), retryable));
-        }
+    let mut req = SlackApiChatPostMessageRequest::new(
+        SlackChannelId::new(part.chat_id),
+        SlackMessageContent::new().with_text(format::markdown_to_slack(&part.text)),
+    );
+    if let Some(ts) = thread {
+        req = req.with_thread_ts(ts);
     }
-    Ok(())
+    session.chat_post_message(&req).await.map(drop).map_err(|e| {
+        let retryable = !matches!(e, SlackClientError::ApiError(_));
+        (e.to_string(), retryable)
+    })
 }

@@ -17,7 +17,7 @@ use teloxide_core::types::{ChatAction, ChatId, FileMeta, Message, MessageId, Par
 use teloxide_core::{ApiError, Bot, RequestError};
 use tokio::sync::mpsc;
 
-use crate::link::{Job, Link};
+use crate::link::{Job, Link, Part};
 use crate::{format, Fatal};
 
 /// Telegram's limit, in characters.
@@ -288,33 +288,36 @@ async fn outbound(bot: Bot, link: Link, jobs: mpsc::Receiver<Job>) {
             }
         })
     };
-    let sender = move |chat: String, text: String, reply: Option<String>| {
+    let sender = move |part: Part| {
         let bot = bot.clone();
-        async move { send(&bot, &chat, &text, reply.as_deref()).await }
+        async move { send(&bot, part).await }
     };
-    crate::link::serve_jobs(link, jobs, sender, typing).await
+    let split = |text: &str| format::split(text, MAX_MESSAGE);
+    crate::link::serve_jobs(link, jobs, split, sender, typing).await
 }
 
-async fn send(bot: &Bot, chat_id: &str, text: &str, reply_to: Option<&str>) -> Result<(), (String, bool)> {
-    let chat: i64 = chat_id
+/// One part of a reply, as HTML; the first part answers the user's message.
+async fn send(bot: &Bot, part: Part) -> Result<(), (String, bool)> {
+    let chat: i64 = part
+        .chat_id
         .parse()
-        .map_err(|_| (format!("bad Telegram chat id {chat_id}"), false))?;
-    let reply_msg = reply_to
+        .map_err(|_| (format!("bad Telegram chat id {}", part.chat_id), false))?;
+    let reply_msg = part
+        .reply_to
+        .as_deref()
+        .filter(|_| part.index == 0)
         .and_then(|r| r.split('/').nth(1))
         .and_then(|m| m.parse::<i32>().ok());
-    for (i, chunk) in format::split(text, MAX_MESSAGE).iter().enumerate() {
-        let html = format::markdown_to_telegram_html(chunk);
-        let mut req = bot.send_message(ChatId(chat), html).parse_mode(ParseMode::Html);
-        if let (0, Some(m)) = (i, reply_msg) {
-            req = req.reply_parameters(ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
-        }
-        if let Err(e) = req.send().await {
-            let retryable = matches!(
-                e,
-                RequestError::Network(_) | RequestError::RetryAfter(_) | RequestError::Io(_)
-            );
-            return Err((e.to_string(), retryable));
-        }
+    let html = format::markdown_to_telegram_html(&part.text);
+    let mut req = bot.send_message(ChatId(chat), html).parse_mode(ParseMode::Html);
+    if let Some(m) = reply_msg {
+        req = req.reply_parameters(ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
     }
-    Ok(())
+    req.send().await.map(drop).map_err(|e| {
+        let retryable = matches!(
+            e,
+            RequestError::Network(_) | RequestError::RetryAfter(_) | RequestError::Io(_)
+        );
+        (e.to_string(), retryable)
+    })
 }

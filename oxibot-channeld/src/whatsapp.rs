@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::link::{Job, Link};
+use crate::link::{Job, Link, Part, PartSender};
 use crate::{format, Fatal};
 
 const MAX_MESSAGE: usize = 4096;
@@ -40,6 +40,30 @@ struct Credential {
     bridge_token: String,
 }
 
+/// The bridge token travels in the first frame, in clear over `ws://`: only
+/// to a bridge on this machine. (Any local user who binds the bridge's port
+/// while the bridge is down could receive it; the README says so.)
+fn check_bridge_url(url: &str) -> Result<(), Fatal> {
+    let parsed = url::Url::parse(url).map_err(|e| Fatal::config(format!("channels.whatsapp.bridgeUrl {url}: {e}")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match parsed.scheme() {
+        "ws" if loopback => Ok(()),
+        "ws" => Err(Fatal::config(format!(
+            "channels.whatsapp.bridgeUrl {url}: the bridge token would cross the network in clear; \
+             run the bridge on this machine (ws://127.0.0.1:PORT)"
+        ))),
+        other => Err(Fatal::config(format!(
+            "channels.whatsapp.bridgeUrl {url}: scheme {other} is not supported; run the bridge on this \
+             machine (ws://127.0.0.1:PORT)"
+        ))),
+    }
+}
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 enum Ended {
@@ -54,6 +78,7 @@ pub async fn run(link: Link, mut jobs: mpsc::Receiver<Job>, settings: &str, cred
         serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.whatsapp: {e}")))?;
     let credential: Credential = serde_json::from_str(credential)
         .map_err(|_| Fatal::config("channels.whatsapp.bridgeToken is missing from the secrets file".into()))?;
+    check_bridge_url(&settings.bridge_url)?;
     let mut backoff = Duration::from_millis(500);
     loop {
         let ws = match tokio_tungstenite::connect_async(settings.bridge_url.as_str()).await {
@@ -111,9 +136,10 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
                     match job {
                         None => return Ended::Fatal(Fatal::broker("the broker connection closed".into())),
                         Some(Job::Typing { .. }) => {}
-                        Some(Job::Send { outbox_id, chat_id, text, .. }) => {
-                            let outcome = send(&mut ws, &mut backlog, &chat_id, &text).await;
-                            if link.report(outbox_id, outcome).await.is_err() {
+                        Some(Job::Send(reply)) => {
+                            let parts = format::split(&reply.text, MAX_MESSAGE);
+                            let mut bridge = Bridge { ws: &mut ws, backlog: &mut backlog };
+                            if link.deliver_parts(&reply, parts, &mut bridge).await.is_err() {
                                 return Ended::Fatal(Fatal::broker("the broker connection closed".into()));
                             }
                         }
@@ -177,19 +203,27 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
     }
 }
 
-/// Sends each part and waits for the bridge's `sent`; other frames that
-/// arrive meanwhile are kept for the main loop.
-async fn send(ws: &mut Ws, backlog: &mut VecDeque<Value>, to: &str, text: &str) -> Result<(), (String, bool)> {
-    for chunk in format::split(text, MAX_MESSAGE) {
-        let body = format::markdown_to_whatsapp(&chunk);
-        ws.send(WsMessage::Text(
-            json!({"type": "send", "to": to, "text": body}).to_string().into(),
-        ))
-        .await
-        .map_err(|e| (e.to_string(), true))?;
+/// The bridge as a [`PartSender`]: each part waits for the bridge's
+/// `sent`; other frames that arrive meanwhile are kept for the main loop.
+struct Bridge<'a> {
+    ws: &'a mut Ws,
+    backlog: &'a mut VecDeque<Value>,
+}
+
+impl PartSender for Bridge<'_> {
+    async fn send_part(&mut self, part: Part) -> Result<(), (String, bool)> {
+        let body = format::markdown_to_whatsapp(&part.text);
+        self.ws
+            .send(WsMessage::Text(
+                json!({"type": "send", "to": part.chat_id, "text": body})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .map_err(|e| (e.to_string(), true))?;
         let deadline = tokio::time::Instant::now() + SEND_TIMEOUT;
         loop {
-            let next = tokio::time::timeout_at(deadline, ws.next())
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .map_err(|_| ("no answer from the bridge".to_string(), true))?;
             let frame = match next {
@@ -199,11 +233,30 @@ async fn send(ws: &mut Ws, backlog: &mut VecDeque<Value>, to: &str, text: &str) 
                 None => return Err(("the bridge closed the connection".into(), true)),
             };
             match frame["type"].as_str() {
-                Some("sent") => break,
+                Some("sent") => return Ok(()),
                 Some("error") => return Err((frame["error"].as_str().unwrap_or("error").to_string(), false)),
-                _ => backlog.push_back(frame),
+                _ => self.backlog.push_back(frame),
             }
         }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_goes_only_to_a_bridge_on_this_machine() {
+        for ok in ["ws://127.0.0.1:3001", "ws://[::1]:3001", "ws://localhost:3001/x"] {
+            assert!(check_bridge_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ws://bridge.example:3001",
+            "ws://10.0.0.5:3001",
+            "wss://bridge.example",
+            "http://127.0.0.1",
+        ] {
+            assert!(check_bridge_url(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 /// "OXIB": rejects a peer that is not speaking this protocol at all.
 pub const MAGIC: [u8; 4] = *b"OXIB";
 /// Bumped only for incompatible changes; a mismatch closes the connection.
-pub const PROTOCOL_MAJOR: u16 = 2;
+/// 3: `Send.first_part`/`PartDelivered` (split replies resume where they
+/// stopped) and `ReadTexts` (the broker reads workspace files only through
+/// toold).
+pub const PROTOCOL_MAJOR: u16 = 3;
 /// Bumped when variants are appended; older peers keep working.
 pub const PROTOCOL_MINOR: u16 = 0;
 

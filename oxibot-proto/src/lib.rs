@@ -11,8 +11,10 @@
 mod conn;
 mod frame;
 mod hello;
+pub mod inherit;
 pub mod messages;
 mod peer;
+pub mod redact;
 
 pub use conn::{accept_handshake, connect_handshake, Conn, ConnReader, ConnWriter};
 pub use frame::{decode, encode, read_frame, write_frame, FrameError, MAX_FRAME};

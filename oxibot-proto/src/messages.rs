@@ -20,6 +20,9 @@ pub const MAX_PART: usize = 512 * 1024;
 pub const MAX_RESUME_CHATS: usize = 100;
 /// How many files one message may carry (their sizes together still fit a frame).
 pub const MAX_ATTACHMENTS: usize = 4;
+/// How many path patterns one `ReadTexts` may name, and how many files it
+/// may return.
+pub const MAX_TEXT_FILES: usize = 64;
 
 pub trait Message: Serialize + DeserializeOwned + Send + 'static {
     /// Checks field bounds after decoding; an error closes the connection.
@@ -101,6 +104,15 @@ pub enum ToolCall {
         data: Vec<u8>,
         offset: u64,
     },
+    /// Workspace files the broker needs for itself (bootstrap files,
+    /// memory, skills), never asked for by the model. Each pattern is a
+    /// workspace-relative path whose components may be `*` (any one
+    /// name). Only regular files are read, never through a symlink, each
+    /// capped at `max_bytes`; missing files are left out.
+    ReadTexts {
+        patterns: Vec<String>,
+        max_bytes: u32,
+    },
 }
 
 /// Tool daemon → broker.
@@ -111,8 +123,27 @@ pub enum ToolReply {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToolOutcome {
-    Ok { output: String },
-    Failed { message: String },
+    Ok {
+        output: String,
+    },
+    Failed {
+        message: String,
+    },
+    /// The answer to `ReadTexts`, in pattern order (and name order within a pattern).
+    Texts {
+        files: Vec<TextFile>,
+    },
+}
+
+/// One file of a `ReadTexts` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextFile {
+    /// Workspace-relative.
+    pub path: String,
+    /// Lossily decoded UTF-8, at most the requested bytes.
+    pub text: String,
+    /// The file was longer than the cap.
+    pub truncated: bool,
 }
 
 impl Message for ToolRequest {
@@ -150,6 +181,16 @@ impl Message for ToolRequest {
                 bounded("path", path, MAX_PATH)?;
                 bounded("content", content, MAX_TEXT)
             }
+            ToolCall::ReadTexts { patterns, max_bytes } => {
+                if patterns.len() > MAX_TEXT_FILES {
+                    return Err(format!("{} patterns, the limit is {MAX_TEXT_FILES}", patterns.len()));
+                }
+                patterns.iter().try_for_each(|p| bounded("pattern", p, MAX_PATH))?;
+                if *max_bytes as usize > MAX_PART {
+                    return Err(format!("max_bytes {max_bytes} is over {MAX_PART}"));
+                }
+                Ok(())
+            }
             ToolCall::EditFile {
                 path,
                 old_text,
@@ -169,6 +210,15 @@ impl Message for ToolReply {
         match outcome {
             ToolOutcome::Ok { output } => bounded("output", output, MAX_TEXT),
             ToolOutcome::Failed { message } => bounded("message", message, MAX_TEXT),
+            ToolOutcome::Texts { files } => {
+                if files.len() > MAX_TEXT_FILES {
+                    return Err(format!("{} files, the limit is {MAX_TEXT_FILES}", files.len()));
+                }
+                files.iter().try_for_each(|f| {
+                    bounded("path", &f.path, MAX_PATH)?;
+                    bounded("text", &f.text, MAX_TEXT)
+                })
+            }
         }
     }
 }
@@ -192,12 +242,16 @@ pub enum BrokerToChannel {
     /// The inbound message with this platform id is committed; the daemon may
     /// now advance the platform cursor.
     Ack { platform_id: String },
-    /// Deliver this text; answer with `Delivered` or `SendFailed`.
+    /// Deliver this text; answer with `PartDelivered` after each part the
+    /// platform took, then `Delivered` or `SendFailed`.
     Send {
         outbox_id: u64,
         chat_id: String,
         text: String,
         reply_to: Option<String>,
+        /// How many parts of the split text the platform already took on an
+        /// earlier attempt: those are not sent again.
+        first_part: u32,
     },
     /// Close down cleanly.
     Shutdown,
@@ -256,6 +310,12 @@ pub enum ChannelToBroker {
         sender: String,
         is_group: bool,
         mentioned: bool,
+    },
+    /// The platform took the first `parts` parts of outbox message
+    /// `outbox_id` (a reply split at the platform's length limit).
+    PartDelivered {
+        outbox_id: u64,
+        parts: u32,
     },
 }
 
@@ -353,7 +413,7 @@ impl Message for ChannelToBroker {
                 }
                 Ok(())
             }
-            ChannelToBroker::Delivered { .. } => Ok(()),
+            ChannelToBroker::Delivered { .. } | ChannelToBroker::PartDelivered { .. } => Ok(()),
             ChannelToBroker::SendFailed { error, .. } => bounded("error", error, MAX_TEXT),
             ChannelToBroker::Status { last_error, .. } => {
                 bounded("last_error", last_error.as_deref().unwrap_or(""), MAX_TEXT)
@@ -452,6 +512,9 @@ pub struct StatusReport {
     pub providers: Vec<ProviderStatus>,
     pub tool_connected: bool,
     pub last_error: Option<String>,
+    /// What this set-up separates and what it does not, and settings that
+    /// weaken it (the admin should read these).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -80,10 +80,24 @@ pub fn resolve_for_write(workspace: &Path, path: &str) -> Result<PathBuf, String
 }
 
 pub fn read_file(workspace: &Path, path: &str) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let p = resolve_existing(workspace, path)?;
-    let meta = std::fs::metadata(&p).map_err(|e| format!("{path}: {e}"))?;
+    // Non-blocking, then checked on the descriptor: a FIFO or a device
+    // must not stall the daemon.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&p)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{path}: {e}"))?;
     if meta.is_dir() {
         return Err(format!("{path}: is a directory; use list_dir"));
+    }
+    if !meta.is_file() {
+        return Err(format!(
+            "{path}: is not a regular file (a FIFO, socket or device); not read"
+        ));
     }
     if meta.len() > MAX_READ {
         return Err(format!(
@@ -91,7 +105,10 @@ pub fn read_file(workspace: &Path, path: &str) -> Result<String, String> {
             meta.len()
         ));
     }
-    let bytes = std::fs::read(&p).map_err(|e| format!("{path}: {e}"))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_READ)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{path}: {e}"))?;
     if bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0) {
         return Err(format!(
             "{path}: looks like a binary file ({} bytes); not shown",
@@ -264,6 +281,14 @@ mod tests {
         let err = save_upload(&w, &path, b"ghi", 3).unwrap_err();
         assert!(err.contains("holds 6 bytes, the next piece starts at 3"), "{err}");
         assert!(save_upload(&w, "inbox/missing.bin", b"x", 5).is_err());
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let (_d, w) = ws();
+        nix::unistd::mkfifo(&w.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = read_file(&w, "pipe").unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! reads a single request.
 //!
 //! What it gives up, in order:
-//! 1. everything but the broker connection, which it opens first;
+//! 1. everything but the broker connection, which it opens first (or
+//!    inherits from a supervising broker, as descriptor 3);
 //! 2. the host: its filesystem, network, processes, hostname, privileges
 //!    and most syscalls (see `jail`);
 //! 3. the connection: if it drops, toold exits and is restarted.
 
+mod beneath;
 mod exec;
 mod files;
 mod jail;
@@ -15,6 +17,7 @@ mod patch;
 mod search;
 mod server;
 mod text;
+mod texts;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +36,14 @@ struct Args {
     /// The broker's tool socket.
     #[arg(long, default_value = "/run/oxibot/tool.sock")]
     socket: PathBuf,
+    /// Use this inherited descriptor as the broker connection instead of
+    /// connecting to --socket (supervise mode hands over a socketpair).
+    #[arg(long)]
+    broker_fd: Option<i32>,
+    /// Debugging only: the seccomp filter logs refused syscalls (see the
+    /// kernel log) instead of refusing them. Warned about on every start.
+    #[arg(long)]
+    seccomp_log: bool,
     /// The directory the tools may use.
     #[arg(long)]
     workspace: PathBuf,
@@ -70,16 +81,27 @@ fn main() -> ExitCode {
         .init();
 
     // Step 1: the broker connection, before anything else.
-    let stream = match std::os::unix::net::UnixStream::connect(&args.socket) {
+    let stream = match args.broker_fd {
+        Some(fd) => oxibot_proto::inherit::take_broker_socket(fd).map_err(|e| {
+            format!("the broker connection (descriptor {fd}) is not usable: {e}; start toold from the broker or with --socket")
+        }),
+        None => std::os::unix::net::UnixStream::connect(&args.socket).map_err(|e| {
+            format!("cannot connect to {}: {e}; is the broker running?", args.socket.display())
+        }),
+    };
+    let stream = match stream {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "oxibot-toold: cannot connect to {}: {e}; is the broker running?",
-                args.socket.display()
-            );
+            eprintln!("oxibot-toold: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if args.seccomp_log {
+        tracing::warn!(
+            "--seccomp-log: the jail's seccomp filter LOGS refused syscalls instead of refusing them. \
+             For debugging a missing syscall only (see the kernel log); never run like this in production"
+        );
+    }
 
     let workspace = match args.workspace.canonicalize() {
         Ok(w) => w,
@@ -106,11 +128,19 @@ fn main() -> ExitCode {
                 workspace,
                 tool_user: args.user.clone(),
                 limits: jail_limits,
+                seccomp_log: args.seccomp_log,
             };
             match jail::enter(&spec) {
                 Ok(jail::Side::Outside(child)) => {
-                    // Only the jail talks to the broker.
+                    // Only the jail talks to the broker. Not dumpable, like
+                    // every OxiBot process (the jail clears it inside; here
+                    // it had to wait until the user namespace was mapped,
+                    // which a non-dumpable process cannot do).
                     drop(stream);
+                    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+                        eprintln!("oxibot-toold: cannot clear the dumpable flag: {e}");
+                        return ExitCode::FAILURE;
+                    }
                     let code = jail::wait_for_jail(child);
                     return ExitCode::from(u8::try_from(code).unwrap_or(1));
                 }
@@ -133,6 +163,10 @@ fn main() -> ExitCode {
             }
         }
         Sandbox::Off => {
+            if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+                eprintln!("oxibot-toold: cannot clear the dumpable flag: {e}");
+                return ExitCode::FAILURE;
+            }
             tracing::warn!(
                 "SANDBOX IS OFF: shell commands and file tools run with this process's full rights ({}). \
                  Never use this with a model or chat users you do not fully trust",

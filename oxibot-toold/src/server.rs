@@ -34,9 +34,23 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
                 let tx = tx.clone();
                 let workspace = workspace.clone();
                 tokio::spawn(async move {
-                    let outcome = match run(call, &workspace, limits).await {
-                        Ok(output) => ToolOutcome::Ok { output },
-                        Err(message) => ToolOutcome::Failed { message },
+                    let outcome = match call {
+                        ToolCall::ReadTexts { patterns, max_bytes } => {
+                            let ws = workspace.to_path_buf();
+                            let texts = tokio::task::spawn_blocking(move || {
+                                crate::texts::read_texts(&ws, &patterns, max_bytes as usize)
+                            })
+                            .await
+                            .unwrap_or_else(|e| Err(format!("the tool failed unexpectedly: {e}")));
+                            match texts {
+                                Ok(files) => ToolOutcome::Texts { files },
+                                Err(message) => ToolOutcome::Failed { message },
+                            }
+                        }
+                        call => match run(call, &workspace, limits).await {
+                            Ok(output) => ToolOutcome::Ok { output },
+                            Err(message) => ToolOutcome::Failed { message },
+                        },
                     };
                     let _ = tx.send(ToolReply::Result { id, outcome }).await;
                 });
@@ -83,6 +97,7 @@ async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Res
             .await
         }
         ToolCall::ApplyPatch { patch } => blocking(workspace, move |ws| crate::patch::apply_patch(ws, &patch)).await,
+        ToolCall::ReadTexts { .. } => Err("ReadTexts is answered with texts, not output".into()),
     }
 }
 

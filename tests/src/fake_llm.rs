@@ -32,6 +32,8 @@ pub enum Step {
     Delay(Duration, Box<Step>),
     /// A 200 with a body that is not an LLM reply at all.
     Garbage(String),
+    /// A 307 redirect to this URL (a provider that moved, or a hostile one).
+    Redirect(String),
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +223,11 @@ fn respond(
                 resp
             }
             Step::Garbage(text) => (StatusCode::OK, text).into_response(),
+            Step::Redirect(to) => {
+                let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+                resp.headers_mut().insert("location", to.parse().unwrap());
+                resp
+            }
             Step::Text(text) => axum::Json(text_reply(anthropic, &text)).into_response(),
             Step::EchoLastTool => {
                 let last = last_tool_result(&req, anthropic).unwrap_or_else(|| "<no tool result>".into());

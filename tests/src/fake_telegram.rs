@@ -33,6 +33,9 @@ struct Inner {
     downloads: Vec<String>,
     /// getUpdates calls still to fail with 502 Bad Gateway.
     failing_polls: u32,
+    /// sendMessage calls so far, and which of them (1-based) answer 429.
+    send_calls: u32,
+    refused_sends: Vec<u32>,
 }
 
 #[derive(Clone)]
@@ -158,6 +161,12 @@ impl FakeTelegram {
         drop(s);
         self.wake.notify_waiters();
         uid
+    }
+
+    /// The `n`-th sendMessage call (counting from 1, over the fake's life)
+    /// answers 429 Too Many Requests (retry after 1 s) instead of sending.
+    pub fn refuse_send_number(&self, n: u32) {
+        self.inner.lock().unwrap().refused_sends.push(n);
     }
 
     /// The next `n` getUpdates calls fail with 502 Bad Gateway.
@@ -314,6 +323,16 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
         }
         "sendmessage" => {
             let mut s = inner.lock().unwrap();
+            s.send_calls += 1;
+            if s.refused_sends.contains(&s.send_calls) {
+                return (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(json!({"ok": false, "error_code": 429,
+                                      "description": "Too Many Requests: retry after 1",
+                                      "parameters": {"retry_after": 1}})),
+                )
+                    .into_response();
+            }
             let mid = s.next_message;
             s.next_message += 1;
             s.sent.push(p.clone());

@@ -35,6 +35,8 @@ pub struct Broker {
     pub state: PathBuf,
     pub workspace: PathBuf,
     pub log: PathBuf,
+    /// Daemons the test started itself (no supervise mode), by name.
+    pub daemons: Vec<(String, Child)>,
 }
 
 /// Deep-merges `over` into `base`.
@@ -52,6 +54,15 @@ pub fn merge(base: &mut Value, over: Value) {
         }
         (b, o) => *b = o,
     }
+}
+
+/// A test that cannot run here says why and passes, except under CI
+/// (`CI` set), where every test must really run.
+pub fn skip(why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("this test cannot run here, and CI is set: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
 }
 
 /// The non-root account CI creates to run the broker unprivileged
@@ -86,6 +97,55 @@ impl Mode {
     }
 }
 
+/// A command that runs `program` as `run_as` (uid, gid) with that user's
+/// supplementary groups, as systemd's `User=` does (std's `Command::uid`
+/// clears them), or as this process when None.
+pub fn as_user(run_as: Option<(u32, u32)>, program: &Path) -> Command {
+    match run_as {
+        Some((uid, gid)) => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                "--init-groups".into(),
+                "--".into(),
+            ])
+            .arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// A fresh, world-readable directory for one broker.
+pub fn new_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("oxibot-e2e-").tempdir().unwrap();
+    // Other users (nobody, in the uid tests) must be able to reach the sockets.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// How to start a broker.
+#[derive(Default)]
+pub struct Launch {
+    /// (uid, gid) to run as.
+    pub run_as: Option<(u32, u32)>,
+    /// A command that runs the broker's command line appended to it
+    /// (`unshare -m sh -c '…; exec "$@"' sh`): the broker then lives in
+    /// whatever the wrapper set up.
+    pub wrapper: Option<Vec<String>>,
+}
+
+/// The programs other users run in the tests.
+const SHARED_BINARIES: [&str; 6] = [
+    "oxibot-broker",
+    "oxibot-toold",
+    "oxibot-channeld",
+    "oxibotctl",
+    "rogue-channel",
+    "compromised-channeld",
+];
+
 /// A directory holding the daemons that any user can reach. The build tree
 /// may sit under a private home (/root); then the binaries are hard-linked
 /// (or copied) once per build into /tmp.
@@ -98,8 +158,13 @@ pub fn bin_dir_for_others() -> PathBuf {
     if reachable {
         return dir;
     }
-    let stamp = std::fs::metadata(dir.join("oxibot-broker"))
-        .map(|m| m.mtime())
+    // Any rebuilt binary makes a new copy: the newest modification time
+    // of them all names it.
+    let stamp = SHARED_BINARIES
+        .iter()
+        .filter_map(|name| std::fs::metadata(dir.join(name)).ok())
+        .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec())
+        .max()
         .unwrap_or(0);
     let shared = std::env::temp_dir().join(format!("oxibot-test-bins-{stamp}"));
     if shared.exists() {
@@ -107,7 +172,7 @@ pub fn bin_dir_for_others() -> PathBuf {
     }
     let staging = std::env::temp_dir().join(format!("oxibot-test-bins-{stamp}.{}", std::process::id()));
     std::fs::create_dir_all(&staging).unwrap();
-    for name in ["oxibot-broker", "oxibot-toold", "oxibot-channeld", "oxibotctl"] {
+    for name in SHARED_BINARIES {
         let (from, to) = (dir.join(name), staging.join(name));
         if std::fs::hard_link(&from, &to).is_err() {
             std::fs::copy(&from, &to).unwrap();
@@ -145,9 +210,33 @@ impl Broker {
 
     /// As [`Broker::start`], with the broker running as `run_as` (uid, gid).
     pub fn start_as(llm_base: &str, patch: Value, secrets: Value, run_as: Option<(u32, u32)>) -> Broker {
-        let dir = tempfile::Builder::new().prefix("oxibot-e2e-").tempdir().unwrap();
-        // Other users (nobody, in the uid tests) must be able to reach the sockets.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let broker = Self::launch(llm_base, patch, secrets, run_as);
+        broker.wait_until("toold connected", Duration::from_secs(20), |s| {
+            s["toolConnected"] == true
+        });
+        broker
+    }
+
+    /// Starts the broker and returns at once: for a broker that must not
+    /// start, or one whose daemons the test starts itself.
+    pub fn launch(llm_base: &str, patch: Value, secrets: Value, run_as: Option<(u32, u32)>) -> Broker {
+        Self::launch_in(new_dir(), llm_base, patch, secrets, Launch { run_as, wrapper: None })
+    }
+
+    /// As [`Broker::launch_in`], then waits for toold.
+    pub fn start_in(dir: tempfile::TempDir, llm_base: &str, patch: Value, secrets: Value, how: Launch) -> Broker {
+        let broker = Self::launch_in(dir, llm_base, patch, secrets, how);
+        broker.wait_until("toold connected", Duration::from_secs(20), |s| {
+            s["toolConnected"] == true
+        });
+        broker
+    }
+
+    /// As [`Broker::launch`], in `dir` (made by [`new_dir`], so that a test
+    /// knows its paths beforehand: `secrets.json`, `state/oxibot.db`,
+    /// `run/ctl.sock`, `workspace/`), and with `how`.
+    pub fn launch_in(dir: tempfile::TempDir, llm_base: &str, patch: Value, secrets: Value, how: Launch) -> Broker {
+        let run_as = how.run_as;
         let runtime = dir.path().join("run");
         let state = dir.path().join("state");
         let workspace = dir.path().join("workspace");
@@ -166,6 +255,10 @@ impl Broker {
             "providers": {"openai": {"apiBase": format!("{llm_base}/v1")}},
             "tools": {"sandbox": "on", "exec": {"timeout": 30}}
         });
+        // scripts/measure-syscalls.sh runs the daemons under strace.
+        if let Ok(bin) = std::env::var("OXIBOT_TEST_BIN_DIR") {
+            config["binDir"] = json!(bin);
+        }
         merge(&mut config, patch);
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
@@ -180,31 +273,126 @@ impl Broker {
             bin_dir()
         }
         .join("oxibot-broker");
-        let mut cmd = Command::new(program);
+        let mut cmd = match &how.wrapper {
+            // The wrapper takes the broker's command line at its end, and
+            // becomes run_as itself (it may need root first).
+            Some(wrapper) => {
+                let mut c = Command::new(&wrapper[0]);
+                c.args(&wrapper[1..]);
+                if let Some((uid, gid)) = run_as {
+                    c.args([
+                        "setpriv".to_string(),
+                        format!("--reuid={uid}"),
+                        format!("--regid={gid}"),
+                        "--clear-groups".into(),
+                        "--".into(),
+                    ]);
+                }
+                c.arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         cmd.arg("--config")
             .arg(&config_path)
             .env("OXIBOT_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            // Append: the daemons a test starts itself log here too.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            );
         if let Some((uid, gid)) = run_as {
             use std::os::unix::process::CommandExt;
             chown_tree(dir.path(), uid, gid);
-            cmd.uid(uid).gid(gid);
+            if how.wrapper.is_none() {
+                cmd.uid(uid).gid(gid);
+            }
         }
         let child = cmd.spawn().unwrap();
-        let broker = Broker {
+        Broker {
             dir,
             child,
             runtime,
             state,
             workspace,
             log,
-        };
-        broker.wait_until("toold connected", Duration::from_secs(20), |s| {
-            s["toolConnected"] == true
+            daemons: Vec::new(),
+        }
+    }
+
+    /// A broker without supervise mode, as under systemd: it binds
+    /// `channel.sock` and `tool.sock`, and the test starts the daemons
+    /// ([`Broker::spawn_daemon`]). Needs root: the daemon sockets admit only
+    /// the daemons' own users.
+    pub fn start_unsupervised(llm_base: &str, mut patch: Value, secrets: Value) -> Broker {
+        merge(&mut patch, json!({"supervise": false}));
+        let broker = Self::launch(llm_base, patch, secrets, None);
+        broker.wait_until("the broker to answer", Duration::from_secs(20), |s| {
+            s["brokerPid"].is_number()
         });
         broker
+    }
+
+    /// Starts toold the way its systemd unit does (as root, building its
+    /// jail, then becoming `oxibot-tool`), connected to `tool.sock`.
+    pub fn spawn_toold(&mut self) {
+        let args = [
+            "--socket".to_string(),
+            self.runtime.join("tool.sock").display().to_string(),
+            "--workspace".into(),
+            self.workspace.display().to_string(),
+            "--sandbox".into(),
+            "on".into(),
+        ];
+        self.spawn_daemon("toold", "oxibot-toold", &args, None);
+        self.wait_until("toold connected", Duration::from_secs(20), |s| {
+            s["toolConnected"] == true
+        });
+    }
+
+    /// Starts `program` (one of the shared binaries) with `args`, as
+    /// `run_as` (uid, gid) or as this process; stopped when the broker is.
+    pub fn spawn_daemon(&mut self, name: &str, program: &str, args: &[String], run_as: Option<(u32, u32)>) -> u32 {
+        let mut cmd = as_user(run_as, &bin_dir_for_others().join(program));
+        cmd.args(args)
+            .env("OXIBOT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&self.log).unwrap());
+        let child = cmd.spawn().unwrap();
+        let pid = child.id();
+        self.daemons.push((name.to_string(), child));
+        pid
+    }
+
+    /// SIGKILLs a daemon the test started.
+    pub fn kill_daemon(&mut self, name: &str) {
+        if let Some(i) = self.daemons.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.daemons.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the broker to exit (a refused start), returning its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not exit within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn ctl_socket(&self) -> PathBuf {
@@ -337,6 +525,10 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        for (_, d) in &mut self.daemons {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(8);

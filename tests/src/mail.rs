@@ -8,20 +8,32 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 pub const IMAP_PORT: u16 = 10143;
+/// OpenSMTPD stamps `Authentication-Results: mail.oxibot.test; dkim=none` here…
 pub const SMTP_PORT: u16 = 10025;
+/// …and `dkim=pass header.d=<envelope sender's domain>` here, as a receiving
+/// server that verified the sender would (scripts/authres-filter.py).
+pub const SIGNED_SMTP_PORT: u16 = 10026;
+/// The receiving server's authserv-id (RFC 8601).
+pub const AUTHSERV_ID: &str = "mail.oxibot.test";
 pub const PASSWORD: &str = "imap-PASS-0xb0t-t3st";
 
 /// Whether both servers answer; tests skip (and say so) when they do not.
 pub fn servers_up() -> bool {
-    [IMAP_PORT, SMTP_PORT]
+    [IMAP_PORT, SMTP_PORT, SIGNED_SMTP_PORT]
         .iter()
         .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
 }
 
 /// Sends a raw RFC 5322 message over SMTP (no client library: the test
-/// plays the sender's mail server).
+/// plays the sender's mail server) to the port where the receiving server
+/// does not vouch for anyone.
 pub fn smtp_send(from: &str, to: &str, message: &str) {
-    let stream = TcpStream::connect(("127.0.0.1", SMTP_PORT)).unwrap();
+    smtp_send_via(SMTP_PORT, from, to, message)
+}
+
+/// As [`smtp_send`], to `port` (see [`SIGNED_SMTP_PORT`]).
+pub fn smtp_send_via(port: u16, from: &str, to: &str, message: &str) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut w = stream;

@@ -34,7 +34,9 @@ fn start_with(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option
 /// Starts the broker without waiting for the channel to connect.
 fn launch(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Setup> {
     if !mail::servers_up() {
-        eprintln!("SKIPPED: Dovecot/OpenSMTPD are not running on 127.0.0.1 (scripts/mail-servers.sh starts them)");
+        oxibot_tests::harness::skip(
+            "Dovecot/OpenSMTPD are not running on 127.0.0.1 (scripts/mail-servers.sh starts them)",
+        );
         return None;
     }
     let tag = format!("{test}-{}", std::process::id());
@@ -45,7 +47,7 @@ fn launch(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Set
         "enabled": true,
         "imapHost": "127.0.0.1", "imapPort": IMAP_PORT, "imapUsername": bot, "imapUseSsl": false,
         "smtpHost": "127.0.0.1", "smtpPort": SMTP_PORT, "smtpUseTls": false,
-        "fromAddress": format!("{bot}@oxibot.test"), "pollIntervalSeconds": 1,
+        "fromAddress": format!("{bot}@oxibot.test"), "pollIntervalSeconds": 1, "authservId": mail::AUTHSERV_ID,
         "allowedUsers": [format!("{alice}@example.com")]
     });
     oxibot_tests::harness::merge(&mut settings, extra);
@@ -60,13 +62,20 @@ fn launch(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Set
     })
 }
 
-fn letter(from: &str, to: &str, id: &str, subject: &str, auth: bool) -> String {
-    let results = if auth {
-        "Authentication-Results: mx.oxibot.test; dkim=pass header.d=example.com\n"
+fn letter(from: &str, to: &str, id: &str, subject: &str) -> String {
+    format!("From: {from}\nTo: {to}\nSubject: {subject}\nMessage-ID: {id}\n\nHello, can you help?\n")
+}
+
+/// Hands a letter to OpenSMTPD: through the port where the receiving server
+/// vouches for the sender (`verified`), or the one where it does not. The
+/// test never writes the Authentication-Results header itself.
+fn post(verified: bool, from: &str, to: &str, message: &str) {
+    let port = if verified {
+        mail::SIGNED_SMTP_PORT
     } else {
-        ""
+        mail::SMTP_PORT
     };
-    format!("From: {from}\nTo: {to}\nSubject: {subject}\nMessage-ID: {id}\n{results}\nHello, can you help?\n")
+    mail::smtp_send_via(port, from, to, message);
 }
 
 #[test]
@@ -76,7 +85,7 @@ fn a_verified_sender_gets_a_threaded_reply() {
     };
     let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
     let id = format!("<q1.{}@example.com>", s.alice);
-    mail::smtp_send(&from, &to, &letter(&from, &to, &id, "Plans", true));
+    post(true, &from, &to, &letter(&from, &to, &id, "Plans"));
     let replies = mail::wait_mail(&s.alice, 1, Duration::from_secs(30));
     let reply = &replies[0].0;
     assert!(reply.contains("Subject: Re: Plans"), "{reply}");
@@ -94,7 +103,7 @@ fn a_verified_sender_gets_a_threaded_reply() {
 fn a_forged_from_header_is_refused_and_audited() {
     let Some(s) = start("forged", vec![]) else { return };
     let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
-    mail::smtp_send(&from, &to, &letter(&from, &to, "<f1@evil.test>", "Pay now", false));
+    post(false, &from, &to, &letter(&from, &to, "<f1@evil.test>", "Pay now"));
     let entry = s.broker.wait_audit("access_denied", &format!("unverified:{from}"));
     assert!(entry.contains("email"), "{entry}");
     assert!(s.llm.requests().is_empty());
@@ -106,7 +115,7 @@ fn a_forged_from_header_is_refused_and_audited() {
 fn round_trip(s: &Setup, id: &str) -> Duration {
     let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
     let started = std::time::Instant::now();
-    mail::smtp_send(&from, &to, &letter(&from, &to, id, "Quick", true));
+    post(true, &from, &to, &letter(&from, &to, id, "Quick"));
     while mail::mailbox(&s.alice).is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -158,14 +167,13 @@ fn attachments_are_saved_into_the_workspace() {
     // "bolts,40\n" in base64, as a mail client sends a file.
     let message = format!(
         "From: {from}\nTo: {to}\nSubject: Stock\nMessage-ID: <a1.{}@example.com>\n\
-         Authentication-Results: mx.oxibot.test; dkim=pass header.d=example.com\n\
          MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n\
          --b1\nContent-Type: text/plain\n\nHere is the stock list.\n\
          --b1\nContent-Type: text/csv; name=\"stock.csv\"\nContent-Disposition: attachment; filename=\"stock.csv\"\n\
          Content-Transfer-Encoding: base64\n\nYm9sdHMsNDAK\n--b1--\n",
         s.alice
     );
-    mail::smtp_send(&from, &to, &message);
+    post(true, &from, &to, &message);
     mail::wait_mail(&s.alice, 1, Duration::from_secs(30));
     let request = s.llm.requests()[0].body.to_string();
     assert!(
@@ -193,7 +201,7 @@ fn tls_listeners_up() -> bool {
         .iter()
         .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
     if !up || !std::path::Path::new(TEST_CA).exists() {
-        eprintln!("SKIPPED: the TLS mail listeners are not up (scripts/mail-servers.sh starts them)");
+        oxibot_tests::harness::skip("the TLS mail listeners are not up (scripts/mail-servers.sh starts them)");
     }
     up
 }

@@ -41,8 +41,12 @@ fn send_raw_and_expect_close(path: &std::path::Path, bytes: &[u8]) {
 
 #[test]
 fn garbage_and_oversized_frames_on_tool_sock_are_closed_and_audited() {
+    if !nix::unistd::geteuid().is_root() {
+        return oxibot_tests::harness::skip("tool.sock admits only root and the tool user (CI runs as root)");
+    }
     let llm = FakeLlm::start(vec![Step::Text("still here".into())]);
-    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let mut broker = Broker::start_unsupervised(&llm.base_url, json!({}), secrets());
+    broker.spawn_toold();
     let sock = broker.runtime.join("tool.sock");
 
     // A length prefix of 4 GiB - 1: refused from the prefix, before allocating.
@@ -50,7 +54,7 @@ fn garbage_and_oversized_frames_on_tool_sock_are_closed_and_audited() {
     broker.wait_audit("protocol_violation", "exceeds the 1048576-byte limit");
     // A well-sized frame of garbage.
     send_raw_and_expect_close(&sock, b"\x00\x00\x00\x08garbage!");
-    broker.wait_audit("protocol_violation", "tool.sock handshake: malformed message");
+    broker.wait_audit("protocol_violation", "handshake: malformed message");
     // A valid frame that is a Hello with the wrong magic.
     send_raw_and_expect_close(&sock, b"\x00\x00\x00\x07NOPE\x01\x00\x02");
     broker.wait_audit("protocol_violation", "bad magic");
@@ -68,15 +72,15 @@ fn run_as_nobody(cmd: &mut std::process::Command) -> std::process::Output {
 #[test]
 fn connections_from_the_wrong_uid_are_refused() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to connect as nobody (CI runs as root)");
-        return;
+        return oxibot_tests::harness::skip("needs root to connect as nobody (CI runs as root)");
     }
     let llm = FakeLlm::start(vec![]);
-    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let mut broker = Broker::start_unsupervised(&llm.base_url, json!({}), secrets());
+    broker.spawn_toold();
     // Open the file permissions, so that only the broker's SO_PEERCRED check
     // stands between nobody and the sockets.
     std::fs::set_permissions(&broker.runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for s in ["ctl.sock", "tool.sock"] {
+    for s in ["ctl.sock", "tool.sock", "channel.sock"] {
         std::fs::set_permissions(broker.runtime.join(s), std::fs::Permissions::from_mode(0o666)).unwrap();
     }
 
@@ -320,11 +324,10 @@ fn broken_config_and_open_secrets_stop_the_start_with_clear_errors() {
 #[test]
 fn toold_refuses_to_start_when_its_jail_cannot_be_built() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: the failing step is provoked as root (CI runs as root)");
-        return;
+        return oxibot_tests::harness::skip("the failing step is provoked as root (CI runs as root)");
     }
     let llm = FakeLlm::start(vec![]);
-    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let broker = Broker::start_unsupervised(&llm.base_url, json!({}), secrets());
     let out = std::process::Command::new(bin("oxibot-toold"))
         .args(["--socket"])
         .arg(broker.runtime.join("tool.sock"))

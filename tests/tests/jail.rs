@@ -31,7 +31,7 @@ fn jail(mode: Mode, patch: Value, unsafe_without_jail: bool) -> Option<Jail> {
     let run_as = match mode.run_as() {
         Ok(r) => r,
         Err(why) => {
-            eprintln!("SKIPPED: {why}");
+            oxibot_tests::harness::skip(&why);
             return None;
         }
     };

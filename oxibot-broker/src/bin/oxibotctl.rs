@@ -100,6 +100,33 @@ enum ConfigCommand {
 
 type CtlConn = Conn<CtlReply, CtlRequest>;
 
+/// Text that a peer or the model wrote (a pairing name, a reply, tool
+/// output, a platform's error), made safe for the admin's terminal: every
+/// control character except newline and tab is shown escaped, so an escape
+/// sequence cannot rewrite the screen, retitle the window or fake output.
+fn shown(text: &str) -> String {
+    escape_controls(text, false)
+}
+
+/// As [`shown`], for a one-line field: newlines are escaped too.
+fn shown_line(text: &str) -> String {
+    escape_controls(text, true)
+}
+
+fn escape_controls(text: &str, one_line: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' if !one_line => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            // Bidirectional overrides reorder what the admin reads.
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
@@ -139,7 +166,7 @@ fn main() -> ExitCode {
             if json {
                 println!("{}", json!({"error": e}));
             } else {
-                eprintln!("oxibotctl: {e}");
+                eprintln!("oxibotctl: {}", shown(&e));
             }
             ExitCode::FAILURE
         }
@@ -192,7 +219,7 @@ fn online(socket: PathBuf, json: bool, command: Command) -> Result<(), String> {
                 if json {
                     println!("{}", json!({"session": session, "reply": text}));
                 } else {
-                    println!("{text}");
+                    println!("{}", shown(&text));
                 }
                 Ok(())
             }
@@ -215,7 +242,14 @@ fn online(socket: PathBuf, json: bool, command: Command) -> Result<(), String> {
                         println!("no pairing requests");
                     } else {
                         for p in list {
-                            println!("{}  {:<10} {:<24} {:<9} {}s ago", p.code, p.channel, p.sender, p.status, p.age_secs);
+                            println!(
+                                "{}  {:<10} {:<24} {:<9} {}s ago",
+                                shown_line(&p.code),
+                                shown_line(&p.channel),
+                                shown_line(&p.sender),
+                                shown_line(&p.status),
+                                p.age_secs
+                            );
                         }
                     }
                     Ok(())
@@ -256,7 +290,7 @@ async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -
         }
         return Ok(());
     }
-    println!("{output}");
+    println!("{}", shown(&output));
     if ok {
         Ok(())
     } else {
@@ -270,7 +304,7 @@ async fn decide(conn: &mut CtlConn, code: String, approve: bool, json: bool) -> 
             if json {
                 println!("{}", json!({"ok": true, "message": message}));
             } else {
-                println!("{message}");
+                println!("{}", shown(&message));
             }
             Ok(())
         }
@@ -280,6 +314,10 @@ async fn decide(conn: &mut CtlConn, code: String, approve: bool, json: bool) -> 
 }
 
 async fn doctor(conn: &mut CtlConn, json: bool) -> Result<(), String> {
+    let notes = match request(conn, CtlRequest::Status).await? {
+        CtlReply::Status(s) => s.notes,
+        _ => Vec::new(),
+    };
     let args = json!({"command": oxibot_broker::doctor::SCRIPT}).to_string();
     let (ok, output) = tool_result(conn, "exec", &args).await?;
     if !ok {
@@ -292,10 +330,18 @@ async fn doctor(conn: &mut CtlConn, json: bool) -> Result<(), String> {
             .iter()
             .map(|c| json!({"check": c.name, "ok": c.ok, "seen": c.seen}))
             .collect();
-        println!("{}", json!({"checks": list, "failed": failed}));
+        println!("{}", json!({"checks": list, "failed": failed, "notes": notes}));
     } else {
         for c in &checks {
-            println!("{} {:<48} {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.seen);
+            println!(
+                "{} {:<48} {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                shown_line(&c.seen)
+            );
+        }
+        for note in &notes {
+            println!("note {note}");
         }
         if nix::unistd::geteuid().is_root() {
             println!("note: oxibotctl runs as root; that says nothing about the broker's own user");
@@ -370,9 +416,9 @@ async fn chat(conn: &mut CtlConn, session: &str, json: bool) -> Result<(), Strin
         }
         match agent(conn, session, line).await {
             Ok(text) if json => println!("{}", json!({"reply": text})),
-            Ok(text) => println!("oxibot> {text}"),
+            Ok(text) => println!("oxibot> {}", shown(&text)),
             Err(e) if json => println!("{}", json!({"error": e})),
-            Err(e) => eprintln!("error: {e}"),
+            Err(e) => eprintln!("error: {}", shown(&e)),
         }
     }
 }
@@ -405,7 +451,7 @@ fn print_status(s: &StatusReport, json: bool) {
                 "brokerPid": s.broker_pid, "uptimeSecs": s.uptime_secs, "processes": processes,
                 "channels": channels, "toolConnected": s.tool_connected,
                 "queues": {"inboundPending": s.queues.inbound_pending, "outboxPending": s.queues.outbox_pending},
-                "providers": providers, "lastError": s.last_error,
+                "providers": providers, "lastError": s.last_error, "notes": s.notes,
             })
         );
         return;
@@ -418,7 +464,7 @@ fn print_status(s: &StatusReport, json: bool) {
         let exit = p
             .last_exit
             .as_deref()
-            .map(|e| format!(", last exit: {e}"))
+            .map(|e| format!(", last exit: {}", shown_line(e)))
             .unwrap_or_default();
         println!("  {:<20} pid {pid:<8} up {up:<8} restarts {}{exit}", p.name, p.restarts);
     }
@@ -428,7 +474,11 @@ fn print_status(s: &StatusReport, json: bool) {
     );
     println!("channels:");
     for c in &s.channels {
-        let err = c.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+        let err = c
+            .last_error
+            .as_deref()
+            .map(|e| format!(" ({})", shown_line(e)))
+            .unwrap_or_default();
         let n = &c.counters;
         println!(
             "  {:<12} {}{err}\n  {:<12} received {}, refused {}, sent {}, send failures {}, disconnects {}",
@@ -457,6 +507,9 @@ fn print_status(s: &StatusReport, json: bool) {
         );
     }
     if let Some(e) = &s.last_error {
-        println!("last error: {e}");
+        println!("last error: {}", shown_line(e));
+    }
+    for note in &s.notes {
+        println!("note: {note}");
     }
 }

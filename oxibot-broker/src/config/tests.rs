@@ -128,6 +128,52 @@ fn readable_secrets_file_stops_the_start() {
 }
 
 #[test]
+fn a_secrets_file_that_is_a_link_is_not_followed() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), "");
+    // The real file elsewhere, the configured name a link to it.
+    std::fs::rename(d.path().join("secrets.json"), d.path().join("real.json")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("real.json"), d.path().join("secrets.json")).unwrap();
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+}
+
+#[test]
+fn a_secrets_file_owned_by_someone_else_is_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), "");
+    // Root may give it away; the broker (root here) must then refuse it.
+    nix::unistd::chown(
+        &d.path().join("secrets.json"),
+        Some(nix::unistd::Uid::from_raw(65534)),
+        None,
+    )
+    .unwrap();
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("owned by uid 65534"), "{err}");
+    // Group-readable is fine only for root:<our group> 0640.
+    nix::unistd::chown(
+        &d.path().join("secrets.json"),
+        Some(nix::unistd::Uid::from_raw(0)),
+        Some(nix::unistd::getegid()),
+    )
+    .unwrap();
+    std::fs::set_permissions(d.path().join("secrets.json"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(Config::load_with_env(&p, no_env()).is_ok());
+    nix::unistd::chown(
+        &d.path().join("secrets.json"),
+        None,
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[test]
 fn provider_without_base_url_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let p = minimal(d.path(), ",\n \"providers\": {\"vllm\": {}}");

@@ -193,9 +193,12 @@ pub struct LlmClient {
     base_delay: Duration,
 }
 
-/// The HTTP client for provider requests, with the configured timeout.
+/// The HTTP client for provider requests, with the configured timeout. It
+/// follows no redirect: reqwest would carry `x-api-key` and `extraHeaders`
+/// (it strips only `Authorization`) to whatever host the redirect names.
 fn http_client(config: &Config) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(config.agents.defaults.request_timeout_secs))
         .connect_timeout(Duration::from_secs(10))
         .build()
@@ -278,6 +281,23 @@ async fn http_error(provider: &'static str, resp: reqwest::Response) -> Provider
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64);
+    if resp.status().is_redirection() {
+        let to = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("(no Location)");
+        return ProviderError::Http {
+            provider,
+            status,
+            retry_after: None,
+            body: format!(
+                "a redirect to {}; OxiBot never follows a provider's redirect (the key would go along). \
+                 If the provider moved, set providers.{provider}.apiBase to the new URL",
+                shorten(to, 200)
+            ),
+        };
+    }
     let body = resp.text().await.unwrap_or_default();
     ProviderError::Http {
         provider,

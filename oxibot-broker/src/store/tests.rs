@@ -84,7 +84,21 @@ fn inbound_is_deduplicated_and_reply_queued_atomically() {
         .unwrap();
     assert_eq!(left, 0, "files outlived their turn");
     assert_eq!(s.queue_depths().unwrap(), (0, 1));
-    s.outbox_delivered(id).unwrap();
+    // Another channel's daemon cannot confirm it, nor record progress.
+    let channel = m.channel.clone();
+    let other = if channel == "telegram" { "discord" } else { "telegram" };
+    assert!(!s.outbox_delivered(other, id).unwrap());
+    assert!(!s.outbox_progress(other, id, 3).unwrap());
+    assert_eq!(s.outbox_failed(other, id, "x", true).unwrap(), None);
+    assert_eq!(s.queue_depths().unwrap(), (0, 1));
+    assert!(s.outbox_progress(&channel, id, 2).unwrap());
+    assert!(s.outbox_progress(&channel, id, 1).unwrap());
+    assert_eq!(
+        s.pending_outbox(&channel).unwrap()[0].parts_sent,
+        2,
+        "progress never goes back"
+    );
+    assert!(s.outbox_delivered(&channel, id).unwrap());
     assert_eq!(s.queue_depths().unwrap(), (0, 0));
 }
 

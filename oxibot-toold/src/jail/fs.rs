@@ -250,9 +250,10 @@ fn build_dev(root: &Path) -> Result<(), JailError> {
     Ok(())
 }
 
-/// Binds `source` on `target` and makes it read-only, nosuid and nodev.
-/// In a user namespace the flags locked on the source mount (noexec,
-/// atime) must be kept, or the kernel refuses the remount.
+/// Binds `source` on `target` and makes it read-only, nosuid and nodev —
+/// every mount below it too. In a user namespace the flags locked on the
+/// source mount (noexec, atime) must be kept, or the kernel refuses the
+/// remount.
 fn bind_read_only(source: &Path, target: &Path, what: &'static str) -> Result<(), JailError> {
     step(
         what,
@@ -270,7 +271,50 @@ fn bind_read_only(source: &Path, target: &Path, what: &'static str) -> Result<()
         | MsFlags::MS_RDONLY
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV;
-    step(what, mount(None::<&str>, target, None::<&str>, flags, None::<&str>))
+    step(what, mount(None::<&str>, target, None::<&str>, flags, None::<&str>))?;
+    // The remount above changes only the top mount of the bind; a host
+    // mount below /usr (a separate /usr/local, say) would stay writable.
+    step(what, read_only_recursive(target))
+}
+
+/// `mount_setattr(2)` with `AT_RECURSIVE`: read-only, nosuid and nodev for
+/// the mount at `target` and every mount below it (Linux 5.12+). It only
+/// adds restrictions, so the flags locked in a user namespace stay as they
+/// are.
+fn read_only_recursive(target: &Path) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    /// `struct mount_attr` from <linux/mount.h>, version 0 (32 bytes).
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = std::ffi::CString::new(target.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: a NUL-terminated path and a fully initialised struct of the
+    // size we pass, both alive for the duration of the call; the kernel
+    // only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
 }
 
 fn locked_flags(path: &Path) -> MsFlags {

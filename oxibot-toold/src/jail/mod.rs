@@ -57,6 +57,8 @@ pub struct JailSpec {
     /// The user to become when started as root.
     pub tool_user: String,
     pub limits: ResourceLimits,
+    /// Debugging: seccomp logs instead of refusing.
+    pub seccomp_log: bool,
 }
 
 /// What the jailed process learns about its jail, for `doctor` and logs.
@@ -163,7 +165,7 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     //    nothing here may make a syscall outside the allow-list.
     step("set no_new_privs", nix::sys::prctl::set_no_new_privs())?;
     let landlock = landlock::restrict();
-    seccomp::install()?;
+    seccomp::install(spec.seccomp_log)?;
 
     Ok(Side::Inside(JailReport {
         root_started,

@@ -5,8 +5,9 @@
 //! falls back to `clone`, whose flags we can inspect.
 //!
 //! A legitimate command that fails with EPERM is missing a syscall here.
-//! Debug it with `OXIBOT_SECCOMP_LOG=1` (logs instead of failing: see
-//! `dmesg`), never by turning this into a deny-list.
+//! Debug it with `oxibot-toold --seccomp-log` (`tools.seccompLog` in the
+//! config: logs instead of failing, see `dmesg`), never by turning this
+//! into a deny-list.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,7 @@ const ALLOWED: &[i64] = &[
     libc::SYS_pwrite64,
     libc::SYS_open,
     libc::SYS_openat,
+    libc::SYS_openat2,
     libc::SYS_close,
     libc::SYS_close_range,
     libc::SYS_creat,
@@ -147,11 +149,9 @@ const ALLOWED: &[i64] = &[
     libc::SYS_capget,
     libc::SYS_getrlimit,
     libc::SYS_setrlimit,
-    libc::SYS_prlimit64,
     libc::SYS_getrusage,
     libc::SYS_times,
     libc::SYS_getpriority,
-    libc::SYS_setpriority,
     libc::SYS_sched_getaffinity,
     libc::SYS_sched_yield,
     libc::SYS_sched_getparam,
@@ -282,6 +282,17 @@ fn allow_list() -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendE
             .map(|r| eq(1, SeccompCmpArgLen::Dword, *r))
             .collect::<Result<_, _>>()?,
     );
+    // Limits and priority: the calling process only. In unprivileged mode
+    // the tool user is the broker's own uid, so "another process" or "every
+    // process of this user" would reach beyond the jail.
+    rules.insert(libc::SYS_prlimit64, vec![eq(0, SeccompCmpArgLen::Dword, 0)?]);
+    rules.insert(
+        libc::SYS_setpriority,
+        vec![SeccompRule::new(vec![
+            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::PRIO_PROCESS as u64)?,
+            SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, 0)?,
+        ])?],
+    );
     rules.insert(
         libc::SYS_prctl,
         PRCTLS
@@ -299,10 +310,11 @@ fn arch() -> Result<TargetArch, JailError> {
     )
 }
 
-/// The main filter: allow-listed syscalls pass, the rest get EPERM.
-pub fn allow_list_program() -> Result<BpfProgram, JailError> {
+/// The main filter: allow-listed syscalls pass, the rest get EPERM (or,
+/// with `log`, pass and are logged by the kernel: debugging only).
+pub fn allow_list_program(log: bool) -> Result<BpfProgram, JailError> {
     let rules = step("build the seccomp allow-list", allow_list())?;
-    let mismatch = if std::env::var_os("OXIBOT_SECCOMP_LOG").is_some() {
+    let mismatch = if log {
         SeccompAction::Log
     } else {
         SeccompAction::Errno(libc::EPERM as u32)
@@ -332,8 +344,8 @@ fn clone3_program() -> Result<BpfProgram, JailError> {
     step("compile the clone3 filter", BpfProgram::try_from(filter))
 }
 
-pub fn install() -> Result<(), JailError> {
-    let main = allow_list_program()?;
+pub fn install(log: bool) -> Result<(), JailError> {
+    let main = allow_list_program(log)?;
     let clone3 = clone3_program()?;
     step("install the clone3 filter", seccompiler::apply_filter(&clone3))?;
     step("install the seccomp allow-list", seccompiler::apply_filter(&main))?;
@@ -377,7 +389,7 @@ mod tests {
         ] {
             assert!(!rules.contains_key(&denied), "syscall {denied} must not be allowed");
         }
-        assert!(allow_list_program().is_ok());
+        assert!(allow_list_program(false).is_ok());
         assert!(clone3_program().is_ok());
     }
 }

@@ -1,7 +1,16 @@
 //! Markdown from the model → each platform's format, and splitting at the
 //! platform's length limit — never inside a code block's fence pair and
-//! never inside a character. The converter is a single pass with no regex
+//! never inside a character. The converters are single passes with no regex
 //! to compile (the first OxiBot spent 60 % of its CPU recompiling ten).
+//!
+//! The model's text is a stranger's text: it must not ping a whole Slack
+//! workspace (`<!channel>`), smuggle markup into Telegram's HTML, or turn a
+//! "link" into a mention. Each converter escapes what its platform treats
+//! as commands.
+
+mod telegram;
+
+pub use telegram::markdown_to_html as markdown_to_telegram_html;
 
 /// Splits `text` into chunks of at most `max` characters. Code fences stay
 /// balanced: a block cut in two is closed at the end of one chunk and
@@ -69,110 +78,6 @@ fn hard_wrap(line: &str, max: usize) -> Vec<String> {
     out
 }
 
-fn escape_html(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Markdown (as LLMs write it) → Telegram's HTML: fenced and inline code,
-/// **bold**, *italic* / _italic_, ~~strike~~, [links](url). Everything
-/// else is escaped text.
-pub fn markdown_to_telegram_html(md: &str) -> String {
-    let mut out = String::with_capacity(md.len() + 16);
-    let mut in_block = false;
-    for (i, line) in md.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        let t = line.trim_start();
-        if let Some(lang) = t.strip_prefix("```") {
-            if in_block {
-                out.push_str("</code></pre>");
-            } else if lang.trim().is_empty() {
-                out.push_str("<pre><code>");
-            } else {
-                out.push_str("<pre><code class=\"language-");
-                escape_html(lang.trim(), &mut out);
-                out.push_str("\">");
-            }
-            in_block = !in_block;
-            continue;
-        }
-        if in_block {
-            escape_html(line, &mut out);
-        } else {
-            inline(line, &mut out);
-        }
-    }
-    if in_block {
-        out.push_str("</code></pre>");
-    }
-    out
-}
-
-fn inline(line: &str, out: &mut String) {
-    let chars: Vec<char> = line.chars().collect();
-    let mut i = 0;
-    let find = |from: usize, pat: &[char]| -> Option<usize> {
-        (from..chars.len().saturating_sub(pat.len() - 1)).find(|&j| chars[j..j + pat.len()] == *pat)
-    };
-    let text = |a: usize, b: usize| chars[a..b].iter().collect::<String>();
-    while i < chars.len() {
-        let c = chars[i];
-        let pair = |p: [char; 2]| i + 1 < chars.len() && chars[i] == p[0] && chars[i + 1] == p[1];
-        if c == '`' {
-            if let Some(end) = find(i + 1, &['`']) {
-                out.push_str("<code>");
-                escape_html(&text(i + 1, end), out);
-                out.push_str("</code>");
-                i = end + 1;
-                continue;
-            }
-        } else if pair(['*', '*']) || pair(['_', '_']) || pair(['~', '~']) {
-            let mark = [c, c];
-            if let Some(end) = find(i + 2, &mark).filter(|e| *e > i + 2) {
-                let tag = if c == '~' { "s" } else { "b" };
-                out.push_str(&format!("<{tag}>"));
-                inline(&text(i + 2, end), out);
-                out.push_str(&format!("</{tag}>"));
-                i = end + 2;
-                continue;
-            }
-        } else if (c == '*' || c == '_') && chars.get(i + 1).is_some_and(|n| !n.is_whitespace()) {
-            if let Some(end) = find(i + 1, &[c]).filter(|e| *e > i + 1 && !chars[*e - 1].is_whitespace()) {
-                out.push_str("<i>");
-                inline(&text(i + 1, end), out);
-                out.push_str("</i>");
-                i = end + 1;
-                continue;
-            }
-        } else if c == '[' {
-            if let Some(close) = find(i + 1, &[']']) {
-                if chars.get(close + 1) == Some(&'(') {
-                    if let Some(end) = find(close + 2, &[')']) {
-                        out.push_str("<a href=\"");
-                        escape_html(&text(close + 2, end), out);
-                        out.push_str("\">");
-                        escape_html(&text(i + 1, close), out);
-                        out.push_str("</a>");
-                        i = end + 1;
-                        continue;
-                    }
-                }
-            }
-        }
-        escape_html(&c.to_string(), out);
-        i += 1;
-    }
-}
-
 /// Markdown → WhatsApp: *bold*, _italic_, ~strike~, ```code``` and
 /// `code` as they are; links as "text (url)".
 pub fn markdown_to_whatsapp(md: &str) -> String {
@@ -180,9 +85,25 @@ pub fn markdown_to_whatsapp(md: &str) -> String {
 }
 
 /// Markdown → Slack mrkdwn: *bold*, _italic_, ~strike~, <url|text>; code
-/// as is.
+/// as is. `&`, `<` and `>` are escaped everywhere first (Slack's own rule),
+/// so `<!channel>`, `<!here>`, `<!everyone>` and `<@U…>` written by the model
+/// are shown, not acted on; and a link becomes `<url|text>` only for an
+/// http(s) or mailto URL (`[x](!here)` would be a ping).
 pub fn markdown_to_slack(md: &str) -> String {
-    convert_outside_code(md, |text, url| format!("<{url}|{text}>"), slack_emphasis)
+    convert_outside_code(&escape_slack(md), slack_link, slack_emphasis)
+}
+
+fn escape_slack(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn slack_link(text: &str, url: &str) -> String {
+    let lower = url.trim().to_ascii_lowercase();
+    if ["http://", "https://", "mailto:"].iter().any(|s| lower.starts_with(s)) && !url.contains('|') {
+        format!("<{}|{}>", url.trim(), text.replace('|', "¦"))
+    } else {
+        format!("{text} ({url})")
+    }
 }
 
 /// Rewrites links and emphasis line by line, leaving fenced code alone.
@@ -247,23 +168,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn converts_the_usual_markdown() {
+    fn converts_to_slack() {
         assert_eq!(
-            markdown_to_telegram_html("**Hi** *there* `a<b` [x](https://e.x/?a=1&b=2) 1 < 2"),
-            "<b>Hi</b> <i>there</i> <code>a&lt;b</code> <a href=\"https://e.x/?a=1&amp;b=2\">x</a> 1 &lt; 2"
+            markdown_to_slack("**bold** *it* [docs](https://d.x/?a=1&b=2)"),
+            "*bold* _it_ <https://d.x/?a=1&amp;b=2|docs>"
         );
-        assert_eq!(
-            markdown_to_telegram_html("```rust\nfn main() { 1 < 2 }\n```"),
-            "<pre><code class=\"language-rust\">\nfn main() { 1 &lt; 2 }\n</code></pre>"
-        );
-        assert_eq!(markdown_to_telegram_html("a * b * c"), "a * b * c");
     }
 
     #[test]
-    fn converts_to_slack() {
+    fn slack_commands_from_the_model_are_shown_not_run() {
         assert_eq!(
-            markdown_to_slack("**bold** *it* [docs](https://d.x)"),
-            "*bold* _it_ <https://d.x|docs>"
+            markdown_to_slack("hey <!channel> and <!here> <!everyone> <@U123> a&b"),
+            "hey &lt;!channel&gt; and &lt;!here&gt; &lt;!everyone&gt; &lt;@U123&gt; a&amp;b"
+        );
+        assert_eq!(markdown_to_slack("```\n<!channel>\n```"), "```\n&lt;!channel&gt;\n```");
+        assert_eq!(markdown_to_slack("[all](!channel)"), "all (!channel)");
+        assert_eq!(
+            markdown_to_slack("[x](https://e.x|<!here>)"),
+            "x (https://e.x|&lt;!here&gt;)"
         );
     }
 

@@ -1,12 +1,15 @@
 //! E-mail: IMAP (async-imap) to receive, SMTP (lettre) to reply.
 //!
 //! A message is marked `\Seen` only after the broker committed it, so a
-//! crash in between redelivers it. Senders are verified: unless
-//! `trustFromHeader` is set, the From address counts only when the
-//! receiving server's `Authentication-Results` says dkim=pass or dmarc=pass
-//! for its domain; otherwise the sender reaches the broker as
-//! `unverified:<address>`, which no allow-list admits (and the refusal is
-//! audited there).
+//! crash in between redelivers it. Senders are verified (see
+//! [`auth::verified`]): unless `trustFromHeader` is set, the From address
+//! counts only when the receiving server's own `Authentication-Results`
+//! header — the topmost one with the configured `authservId` — says
+//! dmarc=pass (or dkim=pass) for exactly the From address's domain;
+//! otherwise the sender reaches the broker as `unverified:<address>`, which
+//! no allow-list admits (and the refusal is audited there).
+
+mod auth;
 
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use crate::link::{Job, Link};
+use crate::link::{Job, Link, Part};
 use crate::Fatal;
 
 /// Joins the Message-ID and the subject in the platform id, so that a
@@ -50,6 +53,9 @@ struct Settings {
     max_body_chars: usize,
     subject_prefix: String,
     trust_from_header: bool,
+    /// The receiving server's authserv-id (RFC 8601): only its
+    /// Authentication-Results header counts. Unset: no sender is verified.
+    authserv_id: Option<String>,
     /// PEM certificates to trust beside the public roots, for servers with
     /// a private CA (read by this daemon: it must be readable by its user).
     tls_ca_file: Option<String>,
@@ -75,6 +81,7 @@ impl Default for Settings {
             max_body_chars: 12_000,
             subject_prefix: "Re: ".into(),
             trust_from_header: false,
+            authserv_id: None,
             tls_ca_file: None,
         }
     }
@@ -331,7 +338,10 @@ fn to_inbound(raw: &[u8], s: &Settings, uid: u32) -> Option<(ChannelToBroker, St
     let message_id = headers
         .get_first_value("Message-ID")
         .unwrap_or_else(|| format!("<uid-{uid}@imap>"));
-    let verified = s.trust_from_header || authenticated(&headers.get_all_values("Authentication-Results"), &from);
+    let verified = s.trust_from_header
+        || s.authserv_id
+            .as_deref()
+            .is_some_and(|id| auth::verified(&headers.get_all_values("Authentication-Results"), id, &from));
     let sender = if verified {
         from.clone()
     } else {
@@ -406,21 +416,6 @@ fn attachments_of(mail: &mailparse::ParsedMail<'_>) -> (Vec<Attachment>, Vec<Str
     (files, notes)
 }
 
-/// dkim=pass or dmarc=pass for the From address's domain.
-pub fn authenticated(results: &[String], from: &str) -> bool {
-    let Some(domain) = from.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()) else {
-        return false;
-    };
-    results.iter().any(|r| {
-        let r = r.to_ascii_lowercase();
-        r.split(';').any(|clause| {
-            let clause = clause.trim();
-            (clause.starts_with("dkim=pass") && clause.contains(&format!("header.d={domain}")))
-                || (clause.starts_with("dmarc=pass") && clause.contains(&format!("header.from={domain}")))
-        })
-    })
-}
-
 /// The text/plain part, or the text/html part reduced to text.
 fn body_text(mail: &mailparse::ParsedMail<'_>) -> String {
     fn find<'a>(m: &'a mailparse::ParsedMail<'a>, mime: &str) -> Option<&'a mailparse::ParsedMail<'a>> {
@@ -477,11 +472,23 @@ async fn outbound(
     link: Link,
     jobs: mpsc::Receiver<Job>,
 ) {
-    let sender = move |to: String, text: String, reply: Option<String>| {
+    let sender = move |part: Part| {
         let (transport, from, prefix) = (transport.clone(), from.clone(), prefix.clone());
-        async move { send(&transport, from, &prefix, &to, text, reply.as_deref()).await }
+        async move {
+            send(
+                &transport,
+                from,
+                &prefix,
+                &part.chat_id,
+                part.text,
+                part.reply_to.as_deref(),
+            )
+            .await
+        }
     };
-    crate::link::serve_jobs(link, jobs, sender, |_: &str| None::<std::future::Ready<()>>).await
+    // A mail has no length limit: one reply, one message.
+    let whole = |text: &str| vec![text.to_string()];
+    crate::link::serve_jobs(link, jobs, whole, sender, |_: &str| None::<std::future::Ready<()>>).await
 }
 
 /// One reply, threaded under the message it answers.
@@ -526,21 +533,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_an_aligned_pass_authenticates_the_sender() {
-        let ok = vec!["mx.example.net; dkim=pass header.d=example.com header.s=s1; spf=pass".to_string()];
-        assert!(authenticated(&ok, "alice@example.com"));
-        assert!(!authenticated(&ok, "mallory@evil.test"), "a pass for another domain");
-        let fail = vec!["mx.example.net; dkim=fail header.d=example.com; dmarc=fail header.from=example.com".into()];
-        assert!(!authenticated(&fail, "alice@example.com"));
-        let dmarc = vec!["mx; dmarc=pass (p=none) header.from=example.com".to_string()];
-        assert!(authenticated(&dmarc, "alice@example.com"));
-        assert!(!authenticated(&[], "alice@example.com"));
-    }
-
-    #[test]
     fn parses_plain_and_html_mail() {
         let s = Settings {
             trust_from_header: false,
+            authserv_id: Some("mx".into()),
             ..Settings::default()
         };
         let raw = b"From: Alice <Alice@Example.com>\r\nSubject: Plans\r\nMessage-ID: <m1@example.com>\r\n\

@@ -1,0 +1,97 @@
+//! Landlock for a channel daemon: it may read what TLS and DNS need (the
+//! system libraries for NSS modules, a handful of /etc files, the CA
+//! certificates, a private CA file from its settings), write to /dev/null,
+//! and nothing else — not the secrets file, not the state database, not
+//! the workspace, not /proc. It may not listen on TCP, signal a process
+//! outside itself, or connect to an abstract Unix socket outside itself.
+//!
+//! This is what separates a daemon that shares the broker's uid
+//! (unprivileged supervise mode); with a user of its own, file ownership
+//! does it too, and Landlock is a second lock.
+
+use std::path::Path;
+
+use ::landlock::{
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+use super::{Plan, Report};
+
+const ABI_TARGET: ABI = ABI::V6;
+
+/// Read (and map) only: libraries for the NSS modules glibc loads on the
+/// first name lookup, and the configuration DNS and TLS read.
+const READ_ONLY: &[&str] = &[
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/etc/ld.so.cache",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/dev/urandom",
+    "/dev/random",
+];
+/// Read and write.
+const READ_WRITE: &[&str] = &["/dev/null"];
+
+pub fn restrict(plan: &Plan) -> Report {
+    match try_restrict(plan) {
+        Ok(RulesetStatus::FullyEnforced) => Report {
+            landlock: "fully enforced".into(),
+            files_confined: true,
+        },
+        Ok(RulesetStatus::PartiallyEnforced) => Report {
+            landlock: "partially enforced (older kernel ABI)".into(),
+            files_confined: true,
+        },
+        Ok(RulesetStatus::NotEnforced) => Report {
+            landlock: "not enforced (kernel without Landlock)".into(),
+            files_confined: false,
+        },
+        Err(e) => Report {
+            landlock: format!("not enforced: {e}"),
+            files_confined: false,
+        },
+    }
+}
+
+fn try_restrict(plan: &Plan) -> Result<RulesetStatus, ::landlock::RulesetError> {
+    let all = AccessFs::from_all(ABI_TARGET);
+    let read = AccessFs::from_read(ABI_TARGET);
+    let file_read = AccessFs::ReadFile | AccessFs::Execute;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(all)?
+        // Handled with no rule: no TCP listening at all. Connecting is left
+        // alone (the platforms' ports vary).
+        .handle_access(AccessNet::BindTcp)?
+        .scope(Scope::AbstractUnixSocket | Scope::Signal)?
+        .create()?;
+    for path in READ_ONLY.iter().map(Path::new) {
+        // Missing ones are simply not there to read.
+        if let Ok(fd) = PathFd::new(path) {
+            let access = if path.is_dir() { read } else { file_read };
+            ruleset = ruleset.add_rule(PathBeneath::new(fd, access))?;
+        }
+    }
+    for path in READ_WRITE.iter().map(Path::new) {
+        if let Ok(fd) = PathFd::new(path) {
+            let access = AccessFs::from_file(ABI_TARGET);
+            ruleset = ruleset.add_rule(PathBeneath::new(fd, access))?;
+        }
+    }
+    for path in &plan.extra_reads {
+        if let Ok(fd) = PathFd::new(path) {
+            ruleset = ruleset.add_rule(PathBeneath::new(fd, file_read))?;
+        }
+    }
+    Ok(ruleset.restrict_self()?.ruleset)
+}

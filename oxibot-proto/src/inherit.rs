@@ -1,0 +1,64 @@
+//! The broker connection a supervised daemon inherits: in supervise mode
+//! the broker starts each daemon with its end of a `socketpair` at a known
+//! descriptor, so the daemon's identity is the descriptor it was handed —
+//! no listening socket exists that another process could connect to.
+
+use std::io;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage};
+
+/// Where the supervising broker puts the daemon's end of its socketpair.
+pub const BROKER_FD: RawFd = 3;
+
+/// Takes over descriptor `fd` as the broker connection, after checking that
+/// it is an open Unix stream socket, and marks it close-on-exec.
+pub fn take_broker_socket(fd: RawFd) -> io::Result<UnixStream> {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD)
+        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("descriptor {fd} is not open ({e})")))?;
+    // SAFETY: F_GETFD succeeded, so fd is open; the borrow ends in this function.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let family = getsockname::<SockaddrStorage>(fd).ok().and_then(|a| a.family());
+    let kind = getsockopt(&borrowed, sockopt::SockType);
+    match (family, kind) {
+        (Some(AddressFamily::Unix), Ok(SockType::Stream)) => {}
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("descriptor {fd} is not a Unix stream socket"),
+            ))
+        }
+    }
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+    // SAFETY: the descriptor is open, is a socket, and this process hands
+    // it to nobody else: we are its only owner from here on.
+    Ok(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn takes_a_socket_and_refuses_anything_else() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let raw = a.into_raw_fd();
+        let mut taken = take_broker_socket(raw).unwrap();
+        let mut b = b;
+        taken.write_all(b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        b.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+
+        let file = std::fs::File::open("/dev/null").unwrap().into_raw_fd();
+        let err = take_broker_socket(file).unwrap_err();
+        assert!(err.to_string().contains("not a Unix stream socket"), "{err}");
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().into_raw_fd();
+        assert!(take_broker_socket(udp).is_err());
+        let closed = 987;
+        assert!(take_broker_socket(closed).unwrap_err().to_string().contains("not open"));
+    }
+}
