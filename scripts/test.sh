@@ -3,8 +3,9 @@
 # it needs, then checks formatting, builds once (debug) for every test, runs
 # clippy, the unit + end-to-end tests, and builds the protocol fuzz target.
 #
-# The end-to-end tests that connect as another user (nobody) need root; as
-# another user they say SKIPPED and pass.
+# The end-to-end tests that run daemons as their own users need root; as
+# another user they say SKIPPED and pass — unless CI is set (.ci/run sets
+# it), where a test that cannot run fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -18,7 +19,7 @@ trap 'printf "\n== [%ss] done\n" "$((SECONDS - started))"' EXIT
 step "tools"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for tool in python3 git bash tar gzip dovecot smtpd openssl; do
+for tool in python3 git bash tar gzip dovecot smtpd openssl setpriv unshare; do
     command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null || missing="${missing:-} $tool"
 done
 [ -x /usr/lib/dovecot/submission ] || missing="${missing:-} dovecot-submissiond"
@@ -26,7 +27,7 @@ if [ -n "${missing:-}" ] && [ "$(id -u)" = 0 ]; then
     echo "installing:${missing}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        python3 git bash tar gzip openssl dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd >/dev/null
+        python3 git bash tar gzip openssl util-linux dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd >/dev/null
 fi
 
 # The jail tests run in both modes: root-started (toold becomes oxibot-tool)

@@ -64,7 +64,10 @@ type Outgoing = (ChannelToBroker, Option<oneshot::Sender<()>>);
 #[derive(Clone)]
 pub struct Link {
     out: mpsc::Sender<Outgoing>,
-    acks: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+    /// Callers waiting for an `Ack`, by platform id. Several may wait for
+    /// the same message: a platform that redelivers it (Slack retries an
+    /// envelope on another connection) gets one commit and one ack for all.
+    acks: Arc<Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>>,
     /// Callers waiting for a `FetchAnswer`, by platform id.
     fetch_answers: Arc<Mutex<HashMap<String, oneshot::Sender<bool>>>>,
     /// Held while a message's file pieces and the message itself go out, so
@@ -123,7 +126,7 @@ impl Link {
     ) -> (Link, mpsc::Receiver<Job>) {
         let (out, mut out_rx) = mpsc::channel::<Outgoing>(64);
         let (jobs_tx, jobs) = mpsc::channel::<Job>(64);
-        let acks: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>> = Arc::default();
+        let acks: Arc<Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>> = Arc::default();
         let fetch_answers: Arc<Mutex<HashMap<String, oneshot::Sender<bool>>>> = Arc::default();
         let answers = fetch_answers.clone();
         tokio::spawn(async move {
@@ -141,7 +144,8 @@ impl Link {
             loop {
                 match reader.recv().await {
                     Ok(BrokerToChannel::Ack { platform_id }) => {
-                        if let Some(w) = waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&platform_id) {
+                        let waiters = waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&platform_id);
+                        for w in waiters.unwrap_or_default() {
                             let _ = w.send(());
                         }
                     }
@@ -209,7 +213,9 @@ impl Link {
         self.acks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(platform_id.to_string(), tx);
+            .entry(platform_id.to_string())
+            .or_default()
+            .push(tx);
         {
             let _turn = self.inbound_turn.lock().await;
             // Files travel ahead of their message, a piece per frame.

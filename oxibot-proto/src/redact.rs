@@ -113,6 +113,10 @@ fn encodings(secret: &[u8]) -> Vec<String> {
         out.push(percent.to_ascii_lowercase());
         out.push(percent);
     }
+    // Every byte escaped, as some encoders (and evaders) write it.
+    let every: String = secret.iter().map(|b| format!("%{b:02X}")).collect();
+    out.push(every.to_ascii_lowercase());
+    out.push(every);
     out
 }
 
@@ -215,6 +219,8 @@ mod tests {
             format!("q={REDACTED}&x=1")
         );
         assert_eq!(r.redact("tok%2fen%2bwith%20spaces%26%3d").1, 1);
+        let every: String = secret.bytes().map(|b| format!("%{b:02x}")).collect();
+        assert_eq!(r.redact(&every).1, 1);
     }
 
     #[test]

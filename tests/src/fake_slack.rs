@@ -1,7 +1,9 @@
 //! A fake Slack: the Web API (`auth.test`, `apps.connections.open`,
 //! `chat.postMessage`) and a Socket Mode WebSocket that says `hello`, sends
-//! `events_api` envelopes and records their acks. Envelopes not acked are
-//! sent again on the next connection, as Slack does.
+//! `events_api` envelopes and records their acks. As Slack does, each
+//! envelope goes to *one* of the app's open connections (slack-morphism
+//! keeps two), and an envelope not acked is sent again when its connection
+//! closes, to another open one or to the next that opens.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 pub const BOT_USER: &str = "UBOT0001";
@@ -27,13 +29,50 @@ struct Inner {
     posted: Vec<Value>,
     connections: usize,
     next: u64,
+    /// The open Socket Mode connections, by number.
+    open: Vec<(usize, mpsc::UnboundedSender<Value>)>,
+    /// Which connection each envelope went to.
+    assigned: Vec<(String, usize)>,
+    /// Round-robin over the open connections.
+    turn: usize,
+}
+
+impl Inner {
+    /// Hands a frame to one open connection; false when none is open.
+    fn dispatch(&mut self, frame: Value) -> bool {
+        if self.open.is_empty() {
+            return false;
+        }
+        self.turn = (self.turn + 1) % self.open.len();
+        let (conn, tx) = &self.open[self.turn];
+        if let Some(id) = frame["envelope_id"].as_str() {
+            self.assigned.retain(|(e, _)| e != id);
+            self.assigned.push((id.to_string(), *conn));
+        }
+        tx.send(frame).is_ok()
+    }
+
+    /// Envelopes not acked and not held by an open connection.
+    fn unheld(&self) -> Vec<Value> {
+        self.envelopes
+            .iter()
+            .filter(|e| {
+                let id = e["envelope_id"].as_str().unwrap_or_default();
+                !self.acked.iter().any(|a| a == id)
+                    && !self
+                        .assigned
+                        .iter()
+                        .any(|(env, conn)| env == id && self.open.iter().any(|(c, _)| c == conn))
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 #[derive(Clone)]
 pub struct FakeSlack {
     pub api_base: String,
     inner: Arc<Mutex<Inner>>,
-    push: broadcast::Sender<Value>,
 }
 
 type St = Arc<Mutex<Inner>>;
@@ -46,17 +85,14 @@ impl FakeSlack {
             next: 1,
             ..Default::default()
         }));
-        let (push, _) = broadcast::channel::<Value>(64);
-        let (state, pusher) = (inner.clone(), push.clone());
+        let state = inner.clone();
         let addr = crate::serve::in_background(move |addr_tx| async move {
             let http = crate::serve::local_listener().await;
             let ws = crate::serve::local_listener().await;
             state.lock().unwrap().socket_url = format!("ws://{}/", ws.local_addr().unwrap());
             addr_tx.send(http.local_addr().unwrap()).unwrap();
             let ws_state = state.clone();
-            tokio::spawn(crate::serve::accept_each(ws, move |tcp| {
-                socket(tcp, ws_state.clone(), pusher.subscribe())
-            }));
+            tokio::spawn(crate::serve::accept_each(ws, move |tcp| socket(tcp, ws_state.clone())));
             let app = axum::Router::new()
                 .route("/api/{method}", axum::routing::any(api))
                 .with_state(state);
@@ -65,7 +101,6 @@ impl FakeSlack {
         FakeSlack {
             api_base: format!("http://{addr}/api/"),
             inner,
-            push,
         }
     }
 
@@ -87,14 +122,13 @@ impl FakeSlack {
             }
         });
         s.envelopes.push(envelope.clone());
-        drop(s);
-        let _ = self.push.send(envelope);
+        s.dispatch(envelope);
         envelope_id
     }
 
-    /// A raw Socket Mode frame to every client.
+    /// A raw Socket Mode frame to one open connection.
     pub fn push_raw(&self, frame: Value) {
-        let _ = self.push.send(frame);
+        self.inner.lock().unwrap().dispatch(frame);
     }
 
     pub fn posted(&self) -> Vec<Value> {
@@ -173,7 +207,7 @@ async fn api(State(state): State<St>, Path(method): Path<String>, headers: Heade
     }
 }
 
-async fn socket(tcp: tokio::net::TcpStream, state: St, mut pushes: broadcast::Receiver<Value>) {
+async fn socket(tcp: tokio::net::TcpStream, state: St) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
         return;
     };
@@ -184,24 +218,25 @@ async fn socket(tcp: tokio::net::TcpStream, state: St, mut pushes: broadcast::Re
     if ws.send(text(&hello)).await.is_err() {
         return;
     }
-    let pending: Vec<Value> = {
+    let (tx, mut frames) = mpsc::unbounded_channel::<Value>();
+    let me = {
         let mut s = state.lock().unwrap();
         s.connections += 1;
-        s.envelopes
-            .iter()
-            .filter(|e| !s.acked.iter().any(|a| e["envelope_id"] == a.as_str()))
-            .cloned()
-            .collect()
-    };
-    for e in pending {
-        if ws.send(text(&e)).await.is_err() {
-            return;
+        let me = s.connections;
+        // What no open connection holds comes here first.
+        for e in s.unheld() {
+            s.assigned.retain(|(env, _)| e["envelope_id"] != env.as_str());
+            s.assigned
+                .push((e["envelope_id"].as_str().unwrap_or_default().to_string(), me));
+            let _ = tx.send(e);
         }
-    }
+        s.open.push((me, tx));
+        me
+    };
     loop {
         tokio::select! {
             frame = ws.next() => {
-                let Some(Ok(frame)) = frame else { return };
+                let Some(Ok(frame)) = frame else { break };
                 match frame {
                     Ws::Text(t) => {
                         let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
@@ -210,14 +245,20 @@ async fn socket(tcp: tokio::net::TcpStream, state: St, mut pushes: broadcast::Re
                         }
                     }
                     Ws::Ping(p) => { let _ = ws.send(Ws::Pong(p)).await; }
-                    Ws::Close(_) => return,
+                    Ws::Close(_) => break,
                     _ => {}
                 }
             }
-            pushed = pushes.recv() => {
-                let Ok(e) = pushed else { continue };
-                if ws.send(text(&e)).await.is_err() { return; }
+            pushed = frames.recv() => {
+                let Some(e) = pushed else { break };
+                if ws.send(text(&e)).await.is_err() { break; }
             }
         }
+    }
+    // Gone: what it held and did not ack goes to another open connection.
+    let mut s = state.lock().unwrap();
+    s.open.retain(|(c, _)| *c != me);
+    for e in s.unheld() {
+        s.dispatch(e);
     }
 }

@@ -206,6 +206,30 @@ case!(write_to_usr, harmful_without_jail, |j: &Jail| {
     has(&j.broker.exec("echo x > /etc/passwd"), "Read-only file system");
 });
 
+// pid 1 is toold, on the same uid as the commands (and, unprivileged, as the
+// broker): limits and priorities reach only the calling process.
+case!(
+    limits_and_priority_of_other_processes,
+    harmful_without_jail,
+    |j: &Jail| {
+        has(
+            &j.broker.exec("prlimit --pid 1 --nofile=5:5; echo rc=$?"),
+            "Operation not permitted",
+        );
+        has(
+            &j.broker.exec("renice -n 5 -p 1 2>&1; echo rc=$?"),
+            "Operation not permitted",
+        );
+        has(
+            &j.broker.exec("renice -n 5 -u $(id -u) 2>&1; echo rc=$?"),
+            "Operation not permitted",
+        );
+        // The legitimate path: its own limits and niceness.
+        has(&j.broker.exec("prlimit --nofile=64:64 sh -c 'ulimit -n'"), "64");
+        has(&j.broker.exec("nice -n 5 nice"), "5");
+    }
+);
+
 case!(write_to_host_tmp, |j: &Jail| {
     let marker = format!("oxibot-escape-{}", std::process::id());
     let out = j.broker.exec(&format!("echo x > /tmp/{marker} && echo wrote"));
@@ -662,6 +686,59 @@ case!(file_tools_work_in_the_jail, |j: &Jail| {
     has(&j.broker.exec("python3 src/main.py"), "patched");
     has(&j.broker.tool("list_dir", json!({"path": "src"})).1, "main.py");
 });
+
+/// A host mount below a read-only system directory (a separate /usr/local,
+/// say) is read-only in the jail too: the remount is recursive. The broker
+/// runs in a mount namespace of its own where a writable tmpfs sits at
+/// /usr/local/share.
+fn a_mount_below_usr_is_read_only_too(mode: Mode) {
+    let run_as = match mode.run_as() {
+        Ok(r) => r,
+        Err(why) => return oxibot_tests::harness::skip(&why),
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return oxibot_tests::harness::skip("mounting below /usr needs root");
+    }
+    let wrapper = vec![
+        "unshare".to_string(),
+        "--mount".into(),
+        "--propagation".into(),
+        "private".into(),
+        "sh".into(),
+        "-c".into(),
+        "mount -t tmpfs oxibot-test /usr/local/share && exec \"$@\"".into(),
+        "sh".into(),
+    ];
+    let how = oxibot_tests::harness::Launch {
+        run_as,
+        wrapper: Some(wrapper),
+    };
+    let b = Broker::start_in(
+        oxibot_tests::harness::new_dir(),
+        "http://127.0.0.1:9",
+        json!({}),
+        json!({}),
+        how,
+    );
+    has(
+        &b.exec("touch /usr/local/share/planted; echo rc=$?"),
+        "Read-only file system",
+    );
+    has(
+        &b.exec("mkdir /usr/local/share/dir; echo rc=$?"),
+        "Read-only file system",
+    );
+}
+
+#[test]
+fn a_mount_below_usr_is_read_only_too_root_started() {
+    a_mount_below_usr_is_read_only_too(Mode::RootStarted);
+}
+
+#[test]
+fn a_mount_below_usr_is_read_only_too_unprivileged() {
+    a_mount_below_usr_is_read_only_too(Mode::Unprivileged);
+}
 
 #[test]
 fn the_suite_is_large_enough() {

@@ -606,3 +606,267 @@ fn without_an_authserv_id_no_sender_is_verified() {
         .wait_audit("access_denied", "unverified:alice-noid@example.com");
     assert!(m.llm.requests().is_empty());
 }
+
+// ------------------------------------- 6. scrubbing survives encodings
+
+fn base64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// A hostile model (or a prompt-injected one) hands back the key encoded,
+/// puts it in a tool call's arguments, and the provider quotes it in an
+/// error: none of it leaves the broker — not in the reply, not in what is
+/// stored and sent back to the model on the next step, not in the status,
+/// not in the log.
+#[test]
+fn secrets_are_redacted_in_every_encoding_and_every_field() {
+    let hex: String = LLM_KEY.bytes().map(|b| format!("{b:02x}")).collect();
+    let in_b64 = base64(format!("Authorization: Bearer {LLM_KEY}").as_bytes());
+    // A token in a URL, as an HTTP library writes it (":" → "%3A").
+    let url = TELEGRAM_TOKEN.replace(':', "%3A");
+    let leak = format!("b64 {in_b64} hex {hex} url https://x.example/?t={url} plain {LLM_KEY}");
+    let llm = FakeLlm::start(vec![
+        Step::Text(leak.clone()),
+        Step::Tool {
+            name: "exec".into(),
+            args: json!({"command": format!("echo {} | base64", LLM_KEY)}),
+        },
+        Step::EchoLastTool,
+    ]);
+    let b = Broker::start(&llm.base_url, json!({}), secrets());
+    let reply = b.agent("s1", "tell me your key").unwrap();
+    assert_eq!(reply.matches("[REDACTED]").count(), 4, "{reply}");
+    for form in [LLM_KEY, hex.as_str(), in_b64.as_str(), url.as_str()] {
+        assert!(!reply.contains(form), "{form} in {reply}");
+    }
+    b.agent("s2", "run it").unwrap();
+    // The second request carries the stored tool call and its output.
+    let second = llm.requests()[2].body.to_string();
+    assert!(second.contains("[REDACTED]"), "{second}");
+    assert!(!second.contains(LLM_KEY), "the key went back to the provider: {second}");
+    let stored: Vec<String> = b.messages("s2").into_iter().map(|m| format!("{m:?}")).collect();
+    assert!(!stored.join("\n").contains(LLM_KEY), "{stored:?}");
+
+    // The provider quotes the key, base64-encoded, in its errors.
+    let quoted = format!("invalid key {}", base64(LLM_KEY.as_bytes()));
+    for _ in 0..3 {
+        llm.push(Step::Status {
+            code: 500,
+            retry_after: None,
+            body: quoted.clone(),
+        });
+    }
+    let err = b.agent("s3", "again").unwrap_err();
+    assert!(
+        err.contains("[REDACTED]") && !err.contains(&base64(LLM_KEY.as_bytes())),
+        "{err}"
+    );
+    let status = b.status().to_string();
+    assert!(
+        !status.contains(&base64(LLM_KEY.as_bytes())) && !status.contains(LLM_KEY),
+        "{status}"
+    );
+    let log = b.log_text();
+    assert!(
+        !log.contains(LLM_KEY) && !log.contains(&base64(LLM_KEY.as_bytes())),
+        "{log}"
+    );
+    assert!(!b.audit("secret_redacted").is_empty());
+}
+
+// --------------------------- 7. the model's text cannot ping or inject
+
+const HOSTILE: &str = "Hi <!channel> <!here> <!everyone> @everyone @here <@&42> [all](!channel) \
+                       my_file_name <b>bold?</b> <script>alert(1)</script>";
+
+/// Starts `P` with `alice` allowed and a model that answers `reply`.
+fn platform_with_reply<P: Platform>(reply: &str) -> Option<(P, FakeLlm, Broker)> {
+    let p = P::start(true)?;
+    let llm = FakeLlm::start(vec![Step::Text(reply.into())]);
+    let mut settings = p.settings();
+    merge(
+        &mut settings,
+        json!({"enabled": true, "allowedUsers": [p.user("alice")]}),
+    );
+    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}}, "channels": {P::NAME: p.credential()}});
+    let b = Broker::start(&llm.base_url, json!({"channels": {P::NAME: settings}}), secrets);
+    Some((p, llm, b))
+}
+
+#[test]
+fn slack_commands_in_a_reply_are_shown_not_run() {
+    let Some((p, _llm, _b)) = platform_with_reply::<Slack>(HOSTILE) else {
+        return;
+    };
+    p.send("alice", "hi");
+    let text = p.wait_replies("alice", 1, SLOW).remove(0);
+    for command in ["<!channel>", "<!here>", "<!everyone>", "<@&42>", "<!channel|"] {
+        assert!(!text.contains(command), "{command} would act: {text}");
+    }
+    assert!(
+        text.contains("&lt;!channel&gt;") && text.contains("&lt;script&gt;"),
+        "{text}"
+    );
+}
+
+#[test]
+fn discord_is_told_to_ping_nobody_the_model_names() {
+    let Some((p, _llm, _b)) = platform_with_reply::<Discord>(HOSTILE) else {
+        return;
+    };
+    p.send("alice", "hi");
+    p.wait_replies("alice", 1, SLOW);
+    let (_, body) = p.fake.sent().remove(0);
+    let mentions = &body["allowed_mentions"];
+    assert!(mentions.is_object(), "no allowed_mentions: {body}");
+    let parse = mentions["parse"].as_array().cloned().unwrap_or_default();
+    assert!(
+        parse.is_empty(),
+        "Discord may parse {parse:?} from the model's text: {body}"
+    );
+    assert!(mentions["roles"].as_array().is_none_or(|r| r.is_empty()), "{body}");
+    assert!(mentions["users"].as_array().is_none_or(|u| u.is_empty()), "{body}");
+}
+
+#[test]
+fn telegram_gets_escaped_html_from_a_real_markdown_parser() {
+    let Some((p, _llm, _b)) = platform_with_reply::<Telegram>(&format!("# Notes\n\n- {HOSTILE}\n- `a<b`")) else {
+        return;
+    };
+    p.send("alice", "hi");
+    p.wait_replies("alice", 1, SLOW);
+    let sent = p.fake.sent().remove(0);
+    assert_eq!(sent["parse_mode"], "HTML");
+    let text = sent["text"].as_str().unwrap_or_default();
+    assert!(text.contains("my_file_name"), "{text}");
+    assert!(text.contains("&lt;script&gt;") && !text.contains("<script>"), "{text}");
+    assert!(text.contains("&lt;b&gt;bold?&lt;/b&gt;"), "{text}");
+    assert!(text.starts_with("<b>Notes</b>") && text.contains("• Hi"), "{text}");
+    assert!(text.contains("<code>a&lt;b</code>"), "{text}");
+}
+
+/// A reply in two parts whose second part Telegram refuses once (429): the
+/// retry sends the second part only.
+#[test]
+fn parts_already_sent_are_not_sent_again() {
+    let words: String = (0..1200).map(|i| format!("word{i} ")).collect();
+    let Some((p, _llm, b)) = platform_with_reply::<Telegram>(&words) else {
+        return;
+    };
+    p.fake.refuse_send_number(2);
+    p.send("alice", "write a lot");
+    let deadline = Instant::now() + SLOW;
+    while b.status()["queues"]["outboxPending"] != 0 || p.fake.sent().len() < 2 {
+        assert!(Instant::now() < deadline, "not delivered: {}", b.status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let texts: Vec<String> = p
+        .fake
+        .sent()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let heads: Vec<&str> = texts.iter().map(|t| &t[..20]).collect();
+    assert_eq!(texts.len(), 3, "three parts, each sent once: {heads:?}");
+    assert!(
+        texts[0].starts_with("word0 ") && texts[2].contains("word1199"),
+        "{heads:?}"
+    );
+    assert!(
+        texts[1] != texts[0] && texts[2] != texts[1],
+        "a part went out twice: {heads:?}"
+    );
+}
+
+// --------------------------------------------------------- 8. smaller holes
+
+/// A provider that answers with a redirect to another host: the key (and
+/// every extra header) stays home, and the error says why.
+#[test]
+fn provider_redirects_are_not_followed() {
+    let elsewhere = FakeLlm::start(vec![Step::Text("thanks for the key".into())]);
+    let llm = FakeLlm::start(vec![Step::Redirect(format!(
+        "{}/v1/chat/completions",
+        elsewhere.base_url
+    ))]);
+    let patch = json!({"agents": {"defaults": {"maxRetries": 0}},
+                       "providers": {"openai": {"extraHeaders": {"x-extra": "EXTRA-HEADER-VALUE"}}}});
+    let b = Broker::start(&llm.base_url, patch, secrets());
+    let err = b.agent("s1", "hi").unwrap_err();
+    assert!(
+        err.contains("307") && err.contains("never follows a provider's redirect"),
+        "{err}"
+    );
+    assert!(elsewhere.requests().is_empty(), "the request followed the redirect");
+}
+
+/// The seccomp debugging switch is a flag, warned about on every start and
+/// shown by `status` and `doctor`.
+#[test]
+fn the_seccomp_log_switch_is_loud() {
+    let llm = FakeLlm::start(vec![]);
+    let b = Broker::start(&llm.base_url, json!({"tools": {"seccompLog": true}}), secrets());
+    let notes = b.status()["notes"].to_string();
+    assert!(notes.contains("tools.seccompLog is on"), "{notes}");
+    assert!(
+        b.log_text().contains("--seccomp-log: the jail's seccomp filter LOGS"),
+        "{}",
+        b.log_text()
+    );
+    let doctor = b.ctl(&["doctor"]);
+    assert!(String::from_utf8_lossy(&doctor.stdout).contains("tools.seccompLog is on"));
+}
+
+/// What the model writes reaches the admin's terminal as text: escape
+/// sequences are shown, not obeyed.
+#[test]
+fn oxibotctl_shows_control_characters_escaped() {
+    let hostile = "\u{1b}]0;pwned\u{7}hello\u{1b}[2J\u{202e}gnp.exe";
+    let llm = FakeLlm::start(vec![Step::Text(hostile.into())]);
+    let b = Broker::start(&llm.base_url, json!({}), secrets());
+    let out = b.ctl(&["agent", "-m", "hi"]);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07), "{shown:?}");
+    assert!(shown.contains("\\u{1b}]0;pwned\\u{7}hello"), "{shown}");
+    assert!(!shown.contains('\u{202e}'), "{shown}");
+}
+
+// ------------------------------------------------------------- 9. audit
+
+/// Every tool call the agent makes is audited (session, tool, a digest of
+/// the arguments, the outcome), and /new leaves the audit log alone.
+#[test]
+fn every_tool_call_is_audited_and_kept() {
+    use sha2::Digest;
+    let args = json!({"command": "echo audited"});
+    let tg = FakeTelegram::start(TELEGRAM_TOKEN);
+    let llm = FakeLlm::start(vec![
+        Step::Tool {
+            name: "exec".into(),
+            args: args.clone(),
+        },
+        Step::EchoLastTool,
+    ]);
+    let b = telegram_broker(&llm, &tg, json!({}));
+    tg.send_text(1001, "run it");
+    tg.wait_sent(1, SLOW);
+    let digest: String = sha2::Sha256::digest(args.to_string().as_bytes())
+        .iter()
+        .take(8)
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    let entry = b.wait_audit("tool_call", "session telegram:1001");
+    assert!(
+        entry.contains(&format!("exec (arguments sha256:{digest}) → ok")),
+        "{entry}"
+    );
+    assert!(
+        !entry.contains("echo audited"),
+        "the arguments themselves are not in the audit log: {entry}"
+    );
+    tg.send_text(1001, "/new");
+    tg.wait_sent(2, SLOW);
+    assert!(b.messages("telegram:1001").is_empty(), "/new did not clear the session");
+    assert_eq!(b.audit("tool_call").len(), 1, "/new touched the audit log");
+}

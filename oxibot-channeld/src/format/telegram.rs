@@ -89,11 +89,7 @@ pub fn markdown_to_html(md: &str) -> String {
                 TagEnd::Emphasis => out.push_str("</i>"),
                 TagEnd::Strong => out.push_str("</b>"),
                 TagEnd::Strikethrough => out.push_str("</s>"),
-                TagEnd::Link => {
-                    if links.pop().unwrap_or(false) {
-                        out.push_str("</a>");
-                    }
-                }
+                TagEnd::Link => out.push_str(if links.pop().unwrap_or(false) { "</a>" } else { "" }),
                 _ => {}
             },
             Event::Text(text) => escape(&text, &mut out),

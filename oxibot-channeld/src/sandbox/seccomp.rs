@@ -105,12 +105,12 @@ const CLONE_NEW_MASK: u64 = (libc::CLONE_NEWNS
 /// ioctl requests: non-blocking and close-on-exec toggles, and the terminal
 /// queries a logger makes. Never TIOCSTI (inject into a terminal).
 const IOCTLS: &[u64] = &[
-    libc::FIONBIO as u64,
-    libc::FIOCLEX as u64,
-    libc::FIONCLEX as u64,
-    libc::FIONREAD as u64,
-    libc::TCGETS as u64,
-    libc::TIOCGWINSZ as u64,
+    libc::FIONBIO,
+    libc::FIOCLEX,
+    libc::FIONCLEX,
+    libc::FIONREAD,
+    libc::TCGETS,
+    libc::TIOCGWINSZ,
 ];
 
 /// prctl options: thread names (tokio names its workers), glibc's VMA names.
