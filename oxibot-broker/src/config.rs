@@ -289,6 +289,40 @@ pub enum ConfigError {
     Other(String),
 }
 
+impl ConfigError {
+    /// The same error with every known secret redacted from its text.
+    fn redacted(self, redactor: &oxibot_proto::redact::Redactor) -> ConfigError {
+        let clean = |t: String| redactor.redact(&t).0;
+        match self {
+            ConfigError::Invalid { path, key, message } => ConfigError::Invalid {
+                path,
+                key,
+                message: clean(message),
+            },
+            ConfigError::Other(m) => ConfigError::Other(clean(m)),
+            other => other,
+        }
+    }
+}
+
+/// An `OXIBOT_…` variable that names a credential (`…_API_KEY`, `…_TOKEN`,
+/// `…_PASSWORD`, `…_SECRET`).
+fn is_credential_env(name: &str) -> bool {
+    let last = name.rsplit("__").next().unwrap_or(name);
+    name.starts_with("OXIBOT_") && SECRET_KEYS.iter().any(|k| normalize(k) == normalize(last))
+}
+
+/// Every string and number in a JSON value, as text.
+fn collect_leaves(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(items) => items.iter().for_each(|i| collect_leaves(i, out)),
+        Value::Object(map) => map.values().for_each(|i| collect_leaves(i, out)),
+        _ => {}
+    }
+}
+
 /// What the loader noticed that is worth a warning but not a refusal.
 #[derive(Debug, Default)]
 pub struct LoadReport {
@@ -318,6 +352,14 @@ impl Config {
         let env: Vec<(String, String)> = env.into_iter().collect();
         let mut probe = value.clone();
         apply_env(&mut probe, &env, &mut report.warnings);
+        // A type error quotes the value it choked on; whatever came from
+        // the secrets file or looks like a credential in the environment is
+        // redacted from every error below.
+        let mut quotable: Vec<String> = env
+            .iter()
+            .filter(|(name, _)| is_credential_env(name))
+            .map(|(_, v)| v.clone())
+            .collect();
         let secrets_path = secrets_path(&probe);
         if let Some(sp) = secrets_path {
             let stext = read_secrets(&sp)?;
@@ -325,6 +367,7 @@ impl Config {
             if !secrets.is_object() {
                 return Err(invalid(&sp, "", "the top level must be a JSON object"));
             }
+            collect_leaves(&secrets, &mut quotable);
             merge(&mut value, secrets);
             report.secrets_file = Some(sp);
         } else {
@@ -333,12 +376,23 @@ impl Config {
                 .push("no secrets file found: no provider or channel credentials are configured".into());
         }
         apply_env(&mut value, &env, &mut Vec::new());
+        let redactor = oxibot_proto::redact::Redactor::new(quotable.iter().map(String::as_str));
+        Self::parse_merged(path, &text, &value, report).map_err(|e| e.redacted(&redactor))
+    }
 
-        let config: Config = match serde_path_to_error::deserialize(&value) {
+    /// The merged value as a `Config`, validated.
+    fn parse_merged(
+        path: &Path,
+        text: &str,
+        value: &Value,
+        report: LoadReport,
+    ) -> Result<(Config, LoadReport), ConfigError> {
+        let mut report = report;
+        let config: Config = match serde_path_to_error::deserialize(value) {
             Ok(c) => c,
             Err(merged_err) => {
                 // Re-parse the file text alone: its error carries the line.
-                let mut de = serde_json::Deserializer::from_str(&text);
+                let mut de = serde_json::Deserializer::from_str(text);
                 if let Err(e) = serde_path_to_error::deserialize::<_, Config>(&mut de) {
                     if e.path().to_string() == merged_err.path().to_string() {
                         return Err(invalid(path, &e.path().to_string(), &e.inner().to_string()));
@@ -450,9 +504,14 @@ impl Config {
         expand_home(&self.agents.defaults.workspace)
     }
 
-    /// Every configured secret, for the scrubber.
+    /// Every configured secret, for the scrubber: keys, channel credentials,
+    /// web-tool keys, and the values of providers' `extraHeaders` (often an
+    /// extra key; a harmless value merely gets redacted too).
     pub fn all_secrets(&self) -> Vec<Secret> {
         let mut out: Vec<Secret> = self.providers.values().filter_map(|p| p.api_key.clone()).collect();
+        for p in self.providers.values() {
+            out.extend(p.extra_headers.values().map(|v| Secret::new(v.clone())));
+        }
         for ch in self.channels.values() {
             collect_secret_strings(ch, &mut out);
         }
@@ -478,6 +537,8 @@ fn collect_secret_strings(v: &Value, out: &mut Vec<Secret>) {
                     Value::String(s) if SECRET_KEYS.contains(&k.as_str()) && !s.is_empty() => {
                         out.push(Secret::new(s.clone()))
                     }
+                    // A numeric password or token is a secret too.
+                    Value::Number(n) if SECRET_KEYS.contains(&k.as_str()) => out.push(Secret::new(n.to_string())),
                     _ => collect_secret_strings(v, out),
                 }
             }
@@ -661,11 +722,12 @@ fn apply_env(value: &mut Value, env: &[(String, String)], warnings: &mut Vec<Str
             warnings.push(format!("ignoring {name}: empty key segment"));
             continue;
         }
-        set_path(value, &segments, raw);
+        // A credential is text, even when it looks like a number.
+        set_path(value, &segments, raw, is_credential_env(name));
     }
 }
 
-fn set_path(value: &mut Value, segments: &[&str], raw: &str) {
+fn set_path(value: &mut Value, segments: &[&str], raw: &str, as_string: bool) {
     let Some((first, rest)) = segments.split_first() else {
         return;
     };
@@ -680,13 +742,14 @@ fn set_path(value: &mut Value, segments: &[&str], raw: &str) {
         .unwrap_or_else(|| camel_case(first));
     if rest.is_empty() {
         let new = match map.get(&key) {
+            _ if as_string => Value::String(raw.to_string()),
             Some(Value::String(_)) => Value::String(raw.to_string()),
             _ => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())),
         };
         map.insert(key, new);
     } else {
         let child = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
-        set_path(child, rest, raw);
+        set_path(child, rest, raw, as_string);
     }
 }
 

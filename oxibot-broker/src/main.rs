@@ -72,5 +72,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(|| oxibot_proto::redact::RedactedStderr)
+        // Colours only for a person at a terminal, not in a log or journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

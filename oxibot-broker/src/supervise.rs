@@ -126,7 +126,10 @@ impl Supervisor {
                 Ok((child, tokio::net::UnixStream::from_std(ours)?))
             });
             let mut child = match started_child {
-                Ok((child, ours)) => {
+                Ok((mut child, ours)) => {
+                    if let Some(stderr) = child.stderr.take() {
+                        tokio::spawn(relay_log(stderr, spec.name.clone()));
+                    }
                     let handoff = Handoff {
                         link: spec.link.clone(),
                         pid: child.id().unwrap_or(0),
@@ -230,6 +233,10 @@ fn command(spec: &ChildSpec, link_fd: RawFd) -> Command {
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .stdin(Stdio::null())
+        // Its log comes to us line by line (relay_log), not straight into
+        // ours: a compromised daemon cannot write lines that pass for the
+        // broker's.
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     for var in ["RUST_LOG", "OXIBOT_LOG", "LANG"] {
         if let Some(v) = std::env::var_os(var) {
@@ -250,11 +257,15 @@ fn command(spec: &ChildSpec, link_fd: RawFd) -> Command {
 }
 
 /// In the child, before exec: a session of its own (no controlling
-/// terminal: it can neither write to nor inject into the admin's), and its
-/// end of the socketpair at [`BROKER_FD`], the one descriptor it inherits
-/// beside stdio.
+/// terminal: it can neither write to nor inject into the admin's), death
+/// with the broker, and its end of the socketpair at [`BROKER_FD`], the one
+/// descriptor it inherits beside stdio.
 fn child_setup(link_fd: RawFd) -> std::io::Result<()> {
     nix::unistd::setsid()?;
+    // If the broker dies (even by SIGKILL), so does the daemon: none may go
+    // on working with its credential and no broker. (Set here, after std
+    // has changed the ids, which would clear it.)
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     if link_fd == BROKER_FD {
         // Already in place; dup2 would leave close-on-exec set.
         nix::fcntl::fcntl(link_fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
@@ -262,6 +273,28 @@ fn child_setup(link_fd: RawFd) -> std::io::Result<()> {
         nix::unistd::dup2(link_fd, BROKER_FD)?;
     }
     Ok(())
+}
+
+/// The longest child log line relayed whole; the rest of a longer one is cut.
+const MAX_LOG_LINE: u64 = 16 * 1024;
+
+/// Relays a child's log lines into the broker's log, each marked with the
+/// child's name and with control characters escaped.
+async fn relay_log(stderr: tokio::process::ChildStderr, name: String) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader).take(MAX_LOG_LINE).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = oxibot_proto::printable::printable_line(text.trim_end_matches('\n'));
+                tracing::info!(target: "child", child = %name, "{text}");
+            }
+        }
+    }
 }
 
 /// SIGTERM, then SIGKILL after a grace period.

@@ -83,6 +83,8 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(|| oxibot_proto::redact::RedactedStderr)
+        // Colours only for a person at a terminal, not in a log or journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
@@ -91,7 +93,10 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(run(args));
+    // Blocking lookups in flight must not keep a daemon without a broker alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fatal::Config(e)) => {
             eprintln!("oxibot-channeld: {e}");
@@ -130,18 +135,28 @@ async fn run(args: Args) -> Result<(), Fatal> {
         credential,
         resume_after,
     } = setup;
-    match args.channel.as_str() {
-        "telegram" => telegram::run(link, jobs, &settings, &credential).await,
-        "whatsapp" => whatsapp::run(link, jobs, &settings, &credential).await,
-        "email" => email::run(link, jobs, &settings, &credential).await,
-        "discord" => discord::run(link, jobs, &settings, &credential, resume_after).await,
-        "slack" => slack::run(link, jobs, &settings, &credential).await,
-        other => {
-            let msg = format!(
-                "this build has no client for channel \"{other}\" yet (available: telegram, discord, slack, whatsapp, email)"
-            );
-            link.status(false, Some(msg.clone())).await;
-            Err(Fatal::config(msg))
+    let broker_gone = link.clone();
+    let platform = async move {
+        match args.channel.as_str() {
+            "telegram" => telegram::run(link, jobs, &settings, &credential).await,
+            "whatsapp" => whatsapp::run(link, jobs, &settings, &credential).await,
+            "email" => email::run(link, jobs, &settings, &credential).await,
+            "discord" => discord::run(link, jobs, &settings, &credential, resume_after).await,
+            "slack" => slack::run(link, jobs, &settings, &credential).await,
+            other => unknown_channel(link, other).await,
         }
+    };
+    // The daemon lives exactly as long as its broker connection.
+    tokio::select! {
+        result = platform => result,
+        _ = broker_gone.closed() => Err(Fatal::broker("the broker connection closed; exiting".into())),
     }
+}
+
+async fn unknown_channel(link: link::Link, other: &str) -> Result<(), Fatal> {
+    let msg = format!(
+        "this build has no client for channel \"{other}\" yet (available: telegram, discord, slack, whatsapp, email)"
+    );
+    link.status(false, Some(msg.clone())).await;
+    Err(Fatal::config(msg))
 }

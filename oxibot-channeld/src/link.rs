@@ -73,6 +73,8 @@ pub struct Link {
     /// Held while a message's file pieces and the message itself go out, so
     /// that pieces of two messages never interleave.
     inbound_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Turns true when the broker is gone.
+    gone: tokio::sync::watch::Receiver<bool>,
 }
 
 /// How long the broker may take to commit a message before we give up on
@@ -140,6 +142,7 @@ impl Link {
             }
         });
         let waiting = acks.clone();
+        let (gone_tx, gone) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             loop {
                 match reader.recv().await {
@@ -188,6 +191,7 @@ impl Link {
             // Dropping jobs_tx and the ack senders tells everyone the broker is gone.
             waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
             answers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            gone_tx.send_replace(true);
         });
         (
             Link {
@@ -195,9 +199,17 @@ impl Link {
                 acks,
                 fetch_answers,
                 inbound_turn: Arc::default(),
+                gone,
             },
             jobs,
         )
+    }
+
+    /// Resolves when the broker connection has ended: the daemon must then
+    /// stop at once, not go on talking to its platform with its credential.
+    pub async fn closed(&self) {
+        let mut gone = self.gone.clone();
+        let _ = gone.wait_for(|g| *g).await;
     }
 
     pub async fn send(&self, msg: ChannelToBroker) -> Result<(), String> {
@@ -270,14 +282,17 @@ impl Link {
     ) -> Result<(), String> {
         let total = parts.len();
         for (i, text) in parts.into_iter().enumerate().skip(reply.first_part as usize) {
-            let part = Part {
-                chat_id: reply.chat_id.clone(),
-                index: i,
-                text,
-                reply_to: reply.reply_to.clone(),
-            };
-            if let Err(failure) = send.send_part(part).await {
-                return self.report(reply.outbox_id, Err(failure)).await;
+            // A blank part (a platform refuses an empty message) counts as sent.
+            if !text.trim().is_empty() {
+                let part = Part {
+                    chat_id: reply.chat_id.clone(),
+                    index: i,
+                    text,
+                    reply_to: reply.reply_to.clone(),
+                };
+                if let Err(failure) = send.send_part(part).await {
+                    return self.report(reply.outbox_id, Err(failure)).await;
+                }
             }
             if i + 1 < total {
                 self.send(ChannelToBroker::PartDelivered {

@@ -292,7 +292,7 @@ async fn outbound(bot: Bot, link: Link, jobs: mpsc::Receiver<Job>) {
         let bot = bot.clone();
         async move { send(&bot, part).await }
     };
-    let split = |text: &str| format::split(text, MAX_MESSAGE);
+    let split = |text: &str| format::split_for_telegram(text, MAX_MESSAGE);
     crate::link::serve_jobs(link, jobs, split, sender, typing).await
 }
 

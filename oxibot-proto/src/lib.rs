@@ -14,6 +14,7 @@ mod hello;
 pub mod inherit;
 pub mod messages;
 mod peer;
+pub mod printable;
 pub mod redact;
 
 pub use conn::{accept_handshake, connect_handshake, Conn, ConnReader, ConnWriter};

@@ -21,7 +21,7 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
     let (tx, mut rx) = mpsc::channel::<ToolReply>(64);
     let writer_task = tokio::spawn(async move {
         while let Some(reply) = rx.recv().await {
-            if let Err(e) = writer.send(&reply).await {
+            if let Err(e) = writer.send(&fit(reply)).await {
                 tracing::error!("cannot answer the broker: {e}");
                 break;
             }
@@ -109,4 +109,69 @@ async fn blocking(
     tokio::task::spawn_blocking(move || f(&ws))
         .await
         .unwrap_or_else(|e| Err(format!("the tool failed unexpectedly: {e}")))
+}
+
+/// Every reply within the protocol's bounds, whatever a tool produced: an
+/// answer the broker would refuse (or that would not fit a frame) would
+/// cost the connection, and with it every call in flight. Text is cut at a
+/// character boundary with a note; file lists keep what fits.
+fn fit(reply: ToolReply) -> ToolReply {
+    const ROOM: usize = oxibot_proto::messages::MAX_TEXT - 1024;
+    let ToolReply::Result { id, outcome } = reply;
+    let cut = |text: String| -> String {
+        if text.len() <= ROOM {
+            return text;
+        }
+        let mut end = ROOM;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!(
+            "{}\n[… output cut: {} bytes in all; narrow the request]",
+            &text[..end],
+            text.len()
+        )
+    };
+    let outcome = match outcome {
+        ToolOutcome::Ok { output } => ToolOutcome::Ok { output: cut(output) },
+        ToolOutcome::Failed { message } => ToolOutcome::Failed { message: cut(message) },
+        ToolOutcome::Texts { mut files } => {
+            let mut total = 0;
+            files.retain(|f| {
+                total += f.text.len() + f.path.len();
+                total <= ROOM
+            });
+            ToolOutcome::Texts { files }
+        }
+    };
+    ToolReply::Result { id, outcome }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxibot_proto::messages::Message;
+
+    #[test]
+    fn a_huge_answer_is_cut_to_what_the_broker_accepts() {
+        let huge = "é".repeat(700 * 1024);
+        let reply = fit(ToolReply::Result {
+            id: 1,
+            outcome: ToolOutcome::Ok { output: huge },
+        });
+        assert!(reply.validate().is_ok());
+        assert!(oxibot_proto::encode(&reply).is_ok_and(|b| b.len() < oxibot_proto::MAX_FRAME));
+        let ToolReply::Result {
+            outcome: ToolOutcome::Ok { output },
+            ..
+        } = reply
+        else {
+            panic!("not Ok")
+        };
+        assert!(
+            output.ends_with("narrow the request]"),
+            "{}",
+            &output[output.len() - 80..]
+        );
+    }
 }

@@ -27,18 +27,26 @@ pub fn read_texts(workspace: &std::path::Path, patterns: &[String], max_bytes: u
             let Ok(file) = beneath::open_regular(&root, &path) else {
                 continue;
             };
-            let Ok((data, truncated)) = beneath::read_capped(file, max_bytes.min(MAX_TOTAL - total)) else {
+            let Ok((data, mut truncated)) = beneath::read_capped(file, max_bytes.min(MAX_TOTAL - total)) else {
                 continue;
             };
             if is_binary(&data) {
                 continue;
             }
-            total += data.len();
-            files.push(TextFile {
-                path,
-                text: String::from_utf8_lossy(&data).into_owned(),
-                truncated,
-            });
+            // Counted after decoding: an invalid byte becomes a three-byte
+            // U+FFFD, so the text can be three times the bytes read.
+            let mut text = String::from_utf8_lossy(&data).into_owned();
+            let room = MAX_TOTAL - total;
+            if text.len() > room {
+                let mut cut = room;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                truncated = true;
+            }
+            total += text.len();
+            files.push(TextFile { path, text, truncated });
         }
     }
     Ok(files)
@@ -82,6 +90,20 @@ fn expand(root: &std::os::fd::OwnedFd, pattern: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_answer_stays_within_its_budget_after_decoding() {
+        // Bytes that are not UTF-8 each decode to a three-byte U+FFFD.
+        let d = tempfile::tempdir().unwrap();
+        let patterns: Vec<String> = (0..40).map(|i| format!("f{i}.md")).collect();
+        for p in &patterns {
+            std::fs::write(d.path().join(p), vec![0xffu8; 32 * 1024]).unwrap();
+        }
+        let files = read_texts(d.path(), &patterns, 32 * 1024).unwrap();
+        let total: usize = files.iter().map(|f| f.text.len()).sum();
+        assert!(total <= MAX_TOTAL, "{total} bytes of text");
+        assert!(files.len() < patterns.len(), "{} files: the budget stops the rest", files.len());
+    }
 
     #[test]
     fn reads_patterns_in_order_and_skips_what_is_not_a_plain_text_file() {

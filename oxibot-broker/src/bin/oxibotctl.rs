@@ -101,30 +101,14 @@ enum ConfigCommand {
 type CtlConn = Conn<CtlReply, CtlRequest>;
 
 /// Text that a peer or the model wrote (a pairing name, a reply, tool
-/// output, a platform's error), made safe for the admin's terminal: every
-/// control character except newline and tab is shown escaped, so an escape
-/// sequence cannot rewrite the screen, retitle the window or fake output.
+/// output, a platform's error), made safe for the admin's terminal.
 fn shown(text: &str) -> String {
-    escape_controls(text, false)
+    oxibot_proto::printable::printable(text)
 }
 
-/// As [`shown`], for a one-line field: newlines are escaped too.
+/// As [`shown`], for a one-line field.
 fn shown_line(text: &str) -> String {
-    escape_controls(text, true)
-}
-
-fn escape_controls(text: &str, one_line: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' | '\t' if !one_line => out.push(c),
-            c if c.is_control() => out.extend(c.escape_default()),
-            // Bidirectional overrides reorder what the admin reads.
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => out.extend(c.escape_unicode()),
-            c => out.push(c),
-        }
-    }
-    out
+    oxibot_proto::printable::printable_line(text)
 }
 
 fn main() -> ExitCode {

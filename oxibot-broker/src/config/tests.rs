@@ -128,6 +128,49 @@ fn readable_secrets_file_stops_the_start() {
 }
 
 #[test]
+fn a_secret_quoted_by_a_type_error_is_redacted() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), "");
+    // A key where an object belongs: serde quotes the value it choked on.
+    write(
+        d.path(),
+        "secrets.json",
+        r#"{"providers":{"openrouter":"sk-or-v1-SECRETSECRET0123456789"}}"#,
+        0o600,
+    );
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("providers.openrouter"), "{err}");
+    assert!(!err.contains("SECRETSECRET"), "{err}");
+}
+
+#[test]
+fn a_numeric_looking_key_from_the_environment_stays_text() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), "");
+    let env = vec![(
+        "OXIBOT_PROVIDERS__OPENAI__API_KEY".to_string(),
+        "31415926535897932384".to_string(),
+    )];
+    let (cfg, _) = Config::load_with_env(&p, env).unwrap();
+    let key = cfg.providers[&ProviderName("openai".into())].api_key.as_ref().unwrap();
+    assert_eq!(key.expose(), "31415926535897932384");
+}
+
+#[test]
+fn numeric_credentials_and_extra_headers_are_secrets() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(
+        d.path(),
+        r#", "providers": {"openai": {"extraHeaders": {"x-extra-key": "hdr-secret-0123"}}},
+            "channels": {"email": {"imapPassword": 31415926535}}"#,
+    );
+    let (cfg, _) = Config::load_with_env(&p, no_env()).unwrap();
+    let all: Vec<String> = cfg.all_secrets().iter().map(|s| s.expose().to_string()).collect();
+    assert!(all.contains(&"31415926535".to_string()), "{all:?}");
+    assert!(all.contains(&"hdr-secret-0123".to_string()), "{all:?}");
+}
+
+#[test]
 fn a_secrets_file_that_is_a_link_is_not_followed() {
     let d = tempfile::tempdir().unwrap();
     let p = minimal(d.path(), "");

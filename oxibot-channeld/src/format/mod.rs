@@ -11,6 +11,8 @@
 mod telegram;
 
 pub use telegram::markdown_to_html as markdown_to_telegram_html;
+#[cfg(test)]
+pub use telegram::visible_len as telegram_visible_len;
 
 /// Splits `text` into chunks of at most `max` characters. Code fences stay
 /// balanced: a block cut in two is closed at the end of one chunk and
@@ -21,8 +23,12 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
     let mut current = String::new();
     let mut current_len = 0;
     let mut fence: Option<String> = None; // the opening line of an open block
-    for line in text.split('\n') {
-        let opens_or_closes = line.trim_start().starts_with("```");
+    for raw_line in text.split('\n') {
+        let opens_or_closes = raw_line.trim_start().starts_with("```");
+        // An opening fence is written (and repeated in later parts) with a
+        // short language word at most.
+        let opening = (opens_or_closes && fence.is_none()).then(|| fence_opening(raw_line));
+        let line = opening.as_deref().unwrap_or(raw_line);
         let reserve = if fence.is_some() || opens_or_closes { 4 } else { 0 };
         for piece in hard_wrap(line, max.saturating_sub(8)) {
             let piece_len = piece.chars().count() + 1;
@@ -45,7 +51,7 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
         if opens_or_closes {
             fence = match fence {
                 Some(_) => None,
-                None => Some(line.trim_start().to_string()),
+                None => opening,
             };
         }
     }
@@ -54,6 +60,41 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
         chunks.push(last.to_string());
     }
     chunks
+}
+
+/// A fence's opening line as written and repeated: three backticks and the
+/// language when it is a short word. A long or odd info string is dropped —
+/// it is only a rendering hint, and repeated at the top of every part it
+/// could make each part longer than the limit.
+fn fence_opening(line: &str) -> String {
+    let info = line.trim_start().trim_start_matches('`').trim();
+    let word =
+        !info.is_empty() && info.len() <= 20 && info.chars().all(|c| c.is_ascii_alphanumeric() || "+#._-".contains(c));
+    if word {
+        format!("```{info}")
+    } else {
+        "```".to_string()
+    }
+}
+
+/// Parts for Telegram: as [`split`], and then each part that renders to
+/// more than `max` visible characters (a numbered list that Markdown
+/// renumbers, say) is split again, finer.
+pub fn split_for_telegram(text: &str, max: usize) -> Vec<String> {
+    fn fit(part: String, limit: usize, size: usize, out: &mut Vec<String>) {
+        if size <= 64 || telegram::visible_len(&markdown_to_telegram_html(&part)) <= limit {
+            out.push(part);
+            return;
+        }
+        for smaller in split(&part, size / 2) {
+            fit(smaller, limit, size / 2, out);
+        }
+    }
+    let mut out = Vec::new();
+    for part in split(text, max) {
+        fit(part, max, max, &mut out);
+    }
+    out
 }
 
 /// A line longer than `max` characters, cut at spaces where possible and at
@@ -199,6 +240,34 @@ mod tests {
             markdown_to_whatsapp("```rust\nlet **x** = 1;\n```"),
             "```\nlet **x** = 1;\n```"
         );
+    }
+
+    #[test]
+    fn a_huge_fence_line_does_not_swell_every_part() {
+        // A model's (or an attacker's) fence with a 4,200-character "language".
+        let text = format!("```{}\n{}", "a".repeat(4200), "x\n".repeat(2500));
+        for max in [2000, 4096] {
+            let parts = split(&text, max);
+            assert!(parts.len() <= 4, "{} parts at {max}", parts.len());
+            for p in &parts {
+                assert!(p.chars().count() <= max, "{} chars > {max}", p.chars().count());
+            }
+        }
+        assert_eq!(fence_opening("```rust"), "```rust");
+        assert_eq!(fence_opening("```python {title=x}"), "```");
+    }
+
+    #[test]
+    fn telegram_parts_fit_after_rendering() {
+        // Markdown renumbers a list from its first number: 3,513 characters
+        // of Markdown would be 9,812 visible ones in one part.
+        let text = format!("999999999. x\n{}", "1. x\n".repeat(700));
+        let parts = split_for_telegram(&text, 4096);
+        assert!(parts.len() > 1);
+        for p in &parts {
+            let visible = telegram_visible_len(&markdown_to_telegram_html(p));
+            assert!(visible <= 4096, "{visible} visible characters");
+        }
     }
 
     #[test]

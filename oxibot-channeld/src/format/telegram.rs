@@ -2,8 +2,8 @@
 //! parser (pulldown-cmark): `my_file_name` stays as written, headings,
 //! lists, quotes and code render, and anything else — raw HTML included —
 //! arrives as escaped text. Telegram accepts only b, i, s, code, pre, a and
-//! blockquote; nothing else is ever emitted, and links only for http(s),
-//! mailto and tg URLs.
+//! blockquote; nothing else is ever emitted, and links only for http(s)
+//! and mailto URLs.
 
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
@@ -111,6 +111,28 @@ pub fn markdown_to_html(md: &str) -> String {
     out
 }
 
+/// The characters Telegram counts toward its limit: the text without our
+/// tags, each entity (`&lt;`) one character. Our renderer writes only
+/// well-formed tags and escaped text, so this simple reading is exact.
+pub fn visible_len(html: &str) -> usize {
+    let (mut n, mut in_tag, mut in_entity) = (0, false, false);
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            '&' => {
+                in_entity = true;
+                n += 1;
+            }
+            ';' if in_entity => in_entity = false,
+            _ if in_entity => {}
+            _ => n += 1,
+        }
+    }
+    n
+}
+
 fn trim_newlines(out: &mut String) {
     while out.ends_with('\n') {
         out.pop();
@@ -119,7 +141,8 @@ fn trim_newlines(out: &mut String) {
 
 fn is_safe_url(url: &str) -> bool {
     let lower = url.trim().to_ascii_lowercase();
-    ["http://", "https://", "mailto:", "tg://"]
+    // Not tg://: tg://user?id= pings a user, tg://proxy offers a proxy.
+    ["http://", "https://", "mailto:"]
         .iter()
         .any(|scheme| lower.starts_with(scheme))
 }
@@ -177,6 +200,7 @@ mod tests {
             "&lt;b onclick=x&gt;hi&lt;/b&gt; &lt;script&gt;alert(1)&lt;/script&gt;"
         );
         assert_eq!(html("[click](javascript:alert(1))"), "click");
+        assert_eq!(html("[boss](tg://user?id=5002)"), "boss", "a mention by id would ping");
         assert_eq!(html("![cat](https://e.x/cat.png)"), "cat");
         assert_eq!(html("<div>\nblock\n</div>"), "&lt;div&gt;\nblock\n&lt;/div&gt;");
     }

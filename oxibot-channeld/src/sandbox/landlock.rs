@@ -1,5 +1,5 @@
 //! Landlock for a channel daemon: it may read what TLS and DNS need (the
-//! system libraries for NSS modules, a handful of /etc files, the CA
+//! system libraries for NSS modules, a handful of /etc files, the public CA
 //! certificates, a private CA file from its settings), write to /dev/null,
 //! and nothing else — not the secrets file, not the state database, not
 //! the workspace, not /proc. It may not listen on TCP, signal a process
@@ -20,10 +20,14 @@ use super::{Plan, Report};
 
 const ABI_TARGET: ABI = ABI::V6;
 
-/// Read (and map) only: libraries for the NSS modules glibc loads on the
-/// first name lookup, and the configuration DNS and TLS read.
+/// Read (and map) only: the libraries glibc may load for name lookups
+/// (NSS modules), the files DNS reads, and the public CA certificates —
+/// measured with scripts/measure-syscalls.sh. Not /usr or /etc as a whole:
+/// /usr/local/etc, /etc/ssl/private and /etc/pki/tls/private may hold keys.
 const READ_ONLY: &[&str] = &[
-    "/usr",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/lib32",
     "/lib",
     "/lib64",
     "/etc/ld.so.cache",
@@ -33,9 +37,10 @@ const READ_ONLY: &[&str] = &[
     "/etc/host.conf",
     "/etc/gai.conf",
     "/etc/services",
-    "/etc/ssl",
-    "/etc/ca-certificates",
-    "/etc/pki",
+    "/etc/ssl/certs",
+    "/usr/share/ca-certificates",
+    "/etc/pki/tls/certs",
+    "/etc/pki/ca-trust/extracted",
     "/dev/urandom",
     "/dev/random",
 ];

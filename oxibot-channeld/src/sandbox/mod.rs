@@ -57,13 +57,19 @@ mod tests {
     /// returns its exit code. The child makes raw syscalls only.
     fn in_sandboxed_child(probe: fn() -> i32) -> i32 {
         let arch = seccompiler::TargetArch::try_from(std::env::consts::ARCH).unwrap();
-        let (clone3, main) = seccomp::programs(arch).unwrap();
-        // SAFETY: the child only makes syscalls and exits.
+        // SAFETY: the child compiles its filter (glibc's fork leaves malloc
+        // usable in the child), installs it, makes syscalls and exits.
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
-                let installed = nix::sys::prctl::set_no_new_privs().is_ok()
-                    && seccompiler::apply_filter(&clone3).is_ok()
-                    && seccompiler::apply_filter(&main).is_ok();
+                // Its own pid is the one it may signal.
+                let installed = match seccomp::programs(arch, std::process::id()) {
+                    Ok((clone3, main)) => {
+                        nix::sys::prctl::set_no_new_privs().is_ok()
+                            && seccompiler::apply_filter(&clone3).is_ok()
+                            && seccompiler::apply_filter(&main).is_ok()
+                    }
+                    Err(_) => false,
+                };
                 let code = if installed { probe() } else { 99 };
                 // SAFETY: _exit is async-signal-safe and ends the child at once.
                 unsafe { libc::_exit(code) }
@@ -166,6 +172,8 @@ mod tests {
         );
         let thread = in_sandboxed_child(|| std::thread::spawn(|| 7).join().unwrap_or(1));
         assert_eq!(thread, 7, "threads still start (glibc falls back to clone)");
+        let fork = in_sandboxed_child(|| result(unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) }));
+        assert_eq!(fork, libc::EPERM, "a channel daemon never forks");
     }
 
     #[test]
@@ -179,6 +187,17 @@ mod tests {
         assert_eq!(tiocsti, libc::EPERM);
         let kill = in_sandboxed_child(|| result(unsafe { libc::kill(libc::getppid(), 0) } as _));
         assert_eq!(kill, libc::EPERM);
+        // tgkill reaches its own threads only, not the parent's.
+        let parent = in_sandboxed_child(|| {
+            let p = unsafe { libc::getppid() };
+            result(unsafe { libc::syscall(libc::SYS_tgkill, p, p, 0) })
+        });
+        assert_eq!(parent, libc::EPERM);
+        let own = in_sandboxed_child(|| {
+            let p = std::process::id() as libc::c_long;
+            result(unsafe { libc::syscall(libc::SYS_tgkill, p, p, 0) })
+        });
+        assert_eq!(own, 0);
         let tcgets = in_sandboxed_child(|| {
             let mut t = std::mem::MaybeUninit::<libc::termios>::uninit();
             // ENOTTY on a non-terminal is the kernel's answer, not the filter's.

@@ -29,7 +29,7 @@ const ALLOWED: &[&str] = &[
     "mprotect",
     "mremap",
     "madvise",
-    // threads (clone and prctl are filtered below; clone3 gets ENOSYS)
+    // threads (clone, tgkill and prctl are filtered below; clone3 gets ENOSYS)
     "clone3",
     "set_robust_list",
     "rseq",
@@ -44,7 +44,6 @@ const ALLOWED: &[&str] = &[
     "futex",
     "sched_getaffinity",
     "sched_yield",
-    "tgkill",
     "restart_syscall",
     // time
     "clock_gettime",
@@ -125,7 +124,11 @@ fn arg(index: u8, kind: &str, op: Value, val: u64) -> Value {
 }
 
 /// The rules, in seccompiler's JSON form (one entry per alternative).
-fn rules(arch: TargetArch) -> Vec<Value> {
+/// `own_pid` is the daemon's process id: the only process it may signal
+/// (its own threads: a panic's abort), so that even on a kernel without
+/// Landlock's signal scoping a daemon sharing the broker's uid cannot stop
+/// or kill it.
+fn rules(arch: TargetArch, own_pid: u32) -> Vec<Value> {
     let mut names: Vec<&str> = ALLOWED.to_vec();
     if arch == TargetArch::x86_64 {
         names.extend(X86_64_ONLY);
@@ -134,8 +137,12 @@ fn rules(arch: TargetArch) -> Vec<Value> {
     for family in [libc::AF_INET, libc::AF_INET6] {
         out.push(json!({"syscall": "socket", "args": [arg(0, "dword", json!("eq"), family as u64)]}));
     }
+    // Threads only: CLONE_THREAD set, no CLONE_NEW* flag. A channel daemon
+    // never forks (it cannot exec), so a fork is an attacker's.
     out.push(json!({"syscall": "clone",
-                    "args": [arg(0, "qword", json!({"masked_eq": CLONE_NEW_MASK}), 0)]}));
+                    "args": [arg(0, "qword", json!({"masked_eq": CLONE_NEW_MASK}), 0),
+                             arg(0, "qword", json!({"masked_eq": libc::CLONE_THREAD as u64}), libc::CLONE_THREAD as u64)]}));
+    out.push(json!({"syscall": "tgkill", "args": [arg(0, "dword", json!("eq"), u64::from(own_pid))]}));
     for request in IOCTLS {
         out.push(json!({"syscall": "ioctl", "args": [arg(1, "dword", json!("eq"), *request)]}));
     }
@@ -149,7 +156,7 @@ fn rules(arch: TargetArch) -> Vec<Value> {
 /// live in memory a filter cannot read, so glibc must fall back to clone),
 /// then the allow-list (which passes clone3 on, so that ENOSYS is what the
 /// kernel answers).
-pub fn programs(arch: TargetArch) -> Result<(BpfProgram, BpfProgram), String> {
+pub fn programs(arch: TargetArch, own_pid: u32) -> Result<(BpfProgram, BpfProgram), String> {
     let spec = json!({
         "clone3": {
             "mismatch_action": "allow",
@@ -159,7 +166,7 @@ pub fn programs(arch: TargetArch) -> Result<(BpfProgram, BpfProgram), String> {
         "main": {
             "mismatch_action": {"errno": libc::EPERM},
             "match_action": "allow",
-            "filter": rules(arch)
+            "filter": rules(arch, own_pid)
         }
     });
     let mut compiled: HashMap<String, BpfProgram> =
@@ -172,7 +179,7 @@ pub fn programs(arch: TargetArch) -> Result<(BpfProgram, BpfProgram), String> {
 /// Installs both filters on every thread of the process.
 pub fn install() -> Result<(), String> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
-    let (clone3, main) = programs(arch)?;
+    let (clone3, main) = programs(arch, std::process::id())?;
     seccompiler::apply_filter_all_threads(&clone3).map_err(|e| format!("seccomp (clone3): {e}"))?;
     seccompiler::apply_filter_all_threads(&main).map_err(|e| format!("seccomp: {e}"))
 }
@@ -185,11 +192,11 @@ mod tests {
     fn the_list_compiles_for_both_architectures_by_name() {
         // Every name must exist on each architecture we ship for: a name
         // missing on aarch64 (open, stat, poll, epoll_wait…) fails here.
-        assert!(programs(TargetArch::x86_64).is_ok());
+        assert!(programs(TargetArch::x86_64, 1).is_ok());
         assert!(
-            programs(TargetArch::aarch64).is_ok(),
+            programs(TargetArch::aarch64, 1).is_ok(),
             "{:?}",
-            programs(TargetArch::aarch64).err()
+            programs(TargetArch::aarch64, 1).err()
         );
         for denied in [
             "execve",
@@ -203,6 +210,13 @@ mod tests {
             "accept4",
             "socketpair",
             "kill",
+            "tkill",
+            "tgkill",
+            "rt_sigqueueinfo",
+            "rt_tgsigqueueinfo",
+            "pidfd_send_signal",
+            "fork",
+            "vfork",
             "process_vm_readv",
             "bpf",
             "keyctl",

@@ -74,6 +74,8 @@ fn main() -> std::process::ExitCode {
             Err(e) => json!(format!("sandbox failed: {e}")),
         };
         let settings: Value = serde_json::from_str(&setup.settings).unwrap_or_default();
+        // A line dressed up as the broker's own, with a terminal escape.
+        eprintln!("2026-01-01T00:00:00Z  INFO oxibot_broker::broker: FORGED broker line\u{1b}[2J");
         let mut findings = attack(&settings["attack"], broker);
         findings["landlock"] = sandbox;
         setup.link.status(false, Some(format!("ATTACK {findings}"))).await;
