@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         eprintln!("oxibot-broker: cannot clear the dumpable flag: {e}");
         return ExitCode::FAILURE;
     }
-    init_logging();
+    oxibot_proto::logging::init();
     let (config, report) = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -63,16 +63,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging() {
-    let filter = std::env::var("OXIBOT_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(|| oxibot_proto::redact::RedactedStderr)
-        // Colours only for a person at a terminal, not in a log or journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

@@ -77,15 +77,7 @@ const EX_CONFIG: u8 = 78;
 /// The daemon: parses its arguments, runs, and maps the outcome to an exit status.
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = std::env::var("OXIBOT_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(|| oxibot_proto::redact::RedactedStderr)
-        // Colours only for a person at a terminal, not in a log or journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    oxibot_proto::logging::init();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

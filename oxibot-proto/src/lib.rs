@@ -12,10 +12,12 @@ mod conn;
 mod frame;
 mod hello;
 pub mod inherit;
+pub mod logging;
 pub mod messages;
 mod peer;
 pub mod printable;
 pub mod redact;
+pub mod syscalls;
 
 pub use conn::{accept_handshake, connect_handshake, Conn, ConnReader, ConnWriter};
 pub use frame::{decode, encode, read_frame, write_frame, FrameError, MAX_FRAME};

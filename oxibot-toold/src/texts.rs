@@ -102,7 +102,11 @@ mod tests {
         let files = read_texts(d.path(), &patterns, 32 * 1024).unwrap();
         let total: usize = files.iter().map(|f| f.text.len()).sum();
         assert!(total <= MAX_TOTAL, "{total} bytes of text");
-        assert!(files.len() < patterns.len(), "{} files: the budget stops the rest", files.len());
+        assert!(
+            files.len() < patterns.len(),
+            "{} files: the budget stops the rest",
+            files.len()
+        );
     }
 
     #[test]

@@ -69,6 +69,24 @@ pub fn skip(why: &str) {
 /// (scripts/test.sh creates it when run as root).
 pub const CI_USER: &str = "oxibot-ci";
 
+/// Two tests from `fn NAME(mode: Mode)`: `NAME::root_started` and
+/// `NAME::unprivileged`, one for each way toold gets its jail.
+#[macro_export]
+macro_rules! in_both_modes {
+    ($test:ident) => {
+        mod $test {
+            #[test]
+            fn root_started() {
+                super::$test($crate::harness::Mode::RootStarted)
+            }
+            #[test]
+            fn unprivileged() {
+                super::$test($crate::harness::Mode::Unprivileged)
+            }
+        }
+    };
+}
+
 /// How toold gets its jail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

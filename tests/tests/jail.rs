@@ -730,15 +730,7 @@ fn a_mount_below_usr_is_read_only_too(mode: Mode) {
     );
 }
 
-#[test]
-fn a_mount_below_usr_is_read_only_too_root_started() {
-    a_mount_below_usr_is_read_only_too(Mode::RootStarted);
-}
-
-#[test]
-fn a_mount_below_usr_is_read_only_too_unprivileged() {
-    a_mount_below_usr_is_read_only_too(Mode::Unprivileged);
-}
+oxibot_tests::in_both_modes!(a_mount_below_usr_is_read_only_too);
 
 #[test]
 fn the_suite_is_large_enough() {

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 
+use oxibot_proto::syscalls::CLONE_NEW_MASK;
 use seccompiler::{BpfProgram, TargetArch};
 use serde_json::{json, Value};
 
@@ -90,16 +91,6 @@ const ALLOWED: &[&str] = &[
 
 /// Allowed on x86_64 only, where glibc and mio still use the older calls.
 const X86_64_ONLY: &[&str] = &["epoll_wait", "poll"];
-
-/// Every `CLONE_NEW*` flag: threads yes, namespaces never.
-const CLONE_NEW_MASK: u64 = (libc::CLONE_NEWNS
-    | libc::CLONE_NEWCGROUP
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUSER
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWNET
-    | 0x80/* CLONE_NEWTIME */) as u64;
 
 /// ioctl requests: non-blocking and close-on-exec toggles, and the terminal
 /// queries a logger makes. Never TIOCSTI (inject into a terminal).

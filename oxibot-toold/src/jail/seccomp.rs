@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use oxibot_proto::syscalls::CLONE_NEW_MASK;
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
@@ -214,17 +215,6 @@ const ALLOWED: &[i64] = &[
     // Passed here only so that the clone3 filter's ENOSYS decides (see there).
     libc::SYS_clone3,
 ];
-
-/// Every `CLONE_NEW*` flag: a command may fork and start threads, never
-/// make namespaces.
-const CLONE_NEW_MASK: u64 = (libc::CLONE_NEWNS
-    | libc::CLONE_NEWCGROUP
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUSER
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWNET
-    | 0x80/* CLONE_NEWTIME */) as u64;
 
 /// ioctl requests seen in the workload: terminal queries, non-blocking and
 /// close-on-exec toggles, and cp's reflink attempt. Never TIOCSTI.
