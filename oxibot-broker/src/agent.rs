@@ -5,7 +5,7 @@
 //! never holds a tool result without its call.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::config::Config;
@@ -22,16 +22,41 @@ const HISTORY_LIMIT: usize = 60;
 const MAX_IDENTICAL_CALLS: usize = 3;
 
 pub struct Agent {
-    llm: LlmClient,
     store: Store,
     tools: Arc<ToolClient>,
     tool_defs: Vec<ToolDef>,
+    /// What a reload replaces; a turn keeps the one it started with.
+    settings: RwLock<Arc<Settings>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The agent's part of the configuration: providers (with their keys), the
+/// secrets to scrub, and the limits of a turn.
+pub struct Settings {
+    llm: LlmClient,
     scrubber: Scrubber,
     max_tokens: u32,
     temperature: f64,
     max_iterations: u32,
     exec_timeout_secs: u32,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Settings {
+    pub fn new(config: &Config) -> Result<Self, String> {
+        let d = &config.agents.defaults;
+        Ok(Settings {
+            llm: LlmClient::new(config)?,
+            scrubber: Scrubber::new(&config.all_secrets()),
+            max_tokens: d.max_tokens,
+            temperature: d.temperature,
+            max_iterations: d.max_tool_iterations,
+            exec_timeout_secs: config.tools.exec.timeout,
+        })
+    }
+
+    pub fn llm(&self) -> &LlmClient {
+        &self.llm
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,23 +69,24 @@ pub enum AgentError {
 
 impl Agent {
     pub fn new(config: &Config, store: Store, tools: Arc<ToolClient>) -> Result<Self, String> {
-        let d = &config.agents.defaults;
         Ok(Agent {
-            llm: LlmClient::new(config)?,
             store,
             tools,
             tool_defs: tools::definitions(),
-            scrubber: Scrubber::new(&config.all_secrets()),
-            max_tokens: d.max_tokens,
-            temperature: d.temperature,
-            max_iterations: d.max_tool_iterations,
-            exec_timeout_secs: config.tools.exec.timeout,
+            settings: RwLock::new(Arc::new(Settings::new(config)?)),
             locks: Mutex::new(HashMap::new()),
         })
     }
 
-    pub fn llm(&self) -> &LlmClient {
-        &self.llm
+    /// The settings now in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts new settings in force (a reload); turns already running finish
+    /// with the ones they started with.
+    pub fn replace_settings(&self, settings: Settings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
     }
 
     fn session_lock(&self, session: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -70,7 +96,7 @@ impl Agent {
 
     /// Scrubs secrets from text leaving the broker, auditing each redaction.
     pub fn scrub(&self, text: &str, what: &str) -> String {
-        let (clean, hits) = self.scrubber.scrub(text);
+        let (clean, hits) = self.settings().scrubber.scrub(text);
         if hits > 0 {
             self.store.audit(
                 "secret_redacted",
@@ -84,6 +110,7 @@ impl Agent {
     pub async fn run_turn(&self, session: &str, user_text: &str, images: Vec<Image>) -> Result<String, AgentError> {
         let lock = self.session_lock(session);
         let _guard = lock.lock().await;
+        let settings = self.settings();
 
         let prompt = crate::prompt::system_prompt(&self.tools).await;
         let mut messages = vec![ChatMessage::text(
@@ -99,14 +126,14 @@ impl Agent {
         let mut unsaved = vec![user];
         let mut seen_calls: HashMap<(String, String), usize> = HashMap::new();
 
-        for _ in 0..self.max_iterations {
+        for _ in 0..settings.max_iterations {
             let req = ChatRequest {
                 messages: &messages,
                 tools: &self.tool_defs,
-                max_tokens: self.max_tokens,
-                temperature: self.temperature,
+                max_tokens: settings.max_tokens,
+                temperature: settings.temperature,
             };
-            let resp = match self.llm.complete(&req).await {
+            let resp = match settings.llm.complete(&req).await {
                 Ok(r) => r,
                 Err(e) => {
                     self.store.append(session, &unsaved, &Usage::default())?;
@@ -181,7 +208,7 @@ impl Agent {
         let answer = format!(
             "I stopped after {} tool steps (agents.defaults.maxToolIterations) without finishing. \
              Ask me to continue, or raise the limit.",
-            self.max_iterations
+            settings.max_iterations
         );
         self.store.append(
             session,
@@ -217,10 +244,11 @@ impl Agent {
     }
 
     async fn run_tool_unaudited(&self, name: &str, arguments: &str) -> Result<String, String> {
-        let request = tools::to_request(name, arguments, self.exec_timeout_secs)?;
+        let timeout = self.settings().exec_timeout_secs;
+        let request = tools::to_request(name, arguments, timeout)?;
         // The daemon enforces the exec timeout itself; allow it time to
         // kill the process group and answer.
-        let wait = Duration::from_secs(u64::from(self.exec_timeout_secs) + 15);
+        let wait = Duration::from_secs(u64::from(timeout) + 15);
         match self.tools.call(request, wait).await {
             Ok(output) => Ok(self.scrub(&output, &format!("{name} output"))),
             Err(e) => Err(self.scrub(&e, &format!("{name} error"))),

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use nix::unistd::User;
@@ -21,12 +21,15 @@ use crate::supervise::{ChildLink, ChildSpec, Handoff, Supervisor};
 use crate::toolclient::ToolClient;
 
 pub struct Broker {
-    pub config: Config,
+    /// The configuration in force (a reload replaces it).
+    config: RwLock<Arc<Config>>,
+    /// Where it was read from, for reloads.
+    pub config_path: PathBuf,
     pub store: Store,
     pub agent: Agent,
     pub tools: Arc<ToolClient>,
     /// Speech to text for voice messages, when configured.
-    pub transcriber: Option<crate::providers::Transcriber>,
+    transcriber: RwLock<Option<Arc<crate::providers::Transcriber>>>,
     pub supervisor: Arc<Supervisor>,
     pub channels: Mutex<BTreeMap<String, ChannelStatus>>,
     /// The live connection of each channel daemon, for outbound messages:
@@ -43,6 +46,22 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The transcriber in force, if voice messages are transcribed.
+    pub fn transcriber(&self) -> Option<Arc<crate::providers::Transcriber>> {
+        self.transcriber.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts a reloaded configuration in force (see `reload`).
+    pub fn replace_config(&self, config: Config, transcriber: Option<crate::providers::Transcriber>) {
+        *self.transcriber.write().unwrap_or_else(|p| p.into_inner()) = transcriber.map(Arc::new);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
     /// The stop signal of a session's running turns (made on first use).
     pub fn turn_stopper(&self, session: &str) -> Arc<tokio::sync::Notify> {
         let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
@@ -81,7 +100,7 @@ impl Broker {
             p
         }));
         let mut providers: Vec<ProviderStatus> = Vec::new();
-        for (name, base, model, has_key) in self.agent.llm().describe() {
+        for (name, base, model, has_key) in self.agent.settings().llm().describe() {
             match providers.iter_mut().find(|p| p.name == name) {
                 Some(p) => p.models.push(model),
                 None => providers.push(ProviderStatus {
@@ -109,14 +128,15 @@ impl Broker {
             },
             providers,
             tool_connected: self.tools.is_connected(),
-            notes: crate::separation::notes(&self.config),
+            notes: crate::separation::notes(&self.config()),
             last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }
 
-/// Starts everything and runs until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Starts everything and runs until SIGTERM or SIGINT; SIGHUP reloads the
+/// configuration and secrets from `config_path`.
+pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| anyhow::anyhow!("cannot create stateDir {}: {e}", config.state_dir.display()))?;
     let workspace = config.workspace();
@@ -146,11 +166,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let agent = Agent::new(&config, store.clone(), tools.clone()).map_err(anyhow::Error::msg)?;
     let transcriber = crate::providers::Transcriber::new(&config).map_err(anyhow::Error::msg)?;
     let listeners = sockets::open(&config.runtime_dir, roles, &config.users)?;
+    let bound: Vec<SocketRole> = listeners.bound.clone();
     let broker = Arc::new(Broker {
         agent,
         store,
         tools,
-        transcriber,
+        transcriber: RwLock::new(transcriber.map(Arc::new)),
+        config_path,
         supervisor: Arc::default(),
         channels: Mutex::default(),
         links: Mutex::default(),
@@ -159,9 +181,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         turns: Mutex::default(),
         started: Instant::now(),
         last_error: Mutex::default(),
-        config,
+        config: RwLock::new(Arc::new(config)),
     });
-    for note in crate::separation::notes(&broker.config) {
+    let config = broker.config();
+    for note in crate::separation::notes(&config) {
         tracing::warn!("{note}");
     }
 
@@ -182,48 +205,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )));
     }
     drop(handoff_tx);
-    sd_notify("READY=1");
-    tracing::info!(runtime_dir = %broker.config.runtime_dir.display(), supervise = broker.config.supervise, "broker ready");
+    crate::service::notify("READY=1");
+    tokio::spawn(crate::service::watchdog(broker.clone()));
+    tracing::info!(runtime_dir = %config.runtime_dir.display(), supervise = config.supervise, "broker ready");
 
-    wait_for_signal().await;
+    crate::service::until_stopped(&broker).await;
     tracing::info!("shutting down");
-    sd_notify("STOPPING=1");
+    crate::service::notify("STOPPING=1");
     shutdown_tx.send_replace(true);
     for c in children {
         let _ = c.await;
     }
-    for role in roles {
-        let _ = std::fs::remove_file(broker.config.runtime_dir.join(role.file_name()));
+    // Only what we bound ourselves: systemd's sockets outlive us.
+    for role in bound {
+        let _ = std::fs::remove_file(config.runtime_dir.join(role.file_name()));
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers we can still be stopped by SIGKILL.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-}
-
-/// Tells systemd about our state when it started us with `Type=notify`.
-fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let path = PathBuf::from(path);
-    // Abstract sockets ("@name") are not supported here; systemd uses a path.
-    if let Err(e) = sock.send_to(state.as_bytes(), &path) {
-        tracing::warn!("sd_notify({state}) failed: {e}");
-    }
 }
 
 /// The (uid, gid) of a daemon's user, or a start error that names the fix.
@@ -372,7 +369,7 @@ pub const LIVE_LINK_GRACE: std::time::Duration = std::time::Duration::from_secs(
 
 async fn accept_loop(broker: Arc<Broker>, role: SocketRole, listener: UnixListener) {
     let channel_uids: Vec<u32> = broker.channel_uids.keys().copied().collect();
-    let policy = sockets::policy(role, &broker.config.users, &channel_uids);
+    let policy = sockets::policy(role, &broker.config().users, &channel_uids);
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,

@@ -78,11 +78,11 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             return;
         }
     }
-    let Some(settings) = broker
-        .config
+    let config = broker.config();
+    let Some(settings) = config
         .channels
         .get(&channel)
-        .filter(|_| broker.config.enabled_channels().contains(&channel))
+        .filter(|_| config.enabled_channels().contains(&channel))
     else {
         broker.store.audit(
             "channel_refused",
@@ -224,6 +224,18 @@ async fn claim_link(broker: &Broker, channel: &str, tx: mpsc::Sender<BrokerToCha
         );
     }
     Ok(generation)
+}
+
+/// Closes the channel's link (its settings changed): the daemon sees the
+/// connection end, exits, and comes back to receive the new ones.
+pub fn drop_link(broker: &Broker, channel: &str) {
+    let link = broker.links.lock().unwrap_or_else(|p| p.into_inner()).remove(channel);
+    if let Some(link) = link {
+        let tx = link.tx;
+        tokio::spawn(async move {
+            let _ = tx.send(BrokerToChannel::Shutdown).await;
+        });
+    }
 }
 
 /// Removes the channel's link if it is still this one.

@@ -336,9 +336,24 @@ impl Config {
         Self::load_with_env(path, std::env::vars())
     }
 
+    /// Loads again for a reload: as [`Config::load`], except that the
+    /// secrets come from `secretsFile` itself, never from the copy systemd
+    /// made at start (`LoadCredential=`), which a rotation does not update.
+    pub fn reload(path: &Path) -> Result<(Config, LoadReport), ConfigError> {
+        Self::load_from(path, std::env::vars(), false)
+    }
+
     pub fn load_with_env(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, LoadReport), ConfigError> {
+        Self::load_from(path, env, true)
+    }
+
+    fn load_from(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+        use_credentials: bool,
     ) -> Result<(Config, LoadReport), ConfigError> {
         let mut report = LoadReport::default();
         let text = read(path)?;
@@ -360,7 +375,7 @@ impl Config {
             .filter(|(name, _)| is_credential_env(name))
             .map(|(_, v)| v.clone())
             .collect();
-        let secrets_path = secrets_path(&probe);
+        let secrets_path = secrets_path(&probe, use_credentials);
         if let Some(sp) = secrets_path {
             let stext = read_secrets(&sp)?;
             let secrets: Value = parse_json(&sp, &stext)?;
@@ -581,8 +596,8 @@ fn invalid(path: &Path, key: &str, message: &str) -> ConfigError {
 /// The secrets file: systemd's `LoadCredential=secrets.json` wins, then the
 /// configured path. The default path may be absent (no credentials); an
 /// explicitly configured one must exist.
-fn secrets_path(value: &Value) -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+fn secrets_path(value: &Value, use_credentials: bool) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|_| use_credentials) {
         let p = Path::new(&dir).join("secrets.json");
         if p.exists() {
             return Some(p);

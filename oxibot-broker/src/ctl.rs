@@ -92,6 +92,14 @@ async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
                 Err(e) => CtlReply::Error { message: e.to_string() },
             }
         }
+        CtlRequest::Reload => match crate::reload::reload(broker) {
+            Ok(what) => CtlReply::Done {
+                message: format!("reloaded: {what}"),
+            },
+            Err(e) => CtlReply::Error {
+                message: format!("reload refused, the running configuration stays: {e}"),
+            },
+        },
         CtlRequest::RunTool { name, arguments_json } => {
             broker.store.audit("admin_tool", &format!("oxibotctl ran tool {name}"));
             match broker.agent.run_tool_checked("oxibotctl", &name, &arguments_json).await {

@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(oxibot_broker::broker::run(config)) {
+    match runtime.block_on(oxibot_broker::broker::run(config, args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("oxibot-broker: {e:#}");

@@ -85,6 +85,9 @@ pub enum SocketError {
 
 pub struct Listeners {
     pub by_role: HashMap<SocketRole, UnixListener>,
+    /// The roles whose socket files we made (and remove at exit); the rest
+    /// came from systemd, which keeps them.
+    pub bound: Vec<SocketRole>,
 }
 
 /// Takes sockets from systemd where it passed them, binds the rest of
@@ -96,14 +99,18 @@ pub fn open(runtime_dir: &Path, roles: &[SocketRole], users: &crate::config::Use
         source,
     })?;
     let mut by_role = HashMap::new();
+    let mut bound = Vec::new();
     for &role in roles {
         let listener = match inherited.remove(role.name()) {
             Some(l) => l,
-            None => bind(&runtime_dir.join(role.file_name()), &role.group(users))?,
+            None => {
+                bound.push(role);
+                bind(&runtime_dir.join(role.file_name()), &role.group(users))?
+            }
         };
         by_role.insert(role, listener);
     }
-    Ok(Listeners { by_role })
+    Ok(Listeners { by_role, bound })
 }
 
 fn bind(path: &Path, group: &str) -> Result<UnixListener, SocketError> {

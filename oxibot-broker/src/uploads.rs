@@ -79,7 +79,7 @@ pub async fn prepare(broker: &Broker, files: &[Attachment]) -> Prepared {
             Err(e) => format!("could not be saved ({e})"),
         };
         let note = match file.kind {
-            AttachmentKind::Image if broker.config.agents.defaults.vision => {
+            AttachmentKind::Image if broker.config().agents.defaults.vision => {
                 out.images.push(Image {
                     mime: file.mime.clone(),
                     base64: base64::engine::general_purpose::STANDARD.encode(&file.data),
@@ -90,7 +90,7 @@ pub async fn prepare(broker: &Broker, files: &[Attachment]) -> Prepared {
                 "[image {} ({size}) {place}; this model is not set up to see images (agents.defaults.vision)]",
                 file.name
             ),
-            AttachmentKind::Audio => match &broker.transcriber {
+            AttachmentKind::Audio => match broker.transcriber() {
                 Some(t) => match t.transcribe(&file.name, &file.mime, &file.data).await {
                     Ok(text) => format!("[voice message {} ({size}), {place}; transcript: {text}]", file.name),
                     Err(e) => {

@@ -469,6 +469,8 @@ pub enum CtlRequest {
         code: String,
         approve: bool,
     },
+    /// Re-read the configuration and secrets (as SIGHUP does).
+    Reload,
 }
 
 /// Broker → oxibotctl.
@@ -578,6 +580,7 @@ impl Message for CtlRequest {
             }
             CtlRequest::PairingList => Ok(()),
             CtlRequest::PairingDecide { code, .. } => bounded("code", code, MAX_ID),
+            CtlRequest::Reload => Ok(()),
         }
     }
 }

@@ -152,6 +152,8 @@ pub struct Launch {
     /// (`unshare -m sh -c '…; exec "$@"' sh`): the broker then lives in
     /// whatever the wrapper set up.
     pub wrapper: Option<Vec<String>>,
+    /// More environment for the broker (what systemd would set).
+    pub env: Vec<(String, String)>,
 }
 
 /// The programs other users run in the tests.
@@ -238,7 +240,16 @@ impl Broker {
     /// Starts the broker and returns at once: for a broker that must not
     /// start, or one whose daemons the test starts itself.
     pub fn launch(llm_base: &str, patch: Value, secrets: Value, run_as: Option<(u32, u32)>) -> Broker {
-        Self::launch_in(new_dir(), llm_base, patch, secrets, Launch { run_as, wrapper: None })
+        Self::launch_in(
+            new_dir(),
+            llm_base,
+            patch,
+            secrets,
+            Launch {
+                run_as,
+                ..Launch::default()
+            },
+        )
     }
 
     /// As [`Broker::launch_in`], then waits for toold.
@@ -313,6 +324,7 @@ impl Broker {
         };
         cmd.arg("--config")
             .arg(&config_path)
+            .envs(how.env.iter().cloned())
             .env("OXIBOT_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -411,6 +423,11 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The config file the broker was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.json")
     }
 
     pub fn ctl_socket(&self) -> PathBuf {

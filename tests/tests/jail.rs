@@ -712,6 +712,7 @@ fn a_mount_below_usr_is_read_only_too(mode: Mode) {
     let how = oxibot_tests::harness::Launch {
         run_as,
         wrapper: Some(wrapper),
+        ..Default::default()
     };
     let b = Broker::start_in(
         oxibot_tests::harness::new_dir(),

@@ -428,7 +428,16 @@ fn a_compromised_channel_daemon_on_the_brokers_uid_reaches_nothing() {
     });
     let patch =
         json!({"binDir": bin, "channels": {"telegram": {"enabled": true, "allowedUsers": ["1"], "attack": attack}}});
-    let b = Broker::start_in(dir, &llm.base_url, patch, secrets(), Launch { run_as, wrapper: None });
+    let b = Broker::start_in(
+        dir,
+        &llm.base_url,
+        patch,
+        secrets(),
+        Launch {
+            run_as,
+            ..Launch::default()
+        },
+    );
     let status = b.wait_until("the attack report", SLOW, |s| {
         s["channels"][0]["lastError"]
             .as_str()

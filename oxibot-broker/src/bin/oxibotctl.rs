@@ -55,6 +55,27 @@ enum Command {
     /// Pairing requests from unknown chat users (dmPolicy "pairing").
     #[command(subcommand)]
     Pairing(PairingCommand),
+    /// Re-read the configuration and secrets without a restart.
+    Reload,
+    /// The secrets file: names, and setting one value.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Set one value (read from standard input), then reload the broker.
+    Set {
+        /// Dotted name, e.g. providers.openai.apiKey or channels.telegram.token.
+        name: String,
+        #[arg(long, default_value = "/etc/oxibot/config.json")]
+        config: PathBuf,
+    },
+    /// The names of the values in the secrets file (never the values).
+    List {
+        #[arg(long, default_value = "/etc/oxibot/config.json")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +163,8 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Secrets(SecretsCommand::List { config }) => secrets_list(&config, json),
+        Command::Secrets(SecretsCommand::Set { name, config }) => secrets_set(&cli.socket, &config, &name, json),
         other => online(cli.socket, json, other),
     };
     match result {
@@ -180,6 +203,64 @@ fn config_check(path: &std::path::Path, json: bool) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+fn secrets_list(config: &std::path::Path, json: bool) -> Result<(), String> {
+    let path = oxibot_broker::secrets_file::locate(config)?;
+    let names = oxibot_broker::secrets_file::names(&path)?;
+    if json {
+        println!("{}", json!({"file": path, "names": names}));
+    } else {
+        for n in names {
+            println!("{n}");
+        }
+    }
+    Ok(())
+}
+
+/// Sets one secret from standard input (the first line), then asks the
+/// broker to reload. The value never appears in argv or the environment.
+fn secrets_set(socket: &std::path::Path, config: &std::path::Path, name: &str, json: bool) -> Result<(), String> {
+    let path = oxibot_broker::secrets_file::locate(config)?;
+    let mut value = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut value)
+        .map_err(|e| format!("cannot read the value from standard input: {e}"))?;
+    let value = zeroize::Zeroizing::new(value.trim_end_matches(['\n', '\r']).to_string());
+    oxibot_broker::secrets_file::set(&path, name, &value)?;
+    let reloaded = reload_broker(socket);
+    let message = match &reloaded {
+        Ok(m) => format!("{name} set in {}; {m}", path.display()),
+        Err(e) => format!(
+            "{name} set in {}; the broker did not reload ({e}): it uses the new value from its next start or reload",
+            path.display()
+        ),
+    };
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "reloaded": reloaded.is_ok(), "message": message})
+        );
+    } else {
+        println!("{}", shown(&message));
+    }
+    Ok(())
+}
+
+fn reload_broker(socket: &std::path::Path) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let mut conn = connect(socket).await?;
+        match request(&mut conn, CtlRequest::Reload).await? {
+            CtlReply::Done { message } => Ok(message),
+            CtlReply::Error { message } => Err(message),
+            other => Err(format!("unexpected reply: {other:?}")),
+        }
+    })
 }
 
 fn online(socket: PathBuf, json: bool, command: Command) -> Result<(), String> {
@@ -243,7 +324,19 @@ fn online(socket: PathBuf, json: bool, command: Command) -> Result<(), String> {
             },
             Command::Pairing(PairingCommand::Approve { code }) => decide(&mut conn, code, true, json).await,
             Command::Pairing(PairingCommand::Deny { code }) => decide(&mut conn, code, false, json).await,
-            Command::Config(_) => unreachable_config(),
+            Command::Reload => match request(&mut conn, CtlRequest::Reload).await? {
+                CtlReply::Done { message } => {
+                    if json {
+                        println!("{}", json!({"ok": true, "message": message}));
+                    } else {
+                        println!("{}", shown(&message));
+                    }
+                    Ok(())
+                }
+                CtlReply::Error { message } => Err(message),
+                other => Err(format!("unexpected reply: {other:?}")),
+            },
+            Command::Config(_) | Command::Secrets(_) => unreachable_config(),
         }
     })
 }

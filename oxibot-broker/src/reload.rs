@@ -1,0 +1,67 @@
+//! Reloading the configuration and secrets without a restart (SIGHUP,
+//! `oxibotctl reload`, `oxibotctl secrets set`). Nothing changes unless the
+//! new files load and every client builds: a broken edit leaves the running
+//! configuration in force and says why.
+//!
+//! What a reload changes at once: provider keys and URLs, models, limits,
+//! the secrets that are scrubbed (and redacted from logs), transcription,
+//! and each channel's settings and credential — a channel whose settings
+//! changed has its link closed, so its daemon reconnects and receives the
+//! new ones. What needs a restart: which channels are enabled, the users,
+//! the directories, supervise mode, the jail's settings.
+
+use crate::broker::Broker;
+use crate::config::Config;
+
+/// Loads, checks and puts in force; returns a description of what changed.
+pub fn reload(broker: &Broker) -> Result<String, String> {
+    let (config, report) = Config::reload(&broker.config_path).map_err(|e| e.to_string())?;
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    let settings = crate::agent::Settings::new(&config)?;
+    let transcriber = crate::providers::Transcriber::new(&config)?;
+    let old = broker.config();
+    let mut needs_restart = Vec::new();
+    if old.enabled_channels() != config.enabled_channels() {
+        needs_restart.push("the enabled channels");
+    }
+    if old.supervise != config.supervise || old.runtime_dir != config.runtime_dir || old.state_dir != config.state_dir {
+        needs_restart.push("supervise/runtimeDir/stateDir");
+    }
+    if old.workspace() != config.workspace() || old.tools.sandbox != config.tools.sandbox {
+        needs_restart.push("the workspace or the sandbox");
+    }
+    let changed_channels: Vec<String> = config
+        .enabled_channels()
+        .into_iter()
+        .filter(|c| old.channels.get(c) != config.channels.get(c))
+        .collect();
+
+    oxibot_proto::redact::set_log_redactor(oxibot_proto::redact::Redactor::new(
+        config.all_secrets().iter().map(|s| s.expose()),
+    ));
+    broker.agent.replace_settings(settings);
+    broker.replace_config(config, transcriber);
+    for channel in &changed_channels {
+        crate::channels::drop_link(broker, channel);
+    }
+    broker.store.audit(
+        "reload",
+        &format!("configuration and secrets reloaded; channels with new settings: {changed_channels:?}"),
+    );
+    let mut what = "providers, keys, limits and scrubbing".to_string();
+    if !changed_channels.is_empty() {
+        what.push_str(&format!(
+            "; new settings for {} (their daemons reconnect)",
+            changed_channels.join(", ")
+        ));
+    }
+    if !needs_restart.is_empty() {
+        what.push_str(&format!(
+            "; a change to {} takes effect after a restart (systemctl restart oxibot.target)",
+            needs_restart.join(", ")
+        ));
+    }
+    Ok(what)
+}
