@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole OxiBot test suite, from a fresh machine: installs the cargo tools
-# it needs, then checks formatting, builds once (debug) for every test, runs
-# clippy, the unit + end-to-end tests, and builds the protocol fuzz target.
+# The whole OxiBot test suite, from a fresh machine: installs the tools it
+# needs, then checks formatting, builds once (debug) for every test, runs
+# clippy, builds the protocol fuzz target, rates the systemd units, runs the
+# unit + end-to-end tests, builds the Debian package (release) and checks it
+# with lintian, and installs it under systemd in a container (root only).
 #
 # The end-to-end tests that run daemons as their own users need root; as
 # another user they say SKIPPED and pass — unless CI is set (.ci/run sets
@@ -19,7 +21,7 @@ trap 'printf "\n== [%ss] done\n" "$((SECONDS - started))"' EXIT
 step "tools"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for tool in python3 git bash tar gzip dovecot smtpd openssl setpriv unshare; do
+for tool in python3 git bash tar gzip dovecot smtpd openssl setpriv unshare systemd-analyze systemd-nspawn lintian; do
     command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null || missing="${missing:-} $tool"
 done
 [ -x /usr/lib/dovecot/submission ] || missing="${missing:-} dovecot-submissiond"
@@ -27,8 +29,10 @@ if [ -n "${missing:-}" ] && [ "$(id -u)" = 0 ]; then
     echo "installing:${missing}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        python3 git bash tar gzip openssl util-linux dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd >/dev/null
+        python3 git bash tar gzip openssl util-linux dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd \
+        systemd systemd-container lintian >/dev/null
 fi
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 
 # The jail tests run in both modes: root-started (toold becomes oxibot-tool)
 # and unprivileged (the broker runs as oxibot-ci; toold uses a user namespace).
@@ -61,5 +65,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "fuzz target builds (stable toolchain; RUSTC_BOOTSTRAP enables the sanitizer flags)"
 RUSTC_BOOTSTRAP=1 cargo fuzz build --dev --fuzz-dir fuzz decode_frames
 
+step "systemd units: exposure gate"
+./scripts/check-units.sh
+
 step "tests"
 cargo nextest run --workspace --no-fail-fast
+
+step "package: release build, .deb, lintian"
+./packaging/build.sh
+lintian --fail-on error,warning --tag-display-limit 0 target/debian/oxibot_*.deb
+
+if [ "$(id -u)" = 0 ]; then
+    step "install test: the .deb under systemd in systemd-nspawn (bounded: 10 minutes)"
+    timeout 600 cargo nextest run -p oxibot-tests --test install --run-ignored only
+fi

@@ -76,6 +76,11 @@ const EX_CONFIG: u8 = 78;
 
 /// The daemon: parses its arguments, runs, and maps the outcome to an exit status.
 pub fn main() -> ExitCode {
+    // For the packages: `--man-page` prints this program's manual (roff).
+    if std::env::args().nth(1).as_deref() == Some("--man-page") {
+        let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
+        return ExitCode::from(u8::from(man.render(&mut std::io::stdout()).is_err()));
+    }
     let args = Args::parse();
     oxibot_proto::logging::init();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -71,6 +71,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // For the packages: `--man-page` prints this program's manual (roff).
+    if std::env::args().nth(1).as_deref() == Some("--man-page") {
+        let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
+        return ExitCode::from(u8::from(man.render(&mut std::io::stdout()).is_err()));
+    }
     let args = Args::parse();
     oxibot_proto::logging::init();
 

@@ -133,6 +133,30 @@ fn shown_line(text: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    // For the packages: its manual (roff) and shell completions.
+    match std::env::args().nth(1).as_deref() {
+        Some("--man-page") => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).section("8");
+            return ExitCode::from(u8::from(man.render(&mut std::io::stdout()).is_err()));
+        }
+        Some("--completions") => {
+            let shell = std::env::args()
+                .nth(2)
+                .and_then(|s| s.parse::<clap_complete::Shell>().ok());
+            let Some(shell) = shell else {
+                eprintln!("oxibotctl --completions bash|zsh|fish");
+                return ExitCode::from(2);
+            };
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "oxibotctl",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let cli = Cli::parse();
     let json = cli.json;
     let result = match cli.command {

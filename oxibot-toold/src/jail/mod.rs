@@ -141,6 +141,8 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
         ForkResult::Parent { child } => {
             if root_started {
                 privs::outside_keeps_only_kill()?;
+            } else {
+                privs::outside_drops_all()?;
             }
             return Ok(Side::Outside(child));
         }

@@ -107,6 +107,15 @@ pub fn outside_keeps_only_kill() -> Result<(), JailError> {
     Ok(())
 }
 
+/// Unprivileged: the outside process holds every capability of the user
+/// namespace it made; it needs none of them to wait for the jail.
+pub fn outside_drops_all() -> Result<(), JailError> {
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
+        step("drop the outside process's capabilities", caps::clear(None, set))?;
+    }
+    Ok(())
+}
+
 /// Root-started: become the tool user. Either way: no capability in any set.
 pub fn drop_privileges(root_started: bool, uid: Uid, gid: Gid) -> Result<(), JailError> {
     // The bounding set first: dropping it needs CAP_SETPCAP, which the id

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the Debian package from stripped release binaries:
+#   ./packaging/build.sh            -> target/debian/oxibot_<version>_<arch>.deb
+# Needs cargo-deb (cargo install cargo-deb --locked).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+cargo build --release --locked --bins -p oxibot-broker -p oxibot-channeld -p oxibot-toold
+out=target/packaging
+rm -rf "$out" && mkdir -p "$out/man" "$out/completions"
+for bin in oxibot-broker oxibotctl oxibot-channeld oxibot-toold; do
+    "target/release/$bin" --man-page | gzip -9n > "$out/man/$bin.8.gz"
+done
+target/release/oxibotctl --completions bash > "$out/completions/oxibotctl"
+cargo deb --no-build -p oxibot-broker "$@"
