@@ -21,7 +21,7 @@ trap 'printf "\n== [%ss] done\n" "$((SECONDS - started))"' EXIT
 step "tools"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for tool in python3 git bash tar gzip dovecot smtpd openssl setpriv unshare systemd-analyze systemd-nspawn lintian; do
+for tool in python3 git bash tar gzip dovecot smtpd openssl setpriv unshare systemd-analyze systemd-nspawn lintian rpmlint; do
     command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null || missing="${missing:-} $tool"
 done
 [ -x /usr/lib/dovecot/submission ] || missing="${missing:-} dovecot-submissiond"
@@ -30,9 +30,10 @@ if [ -n "${missing:-}" ] && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         python3 git bash tar gzip openssl util-linux dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd \
-        systemd systemd-container lintian >/dev/null
+        systemd systemd-container lintian rpmlint rpm >/dev/null
 fi
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+command -v cargo-generate-rpm >/dev/null || cargo install cargo-generate-rpm --locked
 
 # The jail tests run in both modes: root-started (toold becomes oxibot-tool)
 # and unprivileged (the broker runs as oxibot-ci; toold uses a user namespace).
@@ -71,9 +72,10 @@ step "systemd units: exposure gate"
 step "tests"
 cargo nextest run --workspace --no-fail-fast
 
-step "package: release build, .deb, lintian"
+step "packages: release build, .deb and .rpm, lintian and rpmlint"
 ./packaging/build.sh
 lintian --fail-on error,warning --tag-display-limit 0 target/debian/oxibot_*.deb
+rpmlint -r packaging/rpm/oxibot.rpmlintrc target/generate-rpm/oxibot-*.rpm
 
 if [ "$(id -u)" = 0 ]; then
     step "install test: the .deb under systemd in systemd-nspawn (bounded: 10 minutes)"
