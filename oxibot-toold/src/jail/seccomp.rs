@@ -9,211 +9,217 @@
 //! config: logs instead of failing, see `dmesg`), never by turning this
 //! into a deny-list.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use oxibot_proto::syscalls::CLONE_NEW_MASK;
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-};
+use seccompiler::{BpfProgram, TargetArch};
+use serde_json::{json, Value};
 
 use super::{step, JailError};
 
-/// Plain syscalls allowed with any arguments.
-const ALLOWED: &[i64] = &[
+/// Plain syscalls allowed with any arguments, by name: seccompiler compiles
+/// the list for the architecture it runs on (a unit test compiles it for
+/// x86_64 and aarch64, so a name missing on either fails the build's tests).
+const ALLOWED: &[&str] = &[
     // files and directories
-    libc::SYS_read,
-    libc::SYS_write,
-    libc::SYS_readv,
-    libc::SYS_writev,
-    libc::SYS_pread64,
-    libc::SYS_pwrite64,
-    libc::SYS_open,
-    libc::SYS_openat,
-    libc::SYS_openat2,
-    libc::SYS_close,
-    libc::SYS_close_range,
-    libc::SYS_creat,
-    libc::SYS_lseek,
-    libc::SYS_stat,
-    libc::SYS_fstat,
-    libc::SYS_lstat,
-    libc::SYS_newfstatat,
-    libc::SYS_statx,
-    libc::SYS_statfs,
-    libc::SYS_fstatfs,
-    libc::SYS_access,
-    libc::SYS_faccessat,
-    libc::SYS_faccessat2,
-    libc::SYS_getdents64,
-    libc::SYS_getcwd,
-    libc::SYS_chdir,
-    libc::SYS_fchdir,
-    libc::SYS_mkdir,
-    libc::SYS_mkdirat,
-    libc::SYS_rmdir,
-    libc::SYS_unlink,
-    libc::SYS_unlinkat,
-    libc::SYS_rename,
-    libc::SYS_renameat,
-    libc::SYS_renameat2,
-    libc::SYS_link,
-    libc::SYS_linkat,
-    libc::SYS_symlink,
-    libc::SYS_symlinkat,
-    libc::SYS_readlink,
-    libc::SYS_readlinkat,
-    libc::SYS_chmod,
-    libc::SYS_fchmod,
-    libc::SYS_fchmodat,
-    libc::SYS_chown,
-    libc::SYS_fchown,
-    libc::SYS_fchownat,
-    libc::SYS_lchown,
-    libc::SYS_umask,
-    libc::SYS_utimensat,
-    libc::SYS_utime,
-    libc::SYS_utimes,
-    libc::SYS_futimesat,
-    libc::SYS_truncate,
-    libc::SYS_ftruncate,
-    libc::SYS_fallocate,
-    libc::SYS_fsync,
-    libc::SYS_fdatasync,
-    libc::SYS_sync_file_range,
-    libc::SYS_flock,
-    libc::SYS_fadvise64,
-    libc::SYS_copy_file_range,
-    libc::SYS_sendfile,
-    libc::SYS_splice,
-    libc::SYS_tee,
-    libc::SYS_getxattr,
-    libc::SYS_lgetxattr,
-    libc::SYS_fgetxattr,
-    libc::SYS_listxattr,
-    libc::SYS_llistxattr,
-    libc::SYS_flistxattr,
-    libc::SYS_setxattr,
-    libc::SYS_lsetxattr,
-    libc::SYS_fsetxattr,
-    libc::SYS_removexattr,
-    libc::SYS_lremovexattr,
-    libc::SYS_fremovexattr,
-    libc::SYS_dup,
-    libc::SYS_dup2,
-    libc::SYS_dup3,
-    libc::SYS_fcntl,
-    libc::SYS_pipe,
-    libc::SYS_pipe2,
-    libc::SYS_inotify_init1,
-    libc::SYS_inotify_add_watch,
-    libc::SYS_inotify_rm_watch,
-    libc::SYS_memfd_create,
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "openat",
+    "openat2",
+    "close",
+    "close_range",
+    "lseek",
+    "fstat",
+    "newfstatat",
+    "statx",
+    "statfs",
+    "fstatfs",
+    "faccessat",
+    "faccessat2",
+    "getdents64",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "mkdirat",
+    "unlinkat",
+    "renameat",
+    "renameat2",
+    "linkat",
+    "symlinkat",
+    "readlinkat",
+    "fchmod",
+    "fchmodat",
+    "fchown",
+    "fchownat",
+    "umask",
+    "utimensat",
+    "truncate",
+    "ftruncate",
+    "fallocate",
+    "fsync",
+    "fdatasync",
+    "sync_file_range",
+    "flock",
+    "fadvise64",
+    "copy_file_range",
+    "sendfile",
+    "splice",
+    "tee",
+    "getxattr",
+    "lgetxattr",
+    "fgetxattr",
+    "listxattr",
+    "llistxattr",
+    "flistxattr",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+    "dup",
+    "dup3",
+    "fcntl",
+    "pipe2",
+    "inotify_init1",
+    "inotify_add_watch",
+    "inotify_rm_watch",
+    "memfd_create",
     // memory
-    libc::SYS_brk,
-    libc::SYS_mmap,
-    libc::SYS_munmap,
-    libc::SYS_mprotect,
-    libc::SYS_mremap,
-    libc::SYS_madvise,
-    libc::SYS_msync,
-    libc::SYS_mincore,
-    libc::SYS_get_mempolicy,
-    libc::SYS_set_mempolicy,
+    "brk",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "madvise",
+    "msync",
+    "mincore",
+    "get_mempolicy",
+    "set_mempolicy",
     // processes (clone and prctl are filtered below)
-    libc::SYS_execve,
-    libc::SYS_vfork,
-    libc::SYS_fork,
-    libc::SYS_exit,
-    libc::SYS_exit_group,
-    libc::SYS_wait4,
-    libc::SYS_waitid,
-    libc::SYS_kill,
-    libc::SYS_tgkill,
-    libc::SYS_tkill,
-    libc::SYS_pidfd_open,
-    libc::SYS_pidfd_send_signal,
-    libc::SYS_getpid,
-    libc::SYS_getppid,
-    libc::SYS_gettid,
-    libc::SYS_getpgrp,
-    libc::SYS_getpgid,
-    libc::SYS_setpgid,
-    libc::SYS_getsid,
-    libc::SYS_setsid,
-    libc::SYS_getuid,
-    libc::SYS_geteuid,
-    libc::SYS_getgid,
-    libc::SYS_getegid,
-    libc::SYS_getresuid,
-    libc::SYS_getresgid,
-    libc::SYS_getgroups,
-    libc::SYS_capget,
-    libc::SYS_getrlimit,
-    libc::SYS_setrlimit,
-    libc::SYS_getrusage,
-    libc::SYS_times,
-    libc::SYS_getpriority,
-    libc::SYS_sched_getaffinity,
-    libc::SYS_sched_yield,
-    libc::SYS_sched_getparam,
-    libc::SYS_sched_getscheduler,
-    libc::SYS_set_tid_address,
-    libc::SYS_set_robust_list,
-    libc::SYS_get_robust_list,
-    libc::SYS_rseq,
-    libc::SYS_arch_prctl,
-    libc::SYS_futex,
-    libc::SYS_futex_waitv,
-    libc::SYS_uname,
-    libc::SYS_sysinfo,
-    libc::SYS_getrandom,
-    libc::SYS_getcpu,
-    libc::SYS_personality,
+    "execve",
+    "exit",
+    "exit_group",
+    "wait4",
+    "waitid",
+    "kill",
+    "tgkill",
+    "tkill",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "getpid",
+    "getppid",
+    "gettid",
+    "getpgid",
+    "setpgid",
+    "getsid",
+    "setsid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getgroups",
+    "capget",
+    "getrlimit",
+    "setrlimit",
+    "getrusage",
+    "times",
+    "getpriority",
+    "sched_getaffinity",
+    "sched_yield",
+    "sched_getparam",
+    "sched_getscheduler",
+    "set_tid_address",
+    "set_robust_list",
+    "get_robust_list",
+    "rseq",
+    "futex",
+    "futex_waitv",
+    "uname",
+    "sysinfo",
+    "getrandom",
+    "getcpu",
+    "personality",
     // signals and time
-    libc::SYS_rt_sigaction,
-    libc::SYS_rt_sigprocmask,
-    libc::SYS_rt_sigreturn,
-    libc::SYS_rt_sigsuspend,
-    libc::SYS_rt_sigtimedwait,
-    libc::SYS_rt_sigpending,
-    libc::SYS_sigaltstack,
-    libc::SYS_restart_syscall,
-    libc::SYS_pause,
-    libc::SYS_alarm,
-    libc::SYS_getitimer,
-    libc::SYS_setitimer,
-    libc::SYS_timer_create,
-    libc::SYS_timer_settime,
-    libc::SYS_timer_gettime,
-    libc::SYS_timer_delete,
-    libc::SYS_clock_gettime,
-    libc::SYS_clock_getres,
-    libc::SYS_clock_nanosleep,
-    libc::SYS_nanosleep,
-    libc::SYS_gettimeofday,
-    libc::SYS_time,
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigpending",
+    "sigaltstack",
+    "restart_syscall",
+    "getitimer",
+    "setitimer",
+    "timer_create",
+    "timer_settime",
+    "timer_gettime",
+    "timer_delete",
+    "clock_gettime",
+    "clock_getres",
+    "clock_nanosleep",
+    "nanosleep",
+    "gettimeofday",
     // event loops and Unix sockets (socket itself is filtered below)
-    libc::SYS_epoll_create1,
-    libc::SYS_epoll_ctl,
-    libc::SYS_epoll_wait,
-    libc::SYS_epoll_pwait,
-    libc::SYS_epoll_pwait2,
-    libc::SYS_eventfd2,
-    libc::SYS_poll,
-    libc::SYS_ppoll,
-    libc::SYS_select,
-    libc::SYS_pselect6,
-    libc::SYS_connect,
-    libc::SYS_sendto,
-    libc::SYS_recvfrom,
-    libc::SYS_sendmsg,
-    libc::SYS_recvmsg,
-    libc::SYS_shutdown,
-    libc::SYS_getsockopt,
-    libc::SYS_getsockname,
-    libc::SYS_getpeername,
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "eventfd2",
+    "ppoll",
+    "pselect6",
+    "connect",
+    "sendto",
+    "recvfrom",
+    "sendmsg",
+    "recvmsg",
+    "shutdown",
+    "getsockopt",
+    "getsockname",
+    "getpeername",
     // Passed here only so that the clone3 filter's ENOSYS decides (see there).
-    libc::SYS_clone3,
+    "clone3",
+];
+
+/// The older calls x86_64 still has and programs there still use (aarch64
+/// has only their *at / newer forms, which are in `ALLOWED`).
+const X86_64_ONLY: &[&str] = &[
+    "open",
+    "creat",
+    "stat",
+    "lstat",
+    "access",
+    "mkdir",
+    "rmdir",
+    "unlink",
+    "rename",
+    "link",
+    "symlink",
+    "readlink",
+    "chmod",
+    "chown",
+    "lchown",
+    "utime",
+    "utimes",
+    "futimesat",
+    "dup2",
+    "pipe",
+    "vfork",
+    "fork",
+    "getpgrp",
+    "arch_prctl",
+    "pause",
+    "alarm",
+    "time",
+    "epoll_wait",
+    "poll",
+    "select",
 ];
 
 /// ioctl requests seen in the workload: terminal queries, non-blocking and
@@ -241,56 +247,36 @@ const PRCTLS: &[u64] = &[
     0x5356_4d41, // PR_SET_VMA
 ];
 
-fn eq(arg: u8, len: SeccompCmpArgLen, value: u64) -> Result<SeccompRule, seccompiler::BackendError> {
-    SeccompRule::new(vec![SeccompCondition::new(arg, len, SeccompCmpOp::Eq, value)?])
+fn arg(index: u8, kind: &str, op: Value, val: u64) -> Value {
+    json!({"index": index, "type": kind, "op": op, "val": val})
 }
 
-fn allow_list() -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|s| (*s, Vec::new())).collect();
-    rules.insert(
-        libc::SYS_clone,
-        vec![SeccompRule::new(vec![SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Qword,
-            SeccompCmpOp::MaskedEq(CLONE_NEW_MASK),
-            0,
-        )?])?],
-    );
+/// The rules, in seccompiler's JSON form (one entry per alternative).
+fn rules(arch: TargetArch) -> Vec<Value> {
+    let mut names: Vec<&str> = ALLOWED.to_vec();
+    if arch == TargetArch::x86_64 {
+        names.extend(X86_64_ONLY);
+    }
+    let mut out: Vec<Value> = names.into_iter().map(|n| json!({"syscall": n})).collect();
+    // A command may fork and start threads, never make namespaces.
+    out.push(json!({"syscall": "clone", "args": [arg(0, "qword", json!({"masked_eq": CLONE_NEW_MASK}), 0)]}));
     // Sockets: AF_UNIX only (nscd-style lookups); the jail has no network anyway.
-    rules.insert(
-        libc::SYS_socket,
-        vec![eq(0, SeccompCmpArgLen::Dword, libc::AF_UNIX as u64)?],
-    );
-    rules.insert(
-        libc::SYS_socketpair,
-        vec![eq(0, SeccompCmpArgLen::Dword, libc::AF_UNIX as u64)?],
-    );
-    rules.insert(
-        libc::SYS_ioctl,
-        IOCTLS
-            .iter()
-            .map(|r| eq(1, SeccompCmpArgLen::Dword, *r))
-            .collect::<Result<_, _>>()?,
-    );
+    for call in ["socket", "socketpair"] {
+        out.push(json!({"syscall": call, "args": [arg(0, "dword", json!("eq"), libc::AF_UNIX as u64)]}));
+    }
+    for request in IOCTLS {
+        out.push(json!({"syscall": "ioctl", "args": [arg(1, "dword", json!("eq"), *request)]}));
+    }
     // Limits and priority: the calling process only. In unprivileged mode
     // the tool user is the broker's own uid, so "another process" or "every
     // process of this user" would reach beyond the jail.
-    rules.insert(libc::SYS_prlimit64, vec![eq(0, SeccompCmpArgLen::Dword, 0)?]);
-    rules.insert(
-        libc::SYS_setpriority,
-        vec![SeccompRule::new(vec![
-            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::PRIO_PROCESS as u64)?,
-            SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, 0)?,
-        ])?],
-    );
-    rules.insert(
-        libc::SYS_prctl,
-        PRCTLS
-            .iter()
-            .map(|o| eq(0, SeccompCmpArgLen::Dword, *o))
-            .collect::<Result<_, _>>()?,
-    );
-    Ok(rules)
+    out.push(json!({"syscall": "prlimit64", "args": [arg(0, "dword", json!("eq"), 0)]}));
+    out.push(json!({"syscall": "setpriority",
+                    "args": [arg(0, "dword", json!("eq"), libc::PRIO_PROCESS as u64), arg(1, "dword", json!("eq"), 0)]}));
+    for option in PRCTLS {
+        out.push(json!({"syscall": "prctl", "args": [arg(0, "dword", json!("eq"), *option)]}));
+    }
+    out
 }
 
 fn arch() -> Result<TargetArch, JailError> {
@@ -300,43 +286,44 @@ fn arch() -> Result<TargetArch, JailError> {
     )
 }
 
-/// The main filter: allow-listed syscalls pass, the rest get EPERM (or,
-/// with `log`, pass and are logged by the kernel: debugging only).
-pub fn allow_list_program(log: bool) -> Result<BpfProgram, JailError> {
-    let rules = step("build the seccomp allow-list", allow_list())?;
+/// The two filters: clone3 → ENOSYS (its flags live in memory that a filter
+/// cannot read, so glibc must fall back to clone), installed first; then
+/// the allow-list — anything else EPERM (or, with `log`, allowed and logged
+/// by the kernel: debugging only) — which blocks seccomp() itself and
+/// passes clone3 on, so that the first filter's ENOSYS is the answer.
+pub fn programs(arch: TargetArch, log: bool) -> Result<(BpfProgram, BpfProgram), JailError> {
     let mismatch = if log {
-        SeccompAction::Log
+        json!("log")
     } else {
-        SeccompAction::Errno(libc::EPERM as u32)
+        json!({"errno": libc::EPERM})
     };
-    let filter = step(
-        "build the seccomp filter",
-        SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch()?),
+    let spec = json!({
+        "clone3": {
+            "mismatch_action": "allow",
+            "match_action": {"errno": libc::ENOSYS},
+            "filter": [{"syscall": "clone3"}]
+        },
+        "main": {
+            "mismatch_action": mismatch,
+            "match_action": "allow",
+            "filter": rules(arch)
+        }
+    });
+    let mut compiled: HashMap<String, BpfProgram> = step(
+        "compile the seccomp filters",
+        seccompiler::compile_from_json(spec.to_string().as_bytes(), arch),
     )?;
-    step("compile the seccomp filter", BpfProgram::try_from(filter))
-}
-
-/// The clone3 filter: ENOSYS (its flags live in memory that a filter cannot
-/// read, so glibc must fall back to clone). It is installed first: the
-/// allow-list, installed after it, blocks seccomp() itself, and passes
-/// clone3 so that this filter's answer is the one the kernel returns.
-fn clone3_program() -> Result<BpfProgram, JailError> {
-    let rules = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
-    let filter = step(
-        "build the clone3 filter",
-        SeccompFilter::new(
-            rules,
-            SeccompAction::Allow,
-            SeccompAction::Errno(libc::ENOSYS as u32),
-            arch()?,
-        ),
-    )?;
-    step("compile the clone3 filter", BpfProgram::try_from(filter))
+    let missing = || JailError {
+        step: "compile the seccomp filters",
+        cause: "a filter is missing".into(),
+    };
+    let clone3 = compiled.remove("clone3").ok_or_else(missing)?;
+    let main = compiled.remove("main").ok_or_else(missing)?;
+    Ok((clone3, main))
 }
 
 pub fn install(log: bool) -> Result<(), JailError> {
-    let main = allow_list_program(log)?;
-    let clone3 = clone3_program()?;
+    let (clone3, main) = programs(arch()?, log)?;
     step("install the clone3 filter", seccompiler::apply_filter(&clone3))?;
     step("install the seccomp allow-list", seccompiler::apply_filter(&main))?;
     Ok(())
@@ -347,39 +334,72 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_filters_compile_and_deny_what_design_md_lists() {
-        let rules = allow_list().unwrap();
-        for denied in [
-            libc::SYS_ptrace,
-            libc::SYS_process_vm_readv,
-            libc::SYS_process_vm_writev,
-            libc::SYS_mount,
-            libc::SYS_umount2,
-            libc::SYS_pivot_root,
-            libc::SYS_chroot,
-            libc::SYS_unshare,
-            libc::SYS_setns,
-            libc::SYS_bpf,
-            libc::SYS_perf_event_open,
-            libc::SYS_keyctl,
-            libc::SYS_add_key,
-            libc::SYS_io_uring_setup,
-            libc::SYS_userfaultfd,
-            libc::SYS_kexec_load,
-            libc::SYS_init_module,
-            libc::SYS_finit_module,
-            libc::SYS_delete_module,
-            libc::SYS_setuid,
-            libc::SYS_setresuid,
-            libc::SYS_sethostname,
-            libc::SYS_settimeofday,
-            libc::SYS_clock_settime,
-            libc::SYS_open_by_handle_at,
-            libc::SYS_seccomp,
-        ] {
-            assert!(!rules.contains_key(&denied), "syscall {denied} must not be allowed");
+    fn the_filters_compile_for_both_architectures_by_name() {
+        for arch in [TargetArch::x86_64, TargetArch::aarch64] {
+            for log in [false, true] {
+                let compiled = programs(arch, log);
+                assert!(compiled.is_ok(), "{arch:?}: {:?}", compiled.err());
+            }
         }
-        assert!(allow_list_program(false).is_ok());
-        assert!(clone3_program().is_ok());
+    }
+
+    #[test]
+    fn a_name_the_architecture_lacks_fails_to_compile() {
+        // The check above can fail: aarch64 has no open(2).
+        let spec = json!({"main": {"mismatch_action": {"errno": libc::EPERM}, "match_action": "allow",
+                                   "filter": [{"syscall": "open"}]}});
+        let compiled = seccompiler::compile_from_json(spec.to_string().as_bytes(), TargetArch::aarch64);
+        assert!(compiled.is_err());
+        let compiled = seccompiler::compile_from_json(spec.to_string().as_bytes(), TargetArch::x86_64);
+        assert!(compiled.is_ok(), "{:?}", compiled.err());
+    }
+
+    #[test]
+    fn what_design_md_denies_is_not_on_the_lists() {
+        let filtered = [
+            "clone",
+            "socket",
+            "socketpair",
+            "ioctl",
+            "prlimit64",
+            "setpriority",
+            "prctl",
+        ];
+        for denied in [
+            "ptrace",
+            "process_vm_readv",
+            "process_vm_writev",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "chroot",
+            "unshare",
+            "setns",
+            "bpf",
+            "perf_event_open",
+            "keyctl",
+            "add_key",
+            "io_uring_setup",
+            "userfaultfd",
+            "kexec_load",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "setuid",
+            "setresuid",
+            "sethostname",
+            "settimeofday",
+            "clock_settime",
+            "open_by_handle_at",
+            "seccomp",
+        ]
+        .into_iter()
+        .chain(filtered)
+        {
+            assert!(
+                !ALLOWED.contains(&denied) && !X86_64_ONLY.contains(&denied),
+                "{denied} must not be allowed with any arguments"
+            );
+        }
     }
 }
