@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-cargo build --release --locked --bins -p oxibot-broker -p oxibot-channeld -p oxibot-toold
+cargo build --release --locked --bins -p oxibot-broker -p oxibotctl -p oxibot-channeld -p oxibot-toold
 out=target/packaging
 rm -rf "$out" && mkdir -p "$out/man" "$out/completions"
 for bin in oxibot-broker oxibotctl oxibot-channeld oxibot-toold; do

@@ -236,8 +236,13 @@ impl Agent {
             Ok(output) => format!("ok, {} bytes", output.len()),
             Err(e) => format!("error: {}", crate::providers::shorten(e, 160)),
         };
-        self.store.audit(
+        crate::metrics::tool_call(name, result.is_ok());
+        // Sessions are "<channel>:<chat>"; the audit entry is filed under it.
+        let channel = session.split_once(':').map(|(c, _)| c);
+        self.store.audit_about(
             "tool_call",
+            channel,
+            None,
             &format!("session {session}: {name} (arguments sha256:{digest}) → {outcome}"),
         );
         result

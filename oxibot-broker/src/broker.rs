@@ -86,6 +86,21 @@ impl Broker {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     }
 
+    /// Every enabled channel (one that never connected is reported down),
+    /// and any other that has connected since the start.
+    fn channel_statuses(&self) -> Vec<ChannelStatus> {
+        let mut seen = self.channels.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for name in self.config().enabled_channels() {
+            seen.entry(name.clone()).or_insert_with(|| ChannelStatus {
+                name,
+                connected: false,
+                last_error: Some("its daemon has not connected since the broker started".into()),
+                counters: Default::default(),
+            });
+        }
+        seen.into_values().collect()
+    }
+
     pub fn status(&self) -> StatusReport {
         let (inbound_pending, outbox_pending) = self.store.queue_depths().unwrap_or((0, 0));
         let mut processes = vec![oxibot_proto::messages::ProcessStatus {
@@ -115,13 +130,7 @@ impl Broker {
             broker_pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),
             processes,
-            channels: self
-                .channels
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .cloned()
-                .collect(),
+            channels: self.channel_statuses(),
             queues: QueueDepths {
                 inbound_pending,
                 outbox_pending,
@@ -188,9 +197,15 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         tracing::warn!("{note}");
     }
 
+    // The watchdog checks that these are still running.
+    let mut vital = Vec::new();
     for (role, listener) in listeners.by_role {
-        tokio::spawn(accept_loop(broker.clone(), role, listener));
+        vital.push((
+            role.file_name(),
+            tokio::spawn(accept_loop(broker.clone(), role, listener)),
+        ));
     }
+    crate::health::start(broker.clone()).await?;
     tokio::spawn(crate::channels::resume_pending(broker.clone()));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -206,7 +221,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     }
     drop(handoff_tx);
     crate::service::notify("READY=1");
-    tokio::spawn(crate::service::watchdog(broker.clone()));
+    tokio::spawn(crate::service::watchdog(broker.clone(), vital));
     tracing::info!(runtime_dir = %config.runtime_dir.display(), supervise = config.supervise, "broker ready");
 
     crate::service::until_stopped(&broker).await;
@@ -354,6 +369,7 @@ async fn serve_tool(broker: Arc<Broker>, stream: tokio::net::UnixStream, peer: S
             broker
                 .store
                 .audit("link_established", &format!("tool daemon connected ({peer})"));
+            crate::metrics::link_established("toold");
             let (r, w) = conn.split();
             broker.tools.attach(r, w);
         }

@@ -40,8 +40,10 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     let conn = match accept_handshake::<ChannelToBroker, BrokerToChannel>(stream, Role::Broker, Role::Channel).await {
         Ok(c) => c,
         Err(e) => {
-            broker.store.audit(
+            broker.store.audit_about(
                 "protocol_violation",
+                Some(&*channel),
+                None,
                 &format!("channel {channel} ({peer}) handshake: {e}"),
             );
             return;
@@ -54,15 +56,19 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     match reader.recv().await {
         Ok(ChannelToBroker::Register { channel: claimed }) if claimed == channel => {}
         Ok(ChannelToBroker::Register { channel: claimed }) => {
-            broker.store.audit(
+            broker.store.audit_about(
                 "channel_refused",
+                Some(&*channel),
+                None,
                 &format!("the {channel} daemon ({peer}) asked for channel \"{claimed}\"; refused"),
             );
             return;
         }
         Ok(other) => {
-            broker.store.audit(
+            broker.store.audit_about(
                 "protocol_violation",
+                Some(&*channel),
+                None,
                 &format!(
                     "channel {channel} ({peer}): expected Register first, got {}",
                     variant_name(&other)
@@ -71,8 +77,10 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             return;
         }
         Err(e) => {
-            broker.store.audit(
+            broker.store.audit_about(
                 "protocol_violation",
+                Some(&*channel),
+                None,
                 &format!("channel {channel} ({peer}) before Register: {e}"),
             );
             return;
@@ -84,8 +92,10 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
         .get(&channel)
         .filter(|_| config.enabled_channels().contains(&channel))
     else {
-        broker.store.audit(
+        broker.store.audit_about(
             "channel_refused",
+            Some(&*channel),
+            None,
             &format!("channel daemon ({peer}) asked for \"{channel}\", which is not enabled in config"),
         );
         return;
@@ -93,7 +103,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     let policy = match Policy::from_settings(&channel, settings) {
         Ok(p) => p,
         Err(e) => {
-            broker.store.audit("channel_refused", &e);
+            broker.store.audit_about("channel_refused", Some(&*channel), None, &e);
             broker.record_error(&e);
             return;
         }
@@ -105,8 +115,10 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     let generation = match claim_link(&broker, &channel, tx.clone()).await {
         Ok(g) => g,
         Err(why) => {
-            broker.store.audit(
+            broker.store.audit_about(
                 "link_refused",
+                Some(&*channel),
+                None,
                 &format!("channel {channel}: second registration from {peer} refused: {why}"),
             );
             return;
@@ -131,10 +143,13 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
         release_link(&broker, &channel, generation);
         return;
     }
-    broker.store.audit(
+    broker.store.audit_about(
         "credential_handout",
+        Some(&*channel),
+        None,
         &format!("channel {channel}: settings and credential handed to {peer} (link {generation})"),
     );
+    crate::metrics::link_established(&format!("channel:{channel}"));
 
     // State 3: established. Outbound goes through one writer task.
     let writer_task = tokio::spawn(async move {
@@ -152,9 +167,12 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             Ok(msg) => match handle(&broker, &channel, &policy, &tx, &mut pieces, msg).await {
                 Ok(()) => {}
                 Err(Fault::Peer(e)) => {
-                    broker
-                        .store
-                        .audit("protocol_violation", &format!("channel {channel} ({peer}): {e}"));
+                    broker.store.audit_about(
+                        "protocol_violation",
+                        Some(&*channel),
+                        None,
+                        &format!("channel {channel} ({peer}): {e}"),
+                    );
                     break;
                 }
                 Err(Fault::Local(e)) => {
@@ -168,9 +186,12 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             },
             Err(FrameError::Closed) => break,
             Err(e) => {
-                broker
-                    .store
-                    .audit("protocol_violation", &format!("channel {channel} ({peer}): {e}"));
+                broker.store.audit_about(
+                    "protocol_violation",
+                    Some(&*channel),
+                    None,
+                    &format!("channel {channel} ({peer}): {e}"),
+                );
                 break;
             }
         }
@@ -218,8 +239,10 @@ async fn claim_link(broker: &Broker, channel: &str, tx: mpsc::Sender<BrokerToCha
         .insert(channel.to_string(), LinkEntry { generation, tx })
         .is_some()
     {
-        broker.store.audit(
+        broker.store.audit_about(
             "link_replaced",
+            Some(channel),
+            None,
             &format!("channel {channel}: the ended link was replaced by link {generation}"),
         );
     }
@@ -228,14 +251,17 @@ async fn claim_link(broker: &Broker, channel: &str, tx: mpsc::Sender<BrokerToCha
 
 /// Closes the channel's link (its settings changed): the daemon sees the
 /// connection end, exits, and comes back to receive the new ones.
-pub fn drop_link(broker: &Broker, channel: &str) {
+/// Returns whether there was a link to close.
+pub fn drop_link(broker: &Broker, channel: &str) -> bool {
     let link = broker.links.lock().unwrap_or_else(|p| p.into_inner()).remove(channel);
-    if let Some(link) = link {
-        let tx = link.tx;
-        tokio::spawn(async move {
-            let _ = tx.send(BrokerToChannel::Shutdown).await;
-        });
-    }
+    let Some(link) = link else {
+        return false;
+    };
+    let tx = link.tx;
+    tokio::spawn(async move {
+        let _ = tx.send(BrokerToChannel::Shutdown).await;
+    });
+    true
 }
 
 /// Removes the channel's link if it is still this one.
@@ -339,9 +365,12 @@ async fn handle(
                 }
                 Decision::Reject(reason) => {
                     count(broker, channel, |c| c.refused += 1);
-                    broker
-                        .store
-                        .audit("access_denied", &format!("channel {channel}: {reason}"));
+                    broker.store.audit_about(
+                        "access_denied",
+                        Some(channel),
+                        Some(&sender),
+                        &format!("channel {channel}: {reason}"),
+                    );
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
                 }
                 Decision::Pair => {
@@ -349,8 +378,10 @@ async fn handle(
                         .store
                         .pairing_code(channel, &sender, &chat_id, &new_pairing_code())?;
                     if fresh {
-                        broker.store.audit(
+                        broker.store.audit_about(
                             "pairing_requested",
+                            Some(channel),
+                            Some(&sender),
                             &format!("channel {channel}: user {sender} asked to pair (code {code})"),
                         );
                     }
@@ -423,9 +454,20 @@ fn not_yours(outbox_id: u64, what: &str) -> Fault {
 }
 
 /// The access decision for a message, with the sender's pairing looked up.
+/// The admin's own decision about this user (`oxibotctl users allow|deny`)
+/// comes first; then an approved pairing; then the channel's policy.
 fn decide(broker: &Broker, channel: &str, policy: &Policy, origin: &Origin<'_>) -> Result<Decision, Fault> {
-    let paired = broker.store.is_paired(channel, origin.sender)?;
-    Ok(policy.decide(origin, paired))
+    let admitted = match broker.store.user_decision(channel, origin.sender)? {
+        Some(false) => {
+            return Ok(Decision::Reject(format!(
+                "user {} was refused with oxibotctl users deny",
+                origin.sender
+            )))
+        }
+        Some(true) => true,
+        None => broker.store.is_paired(channel, origin.sender)?,
+    };
+    Ok(policy.decide(origin, admitted))
 }
 
 /// A `Send` of an outbox message that no attempt has delivered a part of.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use oxibot_proto::messages::{CtlReply, CtlRequest, PairingInfo};
+use oxibot_proto::messages::{CtlReply, CtlRequest, PairingInfo, MAX_LISTED};
 use oxibot_proto::{accept_handshake, FrameError, Role};
 use tokio::net::UnixStream;
 
@@ -71,8 +71,10 @@ async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
             match broker.store.decide_pairing(&code, approve) {
                 Ok(Some(p)) => {
                     let verb = if approve { "approved" } else { "denied" };
-                    broker.store.audit(
+                    broker.store.audit_about(
                         "pairing_decided",
+                        Some(&p.channel),
+                        Some(&p.sender),
                         &format!("code {code} {verb}: channel {} user {}", p.channel, p.sender),
                     );
                     if approve {
@@ -100,6 +102,47 @@ async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
                 message: format!("reload refused, the running configuration stays: {e}"),
             },
         },
+        CtlRequest::ChannelRestart { channel } => restart_channel(broker, &channel),
+        CtlRequest::SessionList => match broker.store.sessions(MAX_LISTED) {
+            Ok(list) => CtlReply::Sessions(list),
+            Err(e) => CtlReply::Error { message: e.to_string() },
+        },
+        CtlRequest::SessionShow { session, limit } => match broker.store.session_exists(&session) {
+            Ok(true) => match broker.store.session_messages(&session, limit) {
+                Ok(list) => CtlReply::History(fit(list, true, |m| m.text.len(), |m| cut(&mut m.text))),
+                Err(e) => CtlReply::Error { message: e.to_string() },
+            },
+            Ok(false) => no_session(&session),
+            Err(e) => CtlReply::Error { message: e.to_string() },
+        },
+        CtlRequest::SessionReset { session } => match broker.store.session_exists(&session) {
+            Ok(true) => match broker.store.clear_session(&session) {
+                Ok(()) => {
+                    broker.store.audit_about(
+                        "session_reset",
+                        session.split_once(':').map(|(c, _)| c),
+                        None,
+                        &format!("oxibotctl cleared the history of session {session}"),
+                    );
+                    CtlReply::Done {
+                        message: format!("session {session} starts afresh"),
+                    }
+                }
+                Err(e) => CtlReply::Error { message: e.to_string() },
+            },
+            Ok(false) => no_session(&session),
+            Err(e) => CtlReply::Error { message: e.to_string() },
+        },
+        CtlRequest::Audit(query) => match broker.store.audit_entries(&query) {
+            Ok(list) => CtlReply::Audit(fit(
+                list,
+                query.after_id == 0,
+                |e| e.detail.len(),
+                |e| cut(&mut e.detail),
+            )),
+            Err(e) => CtlReply::Error { message: e.to_string() },
+        },
+        CtlRequest::UserDecide { channel, user, allow } => decide_user(broker, &channel, &user, allow),
         CtlRequest::RunTool { name, arguments_json } => {
             broker.store.audit("admin_tool", &format!("oxibotctl ran tool {name}"));
             match broker.agent.run_tool_checked("oxibotctl", &name, &arguments_json).await {
@@ -107,5 +150,122 @@ async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
                 Err(output) => CtlReply::ToolResult { ok: false, output },
             }
         }
+    }
+}
+
+fn no_session(session: &str) -> CtlReply {
+    CtlReply::Error {
+        message: format!("no session {session}; see `oxibotctl sessions list`"),
+    }
+}
+
+/// The longest text one listed entry keeps; the whole answer stays well
+/// inside a frame.
+const ENTRY_TEXT: usize = 4096;
+const ANSWER_BUDGET: usize = 768 * 1024;
+
+fn cut(text: &mut String) {
+    if text.len() > ENTRY_TEXT {
+        let mut end = ENTRY_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(" …[cut]");
+    }
+}
+
+/// Cuts each entry's text, then keeps what fits the budget: the newest
+/// entries (the list is oldest first) for a tail, the oldest for a page
+/// that continues after an id (the client asks again from the last one).
+fn fit<T>(mut list: Vec<T>, newest: bool, size: impl Fn(&T) -> usize, shorten: impl Fn(&mut T)) -> Vec<T> {
+    list.iter_mut().for_each(&shorten);
+    let mut total = 0;
+    let mut fits = |e: &T| {
+        total += size(e) + 64;
+        total <= ANSWER_BUDGET
+    };
+    if newest {
+        let keep = list.iter().rev().take_while(|e| fits(e)).count();
+        list.split_off(list.len() - keep)
+    } else {
+        let keep = list.iter().take_while(|e| fits(e)).count();
+        list.truncate(keep);
+        list
+    }
+}
+
+fn restart_channel(broker: &Broker, channel: &str) -> CtlReply {
+    if !broker.config().enabled_channels().iter().any(|c| c == channel) {
+        return CtlReply::Error {
+            message: format!("channel {channel} is not enabled; see `oxibotctl channels list`"),
+        };
+    }
+    if !crate::channels::drop_link(broker, channel) {
+        return CtlReply::Error {
+            message: format!(
+                "channel {channel} is not connected, so there is nothing to restart; \
+                 see `oxibotctl status` and the daemon's log (journalctl -u oxibot-channeld@{channel})"
+            ),
+        };
+    }
+    broker.store.audit_about(
+        "channel_restart",
+        Some(channel),
+        None,
+        "oxibotctl asked the daemon to restart",
+    );
+    CtlReply::Done {
+        message: format!("channel {channel}: its daemon was told to stop; its supervisor starts it again"),
+    }
+}
+
+fn decide_user(broker: &Broker, channel: &str, user: &str, allow: bool) -> CtlReply {
+    if !broker.config().channels.contains_key(channel) {
+        return CtlReply::Error {
+            message: format!("no channel {channel} in the configuration"),
+        };
+    }
+    let user = user.trim();
+    if user.is_empty() {
+        return CtlReply::Error {
+            message: "the user id is empty".into(),
+        };
+    }
+    match broker.store.decide_user(channel, user, allow) {
+        Ok(()) => {
+            let verb = if allow { "allowed" } else { "denied" };
+            broker.store.audit_about(
+                "user_decided",
+                Some(channel),
+                Some(user),
+                &format!("oxibotctl {verb} user {user} on {channel}"),
+            );
+            CtlReply::Done {
+                message: format!("user {user} is {verb} on {channel}, whatever allowedUsers says"),
+            }
+        }
+        Err(e) => CtlReply::Error { message: e.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_answers_keep_the_newest_entries_within_the_budget() {
+        let list: Vec<String> = (0..1000).map(|i| format!("{i:04}{}", "x".repeat(10_000))).collect();
+        let kept = fit(list.clone(), true, String::len, cut);
+        assert!(kept.len() < 1000 && !kept.is_empty());
+        assert!(kept.last().unwrap().starts_with("0999"), "the newest is kept");
+        let page = fit(list, false, String::len, cut);
+        assert!(
+            page.len() < 1000 && page[0].starts_with("0000"),
+            "a page keeps the oldest"
+        );
+        assert!(kept.iter().all(|t| t.len() <= ENTRY_TEXT + 16));
+        let total: usize = kept.iter().map(|t| t.len() + 64).sum();
+        assert!(total <= ANSWER_BUDGET);
     }
 }

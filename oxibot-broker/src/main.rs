@@ -18,9 +18,12 @@ struct Args {
     /// Path to config.json.
     #[arg(long, default_value = "/etc/oxibot/config.json")]
     config: PathBuf,
-    /// Check the configuration and exit.
+    /// Check the configuration (load it, build every client) and exit.
     #[arg(long)]
     check: bool,
+    /// With --check: print the result as JSON.
+    #[arg(long, requires = "check")]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,9 @@ fn main() -> ExitCode {
         eprintln!("oxibot-broker: cannot clear the dumpable flag: {e}");
         return ExitCode::FAILURE;
     }
+    if args.check {
+        return check(&args.config, args.json);
+    }
     oxibot_proto::logging::init();
     let (config, report) = match Config::load(&args.config) {
         Ok(c) => c,
@@ -50,10 +56,6 @@ fn main() -> ExitCode {
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
-    if args.check {
-        println!("configuration OK: {}", args.config.display());
-        return ExitCode::SUCCESS;
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -65,6 +67,48 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("oxibot-broker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check`: everything the start does before it opens a socket — the
+/// files, every provider client, transcription — and nothing after.
+fn check(path: &std::path::Path, json: bool) -> ExitCode {
+    let result = Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|(config, report)| {
+            oxibot_broker::providers::LlmClient::new(&config)?;
+            oxibot_broker::providers::Transcriber::new(&config)?;
+            Ok((config, report))
+        });
+    match result {
+        Ok((config, report)) => {
+            let model = &config.agents.defaults.model;
+            let provider = config.resolve_provider(model).map(|p| p.name).unwrap_or("?");
+            if json {
+                let summary = serde_json::json!({"ok": true, "model": model, "provider": provider,
+                    "warnings": report.warnings, "channels": config.enabled_channels(),
+                    "sandbox": config.tools.sandbox.as_arg()});
+                println!("{summary}");
+            } else {
+                for w in &report.warnings {
+                    println!("warning: {w}");
+                }
+                println!(
+                    "configuration OK ({}): model {model} via {provider}; channels: {:?}",
+                    path.display(),
+                    config.enabled_channels()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "error": e}));
+            } else {
+                eprintln!("oxibot-broker: configuration error: {e}");
+            }
             ExitCode::FAILURE
         }
     }

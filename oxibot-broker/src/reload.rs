@@ -44,7 +44,7 @@ pub fn reload(broker: &Broker) -> Result<String, String> {
     broker.agent.replace_settings(settings);
     broker.replace_config(config, transcriber);
     for channel in &changed_channels {
-        crate::channels::drop_link(broker, channel);
+        let _ = crate::channels::drop_link(broker, channel);
     }
     broker.store.audit(
         "reload",

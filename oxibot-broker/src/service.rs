@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
+
 use crate::broker::Broker;
 
 /// Tells systemd about our state when it started us with `Type=notify`.
@@ -33,15 +35,20 @@ fn watchdog_interval() -> Option<Duration> {
 }
 
 /// Pings the watchdog at half its interval, but only while the broker can
-/// still do its work: the runtime schedules this task, and the state
-/// database answers. A broker stuck on either is restarted by systemd.
-pub async fn watchdog(broker: Arc<Broker>) {
+/// still do its work: the runtime schedules this task, every socket's
+/// accept loop still runs, and the state database answers. A broker stuck
+/// on any of them is restarted by systemd.
+pub async fn watchdog(broker: Arc<Broker>, accept_loops: Vec<(String, JoinHandle<()>)>) {
     let Some(interval) = watchdog_interval() else {
         return;
     };
     let mut tick = tokio::time::interval(interval / 2);
     loop {
         tick.tick().await;
+        if let Some((socket, _)) = accept_loops.iter().find(|(_, task)| task.is_finished()) {
+            tracing::error!("watchdog not pinged: {socket} is no longer served");
+            continue;
+        }
         match broker.store.queue_depths() {
             Ok(_) => notify("WATCHDOG=1"),
             Err(e) => tracing::error!("watchdog not pinged: the state database does not answer: {e}"),

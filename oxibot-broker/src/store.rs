@@ -84,6 +84,18 @@ const MIGRATIONS: &[&str] = &[
     // 4: how many parts of a split reply the platform already took, so a
     // retry does not send them again.
     "ALTER TABLE outbox ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;",
+    // 5: who an audit entry is about, for `oxibotctl audit --channel/--user`,
+    // and the admin's own per-user decisions (`oxibotctl users allow|deny`).
+    "ALTER TABLE audit ADD COLUMN channel TEXT;
+     ALTER TABLE audit ADD COLUMN user TEXT;
+     CREATE INDEX audit_by_ts ON audit(ts);
+     CREATE TABLE user_decisions (
+        channel TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        allowed INTEGER NOT NULL,
+        decided_at INTEGER NOT NULL,
+        PRIMARY KEY (channel, sender)
+     );",
 ];
 
 fn kind_name(kind: AttachmentKind) -> &'static str {
@@ -260,10 +272,16 @@ impl Store {
     }
 
     pub fn audit(&self, kind: &str, detail: &str) {
-        tracing::warn!(target: "audit", kind, detail);
+        self.audit_about(kind, None, None, detail);
+    }
+
+    /// An audit entry about a channel and (when known) one of its users, so
+    /// that `oxibotctl audit --channel/--user` finds it.
+    pub fn audit_about(&self, kind: &str, channel: Option<&str>, user: Option<&str>, detail: &str) {
+        tracing::warn!(target: "audit", kind, channel, user, detail);
         if let Err(e) = self.lock().execute(
-            "INSERT INTO audit (ts, kind, detail) VALUES (?1, ?2, ?3)",
-            params![now(), kind, detail],
+            "INSERT INTO audit (ts, kind, channel, user, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now(), kind, channel, user, detail],
         ) {
             tracing::error!("cannot write the audit log: {e}");
         }
@@ -545,5 +563,6 @@ impl Store {
     }
 }
 
+mod admin;
 #[cfg(test)]
 mod tests;

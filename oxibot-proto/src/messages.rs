@@ -471,7 +471,49 @@ pub enum CtlRequest {
     },
     /// Re-read the configuration and secrets (as SIGHUP does).
     Reload,
+    /// Close a channel's link: its daemon exits and its supervisor
+    /// (systemd or the broker) starts it again.
+    ChannelRestart {
+        channel: String,
+    },
+    /// Every stored conversation, newest first.
+    SessionList,
+    /// The last `limit` messages of one conversation.
+    SessionShow {
+        session: String,
+        limit: u32,
+    },
+    /// Forget one conversation's history (audited).
+    SessionReset {
+        session: String,
+    },
+    /// Audit entries matching the filter.
+    Audit(AuditQuery),
+    /// Admit (`allow`) or refuse a user on a channel, whatever the
+    /// allow-list says (audited).
+    UserDecide {
+        channel: String,
+        user: String,
+        allow: bool,
+    },
 }
+
+/// Which audit entries `oxibotctl audit` wants. With `after_id` 0, the
+/// newest `limit` matches; otherwise the next `limit` after that id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    pub after_id: u64,
+    pub limit: u32,
+    /// Any of these kinds (all kinds when empty).
+    pub kinds: Vec<String>,
+    pub channel: Option<String>,
+    pub user: Option<String>,
+    /// Unix seconds: only entries at or after this time.
+    pub since: Option<i64>,
+}
+
+/// The most entries one audit or history answer carries.
+pub const MAX_LISTED: u32 = 1000;
 
 /// Broker → oxibotctl.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -493,6 +535,38 @@ pub enum CtlReply {
     Done {
         message: String,
     },
+    Sessions(Vec<SessionInfo>),
+    History(Vec<HistoryEntry>),
+    Audit(Vec<AuditEntry>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub session: String,
+    pub messages: u64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub role: String,
+    pub text: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: u64,
+    /// Unix seconds.
+    pub at: i64,
+    pub kind: String,
+    pub channel: Option<String>,
+    pub user: Option<String>,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -517,6 +591,22 @@ pub struct StatusReport {
     /// What this set-up separates and what it does not, and settings that
     /// weaken it (the admin should read these).
     pub notes: Vec<String>,
+}
+
+impl StatusReport {
+    /// What is down, in words; empty when the tool daemon and every
+    /// enabled channel are connected. `oxibotctl status` exits 3 and
+    /// `/readyz` answers 503 when it is not empty.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.tool_connected {
+            out.push("the tool daemon is not connected".to_string());
+        }
+        for c in self.channels.iter().filter(|c| !c.connected) {
+            out.push(format!("channel {} is not connected", c.name));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -580,9 +670,35 @@ impl Message for CtlRequest {
             }
             CtlRequest::PairingList => Ok(()),
             CtlRequest::PairingDecide { code, .. } => bounded("code", code, MAX_ID),
-            CtlRequest::Reload => Ok(()),
+            CtlRequest::Reload | CtlRequest::SessionList => Ok(()),
+            CtlRequest::ChannelRestart { channel } => bounded("channel", channel, MAX_ID),
+            CtlRequest::SessionShow { session, limit } => {
+                bounded("session", session, MAX_ID)?;
+                listed(*limit)
+            }
+            CtlRequest::SessionReset { session } => bounded("session", session, MAX_ID),
+            CtlRequest::Audit(q) => {
+                listed(q.limit)?;
+                if q.kinds.len() > 32 {
+                    return Err(format!("{} kinds, the limit is 32", q.kinds.len()));
+                }
+                q.kinds.iter().try_for_each(|k| bounded("kind", k, MAX_ID))?;
+                bounded("channel", q.channel.as_deref().unwrap_or(""), MAX_ID)?;
+                bounded("user", q.user.as_deref().unwrap_or(""), MAX_ID)
+            }
+            CtlRequest::UserDecide { channel, user, .. } => {
+                bounded("channel", channel, MAX_ID)?;
+                bounded("user", user, MAX_ID)
+            }
         }
     }
+}
+
+fn listed(limit: u32) -> Result<(), String> {
+    if limit > MAX_LISTED {
+        return Err(format!("limit {limit} is above {MAX_LISTED}"));
+    }
+    Ok(())
 }
 
 impl Message for CtlReply {}

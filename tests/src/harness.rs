@@ -436,7 +436,11 @@ impl Broker {
 
     pub fn ctl_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("oxibotctl"));
-        c.arg("--socket").arg(self.ctl_socket()).args(args).stdin(Stdio::null());
+        c.arg("--socket")
+            .arg(self.ctl_socket())
+            .env("OXIBOT_CONFIG", self.config_path())
+            .args(args)
+            .stdin(Stdio::null());
         c
     }
 

@@ -103,6 +103,74 @@ fn an_unknown_user_is_refused_and_audited() {
     assert_eq!(st["channels"][0]["counters"]["received"], 0, "{st}");
 }
 
+/// `oxibotctl users allow|deny` beats the allow-list both ways, at once,
+/// and is audited under the channel and the user.
+#[test]
+fn the_admin_allows_and_denies_users_without_editing_the_config() {
+    let s = start(
+        vec![Step::Text("hello bob".into()), Step::Text("again".into())],
+        json!({}),
+    );
+    s.wait_connected();
+    const BOB: i64 = 333;
+    let ok = |args: &[&str]| {
+        let out = s.broker.ctl(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    ok(&["users", "allow", "telegram", &BOB.to_string()]);
+    s.tg.send_text(BOB, "hi, I am new");
+    let sent = s.tg.wait_sent(1, Duration::from_secs(20));
+    assert_eq!(sent[0]["chat_id"], json!(BOB));
+
+    ok(&["users", "deny", "telegram", &ALICE.to_string()]);
+    let update = s.tg.send_text(ALICE, "am I still in?");
+    let entry = s.broker.wait_audit("access_denied", "oxibotctl users deny");
+    assert!(entry.contains(&ALICE.to_string()), "{entry}");
+    s.tg.wait_committed(update, Duration::from_secs(10));
+    assert_eq!(s.tg.sent().len(), 1, "a denied user was answered");
+    assert_eq!(s.llm.requests().len(), 1);
+
+    let audit = s.broker.ctl(&[
+        "--json",
+        "audit",
+        "tail",
+        "--channel",
+        "telegram",
+        "--user",
+        &ALICE.to_string(),
+    ]);
+    let entries: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let kinds: Vec<&str> = entries["entries"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(kinds, ["user_decided", "access_denied"], "{entries}");
+}
+
+/// `oxibotctl channels restart` stops the daemon; its supervisor starts
+/// it again, it gets its credential anew, and messages flow.
+#[test]
+fn a_channel_restarts_on_the_admins_word() {
+    let s = start(vec![Step::Text("back".into())], json!({}));
+    s.wait_connected();
+    let before = s.broker.audit("credential_handout").len();
+    let out = s.broker.ctl(&["channels", "restart", "telegram"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while s.broker.audit("credential_handout").len() <= before {
+        assert!(std::time::Instant::now() < deadline, "the daemon did not come back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.wait_connected();
+    s.tg.send_text(ALICE, "still there?");
+    assert_eq!(text_of(&s.tg.wait_sent(1, Duration::from_secs(20))[0]), "back");
+    let restarts = s.broker.audit("channel_restart");
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    let unknown = s.broker.ctl(&["channels", "restart", "discord"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not enabled"));
+}
+
 #[test]
 fn group_messages_need_a_mention() {
     let s = start(vec![Step::Text("at your service".into())], json!({}));

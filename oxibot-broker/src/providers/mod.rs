@@ -4,7 +4,7 @@
 
 mod anthropic;
 mod openai;
-pub mod registry;
+pub use oxibot_config::registry;
 mod transcribe;
 
 pub use transcribe::Transcriber;
@@ -252,10 +252,12 @@ impl LlmClient {
     async fn complete_with_retries(&self, ep: &Endpoint, req: &ChatRequest<'_>) -> Result<ChatResponse, ProviderError> {
         let mut attempt = 0;
         loop {
+            let started = std::time::Instant::now();
             let result = match ep.style {
                 ApiStyle::OpenAi => openai::complete(&self.http, ep, req).await,
                 ApiStyle::Anthropic => anthropic::complete(&self.http, ep, req).await,
             };
+            crate::metrics::provider_request(ep.provider, result.is_ok(), started.elapsed());
             match result {
                 Ok(resp) => return Ok(resp),
                 Err(e) if e.retryable() && attempt < self.max_retries => {

@@ -100,3 +100,42 @@ impl Transcriber {
             .ok_or_else(|| decode("no \"text\" in the transcription".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn minimal(dir: &Path, extra: &str) -> PathBuf {
+        let secrets = dir.join("secrets.json");
+        std::fs::write(&secrets, r#"{"providers":{"openai":{"apiKey":"sk-test-123456"}}}"#).unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = dir.join("config.json");
+        let text = format!(
+            r#"{{"secretsFile": "{}", "agents": {{"defaults": {{"model": "gpt-4o"}}}}{extra}}}"#,
+            secrets.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        config
+    }
+
+    #[test]
+    fn transcription_needs_an_openai_style_provider() {
+        let d = tempfile::tempdir().unwrap();
+        let load = |extra: &str| Config::load_with_env(&minimal(d.path(), extra), Vec::new()).unwrap().0;
+        let none = load("");
+        assert!(Transcriber::new(&none).unwrap().is_none());
+        let groq = load(r#", "transcription": {"provider": "groq", "model": "whisper-large-v3-turbo"}"#);
+        assert!(Transcriber::new(&groq).unwrap().is_some());
+        let prefixed = load(r#", "transcription": {"model": "groq/whisper-large-v3"}"#);
+        assert!(Transcriber::new(&prefixed).unwrap().is_some());
+        let anthropic = load(r#", "transcription": {"provider": "anthropic", "model": "x"}"#);
+        let err = Transcriber::new(&anthropic).err().unwrap_or_default();
+        assert!(err.contains("no OpenAI-compatible /audio/transcriptions"), "{err}");
+        let unnamed = load(r#", "transcription": {"model": "whisper-1"}"#);
+        let err = Transcriber::new(&unnamed).err().unwrap_or_default();
+        assert!(err.contains("transcription.provider is not set"), "{err}");
+    }
+}

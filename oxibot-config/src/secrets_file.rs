@@ -61,6 +61,19 @@ pub fn set(path: &Path, name: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("the value is empty: give it on standard input".into());
     }
+    set_value(path, name, Value::String(value.to_string()))
+}
+
+/// Sets `name` (dotted) to any JSON value in a JSON file (the secrets file,
+/// or config.json for `oxibotctl channels enable`), atomically, keeping
+/// the file's owner and mode.
+pub fn set_value(path: &Path, name: &str, value: Value) -> Result<(), String> {
+    let segments: Vec<&str> = name.split('.').collect();
+    if name.is_empty() || segments.iter().any(|s| s.is_empty()) {
+        return Err(format!(
+            "\"{name}\" is not a dotted name like channels.telegram.enabled"
+        ));
+    }
     let mut doc = read(path)?;
     let mut at = &mut doc;
     for (i, segment) in segments.iter().enumerate() {
@@ -75,7 +88,7 @@ pub fn set(path: &Path, name: &str, value: &str) -> Result<(), String> {
             .entry(segment.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
     }
-    *at = Value::String(value.to_string());
+    *at = value;
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
     write_atomically(path, text.as_bytes())
 }

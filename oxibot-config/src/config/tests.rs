@@ -264,24 +264,6 @@ fn camel_case_of_env_segments() {
 }
 
 #[test]
-fn transcription_needs_an_openai_style_provider() {
-    let d = tempfile::tempdir().unwrap();
-    let load = |extra: &str| Config::load_with_env(&minimal(d.path(), extra), no_env()).unwrap().0;
-    let none = load("");
-    assert!(crate::providers::Transcriber::new(&none).unwrap().is_none());
-    let groq = load(r#", "transcription": {"provider": "groq", "model": "whisper-large-v3-turbo"}"#);
-    assert!(crate::providers::Transcriber::new(&groq).unwrap().is_some());
-    let prefixed = load(r#", "transcription": {"model": "groq/whisper-large-v3"}"#);
-    assert!(crate::providers::Transcriber::new(&prefixed).unwrap().is_some());
-    let anthropic = load(r#", "transcription": {"provider": "anthropic", "model": "x"}"#);
-    let err = crate::providers::Transcriber::new(&anthropic).err().unwrap_or_default();
-    assert!(err.contains("no OpenAI-compatible /audio/transcriptions"), "{err}");
-    let unnamed = load(r#", "transcription": {"model": "whisper-1"}"#);
-    let err = crate::providers::Transcriber::new(&unnamed).err().unwrap_or_default();
-    assert!(err.contains("transcription.provider is not set"), "{err}");
-}
-
-#[test]
 fn a_file_variable_gives_the_value_of_its_file() {
     let d = tempfile::tempdir().unwrap();
     let p = minimal(d.path(), "");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::providers::registry;
+use crate::registry;
 use crate::secret::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +47,8 @@ pub struct Config {
     pub gateway: Value,
     #[serde(default)]
     pub transcription: Transcription,
+    #[serde(default)]
+    pub health: Health,
     /// Anything else: warned about, not fatal, so that nanobot/OxiBot
     /// configs with keys we do not use still load.
     #[serde(flatten)]
@@ -83,6 +85,27 @@ impl Users {
             .get(name)
             .cloned()
             .unwrap_or_else(|| format!("oxibot-{name}"))
+    }
+}
+
+/// The optional HTTP endpoint for monitoring: `/healthz`, `/readyz`,
+/// `/metrics`. Off unless enabled; loopback unless told otherwise (it has
+/// no authentication, and the metrics name channels and providers).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Health {
+    pub enabled: bool,
+    pub host: std::net::IpAddr,
+    pub port: u16,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            enabled: false,
+            host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 18790,
+        }
     }
 }
 
@@ -219,13 +242,13 @@ impl Default for ExecSettings {
     }
 }
 
-fn default_runtime_dir() -> PathBuf {
+pub(crate) fn default_runtime_dir() -> PathBuf {
     "/run/oxibot".into()
 }
-fn default_state_dir() -> PathBuf {
+pub(crate) fn default_state_dir() -> PathBuf {
     "/var/lib/oxibot".into()
 }
-fn default_secrets_file() -> PathBuf {
+pub(crate) fn default_secrets_file() -> PathBuf {
     "/etc/oxibot/secrets.json".into()
 }
 fn default_workspace() -> String {
@@ -427,6 +450,14 @@ impl Config {
             report
                 .warnings
                 .push(format!("{}: unknown key `{key}` ignored", path.display()));
+        }
+        if config.health.enabled && !config.health.host.is_loopback() {
+            report.warnings.push(format!(
+                "{}: health.host {} is not a loopback address: anyone who reaches it reads the metrics \
+                 (the endpoint has no authentication); use 127.0.0.1 and a reverse proxy",
+                path.display(),
+                config.health.host
+            ));
         }
         config.validate(path)?;
         Ok((config, report))

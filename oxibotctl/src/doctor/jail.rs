@@ -1,5 +1,5 @@
-//! `oxibotctl doctor`: measures the jail from inside it, by running one
-//! script through the tool daemon exactly as the agent would.
+//! The jail, measured from inside it: one script run through the tool
+//! daemon exactly as the agent would run it, and its output judged.
 
 /// Prints `key=value` lines describing the process it runs as.
 pub const SCRIPT: &str = r#"

@@ -1,0 +1,182 @@
+//! The optional monitoring endpoint (`health.enabled`, 127.0.0.1:18790 by
+//! default): `GET /healthz` (the broker answers), `GET /readyz` (the tool
+//! daemon and every enabled channel are connected; 503 and the reasons
+//! otherwise) and `GET /metrics` (Prometheus text).
+//!
+//! A deliberately small HTTP/1.1 responder, not a framework: three fixed
+//! paths, no request body, one response per connection. A request head
+//! is read with a size and time limit, and only a few connections are
+//! served at once, so a stranger who reaches the port can waste neither
+//! memory nor the broker's time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::broker::Broker;
+
+const MAX_HEAD: usize = 8 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: usize = 16;
+
+/// Binds the endpoint if the configuration enables it. A port that cannot
+/// be bound stops the start: monitoring that silently is not there is
+/// worse than a clear error.
+pub async fn start(broker: Arc<Broker>) -> anyhow::Result<()> {
+    let health = broker.config().health.clone();
+    if !health.enabled {
+        return Ok(());
+    }
+    let address = std::net::SocketAddr::new(health.host, health.port);
+    let listener = TcpListener::bind(address).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {address} for health.enabled: {e}. Is another OxiBot (or anything else) using the port? \
+             Set health.port, or health.enabled false"
+        )
+    })?;
+    tracing::info!(%address, "health endpoint: /healthz /readyz /metrics");
+    tokio::spawn(serve(broker, listener));
+    Ok(())
+}
+
+async fn serve(broker: Arc<Broker>, listener: TcpListener) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("health endpoint: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Over the limit, the connection is closed unanswered.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = answer(&broker, stream).await {
+                tracing::debug!("health endpoint: {e}");
+            }
+        });
+    }
+}
+
+/// What the request asked for: the method and path of its first line.
+fn parse_head(head: &[u8]) -> Option<(&str, &str)> {
+    let text = std::str::from_utf8(head).ok()?;
+    let line = text.split("\r\n").next()?;
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !version.starts_with("HTTP/1.") {
+        return None;
+    }
+    // A query string does not change the answer.
+    let path = target.split('?').next().unwrap_or(target);
+    Some((method, path))
+}
+
+async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the client closed before the end of its request".to_string());
+            }
+            head.extend_from_slice(&buf[..n]);
+            if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                return Ok(());
+            }
+            if head.len() > MAX_HEAD {
+                return Err(format!("request head above {MAX_HEAD} bytes"));
+            }
+        }
+    };
+    tokio::time::timeout(HEAD_TIMEOUT, read)
+        .await
+        .map_err(|_| "request head not complete within 5 s".to_string())??;
+    Ok(head)
+}
+
+async fn answer(broker: &Broker, mut stream: TcpStream) -> Result<(), String> {
+    let head = match read_head(&mut stream).await {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = respond(&mut stream, 400, "text/plain", "bad request\n").await;
+            return Err(e);
+        }
+    };
+    let (status, kind, body) = match parse_head(&head) {
+        Some(("GET" | "HEAD", "/healthz")) => (200, "text/plain", "ok\n".to_string()),
+        Some(("GET" | "HEAD", "/readyz")) => {
+            let problems = broker.status().problems();
+            if problems.is_empty() {
+                (200, "text/plain", "ready\n".to_string())
+            } else {
+                (503, "text/plain", format!("not ready:\n{}\n", problems.join("\n")))
+            }
+        }
+        Some(("GET" | "HEAD", "/metrics")) => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::render(&broker.status()),
+        ),
+        Some(("GET" | "HEAD", _)) => (
+            404,
+            "text/plain",
+            "not found: /healthz, /readyz, /metrics\n".to_string(),
+        ),
+        Some(_) => (405, "text/plain", "only GET\n".to_string()),
+        None => (400, "text/plain", "bad request\n".to_string()),
+    };
+    let body = if head.starts_with(b"HEAD ") {
+        String::new()
+    } else {
+        body
+    };
+    respond(&mut stream, status, kind, &body).await
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, kind: &str, body: &str) -> Result<(), String> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await.map_err(|e| e.to_string())?;
+    stream.shutdown().await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_well_formed_request_line_is_understood() {
+        assert_eq!(
+            parse_head(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some(("GET", "/readyz"))
+        );
+        assert_eq!(
+            parse_head(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            Some(("GET", "/metrics"))
+        );
+        assert_eq!(parse_head(b"GET /readyz\r\n\r\n"), None);
+        assert_eq!(parse_head(b"GET /a b HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(parse_head(b"GET / SPDY/3\r\n\r\n"), None);
+        assert_eq!(parse_head(&[0xff, 0xfe, b'\r', b'\n']), None);
+    }
+}

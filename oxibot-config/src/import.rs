@@ -1,0 +1,295 @@
+//! `oxibotctl config import`: splits an OxiBot or nanobot single-file
+//! `config.json` into a non-secret config and a 0600 secrets file owned by
+//! the broker's user, and says what behaves differently here:
+//!
+//! - an empty `allowedUsers` admits nobody (there, an empty `allowFrom`
+//!   admitted everybody);
+//! - a channel runs only with `"enabled": true`;
+//! - `allowFrom` becomes `allowedUsers`.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::config::SECRET_KEYS;
+
+#[derive(Debug)]
+pub struct ImportSummary {
+    /// Key paths moved to the secrets file (never their values).
+    pub moved: Vec<String>,
+    /// Each behaviour change that applies to this config, in words.
+    pub warnings: Vec<String>,
+}
+
+/// Where the files go and who owns them.
+pub struct Destination<'a> {
+    pub config: &'a Path,
+    pub secrets: &'a Path,
+    /// Overwrite existing files.
+    pub force: bool,
+    /// The broker's user: owns the secrets file (0600); the config becomes
+    /// root:<its group> 0640. Only when run as root; None keeps the caller.
+    pub broker_user: Option<&'a str>,
+}
+
+pub fn import(src: &Path, to: &Destination<'_>) -> Result<ImportSummary, String> {
+    let text = std::fs::read_to_string(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
+    let mut config: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", src.display()))?;
+    if !config.is_object() {
+        return Err(format!("{}: the top level must be a JSON object", src.display()));
+    }
+    let mut secrets = Value::Object(Map::new());
+    let mut moved = Vec::new();
+    split(&mut config, &mut secrets, "", &mut moved);
+    let warnings = migrate_channels(&mut config);
+    if let Value::Object(map) = &mut config {
+        map.insert("secretsFile".into(), Value::String(to.secrets.display().to_string()));
+    }
+    for out in [to.config, to.secrets] {
+        if out.exists() && !to.force {
+            return Err(format!("{} exists; pass --force to overwrite it", out.display()));
+        }
+    }
+    let owner = match to.broker_user {
+        Some(name) if nix::unistd::geteuid().is_root() => match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => Some((u.uid, u.gid)),
+            _ => {
+                return Err(format!(
+                    "user {name} (the broker's) does not exist; install the package first, \
+                     or pass --broker-user with the user the broker runs as"
+                ))
+            }
+        },
+        _ => None,
+    };
+    let root = nix::unistd::Uid::from_raw(0);
+    write(to.config, &config, 0o640, owner.map(|(_, gid)| (root, gid)))?;
+    write(to.secrets, &secrets, 0o600, owner)?;
+    Ok(ImportSummary { moved, warnings })
+}
+
+/// Rewrites each channel for this OxiBot's rules and describes each change.
+fn migrate_channels(config: &mut Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Some(Value::Object(channels)) = config.get_mut("channels") else {
+        return warnings;
+    };
+    for (name, settings) in channels.iter_mut() {
+        let Value::Object(s) = settings else { continue };
+        if !s.contains_key("enabled") {
+            warnings.push(format!(
+                "channels.{name}: no \"enabled\" key. Here a channel runs only with \"enabled\": true; it stays off"
+            ));
+        }
+        if let Some(from) = s.remove("allowFrom") {
+            if s.contains_key("allowedUsers") {
+                warnings.push(format!(
+                    "channels.{name}: both allowFrom and allowedUsers; allowedUsers kept, allowFrom dropped"
+                ));
+            } else {
+                warnings.push(format!("channels.{name}: allowFrom is now allowedUsers"));
+                s.insert("allowedUsers".into(), from);
+            }
+        }
+        let empty = s
+            .get("allowedUsers")
+            .is_none_or(|v| v.as_array().is_some_and(Vec::is_empty));
+        let by_list = s
+            .get("dmPolicy")
+            .and_then(Value::as_str)
+            .is_none_or(|p| p == "allowlist");
+        if empty && by_list {
+            s.entry("allowedUsers").or_insert_with(|| Value::Array(Vec::new()));
+            warnings.push(format!(
+                "channels.{name}: the allow-list is empty. In OxiBot and nanobot that admitted everybody; \
+                 here it admits nobody. List the user ids in channels.{name}.allowedUsers, \
+                 use dmPolicy \"pairing\", or [\"*\"] to admit everybody"
+            ));
+        }
+    }
+    warnings
+}
+
+/// Moves every non-empty credential from `config` to the same path in
+/// `secrets`; empty credential strings are dropped from the config.
+fn split(config: &mut Value, secrets: &mut Value, at: &str, moved: &mut Vec<String>) {
+    let Value::Object(map) = config else { return };
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for k in keys {
+        let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+        let is_secret = SECRET_KEYS.contains(&k.as_str()) && map.get(&k).is_some_and(Value::is_string);
+        if is_secret {
+            if let Some(Value::String(v)) = map.remove(&k) {
+                if !v.is_empty() {
+                    if let Value::Object(s) = secrets {
+                        s.insert(k, Value::String(v));
+                    }
+                    moved.push(path);
+                }
+            }
+            continue;
+        }
+        if let Some(child) = map.get_mut(&k) {
+            if child.is_object() {
+                let mut sub = Value::Object(Map::new());
+                split(child, &mut sub, &path, moved);
+                if sub.as_object().is_some_and(|m| !m.is_empty()) {
+                    if let Value::Object(s) = secrets {
+                        s.insert(k, sub);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write(
+    path: &Path,
+    value: &Value,
+    mode: u32,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    // Write to a temporary file created with the final mode, then rename:
+    // the secrets never exist in a file others could read, even briefly.
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&f, Some(uid.as_raw()), Some(gid.as_raw()))
+            .map_err(|e| format!("cannot give {} to its owner: {e}", tmp.display()))?;
+    }
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot move {} into place: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn splits_a_nanobot_config() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("old.json");
+        std::fs::write(
+            &src,
+            r#"{"agents":{"defaults":{"model":"anthropic/claude-sonnet-4"}},
+                "providers":{"anthropic":{"apiKey":"sk-ant-XYZ12345"},"openai":{"apiKey":""}},
+                "channels":{"telegram":{"enabled":true,"token":"123:ABCDEF","allowedUsers":["42"]}},
+                "tools":{"web":{"search":{"apiKey":"BSA-987654"}}}}"#,
+        )
+        .unwrap();
+        let (c, s) = (d.path().join("config.json"), d.path().join("secrets.json"));
+        let to = Destination {
+            config: &c,
+            secrets: &s,
+            force: false,
+            broker_user: None,
+        };
+        let summary = import(&src, &to).unwrap();
+        assert_eq!(summary.moved.len(), 3);
+        let config = std::fs::read_to_string(&c).unwrap();
+        let secrets = std::fs::read_to_string(&s).unwrap();
+        for secret in ["sk-ant-XYZ12345", "123:ABCDEF", "BSA-987654"] {
+            assert!(!config.contains(secret), "{secret} left in config");
+            assert!(secrets.contains(secret), "{secret} missing from secrets");
+        }
+        assert!(config.contains("allowedUsers"));
+        assert_eq!(std::fs::metadata(&s).unwrap().permissions().mode() & 0o777, 0o600);
+        // The result loads, with the key in place.
+        let (cfg, report) = crate::config::Config::load_with_env(&c, Vec::new()).unwrap();
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        assert_eq!(cfg.all_secrets().len(), 3);
+        // A second import refuses to overwrite without --force.
+        assert!(import(&src, &to).unwrap_err().contains("--force"));
+    }
+
+    #[test]
+    fn says_what_behaves_differently_and_maps_allow_from() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("old.json");
+        std::fs::write(
+            &src,
+            r#"{"agents":{"defaults":{"model":"gpt-4o"}},
+                "channels":{"telegram":{"enabled":true,"token":"1:A","allowFrom":["42"]},
+                            "discord":{"enabled":true,"token":"x","allowFrom":[]},
+                            "slack":{"botToken":"xoxb-1"}}}"#,
+        )
+        .unwrap();
+        let (c, s) = (d.path().join("config.json"), d.path().join("secrets.json"));
+        let to = Destination {
+            config: &c,
+            secrets: &s,
+            force: false,
+            broker_user: None,
+        };
+        let summary = import(&src, &to).unwrap();
+        let all = summary.warnings.join("\n");
+        assert!(
+            all.contains("channels.telegram: allowFrom is now allowedUsers"),
+            "{all}"
+        );
+        assert!(all.contains("channels.discord: the allow-list is empty"), "{all}");
+        assert!(all.contains("channels.slack: no \"enabled\" key"), "{all}");
+        assert!(all.contains("channels.slack: the allow-list is empty"), "{all}");
+        assert!(!all.contains("channels.telegram: the allow-list"), "{all}");
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(&c).unwrap()).unwrap();
+        assert_eq!(
+            config["channels"]["telegram"]["allowedUsers"],
+            serde_json::json!(["42"])
+        );
+        assert!(config["channels"]["telegram"].get("allowFrom").is_none());
+        assert_eq!(config["channels"]["discord"]["allowedUsers"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn as_root_the_secrets_belong_to_the_brokers_user() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to give files away");
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("old.json");
+        std::fs::write(
+            &src,
+            r#"{"agents":{"defaults":{"model":"m"}},"providers":{"openai":{"apiKey":"sk-1"}}}"#,
+        )
+        .unwrap();
+        let (c, s) = (d.path().join("config.json"), d.path().join("secrets.json"));
+        let to = Destination {
+            config: &c,
+            secrets: &s,
+            force: false,
+            broker_user: Some("nobody"),
+        };
+        import(&src, &to).unwrap();
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let meta = std::fs::metadata(&s).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (nobody.uid.as_raw(), 0o600));
+        let meta = std::fs::metadata(&c).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (0, nobody.gid.as_raw(), 0o640)
+        );
+        let missing = Destination {
+            force: true,
+            broker_user: Some("no-such-user-oxibot"),
+            ..to
+        };
+        assert!(import(&src, &missing).unwrap_err().contains("does not exist"));
+    }
+}

@@ -1,0 +1,206 @@
+//! The command line: every command, its arguments, and the exit statuses.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0  done; for status and doctor: everything is up and nothing was found
+  1  error: the broker is not running, refused the connection, or the command failed
+  2  usage: unknown command or bad arguments
+  3  degraded: status found something down (toold, a channel); doctor found something to fix";
+
+#[derive(Parser)]
+#[command(name = "oxibotctl", version, about = "Control a running OxiBot broker", after_help = EXIT_STATUS)]
+pub struct Cli {
+    /// The broker's control socket.
+    #[arg(
+        long,
+        env = "OXIBOT_CTL_SOCKET",
+        default_value = "/run/oxibot/ctl.sock",
+        global = true
+    )]
+    pub socket: PathBuf,
+    /// The configuration file (for the commands that read or edit it).
+    #[arg(
+        long,
+        env = "OXIBOT_CONFIG",
+        default_value = "/etc/oxibot/config.json",
+        global = true
+    )]
+    pub config: PathBuf,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Processes, channels, queues, providers; exits 3 when anything is down.
+    Status,
+    /// Send one message and print the answer.
+    Agent {
+        #[arg(short, long)]
+        message: String,
+        /// Conversation to continue.
+        #[arg(long, default_value = "cli:default")]
+        session: String,
+    },
+    /// An interactive conversation (console channel) until EOF or /quit.
+    Chat {
+        #[arg(long, default_value = "console:default")]
+        session: String,
+    },
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// The chat channels: state, restart, enable, disable.
+    #[command(subcommand)]
+    Channels(ChannelsCommand),
+    /// Stored conversations.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// The audit log: refusals, credential hand-outs, tool calls, reloads…
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Admit or refuse one user on one channel, whatever the allow-list says.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Admin diagnostics through the same tool daemon the agent uses.
+    #[command(subcommand)]
+    Tool(ToolCommand),
+    /// Check the installation (files, users, sockets, sandbox, units,
+    /// settings) and the jail; says the fix for each finding.
+    Doctor,
+    /// Pairing requests from unknown chat users (dmPolicy "pairing").
+    #[command(subcommand)]
+    Pairing(PairingCommand),
+    /// Re-read the configuration and secrets without a restart.
+    Reload,
+    /// The secrets file: names, and setting one value.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ChannelsCommand {
+    /// Each channel: enabled, connected, counters, last error.
+    List,
+    /// Stop the channel's daemon; systemd (or the broker) starts it again.
+    Restart { channel: String },
+    /// Set channels.NAME.enabled and start its daemon.
+    Enable { channel: String },
+    /// Clear channels.NAME.enabled and stop its daemon.
+    Disable { channel: String },
+}
+
+#[derive(Subcommand)]
+pub enum SessionsCommand {
+    /// Every conversation, most recent first.
+    List,
+    /// The last messages of one conversation.
+    Show {
+        session: String,
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Forget one conversation's history (the user starts afresh).
+    Reset { session: String },
+}
+
+#[derive(Args, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this kind (repeat for several): access_denied, tool_call, …
+    #[arg(long = "kind")]
+    pub kinds: Vec<String>,
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// A user id as the platform gives it.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only entries this recent: 30s, 15m, 2h, 7d, or Unix seconds.
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// The newest entries.
+    Tail {
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u32,
+    },
+    /// The newest entries, then each new one as it is written, until Ctrl-C.
+    Follow {
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Admit this user on this channel.
+    Allow { channel: String, id: String },
+    /// Refuse this user on this channel (beats allowedUsers and pairing).
+    Deny { channel: String, id: String },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Set one value (read from standard input), then reload the broker.
+    Set {
+        /// Dotted name, e.g. providers.openai.apiKey or channels.telegram.token.
+        name: String,
+    },
+    /// The names of the values in the secrets file (never the values).
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum PairingCommand {
+    /// Pending and decided pairing requests.
+    List,
+    /// Let the user with this code talk to the assistant.
+    Approve { code: String },
+    /// Refuse the user with this code.
+    Deny { code: String },
+}
+
+#[derive(Subcommand)]
+pub enum ToolCommand {
+    /// Run a shell command in the jail: `oxibotctl tool exec -- ls -la`.
+    Exec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run one tool with JSON arguments: `oxibotctl tool run read_file '{"path":"a.txt"}'`.
+    Run { name: String, arguments: String },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration exactly as the broker would,
+    /// without starting anything (runs `oxibot-broker --check`).
+    Check,
+    /// Split an OxiBot/nanobot config.json into config + secrets files,
+    /// and say what behaves differently here.
+    Import {
+        path: PathBuf,
+        #[arg(long, default_value = "/etc/oxibot/config.json")]
+        config_out: PathBuf,
+        #[arg(long, default_value = "/etc/oxibot/secrets.json")]
+        secrets_out: PathBuf,
+        /// Overwrite existing output files.
+        #[arg(long)]
+        force: bool,
+        /// The user the broker runs as: owns the secrets file (when run as root).
+        #[arg(long, default_value = "oxibot")]
+        broker_user: String,
+    },
+}

@@ -1,0 +1,521 @@
+//! The installation, checked from outside: files and their modes, users,
+//! sockets, what the kernel offers the sandbox, the units' exposure, and
+//! the settings that decide who may talk to the assistant. Each finding
+//! says the fix.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use nix::unistd::{Group, User};
+use oxibot_config::layout::Layout;
+use serde_json::Value;
+
+use super::{Finding, Level};
+
+/// The packaged units and the exposure each may have (as CI's gate).
+const UNITS: [(&str, f64); 3] = [
+    ("oxibot-broker.service", 1.5),
+    ("oxibot-channeld@.service", 1.5),
+    ("oxibot-toold.service", 2.0),
+];
+const UNIT_DIRS: [&str; 2] = ["/etc/systemd/system", "/usr/lib/systemd/system"];
+
+pub fn checks(config: &Path, broker_uid: Option<u32>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let layout = match Layout::read(config) {
+        Ok(l) => l,
+        Err(e) => {
+            out.push(
+                Finding::new("files", "the configuration is readable", Level::Fail, e)
+                    .fix("run as root or a member of oxibot-admin, or give --config / OXIBOT_CONFIG"),
+            );
+            return out;
+        }
+    };
+    // Under systemd the broker is `oxibot`; otherwise whoever runs it.
+    let broker = broker_uid
+        .and_then(|u| User::from_uid(u.into()).ok().flatten())
+        .or_else(|| User::from_name("oxibot").ok().flatten());
+    out.push(config_file(config));
+    out.push(secrets_file(&layout.secrets_file, broker.as_ref()));
+    out.push(state_dir(&layout.state_dir, broker.as_ref()));
+    if !layout.supervise {
+        out.extend(users(&layout));
+    }
+    out.extend(sockets(&layout));
+    out.extend(sandbox());
+    out.extend(units());
+    out.extend(settings(&layout));
+    out
+}
+
+fn mode(m: &std::fs::Metadata) -> String {
+    let owner = User::from_uid(m.uid().into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| m.uid().to_string());
+    let group = Group::from_gid(m.gid().into())
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| m.gid().to_string());
+    format!("{owner}:{group} {:04o}", m.mode() & 0o7777)
+}
+
+fn config_file(path: &Path) -> Finding {
+    let check = format!("{} is not writable by others", path.display());
+    match std::fs::metadata(path) {
+        Ok(m) if m.mode() & 0o022 != 0 || m.uid() != 0 => {
+            Finding::new("files", check, Level::Fail, mode(&m)).fix(format!(
+                "whoever can write it decides what the broker does: chown root:oxibot {p}; chmod 0640 {p}",
+                p = path.display()
+            ))
+        }
+        Ok(m) => Finding::new("files", check, Level::Ok, mode(&m)),
+        Err(e) => Finding::new("files", check, Level::Fail, e.to_string()),
+    }
+}
+
+fn secrets_file(path: &Path, broker: Option<&User>) -> Finding {
+    let check = format!("{} is readable by the broker alone", path.display());
+    let fix = format!("chown root:oxibot {p}; chmod 0640 {p}", p = path.display());
+    let m = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Finding::new("files", check, Level::Warn, "missing: no key is configured")
+                .fix("echo -n KEY | oxibotctl secrets set providers.openrouter.apiKey")
+        }
+        Err(e) => return Finding::new("files", check, Level::Fail, e.to_string()),
+    };
+    if !m.file_type().is_file() {
+        return Finding::new("files", check, Level::Fail, "not a regular file (a link?)").fix(fix);
+    }
+    if m.mode() & 0o007 != 0 {
+        return Finding::new(
+            "files",
+            check,
+            Level::Fail,
+            format!("{}: everyone may read it", mode(&m)),
+        )
+        .fix(fix);
+    }
+    let Some(broker) = broker else {
+        return Finding::new("files", check, Level::Ok, mode(&m));
+    };
+    let by_owner = m.uid() == broker.uid.as_raw();
+    let by_group = m.uid() == 0 && m.gid() == broker.gid.as_raw();
+    let group_is_wider = m.uid() == 0 && m.mode() & 0o070 != 0 && m.gid() != broker.gid.as_raw();
+    if group_is_wider {
+        return Finding::new(
+            "files",
+            check,
+            Level::Fail,
+            format!("{}: its group is not the broker's", mode(&m)),
+        )
+        .fix(fix);
+    }
+    if !by_owner && !by_group {
+        return Finding::new(
+            "files",
+            check,
+            Level::Fail,
+            format!("{}: the broker ({}) cannot read it", mode(&m), broker.name),
+        )
+        .fix(fix);
+    }
+    Finding::new("files", check, Level::Ok, mode(&m))
+}
+
+fn state_dir(path: &Path, broker: Option<&User>) -> Finding {
+    let check = format!("{} belongs to the broker, closed to others", path.display());
+    match std::fs::metadata(path) {
+        Ok(m) if m.mode() & 0o007 != 0 => Finding::new("files", check, Level::Fail, mode(&m))
+            .fix(format!("chmod 0750 {} (it holds every conversation)", path.display())),
+        Ok(m) if broker.is_some_and(|b| b.uid.as_raw() != m.uid()) => {
+            Finding::new("files", check, Level::Fail, mode(&m)).fix(format!("chown oxibot:oxibot {}", path.display()))
+        }
+        Ok(m) => Finding::new("files", check, Level::Ok, mode(&m)),
+        Err(e) => Finding::new("files", check, Level::Fail, e.to_string())
+            .fix("systemd-tmpfiles --create /usr/lib/tmpfiles.d/oxibot.conf"),
+    }
+}
+
+fn users(layout: &Layout) -> Vec<Finding> {
+    let fix = "systemd-sysusers /usr/lib/sysusers.d/oxibot.conf (the package does this)";
+    let mut out = Vec::new();
+    let mut wanted = vec!["oxibot".to_string(), layout.users.tool.clone()];
+    let channel_users: Vec<(String, String)> = layout
+        .enabled_channels()
+        .into_iter()
+        .map(|c| {
+            let u = layout.users.channel_user(&c);
+            (c, u)
+        })
+        .collect();
+    wanted.extend(channel_users.iter().map(|(_, u)| u.clone()));
+    for name in wanted {
+        let found = User::from_name(&name).ok().flatten();
+        out.push(match found {
+            Some(u) if u.uid.is_root() => {
+                Finding::new("users", format!("user {name} exists"), Level::Fail, "it is root")
+                    .fix("give each daemon an unprivileged user of its own")
+            }
+            Some(u) => Finding::new(
+                "users",
+                format!("user {name} exists"),
+                Level::Ok,
+                format!("uid {}", u.uid),
+            ),
+            None => Finding::new("users", format!("user {name} exists"), Level::Fail, "missing").fix(fix),
+        });
+    }
+    for group in ["oxibot-admin", "oxibot-chan"] {
+        let found = Group::from_name(group).ok().flatten().is_some();
+        let level = if found { Level::Ok } else { Level::Fail };
+        out.push(
+            Finding::new(
+                "users",
+                format!("group {group} exists"),
+                level,
+                if found { "yes" } else { "missing" },
+            )
+            .fix(fix),
+        );
+    }
+    for (i, (a, ua)) in channel_users.iter().enumerate() {
+        if let Some((b, _)) = channel_users[i + 1..].iter().find(|(_, ub)| ub == ua) {
+            out.push(
+                Finding::new(
+                    "users",
+                    "each channel has a user of its own",
+                    Level::Fail,
+                    format!("{a} and {b} share {ua}"),
+                )
+                .fix("remove users.channels entries that name the same user twice"),
+            );
+        }
+    }
+    out
+}
+
+fn sockets(layout: &Layout) -> Vec<Finding> {
+    let mut wanted = vec![("ctl.sock", "oxibot-admin")];
+    if !layout.supervise {
+        wanted.push(("channel.sock", "oxibot-chan"));
+        wanted.push(("tool.sock", layout.users.tool.as_str()));
+    }
+    let mut out = Vec::new();
+    for (name, group) in wanted {
+        let path = layout.runtime_dir.join(name);
+        let check = format!("{} is closed to others", path.display());
+        let finding = match std::fs::symlink_metadata(&path) {
+            Ok(m) if !m.file_type().is_socket() => Finding::new("sockets", check, Level::Fail, "not a socket"),
+            Ok(m) if m.mode() & 0o007 != 0 => Finding::new("sockets", check, Level::Fail, mode(&m))
+                .fix(format!("anyone may connect: chmod 0660 {}", path.display())),
+            Ok(m)
+                if !layout.supervise
+                    && Group::from_gid(m.gid().into())
+                        .ok()
+                        .flatten()
+                        .is_none_or(|g| g.name != group) =>
+            {
+                Finding::new("sockets", check, Level::Fail, mode(&m)).fix(format!(
+                    "its group must be {group}: systemctl restart oxibot-{}",
+                    name.replace(".sock", ".socket")
+                ))
+            }
+            Ok(m) => Finding::new("sockets", check, Level::Ok, mode(&m)),
+            Err(e) => Finding::new("sockets", check, Level::Fail, e.to_string())
+                .fix("systemctl start oxibot.target (or start the broker)"),
+        };
+        out.push(finding);
+    }
+    out
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn sandbox() -> Vec<Finding> {
+    let mut out = Vec::new();
+    let max = read_trimmed("/proc/sys/user/max_user_namespaces");
+    let debian = read_trimmed("/proc/sys/kernel/unprivileged_userns_clone");
+    let apparmor = read_trimmed("/proc/sys/kernel/apparmor_restrict_unprivileged_userns");
+    let check = "unprivileged user namespaces (toold's jail)";
+    out.push(if max.as_deref() == Some("0") {
+        Finding::new("sandbox", check, Level::Fail, "user.max_user_namespaces = 0")
+            .fix("sysctl -w user.max_user_namespaces=15000 (and in /etc/sysctl.d/)")
+    } else if debian.as_deref() == Some("0") {
+        Finding::new("sandbox", check, Level::Fail, "kernel.unprivileged_userns_clone = 0")
+            .fix("sysctl -w kernel.unprivileged_userns_clone=1 (and in /etc/sysctl.d/)")
+    } else if apparmor.as_deref() == Some("1") {
+        Finding::new(
+            "sandbox",
+            check,
+            Level::Fail,
+            "kernel.apparmor_restrict_unprivileged_userns = 1",
+        )
+        .fix("allow it for oxibot-toold with an AppArmor profile that has `userns,` (see SECURITY.md)")
+    } else {
+        Finding::new("sandbox", check, Level::Ok, "available")
+    });
+    let lsm = read_trimmed("/sys/kernel/security/lsm").unwrap_or_default();
+    out.push(if lsm.split(',').any(|m| m == "landlock") {
+        Finding::new("sandbox", "Landlock (file limits for daemons)", Level::Ok, lsm)
+    } else {
+        Finding::new(
+            "sandbox",
+            "Landlock (file limits for daemons)",
+            Level::Warn,
+            format!("LSMs: {lsm}"),
+        )
+        .fix("boot with landlock in lsm= (e.g. lsm=landlock,lockdown,yama,apparmor); seccomp and users still apply")
+    });
+    let seccomp = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Seccomp:"));
+    out.push(if seccomp {
+        Finding::new("sandbox", "seccomp filters", Level::Ok, "available")
+    } else {
+        Finding::new("sandbox", "seccomp filters", Level::Fail, "the kernel has no seccomp")
+            .fix("use a kernel built with CONFIG_SECCOMP_FILTER")
+    });
+    out
+}
+
+fn units() -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (unit, bound) in UNITS {
+        let check = format!("{unit} exposure at most {bound}");
+        let Some(path) = UNIT_DIRS.iter().map(|d| Path::new(d).join(unit)).find(|p| p.exists()) else {
+            out.push(Finding::new(
+                "units",
+                check,
+                Level::Skip,
+                "not installed (supervise mode?)",
+            ));
+            continue;
+        };
+        let output = std::process::Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--no-pager"])
+            .arg(&path)
+            .output();
+        let text = match output {
+            Ok(o) => String::from_utf8_lossy(&o.stdout).to_string(),
+            Err(e) => {
+                out.push(Finding::new(
+                    "units",
+                    check,
+                    Level::Skip,
+                    format!("systemd-analyze: {e}"),
+                ));
+                continue;
+            }
+        };
+        let score = text
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split(':').nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse::<f64>().ok());
+        out.push(match score {
+            Some(s) if s <= bound => Finding::new("units", check, Level::Ok, format!("{s}")),
+            Some(s) => Finding::new("units", check, Level::Warn, format!("{s}")).fix(format!(
+                "a drop-in loosened {unit}: systemctl cat {unit}; systemd-delta"
+            )),
+            None => Finding::new("units", check, Level::Warn, "no score from systemd-analyze"),
+        });
+    }
+    out
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn settings(layout: &Layout) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for name in layout.enabled_channels() {
+        let s = &layout.channels[&name];
+        let users = strings(s.get("allowedUsers"));
+        let dm = s.get("dmPolicy").and_then(Value::as_str).unwrap_or("allowlist");
+        let check = format!("{name}: who may talk is limited");
+        out.push(if dm == "open" || users.iter().any(|u| u == "*") {
+            Finding::new("access", check, Level::Warn, "everybody may (dmPolicy open or allowedUsers [\"*\"])").fix(format!(
+                "anyone who finds the bot can make it run commands in the jail: list ids in channels.{name}.allowedUsers, or use dmPolicy \"pairing\""
+            ))
+        } else if users.is_empty() && dm == "allowlist" {
+            Finding::new("access", check, Level::Warn, "allowedUsers is empty: nobody may").fix(format!(
+                "list the user ids in channels.{name}.allowedUsers, or oxibotctl users allow {name} ID"
+            ))
+        } else {
+            Finding::new("access", check, Level::Ok, format!("dmPolicy {dm}, {} user(s) listed", users.len()))
+        });
+        if s.get("groupPolicy").and_then(Value::as_str) == Some("open") {
+            out.push(
+                Finding::new(
+                    "access",
+                    format!("{name}: group messages need a mention"),
+                    Level::Warn,
+                    "groupPolicy open",
+                )
+                .fix(format!(
+                    "set channels.{name}.groupPolicy to \"mention\" or \"allowlist\""
+                )),
+            );
+        }
+        if name == "email" {
+            let trust = s.get("trustFromHeader").and_then(Value::as_bool).unwrap_or(false);
+            let authserv = s
+                .get("authservId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let check = "email: senders are verified by the mail server (authservId)";
+            out.push(if trust {
+                Finding::new("access", check, Level::Fail, "trustFromHeader: anyone can claim any sender")
+                    .fix("set channels.email.authservId to your server's authserv-id and remove trustFromHeader")
+            } else if authserv.is_empty() {
+                Finding::new("access", check, Level::Fail, "no authservId: every mail is refused").fix(
+                    "set channels.email.authservId to the id your mail server writes first in its Authentication-Results headers",
+                )
+            } else {
+                Finding::new("access", check, Level::Ok, authserv)
+            });
+        }
+    }
+    let sandbox_off = matches!(layout.tools.sandbox, oxibot_config::config::SandboxMode::Off);
+    out.push(if sandbox_off {
+        Finding::new("settings", "the tool jail is on", Level::Fail, "tools.sandbox \"off\"")
+            .fix("remove tools.sandbox: the model's commands run with the tool user's full rights")
+    } else {
+        Finding::new("settings", "the tool jail is on", Level::Ok, "on")
+    });
+    if layout.tools.seccomp_log {
+        out.push(
+            Finding::new(
+                "settings",
+                "seccomp refuses (not only logs)",
+                Level::Warn,
+                "tools.seccompLog is on",
+            )
+            .fix("remove tools.seccompLog once the missing syscall is found"),
+        );
+    }
+    let h = &layout.health;
+    let check = "the health endpoint listens on loopback only";
+    out.push(if !h.enabled {
+        Finding::new("settings", check, Level::Ok, "off")
+    } else if h.host.is_loopback() {
+        Finding::new("settings", check, Level::Ok, format!("{}:{}", h.host, h.port))
+    } else {
+        Finding::new("settings", check, Level::Fail, format!("{}:{}", h.host, h.port))
+            .fix("set health.host to 127.0.0.1 and put a reverse proxy with authentication in front")
+    });
+    out
+}
+
+/// The uid a process runs as (from /proc; None when hidden from us).
+pub fn uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+}
+
+pub fn broker_user(uid: Option<u32>) -> Finding {
+    let check = "the broker does not run as root";
+    match uid {
+        Some(0) => Finding::new("broker", check, Level::Fail, "uid 0").fix(
+            "it holds every secret and parses what channels send: run it from the systemd units (User=oxibot), \
+             or as an ordinary user",
+        ),
+        Some(u) => Finding::new("broker", check, Level::Ok, format!("uid {u}")),
+        None => Finding::new("broker", check, Level::Skip, "its /proc entry is hidden from this user"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn level_of(findings: &[Finding], needle: &str) -> Level {
+        findings
+            .iter()
+            .find(|f| f.check.contains(needle))
+            .map(|f| f.level)
+            .unwrap_or_else(|| panic!("no check {needle}: {findings:?}"))
+    }
+
+    #[test]
+    fn findings_for_open_files_and_risky_settings() {
+        let d = tempfile::tempdir().unwrap();
+        let secrets = d.path().join("secrets.json");
+        std::fs::write(&secrets, "{}").unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let state = d.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let config = d.path().join("config.json");
+        let text = serde_json::json!({
+            "supervise": true, "secretsFile": secrets, "stateDir": state, "runtimeDir": d.path(),
+            "agents": {"defaults": {"model": "m"}},
+            "channels": {
+                "telegram": {"enabled": true, "allowedUsers": ["*"]},
+                "discord": {"enabled": true, "allowedUsers": []},
+                "slack": {"enabled": true, "allowedUsers": ["U1"]},
+                "email": {"enabled": true, "allowedUsers": ["a@b.c"]}
+            },
+            "health": {"enabled": true, "host": "0.0.0.0"}
+        });
+        std::fs::write(&config, text.to_string()).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let f = checks(&config, Some(nix::unistd::getuid().as_raw()));
+        assert_eq!(level_of(&f, "secrets.json is readable"), Level::Fail);
+        assert_eq!(level_of(&f, "telegram: who may talk"), Level::Warn);
+        assert_eq!(level_of(&f, "discord: who may talk"), Level::Warn);
+        assert_eq!(level_of(&f, "slack: who may talk"), Level::Ok);
+        assert_eq!(level_of(&f, "email: senders are verified"), Level::Fail);
+        assert_eq!(level_of(&f, "health endpoint"), Level::Fail);
+        assert_eq!(level_of(&f, "ctl.sock is closed"), Level::Fail, "no socket there");
+        assert!(
+            f.iter().filter(|x| x.level == Level::Fail).all(|x| !x.fix.is_empty()),
+            "{f:?}"
+        );
+        // Fixed, the same checks pass.
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = serde_json::json!({
+            "supervise": true, "secretsFile": secrets, "stateDir": state, "runtimeDir": d.path(),
+            "agents": {"defaults": {"model": "m"}},
+            "channels": {"email": {"enabled": true, "allowedUsers": ["a@b.c"], "authservId": "mx.example.org"}},
+            "health": {"enabled": true}
+        });
+        std::fs::write(&config, text.to_string()).unwrap();
+        let f = checks(&config, Some(nix::unistd::getuid().as_raw()));
+        assert_eq!(level_of(&f, "secrets.json is readable"), Level::Ok);
+        assert_eq!(level_of(&f, "email: senders are verified"), Level::Ok);
+        assert_eq!(level_of(&f, "health endpoint"), Level::Ok);
+    }
+
+    #[test]
+    fn the_brokers_user_is_read_from_proc() {
+        let me = nix::unistd::getuid().as_raw();
+        assert_eq!(uid_of(std::process::id()), Some(me));
+        assert_eq!(broker_user(Some(0)).level, Level::Fail);
+        assert_eq!(broker_user(Some(995)).level, Level::Ok);
+    }
+}

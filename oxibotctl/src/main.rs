@@ -1,0 +1,247 @@
+//! oxibotctl: the admin's window into a running broker (over ctl.sock,
+//! root and group oxibot-admin only), and the tool for its files.
+//! Exit status: 0 done, 1 error, 2 usage, 3 degraded (see `cli`).
+
+mod admin;
+mod cli;
+mod client;
+mod doctor;
+mod offline;
+mod show;
+mod status;
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{
+    AuditCommand, ChannelsCommand, Cli, Command, ConfigCommand, PairingCommand, SecretsCommand, SessionsCommand,
+    ToolCommand, UsersCommand,
+};
+use client::{ask, online, CtlConn};
+use oxibot_proto::messages::{CtlReply, CtlRequest};
+use serde_json::json;
+use show::{emit, shown};
+
+/// How a command ended, beyond plain success.
+enum Outcome {
+    Done,
+    /// Something is down, or doctor found something: exit 3.
+    Degraded,
+}
+
+fn main() -> ExitCode {
+    // For the packages: its manual (roff) and shell completions.
+    match std::env::args().nth(1).as_deref() {
+        Some("--man-page") => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).section("8");
+            return ExitCode::from(u8::from(man.render(&mut std::io::stdout()).is_err()));
+        }
+        Some("--completions") => {
+            let Some(shell) = std::env::args()
+                .nth(2)
+                .and_then(|s| s.parse::<clap_complete::Shell>().ok())
+            else {
+                eprintln!("oxibotctl --completions bash|zsh|fish");
+                return ExitCode::from(2);
+            };
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "oxibotctl", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    // clap exits with 2 on a usage error.
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Degraded) => ExitCode::from(3),
+        Err(e) => {
+            if json {
+                println!("{}", json!({"error": e}));
+            } else {
+                eprintln!("oxibotctl: {}", shown(&e));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn degraded_if(found: bool) -> Outcome {
+    if found {
+        Outcome::Degraded
+    } else {
+        Outcome::Done
+    }
+}
+
+fn run(cli: Cli) -> Result<Outcome, String> {
+    let Cli {
+        socket,
+        config,
+        json,
+        command,
+    } = cli;
+    let done = |r: Result<(), String>| r.map(|()| Outcome::Done);
+    match command {
+        Command::Config(ConfigCommand::Check) => done(offline::config_check(&config, json)),
+        Command::Config(ConfigCommand::Import {
+            path,
+            config_out,
+            secrets_out,
+            force,
+            broker_user,
+        }) => done(offline::config_import(
+            &path,
+            &config_out,
+            &secrets_out,
+            force,
+            &broker_user,
+            json,
+        )),
+        Command::Secrets(SecretsCommand::List) => done(offline::secrets_list(&config, json)),
+        Command::Secrets(SecretsCommand::Set { name }) => done(offline::secrets_set(&socket, &config, &name, json)),
+        Command::Channels(ChannelsCommand::Enable { channel }) => {
+            done(offline::channel_enable(&config, &channel, true, json))
+        }
+        Command::Channels(ChannelsCommand::Disable { channel }) => {
+            done(offline::channel_enable(&config, &channel, false, json))
+        }
+        Command::Doctor => doctor::run(&config, &socket, json).map(|n| degraded_if(n > 0)),
+        Command::Status => online(&socket, async |conn| match ask(conn, CtlRequest::Status).await? {
+            CtlReply::Status(s) => Ok(degraded_if(!status::print(&s, json).is_empty())),
+            other => Err(client::unexpected(&other)),
+        }),
+        Command::Channels(ChannelsCommand::List) => online(&socket, async |conn| {
+            admin::channels_list(conn, json)
+                .await
+                .map(|down| degraded_if(!down.is_empty()))
+        }),
+        Command::Channels(ChannelsCommand::Restart { channel }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::ChannelRestart { channel }, json).await
+        })),
+        Command::Sessions(SessionsCommand::List) => {
+            done(online(&socket, async |conn| admin::sessions_list(conn, json).await))
+        }
+        Command::Sessions(SessionsCommand::Show { session, limit }) => done(online(&socket, async |conn| {
+            admin::sessions_show(conn, session, limit, json).await
+        })),
+        Command::Sessions(SessionsCommand::Reset { session }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::SessionReset { session }, json).await
+        })),
+        Command::Audit(AuditCommand::Tail { filter, lines }) => done(online(&socket, async |conn| {
+            admin::audit(conn, &filter, lines, false, json).await
+        })),
+        Command::Audit(AuditCommand::Follow { filter, lines }) => done(online(&socket, async |conn| {
+            admin::audit(conn, &filter, lines, true, json).await
+        })),
+        Command::Users(UsersCommand::Allow { channel, id }) => done(online(&socket, async |conn| {
+            let request = CtlRequest::UserDecide {
+                channel,
+                user: id,
+                allow: true,
+            };
+            admin::simple(conn, request, json).await
+        })),
+        Command::Users(UsersCommand::Deny { channel, id }) => done(online(&socket, async |conn| {
+            let request = CtlRequest::UserDecide {
+                channel,
+                user: id,
+                allow: false,
+            };
+            admin::simple(conn, request, json).await
+        })),
+        Command::Pairing(PairingCommand::List) => {
+            done(online(&socket, async |conn| admin::pairing_list(conn, json).await))
+        }
+        Command::Pairing(PairingCommand::Approve { code }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::PairingDecide { code, approve: true }, json).await
+        })),
+        Command::Pairing(PairingCommand::Deny { code }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::PairingDecide { code, approve: false }, json).await
+        })),
+        Command::Reload => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::Reload, json).await
+        })),
+        Command::Agent { message, session } => done(online(&socket, async |conn| {
+            let text = agent(conn, &session, &message).await?;
+            emit(json, json!({"session": session, "reply": text}), || shown(&text));
+            Ok(())
+        })),
+        Command::Chat { session } => done(online(&socket, async |conn| chat(conn, &session, json).await)),
+        Command::Tool(ToolCommand::Exec { command }) => {
+            let args = json!({"command": command.join(" ")}).to_string();
+            done(online(&socket, async |conn| run_tool(conn, "exec", &args, json).await))
+        }
+        Command::Tool(ToolCommand::Run { name, arguments }) => done(online(&socket, async |conn| {
+            run_tool(conn, &name, &arguments, json).await
+        })),
+    }
+}
+
+async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -> Result<(), String> {
+    let request = CtlRequest::RunTool {
+        name: name.into(),
+        arguments_json: arguments.into(),
+    };
+    let (ok, output) = match ask(conn, request).await? {
+        CtlReply::ToolResult { ok, output } => (ok, output),
+        other => return Err(client::unexpected(&other)),
+    };
+    if json {
+        println!("{}", json!({"ok": ok, "output": output}));
+        if !ok {
+            // The JSON above already says what failed; just set the status.
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    println!("{}", shown(&output));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name} failed"))
+    }
+}
+
+async fn agent(conn: &mut CtlConn, session: &str, message: &str) -> Result<String, String> {
+    let request = CtlRequest::Agent {
+        session: session.into(),
+        message: message.into(),
+    };
+    match ask(conn, request).await? {
+        CtlReply::AgentReply { text } => Ok(text),
+        other => Err(client::unexpected(&other)),
+    }
+}
+
+async fn chat(conn: &mut CtlConn, session: &str, json: bool) -> Result<(), String> {
+    let stdin = std::io::stdin();
+    if !json {
+        eprintln!("OxiBot chat (session {session}). Type /quit or press Ctrl-D to leave.");
+    }
+    loop {
+        if !json {
+            eprint!("you> ");
+            let _ = std::io::stderr().flush();
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Ok(());
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line == "/quit" || line == "/exit" {
+            return Ok(());
+        }
+        match agent(conn, session, line).await {
+            Ok(text) if json => println!("{}", json!({"reply": text})),
+            Ok(text) => println!("oxibot> {}", shown(&text)),
+            Err(e) if json => println!("{}", json!({"error": e})),
+            Err(e) => eprintln!("error: {}", shown(&e)),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The commands that work on the files, with or without a running broker:
+//! checking and importing configurations, the secrets file, and enabling
+//! or disabling a channel.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use oxibot_config::import::{import, Destination};
+use oxibot_config::layout::Layout;
+use oxibot_config::secrets_file;
+use oxibot_proto::messages::CtlRequest;
+use serde_json::json;
+
+use crate::client;
+use crate::show::{emit, shown};
+
+/// `oxibot-broker` next to this program (both ship in /usr/bin, and in a
+/// build tree both are in target/…), else from PATH.
+fn broker_program() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|me| me.parent().map(|d| d.join("oxibot-broker")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("oxibot-broker"))
+}
+
+/// The broker decides what it accepts, so the check is the broker's own:
+/// `oxibot-broker --check` loads the files and builds every client.
+pub fn config_check(config: &Path, json: bool) -> Result<(), String> {
+    let program = broker_program();
+    let mut command = Command::new(&program);
+    command.arg("--check").arg("--config").arg(config);
+    if json {
+        command.arg("--json");
+    }
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        // The broker has said why on stderr (or as JSON on stdout).
+        std::process::exit(1)
+    }
+}
+
+pub fn config_import(
+    src: &Path,
+    config_out: &Path,
+    secrets_out: &Path,
+    force: bool,
+    broker_user: &str,
+    json: bool,
+) -> Result<(), String> {
+    let to = Destination {
+        config: config_out,
+        secrets: secrets_out,
+        force,
+        broker_user: Some(broker_user),
+    };
+    let s = import(src, &to)?;
+    if json {
+        println!(
+            "{}",
+            json!({"config": config_out, "secrets": secrets_out, "moved": s.moved, "warnings": s.warnings})
+        );
+        return Ok(());
+    }
+    println!("wrote {} and {}", config_out.display(), secrets_out.display());
+    for k in &s.moved {
+        println!("  moved {k} to the secrets file");
+    }
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
+}
+
+pub fn secrets_list(config: &Path, json: bool) -> Result<(), String> {
+    let path = secrets_file::locate(config)?;
+    let names = secrets_file::names(&path)?;
+    emit(json, json!({"file": path, "names": names}), || names.join("\n"));
+    Ok(())
+}
+
+/// Sets one secret from standard input (the first line), then asks the
+/// broker to reload. The value never appears in argv or the environment.
+pub fn secrets_set(socket: &Path, config: &Path, name: &str, json: bool) -> Result<(), String> {
+    let path = secrets_file::locate(config)?;
+    let mut value = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut value)
+        .map_err(|e| format!("cannot read the value from standard input: {e}"))?;
+    let value = zeroize::Zeroizing::new(value.trim_end_matches(['\n', '\r']).to_string());
+    secrets_file::set(&path, name, &value)?;
+    let reloaded = client::online(socket, async |conn| client::done(conn, CtlRequest::Reload).await);
+    let message = match &reloaded {
+        Ok(m) => format!("{name} set in {}; {m}", path.display()),
+        Err(e) => format!(
+            "{name} set in {}; the broker did not reload ({e}): it uses the new value from its next start or reload",
+            path.display()
+        ),
+    };
+    emit(
+        json,
+        json!({"ok": true, "reloaded": reloaded.is_ok(), "message": message}),
+        || shown(&message),
+    );
+    Ok(())
+}
+
+/// Whether systemd runs this machine and the channel units are installed.
+fn under_systemd() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+        && ["/etc/systemd/system", "/usr/lib/systemd/system"]
+            .iter()
+            .any(|d| Path::new(d).join("oxibot-channeld@.service").exists())
+}
+
+fn systemctl(args: &[&str]) -> Result<(), String> {
+    let status = Command::new("systemctl")
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("systemctl {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// Sets `channels.NAME.enabled`, then starts or stops the daemon. Which
+/// channels run is fixed at the broker's start (it maps each channel's uid
+/// then), so the broker restarts too; conversations survive it (they are
+/// in the state database, and pending messages are resumed).
+pub fn channel_enable(config: &Path, channel: &str, enable: bool, json: bool) -> Result<(), String> {
+    let layout = Layout::read(config)?;
+    if !layout.channels.contains_key(channel) {
+        return Err(format!(
+            "there is no channels.{channel} section in {}: add the channel's settings first (see the README's Channels section)",
+            config.display()
+        ));
+    }
+    let was = layout.enabled_channels().iter().any(|c| c == channel);
+    if was != enable {
+        secrets_file::set_value(config, &format!("channels.{channel}.enabled"), json!(enable))?;
+    }
+    let unit = format!("oxibot-channeld@{channel}.service");
+    let message = if under_systemd() {
+        if enable {
+            systemctl(&["enable", "--now", &unit])?;
+        } else {
+            systemctl(&["disable", "--now", &unit])?;
+        }
+        systemctl(&["restart", "oxibot-broker.service"])?;
+        format!(
+            "channel {channel} {}; the broker restarted to take it {}",
+            if enable {
+                "enabled and started"
+            } else {
+                "disabled and stopped"
+            },
+            if enable { "on" } else { "off" }
+        )
+    } else {
+        format!(
+            "channels.{channel}.enabled is now {enable} in {}; restart the broker to {} its daemon",
+            config.display(),
+            if enable { "start" } else { "stop" }
+        )
+    };
+    emit(json, json!({"ok": true, "message": message}), || message.clone());
+    Ok(())
+}
