@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole OxiBot test suite, from a fresh machine: installs the tools it
-# needs, then checks formatting, builds once (debug) for every test, runs
-# clippy, builds the protocol fuzz target, rates the systemd units, runs the
-# unit + end-to-end tests, builds the Debian package (release) and checks it
-# with lintian, and installs it under systemd in a container (root only).
+# needs, then checks the dependencies (cargo deny) and formatting, builds
+# once (debug) for every test, runs clippy, builds the protocol fuzz target,
+# rates the systemd units, runs the unit + end-to-end tests, builds the
+# Debian and RPM packages (release) and checks them with lintian and
+# rpmlint, and installs the .deb under systemd in a container (root only).
 #
 # The end-to-end tests that run daemons as their own users need root; as
 # another user they say SKIPPED and pass — unless CI is set (.ci/run sets
@@ -34,6 +35,7 @@ if [ -n "${missing:-}" ] && [ "$(id -u)" = 0 ]; then
 fi
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 command -v cargo-generate-rpm >/dev/null || cargo install cargo-generate-rpm --locked
+command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
 
 # The jail tests run in both modes: root-started (toold becomes oxibot-tool)
 # and unprivileged (the broker runs as oxibot-ci; toold uses a user namespace).
@@ -53,6 +55,9 @@ if [ "$(id -u)" = 0 ]; then
     step "mail servers for the e-mail tests (Dovecot, OpenSMTPD)"
     PATH="$PATH:/usr/sbin" ./scripts/mail-servers.sh
 fi
+
+step "dependencies: cargo deny (licences, bans, sources; advisories when reachable)"
+./scripts/check-deps.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -107,6 +107,7 @@ impl Agent {
     }
 
     /// Runs one user turn and returns the final answer (already scrubbed).
+    #[tracing::instrument(name = "turn", skip_all, fields(channel = session.split(':').next().unwrap_or(""), session))]
     pub async fn run_turn(&self, session: &str, user_text: &str, images: Vec<Image>) -> Result<String, AgentError> {
         let lock = self.session_lock(session);
         let _guard = lock.lock().await;
@@ -237,6 +238,7 @@ impl Agent {
             Err(e) => format!("error: {}", crate::providers::shorten(e, 160)),
         };
         crate::metrics::tool_call(name, result.is_ok());
+        tracing::info!(session, tool = name, ok = result.is_ok(), "tool call");
         // Sessions are "<channel>:<chat>"; the audit entry is filed under it.
         let channel = session.split_once(':').map(|(c, _)| c);
         self.store.audit_about(

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The dependency gate (cargo deny, deny.toml): licences, bans and sources
+# must pass. Duplicate versions are printed and may not grow past what the
+# chat libraries force on us today (serenity pins its own tungstenite,
+# rand, thiserror…). Advisories need RustSec's database from GitHub: tried,
+# and reported as not checked when it cannot be fetched.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+MAX_DUPLICATES=23
+status=0
+out=$(cargo deny --offline check licenses bans sources 2>&1) || status=1
+echo "$out" | grep -E '^(error|bug)' -A4 || true
+echo "$out" | tail -1
+duplicates=$(echo "$out" | grep -o "duplicate entries for crate '[^']*'" | sed "s/.*crate //" | sort -u)
+count=$(echo "$duplicates" | grep -c . || true)
+echo "duplicate versions: $count (at most $MAX_DUPLICATES):" $duplicates
+if [ "$count" -gt "$MAX_DUPLICATES" ]; then
+    echo "a new duplicate version: unify it, or raise MAX_DUPLICATES in $0 with the reason"
+    status=1
+fi
+if timeout 120 cargo deny check advisories >/tmp/oxibot-advisories.log 2>&1; then
+    echo "advisories ok"
+elif grep -qiE 'failed to (fetch|open|load)|unable to|network|could not resolve' /tmp/oxibot-advisories.log; then
+    echo "advisories NOT CHECKED: the RustSec database cannot be fetched here ($(grep -m1 -iE 'error|failed' /tmp/oxibot-advisories.log | cut -c1-160))"
+else
+    cat /tmp/oxibot-advisories.log
+    status=1
+fi
+exit $status
