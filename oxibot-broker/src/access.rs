@@ -53,6 +53,30 @@ pub struct Origin<'a> {
     pub mentioned: bool,
 }
 
+/// What an e-mail daemon calls a sender whose address the receiving mail
+/// server did not vouch for.
+pub const UNVERIFIED: &str = "unverified:";
+
+/// A user id in the one form every comparison uses: trimmed, and for
+/// e-mail in lower case (the daemon lower-cases addresses, an admin may
+/// not). The allow-list, the admin's decisions and the sender all go
+/// through this, so "Bob@Example.com" in one place is bob@example.com in all.
+pub fn user_id(channel: &str, id: &str) -> String {
+    let id = id.trim();
+    if channel == "email" {
+        id.to_lowercase()
+    } else {
+        id.to_string()
+    }
+}
+
+/// A sender the platform did not authenticate: never admitted, whatever
+/// the policy, the lists or the admin's decisions say (its address is
+/// whatever a stranger wrote in From).
+pub fn is_unverified(sender: &str) -> bool {
+    sender.starts_with(UNVERIFIED)
+}
+
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
@@ -92,7 +116,10 @@ impl Policy {
             }
         };
         Ok(Policy {
-            allowed_users: strings(settings.get("allowedUsers")),
+            allowed_users: strings(settings.get("allowedUsers"))
+                .iter()
+                .map(|u| user_id(channel, u))
+                .collect(),
             dm,
             group,
             group_allow_from: strings(settings.get("groupAllowFrom")),
@@ -190,5 +217,19 @@ mod tests {
         let p = Policy::from_settings("t", &s2).unwrap();
         assert_eq!(p.decide(&g("g1", "1", false), false), Decision::Admit);
         assert!(matches!(p.decide(&g("g9", "1", true), false), Decision::Reject(_)));
+    }
+
+    #[test]
+    fn email_ids_compare_in_one_form() {
+        let p = Policy::from_settings("email", &json!({"allowedUsers": [" Bob@Example.com "]})).unwrap();
+        assert_eq!(
+            p.decide(&dm(&user_id("email", "bob@example.com")), false),
+            Decision::Admit
+        );
+        assert_eq!(user_id("email", "BOB@example.COM"), "bob@example.com");
+        // Other platforms' ids keep their case (Slack's U0ABC is not u0abc).
+        assert_eq!(user_id("slack", " U0ABC "), "U0ABC");
+        assert!(is_unverified("unverified:bob@example.com"));
+        assert!(!is_unverified("bob@example.com"));
     }
 }

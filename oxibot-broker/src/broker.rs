@@ -43,6 +43,8 @@ pub struct Broker {
     pub last_error: Mutex<Option<String>>,
     /// Running channel turns by session, for /stop.
     pub turns: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Where the health endpoint listens, or why it does not (a status note).
+    pub health: Mutex<Option<String>>,
 }
 
 impl Broker {
@@ -83,6 +85,7 @@ impl Broker {
 
     pub fn record_error(&self, e: &str) {
         let e = self.agent.scrub(e, "an error shown in status");
+        let e = crate::providers::shorten(&e, 2048);
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     }
 
@@ -137,7 +140,10 @@ impl Broker {
             },
             providers,
             tool_connected: self.tools.is_connected(),
-            notes: crate::separation::notes(&self.config()),
+            notes: crate::separation::notes(&self.config())
+                .into_iter()
+                .chain(self.health.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .collect(),
             last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
@@ -190,6 +196,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         turns: Mutex::default(),
         started: Instant::now(),
         last_error: Mutex::default(),
+        health: Mutex::default(),
         config: RwLock::new(Arc::new(config)),
     });
     let config = broker.config();
@@ -205,7 +212,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
             tokio::spawn(accept_loop(broker.clone(), role, listener)),
         ));
     }
-    crate::health::start(broker.clone()).await?;
+    crate::health::start(broker.clone()).await;
     tokio::spawn(crate::channels::resume_pending(broker.clone()));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -433,7 +433,12 @@ async fn handle(
             }
         }
         ChannelToBroker::Status { connected, last_error } => {
-            let last_error = last_error.map(|e| broker.agent.scrub(&e, &format!("the {channel} daemon's status")));
+            // Kept short: it travels in every status answer, which must
+            // stay well inside a frame however many channels report.
+            let last_error = last_error.map(|e| {
+                let clean = broker.agent.scrub(&e, &format!("the {channel} daemon's status"));
+                crate::providers::shorten(&clean, 1024)
+            });
             update_status(broker, channel, |status| {
                 if status.connected && !connected {
                     status.counters.disconnects += 1;
@@ -454,20 +459,32 @@ fn not_yours(outbox_id: u64, what: &str) -> Fault {
 }
 
 /// The access decision for a message, with the sender's pairing looked up.
-/// The admin's own decision about this user (`oxibotctl users allow|deny`)
-/// comes first; then an approved pairing; then the channel's policy.
+/// An unverified sender is refused outright; then the admin's own decision
+/// about this user (`oxibotctl users allow|deny`) comes first; then an
+/// approved pairing; then the channel's policy. Ids are compared in one
+/// form ([`crate::access::user_id`]).
 fn decide(broker: &Broker, channel: &str, policy: &Policy, origin: &Origin<'_>) -> Result<Decision, Fault> {
-    let admitted = match broker.store.user_decision(channel, origin.sender)? {
+    if crate::access::is_unverified(origin.sender) {
+        return Ok(Decision::Reject(format!(
+            "sender {} is not verified by the mail server (see channels.{channel}.authservId)",
+            origin.sender
+        )));
+    }
+    let sender = crate::access::user_id(channel, origin.sender);
+    let admitted = match broker.store.user_decision(channel, &sender)? {
         Some(false) => {
             return Ok(Decision::Reject(format!(
-                "user {} was refused with oxibotctl users deny",
-                origin.sender
+                "user {sender} was refused with oxibotctl users deny"
             )))
         }
         Some(true) => true,
-        None => broker.store.is_paired(channel, origin.sender)?,
+        None => broker.store.is_paired(channel, &sender)?,
     };
-    Ok(policy.decide(origin, admitted))
+    let origin = Origin {
+        sender: &sender,
+        ..*origin
+    };
+    Ok(policy.decide(&origin, admitted))
 }
 
 /// A `Send` of an outbox message that no attempt has delivered a part of.

@@ -226,10 +226,19 @@ fn decide_user(broker: &Broker, channel: &str, user: &str, allow: bool) -> CtlRe
             message: format!("no channel {channel} in the configuration"),
         };
     }
-    let user = user.trim();
+    let user = &crate::access::user_id(channel, user);
     if user.is_empty() {
         return CtlReply::Error {
             message: "the user id is empty".into(),
+        };
+    }
+    if allow && crate::access::is_unverified(user) {
+        return CtlReply::Error {
+            message: format!(
+                "{user} is what a mail's From header claimed, unverified: anyone can claim it, so it cannot be \
+                 allowed. Set channels.{channel}.authservId so that the mail server vouches for senders, then \
+                 allow the plain address"
+            ),
         };
     }
     match broker.store.decide_user(channel, user, allow) {

@@ -5,9 +5,12 @@
 //!
 //! A deliberately small HTTP/1.1 responder, not a framework: three fixed
 //! paths, no request body, one response per connection. A request head
-//! is read with a size and time limit, and only a few connections are
-//! served at once, so a stranger who reaches the port can waste neither
-//! memory nor the broker's time.
+//! is read with a size and time limit, the whole exchange has a deadline,
+//! and at most 64 connections are served at once (more are closed), so a
+//! stranger who reaches the port can waste neither memory nor the broker's
+//! time. A local user can still keep the endpoint itself busy (it has no
+//! authentication); monitoring that must not be fooled should also run
+//! `oxibotctl status`, which only admins may use.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,27 +22,43 @@ use tokio::sync::Semaphore;
 use crate::broker::Broker;
 
 const MAX_HEAD: usize = 8 * 1024;
-const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_CONNECTIONS: usize = 16;
+/// A monitoring client sends its few bytes at once; anything slower is
+/// holding a slot.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// The whole exchange, the answer included (a client that stops reading).
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTIONS: usize = 64;
+
+use oxibot_proto::messages::HEALTH_LISTENING_NOTE as LISTENING;
 
 /// Binds the endpoint if the configuration enables it. A port that cannot
-/// be bound stops the start: monitoring that silently is not there is
-/// worse than a clear error.
-pub async fn start(broker: Arc<Broker>) -> anyhow::Result<()> {
+/// be bound (another program, or a local user, took it) does not stop the
+/// broker — the assistant matters more than its monitoring — but it is
+/// logged, recorded as the last error, and shown by `oxibotctl status`.
+pub async fn start(broker: Arc<Broker>) {
     let health = broker.config().health.clone();
     if !health.enabled {
-        return Ok(());
+        return;
     }
     let address = std::net::SocketAddr::new(health.host, health.port);
-    let listener = TcpListener::bind(address).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {address} for health.enabled: {e}. Is another OxiBot (or anything else) using the port? \
-             Set health.port, or health.enabled false"
-        )
-    })?;
-    tracing::info!(%address, "health endpoint: /healthz /readyz /metrics");
-    tokio::spawn(serve(broker, listener));
-    Ok(())
+    let note = match TcpListener::bind(address).await {
+        Ok(listener) => {
+            tracing::info!(%address, "health endpoint: /healthz /readyz /metrics");
+            tokio::spawn(serve(broker.clone(), listener));
+            format!("{LISTENING}{address}")
+        }
+        Err(e) => {
+            let message = format!(
+                "the health endpoint is NOT listening: cannot bind {address}: {e}. Something else holds the port \
+                 (ss -ltnp 'sport = :{}'); set health.port and restart the broker",
+                health.port
+            );
+            tracing::error!("{message}");
+            broker.record_error(&message);
+            message
+        }
+    };
+    *broker.health.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
 }
 
 async fn serve(broker: Arc<Broker>, listener: TcpListener) {
@@ -60,8 +79,10 @@ async fn serve(broker: Arc<Broker>, listener: TcpListener) {
         let broker = broker.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = answer(&broker, stream).await {
-                tracing::debug!("health endpoint: {e}");
+            match tokio::time::timeout(EXCHANGE_TIMEOUT, answer(&broker, stream)).await {
+                Ok(Err(e)) => tracing::debug!("health endpoint: {e}"),
+                Err(_) => tracing::debug!("health endpoint: a client took longer than {EXCHANGE_TIMEOUT:?}"),
+                Ok(Ok(())) => {}
             }
         });
     }
@@ -101,7 +122,7 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
     };
     tokio::time::timeout(HEAD_TIMEOUT, read)
         .await
-        .map_err(|_| "request head not complete within 5 s".to_string())??;
+        .map_err(|_| format!("request head not complete within {HEAD_TIMEOUT:?}"))??;
     Ok(head)
 }
 

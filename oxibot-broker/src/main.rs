@@ -33,6 +33,10 @@ fn main() -> ExitCode {
         return ExitCode::from(u8::from(man.render(&mut std::io::stdout()).is_err()));
     }
     let args = Args::parse();
+    // Whatever the broker creates (the state directory, the database, logs
+    // of a failed start) is its own: as systemd's UMask=0077 does, also
+    // when it is started some other way.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     // Nothing else on our uid may read our memory (the secrets) or ptrace
     // us: in unprivileged supervise mode the daemons share the uid.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {

@@ -4,9 +4,9 @@
 //! there is one source for each figure.
 //!
 //! Label values are either ours (provider names from the registry, tool
-//! names we define, channel names from the config) or reduced to a fixed
-//! set, and every label is escaped: a model that invents a tool name
-//! cannot add a series or break the format.
+//! names we define, channel names from the config) or folded into
+//! "other", and every label is escaped: a model that invents tool names
+//! can neither add series nor break the format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -42,11 +42,12 @@ fn with<R>(f: impl FnOnce(&mut Counters) -> R) -> R {
     f(&mut COUNTERS.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// A tool name as a label: ours are lower-case words; anything else the
-/// model made up is counted as "other".
+/// A tool name as a label: one of ours, or "other" for whatever name the
+/// model made up (which would otherwise add a series per invention).
 fn tool_label(name: &str) -> String {
-    let ours = !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    if ours {
+    static OURS: LazyLock<Vec<&'static str>> =
+        LazyLock::new(|| crate::tools::definitions().iter().map(|d| d.name).collect());
+    if OURS.contains(&name) {
         name.to_string()
     } else {
         "other".to_string()
@@ -287,7 +288,7 @@ mod tests {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(tool_label("read_file"), "read_file");
         assert_eq!(tool_label("x\"} 1\nevil_total 99"), "other");
-        assert_eq!(tool_label(&"a".repeat(33)), "other");
+        assert_eq!(tool_label("made_up_tool_name"), "other", "only our tools get a series");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! and each channel's settings and credential — a channel whose settings
 //! changed has its link closed, so its daemon reconnects and receives the
 //! new ones. What needs a restart: which channels are enabled, the users,
-//! the directories, supervise mode, the jail's settings.
+//! the directories, supervise mode, the jail's settings, the health
+//! endpoint (the answer says so).
 
 use crate::broker::Broker;
 use crate::config::Config;
@@ -31,6 +32,9 @@ pub fn reload(broker: &Broker) -> Result<String, String> {
     }
     if old.workspace() != config.workspace() || old.tools.sandbox != config.tools.sandbox {
         needs_restart.push("the workspace or the sandbox");
+    }
+    if old.health != config.health {
+        needs_restart.push("the health endpoint");
     }
     let changed_channels: Vec<String> = config
         .enabled_channels()

@@ -94,10 +94,23 @@ pub struct Listeners {
 /// `roles`. A socket systemd passed for a role not in `roles` is closed.
 pub fn open(runtime_dir: &Path, roles: &[SocketRole], users: &crate::config::Users) -> Result<Listeners, SocketError> {
     let mut inherited = from_systemd_env()?;
+    let made = !runtime_dir.exists();
     std::fs::create_dir_all(runtime_dir).map_err(|source| SocketError::Dir {
         path: runtime_dir.into(),
         source,
     })?;
+    if made {
+        // The daemons' users pass through it to their sockets, which carry
+        // the real protection (0660, a group per role); the broker's umask
+        // (0077) would close it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(runtime_dir, std::fs::Permissions::from_mode(0o755)).map_err(|source| {
+            SocketError::Dir {
+                path: runtime_dir.into(),
+                source,
+            }
+        })?;
+    }
     let mut by_role = HashMap::new();
     let mut bound = Vec::new();
     for &role in roles {

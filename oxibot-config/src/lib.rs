@@ -7,6 +7,7 @@
 pub mod config;
 pub mod import;
 pub mod layout;
+pub mod paths;
 pub mod registry;
 pub mod secret;
 pub mod secrets_file;

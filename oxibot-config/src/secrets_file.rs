@@ -61,13 +61,28 @@ pub fn set(path: &Path, name: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("the value is empty: give it on standard input".into());
     }
-    set_value(path, name, Value::String(value.to_string()))
+    if let Some(Value::Object(_)) = segments.iter().try_fold(&read(path)?, |v, s| v.get(s)) {
+        return Err(format!(
+            "{name} holds several values; name one of them, e.g. {name}.apiKey (see oxibotctl secrets list)"
+        ));
+    }
+    write_value(path, name, Value::String(value.to_string()), SECRETS_MODE)
 }
+
+/// The most a secrets file may allow: its owner reads and writes, its
+/// group (the broker's, when root owns it) reads, nobody else anything.
+const SECRETS_MODE: u32 = 0o640;
+/// The most a config file may allow: no one but its owner writes.
+const CONFIG_MODE: u32 = 0o644;
 
 /// Sets `name` (dotted) to any JSON value in a JSON file (the secrets file,
 /// or config.json for `oxibotctl channels enable`), atomically, keeping
 /// the file's owner and mode.
 pub fn set_value(path: &Path, name: &str, value: Value) -> Result<(), String> {
+    write_value(path, name, value, CONFIG_MODE)
+}
+
+fn write_value(path: &Path, name: &str, value: Value, most: u32) -> Result<(), String> {
     let segments: Vec<&str> = name.split('.').collect();
     if name.is_empty() || segments.iter().any(|s| s.is_empty()) {
         return Err(format!(
@@ -90,12 +105,20 @@ pub fn set_value(path: &Path, name: &str, value: Value) -> Result<(), String> {
     }
     *at = value;
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-    write_atomically(path, text.as_bytes())
+    write_atomically(path, text.as_bytes(), most)
 }
 
-/// Writes a sibling temporary file with the old file's owner and mode (or
-/// 0600 and the caller's, for a new one), syncs it, and renames it over.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
+/// Writes a sibling temporary file with the old file's owner and mode (at
+/// most `most`; 0600 and the caller's for a new one), syncs it, and
+/// renames it over. Refuses a directory that someone other than root or
+/// the caller could change: they could swap the file for their own.
+fn write_atomically(path: &Path, data: &[u8], most: u32) -> Result<(), String> {
+    if let Some(why) = crate::paths::untrusted_directory(path, Some(nix::unistd::getuid().as_raw())) {
+        return Err(format!(
+            "refusing to write {}: {why}. Keep it in a directory only root can change, such as /etc/oxibot",
+            path.display()
+        ));
+    }
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -107,7 +130,7 @@ fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
             path.display()
         ));
     }
-    let mode = old.as_ref().map(|m| m.mode() & 0o777).unwrap_or(0o600);
+    let mode = old.as_ref().map(|m| m.mode() & most).unwrap_or(0o600);
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("secrets.json"),
@@ -166,7 +189,27 @@ mod tests {
             "a value is not an object"
         );
         assert!(set(&p, "providers.groq.apiKey", "").is_err());
+        let whole = set(&p, "providers.openai", "sk-in-the-wrong-place").unwrap_err();
+        assert!(whole.contains("several values"), "{whole}");
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_readable_secrets_file_is_closed_and_an_open_directory_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("secrets.json");
+        std::fs::write(&p, "{}").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        set(&p, "providers.openai.apiKey", "sk-new-123456").unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().mode() & 0o777,
+            0o640,
+            "never readable by others"
+        );
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let why = set(&p, "providers.openai.apiKey", "sk-newer-123456").unwrap_err();
+        assert!(why.contains("can be changed by someone other than root"), "{why}");
+        assert!(!std::fs::read_to_string(&p).unwrap().contains("sk-newer"));
     }
 }

@@ -593,6 +593,10 @@ pub struct StatusReport {
     pub notes: Vec<String>,
 }
 
+/// How a status note about the health endpoint begins when it listens
+/// (followed by the address); `oxibotctl doctor` checks that address.
+pub const HEALTH_LISTENING_NOTE: &str = "health endpoint listening on ";
+
 impl StatusReport {
     /// What is down, in words; empty when the tool daemon and every
     /// enabled channel are connected. `oxibotctl status` exits 3 and

@@ -117,6 +117,28 @@ fn encodings(secret: &[u8]) -> Vec<String> {
     let every: String = secret.iter().map(|b| format!("%{b:02X}")).collect();
     out.push(every.to_ascii_lowercase());
     out.push(every);
+    // As an error message quotes a string value: Rust's Debug escaping
+    // (serde's "invalid type: string \"…\"") and JSON's.
+    if let Ok(text) = std::str::from_utf8(secret) {
+        out.push(text.escape_debug().to_string());
+        out.push(json_escaped(text));
+    }
+    out
+}
+
+fn json_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
     out
 }
 
@@ -161,6 +183,25 @@ fn percent_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_quoted_with_escapes_is_still_found() {
+        let secret = "Zq9\"pass\\word-Secret77";
+        let r = Redactor::new([secret]);
+        // serde's error quotes it Debug-style; a JSON document escapes it.
+        let debug = format!("invalid type: string {secret:?}, expected a map");
+        let (clean, hits) = r.redact(&debug);
+        assert_eq!(hits, 1, "{clean}");
+        assert!(!clean.contains("pass") && !clean.contains("Secret77"), "{clean}");
+        let json = format!("{{\"apiKey\": {}}}", json_quote(secret));
+        let (clean, hits) = r.redact(&json);
+        assert_eq!(hits, 1, "{clean}");
+        assert!(!clean.contains("Secret77"), "{clean}");
+    }
+
+    fn json_quote(s: &str) -> String {
+        format!("\"{}\"", json_escaped(s))
+    }
 
     /// A reference base64 encoder (standard alphabet, padded), to check the
     /// aligned cores against whole encodings.

@@ -67,12 +67,13 @@ pub fn config_import(
         );
         return Ok(());
     }
+    // Key names and warnings quote the imported file: shown escaped.
     println!("wrote {} and {}", config_out.display(), secrets_out.display());
     for k in &s.moved {
-        println!("  moved {k} to the secrets file");
+        println!("  moved {} to the secrets file", shown(k));
     }
     for w in &s.warnings {
-        println!("warning: {w}");
+        println!("warning: {}", shown(w));
     }
     Ok(())
 }

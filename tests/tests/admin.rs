@@ -152,19 +152,27 @@ fn audit_follow_prints_new_entries_as_they_come() {
     assert_eq!(code(&b.ctl(&["users", "allow", "nosuch", "42"])), 1);
     let b_config = b.config_path();
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&b_config).unwrap()).unwrap();
-    config["channels"] = json!({"telegram": {"enabled": false}});
+    config["channels"] = json!({"telegram": {"enabled": false}, "email": {"enabled": false}});
     std::fs::write(&b_config, config.to_string()).unwrap();
     assert_eq!(code(&b.ctl(&["reload"])), 0);
     assert_eq!(code(&b.ctl(&["users", "deny", "telegram", "666"])), 0);
+    // A From header nobody vouched for cannot be allowed: anyone can write it.
+    let refused = b.ctl(&["users", "allow", "email", "unverified:eve@example.com"]);
+    assert_eq!(code(&refused), 1);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("authservId"), "{refused:?}");
+    // An address is one user however the admin spells it.
+    assert_eq!(code(&b.ctl(&["users", "deny", "email", " Bob@Example.COM "])), 0);
     std::thread::sleep(Duration::from_millis(2500));
     let _ = follow.kill();
     let _ = follow.wait();
     let mut printed = String::new();
     follow.stdout.take().unwrap().read_to_string(&mut printed).unwrap();
     let lines: Vec<Value> = printed.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert_eq!(lines.len(), 1, "{printed}");
+    assert_eq!(lines.len(), 2, "{printed}");
     assert_eq!(lines[0]["user"], "666");
     assert_eq!(lines[0]["channel"], "telegram");
+    assert_eq!(lines[1]["user"], "bob@example.com");
+    assert_eq!(lines[1]["channel"], "email");
 }
 
 fn free_port() -> u16 {

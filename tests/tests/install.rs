@@ -19,7 +19,7 @@ use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_telegram::FakeTelegram;
 use oxibot_tests::platform::TELEGRAM_TOKEN;
 use oxibot_tests::serve::wait_for;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const KEY_1: &str = "sk-install-FIRST-0000000";
 const KEY_2: &str = "sk-install-ROTATED-11111";
@@ -221,6 +221,7 @@ fn a_packaged_oxibot_answers_under_systemd() {
         Step::Text("the packaged bot answers".into()),
         Step::Text("answered with the rotated key".into()),
         Step::Text("answered after the upgrade".into()),
+        Step::Text("answered after channels enable".into()),
     ]);
     let tg = FakeTelegram::start(TELEGRAM_TOKEN);
     let c = Container::boot();
@@ -304,6 +305,31 @@ fn a_packaged_oxibot_answers_under_systemd() {
         eprintln!("{unit}: user {user}, CapEff 0, NoNewPrivs 1, Seccomp 2");
     }
 
+    // The admin's tools on the real installation: everything is up, and
+    // doctor finds the files, users, sockets, units and the jail in order.
+    assert_eq!(
+        c.sh("oxibotctl status >/dev/null; echo rc=$?").trim(),
+        "rc=0",
+        "{}",
+        c.sh("oxibotctl status")
+    );
+    let doctor: Value = serde_json::from_str(&c.sh("oxibotctl --json doctor 2>/dev/null")).unwrap_or(Value::Null);
+    let findings = doctor["findings"].as_array().cloned().unwrap_or_default();
+    assert!(findings.len() > 20, "{doctor}");
+    for f in &findings {
+        let area = f["area"].as_str().unwrap_or("");
+        if ["files", "users", "sockets", "units", "broker", "jail", "settings"].contains(&area) {
+            assert!(f["level"] == "ok" || f["level"] == "skip", "doctor: {f}");
+        }
+    }
+    let exposure: Vec<String> = findings
+        .iter()
+        .filter(|f| f["area"] == "units")
+        .map(|f| format!("{} {}", f["check"], f["seen"]))
+        .collect();
+    assert_eq!(exposure.len(), 3, "{exposure:?}");
+    eprintln!("doctor: {} findings, units {exposure:?}", findings.len());
+
     // A rotated key, used by the next request with no restart.
     let broker = c.main_pid("oxibot-broker.service");
     let said = set("providers.openai.apiKey", KEY_2);
@@ -328,6 +354,23 @@ fn a_packaged_oxibot_answers_under_systemd() {
     });
     tg.send_text(1001, "after the upgrade");
     assert_eq!(tg.wait_sent(3, BOOT)[2]["text"], "answered after the upgrade");
+
+    // A channel disabled and enabled again by oxibotctl: its unit stops and
+    // starts, the broker restarts, and messages flow again.
+    let said = c.ok("oxibotctl channels disable telegram");
+    assert!(said.contains("disabled and stopped"), "{said}");
+    assert!(c
+        .sh("systemctl is-active oxibot-channeld@telegram.service")
+        .contains("inactive"));
+    assert!(c.ok("cat /etc/oxibot/config.json").contains(r#""enabled": false"#));
+    c.ok("oxibotctl channels enable telegram");
+    wait_for("telegram back", BOOT, || {
+        c.sh("oxibotctl --json status")
+            .contains(r#""connected":true"#)
+            .then_some(())
+    });
+    tg.send_text(1001, "are you back?");
+    assert_eq!(tg.wait_sent(4, BOOT)[3]["text"], "answered after channels enable");
 
     // A purge removes the configuration, the secrets and the state.
     c.ok("dpkg --purge oxibot");

@@ -81,6 +81,11 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     let root_started = nix::unistd::geteuid().is_root();
     if root_started {
         privs::keep_only_build_caps()?;
+        // Root builds the jail's skeleton (the /etc copy, the mount
+        // points) for the tool user, who must be able to read it: a umask
+        // inherited from the supervisor (the broker runs with 077) would
+        // leave it root-only. Without root every part is our own anyway.
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     }
 
     // Everything the jail needs from the host is read now: after

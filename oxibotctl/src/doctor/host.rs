@@ -8,6 +8,7 @@ use std::path::Path;
 
 use nix::unistd::{Group, User};
 use oxibot_config::layout::Layout;
+use oxibot_config::paths;
 use serde_json::Value;
 
 use super::{Finding, Level};
@@ -38,7 +39,7 @@ pub fn checks(config: &Path, broker_uid: Option<u32>) -> Vec<Finding> {
         .or_else(|| User::from_name("oxibot").ok().flatten());
     out.push(config_file(config));
     out.push(secrets_file(&layout.secrets_file, broker.as_ref()));
-    out.push(state_dir(&layout.state_dir, broker.as_ref()));
+    out.extend(state_dir(&layout.state_dir, broker.as_ref()));
     if !layout.supervise {
         out.extend(users(&layout));
     }
@@ -63,23 +64,68 @@ fn mode(m: &std::fs::Metadata) -> String {
     format!("{owner}:{group} {:04o}", m.mode() & 0o7777)
 }
 
+fn name_of_group(gid: u32) -> String {
+    Group::from_gid(gid.into())
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| gid.to_string())
+}
+
+/// Why someone other than the broker (and root) could read a file or
+/// directory with these modes; None when nobody else can. `traverse`
+/// allows others the x bit (a directory others pass through).
+fn readers_beyond_broker(path: &Path, m: &std::fs::Metadata, broker: Option<&User>, traverse: bool) -> Option<String> {
+    let others = if traverse { 0o006 } else { 0o007 };
+    if m.mode() & others != 0 {
+        return Some("everyone may use it".into());
+    }
+    if paths::has_acl(path) {
+        return Some(format!(
+            "an ACL grants more than the mode shows (getfacl {})",
+            path.display()
+        ));
+    }
+    // A directory the broker owns is no threat to the broker's files: the
+    // broker holds every secret already.
+    if let Some(why) = paths::untrusted_directory(path, broker.map(|b| b.uid.as_raw())) {
+        return Some(why);
+    }
+    let broker = broker?;
+    let (buid, bgid) = (broker.uid.as_raw(), broker.gid.as_raw());
+    if m.mode() & 0o070 != 0 && m.gid() != bgid && m.gid() != 0 {
+        return Some(format!("group {} may use it", name_of_group(m.gid())));
+    }
+    if m.uid() != buid && m.uid() != 0 {
+        return Some(format!("its owner is neither root nor the broker ({})", broker.name));
+    }
+    if m.uid() == 0 && buid != 0 && !(m.gid() == bgid && m.mode() & 0o040 != 0) {
+        return Some(format!("the broker ({}) cannot read it", broker.name));
+    }
+    None
+}
+
 fn config_file(path: &Path) -> Finding {
-    let check = format!("{} is not writable by others", path.display());
+    let check = format!("{} can be changed by root alone", path.display());
+    let fix = format!("chown root:oxibot {p}; chmod 0640 {p}", p = path.display());
     match std::fs::metadata(path) {
-        Ok(m) if m.mode() & 0o022 != 0 || m.uid() != 0 => {
-            Finding::new("files", check, Level::Fail, mode(&m)).fix(format!(
-                "whoever can write it decides what the broker does: chown root:oxibot {p}; chmod 0640 {p}",
-                p = path.display()
-            ))
-        }
-        Ok(m) => Finding::new("files", check, Level::Ok, mode(&m)),
+        Ok(m) if m.mode() & 0o022 != 0 || m.uid() != 0 => Finding::new("files", check, Level::Fail, mode(&m))
+            .fix(format!("whoever can write it decides what the broker does: {fix}")),
+        Ok(m) => match paths::untrusted_directory(path, None) {
+            Some(why) => Finding::new("files", check, Level::Fail, why)
+                .fix("keep it in a directory only root can change (/etc/oxibot)"),
+            None => Finding::new("files", check, Level::Ok, mode(&m)),
+        },
         Err(e) => Finding::new("files", check, Level::Fail, e.to_string()),
     }
 }
 
 fn secrets_file(path: &Path, broker: Option<&User>) -> Finding {
     let check = format!("{} is readable by the broker alone", path.display());
-    let fix = format!("chown root:oxibot {p}; chmod 0640 {p}", p = path.display());
+    let fix = format!(
+        "chown root:oxibot {p}; chmod 0640 {p}; setfacl -b {p}; keep it in /etc/oxibot (root's)",
+        p = path.display()
+    );
     let m = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -91,53 +137,47 @@ fn secrets_file(path: &Path, broker: Option<&User>) -> Finding {
     if !m.file_type().is_file() {
         return Finding::new("files", check, Level::Fail, "not a regular file (a link?)").fix(fix);
     }
-    if m.mode() & 0o007 != 0 {
-        return Finding::new(
-            "files",
-            check,
-            Level::Fail,
-            format!("{}: everyone may read it", mode(&m)),
-        )
-        .fix(fix);
+    match readers_beyond_broker(path, &m, broker, false) {
+        Some(why) => Finding::new("files", check, Level::Fail, format!("{}: {why}", mode(&m))).fix(fix),
+        None => Finding::new("files", check, Level::Ok, mode(&m)),
     }
-    let Some(broker) = broker else {
-        return Finding::new("files", check, Level::Ok, mode(&m));
-    };
-    let by_owner = m.uid() == broker.uid.as_raw();
-    let by_group = m.uid() == 0 && m.gid() == broker.gid.as_raw();
-    let group_is_wider = m.uid() == 0 && m.mode() & 0o070 != 0 && m.gid() != broker.gid.as_raw();
-    if group_is_wider {
-        return Finding::new(
-            "files",
-            check,
-            Level::Fail,
-            format!("{}: its group is not the broker's", mode(&m)),
-        )
-        .fix(fix);
-    }
-    if !by_owner && !by_group {
-        return Finding::new(
-            "files",
-            check,
-            Level::Fail,
-            format!("{}: the broker ({}) cannot read it", mode(&m), broker.name),
-        )
-        .fix(fix);
-    }
-    Finding::new("files", check, Level::Ok, mode(&m))
 }
 
-fn state_dir(path: &Path, broker: Option<&User>) -> Finding {
-    let check = format!("{} belongs to the broker, closed to others", path.display());
-    match std::fs::metadata(path) {
-        Ok(m) if m.mode() & 0o007 != 0 => Finding::new("files", check, Level::Fail, mode(&m))
-            .fix(format!("chmod 0750 {} (it holds every conversation)", path.display())),
-        Ok(m) if broker.is_some_and(|b| b.uid.as_raw() != m.uid()) => {
-            Finding::new("files", check, Level::Fail, mode(&m)).fix(format!("chown oxibot:oxibot {}", path.display()))
+/// The state directory (others may pass through it to the workspace, not
+/// look inside) and the database files in it.
+fn state_dir(path: &Path, broker: Option<&User>) -> Vec<Finding> {
+    let check = format!("{} and its database are the broker's alone", path.display());
+    let m = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            return vec![Finding::new("files", check, Level::Fail, e.to_string())
+                .fix("systemd-tmpfiles --create /usr/lib/tmpfiles.d/oxibot.conf")]
         }
-        Ok(m) => Finding::new("files", check, Level::Ok, mode(&m)),
-        Err(e) => Finding::new("files", check, Level::Fail, e.to_string())
-            .fix("systemd-tmpfiles --create /usr/lib/tmpfiles.d/oxibot.conf"),
+    };
+    let mut problems = Vec::new();
+    if let Some(why) = readers_beyond_broker(path, &m, broker, true) {
+        // Root owning the directory is fine (the broker owns the files).
+        if !why.starts_with("the broker") {
+            problems.push(format!("{}: {}", path.display(), why));
+        }
+    }
+    for name in ["oxibot.db", "oxibot.db-wal", "oxibot.db-shm"] {
+        let file = path.join(name);
+        if let Ok(fm) = std::fs::symlink_metadata(&file) {
+            if let Some(why) = readers_beyond_broker(&file, &fm, broker, false) {
+                problems.push(format!("{name} {}: {why}", mode(&fm)));
+            }
+        }
+    }
+    if problems.is_empty() {
+        vec![Finding::new("files", check, Level::Ok, mode(&m))]
+    } else {
+        vec![
+            Finding::new("files", check, Level::Fail, problems.join("; ")).fix(format!(
+                "it holds every conversation: chown -R oxibot:oxibot {p}; chmod 0751 {p}; chmod 0600 {p}/oxibot.db*",
+                p = path.display()
+            )),
+        ]
     }
 }
 
@@ -509,6 +549,65 @@ mod tests {
         assert_eq!(level_of(&f, "secrets.json is readable"), Level::Ok);
         assert_eq!(level_of(&f, "email: senders are verified"), Level::Ok);
         assert_eq!(level_of(&f, "health endpoint"), Level::Ok);
+    }
+
+    #[test]
+    fn a_secret_readable_by_a_foreign_group_or_from_an_open_directory_fails() {
+        let me = User::from_uid(nix::unistd::getuid()).unwrap().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let secrets = d.path().join("secrets.json");
+        std::fs::write(&secrets, "{}").unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(secrets_file(&secrets, Some(&me)).level, Level::Ok);
+        if me.uid.is_root() {
+            // Owned by the broker (here: root), readable by another group.
+            nix::unistd::chown(&secrets, None, Some(nix::unistd::Gid::from_raw(65534))).unwrap();
+            std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let f = secrets_file(&secrets, Some(&me));
+            assert_eq!(f.level, Level::Fail, "{f:?}");
+            assert!(f.seen.contains("may use it"), "{f:?}");
+            nix::unistd::chown(&secrets, None, Some(me.gid)).unwrap();
+        }
+        // The directory above it open to everybody: whoever can write there
+        // can swap the file.
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let f = secrets_file(&secrets, Some(&me));
+        assert_eq!(f.level, Level::Fail, "{f:?}");
+        assert!(f.seen.contains("can be changed by someone other than root"), "{f:?}");
+    }
+
+    #[test]
+    fn a_state_directory_is_judged_by_who_owns_it() {
+        if !nix::unistd::getuid().is_root() {
+            return; // needs chown; CI runs as root
+        }
+        let me = User::from_uid(nix::unistd::getuid()).unwrap().unwrap();
+        let nobody = User::from_uid(65534.into()).unwrap().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::write(state.join("oxibot.db"), "").unwrap();
+        for p in [&state, &state.join("oxibot.db")] {
+            nix::unistd::chown(p, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        }
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o751)).unwrap();
+        std::fs::set_permissions(state.join("oxibot.db"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        // The broker's own directory: fine.
+        let f = state_dir(&state, Some(&nobody));
+        assert!(f.iter().all(|f| f.level == Level::Ok), "{f:?}");
+        // Someone else's directory holding the broker's database: they
+        // could swap it.
+        let f = state_dir(&state, Some(&me));
+        assert!(f.iter().any(|f| f.level == Level::Fail), "{f:?}");
+    }
+
+    #[test]
+    fn the_running_health_endpoint_is_judged_by_where_it_listens() {
+        use oxibot_proto::messages::HEALTH_LISTENING_NOTE as N;
+        let judged = |note: String| super::super::health_as_running(&[note]).map(|f| f.level);
+        assert_eq!(judged(format!("{N}127.0.0.1:18790")), Some(Level::Ok));
+        assert_eq!(judged(format!("{N}0.0.0.0:18790")), Some(Level::Fail));
+        assert_eq!(judged("something else".into()), None);
     }
 
     #[test]

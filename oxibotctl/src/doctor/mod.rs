@@ -154,6 +154,7 @@ async fn from_broker(conn: &mut CtlConn) -> FromBroker {
             }
             broker_uid = host::uid_of(s.broker_pid);
             findings.push(host::broker_user(broker_uid));
+            findings.extend(health_as_running(&s.notes));
         }
         Ok(other) => findings.push(Finding::new(
             "broker",
@@ -195,4 +196,29 @@ async fn from_broker(conn: &mut CtlConn) -> FromBroker {
         findings,
         notes,
     }
+}
+
+/// Where the running broker's health endpoint really listens (the
+/// configuration may have changed since it started).
+fn health_as_running(notes: &[String]) -> Option<Finding> {
+    use oxibot_proto::messages::HEALTH_LISTENING_NOTE;
+    let check = "the running health endpoint is on loopback only";
+    if let Some(address) = notes.iter().find_map(|n| n.strip_prefix(HEALTH_LISTENING_NOTE)) {
+        let loopback = address
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        return Some(if loopback {
+            Finding::new("broker", check, Level::Ok, address)
+        } else {
+            Finding::new("broker", check, Level::Fail, address)
+                .fix("set health.host to 127.0.0.1, then restart the broker (a reload does not move it)")
+        });
+    }
+    notes
+        .iter()
+        .find(|n| n.contains("health endpoint is NOT listening"))
+        .map(|n| {
+            Finding::new("broker", "the health endpoint listens", Level::Warn, n.clone())
+                .fix("free the port or set health.port, then restart the broker")
+        })
 }
