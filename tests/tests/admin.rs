@@ -159,7 +159,10 @@ fn audit_follow_prints_new_entries_as_they_come() {
     // A From header nobody vouched for cannot be allowed: anyone can write it.
     let refused = b.ctl(&["users", "allow", "email", "unverified:eve@example.com"]);
     assert_eq!(code(&refused), 1);
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("authservId"), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("authservId"),
+        "{refused:?}"
+    );
     // An address is one user however the admin spells it.
     assert_eq!(code(&b.ctl(&["users", "deny", "email", " Bob@Example.COM "])), 0);
     std::thread::sleep(Duration::from_millis(2500));
