@@ -281,6 +281,33 @@ fn a_packaged_oxibot_answers_under_systemd() {
         .trim()
         .to_string();
     let jail: u32 = jail.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    // The commands are capped as a group: the jail (and every command it
+    // forks) stays in toold's own cgroup, which carries the unit's
+    // MemoryMax= and TasksMax= (RLIMIT_AS and RLIMIT_NPROC are per process
+    // and per uid; the cgroup is what caps memory for all commands at once).
+    let cgroup = c.sh(&format!("cat /proc/{jail}/cgroup"));
+    assert!(
+        cgroup
+            .lines()
+            .any(|l| l.starts_with("0::") && l.ends_with("/system.slice/oxibot-toold.service")),
+        "the jail left toold's cgroup: {cgroup}"
+    );
+    let limits = c.sh("systemctl show oxibot-toold -p MemoryMax -p TasksMax");
+    assert!(
+        limits.contains("MemoryMax=2147483648") && limits.contains("TasksMax=512"),
+        "{limits}"
+    );
+    let group = "/sys/fs/cgroup/system.slice/oxibot-toold.service";
+    match c
+        .sh(&format!("cat {group}/memory.max {group}/pids.max 2>/dev/null"))
+        .trim()
+    {
+        "" => eprintln!(
+            "cgroup: this host gives the container no cgroup v2 memory/pids controllers; \
+             checked the unit's limits and the jail's membership, not the kernel's enforcement"
+        ),
+        enforced => assert_eq!(enforced.split_whitespace().collect::<Vec<_>>(), ["2147483648", "512"]),
+    }
     for (unit, user, pid) in [
         ("oxibot-broker.service", "oxibot", c.main_pid("oxibot-broker.service")),
         ("oxibot-toold.service", "oxibot-tool", toold),
