@@ -58,13 +58,15 @@ pub struct Origin<'a> {
 pub const UNVERIFIED: &str = "unverified:";
 
 /// A user id in the one form every comparison uses: trimmed, and for
-/// e-mail in lower case (the daemon lower-cases addresses, an admin may
-/// not). The allow-list, the admin's decisions and the sender all go
+/// e-mail in ASCII lower case (the daemon lower-cases addresses, an admin
+/// may not). The allow-list, the admin's decisions and the sender all go
 /// through this, so "Bob@Example.com" in one place is bob@example.com in all.
+/// ASCII only, as the e-mail daemon folds: Unicode folding would make a
+/// different mailbox (U+212A KELVIN SIGN in "boK@") equal to an allowed one.
 pub fn user_id(channel: &str, id: &str) -> String {
     let id = id.trim();
     if channel == "email" {
-        id.to_lowercase()
+        id.to_ascii_lowercase()
     } else {
         id.to_string()
     }
@@ -227,6 +229,13 @@ mod tests {
             Decision::Admit
         );
         assert_eq!(user_id("email", "BOB@example.COM"), "bob@example.com");
+        // Another mailbox stays another user: KELVIN SIGN is not k.
+        assert_ne!(user_id("email", "bo\u{212A}@example.com"), "bok@example.com");
+        let kelvin = Policy::from_settings("email", &json!({"allowedUsers": ["bok@example.com"]})).unwrap();
+        assert!(matches!(
+            kelvin.decide(&dm(&user_id("email", "bo\u{212A}@example.com")), false),
+            Decision::Reject(_)
+        ));
         // Other platforms' ids keep their case (Slack's U0ABC is not u0abc).
         assert_eq!(user_id("slack", " U0ABC "), "U0ABC");
         assert!(is_unverified("unverified:bob@example.com"));

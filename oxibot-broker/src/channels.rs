@@ -340,6 +340,9 @@ async fn handle(
             mut attachments,
         } => {
             pieces.complete(&platform_id, &mut attachments).map_err(Fault::Peer)?;
+            // One spelling of the sender for everything below: the
+            // decision, the session, pairing and the audit.
+            let sender = crate::access::user_id(channel, &sender);
             let origin = Origin {
                 sender: &sender,
                 chat_id: &chat_id,

@@ -6,18 +6,22 @@
 //! A deliberately small HTTP/1.1 responder, not a framework: three fixed
 //! paths, no request body, one response per connection. A request head
 //! is read with a size and time limit, the whole exchange has a deadline,
-//! and at most 64 connections are served at once (more are closed), so a
-//! stranger who reaches the port can waste neither memory nor the broker's
-//! time. A local user can still keep the endpoint itself busy (it has no
+//! and at most 16 connections are served at once (more are closed). The
+//! broker's state is read at most once a second, off the runtime's worker
+//! threads, and shared by every request in that second: however many
+//! requests arrive, the agent loop and the channels do not wait for them.
+//! A local user can still keep the endpoint itself busy (it has no
 //! authentication); monitoring that must not be fooled should also run
 //! `oxibotctl status`, which only admins may use.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use oxibot_proto::messages::StatusReport;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::broker::Broker;
 
@@ -27,7 +31,9 @@ const MAX_HEAD: usize = 8 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// The whole exchange, the answer included (a client that stops reading).
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECTIONS: usize = 64;
+const MAX_CONNECTIONS: usize = 16;
+/// How long one reading of the broker's state answers requests.
+const SNAPSHOT_AGE: Duration = Duration::from_secs(1);
 
 use oxibot_proto::messages::HEALTH_LISTENING_NOTE as LISTENING;
 
@@ -61,8 +67,36 @@ pub async fn start(broker: Arc<Broker>) {
     *broker.health.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
 }
 
+/// The broker's status as the endpoint last read it. Reading it touches
+/// the store (queue depths), so requests share one reading a second, and
+/// the reading runs on a blocking thread.
+#[derive(Default)]
+struct Snapshot {
+    last: Mutex<Option<(Instant, Arc<StatusReport>)>>,
+}
+
+impl Snapshot {
+    async fn get(&self, broker: &Arc<Broker>) -> Result<Arc<StatusReport>, String> {
+        // Requests that arrive while a reading runs wait for it and share it.
+        let mut last = self.last.lock().await;
+        if let Some((at, report)) = last.as_ref() {
+            if at.elapsed() < SNAPSHOT_AGE {
+                return Ok(report.clone());
+            }
+        }
+        let broker = broker.clone();
+        let report = tokio::task::spawn_blocking(move || broker.status())
+            .await
+            .map_err(|e| format!("reading the broker's status failed: {e}"))?;
+        let report = Arc::new(report);
+        *last = Some((Instant::now(), report.clone()));
+        Ok(report)
+    }
+}
+
 async fn serve(broker: Arc<Broker>, listener: TcpListener) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let snapshot = Arc::new(Snapshot::default());
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -77,9 +111,10 @@ async fn serve(broker: Arc<Broker>, listener: TcpListener) {
             continue;
         };
         let broker = broker.clone();
+        let snapshot = snapshot.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            match tokio::time::timeout(EXCHANGE_TIMEOUT, answer(&broker, stream)).await {
+            match tokio::time::timeout(EXCHANGE_TIMEOUT, answer(&broker, &snapshot, stream)).await {
                 Ok(Err(e)) => tracing::debug!("health endpoint: {e}"),
                 Err(_) => tracing::debug!("health endpoint: a client took longer than {EXCHANGE_TIMEOUT:?}"),
                 Ok(Ok(())) => {}
@@ -126,7 +161,7 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
     Ok(head)
 }
 
-async fn answer(broker: &Broker, mut stream: TcpStream) -> Result<(), String> {
+async fn answer(broker: &Arc<Broker>, snapshot: &Snapshot, mut stream: TcpStream) -> Result<(), String> {
     let head = match read_head(&mut stream).await {
         Ok(h) => h,
         Err(e) => {
@@ -137,7 +172,7 @@ async fn answer(broker: &Broker, mut stream: TcpStream) -> Result<(), String> {
     let (status, kind, body) = match parse_head(&head) {
         Some(("GET" | "HEAD", "/healthz")) => (200, "text/plain", "ok\n".to_string()),
         Some(("GET" | "HEAD", "/readyz")) => {
-            let problems = broker.status().problems();
+            let problems = snapshot.get(broker).await?.problems();
             if problems.is_empty() {
                 (200, "text/plain", "ready\n".to_string())
             } else {
@@ -147,7 +182,7 @@ async fn answer(broker: &Broker, mut stream: TcpStream) -> Result<(), String> {
         Some(("GET" | "HEAD", "/metrics")) => (
             200,
             "text/plain; version=0.0.4; charset=utf-8",
-            crate::metrics::render(&broker.status()),
+            crate::metrics::render(&*snapshot.get(broker).await?),
         ),
         Some(("GET" | "HEAD", _)) => (
             404,

@@ -96,6 +96,10 @@ const MIGRATIONS: &[&str] = &[
         decided_at INTEGER NOT NULL,
         PRIMARY KEY (channel, sender)
      );",
+    // 6: the queue depths (status, the health endpoint) count pending rows
+    // without reading the whole history.
+    "CREATE INDEX inbound_pending ON inbound(status) WHERE status = 'pending';
+     CREATE INDEX outbox_pending ON outbox(status) WHERE status = 'pending';",
 ];
 
 fn kind_name(kind: AttachmentKind) -> &'static str {

@@ -384,10 +384,10 @@ impl Config {
         if !value.is_object() {
             return Err(invalid(path, "", "the top level must be a JSON object"));
         }
-        warn_inline_secrets(&value, "", &mut report.warnings);
+        warn_inline_secrets(&value, &mut report.warnings);
 
         // The environment may move the secrets file, so apply it once first.
-        let env = file_variables(env.into_iter().collect())?;
+        let env = file_variables(env.into_iter().collect(), &mut report.warnings)?;
         let mut probe = value.clone();
         apply_env(&mut probe, &env, &mut report.warnings);
         // A type error quotes the value it choked on; whatever came from
@@ -718,19 +718,33 @@ fn read_secrets(path: &Path) -> Result<String, ConfigError> {
     Ok(text)
 }
 
-fn warn_inline_secrets(v: &Value, at: &str, warnings: &mut Vec<String>) {
-    if let Value::Object(map) = v {
-        for (k, child) in map {
-            let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
-            match child {
-                Value::String(s) if SECRET_KEYS.contains(&k.as_str()) && !s.is_empty() => warnings.push(format!(
-                    "config.json holds a credential at `{path}`; move it to the secrets file \
-                     (`oxibotctl config import` does this)"
-                )),
-                _ => warn_inline_secrets(child, &path, warnings),
+fn warn_inline_secrets(v: &Value, warnings: &mut Vec<String>) {
+    for path in inline_secrets(v) {
+        warnings.push(format!(
+            "config.json holds a credential at `{path}`; move it to the secrets file \
+             (`oxibotctl config import` does this)"
+        ));
+    }
+}
+
+/// Where a configuration document holds credentials itself (dotted
+/// names), rather than leaving them to the secrets file.
+pub fn inline_secrets(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, at: &str, out: &mut Vec<String>) {
+        if let Value::Object(map) = v {
+            for (k, child) in map {
+                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                match child {
+                    Value::String(s) if SECRET_KEYS.contains(&k.as_str()) && !s.is_empty() => out.push(path),
+                    Value::Number(_) if SECRET_KEYS.contains(&k.as_str()) => out.push(path),
+                    _ => walk(child, &path, out),
+                }
             }
         }
     }
+    let mut out = Vec::new();
+    walk(v, "", &mut out);
+    out
 }
 
 /// Deep-merges `over` into `base`: objects merge key by key, anything else replaces.
@@ -755,9 +769,15 @@ const MAX_ENV_FILE: u64 = 64 * 1024;
 
 /// `OXIBOT_…_FILE=PATH` (Docker and systemd secrets) stands for `OXIBOT_…`
 /// with the file's content, its trailing newline removed. A file that
-/// cannot be read stops the start, naming the variable.
-fn file_variables(env: Vec<(String, String)>) -> Result<Vec<(String, String)>, ConfigError> {
+/// cannot be read stops the start, naming the variable; one that everybody
+/// may read is used, with a warning (a container's secrets are often
+/// mounted 0444, where nobody else is) when it holds a credential.
+fn file_variables(
+    env: Vec<(String, String)>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, String)>, ConfigError> {
     use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
     env.into_iter()
         .map(|(name, value)| {
             let Some(base) = name.strip_suffix("_FILE").filter(|_| name.starts_with("OXIBOT_")) else {
@@ -765,8 +785,16 @@ fn file_variables(env: Vec<(String, String)>) -> Result<Vec<(String, String)>, C
             };
             let path = PathBuf::from(&value);
             let mut text = String::new();
-            std::fs::File::open(&path)
-                .and_then(|f| f.take(MAX_ENV_FILE).read_to_string(&mut text))
+            let file = std::fs::File::open(&path)
+                .map_err(|e| ConfigError::Other(format!("{name}: cannot read {}: {e}", path.display())))?;
+            if file.metadata().is_ok_and(|m| m.mode() & 0o004 != 0) && is_credential_env(base) {
+                warnings.push(format!(
+                    "{name}: everybody on this machine may read {}; chmod 0640 it (or 0400 for the broker's user)",
+                    path.display()
+                ));
+            }
+            file.take(MAX_ENV_FILE)
+                .read_to_string(&mut text)
                 .map_err(|e| ConfigError::Other(format!("{name}: cannot read {}: {e}", path.display())))?;
             Ok((base.to_string(), text.trim_end_matches(['\n', '\r']).to_string()))
         })

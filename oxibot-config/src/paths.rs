@@ -3,37 +3,59 @@
 //! more than the mode bits show. Used before `oxibotctl` writes the
 //! secrets file or the config, and by `oxibotctl doctor`.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 const STICKY: u32 = 0o1000;
 
-/// The first directory above `path` that someone other than root (or
-/// `trusted`, e.g. the caller) could change — own it, or write to it
-/// without the sticky bit — described for an error message. A directory
-/// that can be changed lets its owner or writers swap the file for their
-/// own, however the file's own mode is set.
+/// The first place above `path` that someone other than root (or
+/// `trusted`, e.g. the caller) could change, described for an error
+/// message; None when there is none. Whoever can change a directory can
+/// swap the file in it for their own, however the file's own mode is set.
+///
+/// A directory is theirs when they own it, may write to it (by mode or by
+/// an ACL), or when a link on the way to it is theirs (they can point it
+/// elsewhere). The sticky bit excuses a world-writable directory higher
+/// up (/tmp), not the file's own directory: there, a stranger could have
+/// made the file before us.
 pub fn untrusted_directory(path: &Path, trusted: Option<u32>) -> Option<String> {
-    let absolute = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    let owner_ok = |uid: u32| uid == 0 || Some(uid) == trusted;
+    let absolute = match std::path::absolute(path) {
+        Ok(p) => p,
+        Err(e) => return Some(format!("{}: {e}", path.display())),
+    };
+    let parent = match absolute.parent() {
         Some(p) => p.to_path_buf(),
-        None => PathBuf::from("."),
+        None => return Some(format!("{} has no directory", path.display())),
     };
-    let dir = match absolute.canonicalize() {
+    // Links on the way, as written (canonicalising below resolves them).
+    let mut walked = PathBuf::new();
+    for component in parent.components() {
+        walked.push(component);
+        if matches!(component, Component::Normal(_)) {
+            if let Ok(m) = std::fs::symlink_metadata(&walked) {
+                if m.file_type().is_symlink() && !owner_ok(m.uid()) {
+                    return Some(format!(
+                        "{} is a link owned by uid {}, who can point it elsewhere",
+                        walked.display(),
+                        m.uid()
+                    ));
+                }
+            }
+        }
+    }
+    let dir = match parent.canonicalize() {
         Ok(d) => d,
-        Err(e) => return Some(format!("{}: {e}", absolute.display())),
+        Err(e) => return Some(format!("{}: {e}", parent.display())),
     };
-    for ancestor in dir.ancestors() {
+    for (depth, ancestor) in dir.ancestors().enumerate() {
         let m = match std::fs::metadata(ancestor) {
             Ok(m) => m,
             Err(e) => return Some(format!("{}: {e}", ancestor.display())),
         };
-        let owner_ok = m.uid() == 0 || Some(m.uid()) == trusted;
-        let sticky = m.mode() & STICKY != 0;
-        let others_write = m.mode() & 0o002 != 0 && !sticky;
-        let group_write = m.mode() & 0o020 != 0 && m.gid() != 0 && !sticky;
-        if !owner_ok || others_write || group_write {
+        let sticky_excuses = m.mode() & STICKY != 0 && depth > 0;
+        let writable_by_others = m.mode() & 0o022 != 0 && !sticky_excuses;
+        if !owner_ok(m.uid()) || writable_by_others {
             return Some(format!(
                 "{} (uid {}, gid {}, mode {:04o}) can be changed by someone other than root",
                 ancestor.display(),
@@ -42,28 +64,24 @@ pub fn untrusted_directory(path: &Path, trusted: Option<u32>) -> Option<String> 
                 m.mode() & 0o7777
             ));
         }
+        if has_acl(ancestor) {
+            return Some(format!(
+                "{} carries an ACL, which may let others change it (getfacl {})",
+                ancestor.display(),
+                ancestor.display()
+            ));
+        }
     }
     None
 }
 
 /// Whether `path` carries a POSIX ACL (access, or a directory's default):
-/// then its mode bits do not say who may read it.
+/// then its mode bits do not say who may read or change it. A filesystem
+/// without ACLs has none.
 pub fn has_acl(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
     ["system.posix_acl_access", "system.posix_acl_default"]
         .iter()
-        .any(|name| {
-            let Ok(c_name) = CString::new(*name) else {
-                return false;
-            };
-            // SAFETY: both strings are NUL-terminated and outlive the call; a
-            // null buffer of size 0 asks only for the value's size, so the
-            // kernel writes nothing. It answers -1 (ENODATA) when there is none.
-            let size = unsafe { nix::libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), std::ptr::null_mut(), 0) };
-            size > 0
-        })
+        .any(|name| rustix::fs::lgetxattr_query(path, *name).is_ok_and(|size| size > 0))
 }
 
 #[cfg(test)]
@@ -85,17 +103,82 @@ mod tests {
         std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let why = untrusted_directory(&file, Some(me)).unwrap();
         assert!(why.contains(&d.path().display().to_string()), "{why}");
+        // Sticky in the file's own directory: a stranger could have made
+        // the file (or its link) before us.
         std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
-        assert_eq!(
-            untrusted_directory(&file, Some(me)),
-            None,
-            "sticky: nobody may rename our file"
-        );
+        assert!(untrusted_directory(&file, Some(me)).is_some());
+        // Sticky higher up (/tmp): nobody may rename our directory.
+        let inner = d.path().join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(untrusted_directory(&inner.join("secrets.json"), Some(me)), None);
+        // Group-writable, whatever the group.
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(untrusted_directory(&inner.join("secrets.json"), Some(me)).is_some());
+        std::fs::remove_dir(&inner).unwrap();
         std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         if me == 0 {
             nix::unistd::chown(d.path(), Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
             let why = untrusted_directory(&file, Some(me)).unwrap();
             assert!(why.contains("uid 65534"), "{why}");
+            // A link on the way that a stranger owns: they can repoint it.
+            nix::unistd::chown(d.path(), Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+            let real = d.path().join("real");
+            std::fs::create_dir(&real).unwrap();
+            let link = d.path().join("link");
+            std::os::unix::fs::symlink(&real, &link).unwrap();
+            assert_eq!(untrusted_directory(&link.join("secrets.json"), Some(me)), None);
+            std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+            let why = untrusted_directory(&link.join("secrets.json"), Some(me)).unwrap();
+            assert!(why.contains("link owned by uid 65534"), "{why}");
+        }
+    }
+
+    /// A default ACL on the file's directory: the mode bits (0755) do not
+    /// show it, and a file made there would let the ACL's user read it.
+    #[test]
+    fn a_directory_opened_by_an_acl_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("etc");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let me = nix::unistd::getuid().as_raw();
+        assert_eq!(untrusted_directory(&dir.join("secrets.json"), Some(me)), None);
+        if !set_acl(&dir, "system.posix_acl_default", 7) {
+            return;
+        }
+        let why = untrusted_directory(&dir.join("secrets.json"), Some(me)).unwrap();
+        assert!(why.contains("ACL"), "{why}");
+    }
+
+    /// Gives uid 65534 `perm` (rwx bits) by an ACL (`kind`: access or
+    /// default); false (and a note, or a failure under CI) where the
+    /// filesystem takes none.
+    fn set_acl(path: &Path, kind: &str, perm: u16) -> bool {
+        // Version 2, then entries (tag u16, perm u16, id u32): USER_OBJ rwx,
+        // USER 65534, GROUP_OBJ r-x, MASK, OTHER r-x.
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (1u16, 7u16, u32::MAX),
+            (2, perm, 65534),
+            (4, 5, u32::MAX),
+            (0x10, 7, u32::MAX),
+            (0x20, 5, u32::MAX),
+        ] {
+            acl.extend(tag.to_le_bytes());
+            acl.extend(perm.to_le_bytes());
+            acl.extend(id.to_le_bytes());
+        }
+        match rustix::fs::lsetxattr(path, kind, &acl, rustix::fs::XattrFlags::empty()) {
+            Ok(()) => true,
+            Err(why) => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI: the temp filesystem takes no ACLs ({why})"
+                );
+                eprintln!("skipped: this filesystem takes no ACLs ({why})");
+                false
+            }
         }
     }
 
@@ -105,32 +188,7 @@ mod tests {
         let file = d.path().join("f");
         std::fs::write(&file, "x").unwrap();
         assert!(!has_acl(&file));
-        // An access ACL that lets uid 65534 read: version 2, then entries
-        // (tag u16, perm u16, id u32): USER_OBJ rw, USER 65534 r,
-        // GROUP_OBJ r, MASK r, OTHER none.
-        let mut acl = 2u32.to_le_bytes().to_vec();
-        for (tag, perm, id) in [
-            (1u16, 6u16, u32::MAX),
-            (2, 4, 65534),
-            (4, 4, u32::MAX),
-            (0x10, 4, u32::MAX),
-            (0x20, 0, u32::MAX),
-        ] {
-            acl.extend(tag.to_le_bytes());
-            acl.extend(perm.to_le_bytes());
-            acl.extend(id.to_le_bytes());
-        }
-        let c_path = CString::new(file.as_os_str().as_bytes()).unwrap();
-        let c_name = CString::new("system.posix_acl_access").unwrap();
-        // SAFETY: valid NUL-terminated strings and a buffer of the length given.
-        let r = unsafe { nix::libc::setxattr(c_path.as_ptr(), c_name.as_ptr(), acl.as_ptr().cast(), acl.len(), 0) };
-        if r != 0 {
-            let why = std::io::Error::last_os_error();
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI: the temp filesystem takes no ACLs ({why})"
-            );
-            eprintln!("skipped: this filesystem takes no ACLs ({why})");
+        if !set_acl(&file, "system.posix_acl_access", 4) {
             return;
         }
         assert!(has_acl(&file));

@@ -3,10 +3,11 @@
 //! atomically with the file's owner and mode kept, so that the broker never
 //! reads half a file and nobody else ever can.
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
 use serde_json::{Map, Value};
 
 /// Where the secrets file is: `secretsFile` in the configuration, or the
@@ -61,12 +62,14 @@ pub fn set(path: &Path, name: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("the value is empty: give it on standard input".into());
     }
-    if let Some(Value::Object(_)) = segments.iter().try_fold(&read(path)?, |v, s| v.get(s)) {
-        return Err(format!(
-            "{name} holds several values; name one of them, e.g. {name}.apiKey (see oxibotctl secrets list)"
-        ));
-    }
-    write_value(path, name, Value::String(value.to_string()), SECRETS_MODE)
+    update(path, SECRETS_MODE, |doc| {
+        if let Some(Value::Object(_)) = segments.iter().try_fold(&*doc, |v, s| v.get(s)) {
+            return Err(format!(
+                "{name} holds several values; name one of them, e.g. {name}.apiKey (see oxibotctl secrets list)"
+            ));
+        }
+        put(doc, path, name, Value::String(value.to_string()))
+    })
 }
 
 /// The most a secrets file may allow: its owner reads and writes, its
@@ -79,18 +82,18 @@ const CONFIG_MODE: u32 = 0o644;
 /// or config.json for `oxibotctl channels enable`), atomically, keeping
 /// the file's owner and mode.
 pub fn set_value(path: &Path, name: &str, value: Value) -> Result<(), String> {
-    write_value(path, name, value, CONFIG_MODE)
+    update(path, CONFIG_MODE, |doc| put(doc, path, name, value))
 }
 
-fn write_value(path: &Path, name: &str, value: Value, most: u32) -> Result<(), String> {
+/// Puts `value` at the dotted `name` in `doc`, making objects on the way.
+fn put(doc: &mut Value, path: &Path, name: &str, value: Value) -> Result<(), String> {
     let segments: Vec<&str> = name.split('.').collect();
     if name.is_empty() || segments.iter().any(|s| s.is_empty()) {
         return Err(format!(
             "\"{name}\" is not a dotted name like channels.telegram.enabled"
         ));
     }
-    let mut doc = read(path)?;
-    let mut at = &mut doc;
+    let mut at = doc;
     for (i, segment) in segments.iter().enumerate() {
         let Value::Object(map) = at else {
             return Err(format!(
@@ -104,62 +107,116 @@ fn write_value(path: &Path, name: &str, value: Value, most: u32) -> Result<(), S
             .or_insert_with(|| Value::Object(Map::new()));
     }
     *at = value;
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-    write_atomically(path, text.as_bytes(), most)
+    Ok(())
 }
 
-/// Writes a sibling temporary file with the old file's owner and mode (at
-/// most `most`; 0600 and the caller's for a new one), syncs it, and
-/// renames it over. Refuses a directory that someone other than root or
-/// the caller could change: they could swap the file for their own.
-fn write_atomically(path: &Path, data: &[u8], most: u32) -> Result<(), String> {
+/// Changes a JSON file in place, atomically: reads it, lets `change` edit
+/// the document, writes a sibling temporary file with the old file's owner
+/// and mode (at most `most`; 0600 and the caller's for a new one), syncs
+/// it, and renames it over.
+///
+/// Run as root on a path from the configuration, so every step is made
+/// safe against whoever else can reach the path:
+/// - the directory must be one only root or the caller can change (no
+///   other owner, no write by group or others, no ACL, no link of theirs
+///   on the way): else they could swap the file between our steps;
+/// - it is opened once, and everything after goes through that
+///   descriptor, so the directory checked is the directory written;
+/// - the old file is opened once without following a link, and its
+///   content, owner and mode all come from that one descriptor.
+fn update(path: &Path, most: u32, change: impl FnOnce(&mut Value) -> Result<(), String>) -> Result<(), String> {
     if let Some(why) = crate::paths::untrusted_directory(path, Some(nix::unistd::getuid().as_raw())) {
         return Err(format!(
             "refusing to write {}: {why}. Keep it in a directory only root can change, such as /etc/oxibot",
             path.display()
         ));
     }
-    let dir = path
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{} names no file", path.display()))?;
+    let dir_path = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let old = std::fs::symlink_metadata(path).ok();
-    if old.as_ref().is_some_and(|m| !m.file_type().is_file()) {
-        return Err(format!(
-            "{} is not a regular file; refusing to replace it",
-            path.display()
-        ));
-    }
-    let mode = old.as_ref().map(|m| m.mode() & most).unwrap_or(0o600);
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("secrets.json"),
-        std::process::id()
-    ));
-    let err = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", tmp.display());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(|e| err("create", e))?;
+    let dir = rustix::fs::open(
+        dir_path,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("cannot open {}: {e}", dir_path.display()))?;
+
+    let old = match rustix::fs::openat(
+        &dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Some(std::fs::File::from(fd)),
+        Err(rustix::io::Errno::NOENT) => None,
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(format!(
+                "{} is a link; refusing to follow or replace it",
+                path.display()
+            ))
+        }
+        Err(rustix::io::Errno::ACCESS) => {
+            return Err(format!(
+                "cannot read {}: permission denied; run this as root",
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let (mut doc, owner) = match old {
+        Some(mut file) => {
+            let meta = file
+                .metadata()
+                .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+            if !meta.file_type().is_file() {
+                return Err(format!(
+                    "{} is not a regular file; refusing to replace it",
+                    path.display()
+                ));
+            }
+            let mut text = String::new();
+            file.read_to_string(&mut text)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let doc = serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+            (doc, Some((meta.uid(), meta.gid(), meta.mode() & most)))
+        }
+        None => (Value::Object(Map::new()), None),
+    };
+    change(&mut doc)?;
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+
+    let tmp = format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id());
+    let err = |what: &str, e: &dyn std::fmt::Display| format!("cannot {what} {}: {e}", dir_path.join(&tmp).display());
+    let fd = rustix::fs::openat(
+        &dir,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| err("create", &e))?;
+    let mut file = std::fs::File::from(fd);
     let result = (|| {
-        if let Some(m) = &old {
-            std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid())).map_err(|e| err("chown", e))?;
-        }
+        let mode = match owner {
+            Some((uid, gid, mode)) => {
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| err("chown", &e))?;
+                mode
+            }
+            None => 0o600,
+        };
         file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| err("chmod", e))?;
-        file.write_all(data).map_err(|e| err("write", e))?;
-        file.sync_all().map_err(|e| err("sync", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| err("rename", e))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+            .map_err(|e| err("chmod", &e))?;
+        file.write_all(text.as_bytes()).map_err(|e| err("write", &e))?;
+        file.sync_all().map_err(|e| err("sync", &e))?;
+        rustix::fs::renameat(&dir, tmp.as_str(), &dir, name).map_err(|e| err("rename", &e))?;
+        let _ = rustix::fs::fsync(&dir);
         Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), rustix::fs::AtFlags::empty());
     }
     result
 }
@@ -211,5 +268,31 @@ mod tests {
         let why = set(&p, "providers.openai.apiKey", "sk-newer-123456").unwrap_err();
         assert!(why.contains("can be changed by someone other than root"), "{why}");
         assert!(!std::fs::read_to_string(&p).unwrap().contains("sk-newer"));
+    }
+
+    /// A stranger who can make files in the secrets file's directory
+    /// (sticky or not) could have made the file before us, owned by them:
+    /// `secrets set` would then write the key into their file.
+    #[test]
+    fn a_file_a_stranger_could_have_made_is_not_written() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("secrets.json");
+        std::fs::write(&p, "{}").unwrap();
+        if nix::unistd::getuid().is_root() {
+            nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        }
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let why = set(&p, "providers.openai.apiKey", "sk-stranger-123456").unwrap_err();
+        assert!(why.contains("can be changed by someone other than root"), "{why}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{}");
+        // A link in its place is neither followed nor replaced.
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let target = d.path().join("elsewhere.json");
+        std::fs::write(&target, "{}").unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        let why = set(&p, "providers.openai.apiKey", "sk-linked-123456").unwrap_err();
+        assert!(why.contains("is a link"), "{why}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "{}");
     }
 }

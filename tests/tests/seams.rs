@@ -695,6 +695,17 @@ fn secrets_are_redacted_in_every_encoding_and_every_field() {
         "{log}"
     );
     assert!(!b.audit("secret_redacted").is_empty());
+
+    // A gateway echoes the key where the error is cut short: what is left
+    // must not be a prefix of it either.
+    llm.push(Step::Status {
+        code: 401,
+        retry_after: None,
+        body: format!("{} got {LLM_KEY}", "x".repeat(280)),
+    });
+    let err = b.agent("s4", "once more").unwrap_err();
+    assert!(!err.contains(&LLM_KEY[..12]), "{err}");
+    assert!(!b.log_text().contains(&LLM_KEY[..12]));
 }
 
 // --------------------------- 7. the model's text cannot ping or inject

@@ -48,7 +48,7 @@ pub(super) async fn complete(
         .await
         .map_err(|e| network_error(ep.provider, e))?;
     if !resp.status().is_success() {
-        return Err(http_error(ep.provider, resp).await);
+        return Err(http_error(ep, resp).await);
     }
     let v: Value = resp.json().await.map_err(|e| decode(ep, e.to_string()))?;
     parse(ep, &v)

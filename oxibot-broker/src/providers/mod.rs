@@ -273,8 +273,15 @@ impl LlmClient {
     }
 }
 
+/// The most of an error body we read: enough for any provider's message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
 /// Reads an error response: status, `Retry-After` (seconds) and a short body.
-async fn http_error(provider: &'static str, resp: reqwest::Response) -> ProviderError {
+/// The body is scrubbed of this endpoint's key and header values *before*
+/// it is shortened: a gateway that echoes the key would otherwise leave a
+/// prefix that no later scrub recognises.
+async fn http_error(ep: &Endpoint, mut resp: reqwest::Response) -> ProviderError {
+    let provider = ep.provider;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -300,7 +307,21 @@ async fn http_error(provider: &'static str, resp: reqwest::Response) -> Provider
             ),
         };
     }
-    let body = resp.text().await.unwrap_or_default();
+    let mut raw = Vec::new();
+    while raw.len() < ERROR_BODY_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => raw.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    raw.truncate(ERROR_BODY_LIMIT);
+    let body = String::from_utf8_lossy(&raw);
+    let own_secrets = ep
+        .key
+        .iter()
+        .map(|k| k.expose())
+        .chain(ep.headers.values().map(String::as_str));
+    let (body, _) = oxibot_proto::redact::Redactor::new(own_secrets).redact(&body);
     ProviderError::Http {
         provider,
         status,

@@ -91,7 +91,7 @@ impl Transcriber {
             .await
             .map_err(|e| network_error(ep.provider, e))?;
         if !resp.status().is_success() {
-            return Err(http_error(ep.provider, resp).await);
+            return Err(http_error(ep, resp).await);
         }
         let v: Value = resp.json().await.map_err(|e| decode(e.to_string()))?;
         v.get("text")

@@ -164,3 +164,22 @@ fn migrations_are_idempotent() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+/// The queue depths are read on every status and health request: they
+/// must count pending rows through an index, not scan the whole history
+/// (which a busy bot grows without end).
+#[test]
+fn queue_depths_count_through_an_index() {
+    let s = Store::open_in_memory().unwrap();
+    let conn = s.lock();
+    for table in ["inbound", "outbox"] {
+        let plan: String = conn
+            .query_row(
+                &format!("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM {table} WHERE status = 'pending'"),
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains(&format!("INDEX {table}_pending")), "{table}: {plan}");
+    }
+}

@@ -272,9 +272,25 @@ fn a_file_variable_gives_the_value_of_its_file() {
         "OXIBOT_PROVIDERS__OPENAI__API_KEY_FILE".to_string(),
         key.display().to_string(),
     )];
-    let (cfg, _) = Config::load_with_env(&p, env).unwrap();
+    let (cfg, report) = Config::load_with_env(&p, env.clone()).unwrap();
     let got = cfg.providers[&ProviderName("openai".into())].api_key.as_ref().unwrap();
     assert_eq!(got.expose(), "sk-from-a-file-123");
+    assert!(
+        !report.warnings.iter().any(|w| w.contains("everybody")),
+        "{:?}",
+        report.warnings
+    );
+    // A key file everybody may read: used, and said.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let (_, report) = Config::load_with_env(&p, env).unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("everybody on this machine may read")),
+        "{:?}",
+        report.warnings
+    );
     let missing = vec![(
         "OXIBOT_PROVIDERS__OPENAI__API_KEY_FILE".to_string(),
         "/nonexistent/key".to_string(),

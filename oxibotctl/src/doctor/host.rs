@@ -37,7 +37,7 @@ pub fn checks(config: &Path, broker_uid: Option<u32>) -> Vec<Finding> {
     let broker = broker_uid
         .and_then(|u| User::from_uid(u.into()).ok().flatten())
         .or_else(|| User::from_name("oxibot").ok().flatten());
-    out.push(config_file(config));
+    out.extend(config_file(config));
     out.push(secrets_file(&layout.secrets_file, broker.as_ref()));
     out.extend(state_dir(&layout.state_dir, broker.as_ref()));
     if !layout.supervise {
@@ -91,7 +91,19 @@ fn readers_beyond_broker(path: &Path, m: &std::fs::Metadata, broker: Option<&Use
     if let Some(why) = paths::untrusted_directory(path, broker.map(|b| b.uid.as_raw())) {
         return Some(why);
     }
-    let broker = broker?;
+    let Some(broker) = broker else {
+        // Nobody to compare with: then root alone may own it and its group.
+        if m.uid() != 0 {
+            return Some(format!("owned by uid {}, and the broker's user is unknown", m.uid()));
+        }
+        if m.mode() & 0o070 != 0 && m.gid() != 0 {
+            return Some(format!(
+                "group {} may use it, and the broker's user is unknown",
+                name_of_group(m.gid())
+            ));
+        }
+        return None;
+    };
     let (buid, bgid) = (broker.uid.as_raw(), broker.gid.as_raw());
     if m.mode() & 0o070 != 0 && m.gid() != bgid && m.gid() != 0 {
         return Some(format!("group {} may use it", name_of_group(m.gid())));
@@ -105,7 +117,33 @@ fn readers_beyond_broker(path: &Path, m: &std::fs::Metadata, broker: Option<&Use
     None
 }
 
-fn config_file(path: &Path) -> Finding {
+fn config_file(path: &Path) -> Vec<Finding> {
+    let mut out = vec![config_writers(path)];
+    // A key written into the config itself is only as private as the
+    // config's mode, which is usually wider than the secrets file's.
+    let inline = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .map(|v| oxibot_config::config::inline_secrets(&v))
+        .unwrap_or_default();
+    if !inline.is_empty() {
+        let check = format!("{} holds no credential", path.display());
+        let fix = "oxibotctl config import moves them into the secrets file";
+        out.push(match std::fs::metadata(path) {
+            Ok(m) if m.mode() & 0o004 != 0 => Finding::new(
+                "files",
+                check,
+                Level::Fail,
+                format!("{} holds {} and everyone may read it", mode(&m), inline.join(", ")),
+            )
+            .fix(format!("{fix}; then rotate them, they may have been read")),
+            _ => Finding::new("files", check, Level::Warn, format!("it holds {}", inline.join(", "))).fix(fix),
+        });
+    }
+    out
+}
+
+fn config_writers(path: &Path) -> Finding {
     let check = format!("{} can be changed by root alone", path.display());
     let fix = format!("chown root:oxibot {p}; chmod 0640 {p}", p = path.display());
     match std::fs::metadata(path) {
@@ -574,6 +612,52 @@ mod tests {
         let f = secrets_file(&secrets, Some(&me));
         assert_eq!(f.level, Level::Fail, "{f:?}");
         assert!(f.seen.contains("can be changed by someone other than root"), "{f:?}");
+    }
+
+    #[test]
+    fn a_key_in_a_readable_config_fails() {
+        let d = tempfile::tempdir().unwrap();
+        let config = d.path().join("config.json");
+        std::fs::write(&config, r#"{"providers": {"openai": {"apiKey": "sk-inline-123456"}}}"#).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let f = config_file(&config);
+        let inline = f.iter().find(|f| f.check.contains("holds no credential")).unwrap();
+        assert_eq!(inline.level, Level::Fail, "{f:?}");
+        assert!(inline.seen.contains("providers.openai.apiKey"), "{f:?}");
+        assert!(!inline.seen.contains("sk-inline"), "never the value: {f:?}");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let f = config_file(&config);
+        let inline = f.iter().find(|f| f.check.contains("holds no credential")).unwrap();
+        assert_eq!(inline.level, Level::Warn, "{f:?}");
+        std::fs::write(&config, "{}").unwrap();
+        assert_eq!(config_file(&config).len(), 1);
+    }
+
+    /// With no broker user to compare with (no `oxibot` user, broker not
+    /// running), a secrets file owned or group-readable by someone else is
+    /// not called fine.
+    #[test]
+    fn an_unknown_broker_user_does_not_make_a_foreign_file_fine() {
+        if !nix::unistd::getuid().is_root() {
+            return; // needs chown; CI runs as root
+        }
+        let d = tempfile::tempdir().unwrap();
+        let secrets = d.path().join("secrets.json");
+        std::fs::write(&secrets, "{}").unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(secrets_file(&secrets, None).level, Level::Ok, "root:root 0640");
+        nix::unistd::chown(&secrets, None, Some(nix::unistd::Gid::from_raw(65534))).unwrap();
+        let f = secrets_file(&secrets, None);
+        assert_eq!(f.level, Level::Fail, "{f:?}");
+        nix::unistd::chown(
+            &secrets,
+            Some(nix::unistd::Uid::from_raw(65534)),
+            Some(nix::unistd::Gid::from_raw(0)),
+        )
+        .unwrap();
+        let f = secrets_file(&secrets, None);
+        assert_eq!(f.level, Level::Fail, "{f:?}");
+        assert!(f.seen.contains("uid 65534"), "{f:?}");
     }
 
     #[test]
