@@ -64,7 +64,9 @@ pub const UNVERIFIED: &str = "unverified:";
 /// ASCII only, as the e-mail daemon folds: Unicode folding would make a
 /// different mailbox (U+212A KELVIN SIGN in "boK@") equal to an allowed one.
 pub fn user_id(channel: &str, id: &str) -> String {
-    let id = id.trim();
+    // ASCII whitespace only: a no-break or ideographic space inside an
+    // address makes another mailbox, not a typo.
+    let id = id.trim_matches(|c: char| c.is_ascii_whitespace());
     if channel == "email" {
         id.to_ascii_lowercase()
     } else {
@@ -231,6 +233,8 @@ mod tests {
         assert_eq!(user_id("email", "BOB@example.COM"), "bob@example.com");
         // Another mailbox stays another user: KELVIN SIGN is not k.
         assert_ne!(user_id("email", "bo\u{212A}@example.com"), "bok@example.com");
+        assert_ne!(user_id("email", "\u{a0}bok@example.com"), "bok@example.com");
+        assert_ne!(user_id("email", "\u{3000}bok@example.com"), "bok@example.com");
         let kelvin = Policy::from_settings("email", &json!({"allowedUsers": ["bok@example.com"]})).unwrap();
         assert!(matches!(
             kelvin.decide(&dm(&user_id("email", "bo\u{212A}@example.com")), false),

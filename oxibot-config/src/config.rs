@@ -737,6 +737,8 @@ pub fn inline_secrets(v: &Value) -> Vec<String> {
                 match child {
                     Value::String(s) if SECRET_KEYS.contains(&k.as_str()) && !s.is_empty() => out.push(path),
                     Value::Number(_) if SECRET_KEYS.contains(&k.as_str()) => out.push(path),
+                    // A provider's extra headers are credentials as a rule.
+                    Value::Object(headers) if k == "extraHeaders" && !headers.is_empty() => out.push(path),
                     _ => walk(child, &path, out),
                 }
             }

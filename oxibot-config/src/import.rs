@@ -120,12 +120,16 @@ fn split(config: &mut Value, secrets: &mut Value, at: &str, moved: &mut Vec<Stri
     let keys: Vec<String> = map.keys().cloned().collect();
     for k in keys {
         let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
-        let is_secret = SECRET_KEYS.contains(&k.as_str()) && map.get(&k).is_some_and(Value::is_string);
+        // A provider's extraHeaders carry credentials too (Authorization,
+        // x-api-key): they move whole.
+        let is_secret = (SECRET_KEYS.contains(&k.as_str()) && map.get(&k).is_some_and(Value::is_string))
+            || (k == "extraHeaders" && map.get(&k).is_some_and(Value::is_object));
         if is_secret {
-            if let Some(Value::String(v)) = map.remove(&k) {
-                if !v.is_empty() {
+            if let Some(v) = map.remove(&k) {
+                let empty = v.as_str().is_some_and(str::is_empty) || v.as_object().is_some_and(Map::is_empty);
+                if !empty {
                     if let Value::Object(s) = secrets {
-                        s.insert(k, Value::String(v));
+                        s.insert(k, v);
                     }
                     moved.push(path);
                 }
@@ -187,9 +191,9 @@ mod tests {
         std::fs::write(
             &src,
             r#"{"agents":{"defaults":{"model":"anthropic/claude-sonnet-4"}},
-                "providers":{"anthropic":{"apiKey":"sk-ant-XYZ12345"},"openai":{"apiKey":""}},
                 "channels":{"telegram":{"enabled":true,"token":"123:ABCDEF","allowedUsers":["42"]}},
-                "tools":{"web":{"search":{"apiKey":"BSA-987654"}}}}"#,
+                "tools":{"web":{"search":{"apiKey":"BSA-987654"}}},
+                "providers":{"anthropic":{"apiKey":"sk-ant-XYZ12345","extraHeaders":{"x-gateway-key":"GW-5551234"}},"openai":{"apiKey":""}}}"#,
         )
         .unwrap();
         let (c, s) = (d.path().join("config.json"), d.path().join("secrets.json"));
@@ -200,10 +204,10 @@ mod tests {
             broker_user: None,
         };
         let summary = import(&src, &to).unwrap();
-        assert_eq!(summary.moved.len(), 3);
+        assert_eq!(summary.moved.len(), 4);
         let config = std::fs::read_to_string(&c).unwrap();
         let secrets = std::fs::read_to_string(&s).unwrap();
-        for secret in ["sk-ant-XYZ12345", "123:ABCDEF", "BSA-987654"] {
+        for secret in ["sk-ant-XYZ12345", "123:ABCDEF", "BSA-987654", "GW-5551234"] {
             assert!(!config.contains(secret), "{secret} left in config");
             assert!(secrets.contains(secret), "{secret} missing from secrets");
         }
@@ -212,7 +216,7 @@ mod tests {
         // The result loads, with the key in place.
         let (cfg, report) = crate::config::Config::load_with_env(&c, Vec::new()).unwrap();
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-        assert_eq!(cfg.all_secrets().len(), 3);
+        assert_eq!(cfg.all_secrets().len(), 4);
         // A second import refuses to overwrite without --force.
         assert!(import(&src, &to).unwrap_err().contains("--force"));
     }

@@ -4,7 +4,7 @@
 //! secrets file or the config, and by `oxibotctl doctor`.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 const STICKY: u32 = 0o1000;
 
@@ -13,13 +13,13 @@ const STICKY: u32 = 0o1000;
 /// message; None when there is none. Whoever can change a directory can
 /// swap the file in it for their own, however the file's own mode is set.
 ///
-/// A directory is theirs when they own it, may write to it (by mode or by
-/// an ACL), or when a link on the way to it is theirs (they can point it
-/// elsewhere). The sticky bit excuses a world-writable directory higher
-/// up (/tmp), not the file's own directory: there, a stranger could have
-/// made the file before us.
+/// Every directory on the way counts — as written (a link lives in a
+/// directory too, and whoever can change that directory can replace the
+/// link) and as resolved — and a directory is someone else's when they own
+/// it, may write to it (by mode or by an ACL), or own a link on the way.
+/// The sticky bit excuses a world-writable directory higher up (/tmp), not
+/// the file's own: there, a stranger could have made the file before us.
 pub fn untrusted_directory(path: &Path, trusted: Option<u32>) -> Option<String> {
-    let owner_ok = |uid: u32| uid == 0 || Some(uid) == trusted;
     let absolute = match std::path::absolute(path) {
         Ok(p) => p,
         Err(e) => return Some(format!("{}: {e}", path.display())),
@@ -28,49 +28,64 @@ pub fn untrusted_directory(path: &Path, trusted: Option<u32>) -> Option<String> 
         Some(p) => p.to_path_buf(),
         None => return Some(format!("{} has no directory", path.display())),
     };
-    // Links on the way, as written (canonicalising below resolves them).
+    // As written: each prefix, its link (if it is one) and what it leads to.
     let mut walked = PathBuf::new();
     for component in parent.components() {
         walked.push(component);
-        if matches!(component, Component::Normal(_)) {
-            if let Ok(m) = std::fs::symlink_metadata(&walked) {
-                if m.file_type().is_symlink() && !owner_ok(m.uid()) {
-                    return Some(format!(
-                        "{} is a link owned by uid {}, who can point it elsewhere",
-                        walked.display(),
-                        m.uid()
-                    ));
-                }
+        let last = walked == parent;
+        match std::fs::symlink_metadata(&walked) {
+            Ok(m) if m.file_type().is_symlink() && !owner_ok(m.uid(), trusted) => {
+                return Some(format!(
+                    "{} is a link owned by uid {}, who can point it elsewhere",
+                    walked.display(),
+                    m.uid()
+                ))
             }
+            Ok(_) => {}
+            Err(e) => return Some(format!("{}: {e}", walked.display())),
+        }
+        if let Some(why) = foreign_directory(&walked, trusted, last) {
+            return Some(why);
         }
     }
+    // As resolved: the real ancestors of wherever the links lead.
     let dir = match parent.canonicalize() {
         Ok(d) => d,
         Err(e) => return Some(format!("{}: {e}", parent.display())),
     };
-    for (depth, ancestor) in dir.ancestors().enumerate() {
-        let m = match std::fs::metadata(ancestor) {
-            Ok(m) => m,
-            Err(e) => return Some(format!("{}: {e}", ancestor.display())),
-        };
-        let sticky_excuses = m.mode() & STICKY != 0 && depth > 0;
-        let writable_by_others = m.mode() & 0o022 != 0 && !sticky_excuses;
-        if !owner_ok(m.uid()) || writable_by_others {
-            return Some(format!(
-                "{} (uid {}, gid {}, mode {:04o}) can be changed by someone other than root",
-                ancestor.display(),
-                m.uid(),
-                m.gid(),
-                m.mode() & 0o7777
-            ));
-        }
-        if has_acl(ancestor) {
-            return Some(format!(
-                "{} carries an ACL, which may let others change it (getfacl {})",
-                ancestor.display(),
-                ancestor.display()
-            ));
-        }
+    dir.ancestors()
+        .enumerate()
+        .find_map(|(depth, ancestor)| foreign_directory(ancestor, trusted, depth == 0))
+}
+
+fn owner_ok(uid: u32, trusted: Option<u32>) -> bool {
+    uid == 0 || Some(uid) == trusted
+}
+
+/// Why someone else could change the directory `dir` (links followed).
+/// `holds_the_file`: the file's own directory, where sticky is no excuse.
+fn foreign_directory(dir: &Path, trusted: Option<u32>, holds_the_file: bool) -> Option<String> {
+    let m = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("{}: {e}", dir.display())),
+    };
+    let sticky_excuses = m.mode() & STICKY != 0 && !holds_the_file;
+    let writable_by_others = m.mode() & 0o022 != 0 && !sticky_excuses;
+    if !owner_ok(m.uid(), trusted) || writable_by_others {
+        return Some(format!(
+            "{} (uid {}, gid {}, mode {:04o}) can be changed by someone other than root",
+            dir.display(),
+            m.uid(),
+            m.gid(),
+            m.mode() & 0o7777
+        ));
+    }
+    if has_acl(dir) {
+        return Some(format!(
+            "{} carries an ACL, which may let others change it (getfacl {})",
+            dir.display(),
+            dir.display()
+        ));
     }
     None
 }
@@ -131,6 +146,19 @@ mod tests {
             std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
             let why = untrusted_directory(&link.join("secrets.json"), Some(me)).unwrap();
             assert!(why.contains("link owned by uid 65534"), "{why}");
+            // Root's own link, in a directory a stranger owns: they can
+            // replace the link.
+            let home = d.path().join("home");
+            std::fs::create_dir(&home).unwrap();
+            let conf = home.join("conf");
+            std::os::unix::fs::symlink(&real, &conf).unwrap();
+            assert_eq!(untrusted_directory(&conf.join("secrets.json"), Some(me)), None);
+            nix::unistd::chown(&home, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let why = untrusted_directory(&conf.join("secrets.json"), Some(me)).unwrap();
+            assert!(why.contains("home (uid 65534"), "{why}");
+            // And through a stranger's directory by `..`.
+            let through = home.join("..").join("real").join("secrets.json");
+            assert!(untrusted_directory(&through, Some(me)).is_some());
         }
     }
 

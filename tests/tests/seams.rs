@@ -832,6 +832,14 @@ fn provider_redirects_are_not_followed() {
         "{err}"
     );
     assert!(elsewhere.requests().is_empty(), "the request followed the redirect");
+    // A gateway's redirect carries the key where the target is cut short.
+    llm.push(Step::Redirect(format!(
+        "https://sso.gateway.example/login?{}&k={LLM_KEY}&then=more",
+        "x".repeat(150)
+    )));
+    let err = b.agent("s2", "again").unwrap_err();
+    assert!(!err.contains(&LLM_KEY[..12]), "{err}");
+    assert!(!b.log_text().contains(&LLM_KEY[..12]));
 }
 
 /// The seccomp debugging switch is a flag, warned about on every start and

@@ -277,11 +277,17 @@ impl LlmClient {
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// Reads an error response: status, `Retry-After` (seconds) and a short body.
-/// The body is scrubbed of this endpoint's key and header values *before*
-/// it is shortened: a gateway that echoes the key would otherwise leave a
+/// The body and a redirect's target are scrubbed of this endpoint's key and
+/// header values *before* they are shortened: a gateway that echoes the key would otherwise leave a
 /// prefix that no later scrub recognises.
 async fn http_error(ep: &Endpoint, mut resp: reqwest::Response) -> ProviderError {
     let provider = ep.provider;
+    let own_secrets = ep
+        .key
+        .iter()
+        .map(|k| k.expose())
+        .chain(ep.headers.values().map(String::as_str));
+    let scrubber = oxibot_proto::redact::Redactor::new(own_secrets);
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -303,7 +309,7 @@ async fn http_error(ep: &Endpoint, mut resp: reqwest::Response) -> ProviderError
             body: format!(
                 "a redirect to {}; OxiBot never follows a provider's redirect (the key would go along). \
                  If the provider moved, set providers.{provider}.apiBase to the new URL",
-                shorten(to, 200)
+                shorten(&scrubber.redact(to).0, 200)
             ),
         };
     }
@@ -316,12 +322,7 @@ async fn http_error(ep: &Endpoint, mut resp: reqwest::Response) -> ProviderError
     }
     raw.truncate(ERROR_BODY_LIMIT);
     let body = String::from_utf8_lossy(&raw);
-    let own_secrets = ep
-        .key
-        .iter()
-        .map(|k| k.expose())
-        .chain(ep.headers.values().map(String::as_str));
-    let (body, _) = oxibot_proto::redact::Redactor::new(own_secrets).redact(&body);
+    let (body, _) = scrubber.redact(&body);
     ProviderError::Http {
         provider,
         status,

@@ -629,6 +629,18 @@ mod tests {
         let f = config_file(&config);
         let inline = f.iter().find(|f| f.check.contains("holds no credential")).unwrap();
         assert_eq!(inline.level, Level::Warn, "{f:?}");
+        // Header values a gateway wants are credentials as well.
+        std::fs::write(
+            &config,
+            r#"{"providers": {"openai": {"extraHeaders": {"x-api-key": "gw-123456"}}}}"#,
+        )
+        .unwrap();
+        let f = config_file(&config);
+        assert!(
+            f.iter()
+                .any(|f| f.check.contains("holds no credential") && f.seen.contains("extraHeaders")),
+            "{f:?}"
+        );
         std::fs::write(&config, "{}").unwrap();
         assert_eq!(config_file(&config).len(), 1);
     }
