@@ -4,7 +4,7 @@
 //! secrets file or the config, and by `oxibotctl doctor`.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 const STICKY: u32 = 0o1000;
 
@@ -13,49 +13,70 @@ const STICKY: u32 = 0o1000;
 /// message; None when there is none. Whoever can change a directory can
 /// swap the file in it for their own, however the file's own mode is set.
 ///
-/// Every directory on the way counts — as written (a link lives in a
-/// directory too, and whoever can change that directory can replace the
-/// link) and as resolved — and a directory is someone else's when they own
+/// The path is resolved here component by component, as the kernel
+/// would, so that every directory the lookup passes through counts — the
+/// ones a link lives in and the ones its target leads through included —
+/// and every link followed. A directory is someone else's when they own
 /// it, may write to it (by mode or by an ACL), or own a link on the way.
-/// The sticky bit excuses a world-writable directory higher up (/tmp), not
-/// the file's own: there, a stranger could have made the file before us.
+/// The sticky bit excuses a world-writable directory on the way (/tmp),
+/// not the file's own: there, a stranger could have made the file first.
 pub fn untrusted_directory(path: &Path, trusted: Option<u32>) -> Option<String> {
     let absolute = match std::path::absolute(path) {
         Ok(p) => p,
         Err(e) => return Some(format!("{}: {e}", path.display())),
     };
-    let parent = match absolute.parent() {
-        Some(p) => p.to_path_buf(),
-        None => return Some(format!("{} has no directory", path.display())),
+    let Some(parent) = absolute.parent() else {
+        return Some(format!("{} has no directory", path.display()));
     };
-    // As written: each prefix, its link (if it is one) and what it leads to.
-    let mut walked = PathBuf::new();
-    for component in parent.components() {
-        walked.push(component);
-        let last = walked == parent;
-        match std::fs::symlink_metadata(&walked) {
-            Ok(m) if m.file_type().is_symlink() && !owner_ok(m.uid(), trusted) => {
-                return Some(format!(
-                    "{} is a link owned by uid {}, who can point it elsewhere",
-                    walked.display(),
-                    m.uid()
-                ))
+    let mut links = 0;
+    match resolve(Path::new("/"), parent, trusted, &mut links) {
+        Ok(dir) => foreign_directory(&dir, trusted, true),
+        Err(why) => Some(why),
+    }
+}
+
+/// The most links one lookup follows, as Linux allows (ELOOP beyond).
+const MAX_LINKS: u32 = 40;
+
+/// Walks `path` from the real directory `from`, checking each directory
+/// reached and each link followed; returns the real directory reached.
+fn resolve(from: &Path, path: &Path, trusted: Option<u32>, links: &mut u32) -> Result<PathBuf, String> {
+    let mut at = from.to_path_buf();
+    for component in path.components() {
+        match component {
+            Component::RootDir => at = PathBuf::from("/"),
+            Component::CurDir | Component::Prefix(_) => {}
+            // `at` has no links in it, so its parent is the real one.
+            Component::ParentDir => {
+                at.pop();
             }
-            Ok(_) => {}
-            Err(e) => return Some(format!("{}: {e}", walked.display())),
+            Component::Normal(name) => {
+                let next = at.join(name);
+                let m = std::fs::symlink_metadata(&next).map_err(|e| format!("{}: {e}", next.display()))?;
+                if m.file_type().is_symlink() {
+                    if !owner_ok(m.uid(), trusted) {
+                        return Err(format!(
+                            "{} is a link owned by uid {}, who can point it elsewhere",
+                            next.display(),
+                            m.uid()
+                        ));
+                    }
+                    *links += 1;
+                    if *links > MAX_LINKS {
+                        return Err(format!("{}: too many levels of links", next.display()));
+                    }
+                    let target = std::fs::read_link(&next).map_err(|e| format!("{}: {e}", next.display()))?;
+                    at = resolve(&at, &target, trusted, links)?;
+                } else {
+                    at = next;
+                }
+            }
         }
-        if let Some(why) = foreign_directory(&walked, trusted, last) {
-            return Some(why);
+        if let Some(why) = foreign_directory(&at, trusted, false) {
+            return Err(why);
         }
     }
-    // As resolved: the real ancestors of wherever the links lead.
-    let dir = match parent.canonicalize() {
-        Ok(d) => d,
-        Err(e) => return Some(format!("{}: {e}", parent.display())),
-    };
-    dir.ancestors()
-        .enumerate()
-        .find_map(|(depth, ancestor)| foreign_directory(ancestor, trusted, depth == 0))
+    Ok(at)
 }
 
 fn owner_ok(uid: u32, trusted: Option<u32>) -> bool {
@@ -156,6 +177,22 @@ mod tests {
             nix::unistd::chown(&home, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
             let why = untrusted_directory(&conf.join("secrets.json"), Some(me)).unwrap();
             assert!(why.contains("home (uid 65534"), "{why}");
+            // A link whose target leads through a stranger's directory
+            // (a deploy user's `current -> releases/v3`): they can swap
+            // `current`, though neither the path as written nor its
+            // resolved form names their directory.
+            std::fs::remove_file(&conf).unwrap();
+            let app = d.path().join("app");
+            let release = d.path().join("release");
+            std::fs::create_dir_all(release.join("etc")).unwrap();
+            std::fs::create_dir(&app).unwrap();
+            std::os::unix::fs::symlink(&release, app.join("current")).unwrap();
+            let etc = d.path().join("etc-oxibot");
+            std::os::unix::fs::symlink(app.join("current").join("etc"), &etc).unwrap();
+            assert_eq!(untrusted_directory(&etc.join("secrets.json"), Some(me)), None);
+            nix::unistd::chown(&app, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let why = untrusted_directory(&etc.join("secrets.json"), Some(me)).unwrap();
+            assert!(why.contains("app (uid 65534"), "{why}");
             // And through a stranger's directory by `..`.
             let through = home.join("..").join("real").join("secrets.json");
             assert!(untrusted_directory(&through, Some(me)).is_some());

@@ -333,8 +333,11 @@ fn to_inbound(raw: &[u8], s: &Settings, uid: u32) -> Option<(ChannelToBroker, St
     use mailparse::MailHeaderMap;
     let mail = mailparse::parse_mail(raw).ok()?;
     let headers = mail.get_headers();
-    let from_header = headers.get_first_value("From")?;
-    let addrs = mailparse::addrparse(&from_header).ok()?;
+    // Parsed from the header as written: decoding RFC 2047 words first
+    // would let a display name like =?utf-8?q?=3Cboss=40example=2Ecom=3E?=
+    // become an address of its own, in front of the real one (which is
+    // the one the receiving server authenticated).
+    let addrs = mailparse::addrparse_header(headers.get_first_header("From")?).ok()?;
     let from = addrs.extract_single_info()?.addr.to_ascii_lowercase();
     let subject = headers.get_first_value("Subject").unwrap_or_default();
     let message_id = headers
@@ -578,6 +581,14 @@ Subject: newsletter\r\nAuthentication-Results: mx; dkim=pass header.d=example.co
                     "a conversation apart from boss's own"
                 );
             }
+            other => panic!("{other:?}"),
+        }
+        // An encoded word that decodes to an address is a display name,
+        // not the sender: the server vouched for mallory, not bok.
+        let encoded = b"From: =?utf-8?q?=3Cbok=40example=2Ecom=3E_=28?= <mallory@example.com> (x)\r\n\
+Subject: hi\r\nAuthentication-Results: mx; dmarc=pass header.from=example.com\r\n\r\nbody\r\n";
+        match to_inbound(encoded, &s, 10).unwrap().0 {
+            ChannelToBroker::Inbound { sender, .. } => assert_eq!(sender, "mallory@example.com"),
             other => panic!("{other:?}"),
         }
         let forged = b"From: boss@example.com\r\nSubject: pay\r\n\r\nsend money\r\n";
