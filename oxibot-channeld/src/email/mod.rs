@@ -328,16 +328,25 @@ where
     handle.done().await.map_err(|e| format!("leaving IDLE failed: {e}"))
 }
 
+/// The From header's addresses, parsed from the header as written with
+/// every RFC 2047 encoded word made inert first. The address is the only
+/// part that identifies anyone (the display name is decoration), and a
+/// parser that decodes words while it tokenises lets a word swallow quotes,
+/// brackets and parentheses: `"=?utf-8?q?a" <mallory@x> (?= " <bok@x> ..."`
+/// would come out as bok, while the receiving server — whose verdict we
+/// trust — authenticated mallory.
+fn from_address(header: &mailparse::MailHeader) -> Option<mailparse::MailAddrList> {
+    let raw = String::from_utf8_lossy(header.get_value_raw());
+    let unfolded = raw.replace("\r\n", " ").replace('\n', " ");
+    mailparse::addrparse(&unfolded.replace("=?", "=_")).ok()
+}
+
 /// Parses a message into an Inbound; None when it cannot be read at all.
 fn to_inbound(raw: &[u8], s: &Settings, uid: u32) -> Option<(ChannelToBroker, String)> {
     use mailparse::MailHeaderMap;
     let mail = mailparse::parse_mail(raw).ok()?;
     let headers = mail.get_headers();
-    // Parsed from the header as written: decoding RFC 2047 words first
-    // would let a display name like =?utf-8?q?=3Cboss=40example=2Ecom=3E?=
-    // become an address of its own, in front of the real one (which is
-    // the one the receiving server authenticated).
-    let addrs = mailparse::addrparse_header(headers.get_first_header("From")?).ok()?;
+    let addrs = from_address(headers.get_first_header("From")?)?;
     let from = addrs.extract_single_info()?.addr.to_ascii_lowercase();
     let subject = headers.get_first_value("Subject").unwrap_or_default();
     let message_id = headers
@@ -589,6 +598,28 @@ Subject: newsletter\r\nAuthentication-Results: mx; dkim=pass header.d=example.co
 Subject: hi\r\nAuthentication-Results: mx; dmarc=pass header.from=example.com\r\n\r\nbody\r\n";
         match to_inbound(encoded, &s, 10).unwrap().0 {
             ChannelToBroker::Inbound { sender, .. } => assert_eq!(sender, "mallory@example.com"),
+            other => panic!("{other:?}"),
+        }
+        // A word that hides a closing quote and the real address from a
+        // decoding parser (mailparse's own addrparse_header reads bok here).
+        let quoted = b"From: \"=?utf-8?q?a\" <mallory@example.com> (?= \" <bok@example.com> (=?utf-8?q?x)?= )\r\n\
+Subject: hi\r\nAuthentication-Results: mx; dmarc=pass header.from=example.com\r\n\r\nbody\r\n";
+        // With the words inert the quote inside the comment makes the
+        // header unreadable: the mail is skipped like any we cannot parse
+        // (or, were it read, it could only be mallory's).
+        let sender = to_inbound(quoted, &s, 11).map(|(inbound, _)| match inbound {
+            ChannelToBroker::Inbound { sender, .. } => sender,
+            other => panic!("{other:?}"),
+        });
+        assert!(
+            sender.is_none() || sender.as_deref() == Some("mallory@example.com"),
+            "{sender:?}"
+        );
+        // An ordinary encoded name, folded over two lines, still works.
+        let named = b"From: =?UTF-8?Q?J=C3=B6rg?=\r\n <Jorg@Example.com>\r\nSubject: hi\r\n\
+Authentication-Results: mx; dmarc=pass header.from=example.com\r\n\r\nbody\r\n";
+        match to_inbound(named, &s, 12).unwrap().0 {
+            ChannelToBroker::Inbound { sender, .. } => assert_eq!(sender, "jorg@example.com"),
             other => panic!("{other:?}"),
         }
         let forged = b"From: boss@example.com\r\nSubject: pay\r\n\r\nsend money\r\n";
