@@ -188,7 +188,17 @@ fn a_reply_pending_while_the_daemon_is_down_is_delivered_after_the_restart<P: Pl
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(r.p.replies("alice").len(), 1);
     assert!(r.process()["restarts"].as_u64() >= Some(1), "{}", r.process());
-    // The counters saw it all, across the restart.
+    // The counters saw it all, across the restart. The platform may show
+    // the reply a moment before the daemon's report of it reaches the
+    // broker (seen on a loaded machine), so the count is waited for; a
+    // report that never comes fails here with the broker's log.
+    r.broker
+        .wait_until("the delivery counted", Duration::from_secs(10), |st| {
+            st["channels"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["name"] == P::NAME))
+                .is_some_and(|c| c["counters"]["sent"] == 1)
+        });
     let counters = r.channel_status()["counters"].clone();
     assert_eq!(counters["received"], 1, "{counters}");
     assert_eq!(counters["sent"], 1, "{counters}");
