@@ -171,19 +171,29 @@ async fn answer(broker: &Arc<Broker>, snapshot: &Snapshot, mut stream: TcpStream
     };
     let (status, kind, body) = match parse_head(&head) {
         Some(("GET" | "HEAD", "/healthz")) => (200, "text/plain", "ok\n".to_string()),
-        Some(("GET" | "HEAD", "/readyz")) => {
-            let problems = snapshot.get(broker).await?.problems();
-            if problems.is_empty() {
-                (200, "text/plain", "ready\n".to_string())
-            } else {
-                (503, "text/plain", format!("not ready:\n{}\n", problems.join("\n")))
+        Some(("GET" | "HEAD", path @ ("/readyz" | "/metrics"))) => match snapshot.get(broker).await {
+            Err(e) => {
+                tracing::warn!("health endpoint: {e}");
+                (
+                    503,
+                    "text/plain",
+                    "the broker's status could not be read; see its log\n".to_string(),
+                )
             }
-        }
-        Some(("GET" | "HEAD", "/metrics")) => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            crate::metrics::render(&*snapshot.get(broker).await?),
-        ),
+            Ok(report) if path == "/metrics" => (
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                crate::metrics::render(&report),
+            ),
+            Ok(report) => {
+                let problems = report.problems();
+                if problems.is_empty() {
+                    (200, "text/plain", "ready\n".to_string())
+                } else {
+                    (503, "text/plain", format!("not ready:\n{}\n", problems.join("\n")))
+                }
+            }
+        },
         Some(("GET" | "HEAD", _)) => (
             404,
             "text/plain",
