@@ -8,23 +8,91 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::broker::Broker;
 use crate::config::Config;
-use crate::providers::{ChatMessage, ChatRequest, Image, LlmClient, Role, ToolDef, Usage};
+use crate::providers::{ChatMessage, ChatRequest, Image, LlmClient, Role, Usage};
 use crate::secret::Scrubber;
 use crate::store::Store;
 use crate::toolclient::ToolClient;
 use crate::tools;
 
-/// How many earlier messages of a session the model sees.
-const HISTORY_LIMIT: usize = 60;
 /// An identical tool call (same name and arguments) this many times in one
 /// turn means the model is stuck.
 const MAX_IDENTICAL_CALLS: usize = 3;
 
+/// A chat on a channel: where a turn's answers, messages and scheduled
+/// jobs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRef {
+    pub channel: String,
+    pub chat_id: String,
+}
+
+impl ChatRef {
+    /// The session of this chat's conversation.
+    pub fn session(&self) -> String {
+        format!("{}:{}", self.channel, self.chat_id)
+    }
+}
+
+/// Who asked for a turn; it decides which of the broker's tools it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnKind {
+    /// A person wrote (on a channel, or through `oxibotctl agent`).
+    Chat,
+    /// A scheduled job ran.
+    Scheduled,
+    /// The heartbeat looked at HEARTBEAT.md.
+    Heartbeat,
+    /// A background task started by `spawn`.
+    Subagent,
+}
+
+/// One turn's identity: its session, the chat it speaks for (none for an
+/// `oxibotctl` session that names no chat), and its kind.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub session: String,
+    pub origin: Option<ChatRef>,
+    pub kind: TurnKind,
+    /// Overrides agents.defaults.maxToolIterations (subagents).
+    pub max_iterations: Option<u32>,
+}
+
+impl Turn {
+    /// A person's turn in their chat.
+    pub fn chat(origin: ChatRef) -> Turn {
+        Turn {
+            session: origin.session(),
+            origin: Some(origin),
+            kind: TurnKind::Chat,
+            max_iterations: None,
+        }
+    }
+
+    /// An `oxibotctl agent` turn: a session named "<channel>:<chat>" for a
+    /// configured channel speaks for that chat (the admin may); any other
+    /// name is a console session without a chat.
+    pub fn console(config: &Config, session: &str) -> Turn {
+        let origin = session
+            .split_once(':')
+            .filter(|(channel, chat)| !chat.is_empty() && config.channels.contains_key(*channel))
+            .map(|(channel, chat)| ChatRef {
+                channel: channel.to_string(),
+                chat_id: chat.to_string(),
+            });
+        Turn {
+            session: session.to_string(),
+            origin,
+            kind: TurnKind::Chat,
+            max_iterations: None,
+        }
+    }
+}
+
 pub struct Agent {
     store: Store,
     tools: Arc<ToolClient>,
-    tool_defs: Vec<ToolDef>,
     /// What a reload replaces; a turn keeps the one it started with.
     settings: RwLock<Arc<Settings>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -39,6 +107,7 @@ pub struct Settings {
     temperature: f64,
     max_iterations: u32,
     exec_timeout_secs: u32,
+    history_budget: usize,
 }
 
 impl Settings {
@@ -51,11 +120,16 @@ impl Settings {
             temperature: d.temperature,
             max_iterations: d.max_tool_iterations,
             exec_timeout_secs: config.tools.exec.timeout,
+            history_budget: d.history_budget_tokens as usize,
         })
     }
 
     pub fn llm(&self) -> &LlmClient {
         &self.llm
+    }
+
+    pub fn max_tokens(&self) -> u32 {
+        self.max_tokens
     }
 }
 
@@ -72,7 +146,6 @@ impl Agent {
         Ok(Agent {
             store,
             tools,
-            tool_defs: tools::definitions(),
             settings: RwLock::new(Arc::new(Settings::new(config)?)),
             locks: Mutex::new(HashMap::new()),
         })
@@ -106,19 +179,34 @@ impl Agent {
         clean
     }
 
-    /// Runs one user turn and returns the final answer (already scrubbed).
-    #[tracing::instrument(name = "turn", skip_all, fields(channel = session.split(':').next().unwrap_or(""), session))]
-    pub async fn run_turn(&self, session: &str, user_text: &str, images: Vec<Image>) -> Result<String, AgentError> {
+    /// Runs one turn and returns the final answer (already scrubbed).
+    #[tracing::instrument(name = "turn", skip_all, fields(channel = turn.session.split(':').next().unwrap_or(""), session = turn.session))]
+    pub async fn run_turn(
+        &self,
+        broker: &Arc<Broker>,
+        turn: &Turn,
+        user_text: &str,
+        images: Vec<Image>,
+    ) -> Result<String, AgentError> {
+        let session = turn.session.as_str();
         let lock = self.session_lock(session);
         let _guard = lock.lock().await;
         let settings = self.settings();
+        let config = broker.config();
+        let mut tool_defs = tools::definitions();
+        tool_defs.extend(crate::own_tools::definitions(
+            turn.kind,
+            crate::web::search_configured(&config),
+        ));
 
-        let prompt = crate::prompt::system_prompt(&self.tools).await;
+        let mut prompt = crate::prompt::system_prompt(broker, turn).await;
+        let past = crate::memory::bounded_history(self, broker, session, settings.history_budget).await?;
+        prompt.push_str(&past.prompt_note());
         let mut messages = vec![ChatMessage::text(
             Role::System,
             self.scrub(&prompt, "the system prompt"),
         )];
-        messages.extend(self.store.history(session, HISTORY_LIMIT)?);
+        messages.extend(past.messages);
         let user = ChatMessage::text(Role::User, self.scrub(user_text, "a user message"));
         // The model sees the images on this turn; the history keeps the text,
         // which says where they were saved.
@@ -127,10 +215,11 @@ impl Agent {
         let mut unsaved = vec![user];
         let mut seen_calls: HashMap<(String, String), usize> = HashMap::new();
 
-        for _ in 0..settings.max_iterations {
+        let max_iterations = turn.max_iterations.unwrap_or(settings.max_iterations);
+        for _ in 0..max_iterations {
             let req = ChatRequest {
                 messages: &messages,
-                tools: &self.tool_defs,
+                tools: &tool_defs,
                 max_tokens: settings.max_tokens,
                 temperature: settings.temperature,
             };
@@ -180,7 +269,7 @@ impl Agent {
                         call.name
                     )
                 } else {
-                    self.run_tool(session, &call.name, &call.arguments).await
+                    self.run_tool(broker, turn, &call.name, &call.arguments).await
                 };
                 let result = ChatMessage {
                     role: Role::Tool,
@@ -207,9 +296,8 @@ impl Agent {
             }
         }
         let answer = format!(
-            "I stopped after {} tool steps (agents.defaults.maxToolIterations) without finishing. \
-             Ask me to continue, or raise the limit.",
-            settings.max_iterations
+            "I stopped after {max_iterations} tool steps (agents.defaults.maxToolIterations) without finishing. \
+             Ask me to continue, or raise the limit."
         );
         self.store.append(
             session,
@@ -219,20 +307,31 @@ impl Agent {
         Ok(answer)
     }
 
-    async fn run_tool(&self, session: &str, name: &str, arguments: &str) -> String {
-        match self.run_tool_checked(session, name, arguments).await {
+    async fn run_tool(&self, broker: &Arc<Broker>, turn: &Turn, name: &str, arguments: &str) -> String {
+        match self.run_tool_checked(broker, turn, name, arguments).await {
             Ok(output) => output,
             Err(e) => format!("Error: {e}"),
         }
     }
 
-    /// Runs one tool through toold; the output (or error) is scrubbed of
-    /// secrets. Every call is audited: session, tool, a digest of the
-    /// arguments (not the arguments: they may hold the user's data) and the
-    /// outcome.
-    pub async fn run_tool_checked(&self, session: &str, name: &str, arguments: &str) -> Result<String, String> {
+    /// Runs one tool: the broker's own (web, message, cron, spawn), or
+    /// through toold; the output (or error) is scrubbed of secrets. Every
+    /// call is audited: session, tool, a digest of the arguments (not the
+    /// arguments: they may hold the user's data) and the outcome.
+    pub async fn run_tool_checked(
+        &self,
+        broker: &Arc<Broker>,
+        turn: &Turn,
+        name: &str,
+        arguments: &str,
+    ) -> Result<String, String> {
+        let session = turn.session.as_str();
         let digest = arguments_digest(arguments);
-        let result = self.run_tool_unaudited(name, arguments).await;
+        let result = match crate::own_tools::run(broker, turn, name, arguments).await {
+            Some(Ok(output)) => Ok(self.scrub(&output, &format!("{name} output"))),
+            Some(Err(e)) => Err(self.scrub(&e, &format!("{name} error"))),
+            None => self.run_tool_unaudited(name, arguments).await,
+        };
         let outcome = match &result {
             Ok(output) => format!("ok, {} bytes", output.len()),
             Err(e) => format!("error: {}", crate::providers::shorten(e, 160)),
@@ -260,6 +359,17 @@ impl Agent {
             Ok(output) => Ok(self.scrub(&output, &format!("{name} output"))),
             Err(e) => Err(self.scrub(&e, &format!("{name} error"))),
         }
+    }
+
+    /// The store, for the modules that keep a turn's state (memory).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The tool daemon's client, for reads and writes the broker makes in
+    /// the workspace (memory notes).
+    pub fn toolclient(&self) -> &Arc<ToolClient> {
+        &self.tools
     }
 
     pub fn reset(&self, session: &str) -> Result<(), AgentError> {

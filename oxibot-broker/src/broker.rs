@@ -45,6 +45,8 @@ pub struct Broker {
     pub turns: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// Where the health endpoint listens, or why it does not (a status note).
     pub health: Mutex<Option<String>>,
+    /// Background tasks started with `spawn`.
+    pub subagents: crate::subagents::Registry,
 }
 
 impl Broker {
@@ -197,6 +199,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         started: Instant::now(),
         last_error: Mutex::default(),
         health: Mutex::default(),
+        subagents: Default::default(),
         config: RwLock::new(Arc::new(config)),
     });
     let config = broker.config();
@@ -214,6 +217,8 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     }
     crate::health::start(broker.clone()).await;
     tokio::spawn(crate::channels::resume_pending(broker.clone()));
+    tokio::spawn(crate::cron::run_scheduler(broker.clone()));
+    tokio::spawn(crate::heartbeat::run(broker.clone()));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (handoff_tx, handoff_rx) = mpsc::channel(8);

@@ -556,7 +556,11 @@ async fn answer(broker: Arc<Broker>, inbound: Inbound) {
                     .chain(files.notes.iter().map(String::as_str))
                     .collect::<Vec<_>>()
                     .join("\n");
-                broker.agent.run_turn(&session, &text, files.images).await
+                let turn = crate::agent::Turn::chat(crate::agent::ChatRef {
+                    channel: inbound.channel.clone(),
+                    chat_id: inbound.chat_id.clone(),
+                });
+                broker.agent.run_turn(&broker, &turn, &text, files.images).await
             };
             tokio::select! {
                 result = turn => match result {

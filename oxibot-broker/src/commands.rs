@@ -54,10 +54,13 @@ pub fn run(broker: &Broker, session: &str, cmd: Command) -> String {
             )
         }
         Command::Stop => {
-            if broker.stop_turn(session) {
-                "Stopping the current request.".into()
-            } else {
-                "Nothing is running.".into()
+            let turn = broker.stop_turn(session);
+            let tasks = crate::subagents::cancel_chat(broker, session);
+            match (turn, tasks) {
+                (false, 0) => "Nothing is running.".into(),
+                (true, 0) => "Stopping the current request.".into(),
+                (false, n) => format!("Cancelled {n} background task(s)."),
+                (true, n) => format!("Stopping the current request and {n} background task(s)."),
             }
         }
     }

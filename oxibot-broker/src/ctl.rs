@@ -35,17 +35,18 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     }
 }
 
-async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
+async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
     match request {
         CtlRequest::Status => CtlReply::Status(broker.status()),
-        CtlRequest::Agent { session, message } => match broker.agent.run_turn(&session, &message, Vec::new()).await {
-            Ok(text) => CtlReply::AgentReply { text },
-            Err(e) => {
-                let message = e.to_string();
-                broker.record_error(&message);
-                CtlReply::Error { message }
-            }
-        },
+        CtlRequest::Agent { session, message } => {
+            let turn = crate::agent::Turn::console(&broker.config(), &session);
+            agent_reply(broker.agent.run_turn(broker, &turn, &message, Vec::new()).await, broker)
+        }
+        CtlRequest::CronList
+        | CtlRequest::CronAdd(_)
+        | CtlRequest::CronRemove { .. }
+        | CtlRequest::CronEnable { .. }
+        | CtlRequest::CronRun { .. } => crate::cron::admin(broker, request),
         CtlRequest::PairingList => match broker.store.pairings() {
             Ok(list) => {
                 let now = std::time::SystemTime::now()
@@ -145,10 +146,26 @@ async fn handle(broker: &Broker, request: CtlRequest) -> CtlReply {
         CtlRequest::UserDecide { channel, user, allow } => decide_user(broker, &channel, &user, allow),
         CtlRequest::RunTool { name, arguments_json } => {
             broker.store.audit("admin_tool", &format!("oxibotctl ran tool {name}"));
-            match broker.agent.run_tool_checked("oxibotctl", &name, &arguments_json).await {
+            let turn = crate::agent::Turn::console(&broker.config(), "oxibotctl");
+            match broker
+                .agent
+                .run_tool_checked(broker, &turn, &name, &arguments_json)
+                .await
+            {
                 Ok(output) => CtlReply::ToolResult { ok: true, output },
                 Err(output) => CtlReply::ToolResult { ok: false, output },
             }
+        }
+    }
+}
+
+fn agent_reply(result: Result<String, crate::agent::AgentError>, broker: &Broker) -> CtlReply {
+    match result {
+        Ok(text) => CtlReply::AgentReply { text },
+        Err(e) => {
+            let message = e.to_string();
+            broker.record_error(&message);
+            CtlReply::Error { message }
         }
     }
 }

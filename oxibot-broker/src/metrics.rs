@@ -29,6 +29,8 @@ struct Latency {
 struct Counters {
     /// (tool, "ok" | "error") → calls
     tool_calls: BTreeMap<(String, &'static str), u64>,
+    /// (ability: "cron", "heartbeat", "subagent", outcome) → runs
+    background_runs: BTreeMap<(&'static str, &'static str), u64>,
     /// (provider, "ok" | "error") → requests
     provider_requests: BTreeMap<(String, &'static str), u64>,
     provider_latency: BTreeMap<String, Latency>,
@@ -45,8 +47,13 @@ fn with<R>(f: impl FnOnce(&mut Counters) -> R) -> R {
 /// A tool name as a label: one of ours, or "other" for whatever name the
 /// model made up (which would otherwise add a series per invention).
 fn tool_label(name: &str) -> String {
-    static OURS: LazyLock<Vec<&'static str>> =
-        LazyLock::new(|| crate::tools::definitions().iter().map(|d| d.name).collect());
+    static OURS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        crate::tools::definitions()
+            .iter()
+            .map(|d| d.name)
+            .chain(crate::own_tools::NAMES.iter().copied())
+            .collect()
+    });
     if OURS.contains(&name) {
         name.to_string()
     } else {
@@ -60,6 +67,16 @@ fn outcome(ok: bool) -> &'static str {
     } else {
         "error"
     }
+}
+
+/// One run of a scheduled job.
+pub fn cron_run(ok: bool) {
+    background_run("cron", ok);
+}
+
+/// One run of something the assistant does on its own.
+pub fn background_run(ability: &'static str, ok: bool) {
+    with(|c| *c.background_runs.entry((ability, outcome(ok))).or_default() += 1);
 }
 
 pub fn tool_call(name: &str, ok: bool) {
@@ -230,6 +247,18 @@ pub fn render(status: &StatusReport) -> String {
                 out,
                 "oxibot_tool_calls_total{{tool=\"{}\",outcome=\"{result}\"}} {n}",
                 label(tool)
+            );
+        }
+        header(
+            &mut out,
+            "oxibot_background_runs_total",
+            "counter",
+            "Scheduled jobs, heartbeats and subagents run, by ability and outcome.",
+        );
+        for ((ability, result), n) in &c.background_runs {
+            let _ = writeln!(
+                out,
+                "oxibot_background_runs_total{{ability=\"{ability}\",outcome=\"{result}\"}} {n}"
             );
         }
         header(

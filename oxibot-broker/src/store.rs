@@ -100,6 +100,41 @@ const MIGRATIONS: &[&str] = &[
     // without reading the whole history.
     "CREATE INDEX inbound_pending ON inbound(status) WHERE status = 'pending';
      CREATE INDEX outbox_pending ON outbox(status) WHERE status = 'pending';",
+    // 7: scheduled jobs and their claimed runs; an outbox message may name
+    // what produced it (a cron run, a heartbeat tick), at most once each;
+    // a session's summary of its consolidated turns.
+    "CREATE TABLE cron_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        schedule TEXT NOT NULL,
+        message TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        anchor INTEGER NOT NULL,
+        next_run_at INTEGER,
+        last_run_at INTEGER,
+        last_status TEXT,
+        created_at INTEGER NOT NULL
+     );
+     CREATE INDEX cron_jobs_due ON cron_jobs(next_run_at) WHERE enabled = 1;
+     CREATE TABLE cron_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL,
+        due_at INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'running',
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        UNIQUE(job_id, due_at)
+     );
+     ALTER TABLE outbox ADD COLUMN origin TEXT;
+     CREATE UNIQUE INDEX outbox_by_origin ON outbox(origin) WHERE origin IS NOT NULL;
+     CREATE TABLE session_summaries (
+        session_id TEXT PRIMARY KEY,
+        summary TEXT NOT NULL,
+        upto_id INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+     );",
 ];
 
 fn kind_name(kind: AttachmentKind) -> &'static str {
@@ -173,6 +208,21 @@ fn pairing_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pairing> {
     })
 }
 
+/// Columns role, content, tool_calls, tool_call_id (from `first`) → a message.
+fn message_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ChatMessage> {
+    let role: String = r.get(first)?;
+    let calls: Option<String> = r.get(first + 2)?;
+    Ok(ChatMessage {
+        role: Role::parse(&role).unwrap_or(Role::User),
+        content: r.get(first + 1)?,
+        tool_calls: calls
+            .and_then(|c| serde_json::from_str::<Vec<ToolCallRequest>>(&c).ok())
+            .unwrap_or_default(),
+        tool_call_id: r.get(first + 3)?,
+        images: Vec::new(),
+    })
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -221,19 +271,7 @@ impl Store {
             "SELECT role, content, tool_calls, tool_call_id FROM messages
              WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![session, limit as i64], |r| {
-            let role: String = r.get(0)?;
-            let calls: Option<String> = r.get(2)?;
-            Ok(ChatMessage {
-                role: Role::parse(&role).unwrap_or(Role::User),
-                content: r.get(1)?,
-                tool_calls: calls
-                    .and_then(|c| serde_json::from_str::<Vec<ToolCallRequest>>(&c).ok())
-                    .unwrap_or_default(),
-                tool_call_id: r.get(3)?,
-                images: Vec::new(),
-            })
-        })?;
+        let rows = stmt.query_map(params![session, limit as i64], |r| message_row(r, 0))?;
         let mut msgs: Vec<ChatMessage> = rows.collect::<Result<_, _>>()?;
         msgs.reverse();
         let start = msgs.iter().position(|m| m.role == Role::User).unwrap_or(msgs.len());
@@ -270,8 +308,11 @@ impl Store {
     }
 
     pub fn clear_session(&self, session: &str) -> Result<(), StoreError> {
-        self.lock()
-            .execute("DELETE FROM messages WHERE session_id = ?1", params![session])?;
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM messages WHERE session_id = ?1", params![session])?;
+        tx.execute("DELETE FROM session_summaries WHERE session_id = ?1", params![session])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -472,6 +513,44 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Queues a message produced by `origin` ("heartbeat:…", "message:…"):
+    /// one outbox row per origin, however often this is called (a retry
+    /// after a crash). Returns (id, newly queued).
+    pub fn queue_outbox_once(
+        &self,
+        channel: &str,
+        chat_id: &str,
+        text: &str,
+        origin: &str,
+    ) -> Result<(i64, bool), StoreError> {
+        let conn = self.lock();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO outbox (channel, chat_id, text, created_at, origin) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![channel, chat_id, text, now(), origin],
+        )?;
+        let id = conn.query_row("SELECT id FROM outbox WHERE origin = ?1", params![origin], |r| r.get(0))?;
+        Ok((id, n == 1))
+    }
+
+    /// Where an outbox message stands: ("pending" | "delivered" | "failed",
+    /// attempts, last error). None when there is no such message.
+    pub fn outbox_state(&self, id: i64) -> Result<Option<(String, u32, Option<String>)>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT status, attempts, last_error FROM outbox WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, i64>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
+                        r.get(2)?,
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
     pub fn is_paired(&self, channel: &str, sender: &str) -> Result<bool, StoreError> {
         Ok(self
             .lock()
@@ -568,5 +647,9 @@ impl Store {
 }
 
 mod admin;
+mod cron;
+mod memory;
+pub use cron::{Claim, CronJob, NewJob};
+pub use memory::Summary;
 #[cfg(test)]
 mod tests;

@@ -131,7 +131,27 @@ impl ToolClient {
         match self.outcome(call, timeout).await? {
             ToolOutcome::Ok { output } => Ok(output),
             ToolOutcome::Failed { message } => Err(message),
-            ToolOutcome::Texts { .. } => Err("the tool daemon answered with file texts to a tool call".into()),
+            ToolOutcome::Texts { .. } | ToolOutcome::Probed { .. } => {
+                Err("the tool daemon answered a tool call with data instead of output".into())
+            }
+        }
+    }
+
+    /// What the jail lacks of these programs and environment variables
+    /// (see `ToolCall::Probe`).
+    pub async fn probe(
+        &self,
+        bins: Vec<String>,
+        env: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(Vec<String>, Vec<String>), String> {
+        match self.outcome(ToolCall::Probe { bins, env }, timeout).await? {
+            ToolOutcome::Probed {
+                missing_bins,
+                missing_env,
+            } => Ok((missing_bins, missing_env)),
+            ToolOutcome::Failed { message } => Err(message),
+            _ => Err("the tool daemon answered Probe with something else".into()),
         }
     }
 
@@ -150,7 +170,7 @@ impl ToolClient {
         match self.outcome(call, timeout).await? {
             ToolOutcome::Texts { files } => Ok(files),
             ToolOutcome::Failed { message } => Err(message),
-            ToolOutcome::Ok { .. } => Err("the tool daemon answered ReadTexts with plain output".into()),
+            _ => Err("the tool daemon answered ReadTexts with something else".into()),
         }
     }
 

@@ -49,6 +49,12 @@ pub struct Config {
     pub transcription: Transcription,
     #[serde(default)]
     pub health: Health,
+    #[serde(default)]
+    pub cron: crate::abilities::CronSettings,
+    #[serde(default)]
+    pub heartbeat: crate::abilities::HeartbeatSettings,
+    #[serde(default)]
+    pub subagents: crate::abilities::SubagentSettings,
     /// Anything else: warned about, not fatal, so that nanobot/OxiBot
     /// configs with keys we do not use still load.
     #[serde(flatten)]
@@ -145,6 +151,11 @@ pub struct AgentDefaults {
     /// Off, they are only saved into the workspace.
     #[serde(default)]
     pub vision: bool,
+    /// Tokens (estimated) of conversation history sent with each request.
+    /// Older turns are summarised into the session and their durable facts
+    /// appended to memory/MEMORY.md; the raw turns stay in the database.
+    #[serde(default = "default_history_budget_tokens")]
+    pub history_budget_tokens: u32,
 }
 
 /// A provider name that must be one we know; checked while parsing so the
@@ -193,7 +204,8 @@ pub struct Tools {
     /// (kernel log) instead of refusing them. Warned about on every start.
     pub seccomp_log: bool,
     pub exec: ExecSettings,
-    pub web: Value,
+    pub web: crate::abilities::WebSettings,
+    pub message: crate::abilities::MessageSettings,
     /// OxiBot's flag; always true here (the jail enforces it), accepted for compatibility.
     pub restrict_to_workspace: Option<bool>,
 }
@@ -262,6 +274,9 @@ fn default_temperature() -> f64 {
 }
 fn default_max_tool_iterations() -> u32 {
     20
+}
+fn default_history_budget_tokens() -> u32 {
+    16_000
 }
 fn default_max_retries() -> u32 {
     3
@@ -496,6 +511,47 @@ impl Config {
                 "maxProcesses must be at least 8, maxMemoryMb at least 64, maxFileSizeMb at least 1",
             ));
         }
+        if d.history_budget_tokens < 1000 {
+            return Err(invalid(
+                path,
+                "agents.defaults.historyBudgetTokens",
+                "must be at least 1000",
+            ));
+        }
+        let h = &self.heartbeat;
+        if h.enabled && (h.channel.is_none() || h.chat_id.is_none() || h.interval_secs == 0) {
+            return Err(invalid(
+                path,
+                "heartbeat",
+                "an enabled heartbeat needs channel, chatId (where its results go) and intervalSecs of at least 1",
+            ));
+        }
+        let s = &self.subagents;
+        if s.max_iterations == 0 || s.timeout_secs == 0 {
+            return Err(invalid(
+                path,
+                "subagents",
+                "maxIterations and timeoutSecs must be at least 1",
+            ));
+        }
+        for target in &self.tools.message.allowed_targets {
+            if !target.contains(':') {
+                return Err(invalid(
+                    path,
+                    "tools.message.allowedTargets",
+                    &format!("\"{target}\" is not \"channel:chat_id\""),
+                ));
+            }
+        }
+        if let Some(p) = &self.tools.web.search.provider {
+            if p != "brave" && p != "searxng" {
+                return Err(invalid(
+                    path,
+                    "tools.web.search.provider",
+                    &format!("\"{p}\" is not a search provider (brave or searxng)"),
+                ));
+            }
+        }
         if d.max_tool_iterations == 0 {
             return Err(invalid(path, "agents.defaults.maxToolIterations", "must be at least 1"));
         }
@@ -561,7 +617,7 @@ impl Config {
         for ch in self.channels.values() {
             collect_secret_strings(ch, &mut out);
         }
-        collect_secret_strings(&self.tools.web, &mut out);
+        out.extend(self.tools.web.search.api_key.clone());
         out
     }
 

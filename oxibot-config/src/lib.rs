@@ -4,6 +4,7 @@
 //! and `oxibotctl`, so that the admin's tool links this and the protocol,
 //! not the broker.
 
+pub mod abilities;
 pub mod config;
 pub mod import;
 pub mod layout;

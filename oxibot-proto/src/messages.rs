@@ -113,7 +113,23 @@ pub enum ToolCall {
         patterns: Vec<String>,
         max_bytes: u32,
     },
+    /// Appends to a workspace file, creating it (and its directories) when
+    /// missing: the broker's memory notes. Never through a symlink.
+    AppendFile {
+        path: String,
+        content: String,
+    },
+    /// Which of these programs the jail's commands can run (on the `PATH`
+    /// that `Exec` uses) and which environment variables they see: a
+    /// skill's requirements, checked where the skill would run.
+    Probe {
+        bins: Vec<String>,
+        env: Vec<String>,
+    },
 }
+
+/// How many names one `Probe` may ask about.
+pub const MAX_PROBE_NAMES: usize = 64;
 
 /// Tool daemon → broker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +148,11 @@ pub enum ToolOutcome {
     /// The answer to `ReadTexts`, in pattern order (and name order within a pattern).
     Texts {
         files: Vec<TextFile>,
+    },
+    /// The answer to `Probe`: what the jail lacks.
+    Probed {
+        missing_bins: Vec<String>,
+        missing_env: Vec<String>,
     },
 }
 
@@ -200,6 +221,11 @@ impl Message for ToolRequest {
                 bounded("old_text", old_text, MAX_TEXT)?;
                 bounded("new_text", new_text, MAX_TEXT)
             }
+            ToolCall::AppendFile { path, content } => {
+                bounded("path", path, MAX_PATH)?;
+                bounded("content", content, MAX_TEXT)
+            }
+            ToolCall::Probe { bins, env } => names(bins).and_then(|()| names(env)),
         }
     }
 }
@@ -219,6 +245,10 @@ impl Message for ToolReply {
                     bounded("text", &f.text, MAX_TEXT)
                 })
             }
+            ToolOutcome::Probed {
+                missing_bins,
+                missing_env,
+            } => names(missing_bins).and_then(|()| names(missing_env)),
         }
     }
 }
@@ -496,6 +526,53 @@ pub enum CtlRequest {
         user: String,
         allow: bool,
     },
+    /// Every scheduled job.
+    CronList,
+    /// Schedule a job that delivers to `channel`/`chat_id`.
+    CronAdd(CronJobSpec),
+    CronRemove {
+        id: u64,
+    },
+    /// Pause (`enabled: false`) or resume a job.
+    CronEnable {
+        id: u64,
+        enabled: bool,
+    },
+    /// Run a job now, once, outside its schedule.
+    CronRun {
+        id: u64,
+    },
+}
+
+/// A job as `oxibotctl cron add` describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronJobSpec {
+    pub name: String,
+    pub channel: String,
+    pub chat_id: String,
+    /// `every 10 minutes`, `at 2026-12-24T18:00`, or a 5- or 6-field cron
+    /// expression.
+    pub schedule: String,
+    /// IANA time zone for cron expressions and `at` times without an offset.
+    pub tz: Option<String>,
+    /// What the agent is asked to do when the job runs.
+    pub message: String,
+}
+
+/// One scheduled job, for `oxibotctl cron list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronJobInfo {
+    pub id: u64,
+    pub name: String,
+    pub channel: String,
+    pub chat_id: String,
+    pub schedule: String,
+    pub message: String,
+    pub enabled: bool,
+    /// Unix seconds; None when it will not run again.
+    pub next_run_at: Option<i64>,
+    pub last_run_at: Option<i64>,
+    pub last_status: Option<String>,
 }
 
 /// Which audit entries `oxibotctl audit` wants. With `after_id` 0, the
@@ -538,6 +615,7 @@ pub enum CtlReply {
     Sessions(Vec<SessionInfo>),
     History(Vec<HistoryEntry>),
     Audit(Vec<AuditEntry>),
+    CronJobs(Vec<CronJobInfo>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -694,8 +772,28 @@ impl Message for CtlRequest {
                 bounded("channel", channel, MAX_ID)?;
                 bounded("user", user, MAX_ID)
             }
+            CtlRequest::CronList
+            | CtlRequest::CronRemove { .. }
+            | CtlRequest::CronEnable { .. }
+            | CtlRequest::CronRun { .. } => Ok(()),
+            CtlRequest::CronAdd(spec) => {
+                bounded("name", &spec.name, MAX_ID)?;
+                bounded("channel", &spec.channel, MAX_ID)?;
+                bounded("chat_id", &spec.chat_id, MAX_ID)?;
+                bounded("schedule", &spec.schedule, MAX_ID)?;
+                bounded("tz", spec.tz.as_deref().unwrap_or(""), MAX_ID)?;
+                bounded("message", &spec.message, MAX_TEXT)
+            }
         }
     }
+}
+
+/// A `Probe`'s list: bounded in count and length.
+fn names(list: &[String]) -> Result<(), String> {
+    if list.len() > MAX_PROBE_NAMES {
+        return Err(format!("{} names, the limit is {MAX_PROBE_NAMES}", list.len()));
+    }
+    list.iter().try_for_each(|n| bounded("name", n, MAX_ID))
 }
 
 fn listed(limit: u32) -> Result<(), String> {

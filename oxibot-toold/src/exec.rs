@@ -5,6 +5,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+/// The `PATH` of every command (and of a skill's requirement check).
+pub const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// The only environment variables a command sees (set below).
+pub const ENV_NAMES: &[&str] = &["PATH", "HOME", "LANG", "TERM"];
+
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -45,7 +50,7 @@ pub async fn run(
         .arg(command)
         // Nothing of ours (least of all a secret) reaches the command.
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("PATH", PATH)
         .env("HOME", workspace)
         .env("LANG", "C.UTF-8")
         .env("TERM", "dumb")

@@ -127,6 +127,30 @@ pub fn write_file(workspace: &Path, path: &str, content: &str) -> Result<String,
     Ok(format!("wrote {} bytes to {path}", content.len()))
 }
 
+/// Appends `content`, creating the file and its directories when missing.
+/// The file must be a regular file if it exists; a symlink is refused
+/// (O_NOFOLLOW), so an append never lands outside what the path names.
+pub fn append_file(workspace: &Path, path: &str, content: &str) -> Result<String, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = resolve_for_write(workspace, path)?;
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{path}: cannot create its directory: {e}"))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&p)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{path}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{path}: is not a regular file; not appended to"));
+    }
+    file.write_all(content.as_bytes()).map_err(|e| format!("{path}: {e}"))?;
+    Ok(format!("appended {} bytes to {path}", content.len()))
+}
+
 /// Saves a file a user sent, a piece at a time. The piece at offset 0
 /// creates the file and never overwrites: when `path` exists it tries
 /// `name-1.ext`, `name-2.ext`, … and returns the workspace-relative path

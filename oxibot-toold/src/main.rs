@@ -14,6 +14,7 @@ mod exec;
 mod files;
 mod jail;
 mod patch;
+mod probe;
 mod search;
 mod server;
 mod text;

@@ -47,6 +47,13 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
                                 Err(message) => ToolOutcome::Failed { message },
                             }
                         }
+                        ToolCall::Probe { bins, env } => {
+                            let (missing_bins, missing_env) = crate::probe::missing(&bins, &env);
+                            ToolOutcome::Probed {
+                                missing_bins,
+                                missing_env,
+                            }
+                        }
                         call => match run(call, &workspace, limits).await {
                             Ok(output) => ToolOutcome::Ok { output },
                             Err(message) => ToolOutcome::Failed { message },
@@ -97,7 +104,10 @@ async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Res
             .await
         }
         ToolCall::ApplyPatch { patch } => blocking(workspace, move |ws| crate::patch::apply_patch(ws, &patch)).await,
-        ToolCall::ReadTexts { .. } => Err("ReadTexts is answered with texts, not output".into()),
+        ToolCall::AppendFile { path, content } => crate::files::append_file(workspace, &path, &content),
+        ToolCall::ReadTexts { .. } | ToolCall::Probe { .. } => {
+            Err("this request is answered with data, not output".into())
+        }
     }
 }
 
@@ -135,6 +145,7 @@ fn fit(reply: ToolReply) -> ToolReply {
     let outcome = match outcome {
         ToolOutcome::Ok { output } => ToolOutcome::Ok { output: cut(output) },
         ToolOutcome::Failed { message } => ToolOutcome::Failed { message: cut(message) },
+        probed @ ToolOutcome::Probed { .. } => probed,
         ToolOutcome::Texts { mut files } => {
             let mut total = 0;
             files.retain(|f| {

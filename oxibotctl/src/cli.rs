@@ -77,6 +77,9 @@ pub enum Command {
     /// Pairing requests from unknown chat users (dmPolicy "pairing").
     #[command(subcommand)]
     Pairing(PairingCommand),
+    /// Scheduled jobs: list, add, remove, enable, disable, run now.
+    #[command(subcommand)]
+    Cron(CronCommand),
     /// Re-read the configuration and secrets without a restart.
     Reload,
     /// The secrets file: names, and setting one value.
@@ -170,6 +173,38 @@ pub enum PairingCommand {
     Approve { code: String },
     /// Refuse the user with this code.
     Deny { code: String },
+}
+
+#[derive(Subcommand)]
+pub enum CronCommand {
+    /// Every scheduled job, with its next run.
+    List,
+    /// Schedule a job; its result is sent to CHAT on CHANNEL.
+    Add {
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        chat: String,
+        /// "every 10 minutes", "at 2026-12-24T18:00", or a 5- or 6-field cron expression.
+        #[arg(long)]
+        schedule: String,
+        /// IANA zone for cron expressions and local `at` times (default: cron.timezone).
+        #[arg(long)]
+        tz: Option<String>,
+        /// What the assistant is asked to do when the job runs.
+        #[arg(long, short)]
+        message: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Delete a job.
+    Remove { id: u64 },
+    /// Resume a paused job (from now on; missed runs are not caught up).
+    Enable { id: u64 },
+    /// Pause a job.
+    Disable { id: u64 },
+    /// Run a job once now, outside its schedule.
+    Run { id: u64 },
 }
 
 #[derive(Subcommand)]

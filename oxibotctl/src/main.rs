@@ -5,6 +5,7 @@
 mod admin;
 mod cli;
 mod client;
+mod cron;
 mod doctor;
 mod offline;
 mod show;
@@ -15,8 +16,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{
-    AuditCommand, ChannelsCommand, Cli, Command, ConfigCommand, PairingCommand, SecretsCommand, SessionsCommand,
-    ToolCommand, UsersCommand,
+    AuditCommand, ChannelsCommand, Cli, Command, ConfigCommand, CronCommand, PairingCommand, SecretsCommand,
+    SessionsCommand, ToolCommand, UsersCommand,
 };
 use client::{ask, online, CtlConn};
 use oxibot_proto::messages::{CtlReply, CtlRequest};
@@ -160,6 +161,37 @@ fn run(cli: Cli) -> Result<Outcome, String> {
         })),
         Command::Pairing(PairingCommand::Deny { code }) => done(online(&socket, async |conn| {
             admin::simple(conn, CtlRequest::PairingDecide { code, approve: false }, json).await
+        })),
+        Command::Cron(CronCommand::List) => done(online(&socket, async |conn| cron::list(conn, json).await)),
+        Command::Cron(CronCommand::Add {
+            channel,
+            chat,
+            schedule,
+            tz,
+            message,
+            name,
+        }) => done(online(&socket, async |conn| {
+            let spec = oxibot_proto::messages::CronJobSpec {
+                name: name.unwrap_or_else(|| message.chars().take(40).collect()),
+                channel,
+                chat_id: chat,
+                schedule,
+                tz,
+                message,
+            };
+            admin::simple(conn, CtlRequest::CronAdd(spec), json).await
+        })),
+        Command::Cron(CronCommand::Remove { id }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::CronRemove { id }, json).await
+        })),
+        Command::Cron(CronCommand::Enable { id }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::CronEnable { id, enabled: true }, json).await
+        })),
+        Command::Cron(CronCommand::Disable { id }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::CronEnable { id, enabled: false }, json).await
+        })),
+        Command::Cron(CronCommand::Run { id }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::CronRun { id }, json).await
         })),
         Command::Reload => done(online(&socket, async |conn| {
             admin::simple(conn, CtlRequest::Reload, json).await

@@ -34,6 +34,9 @@ pub enum Step {
     Garbage(String),
     /// A 307 redirect to this URL (a provider that moved, or a hostile one).
     Redirect(String),
+    /// A memory consolidation's answer, made from the request: every line
+    /// of the transcript holding "FACT: x" gives the fact "x".
+    Consolidate,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +62,11 @@ impl Recorded {
 #[derive(Default)]
 struct Inner {
     script: VecDeque<Step>,
+    /// (needle, steps): a request whose body contains the needle takes
+    /// the next of these steps instead of the script's.
+    routes: Vec<(String, VecDeque<Step>)>,
+    /// (needle, step): answered this way every time.
+    always: Vec<(String, Step)>,
     requests: Vec<Recorded>,
     /// Models that always answer HTTP 500.
     failing_models: HashSet<String>,
@@ -132,6 +140,29 @@ impl FakeLlm {
         self.inner.lock().unwrap().script.push_back(step);
     }
 
+    /// Requests containing `needle` (a subagent's task, say) take these
+    /// steps, in order, whatever the main script is doing.
+    pub fn route(&self, needle: &str, steps: Vec<Step>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .routes
+            .push((needle.to_string(), steps.into()));
+    }
+
+    /// Requests containing `needle` are always answered with `step`.
+    pub fn always(&self, needle: &str, step: Step) {
+        self.inner.lock().unwrap().always.push((needle.to_string(), step));
+    }
+
+    /// Requests that contain `needle`.
+    pub fn requests_with(&self, needle: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.body.to_string().contains(needle))
+            .collect()
+    }
+
     /// Blocks until at least `n` requests arrived, or panics after `timeout`.
     pub fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
         crate::serve::wait_for(&format!("{n} LLM requests"), timeout, || {
@@ -176,7 +207,21 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, uri: Uri, headers: Heade
             body: body.clone(),
         });
         let model = body["model"].as_str().unwrap_or_default();
-        if s.failing_models.contains(model) {
+        let text = body.to_string();
+        let routed = s
+            .routes
+            .iter_mut()
+            .find(|(needle, steps)| !steps.is_empty() && text.contains(needle.as_str()))
+            .and_then(|(_, steps)| steps.pop_front())
+            .or_else(|| {
+                s.always
+                    .iter()
+                    .find(|(needle, _)| text.contains(needle.as_str()))
+                    .map(|(_, step)| step.clone())
+            });
+        if let Some(step) = routed {
+            step
+        } else if s.failing_models.contains(model) {
             Step::Status {
                 code: 500,
                 retry_after: None,
@@ -229,6 +274,23 @@ fn respond(
                 resp
             }
             Step::Text(text) => axum::Json(text_reply(anthropic, &text)).into_response(),
+            Step::Consolidate => {
+                let transcript = req.to_string();
+                let facts: Vec<String> = transcript
+                    .split("FACT: ")
+                    .skip(1)
+                    .map(|rest| {
+                        rest.split(['\\', '"', '\n'])
+                            .next()
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string()
+                    })
+                    .collect();
+                let summary = format!("Consolidated a stretch of conversation ({} facts).", facts.len());
+                let answer = json!({"summary": summary, "facts": facts}).to_string();
+                axum::Json(text_reply(anthropic, &answer)).into_response()
+            }
             Step::EchoLastTool => {
                 let last = last_tool_result(&req, anthropic).unwrap_or_else(|| "<no tool result>".into());
                 axum::Json(text_reply(anthropic, &format!("tool said: {last}"))).into_response()

@@ -36,6 +36,8 @@ struct Inner {
     /// sendMessage calls so far, and which of them (1-based) answer 429.
     send_calls: u32,
     refused_sends: Vec<u32>,
+    /// Chats that answer 403 (the user blocked the bot): never retried.
+    blocked_chats: Vec<i64>,
 }
 
 #[derive(Clone)]
@@ -167,6 +169,12 @@ impl FakeTelegram {
     /// answers 429 Too Many Requests (retry after 1 s) instead of sending.
     pub fn refuse_send_number(&self, n: u32) {
         self.inner.lock().unwrap().refused_sends.push(n);
+    }
+
+    /// Every sendMessage to `chat` answers 403 Forbidden: bot was blocked
+    /// by the user (a failure no retry cures).
+    pub fn block_chat(&self, chat: i64) {
+        self.inner.lock().unwrap().blocked_chats.push(chat);
     }
 
     /// The next `n` getUpdates calls fail with 502 Bad Gateway.
@@ -333,13 +341,21 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
                 )
                     .into_response();
             }
-            let mid = s.next_message;
-            s.next_message += 1;
-            s.sent.push(p.clone());
             let chat = p["chat_id"]
                 .as_i64()
                 .or_else(|| p["chat_id"].as_str()?.parse().ok())
                 .unwrap_or(0);
+            if s.blocked_chats.contains(&chat) {
+                return (
+                    axum::http::StatusCode::FORBIDDEN,
+                    axum::Json(json!({"ok": false, "error_code": 403,
+                                      "description": "Forbidden: bot was blocked by the user"})),
+                )
+                    .into_response();
+            }
+            let mid = s.next_message;
+            s.next_message += 1;
+            s.sent.push(p.clone());
             ok(json!({
                 "message_id": mid, "date": 1_700_000_001,
                 "chat": {"id": chat, "type": "private", "first_name": "User"},

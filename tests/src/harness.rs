@@ -400,6 +400,35 @@ impl Broker {
         pid
     }
 
+    /// SIGKILLs the broker (its supervised daemons see their links end
+    /// and exit), then starts it again on the same config, state and
+    /// workspace, as systemd's Restart= would; waits for toold.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Its children lose their socketpairs and exit; give them a moment,
+        // so the new broker's daemons do not meet the old ones' sockets.
+        std::thread::sleep(Duration::from_millis(300));
+        let program = if nix::unistd::geteuid().is_root() {
+            bin_dir_for_others()
+        } else {
+            bin_dir()
+        }
+        .join("oxibot-broker");
+        self.child = Command::new(program)
+            .arg("--config")
+            .arg(self.config_path())
+            .env("OXIBOT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&self.log).unwrap())
+            .spawn()
+            .unwrap();
+        self.wait_until("toold connected after the restart", Duration::from_secs(20), |s| {
+            s["toolConnected"] == true
+        });
+    }
+
     /// SIGKILLs a daemon the test started.
     pub fn kill_daemon(&mut self, name: &str) {
         if let Some(i) = self.daemons.iter().position(|(n, _)| n == name) {

@@ -2,6 +2,7 @@
 //! OpenAI and Anthropic wire formats, and a harness that runs the real
 //! broker, toold and oxibotctl binaries against it.
 
+pub mod assistant;
 pub mod fake_discord;
 pub mod fake_llm;
 pub mod fake_slack;

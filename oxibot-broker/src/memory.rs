@@ -1,0 +1,374 @@
+//! A bounded conversation with a lasting memory.
+//!
+//! The history sent to the model is bounded by `historyBudgetTokens`
+//! (estimated at four bytes a token). When a session's unsummarised turns
+//! pass the budget, the older ones are consolidated by the model into a
+//! summary kept with the session, and the durable facts it finds are
+//! appended to memory/MEMORY.md (which every prompt carries) and the day's
+//! note memory/YYYY-MM-DD.md, both written through toold. The raw turns
+//! stay in the database for `oxibotctl sessions show`. If consolidation
+//! fails, the older turns are left out of this request and the prompt
+//! says so: nothing disappears without a word.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxibot_proto::messages::ToolCall;
+use serde::Deserialize;
+
+use crate::agent::Agent;
+use crate::broker::Broker;
+use crate::providers::{ChatMessage, ChatRequest, Role};
+use crate::store::{StoreError, Summary};
+
+/// Messages read past the summary at most (a session consolidates long
+/// before this).
+const MAX_ROWS: usize = 5000;
+/// The summary may take this share of the budget.
+const SUMMARY_SHARE: usize = 4;
+/// A message in the consolidation transcript is cut at this many bytes.
+const TRANSCRIPT_ITEM: usize = 2000;
+const WRITE_WAIT: Duration = Duration::from_secs(20);
+/// What the consolidation request starts with (the fake LLM in the tests
+/// knows it by this).
+pub const CONSOLIDATE_PROMPT: &str = "You are OxiBot's memory consolidator. You get the summary so far and older \
+    turns of a conversation. Answer with one JSON object and nothing else: {\"summary\": \"<the summary so far \
+    updated with these turns, at most 300 words, in the conversation's language>\", \"facts\": [\"<each durable \
+    fact about the user or their world worth remembering in every later conversation, one short sentence each; \
+    none if there are none>\"]}. Leave out passing details, and never include secrets such as passwords or keys.";
+
+/// What a turn sends of its session's past.
+#[derive(Debug, Default)]
+pub struct Past {
+    pub summary: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    /// Said in the prompt when older turns had to be left out.
+    pub note: Option<String>,
+}
+
+impl Past {
+    /// The prompt's part about earlier turns.
+    pub fn prompt_note(&self) -> String {
+        let mut out = String::new();
+        if let Some(summary) = &self.summary {
+            out.push_str(&format!("\n## Earlier in this conversation (summary)\n\n{summary}\n"));
+        }
+        if let Some(note) = &self.note {
+            out.push_str(&format!("\n({note})\n"));
+        }
+        out
+    }
+}
+
+/// Estimated tokens of a message: four bytes a token, plus a little for
+/// its framing.
+pub fn estimate(m: &ChatMessage) -> usize {
+    let calls: usize = m.tool_calls.iter().map(|c| c.name.len() + c.arguments.len()).sum();
+    (m.content.len() + calls).div_ceil(4) + 4
+}
+
+fn total(messages: &[(i64, ChatMessage)]) -> usize {
+    messages.iter().map(|(_, m)| estimate(m)).sum()
+}
+
+/// The session's past within `budget` tokens, consolidating older turns
+/// when they do not fit.
+pub async fn bounded_history(
+    agent: &Agent,
+    broker: &Arc<Broker>,
+    session: &str,
+    budget: usize,
+) -> Result<Past, StoreError> {
+    let store = agent.store();
+    let summary = store.summary(session)?;
+    let after = summary.as_ref().map_or(0, |s| s.upto_id);
+    let rows = store.history_since(session, after, MAX_ROWS)?;
+    let mut past = Past {
+        summary: summary.as_ref().map(|s| s.text.clone()),
+        ..Past::default()
+    };
+    let rows = from_first_user(rows);
+    if total(&rows) <= budget {
+        past.messages = rows.into_iter().map(|(_, m)| m).collect();
+        return Ok(past);
+    }
+    // Keep the newest turns within half the budget; consolidate the rest.
+    let keep_from = newest_turns_within(&rows, budget / 2);
+    let (old, keep) = rows.split_at(keep_from);
+    let mut keep = keep.to_vec();
+    if !old.is_empty() {
+        match consolidate(agent, broker, session, summary.as_ref(), old, budget).await {
+            Ok(new_summary) => past.summary = Some(new_summary),
+            Err(e) => {
+                tracing::warn!(session, "consolidating older turns failed: {e}");
+                store.audit_about(
+                    "consolidation_failed",
+                    session.split_once(':').map(|(c, _)| c),
+                    None,
+                    &format!("session {session}: {} older messages not consolidated: {e}", old.len()),
+                );
+                past.note = Some(format!(
+                    "{} older messages of this conversation are not shown: summarising them failed ({}). \
+                     They are kept in the history database",
+                    old.len(),
+                    crate::providers::shorten(&e, 200)
+                ));
+            }
+        }
+    }
+    let hidden = fit(&mut keep, budget);
+    if hidden > 0 {
+        let note = format!(
+            "{hidden} more older messages of this conversation did not fit the history budget and are not shown; \
+             they are kept in the history database"
+        );
+        past.note = Some(match past.note.take() {
+            Some(n) => format!("{n}. {note}"),
+            None => note,
+        });
+    }
+    past.messages = keep.into_iter().map(|(_, m)| m).collect();
+    Ok(past)
+}
+
+/// Drops leading messages until a user message (a tool result without its
+/// call, or an answer without its question, is not sent).
+fn from_first_user(mut rows: Vec<(i64, ChatMessage)>) -> Vec<(i64, ChatMessage)> {
+    let start = rows
+        .iter()
+        .position(|(_, m)| m.role == Role::User)
+        .unwrap_or(rows.len());
+    rows.split_off(start)
+}
+
+/// The index of the oldest user message such that everything from it on
+/// fits `budget`; at least the last turn.
+fn newest_turns_within(rows: &[(i64, ChatMessage)], budget: usize) -> usize {
+    let mut acc = 0;
+    let mut keep_from = None;
+    for (i, (_, m)) in rows.iter().enumerate().rev() {
+        acc += estimate(m);
+        if acc > budget && keep_from.is_some() {
+            break;
+        }
+        if m.role == Role::User {
+            keep_from = Some(i);
+        }
+    }
+    keep_from.unwrap_or(0)
+}
+
+/// Makes `keep` fit `budget`: whole older turns go first (counted and
+/// returned); a single turn that is still too big has its longest
+/// messages cut, with a mark.
+fn fit(keep: &mut Vec<(i64, ChatMessage)>, budget: usize) -> usize {
+    let mut hidden = 0;
+    while total(keep) > budget {
+        let next_user = keep.iter().skip(1).position(|(_, m)| m.role == Role::User);
+        match next_user {
+            Some(p) => {
+                hidden += p + 1;
+                keep.drain(..=p);
+            }
+            None => break,
+        }
+    }
+    while total(keep) > budget {
+        let Some((_, longest)) = keep.iter_mut().max_by_key(|(_, m)| m.content.len()) else {
+            break;
+        };
+        let new_len = longest.content.len() / 2;
+        if new_len < 256 {
+            break;
+        }
+        let mut end = new_len;
+        while !longest.content.is_char_boundary(end) {
+            end -= 1;
+        }
+        longest.content.truncate(end);
+        longest.content.push_str("\n[… cut to fit the history budget]");
+    }
+    hidden
+}
+
+#[derive(Deserialize)]
+struct Consolidated {
+    summary: String,
+    #[serde(default)]
+    facts: Vec<String>,
+}
+
+/// Summarises `old` with the model, stores the summary, and writes the
+/// facts to MEMORY.md and the day's note. Returns the new summary.
+async fn consolidate(
+    agent: &Agent,
+    broker: &Arc<Broker>,
+    session: &str,
+    previous: Option<&Summary>,
+    old: &[(i64, ChatMessage)],
+    budget: usize,
+) -> Result<String, String> {
+    let upto_id = old.last().map(|(id, _)| *id).unwrap_or(0);
+    let mut transcript = String::new();
+    if let Some(p) = previous {
+        transcript.push_str(&format!("Summary so far:\n{}\n\nOlder turns:\n", p.text));
+    }
+    for (_, m) in old {
+        let role = match m.role {
+            Role::User => "user",
+            Role::Assistant if !m.tool_calls.is_empty() => "assistant (calling tools)",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool result",
+            Role::System => "system",
+        };
+        let text = crate::providers::shorten(&m.content, TRANSCRIPT_ITEM);
+        transcript.push_str(&format!("{role}: {text}\n"));
+    }
+    let settings = agent.settings();
+    let messages = [
+        ChatMessage::text(Role::System, CONSOLIDATE_PROMPT),
+        ChatMessage::text(Role::User, agent.scrub(&transcript, "a consolidation transcript")),
+    ];
+    let request = ChatRequest {
+        messages: &messages,
+        tools: &[],
+        max_tokens: settings.max_tokens().min(2048),
+        temperature: 0.0,
+    };
+    let answer = settings.llm().complete(&request).await?;
+    let json = answer
+        .content
+        .find('{')
+        .zip(answer.content.rfind('}'))
+        .filter(|(a, b)| a < b)
+        .map(|(a, b)| &answer.content[a..=b])
+        .ok_or("the model's consolidation answer held no JSON object")?;
+    let parsed: Consolidated = serde_json::from_str(json)
+        .map_err(|e| format!("the model's consolidation answer is not the asked JSON: {e}"))?;
+    // The summary rides in every later prompt: bounded.
+    let summary = crate::providers::shorten(
+        &agent.scrub(parsed.summary.trim(), "a session summary"),
+        budget * 4 / SUMMARY_SHARE,
+    );
+    let facts: Vec<String> = parsed
+        .facts
+        .iter()
+        .map(|f| agent.scrub(f.trim(), "a remembered fact").replace('\n', " "))
+        .filter(|f| !f.is_empty())
+        .collect();
+    remember(broker, session, &summary, &facts).await?;
+    agent
+        .store()
+        .set_summary(
+            session,
+            &Summary {
+                text: summary.clone(),
+                upto_id,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        session,
+        messages = old.len(),
+        facts = facts.len(),
+        "older turns consolidated"
+    );
+    Ok(summary)
+}
+
+/// Appends new facts to MEMORY.md and the summary to today's note.
+async fn remember(broker: &Broker, session: &str, summary: &str, facts: &[String]) -> Result<(), String> {
+    let tools = &broker.tools;
+    if !facts.is_empty() {
+        let known = tools
+            .read_texts(&[crate::prompt::MEMORY_FILE], 512 * 1024, WRITE_WAIT)
+            .await?
+            .into_iter()
+            .next()
+            .map(|f| f.text)
+            .unwrap_or_default();
+        let new: String = facts
+            .iter()
+            .filter(|f| !known.contains(f.as_str()))
+            .map(|f| format!("- {f}\n"))
+            .collect();
+        if !new.is_empty() {
+            let prefix = if known.is_empty() {
+                "# Memory\n\n"
+            } else if known.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
+            tools
+                .call(
+                    ToolCall::AppendFile {
+                        path: crate::prompt::MEMORY_FILE.into(),
+                        content: format!("{prefix}{new}"),
+                    },
+                    WRITE_WAIT,
+                )
+                .await
+                .map_err(|e| format!("cannot write {}: {e}", crate::prompt::MEMORY_FILE))?;
+        }
+    }
+    let now = crate::cron::unix_now();
+    let day = crate::cron::schedule::rfc3339(now);
+    let (date, time) = (&day[..10], &day[11..16]);
+    tools
+        .call(
+            ToolCall::AppendFile {
+                path: format!("memory/{date}.md"),
+                content: format!("\n## {time} UTC, {session}\n\n{summary}\n"),
+            },
+            WRITE_WAIT,
+        )
+        .await
+        .map_err(|e| format!("cannot write the day's note: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: Role, len: usize) -> ChatMessage {
+        ChatMessage::text(role, "x".repeat(len))
+    }
+
+    #[test]
+    fn the_newest_whole_turns_are_kept_and_a_huge_one_is_cut() {
+        // Five turns of (user 400 B, assistant 400 B) ≈ 208 tokens each.
+        let rows: Vec<(i64, ChatMessage)> = (0..10)
+            .map(|i| (i, msg(if i % 2 == 0 { Role::User } else { Role::Assistant }, 400)))
+            .collect();
+        assert_eq!(total(&rows), 1040);
+        let from = newest_turns_within(&rows, 500);
+        assert_eq!(from, 6, "two whole turns fit 500 tokens");
+        assert_eq!(rows[from].1.role, Role::User);
+        // Not even the last turn fits: it is kept anyway (and cut by fit).
+        assert_eq!(newest_turns_within(&rows, 10), 8);
+
+        let mut keep = rows.clone();
+        let hidden = fit(&mut keep, 450);
+        assert_eq!(hidden, 6);
+        assert!(total(&keep) <= 450);
+
+        let mut huge = vec![(1, msg(Role::User, 100)), (2, msg(Role::Tool, 40_000))];
+        assert_eq!(fit(&mut huge, 1000), 0);
+        assert!(total(&huge) <= 1000, "{}", total(&huge));
+        assert!(huge[1].1.content.ends_with("[… cut to fit the history budget]"));
+    }
+
+    #[test]
+    fn history_starts_at_a_user_message() {
+        let rows = vec![
+            (1, msg(Role::Tool, 5)),
+            (2, msg(Role::Assistant, 5)),
+            (3, msg(Role::User, 5)),
+        ];
+        let rows = from_first_user(rows);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, 3);
+    }
+}

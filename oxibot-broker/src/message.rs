@@ -1,0 +1,138 @@
+//! Messages the assistant sends on its own: the `message` tool, and the
+//! results of scheduled jobs, the heartbeat and background tasks. All go
+//! through the outbox, so they survive a crash and are retried until the
+//! platform takes them, and the `message` tool reports what really
+//! happened: delivered, refused, or still waiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::{ChatRef, Turn};
+use crate::broker::Broker;
+use crate::store::StoreError;
+
+/// How long the `message` tool waits for the platform's answer.
+const CONFIRM_WAIT: Duration = Duration::from_secs(15);
+
+/// Queues `text` for `chat` and hands it to the channel's daemon if it is
+/// connected. With an `origin`, one message per origin ever (a job's run, a
+/// heartbeat tick): calling again queues nothing.
+pub async fn queue_and_deliver(
+    broker: &Broker,
+    chat: &ChatRef,
+    text: &str,
+    origin: Option<&str>,
+) -> Result<i64, StoreError> {
+    let (id, fresh) = match origin {
+        Some(origin) => broker
+            .store
+            .queue_outbox_once(&chat.channel, &chat.chat_id, text, origin)?,
+        None => (broker.store.queue_outbox(&chat.channel, &chat.chat_id, text)?, true),
+    };
+    if fresh {
+        let msg = crate::channels::fresh_send(id, chat.chat_id.clone(), text.to_string(), None);
+        crate::channels::deliver(broker, &chat.channel, msg).await;
+    }
+    Ok(id)
+}
+
+/// The `message` tool.
+pub async fn send(
+    broker: &Arc<Broker>,
+    turn: &Turn,
+    content: &str,
+    channel: Option<String>,
+    chat_id: Option<String>,
+) -> Result<String, String> {
+    if content.trim().is_empty() {
+        return Err("content is empty; nothing was sent".into());
+    }
+    let target = target(broker, turn, channel, chat_id)?;
+    let config = broker.config();
+    if !config.enabled_channels().contains(&target.channel) {
+        return Err(format!(
+            "channel {} is not enabled, so nothing was sent",
+            target.channel
+        ));
+    }
+    let text = broker.agent.scrub(content, "a message the model sent");
+    let id = queue_and_deliver(broker, &target, &text, None)
+        .await
+        .map_err(|e| format!("the message could not be queued ({e}); nothing was sent"))?;
+    broker.store.audit_about(
+        "message_sent",
+        Some(&target.channel),
+        None,
+        &format!(
+            "session {}: the message tool queued outbox message {id} for {}",
+            turn.session,
+            target.session()
+        ),
+    );
+    confirm(broker, &target, id).await
+}
+
+/// The chat to send to: the turn's own, or another that the config allows.
+fn target(broker: &Broker, turn: &Turn, channel: Option<String>, chat_id: Option<String>) -> Result<ChatRef, String> {
+    let named = match (channel, chat_id) {
+        (None, None) => None,
+        (Some(channel), Some(chat_id)) => Some(ChatRef { channel, chat_id }),
+        _ => return Err("give both channel and chat_id, or neither (the current chat)".into()),
+    };
+    match (named, &turn.origin) {
+        (None, Some(origin)) => Ok(origin.clone()),
+        (None, None) => Err(
+            "this conversation has no chat to send to (it runs from oxibotctl); name channel and chat_id \
+             of a chat listed in tools.message.allowedTargets"
+                .into(),
+        ),
+        (Some(named), origin) if origin.as_ref() == Some(&named) => Ok(named),
+        (Some(named), _) => {
+            let allowed = broker.config().tools.message.allowed_targets.contains(&named.session());
+            if allowed {
+                Ok(named)
+            } else {
+                Err(format!(
+                    "{} is not the current chat and not in tools.message.allowedTargets; nothing was sent",
+                    named.session()
+                ))
+            }
+        }
+    }
+}
+
+/// Waits for the channel daemon's answer about outbox message `id`.
+async fn confirm(broker: &Broker, target: &ChatRef, id: i64) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+    loop {
+        let state = broker
+            .store
+            .outbox_state(id)
+            .map_err(|e| format!("cannot read the outbox ({e}); whether it was sent is unknown"))?;
+        match state {
+            Some((status, _, _)) if status == "delivered" => {
+                return Ok(format!("delivered to {}", target.session()));
+            }
+            Some((status, _, error)) if status == "failed" => {
+                return Err(format!(
+                    "{} refused the message: {}; it was not delivered",
+                    target.channel,
+                    error.unwrap_or_else(|| "no reason given".into())
+                ));
+            }
+            Some((_, attempts, error)) if tokio::time::Instant::now() >= deadline => {
+                let why = match (attempts, error) {
+                    (0, _) => format!("the {} daemon has not taken it (it is not connected)", target.channel),
+                    (n, Some(e)) => format!("{n} attempt(s) failed, the last with: {e}"),
+                    (n, None) => format!("{n} attempt(s) failed"),
+                };
+                return Err(format!(
+                    "not delivered yet: {why}. It stays queued and is retried until {} takes it; do not send it again",
+                    target.channel
+                ));
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => return Err("the message vanished from the outbox; whether it was sent is unknown".into()),
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Skills: instructions the assistant reads before a task. Bundled ones
+//! ship in the binary; the user's live in `workspace/skills/<name>/SKILL.md`
+//! (a workspace skill of the same name wins). Everything is read through
+//! toold, and a skill's `requires` (programs, environment variables) is
+//! checked inside the jail, where its commands would run: a skill is
+//! offered only where it can work.
+//!
+//! Bundled skills are written to `.oxibot/skills/<name>/SKILL.md` in the
+//! workspace (through toold) so that the agent reads them with `read_file`
+//! like any other; they are rewritten whenever they differ from this
+//! binary's.
+
+use std::time::Duration;
+
+use oxibot_proto::messages::{TextFile, ToolCall};
+
+use crate::toolclient::ToolClient;
+
+/// Where the user's skills live, and where bundled ones are written.
+pub const WORKSPACE_PATTERN: &str = "skills/*/SKILL.md";
+pub const BUNDLED_DIR: &str = ".oxibot/skills";
+pub const BUNDLED_PATTERN: &str = ".oxibot/skills/*/SKILL.md";
+
+const WAIT: Duration = Duration::from_secs(20);
+
+pub const BUNDLED: &[(&str, &str)] = &[
+    ("cron", include_str!("../skills/cron/SKILL.md")),
+    ("github", include_str!("../skills/github/SKILL.md")),
+    ("skill-creator", include_str!("../skills/skill-creator/SKILL.md")),
+    ("summarize", include_str!("../skills/summarize/SKILL.md")),
+    ("tmux", include_str!("../skills/tmux/SKILL.md")),
+    ("weather", include_str!("../skills/weather/SKILL.md")),
+];
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Skill {
+    pub name: String,
+    pub description: String,
+    pub always: bool,
+    pub bins: Vec<String>,
+    pub env: Vec<String>,
+    /// The text after the front matter.
+    pub body: String,
+    /// Workspace-relative, for read_file.
+    pub path: String,
+}
+
+/// Reads a SKILL.md: `name`, `description`, `always`, and `requires` with
+/// `bins` and `env` (inline `[a, b]` or `- a` lists). nanobot's
+/// `metadata: {"nanobot": {"requires": …}}` JSON is read too.
+pub fn parse(text: &str, dir_name: &str, path: &str) -> Skill {
+    let mut skill = Skill {
+        name: dir_name.to_string(),
+        path: path.to_string(),
+        ..Skill::default()
+    };
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some("---") {
+        skill.body = text.trim().to_string();
+        return skill;
+    }
+    let mut front = Vec::new();
+    let mut body = Vec::new();
+    let mut in_front = true;
+    for line in lines {
+        if in_front && line.trim() == "---" {
+            in_front = false;
+            continue;
+        }
+        if in_front {
+            front.push(line);
+        } else {
+            body.push(line);
+        }
+    }
+    skill.body = body.join("\n").trim().to_string();
+    let mut list: Option<&str> = None;
+    for line in front {
+        let indented = line.starts_with([' ', '\t']);
+        let trimmed = line.trim();
+        if let (Some(key), true) = (list, trimmed.starts_with("- ")) {
+            push(&mut skill, key, unquote(&trimmed[2..]));
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match (indented, key.trim()) {
+            (false, "name") if !value.is_empty() => skill.name = unquote(value),
+            (false, "description") => skill.description = unquote(value),
+            (false, "always") => skill.always = value == "true",
+            (false, "metadata") => metadata_requires(&mut skill, value),
+            (true, k @ ("bins" | "env")) => {
+                list = Some(if k == "bins" { "bins" } else { "env" });
+                if let Some(inner) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+                    for item in inner.split(',').map(unquote).filter(|i| !i.is_empty()) {
+                        push(&mut skill, k, item);
+                    }
+                }
+            }
+            _ => list = None,
+        }
+    }
+    skill
+}
+
+fn push(skill: &mut Skill, key: &str, item: String) {
+    if item.is_empty() {
+        return;
+    }
+    match key {
+        "bins" => skill.bins.push(item),
+        _ => skill.env.push(item),
+    }
+}
+
+fn unquote(v: &str) -> String {
+    v.trim().trim_matches(|c| c == '"' || c == '\'').to_string()
+}
+
+fn metadata_requires(skill: &mut Skill, json: &str) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
+        return;
+    };
+    let Some(requires) = value
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.values())
+        .find_map(|v| v.get("requires"))
+        .or_else(|| value.get("requires"))
+    else {
+        return;
+    };
+    for (key, out) in [("bins", &mut skill.bins), ("env", &mut skill.env)] {
+        for item in requires[key].as_array().into_iter().flatten() {
+            if let Some(s) = item.as_str() {
+                out.push(s.to_string());
+            }
+        }
+    }
+    if skill.always {
+        return;
+    }
+    skill.always = value
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.values())
+        .any(|v| v.get("always") == Some(&serde_json::Value::Bool(true)));
+}
+
+/// The skills from what `ReadTexts` returned for both patterns: workspace
+/// ones first, then bundled ones of other names.
+pub fn collect(files: &[TextFile]) -> Vec<Skill> {
+    let mut skills: Vec<Skill> = Vec::new();
+    for (prefix, bundled) in [("skills/", false), (".oxibot/skills/", true)] {
+        for f in files {
+            let Some(dir) = f.path.strip_prefix(prefix).and_then(|p| p.strip_suffix("/SKILL.md")) else {
+                continue;
+            };
+            let skill = parse(&f.text, dir, &f.path);
+            if bundled && skills.iter().any(|s| s.name == skill.name) {
+                continue;
+            }
+            skills.push(skill);
+        }
+    }
+    skills
+}
+
+/// Writes the bundled skills that are missing or differ into the
+/// workspace, and returns the files as they now are.
+pub async fn ensure_bundled(tools: &ToolClient, files: &mut Vec<TextFile>) {
+    for (name, text) in BUNDLED {
+        let path = format!("{BUNDLED_DIR}/{name}/SKILL.md");
+        if files.iter().any(|f| f.path == path && f.text == *text) {
+            continue;
+        }
+        let write = ToolCall::WriteFile {
+            path: path.clone(),
+            content: text.to_string(),
+        };
+        match tools.call(write, WAIT).await {
+            Ok(_) => {
+                files.retain(|f| f.path != path);
+                files.push(TextFile {
+                    path,
+                    text: text.to_string(),
+                    truncated: false,
+                });
+            }
+            Err(e) => tracing::warn!(skill = name, "cannot write a bundled skill into the workspace: {e}"),
+        }
+    }
+}
+
+/// The prompt's skills section: always-skills inline, the others listed
+/// with their path, and the ones whose requirements the jail lacks named
+/// with what is missing.
+pub async fn section(tools: &ToolClient, skills: Vec<Skill>) -> String {
+    if skills.is_empty() {
+        return String::new();
+    }
+    let bins: Vec<String> = unique(skills.iter().flat_map(|s| s.bins.clone()));
+    let env: Vec<String> = unique(skills.iter().flat_map(|s| s.env.clone()));
+    let (missing_bins, missing_env) = if bins.is_empty() && env.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        match tools.probe(bins.clone(), env.clone(), WAIT).await {
+            Ok(m) => m,
+            // Unknown: treat every requirement as missing rather than offer
+            // a skill that may not work.
+            Err(e) => {
+                tracing::warn!("cannot check skill requirements in the jail: {e}");
+                (bins, env)
+            }
+        }
+    };
+    render(&skills, &missing_bins, &missing_env)
+}
+
+fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+pub fn render(skills: &[Skill], missing_bins: &[String], missing_env: &[String]) -> String {
+    let mut inline = String::new();
+    let mut listed = String::new();
+    let mut unavailable = Vec::new();
+    for s in skills {
+        let missing: Vec<&str> = s
+            .bins
+            .iter()
+            .filter(|b| missing_bins.contains(b))
+            .chain(s.env.iter().filter(|e| missing_env.contains(e)))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            unavailable.push(format!("{} (needs {})", s.name, missing.join(", ")));
+        } else if s.always {
+            inline.push_str(&format!("\n### Skill: {}\n\n{}\n", s.name, s.body));
+        } else {
+            listed.push_str(&format!("- {}: {} ({})\n", s.name, s.description, s.path));
+        }
+    }
+    let mut out = String::from("\n## Skills\n");
+    out.push_str(&inline);
+    if !listed.is_empty() {
+        out.push_str("\nMore skills; read a skill's file with read_file before using it:\n");
+        out.push_str(&listed);
+    }
+    if !unavailable.is_empty() {
+        out.push_str(&format!(
+            "\nNot available in this sandbox: {}.\n",
+            unavailable.join("; ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn front_matter_in_both_styles() {
+        let s = parse(
+            "---\nname: gh\ndescription: \"GitHub\"\nalways: false\nrequires:\n  bins: [gh, git]\n  env:\n    - GH_TOKEN\n---\n# Body\n",
+            "github",
+            "skills/github/SKILL.md",
+        );
+        assert_eq!(s.name, "gh");
+        assert_eq!(s.description, "GitHub");
+        assert_eq!(s.bins, ["gh", "git"]);
+        assert_eq!(s.env, ["GH_TOKEN"]);
+        assert_eq!(s.body, "# Body");
+        let n = parse(
+            "---\nname: x\ndescription: d\nmetadata: {\"nanobot\":{\"requires\":{\"bins\":[\"jq\"]},\"always\":true}}\n---\nbody",
+            "x",
+            "p",
+        );
+        assert_eq!(n.bins, ["jq"]);
+        assert!(n.always);
+        let plain = parse("no front matter", "dir", "p");
+        assert_eq!((plain.name.as_str(), plain.body.as_str()), ("dir", "no front matter"));
+    }
+
+    #[test]
+    fn every_bundled_skill_parses_and_requirements_decide_what_is_offered() {
+        let files: Vec<TextFile> = BUNDLED
+            .iter()
+            .map(|(name, text)| TextFile {
+                path: format!("{BUNDLED_DIR}/{name}/SKILL.md"),
+                text: text.to_string(),
+                truncated: false,
+            })
+            .chain([TextFile {
+                path: "skills/weather/SKILL.md".into(),
+                text: "---\nname: weather\ndescription: My own weather\n---\n".into(),
+                truncated: false,
+            }])
+            .collect();
+        let skills = collect(&files);
+        assert_eq!(skills.len(), 6);
+        assert!(skills.iter().all(|s| !s.description.is_empty()), "{skills:?}");
+        let text = render(&skills, &["gh".into(), "tmux".into()], &["GH_TOKEN".into()]);
+        assert!(text.contains("### Skill: cron"), "{text}");
+        assert!(
+            text.contains("- weather: My own weather (skills/weather/SKILL.md)"),
+            "{text}"
+        );
+        assert!(text.contains("- summarize:"), "{text}");
+        assert!(text.contains("github (needs gh, GH_TOKEN)"), "{text}");
+        assert!(text.contains("tmux (needs tmux)"), "{text}");
+        assert!(!text.contains("- tmux:") && !text.contains("- github:"), "{text}");
+    }
+}

@@ -1,0 +1,63 @@
+//! A session's consolidated past: the summary of its older turns and the
+//! id of the last message it covers. The turns themselves stay.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{message_row, now, Store, StoreError};
+use crate::providers::ChatMessage;
+
+/// What a session's older turns were consolidated into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub text: String,
+    /// The last message id the summary covers.
+    pub upto_id: i64,
+}
+
+impl Store {
+    pub fn summary(&self, session: &str) -> Result<Option<Summary>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT summary, upto_id FROM session_summaries WHERE session_id = ?1",
+                params![session],
+                |r| {
+                    Ok(Summary {
+                        text: r.get(0)?,
+                        upto_id: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn set_summary(&self, session: &str, summary: &Summary) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO session_summaries (session_id, summary, upto_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(session_id) DO UPDATE SET summary = ?2, upto_id = ?3, updated_at = ?4",
+            params![session, summary.text, summary.upto_id, now()],
+        )?;
+        Ok(())
+    }
+
+    /// The newest `limit` messages after message `after_id`, oldest first,
+    /// with their ids.
+    pub fn history_since(
+        &self,
+        session: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, ChatMessage)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, role, content, tool_calls, tool_call_id FROM messages
+             WHERE session_id = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![session, after_id, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, message_row(r, 1)?))
+        })?;
+        let mut out: Vec<(i64, ChatMessage)> = rows.collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}

@@ -1,0 +1,180 @@
+//! Background tasks (`spawn`): a turn with its own session, iteration cap
+//! and time limit, running while the chat goes on. Its result is reported
+//! to the chat that started it and noted in that chat's conversation, so
+//! the assistant knows it. `/stop` cancels a chat's tasks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::agent::{Turn, TurnKind};
+use crate::broker::Broker;
+use crate::providers::{ChatMessage, Role, Usage};
+
+/// The running tasks.
+#[derive(Default)]
+pub struct Registry {
+    running: Mutex<HashMap<u64, Running>>,
+    next: AtomicU64,
+}
+
+struct Running {
+    /// The session that started it (results and /stop go by it).
+    parent: String,
+    label: String,
+    task: tokio::task::AbortHandle,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many run (for `parent`, and in all).
+    pub fn counts(&self, parent: &str) -> (usize, usize) {
+        let running = self.lock();
+        (running.values().filter(|r| r.parent == parent).count(), running.len())
+    }
+}
+
+/// The `spawn` tool.
+pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>) -> Result<String, String> {
+    if task.trim().is_empty() {
+        return Err("the task is empty; say what the background task should do".into());
+    }
+    let limits = &broker.config().subagents;
+    let (max_per_chat, max_total) = (limits.max_per_chat as usize, limits.max_total as usize);
+    let (iterations, timeout) = (limits.max_iterations, Duration::from_secs(limits.timeout_secs));
+    let label: String = label
+        .filter(|l| !l.trim().is_empty())
+        .unwrap_or(task)
+        .chars()
+        .take(40)
+        .collect();
+    let registry = &broker.subagents;
+    // Checked and registered under one lock, so two spawns cannot both
+    // take the last slot.
+    let mut running = registry.lock();
+    let mine = running.values().filter(|r| r.parent == turn.session).count();
+    if mine >= max_per_chat {
+        return Err(format!(
+            "{mine} background tasks already run for this chat (subagents.maxPerChat); wait for one to finish"
+        ));
+    }
+    if running.len() >= max_total {
+        return Err(format!(
+            "{} background tasks already run (subagents.maxTotal); wait for one to finish",
+            running.len()
+        ));
+    }
+    let id = registry.next.fetch_add(1, Ordering::Relaxed) + 1;
+    let session = format!("subagent:{}-{id}", crate::cron::unix_now());
+    let sub_turn = Turn {
+        session: session.clone(),
+        origin: turn.origin.clone(),
+        kind: TurnKind::Subagent,
+        max_iterations: Some(iterations),
+    };
+    let prompt = format!(
+        "You are a background task started by the assistant of a chat. Your task:\n\n{task}\n\n\
+         Work on it with your tools, then answer with the result. Your answer is reported to the chat."
+    );
+    let (start_tx, start_rx) = tokio::sync::oneshot::channel::<()>();
+    let (broker2, parent, label2) = (broker.clone(), turn.session.clone(), label.clone());
+    let handle = tokio::spawn(async move {
+        // Registered before it starts, so its end always finds its entry.
+        if start_rx.await.is_err() {
+            return;
+        }
+        let outcome = tokio::time::timeout(
+            timeout,
+            broker2.agent.run_turn(&broker2, &sub_turn, &prompt, Vec::new()),
+        )
+        .await;
+        let (report, ok) = match outcome {
+            Ok(Ok(answer)) => (format!("[Background task \"{label2}\" finished]\n{answer}"), true),
+            Ok(Err(e)) => (format!("[Background task \"{label2}\" failed: {e}]"), false),
+            Err(_) => (
+                format!(
+                    "[Background task \"{label2}\" stopped after {} s (subagents.timeoutSecs) without a result]",
+                    timeout.as_secs()
+                ),
+                false,
+            ),
+        };
+        crate::metrics::background_run("subagent", ok);
+        report_back(&broker2, &parent, sub_turn.origin.as_ref(), &session, &report).await;
+        broker2.subagents.lock().remove(&id);
+    });
+    running.insert(
+        id,
+        Running {
+            parent: turn.session.clone(),
+            label: label.clone(),
+            task: handle.abort_handle(),
+        },
+    );
+    drop(running);
+    let _ = start_tx.send(());
+    broker.store.audit_about(
+        "subagent_started",
+        turn.origin.as_ref().map(|o| o.channel.as_str()),
+        None,
+        &format!("session {}: background task {id} \"{label}\"", turn.session),
+    );
+    Ok(format!(
+        "Started background task {id} \"{label}\". Its result will be sent to this chat when it finishes; \
+         you can go on meanwhile."
+    ))
+}
+
+/// Notes the report in the parent conversation and sends it to the chat.
+async fn report_back(broker: &Broker, parent: &str, chat: Option<&crate::agent::ChatRef>, session: &str, report: &str) {
+    let note = ChatMessage::text(Role::Assistant, report.to_string());
+    if let Err(e) = broker.store.append(parent, &[note], &Usage::default()) {
+        tracing::error!(parent, "cannot note a background task's result: {e}");
+    }
+    if let Some(chat) = chat {
+        let origin = format!("report:{session}");
+        if let Err(e) = crate::message::queue_and_deliver(broker, chat, report, Some(&origin)).await {
+            tracing::error!(parent, "cannot queue a background task's result: {e}");
+        }
+    }
+}
+
+/// Cancels the tasks `session` started (`/stop`); returns how many.
+pub fn cancel_chat(broker: &Broker, session: &str) -> usize {
+    let cancelled: Vec<Running> = {
+        let mut running = broker.subagents.lock();
+        let ids: Vec<u64> = running
+            .iter()
+            .filter(|(_, r)| r.parent == session)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().filter_map(|id| running.remove(&id)).collect()
+    };
+    for r in &cancelled {
+        r.task.abort();
+        crate::metrics::background_run("subagent", false);
+        let note = ChatMessage::text(
+            Role::Assistant,
+            format!("[Background task \"{}\" was cancelled with /stop]", r.label),
+        );
+        if let Err(e) = broker.store.append(session, &[note], &Usage::default()) {
+            tracing::error!(session, "cannot note a cancelled background task: {e}");
+        }
+    }
+    if !cancelled.is_empty() {
+        broker.store.audit_about(
+            "subagent_cancelled",
+            session.split_once(':').map(|(c, _)| c),
+            None,
+            &format!(
+                "session {session}: {} background task(s) cancelled with /stop",
+                cancelled.len()
+            ),
+        );
+    }
+    cancelled.len()
+}

@@ -1,0 +1,207 @@
+//! `web_fetch`: one URL, each hop checked by the guard before we connect.
+//!
+//! A name is looked up once, its addresses are checked, and the
+//! connection goes to exactly those addresses (`resolve_to_addrs`): a DNS
+//! answer that changes between the check and the connect (rebinding)
+//! cannot move us. Redirects are followed by hand, each hop checked the
+//! same way. No proxy from the environment is used: the guard judges the
+//! address we really connect to. Bytes and time are capped.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use super::guard::Guard;
+
+/// Name resolution, replaceable in tests (a resolver that changes its
+/// answer proves that we ask only once).
+pub trait Lookup: Send + Sync {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+}
+
+/// The system resolver.
+pub struct SystemLookup;
+
+impl Lookup for SystemLookup {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub timeout: Duration,
+    pub max_redirects: u32,
+}
+
+#[derive(Debug)]
+pub struct Fetched {
+    pub url: String,
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// The body was longer than `max_bytes`.
+    pub truncated: bool,
+    pub redirects: u32,
+}
+
+/// Fetches `url`, or says why not.
+pub async fn fetch(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) -> Result<Fetched, String> {
+    match tokio::time::timeout(limits.timeout, follow(url, guard, lookup, limits)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no complete answer within {} s (tools.web.fetch.timeoutSecs)",
+            limits.timeout.as_secs()
+        )),
+    }
+}
+
+async fn follow(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) -> Result<Fetched, String> {
+    let mut url = Url::parse(url.trim()).map_err(|e| format!("\"{url}\" is not a URL: {e}"))?;
+    for hop in 0..=limits.max_redirects {
+        let client = client_for(&url, guard, lookup, limits).await?;
+        let mut resp = client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| format!("{}: {}", url_for_errors(&url), without_url(&e)))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            let Some(location) = resp.headers().get(reqwest::header::LOCATION) else {
+                return Err(format!("{} answered {status} without a Location", url_for_errors(&url)));
+            };
+            let location = location
+                .to_str()
+                .map_err(|_| format!("{} redirected to an unreadable Location", url_for_errors(&url)))?;
+            url = url
+                .join(location)
+                .map_err(|e| format!("{} redirected to a bad URL: {e}", url_for_errors(&url)))?;
+            continue;
+        }
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let mut body = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("{}: reading the body: {}", url_for_errors(&url), without_url(&e)))?
+        {
+            let room = limits.max_bytes.saturating_sub(body.len() as u64) as usize;
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        return Ok(Fetched {
+            url: url.to_string(),
+            status: status.as_u16(),
+            content_type,
+            body,
+            truncated,
+            redirects: hop,
+        });
+    }
+    Err(format!(
+        "more than {} redirects (tools.web.fetch.maxRedirects); stopped at {}",
+        limits.max_redirects,
+        url_for_errors(&url)
+    ))
+}
+
+/// A client that can reach this one URL's checked addresses and nothing else.
+async fn client_for(url: &Url, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) -> Result<reqwest::Client, String> {
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+                "{other}: URLs are refused; web_fetch reads http and https only"
+            ))
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("URLs with a user name or password are refused".into());
+    }
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("{}: no port", url_for_errors(url)))?;
+    let builder = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(limits.timeout)
+        .user_agent(concat!("OxiBot/", env!("CARGO_PKG_VERSION"), " (web_fetch)"));
+    let builder = match url.host() {
+        None => return Err(format!("{}: no host", url_for_errors(url))),
+        Some(url::Host::Ipv4(ip)) => {
+            guard.check_ip(&ip.to_string(), IpAddr::V4(ip))?;
+            builder
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            guard.check_ip(&ip.to_string(), IpAddr::V6(ip))?;
+            builder
+        }
+        Some(url::Host::Domain(name)) => {
+            guard.check_name(name)?;
+            let addrs = lookup
+                .lookup(name, port)
+                .await
+                .map_err(|e| format!("cannot resolve {name}: {e}"))?;
+            if addrs.is_empty() {
+                return Err(format!("{name} has no address"));
+            }
+            // Every answer must pass: a name that also points inward is
+            // refused rather than tried.
+            for a in &addrs {
+                guard.check_ip(name, a.ip())?;
+            }
+            builder.resolve_to_addrs(name, &addrs)
+        }
+    };
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+/// The URL without its query (which may hold tokens) for error messages.
+fn url_for_errors(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+/// reqwest's error without the URL it repeats (the caller names it).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(&format!(" ({url})"), "").replace(url.as_str(), "");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! Scheduled jobs end to end: the agent schedules through its `cron` tool,
+//! the broker runs the job and Telegram (the fake Bot API, through the
+//! real channel daemon) gets the result once, even when the broker is
+//! killed during the run. `oxibotctl cron` manages jobs.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use oxibot_tests::assistant::{start, text, tool, ALICE, ALICE_SESSION};
+use oxibot_tests::fake_llm::Step;
+use serde_json::{json, Value};
+
+fn in_secs(secs: u64) -> String {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + secs;
+    // RFC 3339 in UTC, without a date crate: let the broker's own parser
+    // read the offset form.
+    let days = t / 86_400;
+    let rest = t % 86_400;
+    let (y, m, d) = civil(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn db_count(s: &oxibot_tests::assistant::Setup, sql: &str) -> i64 {
+    s.broker.db().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn a_job_the_agent_schedules_is_delivered_once_across_a_kill_at_its_due_time() {
+    let s = start(
+        vec![
+            tool(
+                "cron",
+                json!({"action": "add", "at": in_secs(3), "message": "Tell the user: water the plants", "name": "plants"}),
+            ),
+            text("Scheduled."),
+        ],
+        |_| json!({}),
+        json!({}),
+    );
+    // The run's model call takes long enough for the kill to land inside it.
+    s.llm.route(
+        "[Scheduled job #1",
+        vec![
+            Step::Delay(Duration::from_secs(30), Box::new(text("too late"))),
+            text("Reminder: water the plants"),
+        ],
+    );
+    assert_eq!(
+        s.broker
+            .agent(ALICE_SESSION, "remind me in 3 s to water the plants")
+            .unwrap(),
+        "Scheduled."
+    );
+    let added = s.llm.requests()[1].body.to_string();
+    assert!(added.contains("Scheduled job #1 \\\"plants\\\""), "{added}");
+
+    // The run is claimed and its model call is under way: kill -9 now.
+    oxibot_tests::serve::wait_for("the run's model call", Duration::from_secs(20), || {
+        Some(()).filter(|_| !s.llm.requests_with("[Scheduled job #1").is_empty())
+    });
+    assert_eq!(
+        db_count(&s, "SELECT COUNT(*) FROM cron_runs WHERE status = 'running'"),
+        1
+    );
+    let mut s = s;
+    s.broker.kill9_and_restart();
+    s.wait_connected();
+
+    // The open run is run again, and its answer goes out once.
+    let sent = s.wait_sent_containing("Reminder: water the plants", Duration::from_secs(30));
+    assert_eq!(sent.len(), 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.count_sent("Reminder: water the plants"), 1, "{:?}", s.sent_texts());
+    assert_eq!(s.count_sent("too late"), 0);
+    assert_eq!(s.tg.sent().last().unwrap()["chat_id"], json!(ALICE));
+    assert_eq!(db_count(&s, "SELECT COUNT(*) FROM cron_runs"), 1, "the job ran twice");
+    assert_eq!(db_count(&s, "SELECT COUNT(*) FROM cron_runs WHERE status = 'ok'"), 1);
+    assert_eq!(
+        db_count(&s, "SELECT COUNT(*) FROM outbox WHERE origin LIKE 'cron-run:%'"),
+        1
+    );
+    // A one-time job is done, not rescheduled.
+    assert_eq!(
+        db_count(&s, "SELECT COUNT(*) FROM cron_jobs WHERE next_run_at IS NOT NULL"),
+        0
+    );
+}
+
+#[test]
+fn the_cron_tool_sees_and_removes_only_its_own_chats_jobs() {
+    let s = start(
+        vec![
+            tool(
+                "cron",
+                json!({"action": "add", "cron_expr": "0 9 * * 1-5", "tz": "Europe/Berlin", "message": "standup"}),
+            ),
+            text("ok"),
+            // Another chat (an allowed target of nothing) lists and tries to remove it.
+            tool("cron", json!({"action": "list"})),
+            Step::EchoLastTool,
+            tool("cron", json!({"action": "remove", "job_id": 1})),
+            Step::EchoLastTool,
+            // A console session has no chat to schedule for.
+            tool("cron", json!({"action": "add", "every_seconds": 60, "message": "x"})),
+            Step::EchoLastTool,
+            // Bad input is explained.
+            tool(
+                "cron",
+                json!({"action": "add", "cron_expr": "0 25 * * *", "message": "x"}),
+            ),
+            Step::EchoLastTool,
+        ],
+        |_| json!({}),
+        json!({}),
+    );
+    assert_eq!(
+        s.broker.agent(ALICE_SESSION, "every weekday at 9 Berlin time").unwrap(),
+        "ok"
+    );
+    let listed = s.broker.agent("telegram:222", "what is scheduled?").unwrap();
+    assert_eq!(listed, "tool said: No scheduled jobs in this chat.");
+    let removed = s.broker.agent("telegram:222", "remove job 1").unwrap();
+    assert!(removed.contains("this chat has no job #1"), "{removed}");
+    let console = s.broker.agent("console", "every minute").unwrap();
+    assert!(console.contains("belong to a chat"), "{console}");
+    let bad = s.broker.agent(ALICE_SESSION, "at 25 o'clock").unwrap();
+    assert!(bad.contains("not a valid cron expression"), "{bad}");
+
+    let out = s.broker.ctl(&["--json", "cron", "list"]);
+    let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(jobs["jobs"][0]["chatId"], "111");
+    assert_eq!(jobs["jobs"][0]["schedule"], "cron 0 9 * * 1-5 (Europe/Berlin)");
+}
+
+#[test]
+fn oxibotctl_adds_pauses_resumes_runs_and_removes_jobs() {
+    let s = start(vec![], |_| json!({}), json!({}));
+    s.llm.route("RUN-NOW-MARK", vec![text("manual run result")]);
+    let ctl_ok = |args: &[&str]| -> Value {
+        let out = s.broker.ctl(&[&["--json"], args].concat());
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let added = ctl_ok(&[
+        "cron",
+        "add",
+        "--channel",
+        "telegram",
+        "--chat",
+        "111",
+        "--schedule",
+        "every 2 hours",
+        "--message",
+        "Report RUN-NOW-MARK",
+        "--name",
+        "report",
+    ]);
+    assert!(
+        added["message"]
+            .as_str()
+            .unwrap()
+            .contains("Scheduled job #1 \"report\": every 7200 s"),
+        "{added}"
+    );
+    let job = |field: &str| ctl_ok(&["cron", "list"])["jobs"][0][field].clone();
+    assert!(job("nextRunAt").is_i64());
+
+    ctl_ok(&["cron", "disable", "1"]);
+    assert_eq!(job("enabled"), false);
+    ctl_ok(&["cron", "enable", "1"]);
+    assert_eq!(job("enabled"), true);
+
+    ctl_ok(&["cron", "run", "1"]);
+    s.wait_sent_containing("manual run result", Duration::from_secs(20));
+    s.broker.wait_until("the run recorded", Duration::from_secs(10), |_| {
+        job("lastStatus") == "ok"
+    });
+
+    ctl_ok(&["cron", "remove", "1"]);
+    assert_eq!(ctl_ok(&["cron", "list"])["jobs"], json!([]));
+    let again = s.broker.ctl(&["cron", "remove", "1"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no job #1"),
+        "{:?}",
+        again
+    );
+    // Bad schedules and unknown channels are refused with the reason.
+    let bad = s.broker.ctl(&[
+        "cron",
+        "add",
+        "--channel",
+        "telegram",
+        "--chat",
+        "1",
+        "--schedule",
+        "every week",
+        "-m",
+        "x",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("give a number and a unit"),
+        "{bad:?}"
+    );
+    let nowhere = s.broker.ctl(&[
+        "cron",
+        "add",
+        "--channel",
+        "pigeon",
+        "--chat",
+        "1",
+        "--schedule",
+        "every 1 h",
+        "-m",
+        "x",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&nowhere.stderr).contains("no channel pigeon"),
+        "{nowhere:?}"
+    );
+    let zone = s.broker.ctl(&[
+        "cron",
+        "add",
+        "--channel",
+        "telegram",
+        "--chat",
+        "1",
+        "--schedule",
+        "0 9 * * *",
+        "--tz",
+        "Mars/Base",
+        "-m",
+        "x",
+    ]);
+    assert!(String::from_utf8_lossy(&zone.stderr).contains("IANA"), "{zone:?}");
+}
