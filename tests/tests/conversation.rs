@@ -83,7 +83,12 @@ fn openai_conversation_writes_then_reads_a_file() {
             "list_dir",
             "find_files",
             "grep",
-            "apply_patch"
+            "apply_patch",
+            // The broker's own; a console session without a search key.
+            "web_fetch",
+            "message",
+            "cron",
+            "spawn"
         ]
     );
     let second = reqs[1].body["messages"].as_array().unwrap();

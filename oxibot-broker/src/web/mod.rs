@@ -29,7 +29,7 @@ pub async fn fetch_tool(config: &Config, url: &str, max_chars: Option<usize>) ->
     };
     let fetched = fetch::fetch(url, &guard, &fetch::SystemLookup, &limits).await?;
     let max_chars = max_chars.unwrap_or(web.fetch.max_chars).min(web.fetch.max_chars);
-    Ok(present(&fetched, max_chars)?)
+    present(&fetched, max_chars)
 }
 
 /// The fetched page as the model sees it: where it came from, then its
