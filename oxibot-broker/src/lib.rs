@@ -7,7 +7,7 @@ pub mod broker;
 pub mod channels;
 pub mod commands;
 pub mod cron;
-pub use oxibot_config::{abilities, config, import, secret, secrets_file};
+pub use oxibot_config::{abilities, config, cron_import, import, secret, secrets_file};
 pub mod ctl;
 pub mod health;
 pub mod heartbeat;

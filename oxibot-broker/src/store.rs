@@ -115,7 +115,8 @@ const MIGRATIONS: &[&str] = &[
         next_run_at INTEGER,
         last_run_at INTEGER,
         last_status TEXT,
-        created_at INTEGER NOT NULL
+        created_at INTEGER NOT NULL,
+        source TEXT UNIQUE
      );
      CREATE INDEX cron_jobs_due ON cron_jobs(next_run_at) WHERE enabled = 1;
      CREATE TABLE cron_runs (

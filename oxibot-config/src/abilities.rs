@@ -85,6 +85,9 @@ pub struct CronSettings {
     pub timezone: String,
     /// Jobs one chat may hold.
     pub max_jobs_per_chat: u32,
+    /// Jobs converted by `oxibotctl config import` from OxiBot's
+    /// cron/jobs.json; each is added once, at the broker's start.
+    pub import_file: Option<std::path::PathBuf>,
 }
 
 impl Default for CronSettings {
@@ -93,6 +96,7 @@ impl Default for CronSettings {
             catch_up: CatchUp::Once,
             timezone: "UTC".into(),
             max_jobs_per_chat: 20,
+            import_file: None,
         }
     }
 }

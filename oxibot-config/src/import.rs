@@ -21,6 +21,9 @@ pub struct ImportSummary {
     pub moved: Vec<String>,
     /// Each behaviour change that applies to this config, in words.
     pub warnings: Vec<String>,
+    /// Scheduled jobs found next to it (cron/jobs.json) and where their
+    /// converted list was written.
+    pub cron_jobs: Option<(usize, std::path::PathBuf)>,
 }
 
 /// Where the files go and who owns them.
@@ -44,11 +47,33 @@ pub fn import(src: &Path, to: &Destination<'_>) -> Result<ImportSummary, String>
     let mut secrets = Value::Object(Map::new());
     let mut moved = Vec::new();
     split(&mut config, &mut secrets, "", &mut moved);
-    let warnings = migrate_channels(&mut config);
+    let mut warnings = migrate_channels(&mut config);
     if let Value::Object(map) = &mut config {
         map.insert("secretsFile".into(), Value::String(to.secrets.display().to_string()));
     }
-    for out in [to.config, to.secrets] {
+    // OxiBot keeps its scheduled jobs in cron/jobs.json beside the config.
+    let jobs_file = src.parent().map(|d| d.join("cron").join("jobs.json"));
+    let jobs = match jobs_file.filter(|f| f.is_file()) {
+        Some(f) => {
+            let text = std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            let (jobs, job_warnings) = crate::cron_import::convert(&text)?;
+            warnings.extend(job_warnings);
+            let out = to.config.with_file_name("cron-jobs.json");
+            if let Value::Object(map) = &mut config {
+                let cron = map.entry("cron").or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(c) = cron {
+                    c.insert("importFile".into(), Value::String(out.display().to_string()));
+                }
+            }
+            Some((jobs, out))
+        }
+        None => None,
+    };
+    let mut outputs = vec![to.config, to.secrets];
+    if let Some((_, out)) = &jobs {
+        outputs.push(out);
+    }
+    for out in outputs {
         if out.exists() && !to.force {
             return Err(format!("{} exists; pass --force to overwrite it", out.display()));
         }
@@ -68,7 +93,19 @@ pub fn import(src: &Path, to: &Destination<'_>) -> Result<ImportSummary, String>
     let root = nix::unistd::Uid::from_raw(0);
     write(to.config, &config, 0o640, owner.map(|(_, gid)| (root, gid)))?;
     write(to.secrets, &secrets, 0o600, owner)?;
-    Ok(ImportSummary { moved, warnings })
+    let cron_jobs = match jobs {
+        Some((jobs, out)) => {
+            let list = serde_json::to_value(&jobs).map_err(|e| e.to_string())?;
+            write(&out, &list, 0o640, owner.map(|(_, gid)| (root, gid)))?;
+            Some((jobs.len(), out))
+        }
+        None => None,
+    };
+    Ok(ImportSummary {
+        moved,
+        warnings,
+        cron_jobs,
+    })
 }
 
 /// Rewrites each channel for this OxiBot's rules and describes each change.

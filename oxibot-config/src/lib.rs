@@ -6,6 +6,7 @@
 
 pub mod abilities;
 pub mod config;
+pub mod cron_import;
 pub mod import;
 pub mod layout;
 pub mod paths;

@@ -63,7 +63,8 @@ pub fn config_import(
     if json {
         println!(
             "{}",
-            json!({"config": config_out, "secrets": secrets_out, "moved": s.moved, "warnings": s.warnings})
+            json!({"config": config_out, "secrets": secrets_out, "moved": s.moved, "warnings": s.warnings,
+                   "cronJobs": s.cron_jobs.as_ref().map(|(n, path)| json!({"count": n, "file": path}))})
         );
         return Ok(());
     }
@@ -71,6 +72,12 @@ pub fn config_import(
     println!("wrote {} and {}", config_out.display(), secrets_out.display());
     for k in &s.moved {
         println!("  moved {} to the secrets file", shown(k));
+    }
+    if let Some((n, path)) = &s.cron_jobs {
+        println!(
+            "  {n} scheduled job(s) converted into {}; the broker adds them at its next start",
+            path.display()
+        );
     }
     for w in &s.warnings {
         println!("warning: {}", shown(w));

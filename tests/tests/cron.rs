@@ -257,3 +257,67 @@ fn oxibotctl_adds_pauses_resumes_runs_and_removes_jobs() {
     ]);
     assert!(String::from_utf8_lossy(&zone.stderr).contains("IANA"), "{zone:?}");
 }
+
+#[test]
+fn oxibot_cron_jobs_are_imported_once() {
+    let old = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(old.path().join("cron")).unwrap();
+    std::fs::write(
+        old.path().join("config.json"),
+        json!({"agents": {"defaults": {"model": "gpt-test"}},
+               "channels": {"telegram": {"enabled": true, "token": "1:x", "allowFrom": ["111"]}}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        old.path().join("cron/jobs.json"),
+        json!({"version": 1, "jobs": [
+            {"id": "abc123", "name": "standup", "enabled": true,
+             "schedule": {"kind": "cron", "expr": "0 9 * * 1-5", "tz": "Europe/Berlin"},
+             "payload": {"kind": "agent_turn", "message": "Summarise my day", "deliver": true, "channel": "telegram", "to": "111"}},
+            {"id": "def456", "name": "water", "enabled": false,
+             "schedule": {"kind": "every", "everyMs": 1_200_000},
+             "payload": {"kind": "agent_turn", "message": "Drink water", "deliver": true, "channel": "telegram", "to": "111"}},
+            {"id": "ghi789", "name": "nowhere", "schedule": {"kind": "every", "everyMs": 60_000},
+             "payload": {"kind": "agent_turn", "message": "x"}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let new = tempfile::tempdir().unwrap();
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let out = std::process::Command::new(oxibot_tests::harness::bin("oxibotctl"))
+        .args(["--json", "config", "import"])
+        .arg(old.path().join("config.json"))
+        .arg("--config-out")
+        .arg(new.path().join("config.json"))
+        .arg("--secrets-out")
+        .arg(new.path().join("secrets.json"))
+        .args(["--broker-user", &user])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["cronJobs"]["count"], 2, "{report}");
+    assert!(report["warnings"].to_string().contains("ghi789"), "{report}");
+    let converted = new.path().join("cron-jobs.json");
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(new.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(written["cron"]["importFile"], json!(converted));
+
+    // The broker adds them at start, once, however often it starts.
+    let mut s = start(vec![], |_| json!({"cron": {"importFile": converted}}), json!({}));
+    let list = |s: &oxibot_tests::assistant::Setup| -> Value {
+        serde_json::from_slice(&s.broker.ctl(&["--json", "cron", "list"]).stdout).unwrap()
+    };
+    let jobs = list(&s)["jobs"].clone();
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
+    assert_eq!(jobs[0]["schedule"], "cron 0 9 * * 1-5 (Europe/Berlin)");
+    assert_eq!(jobs[1]["schedule"], "every 1200 s");
+    assert_eq!(jobs[1]["enabled"], false);
+    s.broker.kill9_and_restart();
+    assert_eq!(list(&s)["jobs"].as_array().unwrap().len(), 2);
+}

@@ -85,6 +85,7 @@ pub fn claim_due(store: &Store, now: i64, catch_up: CatchUp) -> Result<Vec<(i64,
 /// The scheduler: first the runs a previous broker left open, then every
 /// tick the due ones.
 pub async fn run_scheduler(broker: Arc<Broker>) {
+    import_jobs(&broker);
     match broker.store.cron_unfinished() {
         Ok(open) => {
             for (run_id, job) in open {
@@ -159,6 +160,18 @@ async fn execute(broker: Arc<Broker>, run_id: i64, job: CronJob) {
 
 /// Adds a job for `chat`; the reply says when it first runs.
 fn add_job(broker: &Broker, name: &str, chat: &ChatRef, schedule: &Schedule, message: &str) -> Result<String, String> {
+    add_job_from(broker, name, chat, schedule, message, None).map(|(_, text)| text)
+}
+
+/// As `add_job`, remembering an import source.
+fn add_job_from(
+    broker: &Broker,
+    name: &str,
+    chat: &ChatRef,
+    schedule: &Schedule,
+    message: &str,
+    source: Option<&str>,
+) -> Result<(i64, String), String> {
     let now = unix_now();
     let next = schedule
         .next_after(now, now)
@@ -171,8 +184,13 @@ fn add_job(broker: &Broker, name: &str, chat: &ChatRef, schedule: &Schedule, mes
         message,
         anchor: now,
         next_run_at: Some(next),
+        source,
     };
-    let max = broker.config().cron.max_jobs_per_chat;
+    // An import brings what the old store held, whatever the cap.
+    let max = match source {
+        Some(_) => u32::MAX,
+        None => broker.config().cron.max_jobs_per_chat,
+    };
     let id = broker.store.cron_add(&job, max).map_err(|e| e.to_string())??;
     broker.store.audit_about(
         "cron_job_added",
@@ -180,11 +198,74 @@ fn add_job(broker: &Broker, name: &str, chat: &ChatRef, schedule: &Schedule, mes
         None,
         &format!("job #{id} for {}: {}", chat.session(), schedule.describe()),
     );
-    Ok(format!(
+    let text = format!(
         "Scheduled job #{id} \"{name}\": {}; first run at {}.",
         schedule.describe(),
         schedule::rfc3339(next)
-    ))
+    );
+    Ok((id, text))
+}
+
+/// Adds the jobs `oxibotctl config import` converted (cron.importFile),
+/// each once: an old job's id is remembered, so a second start (or a
+/// second import) adds nothing twice. Returns how many were added.
+pub fn import_jobs(broker: &Broker) -> usize {
+    let config = broker.config();
+    let Some(path) = config.cron.import_file.clone() else {
+        return 0;
+    };
+    let jobs: Vec<crate::cron_import::ImportedJob> = match std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            let e = format!(
+                "cannot import scheduled jobs from {} (cron.importFile): {e}",
+                path.display()
+            );
+            tracing::warn!("{e}");
+            broker.record_error(&e);
+            return 0;
+        }
+    };
+    let mut added = 0;
+    for job in jobs {
+        let source = format!("oxibot:{}", job.source_id);
+        match broker.store.cron_has_source(&source) {
+            Ok(false) => {}
+            Ok(true) => continue,
+            Err(e) => {
+                tracing::error!("cannot read the schedule: {e}");
+                return added;
+            }
+        }
+        let chat = ChatRef {
+            channel: job.channel.clone(),
+            chat_id: job.chat_id.clone(),
+        };
+        let result = Schedule::parse(&job.schedule, job.tz.as_deref(), &config.cron.timezone)
+            .and_then(|s| add_job_from(broker, &job.name, &chat, &s, &job.message, Some(&source)));
+        match result {
+            Ok((id, _)) => {
+                added += 1;
+                if !job.enabled {
+                    let _ = broker.store.cron_set_enabled(id, false, None);
+                }
+            }
+            Err(e) => broker.store.audit(
+                "cron_import_skipped",
+                &format!("job {} (\"{}\") from {}: {e}", job.source_id, job.name, path.display()),
+            ),
+        }
+    }
+    if added > 0 {
+        broker.store.audit(
+            "cron_imported",
+            &format!("{added} scheduled job(s) imported from {}", path.display()),
+        );
+    }
+    added
 }
 
 fn describe_job(job: &CronJob) -> String {

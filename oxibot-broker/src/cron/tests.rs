@@ -15,6 +15,7 @@ fn job(store: &Store, schedule: &Schedule, anchor: i64) -> i64 {
                 message: "do it",
                 anchor,
                 next_run_at: next,
+                source: None,
             },
             100,
         )

@@ -47,6 +47,8 @@ pub struct NewJob<'a> {
     pub message: &'a str,
     pub anchor: i64,
     pub next_run_at: Option<i64>,
+    /// Where an imported job came from ("oxibot:<id>"); imported once.
+    pub source: Option<&'a str>,
 }
 
 const COLUMNS: &str =
@@ -85,8 +87,8 @@ impl Store {
             )));
         }
         tx.execute(
-            "INSERT INTO cron_jobs (name, channel, chat_id, schedule, message, anchor, next_run_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO cron_jobs (name, channel, chat_id, schedule, message, anchor, next_run_at, created_at, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 job.name,
                 job.channel,
@@ -95,12 +97,22 @@ impl Store {
                 job.message,
                 job.anchor,
                 job.next_run_at,
-                now()
+                now(),
+                job.source
             ],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(Ok(id))
+    }
+
+    /// Whether a job from this import source exists.
+    pub fn cron_has_source(&self, source: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .query_row("SELECT 1 FROM cron_jobs WHERE source = ?1", params![source], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     /// Every job, or only one chat's.
