@@ -85,6 +85,9 @@ pub struct CronSettings {
     pub timezone: String,
     /// Jobs one chat may hold.
     pub max_jobs_per_chat: u32,
+    /// The shortest time between two runs of a job (each run is a model
+    /// call that costs money).
+    pub min_interval_secs: u64,
     /// Jobs converted by `oxibotctl config import` from OxiBot's
     /// cron/jobs.json; each is added once, at the broker's start.
     pub import_file: Option<std::path::PathBuf>,
@@ -96,6 +99,7 @@ impl Default for CronSettings {
             catch_up: CatchUp::Once,
             timezone: "UTC".into(),
             max_jobs_per_chat: 20,
+            min_interval_secs: 60,
             import_file: None,
         }
     }

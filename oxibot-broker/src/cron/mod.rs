@@ -176,6 +176,16 @@ fn add_job_from(
     let next = schedule
         .next_after(now, now)
         .ok_or_else(|| format!("{} is in the past; nothing was scheduled", schedule.describe()))?;
+    let min = broker.config().cron.min_interval_secs as i64;
+    if let Some(after) = schedule.next_after(next, now) {
+        if after - next < min {
+            return Err(format!(
+                "{} would run every {} s; the shortest interval allowed is {min} s (cron.minIntervalSecs)",
+                schedule.describe(),
+                after - next
+            ));
+        }
+    }
     let job = NewJob {
         name,
         channel: &chat.channel,

@@ -23,14 +23,15 @@ fn job(store: &Store, schedule: &Schedule, anchor: i64) -> i64 {
         .unwrap()
 }
 
-/// Ticks the scheduler every `step` seconds from `from` to `to`, returning
-/// the due time of every run it claimed.
+/// Ticks the scheduler every `step` seconds from `from` to `to`, each run
+/// ending at once; returns the due time of every run it claimed.
 fn tick(store: &Store, from: i64, to: i64, step: i64, catch_up: CatchUp) -> Vec<i64> {
     let mut claimed = Vec::new();
     let mut now = from;
     while now < to {
-        for (_, job) in claim_due(store, now, catch_up).unwrap() {
+        for (run_id, job) in claim_due(store, now, catch_up).unwrap() {
             claimed.push(job.next_run_at.unwrap());
+            store.cron_finish(run_id, &job, None, "ok").unwrap();
         }
         now += step;
     }
@@ -134,4 +135,25 @@ fn a_one_time_job_runs_once_and_a_finished_run_is_not_resumed() {
     assert!(store.cron_unfinished().unwrap().is_empty());
     assert_eq!(store.cron_finish(*run_id, job, Some("done"), "ok").unwrap(), None);
     assert_eq!(store.cron_job(id).unwrap().unwrap().last_status.as_deref(), Some("ok"));
+}
+
+#[test]
+fn a_slow_run_is_not_overtaken_by_the_next() {
+    let store = Store::open_in_memory().unwrap();
+    let s = Schedule::Every { secs: 10 };
+    let id = job(&store, &s, 0);
+    let first = claim_due(&store, 10, CatchUp::Once).unwrap();
+    assert_eq!(first.len(), 1);
+    // The run takes a minute: no tick in that minute claims another.
+    for now in 11..70 {
+        assert!(
+            claim_due(&store, now, CatchUp::Once).unwrap().is_empty(),
+            "claimed at {now}"
+        );
+    }
+    let (run_id, job) = &first[0];
+    store.cron_finish(*run_id, job, Some("done"), "ok").unwrap();
+    // Then the overdue slots become one run.
+    assert_eq!(claim_due(&store, 70, CatchUp::Once).unwrap().len(), 1);
+    assert_eq!(store.cron_run_count(id).unwrap(), 2);
 }

@@ -169,11 +169,15 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Enabled jobs whose next run is at or before `at`.
+    /// Enabled jobs whose next run is at or before `at`, and whose last run
+    /// has ended.
     pub fn cron_due(&self, at: i64) -> Result<Vec<CronJob>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(&format!(
+            // A job whose last run is still going is not due again until it
+            // ends: runs never overlap or pile up behind a slow one.
             "SELECT {COLUMNS} FROM cron_jobs WHERE enabled = 1 AND next_run_at IS NOT NULL AND next_run_at <= ?1
+               AND id NOT IN (SELECT job_id FROM cron_runs WHERE status = 'running')
              ORDER BY next_run_at, id"
         ))?;
         let rows = stmt.query_map(params![at], job_row)?;
