@@ -218,6 +218,10 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     crate::health::start(broker.clone()).await;
     tokio::spawn(crate::channels::resume_pending(broker.clone()));
     tokio::spawn(crate::cron::run_scheduler(broker.clone()));
+    {
+        let broker = broker.clone();
+        tokio::spawn(async move { crate::subagents::report_interrupted(&broker).await });
+    }
     tokio::spawn(crate::heartbeat::run(broker.clone()));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -130,6 +130,15 @@ const MIGRATIONS: &[&str] = &[
      );
      ALTER TABLE outbox ADD COLUMN origin TEXT;
      CREATE UNIQUE INDEX outbox_by_origin ON outbox(origin) WHERE origin IS NOT NULL;
+     CREATE TABLE subagents (
+        session_id TEXT PRIMARY KEY,
+        parent TEXT NOT NULL,
+        channel TEXT,
+        chat_id TEXT,
+        label TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'running',
+        started_at INTEGER NOT NULL
+     );
      CREATE TABLE session_summaries (
         session_id TEXT PRIMARY KEY,
         summary TEXT NOT NULL,
@@ -651,6 +660,6 @@ mod admin;
 mod cron;
 mod memory;
 pub use cron::{Claim, CronJob, NewJob};
-pub use memory::Summary;
+pub use memory::{Interrupted, Summary};
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,8 @@ pub struct Registry {
 }
 
 struct Running {
+    /// The task's own session.
+    session: String,
     /// The session that started it (results and /stop go by it).
     parent: String,
     label: String,
@@ -70,6 +72,12 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
     }
     let id = registry.next.fetch_add(1, Ordering::Relaxed) + 1;
     let session = format!("subagent:{}-{id}", crate::cron::unix_now());
+    // Recorded, so that a restart that ends it tells the chat.
+    let chat = turn.origin.as_ref().map(|o| (o.channel.as_str(), o.chat_id.as_str()));
+    broker
+        .store
+        .subagent_started(&session, &turn.session, chat, &label)
+        .map_err(|e| format!("the task could not be recorded ({e}); it was not started"))?;
     let sub_turn = Turn {
         session: session.clone(),
         origin: turn.origin.clone(),
@@ -81,6 +89,7 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
          Work on it with your tools, then answer with the result. Your answer is reported to the chat."
     );
     let (start_tx, start_rx) = tokio::sync::oneshot::channel::<()>();
+    let session_for_registry = session.clone();
     let (broker2, parent, label2) = (broker.clone(), turn.session.clone(), label.clone());
     let handle = tokio::spawn(async move {
         // Registered before it starts, so its end always finds its entry.
@@ -105,11 +114,15 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
         };
         crate::metrics::background_run("subagent", ok);
         report_back(&broker2, &parent, sub_turn.origin.as_ref(), &session, &report).await;
+        let _ = broker2
+            .store
+            .subagent_ended(&session, if ok { "done" } else { "failed" });
         broker2.subagents.lock().remove(&id);
     });
     running.insert(
         id,
         Running {
+            session: session_for_registry,
             parent: turn.session.clone(),
             label: label.clone(),
             task: handle.abort_handle(),
@@ -156,6 +169,7 @@ pub fn cancel_chat(broker: &Broker, session: &str) -> usize {
     };
     for r in &cancelled {
         r.task.abort();
+        let _ = broker.store.subagent_ended(&r.session, "cancelled");
         crate::metrics::background_run("subagent", false);
         let note = ChatMessage::text(
             Role::Assistant,
@@ -177,4 +191,26 @@ pub fn cancel_chat(broker: &Broker, session: &str) -> usize {
         );
     }
     cancelled.len()
+}
+
+/// At start: tells each chat whose background task a previous broker was
+/// running that it ended unfinished (nothing disappears without a word).
+pub async fn report_interrupted(broker: &Broker) {
+    let list = match broker.store.subagents_interrupted() {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!("cannot read the background tasks of the last run: {e}");
+            return;
+        }
+    };
+    for t in list {
+        let report = format!(
+            "[Background task \"{}\" was interrupted when OxiBot restarted, before it finished; ask again if it is still needed]",
+            t.label
+        );
+        let chat = t
+            .chat
+            .map(|(channel, chat_id)| crate::agent::ChatRef { channel, chat_id });
+        report_back(broker, &t.parent, chat.as_ref(), &t.session, &report).await;
+    }
 }

@@ -222,3 +222,35 @@ fn the_message_tool_reports_delivery_refusal_and_targets_it_may_not_use() {
         .unwrap();
     assert_eq!(rows, 1);
 }
+
+#[test]
+fn a_restart_that_ends_a_background_task_tells_the_chat() {
+    let s = start(
+        vec![
+            tool("spawn", json!({"task": "Research SUBTASK-A", "label": "long haul"})),
+            text("Started."),
+        ],
+        |_| json!({}),
+        json!({}),
+    );
+    s.llm.route(
+        SUB_A,
+        vec![Step::Delay(Duration::from_secs(60), Box::new(text("never")))],
+    );
+    s.broker.agent(ALICE_SESSION, "start it").unwrap();
+    oxibot_tests::serve::wait_for("the task's model call", Duration::from_secs(20), || {
+        Some(()).filter(|_| !s.llm.requests_with(SUB_A).is_empty())
+    });
+    let mut s = s;
+    s.broker.kill9_and_restart();
+    s.wait_connected();
+    let sent = s.wait_sent_containing("was interrupted when OxiBot restarted", Duration::from_secs(20));
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("long haul"), "{sent:?}");
+    let chat = s.broker.messages(ALICE_SESSION);
+    assert!(
+        chat.iter()
+            .any(|m| m.1.contains("was interrupted when OxiBot restarted")),
+        "{chat:?}"
+    );
+}

@@ -14,7 +14,68 @@ pub struct Summary {
     pub upto_id: i64,
 }
 
+/// A background task that was running when the broker stopped.
+#[derive(Debug, Clone)]
+pub struct Interrupted {
+    pub session: String,
+    pub parent: String,
+    pub chat: Option<(String, String)>,
+    pub label: String,
+}
+
 impl Store {
+    /// Records a background task as running.
+    pub fn subagent_started(
+        &self,
+        session: &str,
+        parent: &str,
+        chat: Option<(&str, &str)>,
+        label: &str,
+    ) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO subagents (session_id, parent, channel, chat_id, label, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![session, parent, chat.map(|c| c.0), chat.map(|c| c.1), label, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records how a background task ended ("done", "failed", "cancelled").
+    pub fn subagent_ended(&self, session: &str, status: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "UPDATE subagents SET status = ?2 WHERE session_id = ?1",
+            params![session, status],
+        )?;
+        Ok(())
+    }
+
+    /// The tasks a previous broker left running, now marked interrupted.
+    pub fn subagents_interrupted(&self) -> Result<Vec<Interrupted>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let list = {
+            let mut stmt = tx.prepare(
+                "SELECT session_id, parent, channel, chat_id, label FROM subagents WHERE status = 'running'",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let channel: Option<String> = r.get(2)?;
+                let chat: Option<String> = r.get(3)?;
+                Ok(Interrupted {
+                    session: r.get(0)?,
+                    parent: r.get(1)?,
+                    chat: channel.zip(chat),
+                    label: r.get(4)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute(
+            "UPDATE subagents SET status = 'interrupted' WHERE status = 'running'",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(list)
+    }
+
     pub fn summary(&self, session: &str) -> Result<Option<Summary>, StoreError> {
         Ok(self
             .lock()
