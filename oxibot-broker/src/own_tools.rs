@@ -41,26 +41,33 @@ pub fn definitions(kind: TurnKind, search: bool) -> Vec<ToolDef> {
             }),
         });
     }
-    if kind == TurnKind::Subagent {
+    match kind {
         // A background task works and reports; it does not talk to
-        // people, schedule, or start more tasks.
+        // people, schedule, or start more tasks. The heartbeat follows a
+        // file any chat's model may have written: it reports, nothing more.
+        TurnKind::Subagent | TurnKind::Heartbeat => return defs,
+        TurnKind::Chat | TurnKind::Scheduled => {}
+    }
+    defs.push(ToolDef {
+        name: "message",
+        description: "Send a message to the current chat now (or to another chat the configuration allows: \
+                      give channel and chat_id). Reports whether the platform took it.",
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "content": {"type": "string"},
+                "channel": {"type": "string", "description": "Only for a chat other than the current one"},
+                "chat_id": {"type": "string", "description": "Only for a chat other than the current one"}
+            },
+            "required": ["content"]
+        }),
+    });
+    if kind == TurnKind::Scheduled {
+        // A scheduled run does its job; it does not schedule or start
+        // more work that would outlive it.
         return defs;
     }
     defs.extend([
-        ToolDef {
-            name: "message",
-            description: "Send a message to the current chat now (or to another chat the configuration allows: \
-                          give channel and chat_id). Reports whether the platform took it.",
-            parameters: json!({
-                "type": "object",
-                "properties": {
-                    "content": {"type": "string"},
-                    "channel": {"type": "string", "description": "Only for a chat other than the current one"},
-                    "chat_id": {"type": "string", "description": "Only for a chat other than the current one"}
-                },
-                "required": ["content"]
-            }),
-        },
         ToolDef {
             name: "cron",
             description: "Schedule reminders and recurring tasks for this chat. action add (with message and one of \

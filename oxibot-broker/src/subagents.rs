@@ -22,8 +22,10 @@ pub struct Registry {
 struct Running {
     /// The task's own session.
     session: String,
-    /// The session that started it (results and /stop go by it).
-    parent: String,
+    /// The chat it works for ("channel:chat", or the parent session when
+    /// there is no chat): caps and /stop go by it, whichever turn of that
+    /// chat started the task.
+    chat_key: String,
     label: String,
     task: tokio::task::AbortHandle,
 }
@@ -34,9 +36,12 @@ impl Registry {
     }
 
     /// How many run (for `parent`, and in all).
-    pub fn counts(&self, parent: &str) -> (usize, usize) {
+    pub fn counts(&self, chat_key: &str) -> (usize, usize) {
         let running = self.lock();
-        (running.values().filter(|r| r.parent == parent).count(), running.len())
+        (
+            running.values().filter(|r| r.chat_key == chat_key).count(),
+            running.len(),
+        )
     }
 }
 
@@ -57,8 +62,12 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
     let registry = &broker.subagents;
     // Checked and registered under one lock, so two spawns cannot both
     // take the last slot.
+    let chat_key = turn
+        .origin
+        .as_ref()
+        .map_or_else(|| turn.session.clone(), |o| o.session());
     let mut running = registry.lock();
-    let mine = running.values().filter(|r| r.parent == turn.session).count();
+    let mine = running.values().filter(|r| r.chat_key == chat_key).count();
     if mine >= max_per_chat {
         return Err(format!(
             "{mine} background tasks already run for this chat (subagents.maxPerChat); wait for one to finish"
@@ -123,7 +132,7 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
         id,
         Running {
             session: session_for_registry,
-            parent: turn.session.clone(),
+            chat_key,
             label: label.clone(),
             task: handle.abort_handle(),
         },
@@ -156,13 +165,14 @@ async fn report_back(broker: &Broker, parent: &str, chat: Option<&crate::agent::
     }
 }
 
-/// Cancels the tasks `session` started (`/stop`); returns how many.
+/// Cancels the tasks working for the chat whose session this is (`/stop`);
+/// returns how many.
 pub fn cancel_chat(broker: &Broker, session: &str) -> usize {
     let cancelled: Vec<Running> = {
         let mut running = broker.subagents.lock();
         let ids: Vec<u64> = running
             .iter()
-            .filter(|(_, r)| r.parent == session)
+            .filter(|(_, r)| r.chat_key == session)
             .map(|(id, _)| *id)
             .collect();
         ids.into_iter().filter_map(|id| running.remove(&id)).collect()

@@ -91,6 +91,13 @@ fn a_job_the_agent_schedules_is_delivered_once_across_a_kill_at_its_due_time() {
     assert_eq!(s.count_sent("too late"), 0);
     assert_eq!(s.tg.sent().last().unwrap()["chat_id"], json!(ALICE));
     assert_eq!(db_count(&s, "SELECT COUNT(*) FROM cron_runs"), 1, "the job ran twice");
+    // A run may message its chat, but not schedule or start more work.
+    let run_tools = s.llm.requests_with("[Scheduled job #1")[0].body["tools"].to_string();
+    assert!(run_tools.contains("\"message\""), "{run_tools}");
+    assert!(
+        !run_tools.contains("\"spawn\"") && !run_tools.contains("\"cron\""),
+        "{run_tools}"
+    );
     assert_eq!(db_count(&s, "SELECT COUNT(*) FROM cron_runs WHERE status = 'ok'"), 1);
     assert_eq!(
         db_count(&s, "SELECT COUNT(*) FROM outbox WHERE origin LIKE 'cron-run:%'"),
@@ -126,6 +133,14 @@ fn the_cron_tool_sees_and_removes_only_its_own_chats_jobs() {
                 json!({"action": "add", "cron_expr": "0 25 * * *", "message": "x"}),
             ),
             Step::EchoLastTool,
+            // A job every second would be a model call every second.
+            tool("cron", json!({"action": "add", "every_seconds": 1, "message": "x"})),
+            Step::EchoLastTool,
+            tool(
+                "cron",
+                json!({"action": "add", "cron_expr": "*/5 * * * * *", "message": "x"}),
+            ),
+            Step::EchoLastTool,
         ],
         |_| json!({}),
         json!({}),
@@ -142,6 +157,10 @@ fn the_cron_tool_sees_and_removes_only_its_own_chats_jobs() {
     assert!(console.contains("belong to a chat"), "{console}");
     let bad = s.broker.agent(ALICE_SESSION, "at 25 o'clock").unwrap();
     assert!(bad.contains("not a valid cron expression"), "{bad}");
+    for _ in 0..2 {
+        let fast = s.broker.agent(ALICE_SESSION, "every second").unwrap();
+        assert!(fast.contains("the shortest interval allowed is 60 s"), "{fast}");
+    }
 
     let out = s.broker.ctl(&["--json", "cron", "list"]);
     let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -41,10 +41,16 @@ fn a_local_page_is_refused_by_default_and_fetched_when_allowed() {
     );
     let reply = allowed.broker.agent(ALICE_SESSION, "read the page").unwrap();
     assert!(reply.contains(PAGE_TEXT), "{reply}");
-    assert!(reply.contains("<untrusted_web_content source="), "{reply}");
-    // The page cannot close the wrapping early.
-    assert_eq!(reply.matches("</untrusted_web_content>").count(), 1, "{reply}");
-    assert!(reply.trim_end().ends_with("</untrusted_web_content>"), "{reply}");
+    let open = reply.find("<untrusted_web_content_").expect("no wrapping");
+    let tag = reply[open + 1..].split(' ').next().unwrap();
+    assert!(
+        reply[open..].starts_with(&format!("<{tag} source=\"{page}\">\nURL: {page}")),
+        "{reply}"
+    );
+    // The page cannot close the wrapping early: its own tag is defused,
+    // and the wrapping's tag has a suffix it cannot know.
+    assert!(reply.trim_end().ends_with(&format!("</{tag}>")), "{reply}");
+    assert_eq!(reply.matches("untrusted_web_content").count(), 2, "{reply}");
     assert!(!reply.contains("color: red"), "styles leaked into the text: {reply}");
     // And the model was told what that wrapping means.
     let system = allowed.llm.requests()[0].body["messages"][0]["content"]
@@ -90,7 +96,7 @@ fn brave_search_gets_the_key_from_the_broker_and_searxng_needs_none() {
         reply.contains("Brave result for rust") && reply.contains("https://example.com/b"),
         "{reply}"
     );
-    assert!(reply.contains("<untrusted_web_content"), "{reply}");
+    assert!(reply.contains("<untrusted_web_content_"), "{reply}");
     let (path, token) = &site.requests()[0];
     assert!(path.starts_with("/res/v1/web/search?q=rust&count=2"), "{path}");
     assert_eq!(token.as_deref(), Some(BRAVE_KEY));

@@ -116,6 +116,18 @@ pub async fn run_scheduler(broker: Arc<Broker>) {
 /// Runs one claimed run: a turn in the job's own session, speaking for the
 /// job's chat; its answer (or why it failed) goes to that chat once.
 async fn execute(broker: Arc<Broker>, run_id: i64, job: CronJob) {
+    // Removed or paused since the claim (a run resumed after a restart):
+    // closed without a model call.
+    match broker.store.cron_job(job.id) {
+        Ok(Some(current)) if current.enabled => {}
+        Ok(_) => {
+            let _ = broker
+                .store
+                .cron_finish(run_id, &job, None, "abandoned (the job was removed or paused)");
+            return;
+        }
+        Err(e) => tracing::warn!(job = job.id, "cannot re-read the job before its run: {e}"),
+    }
     let chat = ChatRef {
         channel: job.channel.clone(),
         chat_id: job.chat_id.clone(),

@@ -51,6 +51,9 @@ pub struct NewJob<'a> {
     pub source: Option<&'a str>,
 }
 
+/// Ended runs kept per job.
+const KEPT_RUNS: i64 = 50;
+
 const COLUMNS: &str =
     "id, name, channel, chat_id, schedule, message, enabled, anchor, next_run_at, last_run_at, last_status";
 
@@ -157,6 +160,12 @@ impl Store {
             )?,
             None => conn.execute("DELETE FROM cron_jobs WHERE id = ?1", params![id])?,
         };
+        if n == 1 {
+            conn.execute(
+                "DELETE FROM cron_runs WHERE job_id = ?1 AND status != 'running'",
+                params![id],
+            )?;
+        }
         Ok(n == 1)
     }
 
@@ -324,6 +333,12 @@ impl Store {
         tx.execute(
             "UPDATE cron_jobs SET last_status = ?2 WHERE id = ?1",
             params![job.id, status],
+        )?;
+        // The run history stays short: the last runs of each job.
+        tx.execute(
+            "DELETE FROM cron_runs WHERE job_id = ?1 AND status != 'running'
+               AND id NOT IN (SELECT id FROM cron_runs WHERE job_id = ?1 ORDER BY id DESC LIMIT ?2)",
+            params![job.id, KEPT_RUNS],
         )?;
         tx.commit()?;
         Ok(queued)

@@ -155,7 +155,11 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
     // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d):
     // judged by the IPv4 inside.
-    if in_v6(ip, Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96) || in_v6(ip, Ipv6Addr::UNSPECIFIED, 96) {
+    // IPv4-translated (::ffff:0:a.b.c.d, SIIT) likewise.
+    if in_v6(ip, Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96)
+        || in_v6(ip, Ipv6Addr::UNSPECIFIED, 96)
+        || in_v6(ip, Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, 0, 0), 96)
+    {
         return forbidden_v4(low32).map(|_| "IPv4-embedded non-public");
     }
     // NAT64 (64:ff9b::/96): the IPv4 it reaches.

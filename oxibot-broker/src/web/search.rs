@@ -43,7 +43,9 @@ pub async fn search(config: &Config, query: &str, count: Option<u32>) -> Result<
         "no search provider is configured (tools.web.search: a Brave apiKey, or provider searxng with baseUrl)",
     )?;
     let count = count.unwrap_or(config.tools.web.search.max_results).clamp(1, 10);
+    // No redirects: the key header would follow them to another host.
     let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(config.tools.web.fetch.timeout_secs.max(1)))
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
