@@ -58,14 +58,9 @@ pub async fn system_prompt(broker: &Arc<Broker>, turn: &Turn) -> String {
 /// When and where this turn happens, and what web content is.
 pub fn situation(timezone: &str, turn: &Turn, now: i64) -> String {
     let mut out = format!("\n## Now\n\nCurrent time: {}", crate::cron::schedule::rfc3339(now));
-    if let Ok(zone) = crate::cron::schedule::zone(timezone) {
-        use chrono::TimeZone;
-        if let Some(local) = zone.timestamp_opt(now, 0).single() {
-            out.push_str(&format!(
-                " ({} in {timezone}, the default zone for schedules)",
-                local.format("%Y-%m-%d %H:%M %a")
-            ));
-        }
+    if let (Ok(zone), Ok(ts)) = (crate::cron::schedule::zone(timezone), jiff::Timestamp::from_second(now)) {
+        let local = ts.to_zoned(zone).strftime("%Y-%m-%d %H:%M %a").to_string();
+        out.push_str(&format!(" ({local} in {timezone}, the default zone for schedules)"));
     }
     out.push('\n');
     match (&turn.origin, turn.kind) {

@@ -6,10 +6,8 @@
 //! spring-forward skips runs once, at the first instant after the gap; a
 //! time that a fall-back repeats runs once, at its first occurrence.
 
-use std::str::FromStr;
-
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::{civil, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Shortest interval: a job cannot hammer the model.
@@ -79,8 +77,10 @@ impl Schedule {
             Schedule::Cron { expr, tz } => {
                 let zone = zone(tz).ok()?;
                 let cron = parser().parse(expr).ok()?;
-                let start = Utc.timestamp_opt(after, 0).single()?.with_timezone(&zone);
-                cron.find_next_occurrence(&start, false).ok().map(|t| t.timestamp())
+                let start = Timestamp::from_second(after).ok()?.to_zoned(zone);
+                cron.find_next_occurrence(&start, false)
+                    .ok()
+                    .map(|t| t.timestamp().as_second())
             }
         }
     }
@@ -111,9 +111,24 @@ fn parser() -> croner::parser::CronParser {
 }
 
 /// An IANA zone, or an error that says what one looks like.
-pub fn zone(name: &str) -> Result<Tz, String> {
-    Tz::from_str(name)
+pub fn zone(name: &str) -> Result<TimeZone, String> {
+    TimeZone::get(name)
         .map_err(|_| format!("\"{name}\" is not an IANA time zone (examples: UTC, Europe/Berlin, America/New_York)"))
+}
+
+/// A local date-time in `zone` as an instant: one that a DST change skips
+/// is taken as the first instant after the gap, one it repeats as its
+/// first occurrence.
+pub fn local_to_unix(zone: &TimeZone, local: civil::DateTime) -> Option<i64> {
+    let mut probe = local;
+    for _ in 0..=180 {
+        let ambiguous = zone.to_ambiguous_zoned(probe);
+        match ambiguous.offset() {
+            AmbiguousOffset::Gap { .. } => probe = probe.checked_add(jiff::SignedDuration::from_mins(1)).ok()?,
+            _ => return ambiguous.earlier().ok().map(|z| z.timestamp().as_second()),
+        }
+    }
+    None
 }
 
 fn parse_interval(text: &str) -> Result<u64, String> {
@@ -146,8 +161,8 @@ fn parse_interval(text: &str) -> Result<u64, String> {
 /// that a DST change skips is taken as the instant after the gap; one it
 /// repeats, as its first occurrence.
 fn parse_moment(text: &str, tz: &str) -> Result<i64, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp());
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t.as_second());
     }
     let zone = zone(tz)?;
     let naive = [
@@ -157,25 +172,18 @@ fn parse_moment(text: &str, tz: &str) -> Result<i64, String> {
         "%Y-%m-%d %H:%M",
     ]
     .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    .find_map(|f| civil::DateTime::strptime(f, text).ok())
     .ok_or_else(|| {
         format!("\"{text}\" is not a time; write 2026-12-24T18:00 (in the job's zone) or 2026-12-24T18:00:00+01:00")
     })?;
-    let mut probe = naive;
-    for _ in 0..=180 {
-        if let Some(t) = zone.from_local_datetime(&probe).earliest() {
-            return Ok(t.timestamp());
-        }
-        probe += chrono::Duration::minutes(1);
-    }
-    Err(format!("\"{text}\" does not exist in {tz}"))
+    local_to_unix(&zone, naive).ok_or_else(|| format!("\"{text}\" does not exist in {tz}"))
 }
 
 pub fn rfc3339(t: i64) -> String {
-    Utc.timestamp_opt(t, 0)
-        .single()
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_else(|| t.to_string())
+    match Timestamp::from_second(t) {
+        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
+        Err(_) => t.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -183,9 +191,8 @@ mod tests {
     use super::*;
 
     fn at(tz: &str, local: &str) -> i64 {
-        let zone = zone(tz).unwrap();
-        let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").unwrap();
-        zone.from_local_datetime(&naive).earliest().unwrap().timestamp()
+        let naive = civil::DateTime::strptime("%Y-%m-%d %H:%M", local).unwrap();
+        local_to_unix(&zone(tz).unwrap(), naive).unwrap()
     }
 
     /// Every run of `s` in [from, to), walking with next_after as the

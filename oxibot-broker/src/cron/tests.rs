@@ -39,14 +39,8 @@ fn tick(store: &Store, from: i64, to: i64, step: i64, catch_up: CatchUp) -> Vec<
 }
 
 fn berlin(local: &str) -> i64 {
-    use chrono::TimeZone;
-    let naive = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").unwrap();
-    schedule::zone("Europe/Berlin")
-        .unwrap()
-        .from_local_datetime(&naive)
-        .earliest()
-        .unwrap()
-        .timestamp()
+    let naive = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M", local).unwrap();
+    schedule::local_to_unix(&schedule::zone("Europe/Berlin").unwrap(), naive).unwrap()
 }
 
 #[test]
