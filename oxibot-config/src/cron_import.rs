@@ -56,7 +56,7 @@ pub fn convert(text: &str) -> Result<(Vec<ImportedJob>, Vec<String>), String> {
                 }
             },
             Some("at") => match s["atMs"].as_i64() {
-                Some(ms) => format!("at {}", rfc3339_utc(ms.div_euclid(1000))),
+                Some(ms) => format!("at {}", oxibot_proto::clock::rfc3339_utc(ms.div_euclid(1000))),
                 None => {
                     warnings.push(format!(
                         "cron job {id} (\"{name}\"): a one-time job without atMs; not imported"
@@ -99,27 +99,6 @@ pub fn convert(text: &str) -> Result<(Vec<ImportedJob>, Vec<String>), String> {
         });
     }
     Ok((out, warnings))
-}
-
-/// Unix seconds → "YYYY-MM-DDTHH:MM:SS+00:00".
-fn rfc3339_utc(secs: i64) -> String {
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days since 1970-01-01 → civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! that is not allowed in the connection's current state, closes the
 //! connection (fail-stop, as OpenSSH's privsep monitor does).
 
+pub mod clock;
 mod conn;
 mod frame;
 mod hello;

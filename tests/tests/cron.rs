@@ -11,30 +11,7 @@ use serde_json::{json, Value};
 
 fn in_secs(secs: u64) -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + secs;
-    // RFC 3339 in UTC, without a date crate: let the broker's own parser
-    // read the offset form.
-    let days = t / 86_400;
-    let rest = t % 86_400;
-    let (y, m, d) = civil(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    oxibot_proto::clock::rfc3339_utc(t as i64)
 }
 
 fn db_count(s: &oxibot_tests::assistant::Setup, sql: &str) -> i64 {

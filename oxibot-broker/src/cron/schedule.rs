@@ -180,10 +180,7 @@ fn parse_moment(text: &str, tz: &str) -> Result<i64, String> {
 }
 
 pub fn rfc3339(t: i64) -> String {
-    match Timestamp::from_second(t) {
-        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
-        Err(_) => t.to_string(),
-    }
+    oxibot_proto::clock::rfc3339_utc(t)
 }
 
 #[cfg(test)]
