@@ -261,8 +261,12 @@ async fn consolidate(
         &agent.scrub(parsed.summary.trim(), "a session summary"),
         budget * 4 / SUMMARY_SHARE,
     );
+    // The "user" of a heartbeat, a job's run or a background task is the
+    // broker, quoting a file, a job or a task any chat's model may have
+    // written: no facts from those.
+    let from_a_person = !(session == "heartbeat" || session.starts_with("cron:") || session.starts_with("subagent:"));
     let mut facts: Vec<String> = Vec::new();
-    for f in parsed.facts.iter().take(MAX_FACTS) {
+    for f in parsed.facts.iter().take(if from_a_person { MAX_FACTS } else { 0 }) {
         let f = agent.scrub(f.trim(), "a remembered fact").replace(['\n', '\r'], " ");
         let f = crate::providers::shorten(&f, MAX_FACT_BYTES);
         if !f.is_empty() && !facts.contains(&f) {

@@ -32,10 +32,12 @@ const PREAMBLE: &str =
 pub async fn system_prompt(broker: &Arc<Broker>, turn: &Turn) -> String {
     let tools = &broker.tools;
     let mut patterns: Vec<&str> = BOOTSTRAP_FILES.to_vec();
+    // Bundled skills before the workspace's: however many files the
+    // workspace holds, the reply's file budget always has room for them.
     patterns.extend([
         MEMORY_FILE,
-        crate::skills::WORKSPACE_PATTERN,
         crate::skills::BUNDLED_PATTERN,
+        crate::skills::WORKSPACE_PATTERN,
     ]);
     let files = tools.read_texts(&patterns, MAX_PROMPT_FILE, READ_WAIT).await;
     if let Err(e) = &files {

@@ -229,11 +229,25 @@ fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// The skills section is bounded, whatever the workspace holds: so many
+/// skills, descriptions of so many bytes, inlined bodies of so many bytes
+/// in all (later always-skills are listed instead).
+const MAX_SKILLS: usize = 40;
+const MAX_DESCRIPTION: usize = 200;
+const MAX_INLINE: usize = 12 * 1024;
+
 pub fn render(skills: &[Skill], missing_bins: &[String], missing_env: &[String]) -> String {
     let mut inline = String::new();
     let mut listed = String::new();
     let mut unavailable = Vec::new();
-    for s in skills {
+    if skills.len() > MAX_SKILLS {
+        unavailable.push(format!(
+            "{} more skills (only {MAX_SKILLS} are offered)",
+            skills.len() - MAX_SKILLS
+        ));
+    }
+    for s in skills.iter().take(MAX_SKILLS) {
+        let description = crate::providers::shorten(&s.description.replace('\n', " "), MAX_DESCRIPTION);
         let missing: Vec<&str> = s
             .bins
             .iter()
@@ -243,10 +257,10 @@ pub fn render(skills: &[Skill], missing_bins: &[String], missing_env: &[String])
             .collect();
         if !missing.is_empty() {
             unavailable.push(format!("{} (needs {})", s.name, missing.join(", ")));
-        } else if s.always {
+        } else if s.always && inline.len() + s.body.len() <= MAX_INLINE {
             inline.push_str(&format!("\n### Skill: {}\n\n{}\n", s.name, s.body));
         } else {
-            listed.push_str(&format!("- {}: {} ({})\n", s.name, s.description, s.path));
+            listed.push_str(&format!("- {}: {description} ({})\n", s.name, s.path));
         }
     }
     let mut out = String::from("\n## Skills\n");
@@ -319,5 +333,25 @@ mod tests {
         assert!(text.contains("github (needs gh, GH_TOKEN)"), "{text}");
         assert!(text.contains("tmux (needs tmux)"), "{text}");
         assert!(!text.contains("- tmux:") && !text.contains("- github:"), "{text}");
+    }
+
+    #[test]
+    fn the_section_is_bounded_whatever_the_workspace_holds() {
+        let big = |i: usize| Skill {
+            name: format!("s{i}"),
+            description: "d".repeat(40_000),
+            always: true,
+            body: "b".repeat(30_000),
+            path: format!("skills/s{i}/SKILL.md"),
+            ..Skill::default()
+        };
+        let skills: Vec<Skill> = (0..100).map(big).collect();
+        let text = render(&skills, &[], &[]);
+        assert!(
+            text.len() < MAX_INLINE + MAX_SKILLS * (MAX_DESCRIPTION + 64) + 1024,
+            "{}",
+            text.len()
+        );
+        assert!(text.contains("60 more skills"), "{}", &text[text.len() - 200..]);
     }
 }

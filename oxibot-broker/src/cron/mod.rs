@@ -38,12 +38,20 @@ pub fn unix_now() -> i64 {
 /// Claims every run due at `now`. A job's next run is computed strictly
 /// after `now`, so any number of missed occurrences become one run (or,
 /// with catch-up `skip`, none). Returns the claimed (run id, job) pairs.
-pub fn claim_due(store: &Store, now: i64, catch_up: CatchUp) -> Result<Vec<(i64, CronJob)>, StoreError> {
+/// Runs of one job are at least `min_interval` seconds apart, whatever its
+/// expression says (a list of seconds, say).
+pub fn claim_due(
+    store: &Store,
+    now: i64,
+    catch_up: CatchUp,
+    min_interval: i64,
+) -> Result<Vec<(i64, CronJob)>, StoreError> {
     let mut claimed = Vec::new();
     for job in store.cron_due(now)? {
         let Some(due) = job.next_run_at else { continue };
+        let not_before = now.max(due + min_interval - 1);
         let next = match Schedule::from_json(&job.schedule) {
-            Ok(s) => s.next_after(now, job.anchor),
+            Ok(s) => s.next_after(not_before, job.anchor),
             Err(e) => {
                 // Unreadable: paused, with the reason, rather than retried
                 // every second.
@@ -100,8 +108,11 @@ pub async fn run_scheduler(broker: Arc<Broker>) {
         Err(e) => tracing::error!("cannot read unfinished scheduled runs: {e}"),
     }
     loop {
-        let catch_up = broker.config().cron.catch_up;
-        match claim_due(&broker.store, unix_now(), catch_up) {
+        let (catch_up, min_interval) = {
+            let config = broker.config();
+            (config.cron.catch_up, config.cron.min_interval_secs as i64)
+        };
+        match claim_due(&broker.store, unix_now(), catch_up, min_interval) {
             Ok(runs) => {
                 for (run_id, job) in runs {
                     tokio::spawn(execute(broker.clone(), run_id, job));

@@ -29,7 +29,7 @@ fn tick(store: &Store, from: i64, to: i64, step: i64, catch_up: CatchUp) -> Vec<
     let mut claimed = Vec::new();
     let mut now = from;
     while now < to {
-        for (run_id, job) in claim_due(store, now, catch_up).unwrap() {
+        for (run_id, job) in claim_due(store, now, catch_up, 0).unwrap() {
             claimed.push(job.next_run_at.unwrap());
             store.cron_finish(run_id, &job, None, "ok").unwrap();
         }
@@ -72,13 +72,13 @@ fn a_run_is_claimed_once_however_many_claimers() {
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let store = store.clone();
-            std::thread::spawn(move || claim_due(&store, 1_060, CatchUp::Once).unwrap().len())
+            std::thread::spawn(move || claim_due(&store, 1_060, CatchUp::Once, 0).unwrap().len())
         })
         .collect();
     let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(total, 1);
     assert_eq!(store.cron_run_count(id).unwrap(), 1);
-    assert!(claim_due(&store, 1_060, CatchUp::Once).unwrap().is_empty());
+    assert!(claim_due(&store, 1_060, CatchUp::Once, 0).unwrap().is_empty());
     assert_eq!(store.cron_job(id).unwrap().unwrap().next_run_at, Some(1_120));
 }
 
@@ -89,8 +89,8 @@ fn missed_runs_become_one_run_or_none() {
     let store = Store::open_in_memory().unwrap();
     let id = job(&store, &s, 0);
     let back = 3 * 86_400 + 1_800;
-    assert_eq!(claim_due(&store, back, CatchUp::Once).unwrap().len(), 1);
-    assert!(claim_due(&store, back + 1, CatchUp::Once).unwrap().is_empty());
+    assert_eq!(claim_due(&store, back, CatchUp::Once, 0).unwrap().len(), 1);
+    assert!(claim_due(&store, back + 1, CatchUp::Once, 0).unwrap().is_empty());
     assert_eq!(store.cron_run_count(id).unwrap(), 1);
     // The next run is the next slot after now, counted from the anchor.
     assert_eq!(
@@ -100,7 +100,7 @@ fn missed_runs_become_one_run_or_none() {
 
     let store = Store::open_in_memory().unwrap();
     let id = job(&store, &s, 0);
-    assert!(claim_due(&store, back, CatchUp::Skip).unwrap().is_empty());
+    assert!(claim_due(&store, back, CatchUp::Skip, 0).unwrap().is_empty());
     assert_eq!(store.cron_run_count(id).unwrap(), 0);
     assert_eq!(
         store.cron_job(id).unwrap().unwrap().next_run_at,
@@ -108,7 +108,10 @@ fn missed_runs_become_one_run_or_none() {
     );
     // A run a second late is not "missed": skip only drops what was due
     // while OxiBot was down.
-    assert_eq!(claim_due(&store, 3 * 86_400 + 3_601, CatchUp::Skip).unwrap().len(), 1);
+    assert_eq!(
+        claim_due(&store, 3 * 86_400 + 3_601, CatchUp::Skip, 0).unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -116,8 +119,8 @@ fn a_one_time_job_runs_once_and_a_finished_run_is_not_resumed() {
     let store = Store::open_in_memory().unwrap();
     let s = Schedule::At { at: 5_000 };
     let id = job(&store, &s, 1_000);
-    assert!(claim_due(&store, 4_999, CatchUp::Once).unwrap().is_empty());
-    let runs = claim_due(&store, 5_000, CatchUp::Once).unwrap();
+    assert!(claim_due(&store, 4_999, CatchUp::Once, 0).unwrap().is_empty());
+    let runs = claim_due(&store, 5_000, CatchUp::Once, 0).unwrap();
     assert_eq!(runs.len(), 1);
     assert!(tick(&store, 5_001, 9_000, 100, CatchUp::Once).is_empty());
     // Open until finished: a restart would run it again…
@@ -136,18 +139,35 @@ fn a_slow_run_is_not_overtaken_by_the_next() {
     let store = Store::open_in_memory().unwrap();
     let s = Schedule::Every { secs: 10 };
     let id = job(&store, &s, 0);
-    let first = claim_due(&store, 10, CatchUp::Once).unwrap();
+    let first = claim_due(&store, 10, CatchUp::Once, 0).unwrap();
     assert_eq!(first.len(), 1);
     // The run takes a minute: no tick in that minute claims another.
     for now in 11..70 {
         assert!(
-            claim_due(&store, now, CatchUp::Once).unwrap().is_empty(),
+            claim_due(&store, now, CatchUp::Once, 0).unwrap().is_empty(),
             "claimed at {now}"
         );
     }
     let (run_id, job) = &first[0];
     store.cron_finish(*run_id, job, Some("done"), "ok").unwrap();
     // Then the overdue slots become one run.
-    assert_eq!(claim_due(&store, 70, CatchUp::Once).unwrap().len(), 1);
+    assert_eq!(claim_due(&store, 70, CatchUp::Once, 0).unwrap().len(), 1);
     assert_eq!(store.cron_run_count(id).unwrap(), 2);
+}
+
+#[test]
+fn runs_keep_the_minimum_interval_whatever_the_expression() {
+    // 59 runs every other minute, one a second: the floor spaces them.
+    let store = Store::open_in_memory().unwrap();
+    let s = Schedule::cron("0-58 0-58/2 * * * *", "UTC").unwrap();
+    job(&store, &s, 0);
+    let mut runs = Vec::new();
+    for now in 0..1200 {
+        for (run_id, job) in claim_due(&store, now, CatchUp::Once, 60).unwrap() {
+            runs.push(job.next_run_at.unwrap());
+            store.cron_finish(run_id, &job, None, "ok").unwrap();
+        }
+    }
+    assert!(runs.windows(2).all(|w| w[1] - w[0] >= 60), "{runs:?}");
+    assert!((9..=11).contains(&runs.len()), "{}", runs.len());
 }

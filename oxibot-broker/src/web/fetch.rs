@@ -181,12 +181,12 @@ async fn client_for(url: &Url, guard: &Guard, lookup: &dyn Lookup, limits: &Limi
         .map_err(|e| format!("cannot set up the HTTP client: {e}"))
 }
 
-/// The URL without its query (which may hold tokens) for error messages.
+/// Where a URL points, for error messages: scheme, host and port only.
+/// The path and query are the page's words (a redirect chooses them) and
+/// may hold tokens; errors are not wrapped as untrusted, so they carry
+/// neither.
 fn url_for_errors(url: &Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
+    url.origin().ascii_serialization()
 }
 
 /// reqwest's error without the URL it repeats (the caller names it).

@@ -112,13 +112,20 @@ fn readable(content_type: &str, body: &[u8]) -> Result<String, String> {
 const MAX_HTML_PARSE: usize = 1 << 20;
 const MAX_HTML_DEPTH: usize = 256;
 
-/// An upper estimate of how deep the elements nest (one linear pass).
+/// How deep the elements nest, as a parser would see it (one linear
+/// pass): a start tag opens an element; an end tag closes the innermost
+/// open element of its name and everything opened inside it, and is
+/// ignored when no such element is open (so stray end tags cannot talk the
+/// count down). Elements that cannot hold others, or that close themselves
+/// implicitly, are not counted.
 fn nesting_depth(html: &[u8]) -> usize {
-    const VOID: &[&[u8]] = &[
+    const NOT_COUNTED: &[&[u8]] = &[
         b"br", b"img", b"hr", b"meta", b"link", b"input", b"area", b"base", b"col", b"embed", b"source", b"track",
-        b"wbr", b"p", b"li", b"td", b"tr", b"option",
+        b"wbr", b"p", b"li", b"td", b"th", b"tr", b"option", b"dt", b"dd",
     ];
-    let (mut depth, mut max) = (0usize, 0usize);
+    let mut stack: Vec<Vec<u8>> = Vec::new();
+    let mut open: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    let mut max = 0usize;
     let mut i = 0;
     while i < html.len() {
         if html[i] != b'<' {
@@ -133,21 +140,32 @@ fn nesting_depth(html: &[u8]) -> usize {
             .take_while(|c| c.is_ascii_alphanumeric())
             .map(u8::to_ascii_lowercase)
             .collect();
-        if !name.is_empty() && !VOID.contains(&name.as_slice()) {
-            if closing {
-                depth = depth.saturating_sub(1);
-            } else {
-                depth += 1;
-                max = max.max(depth);
+        i += 1 + name_start + name.len();
+        if name.is_empty() || NOT_COUNTED.contains(&name.as_slice()) {
+            continue;
+        }
+        if !closing {
+            *open.entry(name.clone()).or_default() += 1;
+            stack.push(name);
+            max = max.max(stack.len());
+        } else if open.get(&name).is_some_and(|n| *n > 0) {
+            // Every element popped here was pushed once: linear overall.
+            while let Some(top) = stack.pop() {
+                if let Some(n) = open.get_mut(&top) {
+                    *n -= 1;
+                }
+                if top == name {
+                    break;
+                }
             }
         }
-        i += 1 + name_start + name.len();
     }
     max
 }
 
 /// Text without tags, scripts and styles, with the common entities
-/// decoded: the fallback for pages too deep or too big to parse.
+/// decoded: the fallback for pages too deep or too big to parse. One
+/// forward pass: a script or style that never closes ends the text.
 fn strip_tags(html: &str) -> String {
     let lower = html.to_ascii_lowercase();
     let mut out = String::with_capacity(html.len() / 2);
@@ -159,13 +177,14 @@ fn strip_tags(html: &str) -> String {
         };
         out.push_str(&html[i..i + off]);
         let tag = i + off;
-        let skip_to = ["script", "style"].iter().find_map(|t| {
-            lower[tag + 1..]
-                .starts_with(t)
-                .then(|| lower[tag..].find(&format!("</{t}")).map(|e| tag + e))
-                .flatten()
-        });
-        let from = skip_to.unwrap_or(tag);
+        let mut from = tag;
+        if let Some(t) = ["script", "style"].iter().find(|t| lower[tag + 1..].starts_with(**t)) {
+            match lower[tag..].find(&format!("</{t}")) {
+                Some(end) => from = tag + end,
+                // Nothing after an unclosed script is text.
+                None => break,
+            }
+        }
         match html[from..].find('>') {
             Some(end) => {
                 out.push(' ');
@@ -291,5 +310,20 @@ mod tests {
         assert!(nesting_depth(ordinary.as_bytes()) <= MAX_HTML_DEPTH);
         let stripped = strip_tags("<p>a<script>var x = '<b>';</script>b<style>p{}</style> c</p>");
         assert_eq!(stripped, "a b c");
+        // Stray end tags do not talk the count down.
+        let stray = "<q></x>".repeat(149_000);
+        assert!(nesting_depth(stray.as_bytes()) > MAX_HTML_DEPTH);
+        assert_eq!(nesting_depth(b"<div><span></div><div></div>"), 2);
+        // Unclosed scripts: one pass, not one search per tag.
+        let scripts = "<script>".repeat(200_000);
+        let started = std::time::Instant::now();
+        assert_eq!(readable("text/html", scripts.as_bytes()).unwrap(), "");
+        let big = "<q></x>".repeat(149_000);
+        assert_eq!(readable("text/html", big.as_bytes()).unwrap(), "");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -74,7 +74,7 @@ pub async fn search(config: &Config, query: &str, count: Option<u32>) -> Result<
         let body = resp.text().await.unwrap_or_default();
         return Err(format!(
             "{name} answered {status}: {}",
-            crate::providers::shorten(body.trim(), 300)
+            super::wrap(name, &crate::providers::shorten(body.trim(), 300))
         ));
     }
     let body: Value = resp
