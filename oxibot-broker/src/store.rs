@@ -255,6 +255,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement is prepared once and reused: parsing SQL was a
+        // measurable share of a message's cost.
+        conn.set_prepared_statement_cache_capacity(128);
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
             let tx = conn.transaction()?;
@@ -277,7 +280,7 @@ impl Store {
     /// user message so that no tool result is cut from its call.
     pub fn history(&self, session: &str, limit: usize) -> Result<Vec<ChatMessage>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT role, content, tool_calls, tool_call_id FROM messages
              WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
@@ -294,24 +297,29 @@ impl Store {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let t = now();
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO sessions (id, created_at, updated_at, prompt_tokens, completion_tokens)
              VALUES (?1, ?2, ?2, ?3, ?4)
              ON CONFLICT(id) DO UPDATE SET updated_at = ?2,
                prompt_tokens = prompt_tokens + ?3, completion_tokens = completion_tokens + ?4",
-            params![session, t, usage.prompt_tokens as i64, usage.completion_tokens as i64],
-        )?;
+        )?
+        .execute(params![
+            session,
+            t,
+            usage.prompt_tokens as i64,
+            usage.completion_tokens as i64
+        ])?;
         for m in msgs {
             let calls = if m.tool_calls.is_empty() {
                 None
             } else {
                 serde_json::to_string(&m.tool_calls).ok()
             };
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![session, m.role.as_str(), m.content, calls, m.tool_call_id, t],
-            )?;
+            )?
+            .execute(params![session, m.role.as_str(), m.content, calls, m.tool_call_id, t])?;
         }
         tx.commit()?;
         Ok(())
@@ -320,8 +328,10 @@ impl Store {
     pub fn clear_session(&self, session: &str) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        tx.execute("DELETE FROM messages WHERE session_id = ?1", params![session])?;
-        tx.execute("DELETE FROM session_summaries WHERE session_id = ?1", params![session])?;
+        tx.prepare_cached("DELETE FROM messages WHERE session_id = ?1")?
+            .execute(params![session])?;
+        tx.prepare_cached("DELETE FROM session_summaries WHERE session_id = ?1")?
+            .execute(params![session])?;
         tx.commit()?;
         Ok(())
     }
@@ -334,10 +344,11 @@ impl Store {
     /// that `oxibotctl audit --channel/--user` finds it.
     pub fn audit_about(&self, kind: &str, channel: Option<&str>, user: Option<&str>, detail: &str) {
         tracing::warn!(target: "audit", kind, channel, user, detail);
-        if let Err(e) = self.lock().execute(
-            "INSERT INTO audit (ts, kind, channel, user, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now(), kind, channel, user, detail],
-        ) {
+        let written = self
+            .lock()
+            .prepare_cached("INSERT INTO audit (ts, kind, channel, user, detail) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut stmt| stmt.execute(params![now(), kind, channel, user, detail]));
+        if let Err(e) = written {
             tracing::error!("cannot write the audit log: {e}");
         }
     }
@@ -355,20 +366,21 @@ impl Store {
     ) -> Result<Option<Inbound>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO inbound (channel, platform_id, chat_id, sender, text, created_at)
+        let n = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO inbound (channel, platform_id, chat_id, sender, text, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![channel, platform_id, chat_id, sender, text, now()],
-        )?;
+            )?
+            .execute(params![channel, platform_id, chat_id, sender, text, now()])?;
         if n == 0 {
             return Ok(None);
         }
         let id = tx.last_insert_rowid();
         for f in &files {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO inbound_files (inbound_id, kind, name, mime, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, kind_name(f.kind), f.name, f.mime, f.data],
-            )?;
+            )?
+            .execute(params![id, kind_name(f.kind), f.name, f.mime, f.data])?;
         }
         tx.commit()?;
         Ok(Some(Inbound {
@@ -386,7 +398,7 @@ impl Store {
     /// chats: where a daemon without a platform cursor resumes.
     pub fn resume_points(&self, channel: &str, max_chats: usize) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT chat_id, platform_id FROM inbound WHERE id IN
                (SELECT MAX(id) FROM inbound WHERE channel = ?1 GROUP BY chat_id)
              ORDER BY id DESC LIMIT ?2",
@@ -397,7 +409,7 @@ impl Store {
 
     pub fn pending_inbound(&self) -> Result<Vec<Inbound>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT id, channel, platform_id, chat_id, sender, text FROM inbound WHERE status = 'pending' ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -413,7 +425,7 @@ impl Store {
         })?;
         let mut pending: Vec<Inbound> = rows.collect::<Result<_, _>>()?;
         let mut files =
-            conn.prepare("SELECT kind, name, mime, data FROM inbound_files WHERE inbound_id = ?1 ORDER BY id")?;
+            conn.prepare_cached("SELECT kind, name, mime, data FROM inbound_files WHERE inbound_id = ?1 ORDER BY id")?;
         for inbound in &mut pending {
             let rows = files.query_map(params![inbound.id], |r| {
                 let kind: String = r.get(0)?;
@@ -434,13 +446,21 @@ impl Store {
     pub fn finish_inbound(&self, inbound: &Inbound, reply: &str) -> Result<i64, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        tx.execute("UPDATE inbound SET status = 'done' WHERE id = ?1", params![inbound.id])?;
+        tx.prepare_cached("UPDATE inbound SET status = 'done' WHERE id = ?1")?
+            .execute(params![inbound.id])?;
         // The turn has used them (they are in the workspace now).
-        tx.execute("DELETE FROM inbound_files WHERE inbound_id = ?1", params![inbound.id])?;
-        tx.execute(
+        tx.prepare_cached("DELETE FROM inbound_files WHERE inbound_id = ?1")?
+            .execute(params![inbound.id])?;
+        tx.prepare_cached(
             "INSERT INTO outbox (channel, chat_id, text, reply_to, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![inbound.channel, inbound.chat_id, reply, inbound.platform_id, now()],
-        )?;
+        )?
+        .execute(params![
+            inbound.channel,
+            inbound.chat_id,
+            reply,
+            inbound.platform_id,
+            now()
+        ])?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(id)
@@ -448,7 +468,7 @@ impl Store {
 
     pub fn pending_outbox(&self, channel: &str) -> Result<Vec<Outgoing>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT id, channel, chat_id, text, reply_to, parts_sent FROM outbox
              WHERE channel = ?1 AND status = 'pending' ORDER BY id",
         )?;
@@ -468,20 +488,20 @@ impl Store {
     /// Marks `channel`'s outbox message `id` delivered. False when no such
     /// message belongs to that channel: a daemon may only confirm its own.
     pub fn outbox_delivered(&self, channel: &str, id: i64) -> Result<bool, StoreError> {
-        let n = self.lock().execute(
-            "UPDATE outbox SET status = 'delivered' WHERE id = ?1 AND channel = ?2",
-            params![id, channel],
-        )?;
+        let n = self
+            .lock()
+            .prepare_cached("UPDATE outbox SET status = 'delivered' WHERE id = ?1 AND channel = ?2")?
+            .execute(params![id, channel])?;
         Ok(n == 1)
     }
 
     /// Records that the platform took the first `parts` parts of `channel`'s
     /// outbox message `id`. False when it is not that channel's.
     pub fn outbox_progress(&self, channel: &str, id: i64, parts: u32) -> Result<bool, StoreError> {
-        let n = self.lock().execute(
-            "UPDATE outbox SET parts_sent = MAX(parts_sent, ?3) WHERE id = ?1 AND channel = ?2",
-            params![id, channel, i64::from(parts)],
-        )?;
+        let n = self
+            .lock()
+            .prepare_cached("UPDATE outbox SET parts_sent = MAX(parts_sent, ?3) WHERE id = ?1 AND channel = ?2")?
+            .execute(params![id, channel, i64::from(parts)])?;
         Ok(n == 1)
     }
 
@@ -496,30 +516,25 @@ impl Store {
     ) -> Result<Option<u32>, StoreError> {
         let status = if retryable { "pending" } else { "failed" };
         let conn = self.lock();
-        let n = conn.execute(
-            "UPDATE outbox SET status = ?3, attempts = attempts + 1, last_error = ?4 WHERE id = ?1 AND channel = ?2",
-            params![id, channel, status, error],
+        let n = conn.prepare_cached("UPDATE outbox SET status = ?3, attempts = attempts + 1, last_error = ?4 WHERE id = ?1 AND channel = ?2")?.execute(params![id, channel, status, error],
         )?;
         if n == 0 {
             return Ok(None);
         }
-        Ok(Some(
-            conn.query_row("SELECT attempts FROM outbox WHERE id = ?1", params![id], |r| {
-                r.get::<_, i64>(0)
-            })
+        let attempts = conn
+            .prepare_cached("SELECT attempts FROM outbox WHERE id = ?1")?
+            .query_row(params![id], |r| r.get::<_, i64>(0))
             .optional()?
-            .unwrap_or(0) as u32,
-        ))
+            .unwrap_or(0);
+        Ok(Some(attempts as u32))
     }
 
     /// Queues a message that answers no inbound message (a pairing code, a
     /// notice), with the same at-least-once delivery.
     pub fn queue_outbox(&self, channel: &str, chat_id: &str, text: &str) -> Result<i64, StoreError> {
         let conn = self.lock();
-        conn.execute(
-            "INSERT INTO outbox (channel, chat_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![channel, chat_id, text, now()],
-        )?;
+        conn.prepare_cached("INSERT INTO outbox (channel, chat_id, text, created_at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![channel, chat_id, text, now()])?;
         Ok(conn.last_insert_rowid())
     }
 
@@ -534,11 +549,14 @@ impl Store {
         origin: &str,
     ) -> Result<(i64, bool), StoreError> {
         let conn = self.lock();
-        let n = conn.execute(
-            "INSERT OR IGNORE INTO outbox (channel, chat_id, text, created_at, origin) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![channel, chat_id, text, now(), origin],
-        )?;
-        let id = conn.query_row("SELECT id FROM outbox WHERE origin = ?1", params![origin], |r| r.get(0))?;
+        let n = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO outbox (channel, chat_id, text, created_at, origin) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![channel, chat_id, text, now(), origin])?;
+        let id = conn
+            .prepare_cached("SELECT id FROM outbox WHERE origin = ?1")?
+            .query_row(params![origin], |r| r.get(0))?;
         Ok((id, n == 1))
     }
 
@@ -547,28 +565,22 @@ impl Store {
     pub fn outbox_state(&self, id: i64) -> Result<Option<(String, u32, Option<String>)>, StoreError> {
         Ok(self
             .lock()
-            .query_row(
-                "SELECT status, attempts, last_error FROM outbox WHERE id = ?1",
-                params![id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get::<_, i64>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
-                        r.get(2)?,
-                    ))
-                },
-            )
+            .prepare_cached("SELECT status, attempts, last_error FROM outbox WHERE id = ?1")?
+            .query_row(params![id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, i64>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
+                    r.get(2)?,
+                ))
+            })
             .optional()?)
     }
 
     pub fn is_paired(&self, channel: &str, sender: &str) -> Result<bool, StoreError> {
         Ok(self
             .lock()
-            .query_row(
-                "SELECT 1 FROM pairings WHERE channel = ?1 AND sender = ?2 AND status = 'approved'",
-                params![channel, sender],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM pairings WHERE channel = ?1 AND sender = ?2 AND status = 'approved'")?
+            .query_row(params![channel, sender], |_| Ok(()))
             .optional()?
             .is_some())
     }
@@ -584,25 +596,22 @@ impl Store {
     ) -> Result<(String, bool), StoreError> {
         let conn = self.lock();
         let existing: Option<String> = conn
-            .query_row(
-                "SELECT code FROM pairings WHERE channel = ?1 AND sender = ?2 AND status = 'pending'",
-                params![channel, sender],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT code FROM pairings WHERE channel = ?1 AND sender = ?2 AND status = 'pending'")?
+            .query_row(params![channel, sender], |r| r.get(0))
             .optional()?;
         if let Some(code) = existing {
             return Ok((code, false));
         }
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO pairings (code, channel, sender, chat_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![fresh, channel, sender, chat_id, now()],
-        )?;
+        )?
+        .execute(params![fresh, channel, sender, chat_id, now()])?;
         Ok((fresh.to_string(), true))
     }
 
     pub fn pairings(&self) -> Result<Vec<Pairing>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT code, channel, sender, chat_id, status, created_at FROM pairings ORDER BY created_at, code",
         )?;
         let rows = stmt.query_map([], pairing_row)?;
@@ -613,45 +622,41 @@ impl Store {
     pub fn decide_pairing(&self, code: &str, approve: bool) -> Result<Option<Pairing>, StoreError> {
         let status = if approve { "approved" } else { "denied" };
         let conn = self.lock();
-        let n = conn.execute(
-            "UPDATE pairings SET status = ?2 WHERE code = ?1 AND status = 'pending'",
-            params![code, status],
-        )?;
+        let n = conn
+            .prepare_cached("UPDATE pairings SET status = ?2 WHERE code = ?1 AND status = 'pending'")?
+            .execute(params![code, status])?;
         if n == 0 {
             return Ok(None);
         }
-        Ok(conn
-            .query_row(
-                "SELECT code, channel, sender, chat_id, status, created_at FROM pairings WHERE code = ?1",
-                params![code],
-                pairing_row,
-            )
-            .optional()?)
+        let pairing = conn
+            .prepare_cached("SELECT code, channel, sender, chat_id, status, created_at FROM pairings WHERE code = ?1")?
+            .query_row(params![code], pairing_row)
+            .optional()?;
+        Ok(pairing)
     }
 
     /// (inbound pending, outbox pending)
     pub fn queue_depths(&self) -> Result<(u64, u64), StoreError> {
         let conn = self.lock();
-        let inbound: i64 = conn.query_row("SELECT COUNT(*) FROM inbound WHERE status = 'pending'", [], |r| {
-            r.get(0)
-        })?;
-        let outbox: i64 = conn.query_row("SELECT COUNT(*) FROM outbox WHERE status = 'pending'", [], |r| r.get(0))?;
+        let inbound: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM inbound WHERE status = 'pending'")?
+            .query_row([], |r| r.get(0))?;
+        let outbox: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")?
+            .query_row([], |r| r.get(0))?;
         Ok((inbound as u64, outbox as u64))
     }
 
     pub fn session_usage(&self, session: &str) -> Result<Option<Usage>, StoreError> {
         Ok(self
             .lock()
-            .query_row(
-                "SELECT prompt_tokens, completion_tokens FROM sessions WHERE id = ?1",
-                params![session],
-                |r| {
-                    Ok(Usage {
-                        prompt_tokens: r.get::<_, i64>(0)? as u64,
-                        completion_tokens: r.get::<_, i64>(1)? as u64,
-                    })
-                },
-            )
+            .prepare_cached("SELECT prompt_tokens, completion_tokens FROM sessions WHERE id = ?1")?
+            .query_row(params![session], |r| {
+                Ok(Usage {
+                    prompt_tokens: r.get::<_, i64>(0)? as u64,
+                    completion_tokens: r.get::<_, i64>(1)? as u64,
+                })
+            })
             .optional()?)
     }
 }

@@ -23,6 +23,10 @@ struct Inner {
     next_update: i64,
     next_message: i64,
     sent: Vec<Value>,
+    /// When each `sent` entry arrived, and when each text message was
+    /// injected (by message id): for latency measurements.
+    sent_at: Vec<std::time::Instant>,
+    injected_at: std::collections::HashMap<i64, std::time::Instant>,
     actions: Vec<Value>,
     /// (offset asked, update ids served) per getUpdates call.
     polls: Vec<(i64, Vec<i64>)>,
@@ -109,9 +113,29 @@ impl FakeTelegram {
             }
         });
         s.updates.push(update);
+        s.injected_at.insert(mid, std::time::Instant::now());
         drop(s);
         self.wake.notify_waiters();
         uid
+    }
+
+    /// For each reply so far: (when the message it answers was injected,
+    /// when the reply arrived). Replies to no injected message are left out.
+    pub fn reply_times(&self) -> Vec<(std::time::Instant, std::time::Instant)> {
+        let s = self.inner.lock().unwrap();
+        s.sent
+            .iter()
+            .zip(&s.sent_at)
+            .filter_map(|(m, at)| {
+                let to = m["reply_parameters"]["message_id"].as_i64()?;
+                Some((*s.injected_at.get(&to)?, *at))
+            })
+            .collect()
+    }
+
+    /// How many sendMessage calls the fake took.
+    pub fn sent_count(&self) -> usize {
+        self.inner.lock().unwrap().sent.len()
     }
 
     /// A private message carrying a file: `kind` is "photo", "voice" or
@@ -356,6 +380,7 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
             let mid = s.next_message;
             s.next_message += 1;
             s.sent.push(p.clone());
+            s.sent_at.push(std::time::Instant::now());
             ok(json!({
                 "message_id": mid, "date": 1_700_000_001,
                 "chat": {"id": chat, "type": "private", "first_name": "User"},

@@ -10,7 +10,7 @@ impl Store {
     /// Every conversation, most recently used first.
     pub fn sessions(&self, limit: u32) -> Result<Vec<SessionInfo>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT s.id, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id),
                     s.updated_at, s.prompt_tokens, s.completion_tokens
              FROM sessions s ORDER BY s.updated_at DESC, s.id LIMIT ?1",
@@ -31,7 +31,8 @@ impl Store {
     pub fn session_exists(&self, session: &str) -> Result<bool, StoreError> {
         Ok(self
             .lock()
-            .query_row("SELECT 1 FROM sessions WHERE id = ?1", params![session], |_| Ok(()))
+            .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
+            .query_row(params![session], |_| Ok(()))
             .optional()?
             .is_some())
     }
@@ -40,7 +41,7 @@ impl Store {
     /// included, so the admin sees what the model saw).
     pub fn session_messages(&self, session: &str, limit: u32) -> Result<Vec<HistoryEntry>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT role, content, tool_calls, created_at FROM messages
              WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
@@ -84,7 +85,7 @@ impl Store {
             if newest_first { "DESC" } else { "ASC" }
         );
         let conn = self.lock();
-        let mut stmt = conn.prepare(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
             params![q.after_id as i64, kinds, q.channel, q.user, q.since, q.limit],
             |r| {
@@ -107,11 +108,12 @@ impl Store {
 
     /// Records the admin's decision about one user on one channel.
     pub fn decide_user(&self, channel: &str, sender: &str, allowed: bool) -> Result<(), StoreError> {
-        self.lock().execute(
-            "INSERT INTO user_decisions (channel, sender, allowed, decided_at) VALUES (?1, ?2, ?3, ?4)
+        self.lock()
+            .prepare_cached(
+                "INSERT INTO user_decisions (channel, sender, allowed, decided_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(channel, sender) DO UPDATE SET allowed = ?3, decided_at = ?4",
-            params![channel, sender, allowed, now()],
-        )?;
+            )?
+            .execute(params![channel, sender, allowed, now()])?;
         Ok(())
     }
 
@@ -119,11 +121,8 @@ impl Store {
     pub fn user_decision(&self, channel: &str, sender: &str) -> Result<Option<bool>, StoreError> {
         Ok(self
             .lock()
-            .query_row(
-                "SELECT allowed FROM user_decisions WHERE channel = ?1 AND sender = ?2",
-                params![channel, sender],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT allowed FROM user_decisions WHERE channel = ?1 AND sender = ?2")?
+            .query_row(params![channel, sender], |r| r.get(0))
             .optional()?)
     }
 }

@@ -32,19 +32,16 @@ impl Store {
         chat: Option<(&str, &str)>,
         label: &str,
     ) -> Result<(), StoreError> {
-        self.lock().execute(
-            "INSERT INTO subagents (session_id, parent, channel, chat_id, label, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![session, parent, chat.map(|c| c.0), chat.map(|c| c.1), label, now()],
+        self.lock().prepare_cached("INSERT INTO subagents (session_id, parent, channel, chat_id, label, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![session, parent, chat.map(|c| c.0), chat.map(|c| c.1), label, now()],
         )?;
         Ok(())
     }
 
     /// Records how a background task ended ("done", "failed", "cancelled").
     pub fn subagent_ended(&self, session: &str, status: &str) -> Result<(), StoreError> {
-        self.lock().execute(
-            "UPDATE subagents SET status = ?2 WHERE session_id = ?1",
-            params![session, status],
-        )?;
+        self.lock()
+            .prepare_cached("UPDATE subagents SET status = ?2 WHERE session_id = ?1")?
+            .execute(params![session, status])?;
         Ok(())
     }
 
@@ -68,10 +65,8 @@ impl Store {
             })?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
-        tx.execute(
-            "UPDATE subagents SET status = 'interrupted' WHERE status = 'running'",
-            [],
-        )?;
+        tx.prepare_cached("UPDATE subagents SET status = 'interrupted' WHERE status = 'running'")?
+            .execute([])?;
         tx.commit()?;
         Ok(list)
     }
@@ -79,25 +74,23 @@ impl Store {
     pub fn summary(&self, session: &str) -> Result<Option<Summary>, StoreError> {
         Ok(self
             .lock()
-            .query_row(
-                "SELECT summary, upto_id FROM session_summaries WHERE session_id = ?1",
-                params![session],
-                |r| {
-                    Ok(Summary {
-                        text: r.get(0)?,
-                        upto_id: r.get(1)?,
-                    })
-                },
-            )
+            .prepare_cached("SELECT summary, upto_id FROM session_summaries WHERE session_id = ?1")?
+            .query_row(params![session], |r| {
+                Ok(Summary {
+                    text: r.get(0)?,
+                    upto_id: r.get(1)?,
+                })
+            })
             .optional()?)
     }
 
     pub fn set_summary(&self, session: &str, summary: &Summary) -> Result<(), StoreError> {
-        self.lock().execute(
-            "INSERT INTO session_summaries (session_id, summary, upto_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+        self.lock()
+            .prepare_cached(
+                "INSERT INTO session_summaries (session_id, summary, upto_id, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(session_id) DO UPDATE SET summary = ?2, upto_id = ?3, updated_at = ?4",
-            params![session, summary.text, summary.upto_id, now()],
-        )?;
+            )?
+            .execute(params![session, summary.text, summary.upto_id, now()])?;
         Ok(())
     }
 
@@ -110,7 +103,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(i64, ChatMessage)>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT id, role, content, tool_calls, tool_call_id FROM messages
              WHERE session_id = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
         )?;
