@@ -79,10 +79,13 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
                         &format!("code {code} {verb}: channel {} user {}", p.channel, p.sender),
                     );
                     if approve {
+                        let chat = crate::agent::ChatRef {
+                            channel: p.channel.clone(),
+                            chat_id: p.chat_id.clone(),
+                        };
                         let text = "You're approved. Say hello!";
-                        if let Ok(id) = broker.store.queue_outbox(&p.channel, &p.chat_id, text) {
-                            let msg = crate::channels::fresh_send(id, p.chat_id.clone(), text.into(), None);
-                            crate::channels::deliver(broker, &p.channel, msg).await;
+                        if let Err(e) = crate::message::queue_and_deliver(broker, &chat, text, None).await {
+                            tracing::error!("cannot queue the approval notice: {e}");
                         }
                     }
                     CtlReply::Done {

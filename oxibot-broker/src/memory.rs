@@ -342,7 +342,7 @@ async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<()
         .await
         .map_err(|e| format!("cannot write {}: {e}", crate::prompt::MEMORY_FILE))?;
     let day = crate::cron::schedule::rfc3339(crate::cron::unix_now());
-    let (date, time) = (&day[..10], &day[11..16]);
+    let (date, time) = (day.get(..10).unwrap_or("undated"), day.get(11..16).unwrap_or(""));
     tools
         .call(
             append(format!("memory/{date}.md"), format!("\n## {time} UTC\n\n{lines}")),

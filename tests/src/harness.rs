@@ -56,6 +56,16 @@ pub fn merge(base: &mut Value, over: Value) {
     }
 }
 
+/// The resident set of a process, KiB (0 when it is gone): for the benches.
+pub fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A test that cannot run here says why and passes, except under CI
 /// (`CI` set), where every test must really run.
 pub fn skip(why: &str) {

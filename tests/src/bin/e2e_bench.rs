@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use oxibot_proto::messages::{CtlReply, CtlRequest};
 use oxibot_proto::{connect_handshake, Conn, Role};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
-use oxibot_tests::harness::Broker;
+use oxibot_tests::harness::{rss_kib, Broker};
 use serde_json::json;
 
 const N: usize = 200;
@@ -30,15 +30,6 @@ fn report(name: &str, mut samples: Vec<Duration>) {
         percentile(&samples, 0.5).as_secs_f64() * 1e3,
         percentile(&samples, 0.99).as_secs_f64() * 1e3
     );
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// One agent turn over an open control connection.

@@ -13,20 +13,11 @@ use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_slack::FakeSlack;
 use oxibot_tests::fake_telegram::FakeTelegram;
 use oxibot_tests::fake_whatsapp::FakeBridge;
-use oxibot_tests::harness::Broker;
+use oxibot_tests::harness::{rss_kib, Broker};
 use serde_json::json;
 
 const N: usize = 1000;
 const TOKEN: &str = "123456:bench-token";
-
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 /// The first process whose parent is `pid` (the jail under the outside toold).
 fn child_of(pid: i32) -> Option<i32> {

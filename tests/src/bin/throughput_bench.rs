@@ -14,19 +14,10 @@ use std::time::{Duration, Instant};
 
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_telegram::FakeTelegram;
-use oxibot_tests::harness::Broker;
+use oxibot_tests::harness::{rss_kib, Broker};
 use serde_json::json;
 
 const TOKEN: &str = "123456:bench-token";
-
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
