@@ -2,7 +2,8 @@
 # The whole OxiBot test suite, from a fresh machine: installs the tools it
 # needs, then checks the dependencies (cargo deny) and formatting, builds
 # once (debug) for every test, runs clippy, builds the protocol fuzz target,
-# rates the systemd units, runs the unit + end-to-end tests, builds the
+# rates the systemd units, runs the unit + end-to-end tests, then the
+# chaos test (random kill -9 under load), builds the
 # Debian and RPM packages (release) and checks them with lintian and
 # rpmlint, and installs the .deb under systemd in a container (root only).
 #
@@ -76,6 +77,10 @@ step "systemd units: exposure gate"
 
 step "tests"
 cargo nextest run --workspace --no-fail-fast
+
+step "chaos test: kill -9 a random process every 2-4 s for 60 s under load, Telegram and Discord (bounded: 5 minutes)"
+# Both at once; each prints sent/answered/duplicates/lost/restarts.
+timeout 300 cargo nextest run --workspace --run-ignored only -E 'binary_id(oxibot-tests::chaos)' --success-output final
 
 step "packages: release build, .deb and .rpm, lintian and rpmlint"
 ./packaging/build.sh

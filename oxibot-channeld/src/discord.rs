@@ -9,7 +9,7 @@ use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENTS, MAX_F
 use serde::Deserialize;
 use serenity::all::{
     ChannelId, Context, CreateAllowedMentions, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http,
-    HttpBuilder, Message, MessageId, Ready, UserId,
+    HttpBuilder, Message, MessageId, Nonce, Ready, UserId,
 };
 use serenity::async_trait;
 use tokio::sync::mpsc;
@@ -64,9 +64,11 @@ impl Handler {
             attachments,
         };
         if let Err(e) = self.link.deliver_inbound(inbound, &platform_id).await {
-            // Without the broker there is nothing to do: exit and restart.
+            // Without the broker there is nothing to do: stop, be restarted,
+            // and catch up from the last message the broker committed.
             tracing::error!("{e}");
-            std::process::exit(1);
+            self.link.give_up();
+            return;
         }
         let mut resume = self.resume_after.lock().unwrap_or_else(|p| p.into_inner());
         let newest = resume.entry(msg.channel_id.get()).or_default();
@@ -247,8 +249,14 @@ async fn send(http: &Http, part: Part) -> Result<(), (String, bool)> {
         .and_then(|r| r.parse::<u64>().ok())
         .filter(|m| *m != 0)
         .map(MessageId::new);
+    // A part the daemon sent but could not report (killed in between) is
+    // sent again after the restart: Discord drops the repeat when it carries
+    // the same nonce within a few minutes, so the chat sees it once.
+    let nonce = Nonce::String(idempotency_key(&part));
     let mut m = CreateMessage::new()
         .content(part.text)
+        .nonce(nonce)
+        .enforce_nonce(true)
         .allowed_mentions(CreateAllowedMentions::new().replied_user(true));
     if let Some(id) = reply {
         m = m.reference_message((channel, id));
@@ -259,9 +267,47 @@ async fn send(http: &Http, part: Part) -> Result<(), (String, bool)> {
     })
 }
 
+/// The nonce of a part: the same for every attempt at it (outbox id, part,
+/// chat and text), and different for a different message even when a reset
+/// database hands out the same outbox id again. 16 hex digits (Discord
+/// takes up to 25 characters). FNV-1a: stable across builds and platforms.
+fn idempotency_key(part: &Part) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let (outbox, index) = (part.outbox_id.to_le_bytes(), (part.index as u64).to_le_bytes());
+    let fields = [
+        outbox.as_slice(),
+        index.as_slice(),
+        part.chat_id.as_bytes(),
+        &[0xff],
+        part.text.as_bytes(),
+    ];
+    for byte in fields.into_iter().flatten() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_keeps_its_nonce_across_attempts_and_others_differ() {
+        let part = |outbox_id, index, text: &str| Part {
+            outbox_id,
+            chat_id: "7001".into(),
+            index,
+            text: text.into(),
+            reply_to: None,
+        };
+        let key = idempotency_key(&part(5, 0, "hello"));
+        assert_eq!(key, idempotency_key(&part(5, 0, "hello")));
+        assert_eq!(key.len(), 16);
+        assert_ne!(key, idempotency_key(&part(5, 1, "hello")));
+        assert_ne!(key, idempotency_key(&part(6, 0, "hello")));
+        assert_ne!(key, idempotency_key(&part(5, 0, "hello!")));
+    }
 
     #[test]
     fn resume_points_from_the_broker_are_checked() {

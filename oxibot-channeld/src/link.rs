@@ -19,6 +19,9 @@ pub enum Job {
 /// One part of a reply, as a platform sends it.
 #[derive(Debug, Clone)]
 pub struct Part {
+    /// The outbox message this part belongs to: with `index`, the same on
+    /// every attempt, so a platform with idempotency keys can refuse a repeat.
+    pub outbox_id: u64,
     pub chat_id: String,
     /// 0 for the first part of the reply.
     pub index: usize,
@@ -73,8 +76,8 @@ pub struct Link {
     /// Held while a message's file pieces and the message itself go out, so
     /// that pieces of two messages never interleave.
     inbound_turn: Arc<tokio::sync::Mutex<()>>,
-    /// Turns true when the broker is gone.
-    gone: tokio::sync::watch::Receiver<bool>,
+    /// Turns true when the broker is gone (or the daemon gave up on it).
+    gone: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// How long the broker may take to commit a message before we give up on
@@ -142,7 +145,8 @@ impl Link {
             }
         });
         let waiting = acks.clone();
-        let (gone_tx, gone) = tokio::sync::watch::channel(false);
+        let gone = Arc::new(tokio::sync::watch::channel(false).0);
+        let gone_tx = gone.clone();
         tokio::spawn(async move {
             loop {
                 match reader.recv().await {
@@ -208,8 +212,16 @@ impl Link {
     /// Resolves when the broker connection has ended: the daemon must then
     /// stop at once, not go on talking to its platform with its credential.
     pub async fn closed(&self) {
-        let mut gone = self.gone.clone();
+        let mut gone = self.gone.subscribe();
         let _ = gone.wait_for(|g| *g).await;
+    }
+
+    /// Gives up on the broker (it took no ack in time): the daemon stops as
+    /// if the connection had closed, and the supervisor starts a fresh one.
+    /// For adapters whose platform client calls back into us, where no
+    /// error can be returned to `run`.
+    pub fn give_up(&self) {
+        self.gone.send_replace(true);
     }
 
     pub async fn send(&self, msg: ChannelToBroker) -> Result<(), String> {
@@ -285,6 +297,7 @@ impl Link {
             // A blank part (a platform refuses an empty message) counts as sent.
             if !text.trim().is_empty() {
                 let part = Part {
+                    outbox_id: reply.outbox_id,
                     chat_id: reply.chat_id.clone(),
                     index: i,
                     text,

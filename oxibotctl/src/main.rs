@@ -25,10 +25,12 @@ use serde_json::json;
 use show::{emit, shown};
 
 /// How a command ended, beyond plain success.
-enum Outcome {
+pub(crate) enum Outcome {
     Done,
     /// Something is down, or doctor found something: exit 3.
     Degraded,
+    /// It failed, and its output already says why: exit 1, nothing more.
+    Failed,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Degraded) => ExitCode::from(3),
+        Ok(Outcome::Failed) => ExitCode::FAILURE,
         Err(e) => {
             if json {
                 println!("{}", json!({"error": e}));
@@ -86,7 +89,7 @@ fn run(cli: Cli) -> Result<Outcome, String> {
     } = cli;
     let done = |r: Result<(), String>| r.map(|()| Outcome::Done);
     match command {
-        Command::Config(ConfigCommand::Check) => done(offline::config_check(&config, json)),
+        Command::Config(ConfigCommand::Check) => offline::config_check(&config, json),
         Command::Config(ConfigCommand::Import {
             path,
             config_out,
@@ -204,15 +207,15 @@ fn run(cli: Cli) -> Result<Outcome, String> {
         Command::Chat { session } => done(online(&socket, async |conn| chat(conn, &session, json).await)),
         Command::Tool(ToolCommand::Exec { command }) => {
             let args = json!({"command": command.join(" ")}).to_string();
-            done(online(&socket, async |conn| run_tool(conn, "exec", &args, json).await))
+            online(&socket, async |conn| run_tool(conn, "exec", &args, json).await)
         }
-        Command::Tool(ToolCommand::Run { name, arguments }) => done(online(&socket, async |conn| {
-            run_tool(conn, &name, &arguments, json).await
-        })),
+        Command::Tool(ToolCommand::Run { name, arguments }) => {
+            online(&socket, async |conn| run_tool(conn, &name, &arguments, json).await)
+        }
     }
 }
 
-async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -> Result<(), String> {
+async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -> Result<Outcome, String> {
     let request = CtlRequest::RunTool {
         name: name.into(),
         arguments_json: arguments.into(),
@@ -223,15 +226,12 @@ async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -
     };
     if json {
         println!("{}", json!({"ok": ok, "output": output}));
-        if !ok {
-            // The JSON above already says what failed; just set the status.
-            std::process::exit(1);
-        }
-        return Ok(());
+        // The JSON above already says whether it failed.
+        return Ok(if ok { Outcome::Done } else { Outcome::Failed });
     }
     println!("{}", shown(&output));
     if ok {
-        Ok(())
+        Ok(Outcome::Done)
     } else {
         Err(format!("{name} failed"))
     }

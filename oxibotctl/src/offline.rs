@@ -27,7 +27,7 @@ fn broker_program() -> PathBuf {
 
 /// The broker decides what it accepts, so the check is the broker's own:
 /// `oxibot-broker --check` loads the files and builds every client.
-pub fn config_check(config: &Path, json: bool) -> Result<(), String> {
+pub fn config_check(config: &Path, json: bool) -> Result<crate::Outcome, String> {
     let program = broker_program();
     let mut command = Command::new(&program);
     command.arg("--check").arg("--config").arg(config);
@@ -37,12 +37,12 @@ pub fn config_check(config: &Path, json: bool) -> Result<(), String> {
     let status = command
         .status()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    if status.success() {
-        Ok(())
+    Ok(if status.success() {
+        crate::Outcome::Done
     } else {
         // The broker has said why on stderr (or as JSON on stdout).
-        std::process::exit(1)
-    }
+        crate::Outcome::Failed
+    })
 }
 
 pub fn config_import(

@@ -35,6 +35,12 @@ struct Inner {
     history_queries: Vec<String>,
     /// CDN path → bytes, for attachment downloads.
     cdn: std::collections::HashMap<String, Vec<u8>>,
+    /// Nonce → the message it created, for `enforce_nonce`.
+    nonces: std::collections::HashMap<String, Value>,
+    /// Creates that `enforce_nonce` turned into the earlier message.
+    nonce_repeats: usize,
+    /// Creates to take and then not answer (the client dies waiting).
+    stall_creates: usize,
 }
 
 #[derive(Clone)]
@@ -173,6 +179,17 @@ impl FakeDiscord {
         self.inner.lock().unwrap().typing.clone()
     }
 
+    /// The next message create is taken (it counts as sent) but never
+    /// answered: the client is killed while it waits.
+    pub fn stall_next_create(&self) {
+        self.inner.lock().unwrap().stall_creates += 1;
+    }
+
+    /// Message creates that `enforce_nonce` answered with an earlier message.
+    pub fn nonce_repeats(&self) -> usize {
+        self.inner.lock().unwrap().nonce_repeats
+    }
+
     pub fn identified(&self) -> usize {
         self.inner.lock().unwrap().identified
     }
@@ -253,19 +270,21 @@ async fn rest(
         }
         ["channels", channel, "messages"] => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let id = {
+            let (created, stall) = {
                 let mut s = state.lock().unwrap();
-                s.next_id += 1;
-                s.sent.push((channel.to_string(), v.clone()));
-                s.next_id
+                match create_message(&mut s, channel, &v) {
+                    Ok(created) => {
+                        let stall = s.stall_creates > 0;
+                        s.stall_creates = s.stall_creates.saturating_sub(1);
+                        (created, stall)
+                    }
+                    Err(earlier) => (earlier, false),
+                }
             };
-            axum::Json(json!({
-                "id": id.to_string(), "channel_id": channel, "author": user(BOT_ID, "oxibot", true),
-                "content": v["content"], "timestamp": "2026-11-25T12:00:01.000000+00:00", "edited_timestamp": null,
-                "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [], "attachments": [],
-                "embeds": [], "pinned": false, "type": 0
-            }))
-            .into_response()
+            if stall {
+                tokio::time::sleep(Duration::from_secs(300)).await;
+            }
+            axum::Json(created).into_response()
         }
         _ => (
             StatusCode::NOT_FOUND,
@@ -273,6 +292,29 @@ async fn rest(
         )
             .into_response(),
     }
+}
+
+/// Creates a message, or (Err) answers with the one its nonce made.
+fn create_message(s: &mut Inner, channel: &str, v: &Value) -> Result<Value, Value> {
+    // Like Discord: with `enforce_nonce`, a nonce this author used
+    // recently answers with the message it created, and creates none.
+    let nonce = v["nonce"].as_str().filter(|_| v["enforce_nonce"] == true);
+    if let Some(earlier) = nonce.and_then(|n| s.nonces.get(n)).cloned() {
+        s.nonce_repeats += 1;
+        return Err(earlier);
+    }
+    s.next_id += 1;
+    s.sent.push((channel.to_string(), v.clone()));
+    let created = json!({
+        "id": s.next_id.to_string(), "channel_id": channel, "author": user(BOT_ID, "oxibot", true),
+        "content": v["content"], "timestamp": "2026-11-25T12:00:01.000000+00:00", "edited_timestamp": null,
+        "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [], "attachments": [],
+        "embeds": [], "pinned": false, "type": 0, "nonce": v["nonce"]
+    });
+    if let Some(n) = nonce {
+        s.nonces.insert(n.to_string(), created.clone());
+    }
+    Ok(created)
 }
 
 struct Live(St, bool);

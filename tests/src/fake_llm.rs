@@ -22,6 +22,8 @@ pub enum Step {
     /// Reply with text quoting the last tool result in the request:
     /// "tool said: <result>".
     EchoLastTool,
+    /// Reply "re: <the last user message>", so a reply names its message.
+    EchoUser,
     /// An HTTP error, optionally with `Retry-After`.
     Status {
         code: u16,
@@ -291,6 +293,10 @@ fn respond(
                 let answer = json!({"summary": summary, "facts": facts}).to_string();
                 axum::Json(text_reply(anthropic, &answer)).into_response()
             }
+            Step::EchoUser => {
+                let last = last_user_text(&req).unwrap_or_else(|| "<no user message>".into());
+                axum::Json(text_reply(anthropic, &format!("re: {last}"))).into_response()
+            }
             Step::EchoLastTool => {
                 let last = last_tool_result(&req, anthropic).unwrap_or_else(|| "<no tool result>".into());
                 axum::Json(text_reply(anthropic, &format!("tool said: {last}"))).into_response()
@@ -334,6 +340,22 @@ fn text_reply(anthropic: bool, text: &str) -> Value {
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}
         })
+    }
+}
+
+/// The text of the last user message in an OpenAI or Anthropic request.
+fn last_user_text(req: &Value) -> Option<String> {
+    let last = req["messages"].as_array()?.iter().rev().find(|m| m["role"] == "user")?;
+    match &last["content"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(blocks) => Some(
+            blocks
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => None,
     }
 }
 

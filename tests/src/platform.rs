@@ -359,8 +359,14 @@ impl Platform for Email {
             return None;
         }
         let n = MAILBOXES.fetch_add(1, Ordering::Relaxed);
+        // The mail store outlives a test run and pids are reused (pid_max
+        // is 32768 here), so the pid alone once handed a test a mailbox
+        // holding an earlier run's replies: the start time makes it unique.
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Some(Email {
-            tag: format!("{}-{n}", std::process::id()),
+            tag: format!("{}-{started:x}-{n}", std::process::id()),
             password: if accept { mail::PASSWORD } else { "wrong-password-0123" },
         })
     }

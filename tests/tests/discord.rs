@@ -113,3 +113,29 @@ fn messages_sent_while_the_daemon_is_down_are_fetched_after_the_restart() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(discord.sent().len(), 2, "answered twice: {:?}", discord.sent());
 }
+
+/// The window that the chaos test can only hit by luck, hit on purpose:
+/// Discord takes the reply, and the daemon is killed before it can tell
+/// the broker. The restarted daemon sends the part again with the same
+/// nonce, and Discord (`enforce_nonce`) answers with the first message
+/// instead of posting a second.
+#[test]
+fn a_reply_resent_after_a_kill_is_posted_once() {
+    let (_llm, discord, broker) = start(vec![Step::Text("only once, please".into())], TOKEN);
+    connected(&broker);
+    discord.stall_next_create();
+    discord.post(DM, None, ALICE, "hi", false);
+    discord.wait_sent(1, Duration::from_secs(20));
+    let daemon = broker.process_pid("channel:discord").expect("the daemon's pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), nix::sys::signal::Signal::SIGKILL).unwrap();
+    oxibot_tests::serve::wait_for("the resend", Duration::from_secs(30), || {
+        (discord.nonce_repeats() == 1).then_some(())
+    });
+    broker.wait_until("the reply counted as delivered", Duration::from_secs(20), |s| {
+        s["queues"]["outboxPending"] == 0
+    });
+    let sent = discord.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(content(&sent[0]), "only once, please");
+    assert!(sent[0].1["nonce"].as_str().is_some_and(|n| n.len() <= 25), "{}", sent[0].1);
+}
