@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole OxiBot test suite, from a fresh machine: installs the tools it
 # needs, then checks the dependencies (cargo deny) and formatting, builds
-# once (debug) for every test, runs clippy, builds the protocol fuzz target,
+# once (debug) for every test, runs clippy, builds every fuzz target,
 # rates the systemd units, runs the unit + end-to-end tests, then the
-# chaos test (random kill -9 under load), builds the
-# Debian and RPM packages (release) and checks them with lintian and
-# rpmlint, and installs the .deb under systemd in a container (root only).
+# chaos test (random kill -9 under load) and each fuzz target for 20 s,
+# builds the Debian and RPM packages (release) and checks them with lintian
+# and rpmlint, and installs the .deb under systemd in a container (root
+# only).
 #
 # The end-to-end tests that run daemons as their own users need root; as
 # another user they say SKIPPED and pass — unless CI is set (.ci/run sets
@@ -69,8 +70,8 @@ cargo build --workspace --all-targets --locked
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "fuzz target builds (stable toolchain; RUSTC_BOOTSTRAP enables the sanitizer flags)"
-RUSTC_BOOTSTRAP=1 cargo fuzz build --dev --fuzz-dir fuzz decode_frames
+step "fuzz target builds, every target (stable toolchain; RUSTC_BOOTSTRAP enables the sanitizer flags)"
+RUSTC_BOOTSTRAP=1 cargo fuzz build --dev --fuzz-dir fuzz
 
 step "systemd units: exposure gate"
 ./scripts/check-units.sh
@@ -81,6 +82,9 @@ cargo nextest run --workspace --no-fail-fast
 step "chaos test: kill -9 a random process every 2-4 s for 60 s under load, Telegram and Discord (bounded: 5 minutes)"
 # Both at once; each prints sent/answered/duplicates/lost/restarts.
 timeout 300 cargo nextest run --workspace --run-ignored only -E 'binary_id(oxibot-tests::chaos)' --success-output final
+
+step "fuzzing: each target for 20 s from its seeds (bounded: 5 minutes)"
+timeout 300 ./scripts/fuzz.sh 20
 
 step "packages: release build, .deb and .rpm, lintian and rpmlint"
 ./packaging/build.sh

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use oxibot_proto::messages::{Attachment, ChannelToBroker, MAX_ATTACHMENTS, MAX_FILE_BYTES};
+use oxibot_proto::messages::{Attachment, MAX_ATTACHMENTS, MAX_FILE_BYTES};
 use serde::Deserialize;
 use serenity::all::{
     ChannelId, Context, CreateAllowedMentions, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http,
@@ -14,6 +14,7 @@ use serenity::all::{
 use serenity::async_trait;
 use tokio::sync::mpsc;
 
+use crate::incoming::Incoming;
 use crate::link::{Job, Link, Part};
 use crate::{format, Fatal};
 
@@ -35,34 +36,16 @@ struct Handler {
 impl Handler {
     /// Hands one user message to the broker and waits for its ack.
     async fn deliver(&self, msg: Message, me: UserId) {
-        if msg.author.bot || (msg.content.trim().is_empty() && msg.attachments.is_empty()) {
+        let Some(incoming) = read(&msg, me) else {
             return;
-        }
-        let mentioned = msg.mentions.iter().any(|u| u.id == me)
-            || msg.referenced_message.as_ref().is_some_and(|r| r.author.id == me);
-        let platform_id = msg.id.get().to_string();
-        let (chat_id, sender) = (msg.channel_id.get().to_string(), msg.author.id.get().to_string());
-        let question = ChannelToBroker::MayFetch {
-            platform_id: platform_id.clone(),
-            chat_id: chat_id.clone(),
-            sender: sender.clone(),
-            is_group: msg.guild_id.is_some(),
-            mentioned,
         };
-        let (attachments, notes) = if !msg.attachments.is_empty() && self.link.may_fetch(question).await {
+        let (attachments, notes) = if !msg.attachments.is_empty() && self.link.may_fetch(incoming.may_fetch()).await {
             fetch_attachments(&msg).await
         } else {
             (Vec::new(), Vec::new())
         };
-        let inbound = ChannelToBroker::Inbound {
-            platform_id: platform_id.clone(),
-            chat_id,
-            sender,
-            text: crate::attach::with_notes(&msg.content, &notes),
-            is_group: msg.guild_id.is_some(),
-            mentioned,
-            attachments,
-        };
+        let platform_id = incoming.platform_id.clone();
+        let inbound = incoming.into_inbound(attachments, &notes);
         if let Err(e) = self.link.deliver_inbound(inbound, &platform_id).await {
             // Without the broker there is nothing to do: stop, be restarted,
             // and catch up from the last message the broker committed.
@@ -102,6 +85,23 @@ impl Handler {
             }
         }
     }
+}
+
+/// A message as the broker will see it; None for bots (ourselves
+/// included) and for messages with neither text nor files.
+pub(crate) fn read(msg: &Message, me: UserId) -> Option<Incoming> {
+    if msg.author.bot || (msg.content.trim().is_empty() && msg.attachments.is_empty()) {
+        return None;
+    }
+    Some(Incoming {
+        platform_id: msg.id.get().to_string(),
+        chat_id: msg.channel_id.get().to_string(),
+        sender: msg.author.id.get().to_string(),
+        text: msg.content.clone(),
+        is_group: msg.guild_id.is_some(),
+        mentioned: msg.mentions.iter().any(|u| u.id == me)
+            || msg.referenced_message.as_ref().is_some_and(|r| r.author.id == me),
+    })
 }
 
 /// Discord's page size for message history.

@@ -23,6 +23,7 @@ mod attach;
 mod discord;
 mod email;
 mod format;
+mod incoming;
 mod link;
 pub mod sandbox;
 mod settings;
@@ -30,6 +31,55 @@ mod slack;
 pub mod startup;
 mod telegram;
 mod whatsapp;
+
+/// The readers of what strangers send, for the fuzz targets in `fuzz/`:
+/// each takes the raw bytes as they come off the wire. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::format::{
+        markdown_to_slack, markdown_to_telegram_html, markdown_to_whatsapp, split, split_for_telegram,
+    };
+    use oxibot_proto::messages::ChannelToBroker;
+
+    fn inbound(incoming: crate::incoming::Incoming) -> ChannelToBroker {
+        incoming.into_inbound(Vec::new(), &[])
+    }
+
+    /// A received mail, read as the e-mail channel reads it (sender
+    /// verification against the authserv-id "mx").
+    pub fn email(raw: &[u8]) -> Option<ChannelToBroker> {
+        crate::email::read_for_fuzzing(raw)
+    }
+
+    /// A Telegram update (Bot API JSON).
+    pub fn telegram_update(json: &[u8]) -> Option<ChannelToBroker> {
+        let update: teloxide_core::types::Update = serde_json::from_slice(json).ok()?;
+        crate::telegram::read(&update, "oxibot_bot").map(|(incoming, _)| inbound(incoming))
+    }
+
+    /// A Discord MESSAGE_CREATE payload (gateway JSON).
+    pub fn discord_message(json: &[u8]) -> Option<ChannelToBroker> {
+        let msg: serenity::all::Message = serde_json::from_slice(json).ok()?;
+        crate::discord::read(&msg, serenity::all::UserId::new(1)).map(inbound)
+    }
+
+    /// A Slack Events API push (`event_callback` JSON).
+    pub fn slack_event(json: &[u8]) -> Option<ChannelToBroker> {
+        use slack_morphism::prelude::{SlackEventCallbackBody, SlackPushEvent};
+        match serde_json::from_slice::<SlackPushEvent>(json).ok()? {
+            SlackPushEvent::EventCallback(cb) => match cb.event {
+                SlackEventCallbackBody::Message(msg) => crate::slack::read(&msg, "U0BOT").map(inbound),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A WhatsApp bridge frame (JSON text).
+    pub fn whatsapp_frame(json: &[u8]) -> Option<ChannelToBroker> {
+        crate::whatsapp::read(&serde_json::from_slice(json).ok()?).map(inbound)
+    }
+}
 
 use std::path::PathBuf;
 use std::process::ExitCode;

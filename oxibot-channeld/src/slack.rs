@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use oxibot_proto::messages::ChannelToBroker;
 use serde::Deserialize;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
@@ -13,6 +12,7 @@ use slack_morphism::prelude::*;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use tokio::sync::mpsc;
 
+use crate::incoming::Incoming;
 use crate::link::{Job, Link, Part};
 use crate::{format, Fatal};
 
@@ -119,16 +119,6 @@ async fn on_push(
     let SlackEventCallbackBody::Message(msg) = event.event else {
         return Ok(());
     };
-    if msg.subtype.is_some() || msg.sender.bot_id.is_some() {
-        return Ok(()); // edits, joins, bots (including ourselves)
-    }
-    let (Some(channel), Some(user)) = (msg.origin.channel.clone(), msg.sender.user.clone()) else {
-        return Ok(());
-    };
-    let text = msg.content.as_ref().and_then(|c| c.text.clone()).unwrap_or_default();
-    if text.trim().is_empty() {
-        return Ok(());
-    }
     let (link, bot_user) = {
         let guard = states.read().await;
         let Some(state) = guard.get_user_state::<State>() else {
@@ -136,23 +126,38 @@ async fn on_push(
         };
         (state.link.clone(), state.bot_user.clone())
     };
-    let is_group = msg.origin.channel_type.as_ref().map(|t| t.0 != "im").unwrap_or(true);
-    let thread = msg.origin.thread_ts.clone().unwrap_or(msg.origin.ts.clone());
-    // channel/ts is unique; the thread to answer in rides along.
-    let platform_id = format!("{}/{}/{}", channel, msg.origin.ts, thread);
-    let inbound = ChannelToBroker::Inbound {
-        platform_id: platform_id.clone(),
+    let Some(incoming) = read(&msg, &bot_user) else {
+        return Ok(());
+    };
+    let platform_id = incoming.platform_id.clone();
+    // Slack files need the files:read scope and url_private downloads: not yet.
+    let inbound = incoming.into_inbound(Vec::new(), &[]);
+    link.deliver_inbound(inbound, &platform_id)
+        .await
+        .map_err(|e| -> BoxError { e.into() })
+}
+
+/// A message event as the broker will see it; None for edits, joins, bots
+/// (ourselves included) and messages without a channel, user or text.
+pub(crate) fn read(msg: &SlackMessageEvent, bot_user: &str) -> Option<Incoming> {
+    if msg.subtype.is_some() || msg.sender.bot_id.is_some() {
+        return None;
+    }
+    let (channel, user) = (msg.origin.channel.as_ref()?, msg.sender.user.as_ref()?);
+    let text = msg.content.as_ref().and_then(|c| c.text.clone()).unwrap_or_default();
+    if text.trim().is_empty() {
+        return None;
+    }
+    let thread = msg.origin.thread_ts.as_ref().unwrap_or(&msg.origin.ts);
+    Some(Incoming {
+        // channel/ts is unique; the thread to answer in rides along.
+        platform_id: format!("{}/{}/{}", channel, msg.origin.ts, thread),
         chat_id: channel.to_string(),
         sender: user.to_string(),
         mentioned: text.contains(&format!("<@{bot_user}>")),
         text,
-        is_group,
-        // Slack files need the files:read scope and url_private downloads: not yet.
-        attachments: Vec::new(),
-    };
-    link.deliver_inbound(inbound, &platform_id)
-        .await
-        .map_err(|e| -> BoxError { e.into() })
+        is_group: msg.origin.channel_type.as_ref().is_none_or(|t| t.0 != "im"),
+    })
 }
 
 async fn outbound(client: Arc<SlackClient<Connector>>, token: SlackApiToken, link: Link, jobs: mpsc::Receiver<Job>) {

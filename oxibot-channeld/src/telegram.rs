@@ -8,15 +8,18 @@
 
 use std::time::Duration;
 
-use oxibot_proto::messages::{Attachment, AttachmentKind, ChannelToBroker};
+use oxibot_proto::messages::{Attachment, AttachmentKind};
 use serde::Deserialize;
 use teloxide_core::net::Download;
 use teloxide_core::payloads::setters::*;
 use teloxide_core::requests::{Request, Requester};
-use teloxide_core::types::{ChatAction, ChatId, FileMeta, Message, MessageId, ParseMode, ReplyParameters, UpdateKind};
+use teloxide_core::types::{
+    ChatAction, ChatId, FileMeta, Message, MessageId, ParseMode, ReplyParameters, Update, UpdateKind,
+};
 use teloxide_core::{ApiError, Bot, RequestError};
 use tokio::sync::mpsc;
 
+use crate::incoming::Incoming;
 use crate::link::{Job, Link, Part};
 use crate::{format, Fatal};
 
@@ -115,54 +118,16 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
         };
         for update in updates {
             let next = update.id.0 as i32 + 1;
-            if let UpdateKind::Message(msg) = &update.kind {
-                let text = msg.text().or(msg.caption()).unwrap_or_default();
-                let Some(from) = &msg.from else {
-                    offset = next;
-                    continue;
-                };
-                let file = attached(msg);
-                if text.is_empty() && file.is_none() {
-                    offset = next;
-                    continue;
-                }
-                let is_group = !msg.chat.is_private();
-                let mentioned = (!username.is_empty() && text.contains(&format!("@{username}")))
-                    || msg
-                        .reply_to_message()
-                        .and_then(|r| r.from.as_ref())
-                        .is_some_and(|u| u.is_bot && u.username.as_deref() == Some(username));
-                // "update/message": unique per bot for de-duplication, and
-                // the message id to thread the reply under.
-                let platform_id = format!("{}/{}", update.id.0, msg.id.0);
-                let (chat_id, sender) = (msg.chat.id.0.to_string(), from.id.0.to_string());
+            if let Some((incoming, file)) = read(&update, username) {
                 let (attachments, notes) = match file {
-                    Some(file) => {
-                        let question = ChannelToBroker::MayFetch {
-                            platform_id: platform_id.clone(),
-                            chat_id: chat_id.clone(),
-                            sender: sender.clone(),
-                            is_group,
-                            mentioned,
-                        };
-                        if link.may_fetch(question).await {
-                            fetch(bot, file).await
-                        } else {
-                            (Vec::new(), Vec::new())
-                        }
-                    }
-                    None => (Vec::new(), Vec::new()),
+                    Some(file) if link.may_fetch(incoming.may_fetch()).await => fetch(bot, file).await,
+                    _ => (Vec::new(), Vec::new()),
                 };
-                let inbound = ChannelToBroker::Inbound {
-                    platform_id: platform_id.clone(),
-                    chat_id,
-                    sender,
-                    text: crate::attach::with_notes(text, &notes),
-                    is_group,
-                    mentioned,
-                    attachments,
-                };
-                if let Err(e) = link.deliver_inbound(inbound, &platform_id).await {
+                let platform_id = incoming.platform_id.clone();
+                if let Err(e) = link
+                    .deliver_inbound(incoming.into_inbound(attachments, &notes), &platform_id)
+                    .await
+                {
                     // Not acked: leave the offset, exit, and let the
                     // supervisor restart us; Telegram redelivers.
                     return Err(Fatal::broker(e));
@@ -173,8 +138,38 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
     }
 }
 
+/// An update as the broker will see it, with the file it carries; None for
+/// what is not a user's message with text or a file.
+pub(crate) fn read<'u>(update: &'u Update, username: &str) -> Option<(Incoming, Option<Attached<'u>>)> {
+    let UpdateKind::Message(msg) = &update.kind else {
+        return None;
+    };
+    let text = msg.text().or(msg.caption()).unwrap_or_default();
+    let from = msg.from.as_ref()?;
+    let file = attached(msg);
+    if text.is_empty() && file.is_none() {
+        return None;
+    }
+    let mentioned = (!username.is_empty() && text.contains(&format!("@{username}")))
+        || msg
+            .reply_to_message()
+            .and_then(|r| r.from.as_ref())
+            .is_some_and(|u| u.is_bot && u.username.as_deref() == Some(username));
+    let incoming = Incoming {
+        // "update/message": unique per bot for de-duplication, and the
+        // message id to thread the reply under.
+        platform_id: format!("{}/{}", update.id.0, msg.id.0),
+        chat_id: msg.chat.id.0.to_string(),
+        sender: from.id.0.to_string(),
+        text: text.to_string(),
+        is_group: !msg.chat.is_private(),
+        mentioned,
+    };
+    Some((incoming, file))
+}
+
 /// A file a message carries.
-struct Attached<'a> {
+pub(crate) struct Attached<'a> {
     kind: AttachmentKind,
     meta: &'a FileMeta,
     name: String,

@@ -11,12 +11,12 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use oxibot_proto::messages::ChannelToBroker;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use crate::incoming::Incoming;
 use crate::link::{Job, Link, Part, PartSender};
 use crate::{format, Fatal};
 
@@ -151,29 +151,14 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
         let Some(frame) = frame else { continue };
         match frame["type"].as_str() {
             Some("message") => {
-                let (Some(id), Some(sender), Some(content)) = (
-                    frame["id"].as_str(),
-                    frame["sender"].as_str(),
-                    frame["content"].as_str(),
-                ) else {
+                let Some(incoming) = read(&frame) else {
                     tracing::warn!("bridge message without id/sender/content skipped");
                     continue;
                 };
-                let inbound = ChannelToBroker::Inbound {
-                    platform_id: id.to_string(),
-                    chat_id: sender.to_string(),
-                    sender: frame["pn"]
-                        .as_str()
-                        .filter(|p| !p.is_empty())
-                        .unwrap_or(sender)
-                        .to_string(),
-                    text: content.to_string(),
-                    is_group: frame["isGroup"].as_bool().unwrap_or(false),
-                    mentioned: frame["mentioned"].as_bool().unwrap_or(false),
-                    // The bridge protocol carries text only.
-                    attachments: Vec::new(),
-                };
-                if let Err(e) = link.deliver_inbound(inbound, id).await {
+                let id = incoming.platform_id.clone();
+                // The bridge protocol carries text only.
+                let inbound = incoming.into_inbound(Vec::new(), &[]);
+                if let Err(e) = link.deliver_inbound(inbound, &id).await {
                     return Ended::Fatal(Fatal::broker(e));
                 }
                 if let Err(e) = ws
@@ -201,6 +186,29 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
             _ => tracing::debug!("bridge frame ignored: {frame}"),
         }
     }
+}
+
+/// A bridge `message` frame as the broker will see it; None without an
+/// id, a sender or content.
+pub(crate) fn read(frame: &Value) -> Option<Incoming> {
+    let (id, sender, content) = (
+        frame["id"].as_str()?,
+        frame["sender"].as_str()?,
+        frame["content"].as_str()?,
+    );
+    Some(Incoming {
+        platform_id: id.to_string(),
+        chat_id: sender.to_string(),
+        // The phone-number id when the bridge knows it (allow-lists name numbers).
+        sender: frame["pn"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(sender)
+            .to_string(),
+        text: content.to_string(),
+        is_group: frame["isGroup"].as_bool().unwrap_or(false),
+        mentioned: frame["mentioned"].as_bool().unwrap_or(false),
+    })
 }
 
 /// The bridge as a [`PartSender`]: each part waits for the bridge's

@@ -137,5 +137,9 @@ fn a_reply_resent_after_a_kill_is_posted_once() {
     let sent = discord.sent();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(content(&sent[0]), "only once, please");
-    assert!(sent[0].1["nonce"].as_str().is_some_and(|n| n.len() <= 25), "{}", sent[0].1);
+    assert!(
+        sent[0].1["nonce"].as_str().is_some_and(|n| n.len() <= 25),
+        "{}",
+        sent[0].1
+    );
 }

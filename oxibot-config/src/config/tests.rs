@@ -1,5 +1,7 @@
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
+use super::load::camel_case;
 use super::*;
 
 fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {

@@ -5,6 +5,18 @@
 //! so the daemon advances the platform cursor only for messages that can no
 //! longer be lost. Replies go through the outbox and are retried until the
 //! daemon confirms delivery.
+//!
+//! This file is the link itself: the handshake, `Register` and `Setup`, the
+//! one-link-per-channel claim, the read loop that dispatches each message
+//! from the daemon, status, and the disconnect. What a message sets off
+//! lives in submodules, so that the protocol reads in one place and each
+//! consequence on its own: `inbound` decides who is admitted, `reply` runs
+//! the turn that answers a message, `outbound` hands outbox messages to the
+//! daemon and follows their delivery.
+
+mod inbound;
+mod outbound;
+mod reply;
 
 use std::sync::Arc;
 
@@ -17,7 +29,9 @@ use tokio::sync::mpsc;
 use crate::access::{Decision, Origin, Policy};
 use crate::broker::Broker;
 use crate::config::SECRET_KEYS;
-use crate::store::Inbound;
+
+pub use outbound::{deliver, fresh_send};
+pub use reply::resume_pending;
 
 /// Who a connection is, as the broker decided it before reading a byte:
 /// the channel whose child it handed this socketpair to (supervise mode),
@@ -159,7 +173,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             }
         }
     });
-    resend_outbox(&broker, &channel, &tx).await;
+    outbound::resend_outbox(&broker, &channel, &tx).await;
 
     let mut pieces = crate::uploads::Pieces::default();
     loop {
@@ -326,7 +340,7 @@ async fn handle(
                 is_group,
                 mentioned,
             };
-            let allowed = decide(broker, channel, policy, &origin)? == Decision::Admit;
+            let allowed = inbound::decide(broker, channel, policy, &origin)? == Decision::Admit;
             let _ = tx.send(BrokerToChannel::FetchAnswer { platform_id, allowed }).await;
         }
         ChannelToBroker::Register { .. } => return Err(Fault::Peer("Register sent twice".into())),
@@ -349,7 +363,7 @@ async fn handle(
                 is_group,
                 mentioned,
             };
-            match decide(broker, channel, policy, &origin)? {
+            match inbound::decide(broker, channel, policy, &origin)? {
                 Decision::Admit => {
                     let committed =
                         broker
@@ -360,7 +374,7 @@ async fn handle(
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
                     if let Some(inbound) = committed {
                         count(broker, channel, |c| c.received += 1);
-                        tokio::spawn(answer(broker.clone(), inbound));
+                        tokio::spawn(reply::answer(broker.clone(), inbound));
                     }
                 }
                 Decision::Ignore => {
@@ -377,64 +391,21 @@ async fn handle(
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
                 }
                 Decision::Pair => {
-                    let (code, fresh) = broker
-                        .store
-                        .pairing_code(channel, &sender, &chat_id, &new_pairing_code())?;
-                    if fresh {
-                        broker.store.audit_about(
-                            "pairing_requested",
-                            Some(channel),
-                            Some(&sender),
-                            &format!("channel {channel}: user {sender} asked to pair (code {code})"),
-                        );
-                    }
-                    let text = format!(
-                        "I don't know you yet. Your pairing code is {code}. \
-                         Ask my owner to run: oxibotctl pairing approve {code}"
-                    );
-                    let id = broker.store.queue_outbox(channel, &chat_id, &text)?;
+                    let notice = inbound::pairing_notice(broker, channel, &sender, chat_id)?;
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
-                    let _ = tx.send(fresh_send(id, chat_id, text, None)).await;
+                    let _ = tx.send(notice).await;
                 }
             }
         }
-        ChannelToBroker::Delivered { outbox_id } => {
-            if !broker.store.outbox_delivered(channel, outbox_id as i64)? {
-                return Err(not_yours(outbox_id, "confirmed"));
-            }
-            count(broker, channel, |c| c.sent += 1);
-        }
+        ChannelToBroker::Delivered { outbox_id } => outbound::delivered(broker, channel, outbox_id)?,
         ChannelToBroker::PartDelivered { outbox_id, parts } => {
-            if !broker.store.outbox_progress(channel, outbox_id as i64, parts)? {
-                return Err(not_yours(outbox_id, "reported progress on"));
-            }
+            outbound::part_delivered(broker, channel, outbox_id, parts)?
         }
         ChannelToBroker::SendFailed {
             outbox_id,
             error,
             retryable,
-        } => {
-            // A platform error may quote the daemon's own credential (a
-            // Telegram API URL holds the bot token).
-            let error = broker.agent.scrub(&error, &format!("a {channel} send error"));
-            let Some(attempts) = broker
-                .store
-                .outbox_failed(channel, outbox_id as i64, &error, retryable)?
-            else {
-                return Err(not_yours(outbox_id, "reported a failure of"));
-            };
-            tracing::warn!(channel, outbox_id, retryable, %error, "delivery failed");
-            count(broker, channel, |c| c.send_failures += 1);
-            if retryable {
-                // Retried until the platform takes it, with backoff.
-                let delay = std::time::Duration::from_secs(1u64 << attempts.min(6));
-                let (broker, channel) = (broker.clone(), channel.to_string());
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    resend_one(&broker, &channel, outbox_id as i64).await;
-                });
-            }
-        }
+        } => outbound::send_failed(broker, channel, outbox_id, error, retryable)?,
         ChannelToBroker::Status { connected, last_error } => {
             // Kept short: it travels in every status answer, which must
             // stay well inside a frame however many channels report.
@@ -454,65 +425,6 @@ async fn handle(
     Ok(())
 }
 
-/// A daemon named an outbox message that is not its channel's.
-fn not_yours(outbox_id: u64, what: &str) -> Fault {
-    Fault::Peer(format!(
-        "{what} outbox message {outbox_id}, which is not this channel's"
-    ))
-}
-
-/// The access decision for a message, with the sender's pairing looked up.
-/// An unverified sender is refused outright; then the admin's own decision
-/// about this user (`oxibotctl users allow|deny`) comes first; then an
-/// approved pairing; then the channel's policy. Ids are compared in one
-/// form ([`crate::access::user_id`]).
-fn decide(broker: &Broker, channel: &str, policy: &Policy, origin: &Origin<'_>) -> Result<Decision, Fault> {
-    if crate::access::is_unverified(origin.sender) {
-        return Ok(Decision::Reject(format!(
-            "sender {} is not verified by the mail server (see channels.{channel}.authservId)",
-            origin.sender
-        )));
-    }
-    let sender = crate::access::user_id(channel, origin.sender);
-    let admitted = match broker.store.user_decision(channel, &sender)? {
-        Some(false) => {
-            return Ok(Decision::Reject(format!(
-                "user {sender} was refused with oxibotctl users deny"
-            )))
-        }
-        Some(true) => true,
-        None => broker.store.is_paired(channel, &sender)?,
-    };
-    let origin = Origin {
-        sender: &sender,
-        ..*origin
-    };
-    Ok(policy.decide(&origin, admitted))
-}
-
-/// A `Send` of an outbox message that no attempt has delivered a part of.
-pub fn fresh_send(outbox_id: i64, chat_id: String, text: String, reply_to: Option<String>) -> BrokerToChannel {
-    BrokerToChannel::Send {
-        outbox_id: outbox_id as u64,
-        chat_id,
-        text,
-        reply_to,
-        first_part: 0,
-    }
-}
-
-/// A `Send` of a pending outbox message, resuming after the parts the
-/// platform already took.
-fn resend(o: crate::store::Outgoing) -> BrokerToChannel {
-    BrokerToChannel::Send {
-        outbox_id: o.id as u64,
-        chat_id: o.chat_id,
-        text: o.text,
-        reply_to: o.reply_to,
-        first_part: o.parts_sent,
-    }
-}
-
 /// Updates a channel's status row (made on first use).
 fn update_status(broker: &Broker, channel: &str, update: impl FnOnce(&mut ChannelStatus)) {
     let mut channels = broker.channels.lock().unwrap_or_else(|p| p.into_inner());
@@ -527,127 +439,6 @@ fn update_status(broker: &Broker, channel: &str, update: impl FnOnce(&mut Channe
 
 fn count(broker: &Broker, channel: &str, update: impl FnOnce(&mut ChannelCounters)) {
     update_status(broker, channel, |status| update(&mut status.counters));
-}
-
-/// Runs the agent (or a chat command) for one committed inbound message
-/// and queues the reply.
-async fn answer(broker: Arc<Broker>, inbound: Inbound) {
-    let session = format!("{}:{}", inbound.channel, inbound.chat_id);
-    let command = match inbound.files.is_empty() {
-        true => crate::commands::parse(&inbound.text),
-        false => None,
-    };
-    let reply = match command {
-        Some(cmd) => crate::commands::run(&broker, &session, cmd),
-        None => {
-            deliver(
-                &broker,
-                &inbound.channel,
-                BrokerToChannel::Typing {
-                    chat_id: inbound.chat_id.clone(),
-                },
-            )
-            .await;
-            let stop = broker.turn_stopper(&session);
-            let turn = async {
-                let files = crate::uploads::prepare(&broker, &inbound.files).await;
-                let text = std::iter::once(inbound.text.as_str())
-                    .filter(|t| !t.is_empty())
-                    .chain(files.notes.iter().map(String::as_str))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let turn = crate::agent::Turn::chat(crate::agent::ChatRef {
-                    channel: inbound.channel.clone(),
-                    chat_id: inbound.chat_id.clone(),
-                });
-                broker.agent.run_turn(&broker, &turn, &text, files.images).await
-            };
-            tokio::select! {
-                result = turn => match result {
-                    Ok(text) => text,
-                    Err(e) => {
-                        let message = e.to_string();
-                        broker.record_error(&message);
-                        format!("Sorry, I could not answer: {message}")
-                    }
-                },
-                _ = stop.notified() => "Stopped.".to_string(),
-            }
-        }
-    };
-    match broker.store.finish_inbound(&inbound, &reply) {
-        Ok(id) => {
-            deliver(
-                &broker,
-                &inbound.channel,
-                fresh_send(id, inbound.chat_id, reply, Some(inbound.platform_id)),
-            )
-            .await
-        }
-        Err(e) => tracing::error!("cannot queue the reply: {e}"),
-    }
-}
-
-/// Hands an outbox message to the channel's daemon if it is connected; if
-/// not, it waits in the outbox for the next connection.
-pub async fn deliver(broker: &Broker, channel: &str, msg: BrokerToChannel) {
-    let link = broker
-        .links
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(channel)
-        .map(|l| l.tx.clone());
-    if let Some(link) = link {
-        let _ = link.send(msg).await;
-    }
-}
-
-/// Six characters without look-alikes (no 0/O, 1/I).
-fn new_pairing_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut bytes = [0u8; 6];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut bytes);
-    }
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
-async fn resend_outbox(broker: &Broker, channel: &str, tx: &mpsc::Sender<BrokerToChannel>) {
-    match broker.store.pending_outbox(channel) {
-        Ok(items) => {
-            for o in items {
-                if tx.send(resend(o)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        Err(e) => tracing::error!("cannot read the outbox: {e}"),
-    }
-}
-
-async fn resend_one(broker: &Broker, channel: &str, id: i64) {
-    if let Ok(items) = broker.store.pending_outbox(channel) {
-        if let Some(o) = items.into_iter().find(|o| o.id == id) {
-            deliver(broker, channel, resend(o)).await;
-        }
-    }
-}
-
-/// At start-up, answers inbound messages that were committed (and acked)
-/// before a crash but never answered.
-pub async fn resume_pending(broker: Arc<Broker>) {
-    match broker.store.pending_inbound() {
-        Ok(items) => {
-            for inbound in items {
-                tokio::spawn(answer(broker.clone(), inbound));
-            }
-        }
-        Err(e) => tracing::error!("cannot read the inbound queue: {e}"),
-    }
 }
 
 /// Splits a channel's merged settings into (settings without credentials,

@@ -4,56 +4,26 @@
 
 use std::path::{Path, PathBuf};
 
+mod diff;
+
 enum Change {
     Write(PathBuf, String),
     Delete(PathBuf),
 }
 
-/// Splits a multi-file diff at its `--- ` / `+++ ` header pairs.
-fn split_files(patch: &str) -> Vec<String> {
-    let lines: Vec<&str> = patch.split_inclusive('\n').collect();
-    let mut files = Vec::new();
-    let mut current = String::new();
-    for (i, line) in lines.iter().enumerate() {
-        let starts_file = line.starts_with("--- ") && lines.get(i + 1).is_some_and(|n| n.starts_with("+++ "));
-        if starts_file && current.contains("@@") {
-            files.push(std::mem::take(&mut current));
-        }
-        if starts_file || !current.is_empty() {
-            current.push_str(line);
-        }
-    }
-    if !current.is_empty() {
-        files.push(current);
-    }
-    files
-}
-
-/// "a/src/x.rs" → "src/x.rs"; "/dev/null" → None.
-fn header_path(name: Option<&str>) -> Option<String> {
-    let name = name?.split('\t').next()?.trim();
-    if name == "/dev/null" {
-        return None;
-    }
-    Some(
-        name.strip_prefix("a/")
-            .or_else(|| name.strip_prefix("b/"))
-            .unwrap_or(name)
-            .to_string(),
-    )
-}
-
 pub fn apply_patch(workspace: &Path, patch: &str) -> Result<String, String> {
-    let files = split_files(patch);
+    let files = diff::split_files(patch);
     if files.is_empty() {
         return Err("no file headers (--- a/… / +++ b/…) in the patch".into());
     }
     let mut changes = Vec::new();
     let mut summary = Vec::new();
     for (i, text) in files.iter().enumerate() {
-        let parsed = diffy::Patch::from_str(text).map_err(|e| format!("file {} of the patch: {e}", i + 1))?;
-        let old = header_path(parsed.original());
-        let new = header_path(parsed.modified());
+        let diff::FilePatch {
+            old,
+            new,
+            patch: parsed,
+        } = diff::parse(text, i)?;
         match (old, new) {
             (_, Some(new)) => {
                 let target = crate::files::resolve_for_write(workspace, &new)?;
@@ -62,7 +32,7 @@ pub fn apply_patch(workspace: &Path, patch: &str) -> Result<String, String> {
                 } else {
                     String::new()
                 };
-                let result = diffy::apply(&base, &parsed)
+                let result = diff::apply(&base, &parsed)
                     .map_err(|e| format!("{new}: {e}; nothing was changed, re-read the file and redo the patch"))?;
                 summary.push(format!("patched {new}"));
                 changes.push(Change::Write(target, result));

@@ -1,0 +1,22 @@
+//! apply_patch's diff handling, on the model's (hostile) diffs: split into
+//! files, each parsed, each applied to a base text in memory — the very
+//! code toold runs (`oxibot-toold/src/patch/diff.rs`). Input: the base
+//! text, a NUL, then the diff. Nothing may panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../oxibot-toold/src/patch/diff.rs"]
+mod diff;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (base, patch) = text.split_once('\0').unwrap_or(("", text));
+    for (i, file) in diff::split_files(patch).iter().enumerate() {
+        if let Ok(parsed) = diff::parse(file, i) {
+            let _ = diff::apply(base, &parsed.patch);
+        }
+    }
+});

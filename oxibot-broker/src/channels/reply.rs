@@ -1,0 +1,88 @@
+//! Answering a committed inbound message: the chat command or the agent's
+//! turn (with a typing indicator meanwhile), then the reply queued in the
+//! outbox and handed to the channel's daemon.
+//!
+//! Separate from the link in `mod.rs` because a turn is tied to no
+//! connection: it runs in its own task, for a message just received or for
+//! one found unanswered at start-up, and its reply goes to whichever link
+//! is up when it ends (or waits in the outbox for the next).
+
+use std::sync::Arc;
+
+use oxibot_proto::messages::BrokerToChannel;
+
+use super::outbound::{deliver, fresh_send};
+use crate::broker::Broker;
+use crate::store::Inbound;
+
+/// Runs the agent (or a chat command) for one committed inbound message
+/// and queues the reply.
+pub(super) async fn answer(broker: Arc<Broker>, inbound: Inbound) {
+    let session = format!("{}:{}", inbound.channel, inbound.chat_id);
+    let command = match inbound.files.is_empty() {
+        true => crate::commands::parse(&inbound.text),
+        false => None,
+    };
+    let reply = match command {
+        Some(cmd) => crate::commands::run(&broker, &session, cmd),
+        None => {
+            deliver(
+                &broker,
+                &inbound.channel,
+                BrokerToChannel::Typing {
+                    chat_id: inbound.chat_id.clone(),
+                },
+            )
+            .await;
+            let stop = broker.turn_stopper(&session);
+            let turn = async {
+                let files = crate::uploads::prepare(&broker, &inbound.files).await;
+                let text = std::iter::once(inbound.text.as_str())
+                    .filter(|t| !t.is_empty())
+                    .chain(files.notes.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let turn = crate::agent::Turn::chat(crate::agent::ChatRef {
+                    channel: inbound.channel.clone(),
+                    chat_id: inbound.chat_id.clone(),
+                });
+                broker.agent.run_turn(&broker, &turn, &text, files.images).await
+            };
+            tokio::select! {
+                result = turn => match result {
+                    Ok(text) => text,
+                    Err(e) => {
+                        let message = e.to_string();
+                        broker.record_error(&message);
+                        format!("Sorry, I could not answer: {message}")
+                    }
+                },
+                _ = stop.notified() => "Stopped.".to_string(),
+            }
+        }
+    };
+    match broker.store.finish_inbound(&inbound, &reply) {
+        Ok(id) => {
+            deliver(
+                &broker,
+                &inbound.channel,
+                fresh_send(id, inbound.chat_id, reply, Some(inbound.platform_id)),
+            )
+            .await
+        }
+        Err(e) => tracing::error!("cannot queue the reply: {e}"),
+    }
+}
+
+/// At start-up, answers inbound messages that were committed (and acked)
+/// before a crash but never answered.
+pub async fn resume_pending(broker: Arc<Broker>) {
+    match broker.store.pending_inbound() {
+        Ok(items) => {
+            for inbound in items {
+                tokio::spawn(answer(broker.clone(), inbound));
+            }
+        }
+        Err(e) => tracing::error!("cannot read the inbound queue: {e}"),
+    }
+}

@@ -1,0 +1,98 @@
+//! Checking a parsed configuration: the rules a `Config` must satisfy
+//! beyond what its types say (ranges, required combinations, a provider
+//! for every model). Pure checks on the parsed value, no file system or
+//! environment, so kept apart from `load.rs`, which calls them last.
+
+use std::path::Path;
+
+use super::load::{invalid, ConfigError};
+use super::schema::Config;
+
+impl Config {
+    pub(super) fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        if let Some(old) = &self.users.channel {
+            return Err(invalid(
+                path,
+                "users.channel",
+                &format!(
+                    "each channel now runs as its own user: replace it with \"users\": {{\"channels\": {{\"telegram\": \"{old}\", …}}}}, \
+                     or remove it to use the defaults (oxibot-telegram, oxibot-discord, …)"
+                ),
+            ));
+        }
+        let d = &self.agents.defaults;
+        if d.model.trim().is_empty() {
+            return Err(invalid(path, "agents.defaults.model", "must name a model"));
+        }
+        if self.tools.exec.timeout == 0 || self.tools.exec.timeout > 600 {
+            return Err(invalid(path, "tools.exec.timeout", "must be between 1 and 600 seconds"));
+        }
+        let e = &self.tools.exec;
+        if !(1024..=512 * 1024).contains(&e.max_output_bytes) {
+            return Err(invalid(
+                path,
+                "tools.exec.maxOutputBytes",
+                "must be between 1024 and 524288",
+            ));
+        }
+        if e.max_processes < 8 || e.max_memory_mb < 64 || e.max_file_size_mb == 0 {
+            return Err(invalid(
+                path,
+                "tools.exec",
+                "maxProcesses must be at least 8, maxMemoryMb at least 64, maxFileSizeMb at least 1",
+            ));
+        }
+        if d.history_budget_tokens < 1000 {
+            return Err(invalid(
+                path,
+                "agents.defaults.historyBudgetTokens",
+                "must be at least 1000",
+            ));
+        }
+        let h = &self.heartbeat;
+        if h.enabled && (h.channel.is_none() || h.chat_id.is_none() || h.interval_secs == 0) {
+            return Err(invalid(
+                path,
+                "heartbeat",
+                "an enabled heartbeat needs channel, chatId (where its results go) and intervalSecs of at least 1",
+            ));
+        }
+        let s = &self.subagents;
+        if s.max_iterations == 0 || s.timeout_secs == 0 {
+            return Err(invalid(
+                path,
+                "subagents",
+                "maxIterations and timeoutSecs must be at least 1",
+            ));
+        }
+        for target in &self.tools.message.allowed_targets {
+            if !target.contains(':') {
+                return Err(invalid(
+                    path,
+                    "tools.message.allowedTargets",
+                    &format!("\"{target}\" is not \"channel:chat_id\""),
+                ));
+            }
+        }
+        if let Some(p) = &self.tools.web.search.provider {
+            if p != "brave" && p != "searxng" {
+                return Err(invalid(
+                    path,
+                    "tools.web.search.provider",
+                    &format!("\"{p}\" is not a search provider (brave or searxng)"),
+                ));
+            }
+        }
+        if d.max_tool_iterations == 0 {
+            return Err(invalid(path, "agents.defaults.maxToolIterations", "must be at least 1"));
+        }
+        if !(0.0..=2.0).contains(&d.temperature) {
+            return Err(invalid(path, "agents.defaults.temperature", "must be between 0 and 2"));
+        }
+        for model in std::iter::once(&d.model).chain(&d.fallback_models) {
+            self.resolve_provider(model)
+                .map_err(|m| invalid(path, "agents.defaults.model", &m))?;
+        }
+        Ok(())
+    }
+}
