@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let (base, patch) = text.split_once('\0').unwrap_or(("", text));
     for (i, file) in diff::split_files(patch).iter().enumerate() {
         if let Ok(parsed) = diff::parse(file, i) {
+            // A header names one path, on one line.
+            for path in [&parsed.old, &parsed.new].into_iter().flatten() {
+                assert!(!path.contains('\n'), "{path:?}");
+            }
             let _ = diff::apply(base, &parsed.patch);
         }
     }

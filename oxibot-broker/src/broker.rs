@@ -223,6 +223,8 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         tokio::spawn(async move { crate::subagents::report_interrupted(&broker).await });
     }
     tokio::spawn(crate::heartbeat::run(broker.clone()));
+    // What a burst allocated goes back to the system once it is freed.
+    tokio::spawn(oxibot_proto::heap::trim_periodically());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (handoff_tx, handoff_rx) = mpsc::channel(8);

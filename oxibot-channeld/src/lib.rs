@@ -37,7 +37,7 @@ mod whatsapp;
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::format::{
-        markdown_to_slack, markdown_to_telegram_html, markdown_to_whatsapp, split, split_for_telegram,
+        is_closing_fence, markdown_to_slack, markdown_to_telegram_html, markdown_to_whatsapp, split, split_for_telegram,
     };
     use oxibot_proto::messages::ChannelToBroker;
 
@@ -161,6 +161,8 @@ async fn run(args: Args) -> Result<(), Fatal> {
     // A platform error may quote the credential (Telegram's API URL holds
     // the bot token): every log line is redacted from here on.
     oxibot_proto::redact::set_log_redactor(setup.redactor());
+    // What a burst allocated goes back to the system once it is freed.
+    tokio::spawn(oxibot_proto::heap::trim_periodically());
 
     // From here on, hostile platform traffic: lock down first.
     let report = sandbox::install(&sandbox::Plan::for_settings(&setup.settings))

@@ -11,6 +11,7 @@
 pub mod clock;
 mod conn;
 mod frame;
+pub mod heap;
 mod hello;
 pub mod inherit;
 pub mod logging;

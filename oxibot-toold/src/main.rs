@@ -191,6 +191,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Large files and outputs pass through here: their memory goes back
+    // to the system once they are answered.
+    runtime.spawn(oxibot_proto::heap::trim_periodically());
     match runtime.block_on(server::serve(stream, workspace, limits)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

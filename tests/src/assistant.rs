@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::consts::{CONNECT, LLM_KEY};
 use crate::fake_llm::{FakeLlm, Step};
 use crate::fake_telegram::FakeTelegram;
 use crate::harness::{merge, Broker};
+use crate::platform::TELEGRAM_TOKEN;
 
-pub const TOKEN: &str = "123456:TEST-telegram-token-abcdef";
-pub const LLM_KEY: &str = "sk-openai-LLMKEY-0123456789";
 /// The allowed user; their private chat has the same id.
 pub const ALICE: i64 = 111;
 /// Alice's conversation as `oxibotctl agent --session` names it.
@@ -27,14 +27,14 @@ pub struct Setup {
 /// the broker's config, `secrets` into its secrets.
 pub fn start(script: Vec<Step>, config: impl FnOnce(&str) -> Value, secrets: Value) -> Setup {
     let llm = FakeLlm::start(script);
-    let tg = FakeTelegram::start(TOKEN);
+    let tg = FakeTelegram::start(TELEGRAM_TOKEN);
     let mut patch = json!({"channels": {"telegram": {
         "enabled": true, "apiBase": tg.base_url, "allowedUsers": [ALICE.to_string()]
     }}});
     merge(&mut patch, config(&llm.base_url));
     let mut all_secrets = json!({
         "providers": {"openai": {"apiKey": LLM_KEY}},
-        "channels": {"telegram": {"token": TOKEN}}
+        "channels": {"telegram": {"token": TELEGRAM_TOKEN}}
     });
     merge(&mut all_secrets, secrets);
     let broker = Broker::start(&llm.base_url, patch, all_secrets);
@@ -45,12 +45,11 @@ pub fn start(script: Vec<Step>, config: impl FnOnce(&str) -> Value, secrets: Val
 
 impl Setup {
     pub fn wait_connected(&self) {
-        self.broker
-            .wait_until("telegram connected", Duration::from_secs(20), |s| {
-                s["channels"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["name"] == "telegram" && c["connected"] == true))
-            });
+        self.broker.wait_until("telegram connected", CONNECT, |s| {
+            s["channels"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["name"] == "telegram" && c["connected"] == true))
+        });
     }
 
     /// The texts Telegram took, in order.
@@ -65,7 +64,7 @@ impl Setup {
     /// Waits until Telegram took a message containing `needle`; returns
     /// every such message.
     pub fn wait_sent_containing(&self, needle: &str, timeout: Duration) -> Vec<String> {
-        crate::serve::wait_for(&format!("a Telegram message containing {needle:?}"), timeout, || {
+        crate::poll::wait_for(&format!("a Telegram message containing {needle:?}"), timeout, || {
             let hits: Vec<String> = self.sent_texts().into_iter().filter(|t| t.contains(needle)).collect();
             Some(hits).filter(|h| !h.is_empty())
         })

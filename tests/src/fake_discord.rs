@@ -166,7 +166,7 @@ impl FakeDiscord {
 
     /// Waits until message `id` went out to a client over the gateway.
     pub fn wait_dispatched(&self, id: u64, timeout: Duration) {
-        crate::serve::wait_for(&format!("message {id} on the gateway"), timeout, || {
+        crate::poll::wait_for(&format!("message {id} on the gateway"), timeout, || {
             self.inner.lock().unwrap().dispatched.contains(&id).then_some(())
         })
     }
@@ -195,13 +195,13 @@ impl FakeDiscord {
     }
 
     pub fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<(String, Value)> {
-        crate::serve::wait_for(&format!("{n} Discord messages"), timeout, || {
+        crate::poll::wait_for(&format!("{n} Discord messages"), timeout, || {
             Some(self.sent()).filter(|s| s.len() >= n)
         })
     }
 
     pub fn wait_identified(&self, timeout: Duration) {
-        crate::serve::wait_for("the bot to identify on the gateway", timeout, || {
+        crate::poll::wait_for("the bot to identify on the gateway", timeout, || {
             (self.identified() > 0).then_some(())
         })
     }

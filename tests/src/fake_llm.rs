@@ -167,7 +167,7 @@ impl FakeLlm {
 
     /// Blocks until at least `n` requests arrived, or panics after `timeout`.
     pub fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
-        crate::serve::wait_for(&format!("{n} LLM requests"), timeout, || {
+        crate::poll::wait_for(&format!("{n} LLM requests"), timeout, || {
             Some(self.requests()).filter(|r| r.len() >= n)
         })
     }

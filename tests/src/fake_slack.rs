@@ -144,13 +144,13 @@ impl FakeSlack {
     }
 
     pub fn wait_posted(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        crate::serve::wait_for(&format!("{n} Slack messages"), timeout, || {
+        crate::poll::wait_for(&format!("{n} Slack messages"), timeout, || {
             Some(self.posted()).filter(|p| p.len() >= n)
         })
     }
 
     pub fn wait_connected(&self, timeout: Duration) {
-        crate::serve::wait_for("a Socket Mode connection", timeout, || {
+        crate::poll::wait_for("a Socket Mode connection", timeout, || {
             (self.connections() > 0).then_some(())
         })
     }

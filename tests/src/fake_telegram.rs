@@ -240,7 +240,7 @@ impl FakeTelegram {
     }
 
     pub fn wait_committed(&self, update: i64, timeout: Duration) {
-        crate::serve::wait_for(&format!("update {update} to be committed"), timeout, || {
+        crate::poll::wait_for(&format!("update {update} to be committed"), timeout, || {
             self.committed(update).then_some(())
         })
     }
@@ -251,14 +251,14 @@ impl FakeTelegram {
 
     /// Waits for at least `n` sent messages.
     pub fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        crate::serve::wait_for(&format!("{n} Telegram messages"), timeout, || {
+        crate::poll::wait_for(&format!("{n} Telegram messages"), timeout, || {
             Some(self.sent()).filter(|s| s.len() >= n)
         })
     }
 
     /// Waits until a getUpdates call served update `id`.
     pub fn wait_served(&self, id: i64, timeout: Duration) {
-        crate::serve::wait_for(&format!("update {id} to be fetched"), timeout, || {
+        crate::poll::wait_for(&format!("update {id} to be fetched"), timeout, || {
             self.polls().iter().any(|(_, ids)| ids.contains(&id)).then_some(())
         })
     }

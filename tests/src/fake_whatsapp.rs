@@ -85,7 +85,7 @@ impl FakeBridge {
     }
 
     pub fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        crate::serve::wait_for(&format!("{n} bridge sends"), timeout, || {
+        crate::poll::wait_for(&format!("{n} bridge sends"), timeout, || {
             Some(self.sent()).filter(|s| s.len() >= n)
         })
     }

@@ -3,9 +3,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use crate::consts::CONNECT;
+use crate::poll::{self, POLL, POLL_COSTLY};
 
 /// `target/debug` (or wherever this test binary was built): the tests run
 /// the binaries that `cargo build --workspace` put next to it.
@@ -241,9 +244,7 @@ impl Broker {
     /// As [`Broker::start`], with the broker running as `run_as` (uid, gid).
     pub fn start_as(llm_base: &str, patch: Value, secrets: Value, run_as: Option<(u32, u32)>) -> Broker {
         let broker = Self::launch(llm_base, patch, secrets, run_as);
-        broker.wait_until("toold connected", Duration::from_secs(20), |s| {
-            s["toolConnected"] == true
-        });
+        broker.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
         broker
     }
 
@@ -265,9 +266,7 @@ impl Broker {
     /// As [`Broker::launch_in`], then waits for toold.
     pub fn start_in(dir: tempfile::TempDir, llm_base: &str, patch: Value, secrets: Value, how: Launch) -> Broker {
         let broker = Self::launch_in(dir, llm_base, patch, secrets, how);
-        broker.wait_until("toold connected", Duration::from_secs(20), |s| {
-            s["toolConnected"] == true
-        });
+        broker.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
         broker
     }
 
@@ -372,9 +371,7 @@ impl Broker {
     pub fn start_unsupervised(llm_base: &str, mut patch: Value, secrets: Value) -> Broker {
         merge(&mut patch, json!({"supervise": false}));
         let broker = Self::launch(llm_base, patch, secrets, None);
-        broker.wait_until("the broker to answer", Duration::from_secs(20), |s| {
-            s["brokerPid"].is_number()
-        });
+        broker.wait_until("the broker to answer", CONNECT, |s| s["brokerPid"].is_number());
         broker
     }
 
@@ -390,9 +387,7 @@ impl Broker {
             "on".into(),
         ];
         self.spawn_daemon("toold", "oxibot-toold", &args, None);
-        self.wait_until("toold connected", Duration::from_secs(20), |s| {
-            s["toolConnected"] == true
-        });
+        self.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
     }
 
     /// Starts `program` (one of the shared binaries) with `args`, as
@@ -434,7 +429,7 @@ impl Broker {
             .stderr(std::fs::OpenOptions::new().append(true).open(&self.log).unwrap())
             .spawn()
             .unwrap();
-        self.wait_until("toold connected after the restart", Duration::from_secs(20), |s| {
+        self.wait_until("toold connected after the restart", CONNECT, |s| {
             s["toolConnected"] == true
         });
     }
@@ -450,18 +445,8 @@ impl Broker {
 
     /// Waits for the broker to exit (a refused start), returning its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the broker did not exit within {timeout:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll::until(timeout, POLL, || self.child.try_wait().ok().flatten())
+            .unwrap_or_else(|| panic!("the broker did not exit within {timeout:?}; log:\n{}", self.log_text()))
     }
 
     /// The config file the broker was started with.
@@ -503,21 +488,24 @@ impl Broker {
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
+    /// Polls `oxibotctl status` until `cond` holds; panics after `timeout`
+    /// with the last status and the broker log.
     pub fn wait_until(&self, what: &str, timeout: Duration, cond: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let mut last = Value::Null;
+        poll::until(timeout, POLL_COSTLY, || {
             let s = self.status();
             if cond(&s) {
-                return s;
+                return Some(s);
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}; last status {s}\nbroker log:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            last = s;
+            None
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "timed out waiting for {what}; last status {last}\nbroker log:\n{}",
+                self.log_text()
+            )
+        })
     }
 
     pub fn log_text(&self) -> String {
@@ -540,18 +528,10 @@ impl Broker {
 
     /// Waits for at least one audit entry of `kind` containing `needle`.
     pub fn wait_audit(&self, kind: &str, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(e) = self.audit(kind).into_iter().find(|d| d.contains(needle)) {
-                return e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {kind} audit entry containing {needle:?}: {:?}",
-                self.audit(kind)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll::until(Duration::from_secs(10), POLL_COSTLY, || {
+            self.audit(kind).into_iter().find(|d| d.contains(needle))
+        })
+        .unwrap_or_else(|| panic!("no {kind} audit entry containing {needle:?}: {:?}", self.audit(kind)))
     }
 
     /// (role, content, tool_calls JSON, tool_call_id) of a stored session.
@@ -609,12 +589,8 @@ impl Drop for Broker {
         }
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(8);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if poll::until(Duration::from_secs(8), POLL, || self.child.try_wait().ok().flatten()).is_some() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

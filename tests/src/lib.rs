@@ -3,6 +3,7 @@
 //! broker, toold and oxibotctl binaries against it.
 
 pub mod assistant;
+pub mod consts;
 pub mod fake_discord;
 pub mod fake_llm;
 pub mod fake_slack;
@@ -12,4 +13,5 @@ pub mod fake_whatsapp;
 pub mod harness;
 pub mod mail;
 pub mod platform;
+pub mod poll;
 pub mod serve;

@@ -3,9 +3,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
+
+use crate::poll::{self, POLL_COSTLY};
 
 pub const IMAP_PORT: u16 = 10143;
 /// OpenSMTPD stamps `Authentication-Results: mail.oxibot.test; dkim=none` here…
@@ -88,19 +90,13 @@ pub fn mailbox(user: &str) -> Vec<(String, bool)> {
 
 /// Waits until `user` has at least `n` messages.
 pub fn wait_mail(user: &str, n: usize, timeout: Duration) -> Vec<(String, bool)> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let mut had = 0;
+    poll::until(timeout, POLL_COSTLY, || {
         let m = mailbox(user);
-        if m.len() >= n {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{user} has {} messages, expected {n}",
-            m.len()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        had = m.len();
+        Some(m).filter(|m| m.len() >= n)
+    })
+    .unwrap_or_else(|| panic!("{user} has {had} messages, expected {n}"))
 }
 
 /// The text a reader sees in a raw message: the decoded text/plain part.

@@ -56,7 +56,7 @@ pub trait Platform: Sized {
     }
 
     fn wait_replies(&self, who: &str, n: usize, timeout: Duration) -> Vec<String> {
-        crate::serve::wait_for(&format!("{n} replies to {who} on {}", Self::NAME), timeout, || {
+        crate::poll::wait_for(&format!("{n} replies to {who} on {}", Self::NAME), timeout, || {
             Some(self.replies(who)).filter(|r| r.len() >= n)
         })
     }

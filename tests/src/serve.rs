@@ -1,9 +1,9 @@
 //! What every fake server shares: its own thread and runtime, listeners on
 //! 127.0.0.1 with TCP_NODELAY (without it, each reply on a kept-alive
-//! connection stalls ~40 ms on delayed ACKs), and polling with a deadline.
+//! connection stalls ~40 ms on delayed ACKs). Waiting with a deadline is in
+//! [`crate::poll`].
 
 use std::future::Future;
-use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 
@@ -51,17 +51,5 @@ where
         };
         let _ = tcp.set_nodelay(true);
         tokio::spawn(handle(tcp));
-    }
-}
-
-/// Polls `probe` until it yields, or panics after `timeout` naming `what`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use oxibot_tests::consts::CONNECT;
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::harness::Broker;
 use serde_json::{json, Value};
@@ -68,9 +69,7 @@ fn status_exits_3_while_anything_is_down() {
 fn status_exits_0_when_everything_is_up() {
     let llm = FakeLlm::start(vec![]);
     let b = Broker::start(&llm.base_url, json!({}), secrets());
-    b.wait_until("toold connected", Duration::from_secs(20), |s| {
-        s["toolConnected"] == true
-    });
+    b.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
     let out = b.ctl(&["status"]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
 }
@@ -87,9 +86,7 @@ fn sessions_and_the_audit_log_from_oxibotctl() {
         Step::EchoLastTool,
     ]);
     let b = Broker::start(&llm.base_url, json!({}), secrets());
-    b.wait_until("toold connected", Duration::from_secs(20), |s| {
-        s["toolConnected"] == true
-    });
+    b.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
     let reply = b.agent("cli:admin", "run it").unwrap();
     assert!(reply.contains("from-the-jail"), "{reply}");
 
@@ -220,9 +217,7 @@ fn health_endpoint_answers_readiness_and_metrics() {
         secrets(),
     );
     assert!(get(port, "/healthz").starts_with("HTTP/1.1 200"));
-    b.wait_until("toold connected", Duration::from_secs(20), |s| {
-        s["toolConnected"] == true
-    });
+    b.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
     let ready = get(port, "/readyz");
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     b.agent("cli:metrics", "go").unwrap();

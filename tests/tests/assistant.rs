@@ -36,7 +36,7 @@ fn the_heartbeat_skips_an_empty_file_stays_quiet_on_ok_and_delivers_a_result() {
     s.llm.always(HEARTBEAT, text("**HEARTBEAT_OK**"));
     std::fs::write(&file, "# Tasks\n- [ ] check the backup log\n").unwrap();
     s.wait_sent_containing("The backup failed last night.", Duration::from_secs(20));
-    oxibot_tests::serve::wait_for("two more heartbeats", Duration::from_secs(20), || {
+    oxibot_tests::poll::wait_for("two more heartbeats", Duration::from_secs(20), || {
         Some(()).filter(|_| s.llm.requests_with(HEARTBEAT).len() >= 4)
     });
     assert_eq!(s.count_sent("The backup failed"), 1, "{:?}", s.sent_texts());
@@ -140,7 +140,7 @@ fn stop_cancels_the_chats_background_tasks_and_the_caps_hold() {
         reply.contains("1 background tasks already run for this chat"),
         "{reply}"
     );
-    oxibot_tests::serve::wait_for("the task's model call", Duration::from_secs(20), || {
+    oxibot_tests::poll::wait_for("the task's model call", Duration::from_secs(20), || {
         Some(()).filter(|_| !s.llm.requests_with(SUB_A).is_empty())
     });
     assert!(s.llm.requests_with(SUB_B).is_empty());
@@ -238,7 +238,7 @@ fn a_restart_that_ends_a_background_task_tells_the_chat() {
         vec![Step::Delay(Duration::from_secs(60), Box::new(text("never")))],
     );
     s.broker.agent(ALICE_SESSION, "start it").unwrap();
-    oxibot_tests::serve::wait_for("the task's model call", Duration::from_secs(20), || {
+    oxibot_tests::poll::wait_for("the task's model call", Duration::from_secs(20), || {
         Some(()).filter(|_| !s.llm.requests_with(SUB_A).is_empty())
     });
     let mut s = s;

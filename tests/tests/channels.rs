@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use oxibot_tests::consts::{LLM_KEY, SLOW};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::harness::{merge, Broker};
 use oxibot_tests::platform::{Discord, Email, Platform, Slack, Telegram, WhatsApp};
 use serde_json::{json, Value};
 
-const LLM_KEY: &str = "sk-openai-LLMKEY-0123456789";
 const OTHER_TOKEN: &str = "other-channel-token-NOT-FOR-YOU-42";
-const SLOW: Duration = Duration::from_secs(30);
 
 struct Run<P: Platform> {
     p: P,

@@ -15,10 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use oxibot_tests::consts::SLOW;
 use oxibot_tests::fake_discord::FakeDiscord;
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_telegram::FakeTelegram;
 use oxibot_tests::harness::Broker;
+use oxibot_tests::poll::{self, POLL};
 use serde_json::{json, Value};
 
 const CHATS: u64 = 6;
@@ -154,7 +156,7 @@ fn chaos<L: Load>() {
     let mut broker = Broker::start(&llm.base_url, json!({"channels": {L::CHANNEL: settings}}), secrets);
     let channel = format!("channel:{}", L::CHANNEL);
     let connected = |b: &Broker| {
-        b.wait_until("the channel to connect", Duration::from_secs(30), |s| {
+        b.wait_until("the channel to connect", SLOW, |s| {
             s["channels"]
                 .as_array()
                 .is_some_and(|c| c.iter().any(|c| c["name"] == L::CHANNEL && c["connected"] == true))
@@ -169,7 +171,7 @@ fn chaos<L: Load>() {
         load.post(chat, &format!("chaos-{sent}"));
         sent += 1;
     }
-    oxibot_tests::serve::wait_for("the first replies", Duration::from_secs(30), || {
+    poll::wait_for("the first replies", SLOW, || {
         (tally(&load).len() as u64 == sent).then_some(())
     });
 
@@ -211,14 +213,12 @@ fn chaos<L: Load>() {
     connected(&broker);
 
     // Every message gets its reply (a turn cut by a kill is asked again).
-    let deadline = Instant::now() + SETTLE;
-    let counts = loop {
-        let counts = tally(&load);
-        if counts.len() as u64 >= total || Instant::now() > deadline {
-            break counts;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    // No panic at the deadline: what is missing is reported below.
+    let mut counts = BTreeMap::new();
+    let _ = poll::until(SETTLE, POLL, || {
+        counts = tally(&load);
+        (counts.len() as u64 >= total).then_some(())
+    });
     // Late repeats would show up now.
     std::thread::sleep(Duration::from_secs(2));
     let counts = if counts.len() as u64 >= total {

@@ -3,14 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+use oxibot_tests::consts::LLM_KEY;
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::harness::Broker;
+use oxibot_tests::poll::{self, POLL};
 use serde_json::{json, Value};
 
-const KEY: &str = "sk-openai-TESTKEY-0123456789";
-
 fn openai_secrets() -> Value {
-    json!({"providers": {"openai": {"apiKey": KEY}}})
+    json!({"providers": {"openai": {"apiKey": LLM_KEY}}})
 }
 
 fn tool(name: &str, args: Value) -> Step {
@@ -63,7 +63,7 @@ fn openai_conversation_writes_then_reads_a_file() {
     assert_eq!(reqs.len(), 3);
     for r in &reqs {
         assert_eq!(r.path, "/v1/chat/completions");
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+        assert_eq!(r.header("authorization"), Some(format!("Bearer {LLM_KEY}").as_str()));
         assert_eq!(r.body["temperature"], 0.0);
         assert_eq!(r.body["max_tokens"], 512);
     }
@@ -206,7 +206,7 @@ fn every_model_failing_is_a_clear_error_and_the_broker_stays_up() {
         err.contains("gpt-test") && err.contains("gpt-fallback") && err.contains("HTTP 500"),
         "{err}"
     );
-    assert!(!err.contains(KEY));
+    assert!(!err.contains(LLM_KEY));
     let status = broker.status();
     assert!(status["lastError"].as_str().unwrap().contains("every model failed"));
 }
@@ -304,11 +304,8 @@ fn sigterm_stops_the_broker_and_its_children() {
     let toold = broker.process_pid("toold").unwrap();
     let pid = nix::unistd::Pid::from_raw(broker.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while broker.is_running() {
-        assert!(Instant::now() < deadline, "the broker ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll::until(Duration::from_secs(10), POLL, || (!broker.is_running()).then_some(()))
+        .expect("the broker ignored SIGTERM");
     assert!(broker.child.wait().unwrap().success());
     // toold is gone too (its /proc entry disappears once it is reaped).
     let gone = |p: i32| {

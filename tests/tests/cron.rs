@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oxibot_tests::assistant::{start, text, tool, ALICE, ALICE_SESSION};
+use oxibot_tests::consts::SLOW;
 use oxibot_tests::fake_llm::Step;
 use serde_json::{json, Value};
 
@@ -49,7 +50,7 @@ fn a_job_the_agent_schedules_is_delivered_once_across_a_kill_at_its_due_time() {
     assert!(added.contains("Scheduled job #1 \\\"plants\\\""), "{added}");
 
     // The run is claimed and its model call is under way: kill -9 now.
-    oxibot_tests::serve::wait_for("the run's model call", Duration::from_secs(20), || {
+    oxibot_tests::poll::wait_for("the run's model call", Duration::from_secs(20), || {
         Some(()).filter(|_| !s.llm.requests_with("[Scheduled job #1").is_empty())
     });
     assert_eq!(
@@ -61,7 +62,7 @@ fn a_job_the_agent_schedules_is_delivered_once_across_a_kill_at_its_due_time() {
     s.wait_connected();
 
     // The open run is run again, and its answer goes out once.
-    let sent = s.wait_sent_containing("Reminder: water the plants", Duration::from_secs(30));
+    let sent = s.wait_sent_containing("Reminder: water the plants", SLOW);
     assert_eq!(sent.len(), 1);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(s.count_sent("Reminder: water the plants"), 1, "{:?}", s.sent_texts());

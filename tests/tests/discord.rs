@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use oxibot_tests::consts::{LLM_KEY, SLOW};
 use oxibot_tests::fake_discord::FakeDiscord;
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::harness::Broker;
+use oxibot_tests::platform::DISCORD_TOKEN;
 use serde_json::{json, Value};
 
-const TOKEN: &str = "discord-bot-token-0123456789";
 const ALICE: u64 = 4242;
 const DM: u64 = 7001;
 const GUILD: u64 = 8001;
@@ -18,14 +19,14 @@ fn start(script: Vec<Step>, server_token: &str) -> (FakeLlm, FakeDiscord, Broker
     let llm = FakeLlm::start(script);
     let discord = FakeDiscord::start(server_token);
     let settings = json!({"enabled": true, "apiBase": discord.api_base, "allowedUsers": [ALICE.to_string()]});
-    let secrets = json!({"providers": {"openai": {"apiKey": "sk-llm-0000000000"}},
-                         "channels": {"discord": {"token": TOKEN}}});
+    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}},
+                         "channels": {"discord": {"token": DISCORD_TOKEN}}});
     let broker = Broker::start(&llm.base_url, json!({"channels": {"discord": settings}}), secrets);
     (llm, discord, broker)
 }
 
 fn connected(broker: &Broker) {
-    broker.wait_until("discord connected", Duration::from_secs(30), |s| {
+    broker.wait_until("discord connected", SLOW, |s| {
         s["channels"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["name"] == "discord" && c["connected"] == true))
@@ -44,7 +45,7 @@ fn a_dm_is_answered_as_a_reply_in_the_same_channel() {
         Duration::from_millis(500),
         Box::new(Step::Text("hello from the bot".into())),
     );
-    let (llm, discord, broker) = start(vec![slow], TOKEN);
+    let (llm, discord, broker) = start(vec![slow], DISCORD_TOKEN);
     connected(&broker);
     let id = discord.post(DM, None, ALICE, "hi", false);
     let sent = discord.wait_sent(1, Duration::from_secs(20));
@@ -62,7 +63,7 @@ fn a_dm_is_answered_as_a_reply_in_the_same_channel() {
 
 #[test]
 fn guild_messages_need_a_mention_and_strangers_are_refused() {
-    let (llm, discord, broker) = start(vec![Step::Text("at your service".into())], TOKEN);
+    let (llm, discord, broker) = start(vec![Step::Text("at your service".into())], DISCORD_TOKEN);
     connected(&broker);
     discord.post(GUILD_CHANNEL, Some(GUILD), ALICE, "chatting", false);
     discord.post(DM, None, 999, "let me in", false);
@@ -76,7 +77,7 @@ fn guild_messages_need_a_mention_and_strangers_are_refused() {
 
 #[test]
 fn attachments_are_downloaded_and_saved_into_the_workspace() {
-    let (llm, discord, broker) = start(vec![Step::Text("thanks".into())], TOKEN);
+    let (llm, discord, broker) = start(vec![Step::Text("thanks".into())], DISCORD_TOKEN);
     connected(&broker);
     let csv = b"name,qty\nbolts,40\n";
     discord.post_file(DM, ALICE, "inventory attached", "stock.csv", "text/csv", csv);
@@ -93,18 +94,21 @@ fn attachments_are_downloaded_and_saved_into_the_workspace() {
 fn messages_sent_while_the_daemon_is_down_are_fetched_after_the_restart() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    let (llm, discord, broker) = start(vec![Step::Text("first".into()), Step::Text("caught up".into())], TOKEN);
+    let (llm, discord, broker) = start(
+        vec![Step::Text("first".into()), Step::Text("caught up".into())],
+        DISCORD_TOKEN,
+    );
     connected(&broker);
     discord.post(DM, None, ALICE, "hello", false);
     discord.wait_sent(1, Duration::from_secs(20));
     let old = broker.process_pid("channel:discord").unwrap();
     kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
-    oxibot_tests::serve::wait_for("the gateway session to end", Duration::from_secs(10), || {
+    oxibot_tests::poll::wait_for("the gateway session to end", Duration::from_secs(10), || {
         (discord.live_sessions() == 0).then_some(())
     });
     // Nobody is listening on the gateway: only the history has it.
     let missed = discord.post(DM, None, ALICE, "are you there?", false);
-    let sent = discord.wait_sent(2, Duration::from_secs(30));
+    let sent = discord.wait_sent(2, SLOW);
     assert_eq!(content(&sent[1]), "caught up");
     assert_eq!(sent[1].1["message_reference"]["message_id"], json!(missed.to_string()));
     assert!(llm.requests()[1].body.to_string().contains("are you there?"));
@@ -121,16 +125,14 @@ fn messages_sent_while_the_daemon_is_down_are_fetched_after_the_restart() {
 /// instead of posting a second.
 #[test]
 fn a_reply_resent_after_a_kill_is_posted_once() {
-    let (_llm, discord, broker) = start(vec![Step::Text("only once, please".into())], TOKEN);
+    let (_llm, discord, broker) = start(vec![Step::Text("only once, please".into())], DISCORD_TOKEN);
     connected(&broker);
     discord.stall_next_create();
     discord.post(DM, None, ALICE, "hi", false);
     discord.wait_sent(1, Duration::from_secs(20));
     let daemon = broker.process_pid("channel:discord").expect("the daemon's pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), nix::sys::signal::Signal::SIGKILL).unwrap();
-    oxibot_tests::serve::wait_for("the resend", Duration::from_secs(30), || {
-        (discord.nonce_repeats() == 1).then_some(())
-    });
+    oxibot_tests::poll::wait_for("the resend", SLOW, || (discord.nonce_repeats() == 1).then_some(()));
     broker.wait_until("the reply counted as delivered", Duration::from_secs(20), |s| {
         s["queues"]["outboxPending"] == 0
     });

@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
+use oxibot_tests::consts::{CONNECT, LLM_KEY, SLOW};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::harness::Broker;
 use oxibot_tests::mail::{self, IMAP_PORT, PASSWORD, SMTP_PORT};
+use oxibot_tests::poll::{self, POLL_COSTLY};
 use serde_json::json;
 
 struct Setup {
@@ -23,7 +25,7 @@ fn start(test: &str, script: Vec<Step>) -> Option<Setup> {
 
 fn start_with(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Setup> {
     let s = launch(test, script, extra)?;
-    s.broker.wait_until("email connected", Duration::from_secs(20), |s| {
+    s.broker.wait_until("email connected", CONNECT, |s| {
         s["channels"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["name"] == "email" && c["connected"] == true))
@@ -51,7 +53,7 @@ fn launch(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Set
         "allowedUsers": [format!("{alice}@example.com")]
     });
     oxibot_tests::harness::merge(&mut settings, extra);
-    let secrets = json!({"providers": {"openai": {"apiKey": "sk-llm-0000000000"}},
+    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}},
                          "channels": {"email": {"imapPassword": PASSWORD, "smtpPassword": PASSWORD}}});
     let broker = Broker::start(&llm.base_url, json!({"channels": {"email": settings}}), secrets);
     Some(Setup {
@@ -86,7 +88,7 @@ fn a_verified_sender_gets_a_threaded_reply() {
     let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
     let id = format!("<q1.{}@example.com>", s.alice);
     post(true, &from, &to, &letter(&from, &to, &id, "Plans"));
-    let replies = mail::wait_mail(&s.alice, 1, Duration::from_secs(30));
+    let replies = mail::wait_mail(&s.alice, 1, SLOW);
     let reply = &replies[0].0;
     assert!(reply.contains("Subject: Re: Plans"), "{reply}");
     assert!(reply.contains(&format!("In-Reply-To: {id}")), "{reply}");
@@ -116,14 +118,10 @@ fn round_trip(s: &Setup, id: &str) -> Duration {
     let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
     let started = std::time::Instant::now();
     post(true, &from, &to, &letter(&from, &to, id, "Quick"));
-    while mail::mailbox(&s.alice).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no answer within 60 s; broker log:\n{}",
-            s.broker.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll::until(Duration::from_secs(60), POLL_COSTLY, || {
+        (!mail::mailbox(&s.alice).is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no answer within 60 s; broker log:\n{}", s.broker.log_text()));
     started.elapsed()
 }
 
@@ -174,7 +172,7 @@ fn attachments_are_saved_into_the_workspace() {
         s.alice
     );
     post(true, &from, &to, &message);
-    mail::wait_mail(&s.alice, 1, Duration::from_secs(30));
+    mail::wait_mail(&s.alice, 1, SLOW);
     let request = s.llm.requests()[0].body.to_string();
     assert!(
         request.contains("Here is the stock list.") && request.contains("inbox/stock.csv"),

@@ -7,15 +7,16 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
+use oxibot_tests::consts::{CONNECT, LLM_KEY};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::harness::{bin, Broker};
+use oxibot_tests::poll::{self, POLL_COSTLY};
 use serde_json::{json, Value};
 
-const KEY: &str = "sk-openai-TESTKEY-0123456789";
 const NOBODY: u32 = 65534;
 
 fn secrets() -> Value {
-    json!({"providers": {"openai": {"apiKey": KEY}}})
+    json!({"providers": {"openai": {"apiKey": LLM_KEY}}})
 }
 
 fn tool(name: &str, args: Value) -> Step {
@@ -148,7 +149,7 @@ fn killing_toold_mid_tool_call_gives_a_clear_error_and_it_restarts() {
     );
 
     // The supervisor restarted it, and tools work again.
-    let status = broker.wait_until("toold restarted", Duration::from_secs(20), |s| {
+    let status = broker.wait_until("toold restarted", CONNECT, |s| {
         s["toolConnected"] == true
             && s["processes"].as_array().is_some_and(|ps| {
                 ps.iter()
@@ -169,22 +170,26 @@ fn a_secret_echoed_by_a_tool_is_redacted_before_the_llm_and_the_reply() {
         Step::EchoLastTool,
     ]);
     let broker = Broker::start(&llm.base_url, json!({}), secrets());
-    std::fs::write(broker.workspace.join("leaked.txt"), format!("the key is {KEY}")).unwrap();
+    std::fs::write(broker.workspace.join("leaked.txt"), format!("the key is {LLM_KEY}")).unwrap();
 
     let reply = broker.agent("leak", "show me the file").unwrap();
     assert_eq!(reply, "tool said: the key is [REDACTED]");
     // What the LLM saw: never the key in a body (only in our own Authorization header).
     for r in llm.requests() {
-        assert!(!r.body.to_string().contains(KEY), "the key reached the LLM: {}", r.body);
+        assert!(
+            !r.body.to_string().contains(LLM_KEY),
+            "the key reached the LLM: {}",
+            r.body
+        );
     }
     // Nor in the stored session.
     for m in broker.messages("leak") {
-        assert!(!m.1.contains(KEY), "the key was stored: {}", m.1);
+        assert!(!m.1.contains(LLM_KEY), "the key was stored: {}", m.1);
     }
     let audits = broker.audit("secret_redacted");
     assert!(audits.iter().any(|a| a.contains("exec output")), "{audits:?}");
     assert!(audits.iter().any(|a| a.contains("read_file output")), "{audits:?}");
-    assert!(!broker.log_text().contains(KEY), "the key reached the broker log");
+    assert!(!broker.log_text().contains(LLM_KEY), "the key reached the broker log");
 }
 
 #[test]
@@ -201,7 +206,7 @@ fn the_child_environment_and_argv_hold_no_secret() {
     let environ = std::fs::read(format!("/proc/{toold}/environ")).unwrap();
     let cmdline = std::fs::read(format!("/proc/{toold}/cmdline")).unwrap();
     for blob in [&environ, &cmdline] {
-        assert!(!String::from_utf8_lossy(blob).contains(KEY));
+        assert!(!String::from_utf8_lossy(blob).contains(LLM_KEY));
     }
     // Only the variables the supervisor passes on, nothing of the broker's.
     let names: Vec<String> = String::from_utf8_lossy(&environ)
@@ -216,7 +221,7 @@ fn the_child_environment_and_argv_hold_no_secret() {
         );
     }
     let reply = broker.agent("env", "env").unwrap();
-    assert!(reply.contains("PATH=") && !reply.contains(KEY), "{reply}");
+    assert!(reply.contains("PATH=") && !reply.contains(LLM_KEY), "{reply}");
 }
 
 #[test]
@@ -242,13 +247,13 @@ fn an_environment_override_secret_never_reaches_the_children() {
     let mut child = std::process::Command::new(bin("oxibot-broker"))
         .arg("--config")
         .arg(&config)
-        .env("OXIBOT_PROVIDERS__OPENAI__API_KEY", KEY)
+        .env("OXIBOT_PROVIDERS__OPENAI__API_KEY", LLM_KEY)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let ctl = dir.path().join("run/ctl.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let toold = loop {
+    let mut last = Value::Null;
+    let toold = poll::until(CONNECT, POLL_COSTLY, || {
         let out = std::process::Command::new(bin("oxibotctl"))
             .args(["--json", "--socket"])
             .arg(&ctl)
@@ -260,11 +265,12 @@ fn an_environment_override_secret_never_reaches_the_children() {
             .as_array()
             .and_then(|ps| ps.iter().find(|p| p["name"] == "toold")?["pid"].as_i64());
         if let (Some(pid), true) = (pid, s["toolConnected"] == true) {
-            break pid;
+            return Some(pid);
         }
-        assert!(Instant::now() < deadline, "broker did not come up: {s}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        last = s;
+        None
+    })
+    .unwrap_or_else(|| panic!("broker did not come up: {last}"));
     let environ = std::fs::read(format!("/proc/{toold}/environ")).unwrap();
     // The key did reach the one place it belongs: the provider's endpoint.
     let out = std::process::Command::new(bin("oxibotctl"))
@@ -279,13 +285,16 @@ fn an_environment_override_secret_never_reaches_the_children() {
     );
     let _ = child.wait();
     assert!(
-        !String::from_utf8_lossy(&environ).contains(KEY),
+        !String::from_utf8_lossy(&environ).contains(LLM_KEY),
         "the key leaked into toold's environment"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
     let reqs = llm.requests();
     assert_eq!(reqs.len(), 1);
-    assert_eq!(reqs[0].header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some(format!("Bearer {LLM_KEY}").as_str())
+    );
 }
 
 #[test]
@@ -303,7 +312,11 @@ fn broken_config_and_open_secrets_stop_the_start_with_clear_errors() {
     assert!(err.contains("config.json") && err.contains("line 2"), "{err}");
 
     let secrets = dir.path().join("secrets.json");
-    std::fs::write(&secrets, json!({"providers": {"openai": {"apiKey": KEY}}}).to_string()).unwrap();
+    std::fs::write(
+        &secrets,
+        json!({"providers": {"openai": {"apiKey": LLM_KEY}}}).to_string(),
+    )
+    .unwrap();
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(
         &config,
@@ -318,7 +331,7 @@ fn broken_config_and_open_secrets_stop_the_start_with_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("chmod 600 {}", secrets.display())), "{err}");
-    assert!(!err.contains(KEY), "{err}");
+    assert!(!err.contains(LLM_KEY), "{err}");
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_telegram::FakeTelegram;
 use oxibot_tests::platform::TELEGRAM_TOKEN;
-use oxibot_tests::serve::wait_for;
+use oxibot_tests::poll::{self, wait_for, POLL, POLL_COSTLY};
 use serde_json::{json, Value};
 
 const KEY_1: &str = "sk-install-FIRST-0000000";
@@ -81,15 +81,12 @@ impl Container {
             nspawn,
             pid,
         };
-        let deadline = Instant::now() + BOOT;
-        loop {
-            let state = c.sh("systemctl is-system-running || true");
-            if state.contains("running") || state.contains("degraded") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the container did not boot: {state}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let mut state = String::new();
+        poll::until(BOOT, POLL_COSTLY, || {
+            state = c.sh("systemctl is-system-running || true");
+            (state.contains("running") || state.contains("degraded")).then_some(())
+        })
+        .unwrap_or_else(|| panic!("the container did not boot: {state}"));
         c
     }
 
@@ -158,10 +155,9 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         let _ = self.sh("systemctl poweroff");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && matches!(self.nspawn.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let _ = poll::until(Duration::from_secs(20), POLL, || {
+            (!matches!(self.nspawn.try_wait(), Ok(None))).then_some(())
+        });
         let _ = self.nspawn.kill();
         let _ = self.nspawn.wait();
         let _ = Command::new("umount").arg(&self.root).status();

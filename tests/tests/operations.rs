@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
+use oxibot_tests::consts::SLOW;
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_telegram::FakeTelegram;
 use oxibot_tests::harness::{new_dir, Broker, Launch};
@@ -14,7 +15,6 @@ use serde_json::json;
 
 const KEY_A: &str = "sk-ops-FIRST-KEY-000000";
 const KEY_B: &str = "sk-ops-ROTATED-KEY-11111";
-const SLOW: Duration = Duration::from_secs(30);
 
 fn secrets(key: &str) -> serde_json::Value {
     json!({"providers": {"openai": {"apiKey": key}}, "channels": {"telegram": {"token": TELEGRAM_TOKEN}}})
@@ -82,7 +82,7 @@ fn a_broken_config_on_reload_leaves_the_running_one() {
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();
-    oxibot_tests::serve::wait_for("the refused reload in the log", SLOW, || {
+    oxibot_tests::poll::wait_for("the refused reload in the log", SLOW, || {
         b.log_text()
             .contains("reload refused, the running configuration stays")
             .then_some(())

@@ -5,17 +5,18 @@
 //! reason and that the legitimate path next to it still works.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use oxibot_tests::consts::SLOW;
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_telegram::FakeTelegram;
 use oxibot_tests::harness::{as_user, bin_dir_for_others, merge, new_dir, skip, Broker, Launch, Mode};
 use oxibot_tests::mail;
 use oxibot_tests::platform::{Discord, Platform, Slack, Telegram, TELEGRAM_TOKEN};
+use oxibot_tests::poll::{self, POLL, POLL_COSTLY};
 use serde_json::{json, Value};
 
 const LLM_KEY: &str = "sk-seams-LLMKEY-4242424242";
-const SLOW: Duration = Duration::from_secs(30);
 
 fn secrets() -> Value {
     json!({"providers": {"openai": {"apiKey": LLM_KEY}},
@@ -30,14 +31,10 @@ fn agent_within(b: &Broker, session: &str, message: &str, limit: Duration) -> Re
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("no answer within {limit:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if poll::until(limit, POLL, || child.try_wait().unwrap()).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("no answer within {limit:?}"));
     }
     let out = child.wait_with_output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
@@ -365,7 +362,7 @@ fn without_supervise_mode_the_uid_decides_the_channel() {
 
 /// The id of `channel`'s pending outbox message, once there is one.
 fn outbox_pending(b: &Broker, channel: &str, timeout: Duration) -> i64 {
-    oxibot_tests::serve::wait_for(&format!("a pending {channel} reply"), timeout, || {
+    poll::wait_for(&format!("a pending {channel} reply"), timeout, || {
         b.db()
             .query_row(
                 "SELECT id FROM outbox WHERE channel = ?1 AND status = 'pending' ORDER BY id LIMIT 1",
@@ -585,10 +582,10 @@ fn a_sender_cannot_vouch_for_themselves() {
             letter("mallory@example.com", &to, &format!("<f4.{tag}@example.com>"), "")
         ),
     );
-    let deadline = Instant::now() + SLOW;
-    while m.broker.audit("access_denied").len() < 4 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // No panic at the deadline: the count is checked below, with context.
+    let _ = poll::until(SLOW, POLL_COSTLY, || {
+        (m.broker.audit("access_denied").len() >= 4).then_some(())
+    });
     let denied = m.broker.audit("access_denied");
     assert_eq!(
         denied
@@ -789,11 +786,10 @@ fn parts_already_sent_are_not_sent_again() {
     };
     p.fake.refuse_send_number(2);
     p.send("alice", "write a lot");
-    let deadline = Instant::now() + SLOW;
-    while b.status()["queues"]["outboxPending"] != 0 || p.fake.sent().len() < 2 {
-        assert!(Instant::now() < deadline, "not delivered: {}", b.status());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll::until(SLOW, POLL_COSTLY, || {
+        (b.status()["queues"]["outboxPending"] == 0 && p.fake.sent().len() >= 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not delivered: {}", b.status()));
     let texts: Vec<String> = p
         .fake
         .sent()
@@ -922,7 +918,7 @@ fn a_channel_daemon_dies_with_its_broker() {
         return skip("the daemons run as their own users (root)");
     }
     let gone = |pid: i32| {
-        oxibot_tests::serve::wait_for(&format!("pid {pid} to exit"), Duration::from_secs(10), || {
+        poll::wait_for(&format!("pid {pid} to exit"), Duration::from_secs(10), || {
             (!std::path::Path::new(&format!("/proc/{pid}")).exists()
                 || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")))
             .then_some(())

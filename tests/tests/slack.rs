@@ -3,29 +3,29 @@
 
 use std::time::Duration;
 
+use oxibot_tests::consts::{CONNECT, LLM_KEY};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_slack::{FakeSlack, BOT_USER};
 use oxibot_tests::harness::Broker;
+use oxibot_tests::platform::{SLACK_APP_TOKEN, SLACK_BOT_TOKEN};
 use serde_json::json;
 
-const BOT_TOKEN: &str = "xoxb-test-0123456789";
-const APP_TOKEN: &str = "xapp-test-0123456789";
 const ALICE: &str = "UALICE01";
 
 fn start(script: Vec<Step>, extra: serde_json::Value) -> (FakeLlm, FakeSlack, Broker) {
     let llm = FakeLlm::start(script);
-    let slack = FakeSlack::start(BOT_TOKEN, APP_TOKEN);
+    let slack = FakeSlack::start(SLACK_BOT_TOKEN, SLACK_APP_TOKEN);
     let mut settings = json!({"enabled": true, "apiBase": slack.api_base, "allowedUsers": [ALICE]});
     oxibot_tests::harness::merge(&mut settings, extra);
-    let secrets = json!({"providers": {"openai": {"apiKey": "sk-llm-0000000000"}},
-                         "channels": {"slack": {"botToken": BOT_TOKEN, "appToken": APP_TOKEN}}});
+    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}},
+                         "channels": {"slack": {"botToken": SLACK_BOT_TOKEN, "appToken": SLACK_APP_TOKEN}}});
     let broker = Broker::start(&llm.base_url, json!({"channels": {"slack": settings}}), secrets);
-    broker.wait_until("slack connected", Duration::from_secs(20), |s| {
+    broker.wait_until("slack connected", CONNECT, |s| {
         s["channels"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["name"] == "slack" && c["connected"] == true))
     });
-    slack.wait_connected(Duration::from_secs(20));
+    slack.wait_connected(CONNECT);
     (llm, slack, broker)
 }
 

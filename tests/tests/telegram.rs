@@ -3,15 +3,16 @@
 
 use std::time::Duration;
 
+use oxibot_tests::assistant::ALICE;
+use oxibot_tests::consts::{CONNECT, LLM_KEY, SLOW};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_telegram::{FakeTelegram, BOT_USERNAME};
 use oxibot_tests::harness::Broker;
+use oxibot_tests::platform::TELEGRAM_TOKEN;
+use oxibot_tests::poll::{self, POLL_COSTLY};
 use serde_json::{json, Value};
 
-const TOKEN: &str = "123456:TEST-telegram-token-abcdef";
-const LLM_KEY: &str = "sk-openai-LLMKEY-0123456789";
 const DISCORD_TOKEN: &str = "discord-token-NOT-FOR-TELEGRAM-42";
-const ALICE: i64 = 111;
 
 struct Setup {
     llm: FakeLlm,
@@ -28,12 +29,12 @@ fn start(script: Vec<Step>, telegram: Value) -> Setup {
 fn start_with(script: Vec<Step>, telegram: Value, config: impl FnOnce(&str) -> Value, secrets: Value) -> Setup {
     let llm = FakeLlm::start(script);
     let config = config(&llm.base_url);
-    let tg = FakeTelegram::start(TOKEN);
+    let tg = FakeTelegram::start(TELEGRAM_TOKEN);
     let mut channel = json!({"enabled": true, "apiBase": tg.base_url, "allowedUsers": [ALICE.to_string()]});
     oxibot_tests::harness::merge(&mut channel, telegram);
     let mut all_secrets = json!({
         "providers": {"openai": {"apiKey": LLM_KEY}},
-        "channels": {"telegram": {"token": TOKEN}, "discord": {"token": DISCORD_TOKEN}}
+        "channels": {"telegram": {"token": TELEGRAM_TOKEN}, "discord": {"token": DISCORD_TOKEN}}
     });
     oxibot_tests::harness::merge(&mut all_secrets, secrets);
     let mut patch = json!({"channels": {"telegram": channel}});
@@ -44,12 +45,11 @@ fn start_with(script: Vec<Step>, telegram: Value, config: impl FnOnce(&str) -> V
 
 impl Setup {
     fn wait_connected(&self) {
-        self.broker
-            .wait_until("telegram connected", Duration::from_secs(20), |s| {
-                s["channels"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["name"] == "telegram" && c["connected"] == true))
-            });
+        self.broker.wait_until("telegram connected", CONNECT, |s| {
+            s["channels"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["name"] == "telegram" && c["connected"] == true))
+        });
     }
 }
 
@@ -156,11 +156,10 @@ fn a_channel_restarts_on_the_admins_word() {
     let before = s.broker.audit("credential_handout").len();
     let out = s.broker.ctl(&["channels", "restart", "telegram"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while s.broker.audit("credential_handout").len() <= before {
-        assert!(std::time::Instant::now() < deadline, "the daemon did not come back");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll::until(SLOW, POLL_COSTLY, || {
+        (s.broker.audit("credential_handout").len() > before).then_some(())
+    })
+    .expect("the daemon did not come back");
     s.wait_connected();
     s.tg.send_text(ALICE, "still there?");
     assert_eq!(text_of(&s.tg.wait_sent(1, Duration::from_secs(20))[0]), "back");
@@ -359,7 +358,7 @@ fn documents_are_saved_into_the_workspace_through_toold() {
         "application/pdf",
         &pdf,
     );
-    s.tg.wait_sent(1, Duration::from_secs(30));
+    s.tg.wait_sent(1, SLOW);
     let (text, _) = last_user_message(&s.llm.requests()[0].body);
     assert!(
         text.contains("the report") && text.contains("inbox/Q3_report.pdf") && text.contains("3072.0 KiB"),
@@ -386,16 +385,14 @@ fn a_failing_platform_is_retried_with_backoff_and_reported() {
     s.wait_connected();
     // teloxide itself waits 10 s after a 5xx before it reports it.
     s.tg.fail_polls(1);
-    let st = s
-        .broker
-        .wait_until("the failure to be reported", Duration::from_secs(30), |st| {
-            st["channels"][0]["connected"] == false
-        });
+    let st = s.broker.wait_until("the failure to be reported", SLOW, |st| {
+        st["channels"][0]["connected"] == false
+    });
     let error = st["channels"][0]["lastError"].as_str().unwrap_or_default().to_string();
     assert!(error.contains("getUpdates failed"), "{st}");
     // It comes back by itself after its backoff, without a restart.
     s.tg.send_text(ALICE, "still there?");
-    let sent = s.tg.wait_sent(1, Duration::from_secs(30));
+    let sent = s.tg.wait_sent(1, SLOW);
     assert_eq!(text_of(&sent[0]), "back again");
     s.wait_connected();
     let st = s.broker.status();
@@ -436,7 +433,7 @@ fn a_file_that_arrives_while_toold_restarts_is_still_saved() {
     let toold = s.broker.process_pid("toold").expect("toold pid");
     kill(Pid::from_raw(toold), Signal::SIGKILL).unwrap();
     s.tg.send_file(ALICE, "document", "", "notes.txt", "text/plain", b"keep me");
-    s.tg.wait_sent(1, Duration::from_secs(30));
+    s.tg.wait_sent(1, SLOW);
     let (text, _) = last_user_message(&s.llm.requests()[0].body);
     assert!(text.contains("saved to inbox/notes.txt"), "{text}");
     assert_saved_by_toold(&s, "inbox/notes.txt", b"keep me");

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use oxibot_tests::consts::{CONNECT, LLM_KEY};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_whatsapp::FakeBridge;
 use oxibot_tests::harness::Broker;
+use oxibot_tests::platform::BRIDGE_TOKEN;
 use serde_json::{json, Value};
 
-const BRIDGE_TOKEN: &str = "bridge-token-0123456789";
 const ALICE: &str = "4915100000001@s.whatsapp.net";
 
 struct Setup {
@@ -22,7 +23,7 @@ fn start(script: Vec<Step>, channel: Value, token: &str) -> Setup {
     let bridge = FakeBridge::start(BRIDGE_TOKEN);
     let mut settings = json!({"enabled": true, "bridgeUrl": bridge.url, "allowedUsers": [ALICE]});
     oxibot_tests::harness::merge(&mut settings, channel);
-    let secrets = json!({"providers": {"openai": {"apiKey": "sk-llm-0000000000"}},
+    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}},
                          "channels": {"whatsapp": {"bridgeToken": token}}});
     let broker = Broker::start(&llm.base_url, json!({"channels": {"whatsapp": settings}}), secrets);
     Setup { llm, bridge, broker }
@@ -30,12 +31,11 @@ fn start(script: Vec<Step>, channel: Value, token: &str) -> Setup {
 
 impl Setup {
     fn wait_connected(&self) {
-        self.broker
-            .wait_until("whatsapp connected", Duration::from_secs(20), |s| {
-                s["channels"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["name"] == "whatsapp" && c["connected"] == true))
-            });
+        self.broker.wait_until("whatsapp connected", CONNECT, |s| {
+            s["channels"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["name"] == "whatsapp" && c["connected"] == true))
+        });
     }
 }
 

@@ -24,13 +24,29 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
     let mut current_len = 0;
     let mut fence: Option<String> = None; // the opening line of an open block
     for raw_line in text.split('\n') {
-        let opens_or_closes = raw_line.trim_start().starts_with("```");
         // An opening fence is written (and repeated in later parts) with a
         // short language word at most.
-        let opening = (opens_or_closes && fence.is_none()).then(|| fence_opening(raw_line));
-        let line = opening.as_deref().unwrap_or(raw_line);
-        let reserve = if fence.is_some() || opens_or_closes { 4 } else { 0 };
-        for piece in hard_wrap(line, max.saturating_sub(8)) {
+        let opening = fence.is_none() && raw_line.trim_start().starts_with("```");
+        let line = if opening {
+            fence_opening(raw_line, max)
+        } else {
+            raw_line.to_string()
+        };
+        // Inside a block, a piece may begin the next part after the
+        // repeated opening line and must leave room for the closing fence.
+        let width = match &fence {
+            Some(open) => max - open.chars().count() - 6,
+            None => max - 8,
+        };
+        for piece in hard_wrap(&line, width) {
+            // The block state follows the lines as they go out (a wrapped
+            // piece is a line of its own), read as CommonMark reads fences:
+            // ``` with anything opens a block, backticks alone close it.
+            let toggles = match fence {
+                None => piece.trim_start().starts_with("```"),
+                Some(_) => is_closing_fence(&piece),
+            };
+            let reserve = if fence.is_some() || toggles { 4 } else { 0 };
             let piece_len = piece.chars().count() + 1;
             if current_len + piece_len + reserve > max && !current.is_empty() {
                 if fence.is_some() {
@@ -47,12 +63,12 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
             current.push_str(&piece);
             current.push('\n');
             current_len += piece_len;
-        }
-        if opens_or_closes {
-            fence = match fence {
-                Some(_) => None,
-                None => opening,
-            };
+            if toggles {
+                fence = match fence {
+                    Some(_) => None,
+                    None => Some(fence_opening(&piece, max)),
+                };
+            }
         }
     }
     let last = current.trim_end_matches('\n');
@@ -65,11 +81,15 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
 /// A fence's opening line as written and repeated: three backticks and the
 /// language when it is a short word. A long or odd info string is dropped —
 /// it is only a rendering hint, and repeated at the top of every part it
-/// could make each part longer than the limit.
-fn fence_opening(line: &str) -> String {
+/// could make each part longer than the limit — and so is any language
+/// when the limit is so small that it would leave a code line less than
+/// 8 characters.
+fn fence_opening(line: &str, max: usize) -> String {
     let info = line.trim_start().trim_start_matches('`').trim();
-    let word =
-        !info.is_empty() && info.len() <= 20 && info.chars().all(|c| c.is_ascii_alphanumeric() || "+#._-".contains(c));
+    let word = !info.is_empty()
+        && info.len() <= 20
+        && 3 + info.len() + 14 <= max
+        && info.chars().all(|c| c.is_ascii_alphanumeric() || "+#._-".contains(c));
     if word {
         format!("```{info}")
     } else {
@@ -106,17 +126,52 @@ fn hard_wrap(line: &str, max: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest: Vec<char> = line.chars().collect();
     while rest.len() > max {
-        let cut = rest[..max]
+        let mut cut = rest[..max]
             .iter()
             .rposition(|c| *c == ' ')
             .filter(|p| *p > max / 2)
             .map(|p| p + 1)
             .unwrap_or(max);
-        out.push(rest[..cut].iter().collect());
+        // A piece becomes a line of its own: one that began with ``` would
+        // open a code block the text never had (found by the fuzzer). Cut
+        // earlier; when only blanks come before the backticks, cut inside
+        // them, so that the next piece starts with two.
+        while cut > 1 && starts_with_fence(&rest[cut..]) {
+            cut -= 1;
+        }
+        if starts_with_fence(&rest[cut..]) {
+            let run_start = cut + rest[cut..].iter().take_while(|c| c.is_whitespace()).count();
+            let run = rest[run_start..].iter().take_while(|c| **c == '`').count();
+            cut = run_start + run - 2;
+        }
+        let head: String = rest[..cut].iter().collect();
+        if cut > max {
+            // A shorter run of backticks each time: this ends.
+            out.extend(hard_wrap(&head, max));
+        } else {
+            out.push(head);
+        }
         rest = rest[cut..].to_vec();
     }
     out.push(rest.into_iter().collect());
     out
+}
+
+/// A line that closes an open code block: three or more backticks alone.
+pub fn is_closing_fence(line: &str) -> bool {
+    let line = line.trim();
+    line.len() >= 3 && line.bytes().all(|b| b == b'`')
+}
+
+/// Whether a line made of `chars` would read as a code fence.
+fn starts_with_fence(chars: &[char]) -> bool {
+    chars
+        .iter()
+        .skip_while(|c| c.is_whitespace())
+        .take(3)
+        .filter(|c| **c == '`')
+        .count()
+        == 3
 }
 
 /// Markdown → WhatsApp: *bold*, _italic_, ~strike~, ```code``` and
@@ -253,8 +308,8 @@ mod tests {
                 assert!(p.chars().count() <= max, "{} chars > {max}", p.chars().count());
             }
         }
-        assert_eq!(fence_opening("```rust"), "```rust");
-        assert_eq!(fence_opening("```python {title=x}"), "```");
+        assert_eq!(fence_opening("```rust", 4096), "```rust");
+        assert_eq!(fence_opening("```python {title=x}", 4096), "```");
     }
 
     #[test]
@@ -267,6 +322,50 @@ mod tests {
         for p in &parts {
             let visible = telegram_visible_len(&markdown_to_telegram_html(p));
             assert!(visible <= 4096, "{visible} visible characters");
+        }
+    }
+
+    /// Found by the `markdown` fuzz target: a code line wrapped inside a
+    /// block, in a part that starts with the repeated "```python", made that
+    /// part 38 characters long for a limit of 32.
+    #[test]
+    fn a_wrapped_code_line_after_a_repeated_opening_stays_within_the_limit() {
+        let text = format!(
+            "```python\nprint(1)\nprint(2)\np{}rint(3)\nprint(4)\n```\nafter",
+            "\0".repeat(71)
+        );
+        for max in [16, 17, 24, 32, 40, 64] {
+            let parts = split(&text, max);
+            for (i, part) in parts.iter().enumerate() {
+                assert!(part.chars().count() <= max.max(16), "max {max}, part {i}: {part:?}");
+                if i + 1 < parts.len() {
+                    assert_eq!(part.matches("```").count() % 2, 0, "max {max}, part {i} open: {part:?}");
+                }
+            }
+        }
+    }
+
+    /// Also found by the fuzzer: wrapping "\x01\0\0\0\0\0\0\x02```" at 8
+    /// made a piece "```" — a fence line the text never had.
+    #[test]
+    fn wrapping_never_makes_a_fence_line() {
+        for line in [
+            "\u{1}\0\0\0\0\0\0\u{2}```",
+            "x          ```````````` tail",
+            "ab      ```",
+            "a```",
+        ] {
+            for max in 3..16 {
+                let pieces = hard_wrap(line, max);
+                assert_eq!(pieces.concat(), line, "nothing lost or added");
+                for (i, piece) in pieces.iter().enumerate().skip(1) {
+                    assert!(
+                        !starts_with_fence(&piece.chars().collect::<Vec<_>>()),
+                        "{line:?} at {max}: piece {i} {piece:?}"
+                    );
+                    assert!(piece.chars().count() <= max, "{line:?} at {max}: piece {i} {piece:?}");
+                }
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! daemons, against local fakes) with a `NOTIFY_SOCKET` as systemd would
 //! give it, and prints the time from its exec to `READY=1`, to toold's
 //! link and to every channel connected; then, after a few seconds idle,
-//! the RSS of each process and their sum. `--rounds N` repeats the start
+//! the RSS, PSS and anonymous memory of each process and their sums. `--rounds N` repeats the start
 //! (10) and prints the median and worst.
 //!
 //! Run (release binaries, as deployed):
@@ -72,7 +72,6 @@ fn start_once(llm: &FakeLlm, tg: &FakeTelegram, wa: &FakeBridge, measure_rss: bo
     if measure_rss {
         // Idle: what start-up allocated and let go has settled.
         std::thread::sleep(Duration::from_secs(5));
-        let mut total = 0;
         let broker_pid = broker.child.id() as i32;
         let mut pids = vec![("broker".to_string(), broker_pid)];
         let status = broker.status();
@@ -88,18 +87,47 @@ fn start_once(llm: &FakeLlm, tg: &FakeTelegram, wa: &FakeBridge, measure_rss: bo
                 }
             }
         }
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let mut totals = [0u64; 3];
+        println!("  idle                      RSS      PSS  anonymous (MiB)");
         for (name, pid) in pids {
             let kib = rss_kib(pid);
-            total += kib;
-            println!("  idle RSS {name:<22} {:>6.1} MiB", kib as f64 / 1024.0);
+            let (pss, anon) = (rollup_kib(pid, "Pss:"), rollup_kib(pid, "Anonymous:"));
+            for (t, v) in totals.iter_mut().zip([kib, pss, anon]) {
+                *t += v;
+            }
+            println!(
+                "  {name:<22} {:>6.1}   {:>6.1}   {:>6.1}",
+                mib(kib),
+                mib(pss),
+                mib(anon)
+            );
         }
-        println!("  idle RSS total                  {:>6.1} MiB", total as f64 / 1024.0);
+        println!(
+            "  total                  {:>6.1}   {:>6.1}   {:>6.1}",
+            mib(totals[0]),
+            mib(totals[1]),
+            mib(totals[2])
+        );
     }
     Start {
         ready,
         toold: toold.unwrap_or_default(),
         channels: channels.unwrap_or_default(),
     }
+}
+
+/// A field of /proc/PID/smaps_rollup, in KiB. PSS shares each page among
+/// the processes that map it (the glibc and binary pages five processes
+/// share count once in total); "Anonymous" is the memory of the process's
+/// own (heap, stacks).
+fn rollup_kib(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The pids whose parent is `pid`.

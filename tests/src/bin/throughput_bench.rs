@@ -2,13 +2,15 @@
 //! the whole system (fake Bot API ↔ oxibot-channeld ↔ broker, with durable
 //! state: WAL, each inbound committed before its ack) and an instant fake
 //! LLM. Prints messages per second and the p50/p99 latency from the update
-//! being available to its reply's sendMessage, and the broker's RSS before
-//! and after.
+//! being available to its reply's sendMessage, and the RSS of the broker and
+//! the daemon before, just after and 35 s after (one heap trim).
 //!
 //! Run (release binaries, as deployed):
 //! `cargo build --release --workspace --all-targets && target/release/throughput-bench`
 //! Options: `--messages N` (10000), `--chats N` (100), `--perf SECONDS`
-//! (record the broker with `perf record -g` for that long during the burst).
+//! (record the broker with `perf record -g` for that long during the burst),
+//! `--soak SECONDS` then `--rate N` (20 msg/s): after the burst, a steady
+//! load for that long, with the RSS every minute and once it is over.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,8 @@ fn main() {
     let messages = arg("--messages", 10_000) as usize;
     let chats = arg("--chats", 100) as i64;
     let perf_secs = arg("--perf", 0);
+    let soak_secs = arg("--soak", 0);
+    let rate = arg("--rate", 20).max(1);
     let llm = FakeLlm::start(vec![]);
     // Every request is answered at once.
     llm.always("", Step::Text("ok".into()));
@@ -91,12 +95,45 @@ fn main() {
         p(0.5),
         p(0.99)
     );
+    let rss = |when: &str| {
+        println!(
+            "RSS {when}: broker {} KiB, telegram daemon {} KiB",
+            rss_kib(broker_pid),
+            rss_kib(channel_pid)
+        )
+    };
     std::thread::sleep(Duration::from_secs(2));
-    println!(
-        "RSS after the burst: broker {} KiB, telegram daemon {} KiB",
-        rss_kib(broker_pid),
-        rss_kib(channel_pid)
-    );
+    rss("2 s after the burst");
+    // One trim period (oxibot_proto::heap::TRIM_EVERY) and a little more.
+    std::thread::sleep(Duration::from_secs(35));
+    rss("35 s after the burst");
+
+    if soak_secs > 0 {
+        // A steady rate from the same chats, for as long as asked.
+        let started = Instant::now();
+        let mut sent = messages;
+        let mut next_report = 60;
+        while started.elapsed() < Duration::from_secs(soak_secs) {
+            tg.send_text(10_000 + sent as i64 % chats, &format!("message {sent}"));
+            sent += 1;
+            std::thread::sleep(Duration::from_secs_f64(1.0 / rate as f64));
+            if started.elapsed().as_secs() >= next_report {
+                rss(&format!("after {next_report} s of soak ({} messages)", sent - messages));
+                next_report += 60;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while tg.sent_count() < sent && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!(
+            "soak: {} messages at {rate}/s over {soak_secs} s, {} answered",
+            sent - messages,
+            tg.sent_count() - messages
+        );
+        std::thread::sleep(Duration::from_secs(35));
+        rss("35 s after the soak");
+    }
     if let Some(mut perf) = perf {
         let _ = perf.wait();
         println!("perf data: /tmp/oxibot-broker.perf (perf report -i /tmp/oxibot-broker.perf --no-children)");
