@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The dependency gate (cargo deny, deny.toml): licences, bans and sources
-# must pass. Duplicate versions are printed and may not grow past what the
+# must pass, and no crate may declare a dependency it does not use
+# (cargo machete). Duplicate versions are printed and may not grow past what the
 # chat libraries force on us today (serenity pins its own tungstenite,
 # rand, thiserror…). Advisories need RustSec's database from GitHub: tried,
 # and reported as not checked when it cannot be fetched.
@@ -22,6 +23,14 @@ echo "duplicate versions: $count (at most $MAX_DUPLICATES):" $duplicates
 if [ "$count" -gt "$MAX_DUPLICATES" ]; then
     echo "a new duplicate version: unify it, or raise MAX_DUPLICATES in $0 with the reason"
     status=1
+fi
+# Every declared dependency is used (cargo-machete reads the sources).
+if ! cargo machete >/tmp/oxibot-machete.log 2>&1; then
+    sed -n '1,/^If you believe/p' /tmp/oxibot-machete.log
+    echo "unused dependencies: remove them (or list a false positive under [package.metadata.cargo-machete])"
+    status=1
+else
+    echo "unused dependencies: none"
 fi
 if timeout 120 cargo deny check advisories >/tmp/oxibot-advisories.log 2>&1; then
     echo "advisories ok"

@@ -38,6 +38,7 @@ fi
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 command -v cargo-generate-rpm >/dev/null || cargo install cargo-generate-rpm --locked
 command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
+command -v cargo-machete >/dev/null || cargo install cargo-machete --locked
 
 # The jail tests run in both modes: root-started (toold becomes oxibot-tool)
 # and unprivileged (the broker runs as oxibot-ci; toold uses a user namespace).

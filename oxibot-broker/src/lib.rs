@@ -1,31 +1,49 @@
 //! The OxiBot broker: holds every secret, runs the agent loop, owns the
 //! durable state and supervises the unprivileged daemons.
 
-pub mod access;
-pub mod agent;
+// Running: start-up and shutdown, the service manager, what each mode
+// separates, reloads, and the daemons the broker starts itself.
 pub mod broker;
-pub mod channels;
-pub mod commands;
-pub mod cron;
-pub use oxibot_config::{abilities, config, cron_import, import, secret, secrets_file};
-pub mod ctl;
-pub mod health;
-pub mod heartbeat;
-pub mod memory;
-pub mod message;
-pub mod metrics;
-pub mod own_tools;
-pub mod prompt;
-pub mod providers;
 pub mod reload;
 pub mod separation;
 pub mod service;
-pub mod skills;
-pub mod sockets;
-pub mod store;
-pub mod subagents;
 pub mod supervise;
+
+// Connections: one module per peer, each over its own socket, each
+// believing only what the broker itself established about the peer.
+pub mod channels;
+pub mod ctl;
+pub mod health;
+pub mod sockets;
 pub mod toolclient;
+
+// Who may talk: allow-lists, pairing and group policy for channel messages.
+pub mod access;
+
+// The turn: from a message to the answer — chat commands, the prompt, the
+// model, the tools (in the jail through `toolclient`, or the broker's own),
+// and the bounded history with its lasting memory.
+pub mod agent;
+pub mod commands;
+pub mod memory;
+pub mod own_tools;
+pub mod prompt;
+pub mod providers;
+pub mod skills;
 pub mod tools;
-pub mod uploads;
 pub mod web;
+
+// Turns nobody typed: scheduled jobs, the heartbeat, background tasks, and
+// messages the assistant sends on its own.
+pub mod cron;
+pub mod heartbeat;
+pub mod message;
+pub mod subagents;
+
+// State: SQLite (sessions, inbound queue, outbox, audit, jobs), the files
+// users send, and the counters.
+pub mod metrics;
+pub mod store;
+pub mod uploads;
+
+pub use oxibot_config::{abilities, config, cron_import, import, secret, secrets_file};

@@ -16,7 +16,7 @@ mod load;
 mod schema;
 mod validate;
 
-pub use load::{expand_home, inline_secrets, ConfigError, LoadReport};
+pub use load::{expand_home, inline_secrets, merge, ConfigError, LoadReport};
 pub use schema::{
     AgentDefaults, Agents, Config, ExecSettings, Health, ProviderName, ProviderSettings, SandboxMode, Tools,
     Transcription, Users, SECRET_KEYS,

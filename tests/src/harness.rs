@@ -42,22 +42,8 @@ pub struct Broker {
     pub daemons: Vec<(String, Child)>,
 }
 
-/// Deep-merges `over` into `base`.
-pub fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
-    }
-}
+/// Deep-merges `over` into `base`, as the broker lays the secrets over the config.
+pub use oxibot_config::config::merge;
 
 /// The resident set of a process, KiB (0 when it is gone): for the benches.
 pub fn rss_kib(pid: i32) -> u64 {

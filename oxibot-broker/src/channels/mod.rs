@@ -176,17 +176,21 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     outbound::resend_outbox(&broker, &channel, &tx).await;
 
     let mut pieces = crate::uploads::Pieces::default();
+    // What the daemon may not send cuts the link, and is audited.
+    let violation = |e: &str| {
+        broker.store.audit_about(
+            "protocol_violation",
+            Some(&*channel),
+            None,
+            &format!("channel {channel} ({peer}): {e}"),
+        )
+    };
     loop {
         match reader.recv().await {
             Ok(msg) => match handle(&broker, &channel, &policy, &tx, &mut pieces, msg).await {
                 Ok(()) => {}
                 Err(Fault::Peer(e)) => {
-                    broker.store.audit_about(
-                        "protocol_violation",
-                        Some(&*channel),
-                        None,
-                        &format!("channel {channel} ({peer}): {e}"),
-                    );
+                    violation(&e);
                     break;
                 }
                 Err(Fault::Local(e)) => {
@@ -200,12 +204,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             },
             Err(FrameError::Closed) => break,
             Err(e) => {
-                broker.store.audit_about(
-                    "protocol_violation",
-                    Some(&*channel),
-                    None,
-                    &format!("channel {channel} ({peer}): {e}"),
-                );
+                violation(&e.to_string());
                 break;
             }
         }

@@ -3,8 +3,8 @@
 use serde_json::{json, Value};
 
 use super::{
-    apply_headers, http_error, network_error, ChatMessage, ChatRequest, ChatResponse, Endpoint, ProviderError, Role,
-    ToolCallRequest, Usage,
+    decode, send_for_json, ChatMessage, ChatRequest, ChatResponse, Endpoint, ProviderError, Role, ToolCallRequest,
+    Usage,
 };
 
 const API_VERSION: &str = "2023-06-01";
@@ -43,22 +43,8 @@ pub(super) async fn complete(
     if let Some(key) = &ep.key {
         rb = rb.header("x-api-key", key.expose());
     }
-    let resp = apply_headers(rb, ep)
-        .send()
-        .await
-        .map_err(|e| network_error(ep.provider, e))?;
-    if !resp.status().is_success() {
-        return Err(http_error(ep, resp).await);
-    }
-    let v: Value = resp.json().await.map_err(|e| decode(ep, e.to_string()))?;
+    let v = send_for_json(rb, ep).await?;
     parse(ep, &v)
-}
-
-fn decode(ep: &Endpoint, message: String) -> ProviderError {
-    ProviderError::Decode {
-        provider: ep.provider,
-        message,
-    }
 }
 
 /// Anthropic wants tool calls as `tool_use` blocks in the assistant turn and

@@ -356,3 +356,26 @@ fn apply_headers(mut rb: reqwest::RequestBuilder, ep: &Endpoint) -> reqwest::Req
     }
     rb
 }
+
+/// Sends a completion request (with the endpoint's extra headers) and
+/// reads the JSON answer: a network failure, an HTTP error (with its
+/// status, `Retry-After` and body) or a body that is not JSON becomes the
+/// provider error the retry logic reads.
+async fn send_for_json(rb: reqwest::RequestBuilder, ep: &Endpoint) -> Result<Value, ProviderError> {
+    let resp = apply_headers(rb, ep)
+        .send()
+        .await
+        .map_err(|e| network_error(ep.provider, e))?;
+    if !resp.status().is_success() {
+        return Err(http_error(ep, resp).await);
+    }
+    resp.json().await.map_err(|e| decode(ep, e.to_string()))
+}
+
+/// An answer that is not what the provider's API promises.
+fn decode(ep: &Endpoint, message: String) -> ProviderError {
+    ProviderError::Decode {
+        provider: ep.provider,
+        message,
+    }
+}

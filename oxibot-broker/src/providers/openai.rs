@@ -2,10 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{
-    apply_headers, http_error, network_error, ChatRequest, ChatResponse, Endpoint, ProviderError, Role,
-    ToolCallRequest, Usage,
-};
+use super::{decode, send_for_json, ChatRequest, ChatResponse, Endpoint, ProviderError, Role, ToolCallRequest, Usage};
 
 pub(super) async fn complete(
     http: &reqwest::Client,
@@ -30,22 +27,8 @@ pub(super) async fn complete(
     if let Some(key) = &ep.key {
         rb = rb.bearer_auth(key.expose());
     }
-    let resp = apply_headers(rb, ep)
-        .send()
-        .await
-        .map_err(|e| network_error(ep.provider, e))?;
-    if !resp.status().is_success() {
-        return Err(http_error(ep, resp).await);
-    }
-    let v: Value = resp.json().await.map_err(|e| decode(ep, e.to_string()))?;
+    let v = send_for_json(rb, ep).await?;
     parse(ep, &v)
-}
-
-fn decode(ep: &Endpoint, message: String) -> ProviderError {
-    ProviderError::Decode {
-        provider: ep.provider,
-        message,
-    }
 }
 
 fn message_json(m: &super::ChatMessage) -> Value {

@@ -342,8 +342,10 @@ pub fn inline_secrets(v: &Value) -> Vec<String> {
     out
 }
 
-/// Deep-merges `over` into `base`: objects merge key by key, anything else replaces.
-fn merge(base: &mut Value, over: Value) {
+/// Deep-merges `over` into `base`: objects merge key by key, anything else
+/// replaces. How the secrets file lies over the config (and how the tests
+/// build theirs).
+pub fn merge(base: &mut Value, over: Value) {
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {
