@@ -34,10 +34,15 @@ struct Handler {
 }
 
 impl Handler {
-    /// Hands one user message to the broker and waits for its ack.
-    async fn deliver(&self, msg: Message, me: UserId) {
+    /// Hands one user message to the broker and waits for its ack. False
+    /// when the broker is gone: nothing more may be handed over (the
+    /// restarted daemon catches up from what the broker committed).
+    async fn deliver(&self, msg: Message, me: UserId) -> bool {
+        if self.link.is_gone() {
+            return false;
+        }
         let Some(incoming) = read(&msg, me) else {
-            return;
+            return true;
         };
         let (attachments, notes) = if !msg.attachments.is_empty() && self.link.may_fetch(incoming.may_fetch()).await {
             fetch_attachments(&msg).await
@@ -51,11 +56,12 @@ impl Handler {
             // and catch up from the last message the broker committed.
             tracing::error!("{e}");
             self.link.give_up();
-            return;
+            return false;
         }
         let mut resume = self.resume_after.lock().unwrap_or_else(|p| p.into_inner());
         let newest = resume.entry(msg.channel_id.get()).or_default();
         *newest = (*newest).max(msg.id.get());
+        true
     }
 
     /// Fetches, oldest first, what each known channel received after the
@@ -78,7 +84,9 @@ impl Handler {
                         tracing::info!(channel, count = missed.len(), "catching up on missed messages");
                     }
                     for m in missed {
-                        self.deliver(m, me).await;
+                        if !self.deliver(m, me).await {
+                            return;
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(channel, "cannot fetch missed messages: {e}"),

@@ -216,6 +216,11 @@ impl Link {
         let _ = gone.wait_for(|g| *g).await;
     }
 
+    /// Whether the broker is gone (or the daemon gave up on it).
+    pub fn is_gone(&self) -> bool {
+        *self.gone.borrow()
+    }
+
     /// Gives up on the broker (it took no ack in time): the daemon stops as
     /// if the connection had closed, and the supervisor starts a fresh one.
     /// For adapters whose platform client calls back into us, where no

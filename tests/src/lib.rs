@@ -1,6 +1,7 @@
 //! Support for OxiBot's end-to-end tests: a fake LLM server that speaks the
 //! OpenAI and Anthropic wire formats, and a harness that runs the real
-//! broker, toold and oxibotctl binaries against it.
+//! broker, toold and oxibotctl binaries against it; for the channel tests,
+//! fake chat platforms and [`run::Run`], the one set-up they share.
 
 pub mod assistant;
 pub mod consts;
@@ -14,4 +15,5 @@ pub mod harness;
 pub mod mail;
 pub mod platform;
 pub mod poll;
+pub mod run;
 pub mod serve;

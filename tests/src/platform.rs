@@ -1,7 +1,9 @@
 //! One face for the five chat platforms, so that the tests every channel
-//! must pass (`tests/tests/channels.rs`) are written once. Each
+//! must pass (`tests/tests/channels.rs`) are written once, and every
+//! channel test starts the same way ([`crate::run::Run`]). Each
 //! implementation drives its fake server (or, for e-mail, the real Dovecot
-//! and OpenSMTPD) the way a user on that platform would.
+//! and OpenSMTPD) the way a user on that platform would; the fakes are
+//! public for what only one platform does.
 //!
 //! Users are named by short tags ("alice", "stranger"); each platform maps
 //! a tag to its own kind of id and to the chat the bot answers in.
@@ -322,6 +324,18 @@ impl Platform for WhatsApp {
     }
 }
 
+/// A mailbox name suffix no earlier test run used. The mail store outlives
+/// a run and pids are reused (pid_max is 32768 here), so the pid alone once
+/// handed a test a mailbox holding an earlier run's replies: the start time
+/// makes it unique.
+pub fn mailbox_tag() -> String {
+    let n = MAILBOXES.fetch_add(1, Ordering::Relaxed);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{started:x}-{n}", std::process::id())
+}
+
 /// E-mail against the real servers: every user is a fresh Dovecot mailbox.
 pub struct Email {
     tag: String,
@@ -331,13 +345,32 @@ pub struct Email {
 static MAILBOXES: AtomicU32 = AtomicU32::new(0);
 
 impl Email {
-    fn mailbox(&self, who: &str) -> String {
+    /// E-mail whose mailboxes are named `{who}-{tag}`, for a test that
+    /// names them itself; [`Platform::start`] picks a tag unique across
+    /// runs. None (the test skipped) when the mail servers are not running.
+    pub fn tagged(tag: String, accept: bool) -> Option<Self> {
+        if !mail::servers_up() {
+            crate::harness::skip(
+                "Dovecot/OpenSMTPD are not running on 127.0.0.1 (scripts/mail-servers.sh starts them)",
+            );
+            return None;
+        }
+        Some(Email {
+            tag,
+            password: if accept { mail::PASSWORD } else { "wrong-password-0123" },
+        })
+    }
+    /// `who`'s Dovecot mailbox, which is also their IMAP user name
+    /// (`bot` is the bot's).
+    pub fn mailbox(&self, who: &str) -> String {
         format!("{who}-{}", self.tag)
     }
-    fn address(&self, who: &str) -> String {
+    /// `who`'s address, where the bot's replies to them land.
+    pub fn address(&self, who: &str) -> String {
         format!("{}@example.com", self.mailbox(who))
     }
-    fn bot_address(&self) -> String {
+    /// The bot's address: the users write to it.
+    pub fn bot_address(&self) -> String {
         format!("{}@oxibot.test", self.mailbox("bot"))
     }
     /// Hands a raw message to OpenSMTPD for the bot.
@@ -352,23 +385,7 @@ impl Platform for Email {
     const LIMIT: Option<usize> = None;
 
     fn start(accept: bool) -> Option<Self> {
-        if !mail::servers_up() {
-            crate::harness::skip(
-                "Dovecot/OpenSMTPD are not running on 127.0.0.1 (scripts/mail-servers.sh starts them)",
-            );
-            return None;
-        }
-        let n = MAILBOXES.fetch_add(1, Ordering::Relaxed);
-        // The mail store outlives a test run and pids are reused (pid_max
-        // is 32768 here), so the pid alone once handed a test a mailbox
-        // holding an earlier run's replies: the start time makes it unique.
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        Some(Email {
-            tag: format!("{}-{started:x}-{n}", std::process::id()),
-            password: if accept { mail::PASSWORD } else { "wrong-password-0123" },
-        })
+        Email::tagged(mailbox_tag(), accept)
     }
     fn settings(&self) -> Value {
         json!({

@@ -10,75 +10,24 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oxibot_tests::consts::{LLM_KEY, SLOW};
-use oxibot_tests::fake_llm::{FakeLlm, Step};
-use oxibot_tests::harness::{merge, Broker};
+use oxibot_tests::fake_llm::Step;
 use oxibot_tests::platform::{Discord, Email, Platform, Slack, Telegram, WhatsApp};
+use oxibot_tests::run::Run;
 use serde_json::{json, Value};
 
 const OTHER_TOKEN: &str = "other-channel-token-NOT-FOR-YOU-42";
 
-struct Run<P: Platform> {
-    p: P,
-    llm: FakeLlm,
-    broker: Broker,
-}
-
 /// Starts `P` and a broker with only `P` enabled, `alice` allowed, plus
 /// `access` merged into the channel's settings.
 fn start<P: Platform>(script: Vec<Step>, access: Value, accept_credential: bool) -> Option<Run<P>> {
-    let p = P::start(accept_credential)?;
-    let llm = FakeLlm::start(script);
-    let mut settings = p.settings();
-    merge(
-        &mut settings,
-        json!({"enabled": true, "allowedUsers": [p.user("alice")]}),
-    );
-    merge(&mut settings, access);
     // Another channel's credential sits in the same secrets file; it must
     // never reach this channel's daemon.
     let other = if P::NAME == "telegram" { "discord" } else { "telegram" };
-    let secrets = json!({
-        "providers": {"openai": {"apiKey": LLM_KEY}},
-        "channels": {P::NAME: p.credential(), other: {"token": OTHER_TOKEN}}
-    });
-    let broker = Broker::start(&llm.base_url, json!({"channels": {P::NAME: settings}}), secrets);
-    Some(Run { p, llm, broker })
-}
-
-impl<P: Platform> Run<P> {
-    fn wait_connected(&self) {
-        self.broker.wait_until(&format!("{} connected", P::NAME), SLOW, |s| {
-            s["channels"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["name"] == P::NAME && c["connected"] == true))
-        });
-    }
-
-    fn process(&self) -> Value {
-        let name = format!("channel:{}", P::NAME);
-        self.broker.status()["processes"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["name"] == name.as_str()).cloned())
-            .unwrap_or(Value::Null)
-    }
-
-    fn channel_status(&self) -> Value {
-        self.broker.status()["channels"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["name"] == P::NAME).cloned())
-            .unwrap_or(Value::Null)
-    }
-
-    fn channeld_pid(&self) -> i32 {
-        let pid = self.broker.process_pid(&format!("channel:{}", P::NAME));
-        pid.unwrap_or_else(|| panic!("no {} daemon running", P::NAME))
-    }
-
-    fn wait_outbox_drained(&self) {
-        self.broker.wait_until("outbox drained", Duration::from_secs(10), |st| {
-            st["queues"]["outboxPending"] == 0
-        });
-    }
+    Run::<P>::builder(script)
+        .accept_credential(accept_credential)
+        .settings(move |_| access)
+        .secrets(json!({"channels": {other: {"token": OTHER_TOKEN}}}))
+        .start()
 }
 
 /// The one-time code in the bot's answer to an unknown user.

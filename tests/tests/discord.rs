@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use oxibot_tests::consts::{LLM_KEY, SLOW};
-use oxibot_tests::fake_discord::FakeDiscord;
-use oxibot_tests::fake_llm::{FakeLlm, Step};
-use oxibot_tests::harness::Broker;
-use oxibot_tests::platform::DISCORD_TOKEN;
+use oxibot_tests::consts::SLOW;
+use oxibot_tests::fake_llm::Step;
+use oxibot_tests::platform::Discord;
+use oxibot_tests::run::Run;
 use serde_json::{json, Value};
 
 const ALICE: u64 = 4242;
@@ -15,22 +14,12 @@ const DM: u64 = 7001;
 const GUILD: u64 = 8001;
 const GUILD_CHANNEL: u64 = 8002;
 
-fn start(script: Vec<Step>, server_token: &str) -> (FakeLlm, FakeDiscord, Broker) {
-    let llm = FakeLlm::start(script);
-    let discord = FakeDiscord::start(server_token);
-    let settings = json!({"enabled": true, "apiBase": discord.api_base, "allowedUsers": [ALICE.to_string()]});
-    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}},
-                         "channels": {"discord": {"token": DISCORD_TOKEN}}});
-    let broker = Broker::start(&llm.base_url, json!({"channels": {"discord": settings}}), secrets);
-    (llm, discord, broker)
-}
-
-fn connected(broker: &Broker) {
-    broker.wait_until("discord connected", SLOW, |s| {
-        s["channels"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["name"] == "discord" && c["connected"] == true))
-    });
+/// Discord on its fake with `ALICE` allowed.
+fn start(script: Vec<Step>) -> Run<Discord> {
+    Run::<Discord>::builder(script)
+        .allow([ALICE.to_string()])
+        .start()
+        .expect("the fake Discord always starts")
 }
 
 fn content(m: &(String, Value)) -> String {
@@ -45,10 +34,10 @@ fn a_dm_is_answered_as_a_reply_in_the_same_channel() {
         Duration::from_millis(500),
         Box::new(Step::Text("hello from the bot".into())),
     );
-    let (llm, discord, broker) = start(vec![slow], DISCORD_TOKEN);
-    connected(&broker);
-    let id = discord.post(DM, None, ALICE, "hi", false);
-    let sent = discord.wait_sent(1, Duration::from_secs(20));
+    let r = start(vec![slow]);
+    r.wait_connected();
+    let id = r.p.fake.post(DM, None, ALICE, "hi", false);
+    let sent = r.p.fake.wait_sent(1, Duration::from_secs(20));
     assert_eq!(sent[0].0, DM.to_string());
     assert_eq!(content(&sent[0]), "hello from the bot");
     assert_eq!(
@@ -57,65 +46,64 @@ fn a_dm_is_answered_as_a_reply_in_the_same_channel() {
         "{}",
         sent[0].1
     );
-    assert!(llm.requests()[0].body.to_string().contains("hi"));
-    assert!(discord.typing().contains(&DM.to_string()));
+    assert!(r.llm.requests()[0].body.to_string().contains("hi"));
+    assert!(r.p.fake.typing().contains(&DM.to_string()));
 }
 
 #[test]
 fn guild_messages_need_a_mention_and_strangers_are_refused() {
-    let (llm, discord, broker) = start(vec![Step::Text("at your service".into())], DISCORD_TOKEN);
-    connected(&broker);
-    discord.post(GUILD_CHANNEL, Some(GUILD), ALICE, "chatting", false);
-    discord.post(DM, None, 999, "let me in", false);
-    broker.wait_audit("access_denied", "user 999");
-    discord.post(GUILD_CHANNEL, Some(GUILD), ALICE, "<@900000000000000001> help", true);
-    let sent = discord.wait_sent(1, Duration::from_secs(20));
+    let r = start(vec![Step::Text("at your service".into())]);
+    r.wait_connected();
+    r.p.fake.post(GUILD_CHANNEL, Some(GUILD), ALICE, "chatting", false);
+    r.p.fake.post(DM, None, 999, "let me in", false);
+    r.broker.wait_audit("access_denied", "user 999");
+    r.p.fake
+        .post(GUILD_CHANNEL, Some(GUILD), ALICE, "<@900000000000000001> help", true);
+    let sent = r.p.fake.wait_sent(1, Duration::from_secs(20));
     assert_eq!(sent[0].0, GUILD_CHANNEL.to_string());
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(llm.requests().len(), 1);
+    assert_eq!(r.llm.requests().len(), 1);
 }
 
 #[test]
 fn attachments_are_downloaded_and_saved_into_the_workspace() {
-    let (llm, discord, broker) = start(vec![Step::Text("thanks".into())], DISCORD_TOKEN);
-    connected(&broker);
+    let r = start(vec![Step::Text("thanks".into())]);
+    r.wait_connected();
     let csv = b"name,qty\nbolts,40\n";
-    discord.post_file(DM, ALICE, "inventory attached", "stock.csv", "text/csv", csv);
-    discord.wait_sent(1, Duration::from_secs(20));
-    let request = llm.requests()[0].body.to_string();
+    r.p.fake
+        .post_file(DM, ALICE, "inventory attached", "stock.csv", "text/csv", csv);
+    r.p.fake.wait_sent(1, Duration::from_secs(20));
+    let request = r.llm.requests()[0].body.to_string();
     assert!(
         request.contains("inventory attached") && request.contains("inbox/stock.csv"),
         "{request}"
     );
-    assert_eq!(std::fs::read(broker.workspace.join("inbox/stock.csv")).unwrap(), csv);
+    assert_eq!(std::fs::read(r.broker.workspace.join("inbox/stock.csv")).unwrap(), csv);
 }
 
 #[test]
 fn messages_sent_while_the_daemon_is_down_are_fetched_after_the_restart() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    let (llm, discord, broker) = start(
-        vec![Step::Text("first".into()), Step::Text("caught up".into())],
-        DISCORD_TOKEN,
-    );
-    connected(&broker);
-    discord.post(DM, None, ALICE, "hello", false);
-    discord.wait_sent(1, Duration::from_secs(20));
-    let old = broker.process_pid("channel:discord").unwrap();
+    let r = start(vec![Step::Text("first".into()), Step::Text("caught up".into())]);
+    r.wait_connected();
+    r.p.fake.post(DM, None, ALICE, "hello", false);
+    r.p.fake.wait_sent(1, Duration::from_secs(20));
+    let old = r.broker.process_pid("channel:discord").unwrap();
     kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
     oxibot_tests::poll::wait_for("the gateway session to end", Duration::from_secs(10), || {
-        (discord.live_sessions() == 0).then_some(())
+        (r.p.fake.live_sessions() == 0).then_some(())
     });
     // Nobody is listening on the gateway: only the history has it.
-    let missed = discord.post(DM, None, ALICE, "are you there?", false);
-    let sent = discord.wait_sent(2, SLOW);
+    let missed = r.p.fake.post(DM, None, ALICE, "are you there?", false);
+    let sent = r.p.fake.wait_sent(2, SLOW);
     assert_eq!(content(&sent[1]), "caught up");
     assert_eq!(sent[1].1["message_reference"]["message_id"], json!(missed.to_string()));
-    assert!(llm.requests()[1].body.to_string().contains("are you there?"));
-    let queries = discord.history_queries();
+    assert!(r.llm.requests()[1].body.to_string().contains("are you there?"));
+    let queries = r.p.fake.history_queries();
     assert!(queries.iter().any(|q| q.contains("after=")), "{queries:?}");
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(discord.sent().len(), 2, "answered twice: {:?}", discord.sent());
+    assert_eq!(r.p.fake.sent().len(), 2, "answered twice: {:?}", r.p.fake.sent());
 }
 
 /// The window that the chaos test can only hit by luck, hit on purpose:
@@ -125,18 +113,19 @@ fn messages_sent_while_the_daemon_is_down_are_fetched_after_the_restart() {
 /// instead of posting a second.
 #[test]
 fn a_reply_resent_after_a_kill_is_posted_once() {
-    let (_llm, discord, broker) = start(vec![Step::Text("only once, please".into())], DISCORD_TOKEN);
-    connected(&broker);
-    discord.stall_next_create();
-    discord.post(DM, None, ALICE, "hi", false);
-    discord.wait_sent(1, Duration::from_secs(20));
-    let daemon = broker.process_pid("channel:discord").expect("the daemon's pid");
+    let r = start(vec![Step::Text("only once, please".into())]);
+    r.wait_connected();
+    r.p.fake.stall_next_create();
+    r.p.fake.post(DM, None, ALICE, "hi", false);
+    r.p.fake.wait_sent(1, Duration::from_secs(20));
+    let daemon = r.broker.process_pid("channel:discord").expect("the daemon's pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), nix::sys::signal::Signal::SIGKILL).unwrap();
-    oxibot_tests::poll::wait_for("the resend", SLOW, || (discord.nonce_repeats() == 1).then_some(()));
-    broker.wait_until("the reply counted as delivered", Duration::from_secs(20), |s| {
-        s["queues"]["outboxPending"] == 0
-    });
-    let sent = discord.sent();
+    oxibot_tests::poll::wait_for("the resend", SLOW, || (r.p.fake.nonce_repeats() == 1).then_some(()));
+    r.broker
+        .wait_until("the reply counted as delivered", Duration::from_secs(20), |s| {
+            s["queues"]["outboxPending"] == 0
+        });
+    let sent = r.p.fake.sent();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(content(&sent[0]), "only once, please");
     assert!(

@@ -5,63 +5,45 @@
 
 use std::time::Duration;
 
-use oxibot_tests::consts::{CONNECT, LLM_KEY, SLOW};
-use oxibot_tests::fake_llm::{FakeLlm, Step};
-use oxibot_tests::harness::Broker;
-use oxibot_tests::mail::{self, IMAP_PORT, PASSWORD, SMTP_PORT};
+use oxibot_tests::consts::SLOW;
+use oxibot_tests::fake_llm::Step;
+use oxibot_tests::harness::merge;
+use oxibot_tests::mail::{self, PASSWORD};
+use oxibot_tests::platform::{mailbox_tag, Email};
 use oxibot_tests::poll::{self, POLL_COSTLY};
-use serde_json::json;
+use oxibot_tests::run::Run;
+use serde_json::{json, Value};
 
-struct Setup {
-    llm: FakeLlm,
-    broker: Broker,
-    bot: String,
-    alice: String,
-}
-
-fn start(test: &str, script: Vec<Step>) -> Option<Setup> {
+fn start(test: &str, script: Vec<Step>) -> Option<Run<Email>> {
     start_with(test, script, json!({}))
 }
 
-fn start_with(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Setup> {
-    let s = launch(test, script, extra)?;
-    s.broker.wait_until("email connected", CONNECT, |s| {
-        s["channels"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["name"] == "email" && c["connected"] == true))
-    });
-    Some(s)
+fn start_with(test: &str, script: Vec<Step>, extra: Value) -> Option<Run<Email>> {
+    let r = launch(test, script, extra)?;
+    r.wait_connected();
+    Some(r)
 }
 
-/// Starts the broker without waiting for the channel to connect.
-fn launch(test: &str, script: Vec<Step>, extra: serde_json::Value) -> Option<Setup> {
-    if !mail::servers_up() {
-        oxibot_tests::harness::skip(
-            "Dovecot/OpenSMTPD are not running on 127.0.0.1 (scripts/mail-servers.sh starts them)",
-        );
-        return None;
-    }
-    let tag = format!("{test}-{}", std::process::id());
-    let bot = format!("bot-{tag}");
-    let alice = format!("alice-{tag}");
-    let llm = FakeLlm::start(script);
-    let mut settings = json!({
-        "enabled": true,
-        "imapHost": "127.0.0.1", "imapPort": IMAP_PORT, "imapUsername": bot, "imapUseSsl": false,
-        "smtpHost": "127.0.0.1", "smtpPort": SMTP_PORT, "smtpUseTls": false,
-        "fromAddress": format!("{bot}@oxibot.test"), "pollIntervalSeconds": 1, "authservId": mail::AUTHSERV_ID,
-        "allowedUsers": [format!("{alice}@example.com")]
-    });
-    oxibot_tests::harness::merge(&mut settings, extra);
-    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}},
-                         "channels": {"email": {"imapPassword": PASSWORD, "smtpPassword": PASSWORD}}});
-    let broker = Broker::start(&llm.base_url, json!({"channels": {"email": settings}}), secrets);
-    Some(Setup {
-        llm,
-        broker,
-        bot,
-        alice,
-    })
+/// Starts the broker without waiting for the channel to connect. The
+/// mailboxes are named after `test` (`alice-{test}-{unique tag}`), `alice` is
+/// allowed, and `extra` is merged into the channel's settings.
+fn launch(test: &str, script: Vec<Step>, extra: Value) -> Option<Run<Email>> {
+    let email = Email::tagged(format!("{test}-{}", mailbox_tag()), true)?;
+    // IMAP by address, where the shared tests go by name.
+    let mut settings = json!({"imapHost": "127.0.0.1"});
+    merge(&mut settings, extra);
+    let run = Run::<Email>::builder(script)
+        .settings(move |email: &Email| {
+            // `smtpUsername` names a user ("bot"); their mailbox has this
+            // run's unique name.
+            if let Some(who) = settings["smtpUsername"].as_str() {
+                settings["smtpUsername"] = json!(email.mailbox(who));
+            }
+            settings
+        })
+        .secrets(json!({"channels": {"email": {"smtpPassword": PASSWORD}}}))
+        .start_on(email);
+    Some(run)
 }
 
 fn letter(from: &str, to: &str, id: &str, subject: &str) -> String {
@@ -82,46 +64,49 @@ fn post(verified: bool, from: &str, to: &str, message: &str) {
 
 #[test]
 fn a_verified_sender_gets_a_threaded_reply() {
-    let Some(s) = start("reply", vec![Step::Text("Sure, here is the plan.".into())]) else {
+    let Some(r) = start("reply", vec![Step::Text("Sure, here is the plan.".into())]) else {
         return;
     };
-    let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
-    let id = format!("<q1.{}@example.com>", s.alice);
+    let (from, to) = (r.p.address("alice"), r.p.bot_address());
+    let id = format!("<q1.{}@example.com>", r.p.mailbox("alice"));
     post(true, &from, &to, &letter(&from, &to, &id, "Plans"));
-    let replies = mail::wait_mail(&s.alice, 1, SLOW);
+    let replies = mail::wait_mail(&r.p.mailbox("alice"), 1, SLOW);
     let reply = &replies[0].0;
     assert!(reply.contains("Subject: Re: Plans"), "{reply}");
     assert!(reply.contains(&format!("In-Reply-To: {id}")), "{reply}");
     assert!(reply.contains(&format!("References: {id}")), "{reply}");
     assert!(reply.contains("Sure, here is the plan."), "{reply}");
-    assert!(s.llm.requests()[0].body.to_string().contains("Subject: Plans"));
+    assert!(r.llm.requests()[0].body.to_string().contains("Subject: Plans"));
     // Marked \Seen: it was committed before.
-    let inbox = mail::mailbox(&s.bot);
+    let inbox = mail::mailbox(&r.p.mailbox("bot"));
     assert_eq!(inbox.len(), 1);
     assert!(inbox[0].1, "the question was not marked \\Seen");
 }
 
 #[test]
 fn a_forged_from_header_is_refused_and_audited() {
-    let Some(s) = start("forged", vec![]) else { return };
-    let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
+    let Some(r) = start("forged", vec![]) else { return };
+    let (from, to) = (r.p.address("alice"), r.p.bot_address());
     post(false, &from, &to, &letter(&from, &to, "<f1@evil.test>", "Pay now"));
-    let entry = s.broker.wait_audit("access_denied", &format!("unverified:{from}"));
+    let entry = r.broker.wait_audit("access_denied", &format!("unverified:{from}"));
     assert!(entry.contains("email"), "{entry}");
-    assert!(s.llm.requests().is_empty());
+    assert!(r.llm.requests().is_empty());
     std::thread::sleep(Duration::from_secs(2));
-    assert!(mail::mailbox(&s.alice).is_empty(), "a forged sender got an answer");
+    assert!(
+        mail::mailbox(&r.p.mailbox("alice")).is_empty(),
+        "a forged sender got an answer"
+    );
 }
 
 /// Asks `alice` a question and returns how long the answer took.
-fn round_trip(s: &Setup, id: &str) -> Duration {
-    let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
+fn round_trip(r: &Run<Email>, id: &str) -> Duration {
+    let (from, to) = (r.p.address("alice"), r.p.bot_address());
     let started = std::time::Instant::now();
     post(true, &from, &to, &letter(&from, &to, id, "Quick"));
     poll::until(Duration::from_secs(60), POLL_COSTLY, || {
-        (!mail::mailbox(&s.alice).is_empty()).then_some(())
+        (!mail::mailbox(&r.p.mailbox("alice")).is_empty()).then_some(())
     })
-    .unwrap_or_else(|| panic!("no answer within 60 s; broker log:\n{}", s.broker.log_text()));
+    .unwrap_or_else(|| panic!("no answer within 60 s; broker log:\n{}", r.broker.log_text()));
     started.elapsed()
 }
 
@@ -130,38 +115,38 @@ fn new_mail_is_noticed_through_idle_without_waiting_for_a_poll() {
     // A poll interval far longer than the test's patience: only IDLE can
     // make the answer arrive in time.
     let extra = json!({"pollIntervalSeconds": 3600});
-    let Some(s) = start_with("idle", vec![Step::Text("pushed".into())], extra) else {
+    let Some(r) = start_with("idle", vec![Step::Text("pushed".into())], extra) else {
         return;
     };
-    let took = round_trip(&s, &format!("<i1.{}@example.com>", s.alice));
+    let took = round_trip(&r, &format!("<i1.{}@example.com>", r.p.mailbox("alice")));
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert!(
-        s.broker.log_text().contains("with IMAP IDLE"),
+        r.broker.log_text().contains("with IMAP IDLE"),
         "{}",
-        s.broker.log_text()
+        r.broker.log_text()
     );
 }
 
 #[test]
 fn without_idle_the_mailbox_is_polled() {
     let extra = json!({"imapIdle": false, "pollIntervalSeconds": 1});
-    let Some(s) = start_with("poll", vec![Step::Text("polled".into())], extra) else {
+    let Some(r) = start_with("poll", vec![Step::Text("polled".into())], extra) else {
         return;
     };
-    round_trip(&s, &format!("<p1.{}@example.com>", s.alice));
+    round_trip(&r, &format!("<p1.{}@example.com>", r.p.mailbox("alice")));
     assert!(
-        s.broker.log_text().contains("polling INBOX every 1 s"),
+        r.broker.log_text().contains("polling INBOX every 1 s"),
         "{}",
-        s.broker.log_text()
+        r.broker.log_text()
     );
 }
 
 #[test]
 fn attachments_are_saved_into_the_workspace() {
-    let Some(s) = start("attach", vec![Step::Text("filed".into())]) else {
+    let Some(r) = start("attach", vec![Step::Text("filed".into())]) else {
         return;
     };
-    let (from, to) = (format!("{}@example.com", s.alice), format!("{}@oxibot.test", s.bot));
+    let (from, to) = (r.p.address("alice"), r.p.bot_address());
     // "bolts,40\n" in base64, as a mail client sends a file.
     let message = format!(
         "From: {from}\nTo: {to}\nSubject: Stock\nMessage-ID: <a1.{}@example.com>\n\
@@ -169,17 +154,17 @@ fn attachments_are_saved_into_the_workspace() {
          --b1\nContent-Type: text/plain\n\nHere is the stock list.\n\
          --b1\nContent-Type: text/csv; name=\"stock.csv\"\nContent-Disposition: attachment; filename=\"stock.csv\"\n\
          Content-Transfer-Encoding: base64\n\nYm9sdHMsNDAK\n--b1--\n",
-        s.alice
+        r.p.mailbox("alice")
     );
     post(true, &from, &to, &message);
-    mail::wait_mail(&s.alice, 1, SLOW);
-    let request = s.llm.requests()[0].body.to_string();
+    mail::wait_mail(&r.p.mailbox("alice"), 1, SLOW);
+    let request = r.llm.requests()[0].body.to_string();
     assert!(
         request.contains("Here is the stock list.") && request.contains("inbox/stock.csv"),
         "{request}"
     );
     assert_eq!(
-        std::fs::read(s.broker.workspace.join("inbox/stock.csv")).unwrap(),
+        std::fs::read(r.broker.workspace.join("inbox/stock.csv")).unwrap(),
         b"bolts,40\n"
     );
 }
@@ -211,14 +196,17 @@ fn imaps_and_starttls_work_with_a_private_ca() {
     }
     // Submission on 10587 wants STARTTLS and then AUTH, as a real one does.
     let extra = json!({"imapUseSsl": true, "imapPort": 10993, "smtpUseTls": true, "smtpPort": 10587,
-                       "smtpUsername": format!("bot-starttls-{}", std::process::id()), "tlsCaFile": TEST_CA});
-    let Some(s) = start_with("starttls", vec![Step::Text("over TLS".into())], extra) else {
+                       "smtpUsername": "bot", "tlsCaFile": TEST_CA});
+    let Some(r) = start_with("starttls", vec![Step::Text("over TLS".into())], extra) else {
         return;
     };
-    round_trip(&s, &format!("<t1.{}@example.com>", s.alice));
-    assert!(mail::mailbox(&s.alice)[0].0.contains("over TLS"));
-    assert!(logged_in_over_tls("imap", &s.bot), "IMAP did not use TLS");
-    assert!(logged_in_over_tls("submission", &s.bot), "SMTP did not use STARTTLS");
+    round_trip(&r, &format!("<t1.{}@example.com>", r.p.mailbox("alice")));
+    assert!(mail::mailbox(&r.p.mailbox("alice"))[0].0.contains("over TLS"));
+    assert!(logged_in_over_tls("imap", &r.p.mailbox("bot")), "IMAP did not use TLS");
+    assert!(
+        logged_in_over_tls("submission", &r.p.mailbox("bot")),
+        "SMTP did not use STARTTLS"
+    );
 }
 
 #[test]
@@ -227,12 +215,15 @@ fn smtps_works_with_a_private_ca() {
         return;
     }
     let extra = json!({"smtpUseSsl": true, "smtpPort": 10465, "tlsCaFile": TEST_CA,
-                       "smtpUsername": format!("bot-smtps-{}", std::process::id())});
-    let Some(s) = start_with("smtps", vec![Step::Text("wrapped".into())], extra) else {
+                       "smtpUsername": "bot"});
+    let Some(r) = start_with("smtps", vec![Step::Text("wrapped".into())], extra) else {
         return;
     };
-    round_trip(&s, &format!("<t2.{}@example.com>", s.alice));
-    assert!(logged_in_over_tls("submission", &s.bot), "SMTP did not use TLS");
+    round_trip(&r, &format!("<t2.{}@example.com>", r.p.mailbox("alice")));
+    assert!(
+        logged_in_over_tls("submission", &r.p.mailbox("bot")),
+        "SMTP did not use TLS"
+    );
 }
 
 #[test]
@@ -241,10 +232,10 @@ fn a_certificate_from_an_unknown_ca_is_refused() {
         return;
     }
     let extra = json!({"imapUseSsl": true, "imapPort": 10993});
-    let Some(s) = launch("untrusted", vec![], extra) else {
+    let Some(r) = launch("untrusted", vec![], extra) else {
         return;
     };
-    let st = s
+    let st = r
         .broker
         .wait_until("the TLS failure to be reported", Duration::from_secs(20), |st| {
             st["channels"][0]["lastError"]

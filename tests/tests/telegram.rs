@@ -4,53 +4,33 @@
 use std::time::Duration;
 
 use oxibot_tests::assistant::ALICE;
-use oxibot_tests::consts::{CONNECT, LLM_KEY, SLOW};
-use oxibot_tests::fake_llm::{FakeLlm, Step};
-use oxibot_tests::fake_telegram::{FakeTelegram, BOT_USERNAME};
-use oxibot_tests::harness::Broker;
-use oxibot_tests::platform::TELEGRAM_TOKEN;
+use oxibot_tests::consts::SLOW;
+use oxibot_tests::fake_llm::Step;
+use oxibot_tests::fake_telegram::BOT_USERNAME;
+use oxibot_tests::platform::Telegram;
 use oxibot_tests::poll::{self, POLL_COSTLY};
+use oxibot_tests::run::Run;
 use serde_json::{json, Value};
 
 const DISCORD_TOKEN: &str = "discord-token-NOT-FOR-TELEGRAM-42";
 
-struct Setup {
-    llm: FakeLlm,
-    tg: FakeTelegram,
-    broker: Broker,
+fn start(script: Vec<Step>) -> Run<Telegram> {
+    start_with(script, |_| json!({}), json!({}))
 }
 
-fn start(script: Vec<Step>, telegram: Value) -> Setup {
-    start_with(script, telegram, |_| json!({}), json!({}))
-}
-
-/// `config` (given the fake LLM's URL) and `secrets` are merged into the
-/// broker's config and secrets.
-fn start_with(script: Vec<Step>, telegram: Value, config: impl FnOnce(&str) -> Value, secrets: Value) -> Setup {
-    let llm = FakeLlm::start(script);
-    let config = config(&llm.base_url);
-    let tg = FakeTelegram::start(TELEGRAM_TOKEN);
-    let mut channel = json!({"enabled": true, "apiBase": tg.base_url, "allowedUsers": [ALICE.to_string()]});
-    oxibot_tests::harness::merge(&mut channel, telegram);
-    let mut all_secrets = json!({
-        "providers": {"openai": {"apiKey": LLM_KEY}},
-        "channels": {"telegram": {"token": TELEGRAM_TOKEN}, "discord": {"token": DISCORD_TOKEN}}
-    });
-    oxibot_tests::harness::merge(&mut all_secrets, secrets);
-    let mut patch = json!({"channels": {"telegram": channel}});
-    oxibot_tests::harness::merge(&mut patch, config);
-    let broker = Broker::start(&llm.base_url, patch, all_secrets);
-    Setup { llm, tg, broker }
-}
-
-impl Setup {
-    fn wait_connected(&self) {
-        self.broker.wait_until("telegram connected", CONNECT, |s| {
-            s["channels"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["name"] == "telegram" && c["connected"] == true))
-        });
-    }
+/// Telegram on its fake with `ALICE` allowed; `config` (given the fake
+/// LLM's URL) and `secrets` are merged into the broker's config and secrets.
+fn start_with(script: Vec<Step>, config: impl FnOnce(&str) -> Value + 'static, secrets: Value) -> Run<Telegram> {
+    Run::<Telegram>::builder(script)
+        .allow([ALICE.to_string()])
+        // The fake's address as it is, not by name as the shared tests have it.
+        .settings(|tg| json!({"apiBase": tg.fake.base_url}))
+        // Another channel's credential sits in the same secrets file.
+        .secrets(json!({"channels": {"discord": {"token": DISCORD_TOKEN}}}))
+        .secrets(secrets)
+        .config(config)
+        .start()
+        .expect("the fake Telegram always starts")
 }
 
 fn text_of(m: &Value) -> String {
@@ -64,41 +44,40 @@ fn an_allowed_user_is_answered_in_the_right_chat_as_a_threaded_reply() {
         Duration::from_millis(500),
         Box::new(Step::Text("**Hello** there".into())),
     );
-    let s = start(vec![slow], json!({}));
-    s.wait_connected();
-    let update = s.tg.send_text(ALICE, "hi bot");
-    let sent = s.tg.wait_sent(1, Duration::from_secs(20));
+    let r = start(vec![slow]);
+    r.wait_connected();
+    let update = r.p.fake.send_text(ALICE, "hi bot");
+    let sent = r.p.fake.wait_sent(1, Duration::from_secs(20));
     assert_eq!(sent[0]["chat_id"], json!(ALICE));
     assert_eq!(text_of(&sent[0]), "<b>Hello</b> there");
     assert_eq!(sent[0]["parse_mode"], "HTML");
     assert_eq!(sent[0]["reply_parameters"]["message_id"], json!(1), "{}", sent[0]);
     // The model saw the message; a typing indicator went to the chat.
-    assert!(s.llm.requests()[0].body.to_string().contains("hi bot"));
-    assert!(s
-        .tg
+    assert!(r.llm.requests()[0].body.to_string().contains("hi bot"));
+    assert!(r
+        .p
+        .fake
         .actions()
         .iter()
         .any(|a| a["chat_id"] == json!(ALICE) && a["action"] == "typing"));
     // The cursor moved past the update once the broker had it.
-    s.tg.wait_committed(update, Duration::from_secs(10));
+    r.p.fake.wait_committed(update, Duration::from_secs(10));
     // Delivered: nothing left in the outbox.
-    s.broker.wait_until("outbox drained", Duration::from_secs(10), |st| {
-        st["queues"]["outboxPending"] == 0
-    });
+    r.wait_outbox_drained();
 }
 
 #[test]
 fn an_unknown_user_is_refused_and_audited() {
-    let s = start(vec![], json!({}));
-    s.wait_connected();
-    let update = s.tg.send_text(222, "let me in");
-    let entry = s.broker.wait_audit("access_denied", "user 222");
+    let r = start(vec![]);
+    r.wait_connected();
+    let update = r.p.fake.send_text(222, "let me in");
+    let entry = r.broker.wait_audit("access_denied", "user 222");
     assert!(entry.contains("telegram"), "{entry}");
     // Refused, but acknowledged: the platform does not redeliver it forever.
-    s.tg.wait_committed(update, Duration::from_secs(10));
-    assert!(s.llm.requests().is_empty(), "a refused message reached the model");
-    assert!(s.tg.sent().is_empty());
-    let st = s.broker.status();
+    r.p.fake.wait_committed(update, Duration::from_secs(10));
+    assert!(r.llm.requests().is_empty(), "a refused message reached the model");
+    assert!(r.p.fake.sent().is_empty());
+    let st = r.broker.status();
     assert_eq!(st["channels"][0]["counters"]["refused"], 1, "{st}");
     assert_eq!(st["channels"][0]["counters"]["received"], 0, "{st}");
 }
@@ -107,30 +86,27 @@ fn an_unknown_user_is_refused_and_audited() {
 /// and is audited under the channel and the user.
 #[test]
 fn the_admin_allows_and_denies_users_without_editing_the_config() {
-    let s = start(
-        vec![Step::Text("hello bob".into()), Step::Text("again".into())],
-        json!({}),
-    );
-    s.wait_connected();
+    let r = start(vec![Step::Text("hello bob".into()), Step::Text("again".into())]);
+    r.wait_connected();
     const BOB: i64 = 333;
     let ok = |args: &[&str]| {
-        let out = s.broker.ctl(args);
+        let out = r.broker.ctl(args);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
     ok(&["users", "allow", "telegram", &BOB.to_string()]);
-    s.tg.send_text(BOB, "hi, I am new");
-    let sent = s.tg.wait_sent(1, Duration::from_secs(20));
+    r.p.fake.send_text(BOB, "hi, I am new");
+    let sent = r.p.fake.wait_sent(1, Duration::from_secs(20));
     assert_eq!(sent[0]["chat_id"], json!(BOB));
 
     ok(&["users", "deny", "telegram", &ALICE.to_string()]);
-    let update = s.tg.send_text(ALICE, "am I still in?");
-    let entry = s.broker.wait_audit("access_denied", "oxibotctl users deny");
+    let update = r.p.fake.send_text(ALICE, "am I still in?");
+    let entry = r.broker.wait_audit("access_denied", "oxibotctl users deny");
     assert!(entry.contains(&ALICE.to_string()), "{entry}");
-    s.tg.wait_committed(update, Duration::from_secs(10));
-    assert_eq!(s.tg.sent().len(), 1, "a denied user was answered");
-    assert_eq!(s.llm.requests().len(), 1);
+    r.p.fake.wait_committed(update, Duration::from_secs(10));
+    assert_eq!(r.p.fake.sent().len(), 1, "a denied user was answered");
+    assert_eq!(r.llm.requests().len(), 1);
 
-    let audit = s.broker.ctl(&[
+    let audit = r.broker.ctl(&[
         "--json",
         "audit",
         "tail",
@@ -151,55 +127,56 @@ fn the_admin_allows_and_denies_users_without_editing_the_config() {
 /// it again, it gets its credential anew, and messages flow.
 #[test]
 fn a_channel_restarts_on_the_admins_word() {
-    let s = start(vec![Step::Text("back".into())], json!({}));
-    s.wait_connected();
-    let before = s.broker.audit("credential_handout").len();
-    let out = s.broker.ctl(&["channels", "restart", "telegram"]);
+    let r = start(vec![Step::Text("back".into())]);
+    r.wait_connected();
+    let before = r.broker.audit("credential_handout").len();
+    let out = r.broker.ctl(&["channels", "restart", "telegram"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     poll::until(SLOW, POLL_COSTLY, || {
-        (s.broker.audit("credential_handout").len() > before).then_some(())
+        (r.broker.audit("credential_handout").len() > before).then_some(())
     })
     .expect("the daemon did not come back");
-    s.wait_connected();
-    s.tg.send_text(ALICE, "still there?");
-    assert_eq!(text_of(&s.tg.wait_sent(1, Duration::from_secs(20))[0]), "back");
-    let restarts = s.broker.audit("channel_restart");
+    r.wait_connected();
+    r.p.fake.send_text(ALICE, "still there?");
+    assert_eq!(text_of(&r.p.fake.wait_sent(1, Duration::from_secs(20))[0]), "back");
+    let restarts = r.broker.audit("channel_restart");
     assert_eq!(restarts.len(), 1, "{restarts:?}");
-    let unknown = s.broker.ctl(&["channels", "restart", "discord"]);
+    let unknown = r.broker.ctl(&["channels", "restart", "discord"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not enabled"));
 }
 
 #[test]
 fn group_messages_need_a_mention() {
-    let s = start(vec![Step::Text("at your service".into())], json!({}));
-    s.wait_connected();
-    let ignored = s.tg.send_group_text(-500, ALICE, "talking among ourselves");
-    s.tg.wait_served(ignored, Duration::from_secs(10));
-    s.tg.send_group_text(-500, ALICE, &format!("@{BOT_USERNAME} help me"));
-    let sent = s.tg.wait_sent(1, Duration::from_secs(20));
+    let r = start(vec![Step::Text("at your service".into())]);
+    r.wait_connected();
+    let ignored = r.p.fake.send_group_text(-500, ALICE, "talking among ourselves");
+    r.p.fake.wait_served(ignored, Duration::from_secs(10));
+    r.p.fake
+        .send_group_text(-500, ALICE, &format!("@{BOT_USERNAME} help me"));
+    let sent = r.p.fake.wait_sent(1, Duration::from_secs(20));
     assert_eq!(sent[0]["chat_id"], json!(-500));
-    assert_eq!(s.llm.requests().len(), 1, "the unaddressed message reached the model");
-    assert!(s.broker.audit("access_denied").is_empty(), "ignoring is not refusing");
+    assert_eq!(r.llm.requests().len(), 1, "the unaddressed message reached the model");
+    assert!(r.broker.audit("access_denied").is_empty(), "ignoring is not refusing");
 }
 
 #[test]
 fn chat_commands_work() {
-    let s = start(vec![Step::Text("first".into())], json!({}));
-    s.wait_connected();
-    s.tg.send_text(ALICE, "remember this");
-    s.tg.wait_sent(1, Duration::from_secs(20));
-    s.tg.send_text(ALICE, "/help");
-    let sent = s.tg.wait_sent(2, Duration::from_secs(20));
+    let r = start(vec![Step::Text("first".into())]);
+    r.wait_connected();
+    r.p.fake.send_text(ALICE, "remember this");
+    r.p.fake.wait_sent(1, Duration::from_secs(20));
+    r.p.fake.send_text(ALICE, "/help");
+    let sent = r.p.fake.wait_sent(2, Duration::from_secs(20));
     assert!(text_of(&sent[1]).contains("/new"), "{}", sent[1]);
-    s.tg.send_text(ALICE, "/new");
-    let sent = s.tg.wait_sent(3, Duration::from_secs(20));
+    r.p.fake.send_text(ALICE, "/new");
+    let sent = r.p.fake.wait_sent(3, Duration::from_secs(20));
     assert!(text_of(&sent[2]).contains("new conversation"));
     assert!(
-        s.broker.messages(&format!("telegram:{ALICE}")).is_empty(),
+        r.broker.messages(&format!("telegram:{ALICE}")).is_empty(),
         "/new kept the history"
     );
-    assert_eq!(s.llm.requests().len(), 1, "commands must not reach the model");
+    assert_eq!(r.llm.requests().len(), 1, "commands must not reach the model");
 }
 
 /// The text of the last user message of a chat request, and its image URLs.
@@ -228,9 +205,9 @@ fn last_user_message(request: &Value) -> (String, Vec<String>) {
 
 /// The saved file is the user's, byte for byte, and toold wrote it: it is
 /// owned by the tool user when the jail runs as one (CI).
-fn assert_saved_by_toold(s: &Setup, relative: &str, data: &[u8]) {
+fn assert_saved_by_toold(r: &Run<Telegram>, relative: &str, data: &[u8]) {
     use std::os::unix::fs::MetadataExt;
-    let path = s.broker.workspace.join(relative);
+    let path = r.broker.workspace.join(relative);
     assert!(std::fs::read(&path).unwrap_or_default() == data, "{relative} differs");
     if let (true, Ok(Some(tool))) = (
         nix::unistd::geteuid().is_root(),
@@ -248,17 +225,17 @@ const PHOTO: &[u8] = b"\xff\xd8\xff\xe0 a tiny jpeg \x00\x01 not really";
 
 #[test]
 fn a_photo_reaches_a_vision_model_as_an_image_and_is_saved() {
-    let s = start_with(
+    let r = start_with(
         vec![Step::Text("a cat".into())],
-        json!({}),
         |_| json!({"agents": {"defaults": {"vision": true}}}),
         json!({}),
     );
-    s.wait_connected();
-    s.tg.send_file(ALICE, "photo", "what is this?", "p.jpg", "image/jpeg", PHOTO);
-    let sent = s.tg.wait_sent(1, Duration::from_secs(20));
+    r.wait_connected();
+    r.p.fake
+        .send_file(ALICE, "photo", "what is this?", "p.jpg", "image/jpeg", PHOTO);
+    let sent = r.p.fake.wait_sent(1, Duration::from_secs(20));
     assert_eq!(text_of(&sent[0]), "a cat");
-    let (text, images) = last_user_message(&s.llm.requests()[0].body);
+    let (text, images) = last_user_message(&r.llm.requests()[0].body);
     assert!(text.contains("what is this?"), "{text}");
     use base64::Engine;
     let expected = format!(
@@ -267,23 +244,23 @@ fn a_photo_reaches_a_vision_model_as_an_image_and_is_saved() {
     );
     assert_eq!(images, vec![expected]);
     // The largest size was fetched, not the thumbnail.
-    let downloads = s.tg.downloads();
+    let downloads = r.p.fake.downloads();
     assert!(downloads.iter().all(|d| d.contains("/photo")), "{downloads:?}");
     let saved = text.split("saved to ").nth(1).unwrap_or_default().trim_end_matches(']');
     assert!(saved.starts_with("inbox/photo-"), "{text}");
-    assert_saved_by_toold(&s, saved, PHOTO);
+    assert_saved_by_toold(&r, saved, PHOTO);
     // The history keeps the note, not the picture.
-    let stored = s.broker.messages(&format!("telegram:{ALICE}"));
+    let stored = r.broker.messages(&format!("telegram:{ALICE}"));
     assert!(stored[0].1.contains("inbox/photo-") && !stored[0].1.contains("base64"));
 }
 
 #[test]
 fn without_vision_a_photo_is_saved_and_the_model_told_so() {
-    let s = start(vec![Step::Text("noted".into())], json!({}));
-    s.wait_connected();
-    s.tg.send_file(ALICE, "photo", "", "p.jpg", "image/jpeg", PHOTO);
-    s.tg.wait_sent(1, Duration::from_secs(20));
-    let (text, images) = last_user_message(&s.llm.requests()[0].body);
+    let r = start(vec![Step::Text("noted".into())]);
+    r.wait_connected();
+    r.p.fake.send_file(ALICE, "photo", "", "p.jpg", "image/jpeg", PHOTO);
+    r.p.fake.wait_sent(1, Duration::from_secs(20));
+    let (text, images) = last_user_message(&r.llm.requests()[0].body);
     assert!(images.is_empty());
     assert!(text.contains("not set up to see images"), "{text}");
 }
@@ -291,20 +268,19 @@ fn without_vision_a_photo_is_saved_and_the_model_told_so() {
 #[test]
 fn a_voice_message_is_transcribed_through_the_configured_provider() {
     // Groq is served by the fake LLM under /groq/v1, with its own key.
-    let s = start_with(
+    let r = start_with(
         vec![Step::Text("I will remind you".into())],
-        json!({}),
         |llm| {
             json!({"transcription": {"provider": "groq", "model": "whisper-test"},
                    "providers": {"groq": {"apiBase": format!("{llm}/groq/v1")}}})
         },
         json!({"providers": {"groq": {"apiKey": "gsk-groq-KEY-0123456789"}}}),
     );
-    s.wait_connected();
+    r.wait_connected();
     let audio = b"OggS\x00\x02 fake opus voice note";
-    s.tg.send_file(ALICE, "voice", "", "voice.ogg", "audio/ogg", audio);
-    s.tg.wait_sent(1, Duration::from_secs(20));
-    let heard = s.llm.transcriptions();
+    r.p.fake.send_file(ALICE, "voice", "", "voice.ogg", "audio/ogg", audio);
+    r.p.fake.wait_sent(1, Duration::from_secs(20));
+    let heard = r.llm.transcriptions();
     assert_eq!(heard.len(), 1);
     assert_eq!(
         heard[0].authorization, "Bearer gsk-groq-KEY-0123456789",
@@ -316,41 +292,38 @@ fn a_voice_message_is_transcribed_through_the_configured_provider() {
         form.contains("whisper-test") && form.contains("fake opus voice note"),
         "{form}"
     );
-    let (text, _) = last_user_message(&s.llm.requests()[0].body);
+    let (text, _) = last_user_message(&r.llm.requests()[0].body);
     assert!(text.contains(oxibot_tests::fake_llm::TRANSCRIPT), "{text}");
-    assert!(!s.llm.requests()[0]
+    assert!(!r.llm.requests()[0]
         .header("authorization")
         .unwrap_or_default()
         .contains("gsk-groq"));
 
     // A provider that quotes the key in its error: the error reaches the
     // model and `oxibotctl status`, the key does not.
-    s.llm.push(Step::Text("sorry".into()));
-    s.llm
+    r.llm.push(Step::Text("sorry".into()));
+    r.llm
         .fail_transcriptions("invalid api key gsk-groq-KEY-0123456789 for this project");
-    s.tg.send_file(ALICE, "voice", "", "voice.ogg", "audio/ogg", audio);
-    s.tg.wait_sent(2, Duration::from_secs(20));
-    let (text, _) = last_user_message(&s.llm.requests()[1].body);
+    r.p.fake.send_file(ALICE, "voice", "", "voice.ogg", "audio/ogg", audio);
+    r.p.fake.wait_sent(2, Duration::from_secs(20));
+    let (text, _) = last_user_message(&r.llm.requests()[1].body);
     assert!(text.contains("transcription failed") && text.contains("401"), "{text}");
-    let status = s.broker.status().to_string();
+    let status = r.broker.status().to_string();
     assert!(status.contains("transcription failed"), "{status}");
-    for seen in [text, status, s.broker.log_text()] {
+    for seen in [text, status, r.broker.log_text()] {
         assert!(!seen.contains("gsk-groq-KEY-0123456789"), "the key leaked: {seen}");
     }
 }
 
 #[test]
 fn documents_are_saved_into_the_workspace_through_toold() {
-    let s = start(
-        vec![Step::Text("got it".into()), Step::Text("too big".into())],
-        json!({}),
-    );
-    s.wait_connected();
+    let r = start(vec![Step::Text("got it".into()), Step::Text("too big".into())]);
+    r.wait_connected();
     // 3 MiB of bytes that differ everywhere: many frames each way, in order.
     let pdf: Vec<u8> = (0..3u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    s.tg.send_file(
+    r.p.fake.send_file(
         ALICE,
         "document",
         "the report",
@@ -358,44 +331,45 @@ fn documents_are_saved_into_the_workspace_through_toold() {
         "application/pdf",
         &pdf,
     );
-    s.tg.wait_sent(1, SLOW);
-    let (text, _) = last_user_message(&s.llm.requests()[0].body);
+    r.p.fake.wait_sent(1, SLOW);
+    let (text, _) = last_user_message(&r.llm.requests()[0].body);
     assert!(
         text.contains("the report") && text.contains("inbox/Q3_report.pdf") && text.contains("3072.0 KiB"),
         "{text}"
     );
-    assert_saved_by_toold(&s, "inbox/Q3_report.pdf", &pdf);
+    assert_saved_by_toold(&r, "inbox/Q3_report.pdf", &pdf);
 
     // More than one message may carry: not downloaded, and the model is told.
     let huge = vec![7u8; oxibot_proto::messages::MAX_FILE_BYTES + 1];
-    s.tg.send_file(ALICE, "document", "", "huge.bin", "application/octet-stream", &huge);
-    s.tg.wait_sent(2, Duration::from_secs(20));
-    let (text, _) = last_user_message(&s.llm.requests()[1].body);
+    r.p.fake
+        .send_file(ALICE, "document", "", "huge.bin", "application/octet-stream", &huge);
+    r.p.fake.wait_sent(2, Duration::from_secs(20));
+    let (text, _) = last_user_message(&r.llm.requests()[1].body);
     assert!(
         text.contains("huge.bin") && text.contains("cannot come through chat"),
         "{text}"
     );
-    assert!(!s.tg.downloads().iter().any(|d| d.contains("huge.bin")));
-    assert!(!s.broker.workspace.join("inbox/huge.bin").exists());
+    assert!(!r.p.fake.downloads().iter().any(|d| d.contains("huge.bin")));
+    assert!(!r.broker.workspace.join("inbox/huge.bin").exists());
 }
 
 #[test]
 fn a_failing_platform_is_retried_with_backoff_and_reported() {
-    let s = start(vec![Step::Text("back again".into())], json!({}));
-    s.wait_connected();
+    let r = start(vec![Step::Text("back again".into())]);
+    r.wait_connected();
     // teloxide itself waits 10 s after a 5xx before it reports it.
-    s.tg.fail_polls(1);
-    let st = s.broker.wait_until("the failure to be reported", SLOW, |st| {
+    r.p.fake.fail_polls(1);
+    let st = r.broker.wait_until("the failure to be reported", SLOW, |st| {
         st["channels"][0]["connected"] == false
     });
     let error = st["channels"][0]["lastError"].as_str().unwrap_or_default().to_string();
     assert!(error.contains("getUpdates failed"), "{st}");
     // It comes back by itself after its backoff, without a restart.
-    s.tg.send_text(ALICE, "still there?");
-    let sent = s.tg.wait_sent(1, SLOW);
+    r.p.fake.send_text(ALICE, "still there?");
+    let sent = r.p.fake.wait_sent(1, SLOW);
     assert_eq!(text_of(&sent[0]), "back again");
-    s.wait_connected();
-    let st = s.broker.status();
+    r.wait_connected();
+    let st = r.broker.status();
     assert_eq!(st["channels"][0]["counters"]["disconnects"], 1, "{st}");
     assert_eq!(st["channels"][0]["lastError"], Value::Null, "{st}");
     assert_eq!(st["processes"][2]["restarts"], 0, "{st}");
@@ -403,9 +377,9 @@ fn a_failing_platform_is_retried_with_backoff_and_reported() {
 
 #[test]
 fn a_strangers_files_are_not_even_downloaded() {
-    let s = start(vec![Step::Text("only for alice".into())], json!({}));
-    s.wait_connected();
-    s.tg.send_file(
+    let r = start(vec![Step::Text("only for alice".into())]);
+    r.wait_connected();
+    r.p.fake.send_file(
         222,
         "document",
         "",
@@ -413,28 +387,30 @@ fn a_strangers_files_are_not_even_downloaded() {
         "application/octet-stream",
         &[1; 4096],
     );
-    s.broker.wait_audit("access_denied", "user 222");
-    s.tg.send_file(ALICE, "document", "", "mine.txt", "text/plain", b"hello");
-    s.tg.wait_sent(1, Duration::from_secs(20));
-    let downloads = s.tg.downloads();
+    r.broker.wait_audit("access_denied", "user 222");
+    r.p.fake
+        .send_file(ALICE, "document", "", "mine.txt", "text/plain", b"hello");
+    r.p.fake.wait_sent(1, Duration::from_secs(20));
+    let downloads = r.p.fake.downloads();
     assert!(
         downloads.iter().all(|d| !d.contains("payload.bin")) && downloads.iter().any(|d| d.contains("mine.txt")),
         "{downloads:?}"
     );
-    assert!(!s.broker.workspace.join("inbox/payload.bin").exists());
+    assert!(!r.broker.workspace.join("inbox/payload.bin").exists());
 }
 
 #[test]
 fn a_file_that_arrives_while_toold_restarts_is_still_saved() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    let s = start(vec![Step::Text("stored".into())], json!({}));
-    s.wait_connected();
-    let toold = s.broker.process_pid("toold").expect("toold pid");
+    let r = start(vec![Step::Text("stored".into())]);
+    r.wait_connected();
+    let toold = r.broker.process_pid("toold").expect("toold pid");
     kill(Pid::from_raw(toold), Signal::SIGKILL).unwrap();
-    s.tg.send_file(ALICE, "document", "", "notes.txt", "text/plain", b"keep me");
-    s.tg.wait_sent(1, SLOW);
-    let (text, _) = last_user_message(&s.llm.requests()[0].body);
+    r.p.fake
+        .send_file(ALICE, "document", "", "notes.txt", "text/plain", b"keep me");
+    r.p.fake.wait_sent(1, SLOW);
+    let (text, _) = last_user_message(&r.llm.requests()[0].body);
     assert!(text.contains("saved to inbox/notes.txt"), "{text}");
-    assert_saved_by_toold(&s, "inbox/notes.txt", b"keep me");
+    assert_saved_by_toold(&r, "inbox/notes.txt", b"keep me");
 }

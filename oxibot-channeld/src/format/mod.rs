@@ -34,11 +34,21 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
         };
         // Inside a block, a piece may begin the next part after the
         // repeated opening line and must leave room for the closing fence.
-        let width = match &fence {
+        let room = |fence: &Option<String>| match fence {
             Some(open) => max - open.chars().count() - 6,
             None => max - 8,
         };
-        for piece in hard_wrap(&line, width) {
+        let mut pieces: std::collections::VecDeque<String> = hard_wrap(&line, room(&fence)).into();
+        while let Some(piece) = pieces.pop_front() {
+            // A piece cut for the state at the start of the line, when a
+            // block opened or closed within it (a run of backticks longer
+            // than a piece), is cut again for the state it goes out in.
+            if piece.chars().count() > room(&fence) {
+                for smaller in hard_wrap(&piece, room(&fence)).into_iter().rev() {
+                    pieces.push_front(smaller);
+                }
+                continue;
+            }
             // The block state follows the lines as they go out (a wrapped
             // piece is a line of its own), read as CommonMark reads fences:
             // ``` with anything opens a block, backticks alone close it.
@@ -119,41 +129,69 @@ pub fn split_for_telegram(text: &str, max: usize) -> Vec<String> {
 
 /// A line longer than `max` characters, cut at spaces where possible and at
 /// character boundaries otherwise.
+///
+/// A piece becomes a line of its own, and one that began with ``` would
+/// open or close a code block the text never had (found by the fuzzer): the
+/// cut moves back to the last other character before the blanks and
+/// backticks; when only blanks come before them, it moves into the run, so
+/// that the next piece starts with two backticks. Only a run of backticks
+/// longer than a piece can hold still makes such a line (the splitter then
+/// follows it as a fence). Linear in the line: every lookup is a table made
+/// in one pass (a stranger's mail or the model's reply can be one long line).
 fn hard_wrap(line: &str, max: usize) -> Vec<String> {
-    if line.chars().count() <= max || max == 0 {
+    let chars: Vec<char> = line.chars().collect();
+    let n = chars.len();
+    if n <= max || max == 0 {
         return vec![line.to_string()];
     }
-    let mut out = Vec::new();
-    let mut rest: Vec<char> = line.chars().collect();
-    while rest.len() > max {
-        let mut cut = rest[..max]
-            .iter()
-            .rposition(|c| *c == ' ')
-            .filter(|p| *p > max / 2)
-            .map(|p| p + 1)
-            .unwrap_or(max);
-        // A piece becomes a line of its own: one that began with ``` would
-        // open a code block the text never had (found by the fuzzer). Cut
-        // earlier; when only blanks come before the backticks, cut inside
-        // them, so that the next piece starts with two.
-        while cut > 1 && starts_with_fence(&rest[cut..]) {
-            cut -= 1;
-        }
-        if starts_with_fence(&rest[cut..]) {
-            let run_start = cut + rest[cut..].iter().take_while(|c| c.is_whitespace()).count();
-            let run = rest[run_start..].iter().take_while(|c| **c == '`').count();
-            cut = run_start + run - 2;
-        }
-        let head: String = rest[..cut].iter().collect();
-        if cut > max {
-            // A shorter run of backticks each time: this ends.
-            out.extend(hard_wrap(&head, max));
-        } else {
-            out.push(head);
-        }
-        rest = rest[cut..].to_vec();
+    // next_solid[i]: the first non-blank at or after i (n if none);
+    // prev_solid[i]: 1 + the last non-blank before i (0 if none);
+    // run_start[i]: where the run of backticks holding i begins;
+    // run_end[i]: where the run of backticks starting at or holding i ends.
+    let mut next_solid = vec![n; n + 1];
+    let mut run_end = vec![0; n + 1];
+    run_end[n] = n;
+    for i in (0..n).rev() {
+        next_solid[i] = if chars[i].is_whitespace() { next_solid[i + 1] } else { i };
+        run_end[i] = if chars[i] == '`' { run_end[i + 1] } else { i };
     }
-    out.push(rest.into_iter().collect());
+    let (mut prev_solid, mut run_start) = (vec![0; n + 1], vec![0; n]);
+    for i in 0..n {
+        prev_solid[i + 1] = if chars[i].is_whitespace() { prev_solid[i] } else { i + 1 };
+        run_start[i] = if i > 0 && chars[i] == '`' && chars[i - 1] == '`' {
+            run_start[i - 1]
+        } else {
+            i
+        };
+    }
+    let fence_at = |i: usize| {
+        let j = next_solid[i];
+        j + 3 <= n && chars[j..j + 3].iter().all(|c| *c == '`')
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    while n - start > max {
+        let mut cut = start
+            + chars[start..start + max]
+                .iter()
+                .rposition(|c| *c == ' ')
+                .filter(|p| *p > max / 2)
+                .map_or(max, |p| p + 1);
+        if fence_at(cut) {
+            let run = run_start[next_solid[cut]];
+            let before = prev_solid[run];
+            if before > start + 1 {
+                // Up to and without the last other character: the next
+                // piece starts with it.
+                cut = before - 1;
+            } else if run_end[run] - 2 > start && run_end[run] - 2 - start <= max {
+                cut = run_end[run] - 2;
+            }
+        }
+        out.push(chars[start..cut].iter().collect());
+        start = cut;
+    }
+    out.push(chars[start..].iter().collect());
     out
 }
 
@@ -161,17 +199,6 @@ fn hard_wrap(line: &str, max: usize) -> Vec<String> {
 pub fn is_closing_fence(line: &str) -> bool {
     let line = line.trim();
     line.len() >= 3 && line.bytes().all(|b| b == b'`')
-}
-
-/// Whether a line made of `chars` would read as a code fence.
-fn starts_with_fence(chars: &[char]) -> bool {
-    chars
-        .iter()
-        .skip_while(|c| c.is_whitespace())
-        .take(3)
-        .filter(|c| **c == '`')
-        .count()
-        == 3
 }
 
 /// Markdown → WhatsApp: *bold*, _italic_, ~strike~, ```code``` and
@@ -345,27 +372,77 @@ mod tests {
         }
     }
 
+    /// Whether a piece would read as a code fence.
+    fn starts_with_fence(piece: &str) -> bool {
+        piece.trim_start().starts_with("```")
+    }
+
     /// Also found by the fuzzer: wrapping "\x01\0\0\0\0\0\0\x02```" at 8
     /// made a piece "```" — a fence line the text never had.
     #[test]
     fn wrapping_never_makes_a_fence_line() {
-        for line in [
+        let lines = [
             "\u{1}\0\0\0\0\0\0\u{2}```",
             "x          ```````````` tail",
             "ab      ```",
             "a```",
-        ] {
-            for max in 3..16 {
+            "```` starts as a fence and goes on ````` and on",
+            "lead   ```x   ```` y ````",
+        ];
+        for line in lines {
+            // Blanks and backticks in a row: a stretch longer than a piece
+            // can hold must be cut, and may leave a fence-like piece.
+            let longest_run = line
+                .split(|c: char| c != '`' && !c.is_whitespace())
+                .map(str::len)
+                .max()
+                .unwrap_or(0);
+            for max in 3..40 {
                 let pieces = hard_wrap(line, max);
                 assert_eq!(pieces.concat(), line, "nothing lost or added");
-                for (i, piece) in pieces.iter().enumerate().skip(1) {
-                    assert!(
-                        !starts_with_fence(&piece.chars().collect::<Vec<_>>()),
-                        "{line:?} at {max}: piece {i} {piece:?}"
-                    );
+                for (i, piece) in pieces.iter().enumerate() {
                     assert!(piece.chars().count() <= max, "{line:?} at {max}: piece {i} {piece:?}");
+                    if i > 0 && longest_run + 2 < max {
+                        assert!(!starts_with_fence(piece), "{line:?} at {max}: piece {i} {piece:?}");
+                    }
                 }
             }
+        }
+    }
+
+    /// Found by the fuzzer after the fence fixes: a run of backticks longer
+    /// than a piece opens a block in the middle of a line; the pieces after
+    /// it, cut for outside a block, made a part of 34 for a limit of 32.
+    #[test]
+    fn a_block_opened_inside_a_line_keeps_the_parts_within_the_limit() {
+        let text = format!(
+            "| ---|--{}aspe cript: a long tail of words after it\nmore",
+            "`".repeat(40)
+        );
+        for max in [16, 24, 32, 48] {
+            for part in split(&text, max) {
+                assert!(part.chars().count() <= max, "max {max}: {part:?}");
+            }
+        }
+    }
+
+    /// The attack review's mail: one line of "a" and 20,000 backticks (or
+    /// 11,000 blanks and then backticks) once took memory and time in the
+    /// square of its length. Now one pass.
+    #[test]
+    fn a_huge_line_of_backticks_is_wrapped_in_one_pass() {
+        for line in [
+            format!("a{}", "`".repeat(100_000)),
+            format!("a{}{}", " ".repeat(11_000), "`".repeat(5_000)),
+            format!("{}x", "`` ".repeat(40_000)),
+        ] {
+            for max in [8, 1992, 11_992] {
+                let pieces = hard_wrap(&line, max);
+                assert_eq!(pieces.concat(), line);
+                assert!(pieces.iter().all(|p| p.chars().count() <= max));
+            }
+            let parts = split(&line, 2000);
+            assert!(parts.iter().all(|p| p.chars().count() <= 2000));
         }
     }
 
