@@ -72,11 +72,7 @@ pub(super) fn to_inbound(raw: &[u8], s: &Settings, uid: u32) -> Option<(ChannelT
     } else {
         (format!("{UNVERIFIED}{from}"), format!("{UNVERIFIED}{from}"))
     };
-    let body = body_text(&mail);
-    let body = crate::format::split(&body, s.max_body_chars)
-        .into_iter()
-        .next()
-        .unwrap_or_default();
+    let body = first_part(&body_text(&mail), s.max_body_chars);
     let (attachments, notes) = attachments_of(&mail);
     let body = crate::attach::with_notes(&body, &notes);
     let text = if subject.is_empty() {
@@ -98,6 +94,22 @@ pub(super) fn to_inbound(raw: &[u8], s: &Settings, uid: u32) -> Option<(ChannelT
         attachments,
     };
     Some((inbound, platform_id))
+}
+
+/// The part of a body the model reads: the splitter's first part. Only
+/// the first part is kept, so only twice its length is handed to the
+/// splitter — its tables cost tens of bytes a character, and a stranger's
+/// mail can be one line of many megabytes (the attack review: ~6 MB took
+/// the daemon past its 256 MiB limit, before any access decision).
+fn first_part(body: &str, max_chars: usize) -> String {
+    let head = match body.char_indices().nth(max_chars.saturating_mul(2).max(64)) {
+        Some((end, _)) => &body[..end],
+        None => body,
+    };
+    crate::format::split(head, max_chars)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
 }
 
 /// Parts sent as attachments (or carrying a file name), decoded; those
@@ -193,6 +205,20 @@ fn html_to_text(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only the head of a huge one-line body reaches the splitter, and the
+    /// model gets the same first part as from the whole body.
+    #[test]
+    fn a_huge_body_is_cut_before_it_is_split() {
+        let huge = format!("{}{}", "word ".repeat(2_000), "a".repeat(6_000_000));
+        let part = first_part(&huge, 12_000);
+        assert_eq!(part, crate::format::split(&huge[..30_000], 12_000)[0]);
+        assert!(part.chars().count() <= 12_000);
+        let short = "just a few words";
+        assert_eq!(first_part(short, 12_000), short);
+        let accents = "é".repeat(100);
+        assert_eq!(first_part(&accents, 16), crate::format::split(&accents, 16)[0]);
+    }
 
     #[test]
     fn parses_plain_and_html_mail() {
