@@ -201,32 +201,65 @@ pub async fn section(tools: &ToolClient, skills: Vec<Skill>) -> String {
     if skills.is_empty() {
         return String::new();
     }
-    let bins: Vec<String> = unique(skills.iter().flat_map(|s| s.bins.clone()));
-    let env: Vec<String> = unique(skills.iter().flat_map(|s| s.env.clone()));
-    let (missing_bins, missing_env) = if bins.is_empty() && env.is_empty() {
+    let asked = requirements(&skills);
+    let (mut missing_bins, mut missing_env) = if asked.bins.is_empty() && asked.env.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        match tools.probe(bins.clone(), env.clone(), WAIT).await {
+        match tools.probe(asked.bins.clone(), asked.env.clone(), WAIT).await {
             Ok(m) => m,
             // Unknown: treat every requirement as missing rather than offer
             // a skill that may not work.
             Err(e) => {
                 tracing::warn!("cannot check skill requirements in the jail: {e}");
-                (bins, env)
+                (asked.bins, asked.env)
             }
         }
     };
+    // What could not be asked counts as missing.
+    missing_bins.extend(asked.unchecked_bins);
+    missing_env.extend(asked.unchecked_env);
     render(&skills, &missing_bins, &missing_env)
 }
 
-fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for i in items {
-        if !out.contains(&i) {
-            out.push(i);
+/// The names one `Probe` asks about, within the limits toold enforces
+/// (`MAX_ID` bytes a name, `MAX_PROBE_NAMES` names a list): a skill file
+/// is workspace text, so a 300-byte or a thousandth name is not sent but
+/// kept aside, and its skill is then not offered.
+#[derive(Debug, Default)]
+pub struct Requirements {
+    pub bins: Vec<String>,
+    pub env: Vec<String>,
+    pub unchecked_bins: Vec<String>,
+    pub unchecked_env: Vec<String>,
+}
+
+pub fn requirements(skills: &[Skill]) -> Requirements {
+    use oxibot_proto::messages::{MAX_ID, MAX_PROBE_NAMES};
+    let split = |names: Vec<String>| -> (Vec<String>, Vec<String>) {
+        let (mut asked, mut unchecked) = (Vec::new(), Vec::new());
+        for n in names {
+            if n.len() <= MAX_ID && asked.len() < MAX_PROBE_NAMES {
+                asked.push(n);
+            } else {
+                unchecked.push(n);
+            }
         }
+        (asked, unchecked)
+    };
+    let (bins, unchecked_bins) = split(unique(skills.iter().take(MAX_SKILLS).flat_map(|s| s.bins.clone())));
+    let (env, unchecked_env) = split(unique(skills.iter().take(MAX_SKILLS).flat_map(|s| s.env.clone())));
+    Requirements {
+        bins,
+        env,
+        unchecked_bins,
+        unchecked_env,
     }
-    out
+}
+
+/// In first-seen order; linear, since a skill file may list thousands.
+fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items.filter(|i| seen.insert(i.clone())).collect()
 }
 
 /// The skills section is bounded, whatever the workspace holds: so many
@@ -248,12 +281,12 @@ pub fn render(skills: &[Skill], missing_bins: &[String], missing_env: &[String])
     }
     for s in skills.iter().take(MAX_SKILLS) {
         let description = crate::providers::shorten(&s.description.replace('\n', " "), MAX_DESCRIPTION);
-        let missing: Vec<&str> = s
+        let missing: Vec<String> = s
             .bins
             .iter()
             .filter(|b| missing_bins.contains(b))
             .chain(s.env.iter().filter(|e| missing_env.contains(e)))
-            .map(String::as_str)
+            .map(|name| crate::providers::shorten(name, 40))
             .collect();
         if !missing.is_empty() {
             unavailable.push(format!("{} (needs {})", s.name, missing.join(", ")));
@@ -353,5 +386,73 @@ mod tests {
             text.len()
         );
         assert!(text.contains("60 more skills"), "{}", &text[text.len() - 200..]);
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+    use oxibot_proto::messages::{ToolCall, ToolRequest};
+    use proptest::prelude::*;
+
+    /// The attack as seen: a SKILL.md with a 300-byte `bins` entry killed
+    /// toold at the start of every turn. The name is kept aside, the skill
+    /// is not offered, and the probe stays within toold's limits.
+    #[test]
+    fn an_overlong_or_endless_requirement_list_is_kept_aside() {
+        let long = "b".repeat(300);
+        let text = format!("---\nname: evil\ndescription: d\nrequires:\n  bins: [{long}, sh]\n---\n");
+        let mut skills = vec![parse(&text, "evil", "skills/evil/SKILL.md")];
+        let many: String = (0..500).map(|i| format!("    - bin{i}\n")).collect();
+        skills.push(parse(
+            &format!("---\nname: many\ndescription: d\nrequires:\n  bins:\n{many}---\n"),
+            "many",
+            "skills/many/SKILL.md",
+        ));
+        let r = requirements(&skills);
+        assert_eq!(
+            r.unchecked_bins.len(),
+            1 + 500 + 1 - oxibot_proto::messages::MAX_PROBE_NAMES
+        );
+        assert!(r.unchecked_bins.contains(&long));
+        let probe = ToolRequest::Call {
+            id: 1,
+            call: ToolCall::Probe {
+                bins: r.bins,
+                env: r.env,
+            },
+        };
+        assert!(oxibot_proto::Checked::new(&probe).is_ok());
+        let text = render(&skills, &r.unchecked_bins, &[]);
+        assert!(text.contains("evil (needs bbbb"), "{text}");
+        assert!(text.contains("many (needs bin"), "{text}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever the workspace's skill files say, the probe they lead to
+        /// is one toold accepts.
+        #[test]
+        fn any_skill_files_give_a_probe_toold_accepts(
+            texts in proptest::collection::vec(
+                (proptest::collection::vec("[ -~]{0,400}", 0..80), any::<bool>()), 0..50)
+        ) {
+            let skills: Vec<Skill> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, (names, nanobot))| {
+                    let text = if *nanobot {
+                        format!("---\nname: s\nmetadata: {}\n---\n", serde_json::json!({"nanobot": {"requires": {"bins": names, "env": names}}}))
+                    } else {
+                        format!("---\nname: s\nrequires:\n  bins: [{}]\n  env:\n{}---\n", names.join(", "),
+                                names.iter().map(|n| format!("    - {n}\n")).collect::<String>())
+                    };
+                    parse(&text, &format!("s{i}"), "p")
+                })
+                .collect();
+            let r = requirements(&skills);
+            let probe = ToolRequest::Call { id: 1, call: ToolCall::Probe { bins: r.bins, env: r.env } };
+            prop_assert!(oxibot_proto::Checked::new(&probe).is_ok());
+        }
     }
 }

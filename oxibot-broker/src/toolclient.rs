@@ -1,6 +1,11 @@
 //! The broker's side of `tool.sock`: one active tool-daemon connection,
 //! requests multiplexed by id. If the daemon dies, every pending request
 //! fails at once with a clear error instead of hanging.
+//!
+//! Every request is checked against toold's limits here, before it is
+//! queued: a request the broker built from model or workspace input that
+//! toold would refuse becomes an error for that one tool call, never a
+//! frame that costs every chat its running commands.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oxibot_proto::messages::{TextFile, ToolCall, ToolOutcome, ToolReply, ToolRequest};
-use oxibot_proto::{ConnReader, ConnWriter};
+use oxibot_proto::{Checked, ConnReader, ConnWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::Store;
@@ -17,7 +22,7 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ToolOutcome>>>>;
 
 struct Active {
     generation: u64,
-    requests: mpsc::Sender<ToolRequest>,
+    requests: mpsc::Sender<Checked<ToolRequest>>,
     pending: Pending,
 }
 
@@ -67,7 +72,7 @@ impl ToolClient {
     pub fn attach(self: &Arc<Self>, mut reader: ConnReader<ToolReply>, mut writer: ConnWriter<ToolRequest>) {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let pending: Pending = Arc::default();
-        let (tx, mut rx) = mpsc::channel::<ToolRequest>(64);
+        let (tx, mut rx) = mpsc::channel::<Checked<ToolRequest>>(64);
         *self.lock() = Some(Active {
             generation,
             requests: tx,
@@ -78,7 +83,7 @@ impl ToolClient {
 
         let writer_task = tokio::spawn(async move {
             while let Some(req) = rx.recv().await {
-                if let Err(e) = writer.send(&req).await {
+                if let Err(e) = writer.send_checked(&req).await {
                     tracing::warn!("cannot send to the tool daemon: {e}");
                     break;
                 }
@@ -175,6 +180,8 @@ impl ToolClient {
     }
 
     async fn outcome(&self, call: ToolCall, timeout: Duration) -> Result<ToolOutcome, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = prepare(id, call)?;
         let mut connected = self.connected.subscribe();
         if tokio::time::timeout(CONNECT_WAIT, connected.wait_for(|c| *c))
             .await
@@ -182,7 +189,6 @@ impl ToolClient {
         {
             return Err("the tool daemon is not running (it failed to start or is restarting); try again shortly, and see `oxibotctl status`".into());
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let requests = {
             let active = self.lock();
@@ -192,7 +198,7 @@ impl ToolClient {
             a.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
             a.requests.clone()
         };
-        if requests.send(ToolRequest::Call { id, call }).await.is_err() {
+        if requests.send(request).await.is_err() {
             return Err("the tool daemon disconnected before the request was sent; try again".into());
         }
         match tokio::time::timeout(timeout, rx).await {
@@ -201,4 +207,11 @@ impl ToolClient {
             Err(_) => Err(format!("no answer from the tool daemon within {} s", timeout.as_secs())),
         }
     }
+}
+
+/// A tool request checked against toold's limits (`Checked::new`, the one
+/// check `send` makes too), or the error the model gets instead.
+pub fn prepare(id: u64, call: ToolCall) -> Result<Checked<ToolRequest>, String> {
+    Checked::new(&ToolRequest::Call { id, call })
+        .map_err(|e| format!("this request was not sent to the tool daemon: {e}"))
 }

@@ -229,4 +229,46 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    mod property {
+        use super::*;
+        use oxibot_proto::messages::{Message, ToolRequest};
+        use proptest::prelude::*;
+
+        /// Strings around the limits: short, a path's limit, far over it.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                (0usize..6000).prop_map(|n| "p".repeat(n)),
+                (0usize..1_200_000).prop_map(|n| "é".repeat(n / 2)),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            /// Whatever the model asks, the request either becomes a tool
+            /// error here or is one toold accepts: nothing the broker
+            /// sends can make toold refuse it.
+            #[test]
+            fn any_model_request_is_valid_or_a_tool_error(
+                tool in 0usize..9,
+                a in text(),
+                b in text(),
+                c in text(),
+            ) {
+                let name = ["exec", "read_file", "list_dir", "write_file", "edit_file", "find_files", "grep", "apply_patch", "nope"][tool];
+                let args = serde_json::json!({
+                    "command": a, "path": a, "pattern": b, "content": b, "old_text": b, "new_text": c,
+                    "working_dir": c, "include": c, "patch": a,
+                })
+                .to_string();
+                let sent = to_request(name, &args, 60).and_then(|call| crate::toolclient::prepare(1, call));
+                if let Ok(checked) = sent {
+                    let req: ToolRequest = oxibot_proto::decode(checked.bytes()).unwrap();
+                    prop_assert!(checked.bytes().len() <= oxibot_proto::MAX_FRAME);
+                    prop_assert_eq!(req.validate(), Ok(()));
+                }
+            }
+        }
+    }
 }

@@ -37,17 +37,56 @@ impl<In: Message> ConnReader<In> {
     /// Receives and validates one message. Any error is fatal for the
     /// connection: the caller must drop it.
     pub async fn recv(&mut self) -> Result<In, FrameError> {
+        let (msg, verdict) = self.recv_judged().await?;
+        verdict.map_err(FrameError::Invalid)?;
+        Ok(msg)
+    }
+
+    /// Receives one well-formed message and says, beside it, whether it is
+    /// within the protocol's limits. For the side that may answer a bad
+    /// request instead of closing: toold, whose peer is the trusted broker
+    /// (fail-stop is for the untrusted direction). Framing and decoding
+    /// errors are still fatal.
+    pub async fn recv_judged(&mut self) -> Result<(In, Result<(), String>), FrameError> {
         let body = read_frame(&mut self.half).await?;
         let msg: In = decode(&body)?;
+        let verdict = msg.validate();
+        Ok((msg, verdict))
+    }
+}
+
+/// A message checked against the limits its receiver enforces (field
+/// bounds and the frame cap) and encoded: the only thing a [`ConnWriter`]
+/// sends. A sender that builds messages from untrusted input checks them
+/// with [`Checked::new`] where it can still turn a violation into an
+/// error for its caller, instead of a frame its peer must reject.
+pub struct Checked<Out> {
+    body: Vec<u8>,
+    _out: PhantomData<fn(Out)>,
+}
+
+impl<Out: Message> Checked<Out> {
+    pub fn new(msg: &Out) -> Result<Self, FrameError> {
         msg.validate().map_err(FrameError::Invalid)?;
-        Ok(msg)
+        Ok(Checked {
+            body: encode(msg)?,
+            _out: PhantomData,
+        })
+    }
+
+    /// The encoded frame body.
+    pub fn bytes(&self) -> &[u8] {
+        &self.body
     }
 }
 
 impl<Out: Message> ConnWriter<Out> {
     pub async fn send(&mut self, msg: &Out) -> Result<(), FrameError> {
-        let body = encode(msg)?;
-        write_frame(&mut self.half, &body).await
+        self.send_checked(&Checked::new(msg)?).await
+    }
+
+    pub async fn send_checked(&mut self, msg: &Checked<Out>) -> Result<(), FrameError> {
+        write_frame(&mut self.half, &msg.body).await
     }
 }
 

@@ -21,7 +21,7 @@ pub mod printable;
 pub mod redact;
 pub mod syscalls;
 
-pub use conn::{accept_handshake, connect_handshake, Conn, ConnReader, ConnWriter};
+pub use conn::{accept_handshake, connect_handshake, Checked, Conn, ConnReader, ConnWriter};
 pub use frame::{decode, encode, read_frame, write_frame, FrameError, MAX_FRAME};
 pub use hello::{Hello, Role, MAGIC, PROTOCOL_MAJOR, PROTOCOL_MINOR};
 pub use peer::{check_peer, PeerCred, PeerError, PeerPolicy, ADMIN_GROUP};

@@ -249,3 +249,48 @@ async fn handshake_rejects_wrong_role() {
     let err = server.await.unwrap().expect("handshake must fail");
     assert!(err.to_string().contains("peer says it is channel"), "{err}");
 }
+
+#[test]
+fn a_sender_checks_what_its_receiver_would_refuse() {
+    use crate::Checked;
+    let call = |call| ToolRequest::Call { id: 1, call };
+    let long_path = call(ToolCall::ReadFile { path: "a".repeat(5000) });
+    assert!(matches!(Checked::new(&long_path), Err(FrameError::Invalid(e)) if e.contains("path is 5000 bytes")));
+    // Each field within its bound, the frame over the cap.
+    let huge = call(ToolCall::EditFile {
+        path: "f".into(),
+        old_text: "o".repeat(800_000),
+        new_text: "n".repeat(800_000),
+    });
+    assert!(huge.validate().is_ok());
+    assert!(matches!(Checked::new(&huge), Err(FrameError::Oversized(_))));
+    let fine = call(ToolCall::ReadFile {
+        path: "notes.md".into(),
+    });
+    assert!(Checked::new(&fine).is_ok());
+}
+
+#[tokio::test]
+async fn a_bad_request_is_read_whole_with_its_verdict() {
+    let (broker_end, tool_end) = tokio::net::UnixStream::pair().unwrap();
+    let tool = tokio::spawn(crate::connect_handshake::<ToolRequest, ToolReply>(
+        tool_end,
+        Role::Tool,
+        Role::Broker,
+    ));
+    // A broker with a bug: it writes frames raw, unchecked.
+    let (mut r, mut w) = broker_end.into_split();
+    write_frame(&mut w, &encode(&Hello::new(Role::Broker)).unwrap())
+        .await
+        .unwrap();
+    read_frame(&mut r).await.unwrap();
+    let mut conn = tool.await.unwrap().unwrap();
+    let bad = ToolRequest::Call {
+        id: 7,
+        call: ToolCall::ReadFile { path: "a".repeat(5000) },
+    };
+    write_frame(&mut w, &encode(&bad).unwrap()).await.unwrap();
+    let (msg, verdict) = conn.reader.recv_judged().await.unwrap();
+    assert_eq!(msg, bad);
+    assert!(verdict.unwrap_err().contains("path is 5000 bytes"));
+}

@@ -29,8 +29,20 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
     });
     let workspace = Arc::new(workspace);
     let result = loop {
-        match reader.recv().await {
-            Ok(ToolRequest::Call { id, call }) => {
+        match reader.recv_judged().await {
+            // The broker is the trusted side: a request over the limits is
+            // its bug (it checks before sending), answered as a failed call.
+            // Exiting would kill every chat's running command.
+            Ok((ToolRequest::Call { id, .. }, Err(e))) => {
+                tracing::error!(id, "the broker sent a request over the limits; refused: {e}");
+                let outcome = ToolOutcome::Failed {
+                    message: format!("the tool daemon refused this request: {e}"),
+                };
+                if tx.send(ToolReply::Result { id, outcome }).await.is_err() {
+                    break Err("the reply writer stopped; exiting".to_string());
+                }
+            }
+            Ok((ToolRequest::Call { id, call }, Ok(()))) => {
                 let tx = tx.clone();
                 let workspace = workspace.clone();
                 tokio::spawn(async move {
@@ -64,7 +76,8 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
             }
             // Fail-stop: toold never reconnects; its supervisor restarts it.
             Err(FrameError::Closed) => break Err("the broker closed the connection; exiting".to_string()),
-            Err(e) => break Err(format!("bad request from the broker, exiting: {e}")),
+            // An undecodable frame: the stream itself is broken.
+            Err(e) => break Err(format!("bad frame from the broker, exiting: {e}")),
         }
     };
     writer_task.abort();

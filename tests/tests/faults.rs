@@ -384,3 +384,44 @@ fn config_check_reports_what_the_broker_would_refuse_at_start() {
         "{stderr}"
     );
 }
+
+/// The attack as seen: one `read_file` with a 5,000-byte path made toold
+/// exit ("bad request from the broker, exiting: path is 5000 bytes"), and
+/// another chat's running `sleep` died with it. Now the broker checks the
+/// request before sending it: a tool error for that call alone.
+#[test]
+fn a_request_over_the_tool_daemons_limits_is_a_tool_error_and_other_commands_live_on() {
+    let llm = FakeLlm::start(vec![]);
+    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let toold = broker.process_pid("toold").expect("toold pid in status");
+    let slow = {
+        let cmd = broker
+            .ctl_command(&[
+                "--json",
+                "tool",
+                "run",
+                "exec",
+                r#"{"command": "sleep 3; echo survived"}"#,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        cmd
+    };
+    let path = "a".repeat(5000);
+    for (name, args) in [
+        ("read_file", json!({"path": path})),
+        ("write_file", json!({"path": path, "content": "x"})),
+        ("list_dir", json!({"path": path})),
+        ("grep", json!({"pattern": path, "path": "."})),
+    ] {
+        let (ok, out) = broker.tool(name, args);
+        assert!(!ok, "{name}: {out}");
+        assert!(out.contains("not sent to the tool daemon"), "{name}: {out}");
+    }
+    let out = slow.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("survived"), "the other command died: {out}");
+    assert_eq!(broker.process_pid("toold"), Some(toold), "toold restarted");
+}

@@ -459,6 +459,69 @@ case!(setuid_binary_in_the_workspace, |j: &Jail| {
     has(&j.broker.exec("grep ' /workspace ' /proc/self/mounts"), "nosuid");
 });
 
+// The attack as seen (supervise mode): the jail left a -rwsr-sr-x copy of
+// sh in the workspace, and `nobody` on the host ran it with the jail's uid
+// (the broker's, in unprivileged mode). Every call that sets a mode is
+// refused the setuid and setgid bits, for the right reason (EPERM from the
+// filter), and the host sees no such file.
+case!(jail_makes_setuid_and_setgid_files_for_the_host, |j: &Jail| {
+    use std::os::unix::fs::PermissionsExt;
+    let out = j.broker.exec(
+        "cp /bin/sh ./sxid-sh; chmod 6755 ./sxid-sh; echo chmod=$?; \
+         chmod u+s ./sxid-sh; chmod g+s ./sxid-sh; ls -l ./sxid-sh",
+    );
+    has(&out, "chmod=1");
+    has(&out, "Operation not permitted");
+    let mode = std::fs::metadata(j.broker.workspace.join("sxid-sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o6000, 0, "the host sees a setuid/setgid file: {mode:o}\n{out}");
+    // Each call, straight through libc.
+    for (call, errno) in [
+        ("libc.chmod(b\"sxid-sh\", 0o4755)", EPERM),
+        ("libc.chmod(b\"sxid-sh\", 0o2755)", EPERM),
+        ("libc.fchmodat(-100, b\"sxid-sh\", 0o6755, 0)", EPERM),
+        ("libc.fchmod(os.open(\"sxid-sh\", os.O_RDONLY), 0o4755)", EPERM),
+        ("libc.syscall(452, -100, b\"sxid-sh\", 0o4755, 0)", EPERM),
+        ("libc.open(b\"new-suid\", os.O_CREAT | os.O_WRONLY, 0o4755)", EPERM),
+        (
+            "libc.openat(-100, b\"new-sgid\", os.O_CREAT | os.O_WRONLY, 0o2755)",
+            EPERM,
+        ),
+        ("libc.openat(-100, b\".\", os.O_TMPFILE | os.O_WRONLY, 0o4755)", EPERM),
+        ("libc.creat(b\"new-creat\", 0o6755)", EPERM),
+        ("libc.mkdir(b\"sgid-dir\", 0o2755)", EPERM),
+        ("libc.mkdirat(-100, b\"sgid-dir2\", 0o2755)", EPERM),
+        ("libc.mknod(b\"fifo\", 0o10000 | 0o4644, 0)", EPERM),
+        (
+            "libc.syscall(437, -100, b\"x\", None, 0)",
+            "result -1 Function not implemented",
+        ),
+    ] {
+        has(&j.broker.exec(&syscall(call)), errno);
+    }
+    for name in ["new-suid", "new-sgid", "new-creat", "sgid-dir", "sgid-dir2", "fifo"] {
+        assert!(!j.broker.workspace.join(name).exists(), "{name} was created");
+    }
+});
+
+// The same calls without the bits still work: modes, new files and
+// directories, O_TMPFILE.
+case!(modes_without_setuid_still_work, |j: &Jail| {
+    let out = j.broker.exec(
+        "set -e; touch f; chmod 755 f; chmod u-x,g+w f; mkdir -m 700 d; install -m 644 f d/g; \
+         python3 -c 'import os; fd = os.open(\"h\", os.O_CREAT | os.O_WRONLY, 0o640); os.fchmod(fd, 0o600); \
+         t = os.open(\"/tmp\", os.O_TMPFILE | os.O_WRONLY, 0o600); print(\"tmpfile ok\")'; \
+         stat -c '%n %a' f d d/g h",
+    );
+    has(&out, "tmpfile ok");
+    has(&out, "f 675");
+    has(&out, "d 700");
+    has(&out, "d/g 644");
+    has(&out, "h 600");
+});
+
 // ----------------------------------------------------------- resource abuse
 
 case!(

@@ -40,6 +40,10 @@ pub fn unix_now() -> i64 {
 /// with catch-up `skip`, none). Returns the claimed (run id, job) pairs.
 /// Runs of one job are at least `min_interval` seconds apart, whatever its
 /// expression says (a list of seconds, say).
+///
+/// One job never stops the others: a job whose next run cannot be
+/// computed, is not later than its due time, or whose claim fails is
+/// paused and audited, and the tick goes on with the rest.
 pub fn claim_due(
     store: &Store,
     now: i64,
@@ -49,45 +53,102 @@ pub fn claim_due(
     let mut claimed = Vec::new();
     for job in store.cron_due(now)? {
         let Some(due) = job.next_run_at else { continue };
-        let not_before = now.max(due + min_interval - 1);
-        let next = match Schedule::from_json(&job.schedule) {
-            Ok(s) => s.next_after(not_before, job.anchor),
+        match claim_one(store, &job, due, now, catch_up, min_interval) {
+            Ok(Some(run_id)) => claimed.push((run_id, job)),
+            Ok(None) => {}
             Err(e) => {
-                // Unreadable: paused, with the reason, rather than retried
-                // every second.
-                store.cron_set_enabled(job.id, false, None)?;
-                store.audit("cron_job_paused", &format!("job #{}: {e}", job.id));
-                continue;
-            }
-        };
-        let missed = now - due > MISSED_AFTER_SECS;
-        let run = !(missed && catch_up == CatchUp::Skip);
-        match store.cron_claim(job.id, due, next, run)? {
-            Claim::Run(run_id) => {
-                if missed {
-                    store.audit(
-                        "cron_catch_up",
-                        &format!(
-                            "job #{} was due at {} while OxiBot was down; running it once now",
-                            job.id,
-                            schedule::rfc3339(due)
-                        ),
-                    );
+                tracing::warn!(job = job.id, "scheduled job paused: {e}");
+                if let Err(pause) = store.cron_set_enabled(job.id, false, None) {
+                    tracing::error!(job = job.id, "cannot pause a failing scheduled job: {pause}");
                 }
-                claimed.push((run_id, job));
+                store.audit(
+                    "cron_job_paused",
+                    &format!(
+                        "job #{}: {e}; paused (oxibotctl cron enable {} after fixing it)",
+                        job.id, job.id
+                    ),
+                );
             }
-            Claim::Skipped => store.audit(
+        }
+    }
+    Ok(claimed)
+}
+
+/// Claims one due job: Some(run id) when it runs now.
+fn claim_one(
+    store: &Store,
+    job: &CronJob,
+    due: i64,
+    now: i64,
+    catch_up: CatchUp,
+    min_interval: i64,
+) -> Result<Option<i64>, String> {
+    let schedule = Schedule::from_json(&job.schedule)?;
+    let not_before = now.max(due.saturating_add(min_interval.max(1) - 1));
+    let next = schedule.next_after(not_before, job.anchor);
+    if let Some(next) = next {
+        next_is_later(due, next, min_interval)?;
+    } else if !matches!(schedule, Schedule::At { .. }) {
+        // Only a one-time job runs out of runs; a repeating one that has
+        // none left is out of range.
+        return Err(format!(
+            "{} has no next run after {}",
+            schedule.describe(),
+            schedule::rfc3339(due)
+        ));
+    }
+    let missed = now.saturating_sub(due) > MISSED_AFTER_SECS;
+    let run = !(missed && catch_up == CatchUp::Skip);
+    match store
+        .cron_claim(job.id, due, next, run)
+        .map_err(|e| format!("claiming its run failed: {e}"))?
+    {
+        Claim::Run(run_id) => {
+            if missed {
+                store.audit(
+                    "cron_catch_up",
+                    &format!(
+                        "job #{} was due at {} while OxiBot was down; running it once now",
+                        job.id,
+                        schedule::rfc3339(due)
+                    ),
+                );
+            }
+            Ok(Some(run_id))
+        }
+        Claim::Skipped => {
+            store.audit(
                 "cron_catch_up",
                 &format!(
                     "job #{} was due at {} while OxiBot was down; skipped (cron.catchUp is skip)",
                     job.id,
                     schedule::rfc3339(due)
                 ),
-            ),
-            Claim::Lost => {}
+            );
+            Ok(None)
         }
+        Claim::Lost => Ok(None),
     }
-    Ok(claimed)
+}
+
+/// What every claim checks on its result, not only on where the search
+/// started: the next run is later than the one being claimed, and at
+/// least `min_interval` after it.
+pub fn next_is_later(due: i64, next: i64, min_interval: i64) -> Result<(), String> {
+    if next <= due {
+        return Err(format!(
+            "its next run ({}) is not after the run due at {}",
+            schedule::rfc3339(next),
+            schedule::rfc3339(due)
+        ));
+    }
+    if next.saturating_sub(due) < min_interval {
+        return Err(format!(
+            "its next run is {} s after the last, under cron.minIntervalSecs ({min_interval} s)",
+            next.saturating_sub(due)
+        ));
+    }
+    Ok(())
 }
 
 /// The scheduler: first the runs a previous broker left open, then every

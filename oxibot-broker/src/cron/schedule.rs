@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// Shortest interval: a job cannot hammer the model.
 pub const MIN_EVERY_SECS: u64 = 1;
+/// Longest interval: one year. Anything longer is a mistake (or an
+/// attempt to wrap the arithmetic: 2^64 − 3600 seconds once became −3600).
+pub const MAX_EVERY_SECS: u64 = 366 * 86_400;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -64,14 +67,20 @@ impl Schedule {
 
     /// The first run strictly after `after`. `anchor` is when an interval
     /// job started counting, so runs do not drift with late ticks.
+    /// None when there is none, or the schedule is out of range (an
+    /// interval stored before the cap): checked arithmetic, never a wrap.
     pub fn next_after(&self, after: i64, anchor: i64) -> Option<i64> {
         match self {
             Schedule::Every { secs } => {
-                let secs = (*secs).max(MIN_EVERY_SECS) as i64;
+                if !(MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(secs) {
+                    return None;
+                }
+                let secs = i64::try_from(*secs).ok()?;
                 if after < anchor {
                     return Some(anchor);
                 }
-                Some(anchor + ((after - anchor) / secs + 1) * secs)
+                let steps = after.checked_sub(anchor)? / secs + 1;
+                anchor.checked_add(steps.checked_mul(secs)?)
             }
             Schedule::At { at } => (*at > after).then_some(*at),
             Schedule::Cron { expr, tz } => {
@@ -99,7 +108,14 @@ impl Schedule {
     }
 
     pub fn from_json(text: &str) -> Result<Schedule, String> {
-        serde_json::from_str(text).map_err(|e| format!("stored schedule is unreadable: {e}"))
+        let schedule: Schedule =
+            serde_json::from_str(text).map_err(|e| format!("stored schedule is unreadable: {e}"))?;
+        match schedule {
+            Schedule::Every { secs } if !(MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(&secs) => Err(format!(
+                "stored interval of {secs} s is outside {MIN_EVERY_SECS} s .. one year"
+            )),
+            s => Ok(s),
+        }
     }
 }
 
@@ -150,11 +166,12 @@ fn parse_interval(text: &str) -> Result<u64, String> {
             ))
         }
     };
-    let secs = n
-        .checked_mul(factor)
-        .filter(|s| *s >= MIN_EVERY_SECS)
-        .ok_or_else(|| format!("\"every {text}\": the interval must be at least {MIN_EVERY_SECS} s"))?;
-    Ok(secs)
+    match n.checked_mul(factor) {
+        Some(secs) if (MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "\"every {text}\": the interval must be between {MIN_EVERY_SECS} s and one year ({MAX_EVERY_SECS} s)"
+        )),
+    }
 }
 
 /// RFC 3339 with an offset, or a local date-time in `tz`. A local time

@@ -171,3 +171,161 @@ fn runs_keep_the_minimum_interval_whatever_the_expression() {
     assert!(runs.windows(2).all(|w| w[1] - w[0] >= 60), "{runs:?}");
     assert!((9..=11).contains(&runs.len()), "{}", runs.len());
 }
+
+/// The attack as seen: `every_seconds = 2^64 − 3600` became −3600 s, the
+/// first run an hour in the past, and the job then blocked every other
+/// job's claim with a UNIQUE violation each tick.
+#[test]
+fn an_interval_that_would_wrap_is_refused_from_the_tool_ctl_and_import() {
+    let huge = 18_446_744_073_709_548_016_u64;
+    let e = Schedule::parse(&format!("every {huge} s"), None, "UTC").unwrap_err();
+    assert!(e.contains("between 1 s and one year"), "{e}");
+    assert!(Schedule::parse("every 367 days", None, "UTC").is_err());
+    assert!(Schedule::parse("every 366 days", None, "UTC").is_ok());
+    // next_after never wraps, even for an interval that slipped in.
+    assert_eq!(Schedule::Every { secs: huge }.next_after(1_000, 1_000), None);
+    assert_eq!(Schedule::Every { secs: 60 }.next_after(i64::MAX - 10, i64::MIN), None);
+    assert_eq!(
+        Schedule::Every { secs: 3600 }.next_after(i64::MAX - 10, i64::MAX - 20),
+        None
+    );
+}
+
+/// A job stored before the cap (or any job whose next run is not later
+/// than its due time) is paused and audited; the other jobs still run.
+#[test]
+fn one_bad_job_is_paused_and_the_others_still_run() {
+    let store = Store::open_in_memory().unwrap();
+    let bad = store
+        .cron_add(
+            &NewJob {
+                name: "wrapped",
+                channel: "telegram",
+                chat_id: "1",
+                schedule: r#"{"kind":"every","secs":18446744073709548016}"#,
+                message: "x",
+                anchor: 1_000,
+                next_run_at: Some(1_000 - 3600),
+                source: None,
+            },
+            100,
+        )
+        .unwrap()
+        .unwrap();
+    let good = job(&store, &Schedule::Every { secs: 120 }, 1_000);
+    let runs = tick(&store, 1_000, 1_400, 10, CatchUp::Once);
+    assert_eq!(runs, [1_120, 1_240, 1_360], "the good job ran on time");
+    let bad_job = store.cron_job(bad).unwrap().unwrap();
+    assert!(!bad_job.enabled, "the bad job is paused");
+    assert!(store.cron_job(good).unwrap().unwrap().enabled);
+    let audit = store
+        .audit_entries(&oxibot_proto::messages::AuditQuery {
+            limit: 50,
+            kinds: vec!["cron_job_paused".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.kind == "cron_job_paused" && a.detail.contains(&format!("job #{bad}"))),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn a_next_run_not_after_the_due_one_is_refused() {
+    assert!(next_is_later(100, 100, 0).is_err());
+    assert!(next_is_later(100, 50, 0).is_err());
+    assert!(next_is_later(100, 130, 60).is_err());
+    assert!(next_is_later(100, 160, 60).is_ok());
+}
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ZONES: &[&str] = &[
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "Asia/Kathmandu",
+    ];
+
+    fn cron_field(max: u32) -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("*".to_string()),
+            (0..max).prop_map(|n| n.to_string()),
+            (1..max.max(2)).prop_map(|n| format!("*/{n}")),
+            (0..max, 0..max).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
+        ]
+    }
+
+    fn any_schedule() -> impl Strategy<Value = Schedule> {
+        prop_oneof![
+            any::<u64>().prop_map(|secs| Schedule::Every { secs }),
+            (1..=schedule::MAX_EVERY_SECS).prop_map(|secs| Schedule::Every { secs }),
+            (
+                cron_field(60),
+                cron_field(24),
+                cron_field(28),
+                cron_field(12),
+                cron_field(7),
+                0..ZONES.len()
+            )
+                .prop_map(|(m, h, d, mo, w, z)| {
+                    let d = if d == "0" { "1".into() } else { d };
+                    let mo = if mo == "0" { "1".into() } else { mo };
+                    Schedule::Cron {
+                        expr: format!("{m} {h} {d} {mo} {w}"),
+                        tz: ZONES[z].to_string(),
+                    }
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// Whatever the schedule, zone, clock and minimum interval, a claim
+        /// either moves the job to a later run (at least the minimum
+        /// interval on) or pauses it: never the same or an earlier run.
+        #[test]
+        fn every_claim_moves_forward_or_pauses(
+            schedule in any_schedule(),
+            anchor in 1_600_000_000_i64..1_900_000_000,
+            late in 0_i64..200_000,
+            min_interval in 0_i64..7_200,
+        ) {
+            let store = Store::open_in_memory().unwrap();
+            let due = anchor;
+            let id = store
+                .cron_add(
+                    &NewJob {
+                        name: "p",
+                        channel: "telegram",
+                        chat_id: "1",
+                        schedule: &schedule.to_json(),
+                        message: "x",
+                        anchor,
+                        next_run_at: Some(due),
+                        source: None,
+                    },
+                    100,
+                )
+                .unwrap()
+                .unwrap();
+            let claimed = claim_due(&store, due + late, CatchUp::Once, min_interval).unwrap();
+            let job = store.cron_job(id).unwrap().unwrap();
+            if job.enabled {
+                prop_assert_eq!(claimed.len(), 1);
+                let next = job.next_run_at.expect("a repeating job keeps a next run");
+                prop_assert!(next > due, "next {} due {}", next, due);
+                prop_assert!(next >= due + min_interval);
+                prop_assert!(next > due + late, "the next run is in the future");
+            } else {
+                prop_assert!(claimed.is_empty());
+            }
+        }
+    }
+}

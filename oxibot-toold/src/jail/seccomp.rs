@@ -29,8 +29,6 @@ const ALLOWED: &[&str] = &[
     "writev",
     "pread64",
     "pwrite64",
-    "openat",
-    "openat2",
     "close",
     "close_range",
     "lseek",
@@ -45,15 +43,12 @@ const ALLOWED: &[&str] = &[
     "getcwd",
     "chdir",
     "fchdir",
-    "mkdirat",
     "unlinkat",
     "renameat",
     "renameat2",
     "linkat",
     "symlinkat",
     "readlinkat",
-    "fchmod",
-    "fchmodat",
     "fchown",
     "fchownat",
     "umask",
@@ -184,26 +179,23 @@ const ALLOWED: &[&str] = &[
     "getsockopt",
     "getsockname",
     "getpeername",
-    // Passed here only so that the clone3 filter's ENOSYS decides (see there).
+    // Passed here only so that the first filter's ENOSYS decides (see there).
     "clone3",
+    "openat2",
 ];
 
 /// The older calls x86_64 still has and programs there still use (aarch64
 /// has only their *at / newer forms, which are in `ALLOWED`).
 const X86_64_ONLY: &[&str] = &[
-    "open",
-    "creat",
     "stat",
     "lstat",
     "access",
-    "mkdir",
     "rmdir",
     "unlink",
     "rename",
     "link",
     "symlink",
     "readlink",
-    "chmod",
     "chown",
     "lchown",
     "utime",
@@ -248,6 +240,44 @@ const PRCTLS: &[u64] = &[
     0x5356_4d41, // PR_SET_VMA
 ];
 
+/// The setuid and setgid bits: the jail never creates a file or directory
+/// with them, nor sets them (systemd's `RestrictSUIDSGID=`, in every mode).
+/// The workspace is `nosuid` inside the jail, but the host sees the same
+/// files: a setuid shell left there runs as the jail's uid for anyone on
+/// the host, and in unprivileged mode that uid is the broker's.
+const SUID_SGID: u64 = (libc::S_ISUID | libc::S_ISGID) as u64;
+/// `open` flags that create a file (`O_TMPFILE` carries `__O_TMPFILE`).
+const CREATING: u64 = (libc::O_CREAT | 0o20_000_000) as u64;
+
+/// Rules for the calls that take a mode: (name, index of the mode, index
+/// of the open flags if any). A call passes when it sets neither bit, or
+/// (for the open family) does not create anything.
+fn mode_rules(arch: TargetArch) -> Vec<Value> {
+    let mut calls: Vec<(&str, u8, Option<u8>)> = vec![
+        ("openat", 3, Some(2)),
+        ("mkdirat", 2, None),
+        ("fchmod", 1, None),
+        ("fchmodat", 2, None),
+    ];
+    if arch == TargetArch::x86_64 {
+        calls.extend([
+            ("open", 2, Some(1)),
+            ("creat", 1, None),
+            ("mkdir", 1, None),
+            ("chmod", 1, None),
+        ]);
+    }
+    let no_sxid = |mode: u8| arg(mode, "dword", json!({"masked_eq": SUID_SGID}), 0);
+    let mut out = Vec::new();
+    for (call, mode, flags) in calls {
+        out.push(json!({"syscall": call, "args": [no_sxid(mode)]}));
+        if let Some(flags) = flags {
+            out.push(json!({"syscall": call, "args": [arg(flags, "dword", json!({"masked_eq": CREATING}), 0)]}));
+        }
+    }
+    out
+}
+
 fn arg(index: u8, kind: &str, op: Value, val: u64) -> Value {
     json!({"index": index, "type": kind, "op": op, "val": val})
 }
@@ -259,6 +289,7 @@ fn rules(arch: TargetArch) -> Vec<Value> {
         names.extend(X86_64_ONLY);
     }
     let mut out: Vec<Value> = names.into_iter().map(|n| json!({"syscall": n})).collect();
+    out.extend(mode_rules(arch));
     // A command may fork and start threads, never make namespaces.
     out.push(json!({"syscall": "clone", "args": [arg(0, "qword", json!({"masked_eq": CLONE_NEW_MASK}), 0)]}));
     // Sockets: AF_UNIX only (nscd-style lookups); the jail has no network anyway.
@@ -287,8 +318,10 @@ fn arch() -> Result<TargetArch, JailError> {
     )
 }
 
-/// The two filters: clone3 → ENOSYS (its flags live in memory that a filter
-/// cannot read, so glibc must fall back to clone), installed first; then
+/// The two filters: clone3 and openat2 → ENOSYS (their flags and mode live
+/// in memory that a filter cannot read, so glibc must fall back to clone,
+/// and callers of openat2 to openat, whose mode the allow-list checks),
+/// installed first; then
 /// the allow-list — anything else EPERM (or, with `log`, allowed and logged
 /// by the kernel: debugging only) — which blocks seccomp() itself and
 /// passes clone3 on, so that the first filter's ENOSYS is the answer.
@@ -302,7 +335,7 @@ pub fn programs(arch: TargetArch, log: bool) -> Result<(BpfProgram, BpfProgram),
         "clone3": {
             "mismatch_action": "allow",
             "match_action": {"errno": libc::ENOSYS},
-            "filter": [{"syscall": "clone3"}]
+            "filter": [{"syscall": "clone3"}, {"syscall": "openat2"}]
         },
         "main": {
             "mismatch_action": mismatch,
@@ -365,6 +398,18 @@ mod tests {
             "prlimit64",
             "setpriority",
             "prctl",
+            // a mode: never setuid/setgid (mode_rules)
+            "open",
+            "openat",
+            "creat",
+            "mkdir",
+            "mkdirat",
+            "chmod",
+            "fchmod",
+            "fchmodat",
+            "fchmodat2",
+            "mknod",
+            "mknodat",
         ];
         for denied in [
             "ptrace",
