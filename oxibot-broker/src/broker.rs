@@ -145,6 +145,7 @@ impl Broker {
             notes: crate::separation::notes(&self.config())
                 .into_iter()
                 .chain(self.health.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .chain(crate::prompt_files::status_note(&self.store))
                 .collect(),
             last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
@@ -223,6 +224,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         tokio::spawn(async move { crate::subagents::report_interrupted(&broker).await });
     }
     tokio::spawn(crate::heartbeat::run(broker.clone()));
+    tokio::spawn(crate::prompt_files::first_read(broker.clone()));
     // What a burst allocated goes back to the system once it is freed.
     tokio::spawn(oxibot_proto::heap::trim_periodically());
 

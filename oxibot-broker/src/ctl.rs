@@ -47,6 +47,9 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
         | CtlRequest::CronRemove { .. }
         | CtlRequest::CronEnable { .. }
         | CtlRequest::CronRun { .. } => crate::cron::admin(broker, request),
+        CtlRequest::PromptList | CtlRequest::PromptShow { .. } | CtlRequest::PromptAccept { .. } => {
+            crate::prompt_files::admin(broker, request).await
+        }
         CtlRequest::PairingList => match broker.store.pairings() {
             Ok(list) => {
                 let now = std::time::SystemTime::now()

@@ -1,5 +1,8 @@
 //! The heartbeat: every `heartbeat.intervalSecs` the assistant reads
-//! HEARTBEAT.md (through toold, like every workspace file) and acts on it.
+//! HEARTBEAT.md (through toold, like every workspace file) and acts on its
+//! accepted version: any chat's turn can write the file, and what it says
+//! is sent to the owner, so a change waits for the owner like every prompt
+//! file's (`prompt_files`).
 //! A file with nothing to do (only headings, comments, empty checkboxes)
 //! costs no model call. The answer goes to the configured chat unless it is
 //! `HEARTBEAT_OK`.
@@ -10,9 +13,10 @@ use std::time::Duration;
 use crate::agent::{ChatRef, Turn, TurnKind};
 use crate::broker::Broker;
 
-pub const FILE: &str = "HEARTBEAT.md";
+pub const FILE: &str = crate::prompt_files::HEARTBEAT_FILE;
 pub const OK: &str = "HEARTBEAT_OK";
-const MAX_FILE: u32 = 16 * 1024;
+/// The same cap as every prompt file's read: one version, one digest.
+const MAX_FILE: u32 = crate::prompt::MAX_PROMPT_FILE;
 const READ_WAIT: Duration = Duration::from_secs(20);
 
 pub async fn run(broker: Arc<Broker>) {
@@ -67,13 +71,22 @@ pub async fn tick(broker: &Arc<Broker>) -> Outcome {
             return Outcome::Failed(e);
         }
     };
-    let Some(file) = files.into_iter().find(|f| f.path == FILE) else {
+    let accepted = match crate::prompt_files::settle(&broker.store, &files, &[FILE]) {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            let e = format!("cannot read the accepted {FILE}: {e}");
+            broker.record_error(&e);
+            return Outcome::Failed(e);
+        }
+    };
+    let chat = ChatRef { channel, chat_id };
+    crate::prompt::tell_owner(broker, &chat, &accepted.untold).await;
+    let Some(file) = accepted.files.into_iter().find(|f| f.path == FILE) else {
         return Outcome::NoFile;
     };
     if nothing_to_do(&file.text) {
         return Outcome::NothingToDo;
     }
-    let chat = ChatRef { channel, chat_id };
     let turn = Turn {
         session: "heartbeat".into(),
         origin: Some(chat.clone()),

@@ -28,6 +28,7 @@ pub mod commands;
 pub mod memory;
 pub mod own_tools;
 pub mod prompt;
+pub mod prompt_files;
 pub mod providers;
 pub mod skills;
 pub mod tools;

@@ -4,8 +4,11 @@
 //! (estimated at four bytes a token). When a session's unsummarised turns
 //! pass the budget, the older ones are consolidated by the model into a
 //! summary kept with the session, and the durable facts it finds are
-//! appended to memory/MEMORY.md (which every prompt carries) and the day's
-//! note memory/YYYY-MM-DD.md, both written through toold. Facts come only
+//! appended to the memory every prompt carries, kept by the broker as the
+//! accepted version of memory/MEMORY.md (`prompt_files`); the workspace's
+//! memory/MEMORY.md is its export for the owner to read (an edit there waits
+//! for the owner like any prompt file's), and the day's note
+//! memory/YYYY-MM-DD.md is written beside it, both through toold. Facts come only
 //! from what the user said; tool output (web pages, files) is left out of
 //! the consolidation, so a page cannot plant a "fact". The raw turns
 //! stay in the database for `oxibotctl sessions show`. If consolidation
@@ -293,20 +296,22 @@ async fn consolidate(
     Ok(summary)
 }
 
-/// Appends the new facts to MEMORY.md and to today's note. The
-/// conversation's summary stays with its session, in the database: the
-/// workspace is shared by every chat, a summary is one chat's.
+/// Appends the new facts to the accepted memory (the broker wrote them:
+/// accepted as they are), exports it to MEMORY.md, and appends them to
+/// today's note. The conversation's summary stays with its session, in the
+/// database: the workspace is shared by every chat, a summary is one chat's.
 async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<(), String> {
+    use crate::prompt_files::MEMORY_FILE;
     if facts.is_empty() {
         return Ok(());
     }
-    let tools = &broker.tools;
-    let known = tools
-        .read_texts(&[crate::prompt::MEMORY_FILE], 512 * 1024, WRITE_WAIT)
-        .await?
+    let known = broker
+        .store
+        .prompt_rows()
+        .map_err(|e| e.to_string())?
         .into_iter()
-        .next()
-        .map(|f| f.text)
+        .find(|r| r.path == MEMORY_FILE)
+        .and_then(|r| r.accepted_text)
         .unwrap_or_default();
     let new: Vec<&String> = facts.iter().filter(|f| !known.contains(f.as_str())).collect();
     if new.is_empty() {
@@ -317,10 +322,9 @@ async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<()
         broker.store.audit(
             "memory_full",
             &format!(
-                "session {session}: {} new fact(s) not kept: {} holds {} bytes, the most every prompt shows; \
-                 edit it to make room",
+                "session {session}: {} new fact(s) not kept: the memory holds {} bytes, the most every prompt \
+                 shows; edit {MEMORY_FILE} and accept it (oxibotctl prompt accept {MEMORY_FILE}) to make room",
                 new.len(),
-                crate::prompt::MEMORY_FILE,
                 known.len()
             ),
         );
@@ -333,21 +337,32 @@ async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<()
     } else {
         "\n"
     };
-    let append = |path: String, content: String| ToolCall::AppendFile { path, content };
+    let memory = format!("{known}{prefix}{lines}");
+    broker
+        .store
+        .prompt_apply(&[crate::store::PromptChange::Accept {
+            path: MEMORY_FILE.into(),
+            sha: crate::prompt_files::digest(&memory),
+            text: memory.clone(),
+        }])
+        .map_err(|e| format!("cannot keep the memory: {e}"))?;
+    let tools = &broker.tools;
+    let write = ToolCall::WriteFile {
+        path: MEMORY_FILE.into(),
+        content: memory,
+    };
     tools
-        .call(
-            append(crate::prompt::MEMORY_FILE.into(), format!("{prefix}{lines}")),
-            WRITE_WAIT,
-        )
+        .call(write, WRITE_WAIT)
         .await
-        .map_err(|e| format!("cannot write {}: {e}", crate::prompt::MEMORY_FILE))?;
+        .map_err(|e| format!("cannot export the memory to {MEMORY_FILE}: {e}"))?;
     let day = crate::cron::schedule::rfc3339(crate::cron::unix_now());
     let (date, time) = (day.get(..10).unwrap_or("undated"), day.get(11..16).unwrap_or(""));
+    let append = ToolCall::AppendFile {
+        path: format!("memory/{date}.md"),
+        content: format!("\n## {time} UTC\n\n{lines}"),
+    };
     tools
-        .call(
-            append(format!("memory/{date}.md"), format!("\n## {time} UTC\n\n{lines}")),
-            WRITE_WAIT,
-        )
+        .call(append, WRITE_WAIT)
         .await
         .map_err(|e| format!("cannot write the day's note: {e}"))?;
     Ok(())

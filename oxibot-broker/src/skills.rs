@@ -8,7 +8,9 @@
 //! Bundled skills are written to `.oxibot/skills/<name>/SKILL.md` in the
 //! workspace (through toold) so that the agent reads them with `read_file`
 //! like any other; they are rewritten whenever they differ from this
-//! binary's.
+//! binary's. The prompt takes their text from this binary, never back from
+//! the workspace, and the workspace's own skills in their accepted version
+//! (`prompt_files`).
 
 use std::time::Duration;
 
@@ -16,8 +18,7 @@ use oxibot_proto::messages::{TextFile, ToolCall};
 
 use crate::toolclient::ToolClient;
 
-/// Where the user's skills live, and where bundled ones are written.
-pub const WORKSPACE_PATTERN: &str = "skills/*/SKILL.md";
+/// Where bundled skills are written (the user's: `prompt_files::SKILLS_PATTERN`).
 pub const BUNDLED_DIR: &str = ".oxibot/skills";
 pub const BUNDLED_PATTERN: &str = ".oxibot/skills/*/SKILL.md";
 
@@ -149,47 +150,39 @@ fn metadata_requires(skill: &mut Skill, json: &str) {
         .any(|v| v.get("always") == Some(&serde_json::Value::Bool(true)));
 }
 
-/// The skills from what `ReadTexts` returned for both patterns: workspace
-/// ones first, then bundled ones of other names.
+/// The skills: the workspace's (from the accepted prompt files) first,
+/// then the bundled ones of other names, from this binary.
 pub fn collect(files: &[TextFile]) -> Vec<Skill> {
     let mut skills: Vec<Skill> = Vec::new();
-    for (prefix, bundled) in [("skills/", false), (".oxibot/skills/", true)] {
-        for f in files {
-            let Some(dir) = f.path.strip_prefix(prefix).and_then(|p| p.strip_suffix("/SKILL.md")) else {
-                continue;
-            };
-            let skill = parse(&f.text, dir, &f.path);
-            if bundled && skills.iter().any(|s| s.name == skill.name) {
-                continue;
-            }
+    for f in files {
+        let Some(dir) = f.path.strip_prefix("skills/").and_then(|p| p.strip_suffix("/SKILL.md")) else {
+            continue;
+        };
+        skills.push(parse(&f.text, dir, &f.path));
+    }
+    for (name, text) in BUNDLED {
+        let skill = parse(text, name, &format!("{BUNDLED_DIR}/{name}/SKILL.md"));
+        if !skills.iter().any(|s| s.name == skill.name) {
             skills.push(skill);
         }
     }
     skills
 }
 
-/// Writes the bundled skills that are missing or differ into the
-/// workspace, and returns the files as they now are.
-pub async fn ensure_bundled(tools: &ToolClient, files: &mut Vec<TextFile>) {
+/// Writes the bundled skills that are missing or differ in the workspace
+/// (`read` is what toold found there).
+pub async fn ensure_bundled(tools: &ToolClient, read: &[TextFile]) {
     for (name, text) in BUNDLED {
         let path = format!("{BUNDLED_DIR}/{name}/SKILL.md");
-        if files.iter().any(|f| f.path == path && f.text == *text) {
+        if read.iter().any(|f| f.path == path && f.text == *text) {
             continue;
         }
         let write = ToolCall::WriteFile {
             path: path.clone(),
             content: text.to_string(),
         };
-        match tools.call(write, WAIT).await {
-            Ok(_) => {
-                files.retain(|f| f.path != path);
-                files.push(TextFile {
-                    path,
-                    text: text.to_string(),
-                    truncated: false,
-                });
-            }
-            Err(e) => tracing::warn!(skill = name, "cannot write a bundled skill into the workspace: {e}"),
+        if let Err(e) = tools.call(write, WAIT).await {
+            tracing::warn!(skill = name, "cannot write a bundled skill into the workspace: {e}");
         }
     }
 }
@@ -340,24 +333,26 @@ mod tests {
 
     #[test]
     fn every_bundled_skill_parses_and_requirements_decide_what_is_offered() {
-        let files: Vec<TextFile> = BUNDLED
-            .iter()
-            .map(|(name, text)| TextFile {
-                path: format!("{BUNDLED_DIR}/{name}/SKILL.md"),
-                text: text.to_string(),
+        // A turn rewrote the bundled copy in the workspace: not used.
+        let files: Vec<TextFile> = [
+            TextFile {
+                path: format!("{BUNDLED_DIR}/cron/SKILL.md"),
+                text: "---\nname: cron\nalways: true\n---\nTAMPERED".into(),
                 truncated: false,
-            })
-            .chain([TextFile {
+            },
+            TextFile {
                 path: "skills/weather/SKILL.md".into(),
                 text: "---\nname: weather\ndescription: My own weather\n---\n".into(),
                 truncated: false,
-            }])
-            .collect();
+            },
+        ]
+        .to_vec();
         let skills = collect(&files);
         assert_eq!(skills.len(), 6);
         assert!(skills.iter().all(|s| !s.description.is_empty()), "{skills:?}");
         let text = render(&skills, &["gh".into(), "tmux".into()], &["GH_TOKEN".into()]);
         assert!(text.contains("### Skill: cron"), "{text}");
+        assert!(!text.contains("TAMPERED"), "{text}");
         assert!(
             text.contains("- weather: My own weather (skills/weather/SKILL.md)"),
             "{text}"

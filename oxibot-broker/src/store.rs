@@ -145,6 +145,22 @@ const MIGRATIONS: &[&str] = &[
         upto_id INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
      );",
+    // 8: the accepted version of each prompt file (store/prompt.rs), and
+    // flags the broker keeps for itself.
+    "CREATE TABLE prompt_files (
+        path TEXT PRIMARY KEY,
+        accepted_text TEXT,
+        accepted_sha TEXT,
+        accepted_at INTEGER,
+        pending_text TEXT,
+        pending_sha TEXT,
+        pending_at INTEGER,
+        notified_sha TEXT
+     );
+     CREATE TABLE broker_flags (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+     );",
 ];
 
 fn kind_name(kind: AttachmentKind) -> &'static str {
@@ -264,6 +280,15 @@ impl Store {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
+        }
+        if version == 0 {
+            // A new install: what the admin put in the workspace before the
+            // first start is accepted then (an upgrade accepts nothing by
+            // itself: `oxibotctl prompt accept --all`).
+            conn.execute(
+                "INSERT OR IGNORE INTO broker_flags (name, value) VALUES (?1, '1')",
+                params![prompt::FIRST_START_FLAG],
+            )?;
         }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
@@ -664,7 +689,9 @@ impl Store {
 mod admin;
 mod cron;
 mod memory;
+mod prompt;
 pub use cron::{Claim, CronJob, NewJob};
 pub use memory::{Interrupted, Summary};
+pub use prompt::{PromptChange, PromptRow, ABSENT};
 #[cfg(test)]
 mod tests;

@@ -122,7 +122,7 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
             ),
         };
         crate::metrics::background_run("subagent", ok);
-        report_back(&broker2, &parent, sub_turn.origin.as_ref(), &session, &report).await;
+        report_back(&broker2, &parent, sub_turn.origin.as_ref(), &session, &label2, &report).await;
         let _ = broker2
             .store
             .subagent_ended(&session, if ok { "done" } else { "failed" });
@@ -151,10 +151,47 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
     ))
 }
 
+/// The name of the tool result a task's report is stored as.
+pub const REPORT_TOOL: &str = "background_task_result";
+
+/// What a task produced goes into its parent conversation as a tool
+/// result, wrapped as untrusted: never as the assistant's own words (a
+/// task that read a hostile page would speak with the assistant's voice),
+/// and never as the user's (memory takes facts only from those).
+pub fn report_messages(session: &str, label: &str, report: &str) -> [ChatMessage; 2] {
+    let id = format!(
+        "report-{}",
+        crate::prompt_files::short(&crate::prompt_files::digest(session))
+    );
+    let call = ChatMessage {
+        tool_calls: vec![crate::providers::ToolCallRequest {
+            id: id.clone(),
+            name: REPORT_TOOL.into(),
+            arguments: serde_json::json!({"task": label}).to_string(),
+        }],
+        ..ChatMessage::text(Role::Assistant, "")
+    };
+    let result = ChatMessage {
+        tool_call_id: Some(id),
+        ..ChatMessage::text(
+            Role::Tool,
+            crate::web::wrap(&format!("background task {label}"), report),
+        )
+    };
+    [call, result]
+}
+
 /// Notes the report in the parent conversation and sends it to the chat.
-async fn report_back(broker: &Broker, parent: &str, chat: Option<&crate::agent::ChatRef>, session: &str, report: &str) {
-    let note = ChatMessage::text(Role::Assistant, report.to_string());
-    if let Err(e) = broker.store.append(parent, &[note], &Usage::default()) {
+async fn report_back(
+    broker: &Broker,
+    parent: &str,
+    chat: Option<&crate::agent::ChatRef>,
+    session: &str,
+    label: &str,
+    report: &str,
+) {
+    let note = report_messages(session, label, report);
+    if let Err(e) = broker.store.append(parent, &note, &Usage::default()) {
         tracing::error!(parent, "cannot note a background task's result: {e}");
     }
     if let Some(chat) = chat {
@@ -181,11 +218,12 @@ pub fn cancel_chat(broker: &Broker, session: &str) -> usize {
         r.task.abort();
         let _ = broker.store.subagent_ended(&r.session, "cancelled");
         crate::metrics::background_run("subagent", false);
-        let note = ChatMessage::text(
-            Role::Assistant,
-            format!("[Background task \"{}\" was cancelled with /stop]", r.label),
+        let note = report_messages(
+            &r.session,
+            &r.label,
+            &format!("[Background task \"{}\" was cancelled with /stop]", r.label),
         );
-        if let Err(e) = broker.store.append(session, &[note], &Usage::default()) {
+        if let Err(e) = broker.store.append(session, &note, &Usage::default()) {
             tracing::error!(session, "cannot note a cancelled background task: {e}");
         }
     }
@@ -221,6 +259,6 @@ pub async fn report_interrupted(broker: &Broker) {
         let chat = t
             .chat
             .map(|(channel, chat_id)| crate::agent::ChatRef { channel, chat_id });
-        report_back(broker, &t.parent, chat.as_ref(), &t.session, &report).await;
+        report_back(broker, &t.parent, chat.as_ref(), &t.session, &t.label, &report).await;
     }
 }

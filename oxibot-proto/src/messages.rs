@@ -542,6 +542,19 @@ pub enum CtlRequest {
     CronRun {
         id: u64,
     },
+    /// The prompt files the broker knows: accepted and waiting versions
+    /// (digests, no texts).
+    PromptList,
+    /// One prompt file with both texts, for `prompt diff`.
+    PromptShow {
+        path: String,
+    },
+    /// Accept the waiting version of `path` (all when None); with `sha`,
+    /// only a waiting version whose digest starts with it.
+    PromptAccept {
+        path: Option<String>,
+        sha: Option<String>,
+    },
 }
 
 /// A job as `oxibotctl cron add` describes it.
@@ -616,6 +629,22 @@ pub enum CtlReply {
     History(Vec<HistoryEntry>),
     Audit(Vec<AuditEntry>),
     CronJobs(Vec<CronJobInfo>),
+    PromptFiles(Vec<PromptFileInfo>),
+}
+
+/// One prompt file (`oxibotctl prompt`). The texts are sent only by
+/// `PromptShow` (each at most a prompt file's cap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptFileInfo {
+    pub path: String,
+    /// None: accepted as absent.
+    pub accepted_sha: Option<String>,
+    /// None: nothing waits; "absent": the file's removal waits.
+    pub pending_sha: Option<String>,
+    /// Unix seconds.
+    pub pending_at: Option<i64>,
+    pub accepted_text: Option<String>,
+    pub pending_text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -775,7 +804,13 @@ impl Message for CtlRequest {
             CtlRequest::CronList
             | CtlRequest::CronRemove { .. }
             | CtlRequest::CronEnable { .. }
-            | CtlRequest::CronRun { .. } => Ok(()),
+            | CtlRequest::CronRun { .. }
+            | CtlRequest::PromptList => Ok(()),
+            CtlRequest::PromptShow { path } => bounded("path", path, MAX_PATH),
+            CtlRequest::PromptAccept { path, sha } => {
+                bounded("path", path.as_deref().unwrap_or(""), MAX_PATH)?;
+                bounded("sha", sha.as_deref().unwrap_or(""), 64)
+            }
             CtlRequest::CronAdd(spec) => {
                 bounded("name", &spec.name, MAX_ID)?;
                 bounded("channel", &spec.channel, MAX_ID)?;

@@ -1,9 +1,14 @@
-//! Opening files beneath a directory without trusting anything in it:
-//! `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-//! RESOLVE_NO_MAGICLINKS` (the kernel refuses `..` out, every symlink and
-//! `/proc` magic link), `O_NONBLOCK` (a FIFO cannot stall the reader) and an
-//! `fstat` on the opened descriptor (only a regular file, or a directory
-//! where one is asked for, is accepted).
+//! Opening files beneath a directory without trusting anything in it: one
+//! `openat` per path component, each with `O_NOFOLLOW` (a symlink, `/proc`
+//! magic links included, is refused wherever it stands), `.`, `..` and
+//! empty components refused outright, `O_NONBLOCK` (a FIFO cannot stall the
+//! reader) and an `fstat` on the opened descriptor (only a regular file, or
+//! a directory where one is asked for, is accepted).
+//!
+//! Not `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`: the jail's seccomp
+//! filter answers `openat2` with ENOSYS, because its mode hides behind a
+//! pointer the filter cannot read (a command could create a setuid file
+//! with it).
 //!
 //! The jail already confines every path; this is what keeps a file planted
 //! by a command (a link to `/dev/zero`, a link to another workspace file)
@@ -15,19 +20,33 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::Path;
 
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
-fn how(extra: OFlag) -> OpenHow {
-    OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | extra)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS)
-}
-
-fn openat2(dir: &OwnedFd, rel: &str, extra: OFlag) -> io::Result<OwnedFd> {
-    let rel = if rel.is_empty() { "." } else { rel };
-    let fd = nix::fcntl::openat2(dir.as_raw_fd(), rel, how(extra)).map_err(io::Error::from)?;
-    // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// `rel` beneath `dir`, component by component; the last one opened with
+/// `extra` (O_DIRECTORY for a directory), the others as directories. An
+/// empty `rel` is `dir` itself.
+fn open_beneath(dir: &OwnedFd, rel: &str, extra: OFlag) -> io::Result<OwnedFd> {
+    let base = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NOFOLLOW;
+    let components: Vec<&str> = if rel.is_empty() {
+        vec!["."]
+    } else {
+        rel.split('/').collect()
+    };
+    let mut current: Option<OwnedFd> = None;
+    for (i, name) in components.iter().enumerate() {
+        let last = i + 1 == components.len();
+        if name.is_empty() || *name == ".." || (*name == "." && !rel.is_empty()) {
+            // What RESOLVE_BENEATH answers for a path that would leave.
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        let flags = base | if last { extra } else { OFlag::O_DIRECTORY };
+        let at = current.as_ref().unwrap_or(dir).as_raw_fd();
+        let fd = nix::fcntl::openat(Some(at), *name, flags, Mode::empty()).map_err(io::Error::from)?;
+        // SAFETY: openat returned a fresh descriptor that nothing else owns.
+        current = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    current.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no path"))
 }
 
 /// The directory itself (the workspace), as the anchor for the others.
@@ -44,12 +63,12 @@ pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
 
 /// A directory beneath `root`.
 pub fn open_dir(root: &OwnedFd, rel: &str) -> io::Result<OwnedFd> {
-    openat2(root, rel, OFlag::O_DIRECTORY)
+    open_beneath(root, rel, OFlag::O_DIRECTORY)
 }
 
 /// A regular file beneath `root`, for reading.
 pub fn open_regular(root: &OwnedFd, rel: &str) -> io::Result<File> {
-    let file = File::from(openat2(root, rel, OFlag::empty())?);
+    let file = File::from(open_beneath(root, rel, OFlag::empty())?);
     let kind = file.metadata()?.file_type();
     if !kind.is_file() {
         return Err(io::Error::new(
@@ -121,7 +140,10 @@ mod tests {
         assert_eq!(errno(open_regular(&root, "abs-link")), Some(libc::ELOOP));
         assert_eq!(errno(open_regular(&root, "rel-link")), Some(libc::ELOOP));
         assert_eq!(errno(open_regular(&root, "zero")), Some(libc::ELOOP));
-        assert_eq!(errno(open_regular(&root, "dir-link/x")), Some(libc::ELOOP));
+        // A link as a directory on the way: O_DIRECTORY | O_NOFOLLOW.
+        assert_eq!(errno(open_regular(&root, "dir-link/x")), Some(libc::ENOTDIR));
+        assert_eq!(errno(open_regular(&root, "dir/../inside")), Some(libc::EXDEV));
+        assert_eq!(errno(open_regular(&root, "dir//inside")), Some(libc::EXDEV));
         assert_eq!(errno(open_regular(&root, "../etc/passwd")), Some(libc::EXDEV));
         assert_eq!(errno(open_regular(&root, "/etc/passwd")), Some(libc::EXDEV));
         // A FIFO opens without blocking, and is then refused for what it is.

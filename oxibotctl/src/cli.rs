@@ -80,6 +80,11 @@ pub enum Command {
     /// Scheduled jobs: list, add, remove, enable, disable, run now.
     #[command(subcommand)]
     Cron(CronCommand),
+    /// The workspace files that shape the assistant's instructions
+    /// (AGENTS.md, SOUL.md, USER.md, TOOLS.md, IDENTITY.md, memory,
+    /// HEARTBEAT.md, skills): a change a tool made waits here for the admin.
+    #[command(subcommand)]
+    Prompt(PromptCommand),
     /// Re-read the configuration and secrets without a restart.
     Reload,
     /// The secrets file: names, and setting one value.
@@ -205,6 +210,27 @@ pub enum CronCommand {
     Disable { id: u64 },
     /// Run a job once now, outside its schedule.
     Run { id: u64 },
+}
+
+#[derive(Subcommand)]
+pub enum PromptCommand {
+    /// Each prompt file: accepted, or changed and waiting.
+    List,
+    /// What changed: the accepted version against the waiting one.
+    Diff { file: Option<String> },
+    /// Use the waiting version of FILE from the next turn on.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["file", "all"])))]
+    Accept {
+        file: Option<String>,
+        /// Every waiting change (also the upgrade path: an upgraded install
+        /// accepts nothing by itself).
+        #[arg(long)]
+        all: bool,
+        /// Only if the waiting version's digest starts with this (as `diff`
+        /// printed it): not a version a turn wrote since.
+        #[arg(long)]
+        sha: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -8,6 +8,7 @@ mod client;
 mod cron;
 mod doctor;
 mod offline;
+mod prompt;
 mod show;
 mod status;
 
@@ -16,8 +17,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{
-    AuditCommand, ChannelsCommand, Cli, Command, ConfigCommand, CronCommand, PairingCommand, SecretsCommand,
-    SessionsCommand, ToolCommand, UsersCommand,
+    AuditCommand, ChannelsCommand, Cli, Command, ConfigCommand, CronCommand, PairingCommand, PromptCommand,
+    SecretsCommand, SessionsCommand, ToolCommand, UsersCommand,
 };
 use client::{ask, online, CtlConn};
 use oxibot_proto::messages::{CtlReply, CtlRequest};
@@ -195,6 +196,13 @@ fn run(cli: Cli) -> Result<Outcome, String> {
         })),
         Command::Cron(CronCommand::Run { id }) => done(online(&socket, async |conn| {
             admin::simple(conn, CtlRequest::CronRun { id }, json).await
+        })),
+        Command::Prompt(PromptCommand::List) => done(online(&socket, async |conn| prompt::list(conn, json).await)),
+        Command::Prompt(PromptCommand::Diff { file }) => {
+            done(online(&socket, async |conn| prompt::diff(conn, file, json).await))
+        }
+        Command::Prompt(PromptCommand::Accept { file, all: _, sha }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::PromptAccept { path: file, sha }, json).await
         })),
         Command::Reload => done(online(&socket, async |conn| {
             admin::simple(conn, CtlRequest::Reload, json).await

@@ -555,6 +555,18 @@ impl Broker {
         }
     }
 
+    /// `oxibotctl prompt accept --all`: the admin takes every waiting
+    /// prompt file change (what a test wrote into the workspace after the
+    /// broker's first start). Nothing waiting is fine too.
+    pub fn accept_prompt_files(&self) {
+        let out = self.ctl(&["prompt", "accept", "--all"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || text.contains("no prompt file change waits"),
+            "prompt accept failed: {text}"
+        );
+    }
+
     /// `exec` in the tool daemon; returns the output (exit code included).
     pub fn exec(&self, command: &str) -> String {
         let (ok, out) = self.tool("exec", json!({"command": command}));

@@ -71,12 +71,15 @@ fn links_made_in_the_jail_never_reach_the_prompt(mode: Mode) {
          && ln -sf {target} skills/evil/SKILL.md && ln -s {target} skills/linked && echo linked"
     ));
     assert!(out.contains("linked"), "{out}");
-    // The legitimate path: a real file written through the tools is read.
+    // The legitimate path: a real file written through the tools is read
+    // (once the admin accepted it: a tool wrote it). The links were never
+    // read, so there is nothing of theirs to accept.
     let (ok, _) = b.tool(
         "write_file",
         json!({"path": "SOUL.md", "content": "Be kind to plants."}),
     );
     assert!(ok);
+    b.accept_prompt_files();
 
     agent_within(&b, "s1", "hi", SLOW).unwrap();
     let prompt = llm.requests()[0].body["messages"][0]["content"]
@@ -116,6 +119,8 @@ fn endless_prompt_files_are_bounded(mode: Mode) {
          > skills/s$i/SKILL.md; done; echo made",
     );
     assert!(out.contains("made"), "{out}");
+    // Accepted as they are: the prompt must be bounded even then.
+    b.accept_prompt_files();
     let reply = agent_within(&b, "s1", "hi", SLOW);
     assert_eq!(reply.as_deref(), Ok("still here"), "broker log:\n{}", b.log_text());
     let prompt_len = llm.requests()[0].body["messages"][0]["content"]
