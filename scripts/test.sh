@@ -24,7 +24,7 @@ trap 'printf "\n== [%ss] done\n" "$((SECONDS - started))"' EXIT
 step "tools"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for tool in python3 git bash tar gzip dovecot smtpd openssl setpriv unshare systemd-analyze systemd-nspawn lintian rpmlint; do
+for tool in python3 git bash tar gzip dovecot smtpd openssl setpriv unshare ip systemd-analyze systemd-nspawn lintian rpmlint; do
     command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null || missing="${missing:-} $tool"
 done
 [ -x /usr/lib/dovecot/submission ] || missing="${missing:-} dovecot-submissiond"
@@ -32,7 +32,7 @@ if [ -n "${missing:-}" ] && [ "$(id -u)" = 0 ]; then
     echo "installing:${missing}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        python3 git bash tar gzip openssl util-linux dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd \
+        python3 git bash tar gzip openssl util-linux iproute2 dovecot-imapd dovecot-lmtpd dovecot-submissiond opensmtpd \
         systemd systemd-container lintian rpmlint rpm >/dev/null
 fi
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked

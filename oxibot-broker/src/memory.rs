@@ -305,14 +305,17 @@ async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<()
     if facts.is_empty() {
         return Ok(());
     }
-    let known = broker
+    let row = broker
         .store
         .prompt_rows()
         .map_err(|e| e.to_string())?
         .into_iter()
         .find(|r| r.path == MEMORY_FILE)
-        .and_then(|r| r.accepted_text)
         .unwrap_or_default();
+    // An edit of MEMORY.md waits for the owner: the export must not erase
+    // it (nor what it shows them) before they decide.
+    let edit_waits = row.pending_sha.is_some();
+    let known = row.accepted_text.unwrap_or_default();
     let new: Vec<&String> = facts.iter().filter(|f| !known.contains(f.as_str())).collect();
     if new.is_empty() {
         return Ok(());
@@ -347,14 +350,25 @@ async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<()
         }])
         .map_err(|e| format!("cannot keep the memory: {e}"))?;
     let tools = &broker.tools;
-    let write = ToolCall::WriteFile {
-        path: MEMORY_FILE.into(),
-        content: memory,
-    };
-    tools
-        .call(write, WRITE_WAIT)
-        .await
-        .map_err(|e| format!("cannot export the memory to {MEMORY_FILE}: {e}"))?;
+    if edit_waits {
+        broker.store.audit(
+            "memory_export_held",
+            &format!(
+                "session {session}: {} new fact(s) kept, but {MEMORY_FILE} is not rewritten while an edit of it \
+                 waits (oxibotctl prompt diff {MEMORY_FILE}); accepting that edit replaces the memory",
+                new.len()
+            ),
+        );
+    } else {
+        let write = ToolCall::WriteFile {
+            path: MEMORY_FILE.into(),
+            content: memory,
+        };
+        tools
+            .call(write, WRITE_WAIT)
+            .await
+            .map_err(|e| format!("cannot export the memory to {MEMORY_FILE}: {e}"))?;
+    }
     let day = crate::cron::schedule::rfc3339(crate::cron::unix_now());
     let (date, time) = (day.get(..10).unwrap_or("undated"), day.get(11..16).unwrap_or(""));
     let append = ToolCall::AppendFile {

@@ -83,17 +83,26 @@ fn target(broker: &Broker, turn: &Turn, channel: Option<String>, chat_id: Option
         (None, Some(origin)) => Ok(origin.clone()),
         (None, None) => Err(
             "this conversation has no chat to send to (it runs from oxibotctl); name channel and chat_id \
-             of a chat listed in tools.message.allowedTargets"
+             of a chat listed for \"console\" in tools.message.allowedTargets"
                 .into(),
         ),
         (Some(named), origin) if origin.as_ref() == Some(&named) => Ok(named),
-        (Some(named), _) => {
-            let allowed = broker.config().tools.message.allowed_targets.contains(&named.session());
+        (Some(named), origin) => {
+            // Targets are per chat: what one chat's turn may reach says
+            // nothing about another's.
+            let from = origin.as_ref().map_or_else(|| "console".to_string(), ChatRef::session);
+            let allowed = broker
+                .config()
+                .tools
+                .message
+                .allowed_targets
+                .allows(&from, &named.session());
             if allowed {
                 Ok(named)
             } else {
                 Err(format!(
-                    "{} is not the current chat and not in tools.message.allowedTargets; nothing was sent",
+                    "{} is not the current chat and not among {from}'s targets in tools.message.allowedTargets; \
+                     nothing was sent",
                     named.session()
                 ))
             }

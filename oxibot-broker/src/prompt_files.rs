@@ -143,7 +143,11 @@ pub struct Accepted {
 /// whole scope (`all_patterns`) on a new install's first read, everything
 /// read is accepted (the admin's files).
 pub fn settle(store: &Store, read: &[TextFile], scope: &[&str]) -> Result<Accepted, StoreError> {
-    let first_start = store.prompt_first_start_due()?;
+    // Only a read of every prompt file accepts on the first start: a
+    // partial one (the heartbeat's) would accept one file before the whole
+    // read has run, and a turn could have written it by then.
+    let whole = all_patterns().iter().all(|p| scope.contains(p));
+    let first_start = whole && store.prompt_first_start_due()?;
     let rows = store.prompt_rows()?;
     let plan = plan(&rows, read, scope, first_start);
     store.prompt_apply(&plan.changes)?;
@@ -157,15 +161,13 @@ pub fn settle(store: &Store, read: &[TextFile], scope: &[&str]) -> Result<Accept
             store.audit(
                 "prompt_file_changed",
                 &format!(
-                    "{path} was {what} in the workspace (sha256:{}); the accepted version stays in use until \
-                     `oxibotctl prompt accept {path}`",
-                    short(sha)
+                    "{path} was {what} in the workspace (sha256:{sha}); the accepted version stays in use until \
+                     `oxibotctl prompt accept {path} --sha {sha}`"
                 ),
             );
         }
     }
-    let whole = all_patterns().iter().all(|p| scope.contains(p));
-    if first_start && whole {
+    if first_start {
         store.prompt_take_first_start()?;
         let n = plan.changes.len();
         store.audit(
@@ -367,8 +369,13 @@ mod tests {
             .unwrap()
             .is_empty());
         settle_in(&store, &read);
-        let accepted = store
+        // A prefix of the digest is not enough (a colliding second version).
+        assert!(store
             .prompt_accept(Some("skills/house-rules/SKILL.md"), Some(short(&sha)))
+            .unwrap()
+            .is_empty());
+        let accepted = store
+            .prompt_accept(Some("skills/house-rules/SKILL.md"), Some(&sha))
             .unwrap();
         assert_eq!(accepted, ["skills/house-rules/SKILL.md"]);
         let now = settle_in(&store, &read);
@@ -391,12 +398,14 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_read_does_not_end_the_first_start() {
+    fn only_a_whole_read_accepts_on_the_first_start() {
         let store = Store::open_in_memory().unwrap();
         let hb = settle(&store, &[file(HEARTBEAT_FILE, "- [ ] check")], &[HEARTBEAT_FILE]).unwrap();
-        assert_eq!(hb.files.len(), 1);
+        assert!(hb.files.is_empty(), "a partial read accepted on the first start");
         assert!(store.prompt_first_start_due().unwrap());
-        settle_in(&store, &[file(HEARTBEAT_FILE, "- [ ] check"), file("SOUL.md", "s")]);
+        let all = settle_in(&store, &[file(HEARTBEAT_FILE, "- [ ] check"), file("SOUL.md", "s")]);
+        assert_eq!(all.files.len(), 2);
         assert!(!store.prompt_first_start_due().unwrap());
+        assert!(status_note(&store).is_none(), "the first start left a change waiting");
     }
 }

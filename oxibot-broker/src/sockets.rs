@@ -111,6 +111,7 @@ pub fn open(runtime_dir: &Path, roles: &[SocketRole], users: &crate::config::Use
             }
         })?;
     }
+    trusted_dir(runtime_dir)?;
     let mut by_role = HashMap::new();
     let mut bound = Vec::new();
     for &role in roles {
@@ -124,6 +125,43 @@ pub fn open(runtime_dir: &Path, roles: &[SocketRole], users: &crate::config::Use
         by_role.insert(role, listener);
     }
     Ok(Listeners { by_role, bound })
+}
+
+/// The runtime directory is where the broker binds, chmods and chowns its
+/// sockets by name, as root in a root-started broker. Someone else who can
+/// write there could swap a socket for a link between bind and chmod and
+/// have the broker re-own a file of their choice: so it must be a real
+/// directory (not a link), owned by the broker's user or root, and
+/// writable by nobody else.
+fn trusted_dir(dir: &Path) -> Result<(), SocketError> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| SocketError::Dir {
+        path: dir.into(),
+        source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+    };
+    let m = std::fs::symlink_metadata(dir).map_err(|source| SocketError::Dir {
+        path: dir.into(),
+        source,
+    })?;
+    if !m.file_type().is_dir() {
+        return Err(refuse(
+            "it is not a directory (a link?); give runtimeDir a directory of the broker's own".into(),
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if m.uid() != me && m.uid() != 0 {
+        return Err(refuse(format!(
+            "it belongs to uid {}, not to the broker (uid {me}) or root; give runtimeDir a directory of the broker's own",
+            m.uid()
+        )));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "others may write in it (mode {:o}); chmod go-w it, or give runtimeDir a directory of the broker's own",
+            m.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 fn bind(path: &Path, group: &str) -> Result<UnixListener, SocketError> {
@@ -145,7 +183,8 @@ fn bind(path: &Path, group: &str) -> Result<UnixListener, SocketError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
     if let Ok(Some(g)) = Group::from_name(group) {
         // Only root may give a file away; otherwise the group stays ours.
-        if let Err(e) = nix::unistd::chown(path, None, Some(g.gid)) {
+        // Never through a link (the directory is trusted; this is a belt).
+        if let Err(e) = nix::unistd::fchownat(None, path, None, Some(g.gid), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
             tracing::debug!("cannot chgrp {} to {group}: {e}", path.display());
         }
     }
@@ -249,5 +288,33 @@ mod tests {
         assert!(err.to_string().contains("\"channel\" (fd 905)"), "{err}");
         // A closed fd is refused too.
         assert!(take_listeners(950, 1, "x").is_err());
+    }
+
+    /// The review's case: a runtimeDir others can write (or a link) is
+    /// refused before anything is bound, chmodded or chowned in it.
+    #[tokio::test]
+    async fn a_runtime_dir_others_can_write_or_a_link_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let users = crate::config::Users::default();
+        let open_dir = d.path().join("open");
+        std::fs::create_dir(&open_dir).unwrap();
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = open(&open_dir, &[SocketRole::Ctl], &users).err().expect("refused");
+        assert!(e.to_string().contains("others may write in it"), "{e}");
+        assert!(!open_dir.join(SocketRole::Ctl.file_name()).exists());
+
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let e = open(&link, &[SocketRole::Ctl], &users).err().expect("refused");
+        assert!(e.to_string().contains("not a directory"), "{e}");
+
+        // The legitimate path: the broker's own directory.
+        let ok = open(&real, &[SocketRole::Ctl], &users);
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        assert!(real.join(SocketRole::Ctl.file_name()).exists());
     }
 }

@@ -69,9 +69,39 @@ impl Default for SearchSettings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MessageSettings {
-    /// Chats other than the current one that the `message` tool may write
-    /// to, as "channel:chat_id" ("telegram:12345").
-    pub allowed_targets: Vec<String>,
+    /// Per chat, the other chats its turns (and its scheduled jobs) may
+    /// write to with the `message` tool, all as "channel:chat_id":
+    /// `{"telegram:111": ["telegram:555"]}`. A chat that is not listed may
+    /// write only to itself. "console" names `oxibotctl agent` sessions
+    /// without a chat.
+    pub allowed_targets: AllowedTargets,
+}
+
+/// `tools.message.allowedTargets`: per chat. The earlier form, one list
+/// for every chat, is read only to refuse it with the new shape: every
+/// chat (and every page a turn read) could write to every listed target.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AllowedTargets {
+    PerChat(std::collections::BTreeMap<String, Vec<String>>),
+    OneListForAll(Vec<String>),
+}
+
+impl Default for AllowedTargets {
+    fn default() -> Self {
+        AllowedTargets::PerChat(Default::default())
+    }
+}
+
+impl AllowedTargets {
+    /// Whether turns speaking for `from` ("channel:chat_id", or "console")
+    /// may write to `to`.
+    pub fn allows(&self, from: &str, to: &str) -> bool {
+        match self {
+            AllowedTargets::PerChat(map) => map.get(from).is_some_and(|targets| targets.iter().any(|t| t == to)),
+            AllowedTargets::OneListForAll(_) => false,
+        }
+    }
 }
 
 /// `cron`.

@@ -17,6 +17,7 @@ mod schema;
 mod validate;
 
 pub use load::{expand_home, inline_secrets, merge, ConfigError, LoadReport};
+pub(crate) use schema::default_workspace;
 pub use schema::{
     AgentDefaults, Agents, Config, ExecSettings, Health, ProviderName, ProviderSettings, SandboxMode, Tools,
     Transcription, Users, SECRET_KEYS,

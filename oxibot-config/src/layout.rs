@@ -30,6 +30,28 @@ pub struct Layout {
     pub tools: Tools,
     #[serde(default)]
     pub health: Health,
+    #[serde(default)]
+    agents: LayoutAgents,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LayoutAgents {
+    #[serde(default)]
+    defaults: LayoutDefaults,
+}
+
+#[derive(Debug, Deserialize)]
+struct LayoutDefaults {
+    #[serde(default = "crate::config::default_workspace")]
+    workspace: String,
+}
+
+impl Default for LayoutDefaults {
+    fn default() -> Self {
+        LayoutDefaults {
+            workspace: crate::config::default_workspace(),
+        }
+    }
 }
 
 impl Layout {
@@ -38,6 +60,11 @@ impl Layout {
     pub fn read(path: &Path) -> Result<Layout, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The jail's workspace (`agents.defaults.workspace`).
+    pub fn workspace(&self) -> PathBuf {
+        crate::config::expand_home(&self.agents.defaults.workspace)
     }
 
     pub fn enabled_channels(&self) -> Vec<String> {

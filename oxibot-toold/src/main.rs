@@ -125,6 +125,7 @@ fn main() -> ExitCode {
     let (workspace, jailed) = match args.sandbox {
         Sandbox::On => {
             let spec = jail::JailSpec {
+                workspace_as_given: std::path::absolute(&args.workspace).unwrap_or_else(|_| args.workspace.clone()),
                 workspace,
                 tool_user: args.user.clone(),
                 limits: jail_limits,

@@ -11,10 +11,6 @@ use crate::show::{shown, shown_line, utc};
 
 const ABSENT: &str = "absent";
 
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
-}
-
 fn state(f: &PromptFileInfo) -> String {
     match (&f.accepted_sha, f.pending_sha.as_deref()) {
         (_, None) => "accepted".into(),
@@ -53,7 +49,7 @@ pub async fn list(conn: &mut CtlConn, json: bool) -> Result<(), String> {
         println!("{:<40} {}{since}", shown_line(&f.path), state(f));
     }
     if files.iter().any(|f| f.pending_sha.is_some()) {
-        println!("\nreview: oxibotctl prompt diff [FILE]; take: oxibotctl prompt accept FILE --sha DIGEST (or --all)");
+        println!("\nreview: oxibotctl prompt diff [FILE]; take: oxibotctl prompt accept FILE --sha DIGEST");
     }
     Ok(())
 }
@@ -89,7 +85,10 @@ pub async fn diff(conn: &mut CtlConn, path: Option<String>, json: bool) -> Resul
             None => println!("nothing waits"),
             Some(sha) => {
                 print!("{}", shown(&patch));
-                let digest = if sha == ABSENT { ABSENT } else { short(sha) };
+                // The whole digest: a prefix could be matched by a second
+                // version a turn wrote after this diff (a birthday search
+                // on 48 bits takes a minute).
+                let digest = sha;
                 println!(
                     "accept with: oxibotctl prompt accept {} --sha {digest}\n",
                     shown_line(&f.path)

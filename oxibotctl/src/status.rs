@@ -108,7 +108,9 @@ fn print_text(s: &StatusReport, problems: &[String]) {
         println!("last error: {}", shown_line(e));
     }
     for note in &s.notes {
-        println!("note: {note}");
+        // Notes can name workspace paths (prompt files a turn created):
+        // stranger-written, so shown escaped.
+        println!("note: {}", crate::show::shown_line(note));
     }
     if problems.is_empty() {
         println!("state: ok");

@@ -193,7 +193,7 @@ fn the_message_tool_reports_delivery_refusal_and_targets_it_may_not_use() {
             tool("message", json!({"content": "into the void"})),
             Step::EchoLastTool,
         ],
-        |_| json!({"tools": {"message": {"allowedTargets": ["telegram:555"]}}}),
+        |_| json!({"tools": {"message": {"allowedTargets": {"telegram:111": ["telegram:555"]}}}}),
         json!({}),
     );
     let delivered = s.broker.agent(ALICE_SESSION, "say hello").unwrap();
@@ -202,7 +202,7 @@ fn the_message_tool_reports_delivery_refusal_and_targets_it_may_not_use() {
 
     let refused = s.broker.agent(ALICE_SESSION, "write to 999").unwrap();
     assert!(
-        refused.contains("not in tools.message.allowedTargets; nothing was sent"),
+        refused.contains("not among telegram:111's targets in tools.message.allowedTargets; nothing was sent"),
         "{refused}"
     );
     assert_eq!(s.count_sent("to a stranger"), 0);
@@ -231,6 +231,16 @@ fn the_message_tool_reports_delivery_refusal_and_targets_it_may_not_use() {
         )
         .unwrap();
     assert_eq!(rows, 1);
+    // Targets are per chat (the review: one global list let every chat and
+    // every job write to every target): another chat may not.
+    s.llm.push(tool(
+        "message",
+        json!({"content": "from another chat", "channel": "telegram", "chat_id": "555"}),
+    ));
+    s.llm.push(Step::EchoLastTool);
+    let other = s.broker.agent("telegram:222", "write to the family too").unwrap();
+    assert!(other.contains("not among telegram:222's targets"), "{other}");
+    assert_eq!(s.count_sent("from another chat"), 0);
 }
 
 #[test]

@@ -108,9 +108,10 @@ impl Store {
     }
 
     /// Takes the owner's word for the pending version of `path` (all
-    /// pending files when None). With `sha`, only a pending version whose
-    /// digest starts with it: what `prompt diff` showed, not what a turn
-    /// wrote since. Returns the paths accepted.
+    /// pending files when None). With `sha`, only the pending version with
+    /// exactly that digest (the whole of it: a prefix can be matched by a
+    /// second version made to collide with it): what `prompt diff` showed,
+    /// not what a turn wrote since. Returns the paths accepted.
     pub fn prompt_accept(&self, path: Option<&str>, sha: Option<&str>) -> Result<Vec<String>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -124,7 +125,7 @@ impl Store {
         };
         let mut accepted = Vec::new();
         for (p, pending_sha) in pending {
-            if sha.is_some_and(|want| !pending_sha.starts_with(want)) {
+            if sha.is_some_and(|want| !want.eq_ignore_ascii_case(&pending_sha)) {
                 continue;
             }
             // A removal accepted: the file is accepted as absent.

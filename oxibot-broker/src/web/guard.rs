@@ -3,7 +3,9 @@
 //! loopback, private, link-local, CGNAT, multicast, unspecified and
 //! reserved ranges, the IPv4 inside IPv4-mapped, 6to4, Teredo and NAT64
 //! addresses, and the cloud metadata names, are refused unless
-//! `tools.web.allowPrivate` lists them.
+//! `tools.web.allowPrivate` lists them. So is what the routing table says
+//! is this host or on its links (`route`): the host's own public addresses,
+//! and the global IPv6 addresses of the devices next to it, look public.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -17,10 +19,24 @@ const METADATA_NAMES: &[&str] = &[
     "instance-data.ec2.internal",
 ];
 
-#[derive(Debug, Default, Clone)]
+/// How the guard asks the routing table (a test answers for the kernel).
+pub type RouteQuery = fn(IpAddr) -> std::io::Result<super::route::Reach>;
+
+#[derive(Debug, Clone)]
 pub struct Guard {
     hosts: Vec<String>,
     nets: Vec<(IpAddr, u8)>,
+    route: RouteQuery,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            hosts: Vec::new(),
+            nets: Vec::new(),
+            route: super::route::reach,
+        }
+    }
 }
 
 impl Guard {
@@ -64,14 +80,30 @@ impl Guard {
         Ok(())
     }
 
-    /// An address `host` resolved to (or is).
+    /// The same guard asking `route` instead of the kernel (tests).
+    #[cfg(test)]
+    pub fn with_routes(self, route: RouteQuery) -> Guard {
+        Guard { route, ..self }
+    }
+
+    /// An address `host` resolved to (or is). Checked at every hop.
     pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), String> {
-        let Some(why) = forbidden(ip) else {
-            return Ok(());
-        };
         if self.host_allowed(host) || self.nets.iter().any(|(net, bits)| contains(*net, *bits, ip)) {
             return Ok(());
         }
+        let why = match forbidden(ip) {
+            Some(why) => why.to_string(),
+            None => match (self.route)(ip) {
+                Ok(super::route::Reach::Elsewhere) => return Ok(()),
+                Ok(super::route::Reach::ThisHost) => "this host's own (assigned to one of its interfaces)".into(),
+                Ok(super::route::Reach::Broadcast) => "broadcast or anycast (of a network this host is on)".into(),
+                Ok(super::route::Reach::OnLink) => {
+                    "on-link (on a network this host is attached to, reached without a gateway)".into()
+                }
+                // Not knowing is not a pass.
+                Err(e) => format!("unchecked (the routing table could not be asked: {e})"),
+            },
+        };
         let shown = if host == ip.to_string() {
             ip.to_string()
         } else {

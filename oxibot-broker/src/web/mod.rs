@@ -4,6 +4,7 @@
 
 pub mod fetch;
 pub mod guard;
+pub mod route;
 mod search;
 
 use crate::config::Config;

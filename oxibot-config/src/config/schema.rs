@@ -265,7 +265,7 @@ pub(crate) fn default_state_dir() -> PathBuf {
 pub(crate) fn default_secrets_file() -> PathBuf {
     "/etc/oxibot/secrets.json".into()
 }
-fn default_workspace() -> String {
+pub(crate) fn default_workspace() -> String {
     "/var/lib/oxibot/workspace".into()
 }
 fn default_max_tokens() -> u32 {

@@ -303,3 +303,34 @@ fn a_file_variable_gives_the_value_of_its_file() {
         "{err}"
     );
 }
+
+#[test]
+fn message_targets_are_per_chat_and_the_global_list_is_refused_with_the_new_shape() {
+    let d = tempfile::tempdir().unwrap();
+    let old = minimal(
+        d.path(),
+        r#", "tools": {"message": {"allowedTargets": ["telegram:555"]}}"#,
+    );
+    let e = Config::load_with_env(&old, no_env()).unwrap_err().to_string();
+    assert!(
+        e.contains("is now per chat") && e.contains(r#"{"telegram:111": ["telegram:555"]}"#),
+        "{e}"
+    );
+    let new = minimal(
+        d.path(),
+        r#", "tools": {"message": {"allowedTargets": {"telegram:111": ["telegram:555"], "console": ["telegram:1"]}}}"#,
+    );
+    let (cfg, _) = Config::load_with_env(&new, no_env()).unwrap();
+    let t = &cfg.tools.message.allowed_targets;
+    assert!(t.allows("telegram:111", "telegram:555"));
+    assert!(!t.allows("telegram:222", "telegram:555"));
+    assert!(t.allows("console", "telegram:1"));
+    let bad = minimal(
+        d.path(),
+        r#", "tools": {"message": {"allowedTargets": {"telegram:111": ["nochat"]}}}"#,
+    );
+    assert!(Config::load_with_env(&bad, no_env())
+        .unwrap_err()
+        .to_string()
+        .contains("\"nochat\""));
+}

@@ -65,13 +65,31 @@ impl Config {
                 "maxIterations and timeoutSecs must be at least 1",
             ));
         }
-        for target in &self.tools.message.allowed_targets {
-            if !target.contains(':') {
+        match &self.tools.message.allowed_targets {
+            crate::abilities::AllowedTargets::OneListForAll(list) => {
                 return Err(invalid(
                     path,
                     "tools.message.allowedTargets",
-                    &format!("\"{target}\" is not \"channel:chat_id\""),
+                    &format!(
+                        "is now per chat: write {{\"telegram:111\": {}}} to let chat telegram:111 (and its jobs) \
+                         write there; one list for every chat let any chat, and any page a turn read, write to \
+                         every target",
+                        serde_json::to_string(list).unwrap_or_default()
+                    ),
                 ));
+            }
+            crate::abilities::AllowedTargets::PerChat(map) => {
+                for (from, targets) in map {
+                    for chat in std::iter::once(from).chain(targets) {
+                        if !chat.contains(':') && chat != "console" {
+                            return Err(invalid(
+                                path,
+                                "tools.message.allowedTargets",
+                                &format!("\"{chat}\" is not \"channel:chat_id\""),
+                            ));
+                        }
+                    }
+                }
             }
         }
         if let Some(p) = &self.tools.web.search.provider {

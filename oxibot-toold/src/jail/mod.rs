@@ -53,7 +53,11 @@ pub(crate) fn step<T, E: fmt::Display>(step: &'static str, r: Result<T, E>) -> R
 }
 
 pub struct JailSpec {
+    /// The workspace, every link resolved.
     pub workspace: PathBuf,
+    /// The workspace as configured: a root-started toold hands over only a
+    /// directory it did not reach through a link.
+    pub workspace_as_given: PathBuf,
     /// The user to become when started as root.
     pub tool_user: String,
     pub limits: ResourceLimits,
@@ -111,7 +115,7 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     if root_started {
         step(
             "give the workspace to the tool user",
-            privs::adopt_workspace(&spec.workspace, uid, gid),
+            privs::adopt_workspace(&spec.workspace, &spec.workspace_as_given, uid, gid),
         )?;
     }
     let host = step(

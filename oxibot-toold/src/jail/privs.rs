@@ -1,7 +1,12 @@
 //! Resource limits and the privilege drop.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
 use caps::CapSet;
+use nix::fcntl::OFlag;
 use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
 use super::{step, JailError};
@@ -147,12 +152,84 @@ pub fn drop_privileges(root_started: bool, uid: Uid, gid: Gid) -> Result<(), Jai
 }
 
 /// Root-started toold hands the workspace's top directory to the tool user
-/// when root still owns it (a fresh install).
-pub fn adopt_workspace(path: &std::path::Path, uid: Uid, gid: Gid) -> std::io::Result<()> {
+/// when root still owns it (a fresh install) — only an empty one, reached
+/// without a link: `"workspace": "/srv"`, or a link planted on the way,
+/// must not give the tool user a directory of root's that holds anything.
+/// The change goes through a descriptor opened without following links.
+pub fn adopt_workspace(path: &Path, as_given: &Path, uid: Uid, gid: Gid) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)?;
-    if meta.uid() == 0 {
-        nix::unistd::chown(path, Some(uid), Some(gid))?;
+    let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why);
+    let dir = nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    let dir = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(dir) });
+    let meta = dir.metadata()?;
+    if meta.uid() != 0 {
+        return Ok(());
     }
+    if path != as_given {
+        return Err(refuse(format!(
+            "the workspace {} is reached through a link (it is {}) and owned by root: toold hands the tool user \
+             only a directory named by its real path; set agents.defaults.workspace to the real path, or chown \
+             it to the tool user yourself",
+            as_given.display(),
+            path.display()
+        )));
+    }
+    if std::fs::read_dir(path)?.next().is_some() {
+        return Err(refuse(format!(
+            "the workspace {} is owned by root and not empty: toold hands the tool user only an empty one; use \
+             an empty directory of its own (the default is /var/lib/oxibot/workspace), or chown it to the tool \
+             user yourself if that is what you want",
+            path.display()
+        )));
+    }
+    nix::unistd::fchown(dir.as_raw_fd(), Some(uid), Some(gid))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod adopt_tests {
+    use super::*;
+
+    fn tool_ids() -> (Uid, Gid) {
+        (Uid::from_raw(65534), Gid::from_raw(65534))
+    }
+
+    /// The review's case: a root-owned directory that holds something, or
+    /// one reached through a link, is never handed to the tool user.
+    #[test]
+    fn only_an_empty_root_owned_workspace_named_by_its_path_is_adopted() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root: this test must run");
+            return;
+        }
+        let (uid, gid) = tool_ids();
+        let d = tempfile::tempdir().unwrap();
+        let srv = d.path().join("srv");
+        std::fs::create_dir(&srv).unwrap();
+        std::fs::write(srv.join("data"), "root's").unwrap();
+        let e = adopt_workspace(&srv, &srv, uid, gid).unwrap_err();
+        assert!(e.to_string().contains("not empty"), "{e}");
+        assert_eq!(std::fs::metadata(&srv).unwrap().uid(), 0);
+
+        let empty = d.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&empty, &link).unwrap();
+        let e = adopt_workspace(&empty, &link, uid, gid).unwrap_err();
+        assert!(e.to_string().contains("through a link"), "{e}");
+        assert_eq!(std::fs::metadata(&empty).unwrap().uid(), 0);
+
+        // The legitimate path: a fresh, empty workspace.
+        adopt_workspace(&empty, &empty, uid, gid).unwrap();
+        assert_eq!(std::fs::metadata(&empty).unwrap().uid(), 65534);
+        // Already the tool user's: left as it is, even when not empty.
+        std::fs::write(empty.join("notes"), "x").unwrap();
+        adopt_workspace(&empty, &empty, uid, gid).unwrap();
+    }
 }

@@ -39,7 +39,8 @@ pub fn checks(config: &Path, broker_uid: Option<u32>) -> Vec<Finding> {
         .or_else(|| User::from_name("oxibot").ok().flatten());
     out.extend(config_file(config));
     out.push(secrets_file(&layout.secrets_file, broker.as_ref()));
-    out.extend(state_dir(&layout.state_dir, broker.as_ref()));
+    out.extend(state_dir(&layout, broker.as_ref()));
+    out.push(super::workspace::check(&layout.workspace()));
     if !layout.supervise {
         out.extend(users(&layout));
     }
@@ -183,7 +184,8 @@ fn secrets_file(path: &Path, broker: Option<&User>) -> Finding {
 
 /// The state directory (others may pass through it to the workspace, not
 /// look inside) and the database files in it.
-fn state_dir(path: &Path, broker: Option<&User>) -> Vec<Finding> {
+fn state_dir(layout: &Layout, broker: Option<&User>) -> Vec<Finding> {
+    let path = layout.state_dir.as_path();
     let check = format!("{} and its database are the broker's alone", path.display());
     let m = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -211,9 +213,15 @@ fn state_dir(path: &Path, broker: Option<&User>) -> Vec<Finding> {
         vec![Finding::new("files", check, Level::Ok, mode(&m))]
     } else {
         vec![
+            // Not `chown -R`: the workspace below it belongs to the jail's
+            // user, and handing it to the broker's would let every command
+            // fail, or (unprivileged) give the jail the broker's files.
             Finding::new("files", check, Level::Fail, problems.join("; ")).fix(format!(
-                "it holds every conversation: chown -R oxibot:oxibot {p}; chmod 0751 {p}; chmod 0600 {p}/oxibot.db*",
-                p = path.display()
+                "it holds every conversation: chown oxibot:oxibot {p} {p}/oxibot.db*; chmod 0751 {p}; \
+                 chmod 0600 {p}/oxibot.db* (leave the workspace {ws} to {tool})",
+                p = path.display(),
+                ws = layout.workspace().display(),
+                tool = layout.users.tool,
             )),
         ]
     }
@@ -688,13 +696,27 @@ mod tests {
         }
         std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o751)).unwrap();
         std::fs::set_permissions(state.join("oxibot.db"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let layout: Layout = serde_json::from_value(serde_json::json!({
+            "stateDir": state,
+            "agents": {"defaults": {"workspace": state.join("workspace")}},
+            "users": {"tool": "oxibot-tool"}
+        }))
+        .unwrap();
         // The broker's own directory: fine.
-        let f = state_dir(&state, Some(&nobody));
+        let f = state_dir(&layout, Some(&nobody));
         assert!(f.iter().all(|f| f.level == Level::Ok), "{f:?}");
         // Someone else's directory holding the broker's database: they
         // could swap it.
-        let f = state_dir(&state, Some(&me));
+        let f = state_dir(&layout, Some(&me));
         assert!(f.iter().any(|f| f.level == Level::Fail), "{f:?}");
+        // The fix names each path's owner: never a `chown -R` that would
+        // hand the jail's workspace to the broker's user.
+        let fix = &f.iter().find(|f| f.level == Level::Fail).unwrap().fix;
+        assert!(!fix.contains("chown -R"), "{fix}");
+        assert!(
+            fix.contains("leave the workspace") && fix.contains("oxibot-tool"),
+            "{fix}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod host;
 mod jail;
+mod workspace;
 
 use std::path::Path;
 

@@ -262,3 +262,96 @@ async fn schemes_credentials_metadata_bytes_and_time_are_bounded() {
     assert!(e.contains("more than 5 redirects"), "{e}");
     assert_eq!(looping.hits.load(Ordering::SeqCst), 6);
 }
+
+/// Runs `script` with sh in this thread's network namespace.
+fn sh(script: &str) {
+    let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The review's attack, in a network namespace of the test's own (only
+/// loopback and a veth pair, nothing routed out): the host's own
+/// public IPv4 and global IPv6 addresses, a device on the same link, the
+/// link's broadcast, and a redirect from an allowed hop to the host's own
+/// address. Before the routing check every one of them reached the
+/// "internal" server (`http://203.0.114.7:PORT/admin.txt` answered).
+#[test]
+fn the_hosts_own_and_on_link_addresses_are_refused_at_every_hop() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root: this test must run");
+        return;
+    }
+    // This thread only (nextest runs each test in a process of its own);
+    // the runtime below runs on this thread, so every socket is inside.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    sh(
+        "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d1 up \
+        && ip addr add 203.0.114.7/24 dev d0 \
+        && ip -6 addr add 2a01:4f8:1:2::7/64 dev d0 nodad && ip link set d0 up",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The "internal" service, bound to every address (dual stack).
+        let internal = serve_on("::", 0, ok("internal admin page")).await.unwrap();
+        let port = internal.port;
+        let lookup = Scripted::new(vec![]);
+        for (url, why) in [
+            (format!("http://203.0.114.7:{port}/admin.txt"), "this host's own"),
+            (format!("http://[2a01:4f8:1:2::7]:{port}/admin.txt"), "this host's own"),
+            (format!("http://203.0.114.9:{port}/"), "on-link"),
+            (format!("http://[2a01:4f8:1:2::9]:{port}/"), "on-link"),
+            (format!("http://203.0.114.255:{port}/"), "broadcast"),
+        ] {
+            let e = fetch(&url, &Guard::default(), &lookup, &limits()).await.unwrap_err();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        // A hop the admin allowed redirects to the host's own address.
+        let hop = serve_on(
+            "127.0.0.1",
+            0,
+            redirect(&format!("http://203.0.114.7:{port}/admin.txt")),
+        )
+        .await
+        .unwrap();
+        let url = format!("http://127.0.0.1:{}/", hop.port);
+        let e = fetch(&url, &allow(&["127.0.0.1"]), &lookup, &limits())
+            .await
+            .unwrap_err();
+        assert!(e.contains("this host's own"), "{e}");
+        assert_eq!(hop.hits.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            internal.hits.load(Ordering::SeqCst),
+            0,
+            "the internal server was reached"
+        );
+        // The legitimate path: what the admin listed is reached.
+        let listed = fetch(
+            &format!("http://203.0.114.7:{port}/admin.txt"),
+            &allow(&["203.0.114.0/24"]),
+            &lookup,
+            &limits(),
+        )
+        .await
+        .unwrap();
+        assert!(String::from_utf8_lossy(&listed.body).contains("internal admin page"));
+    });
+}
+
+/// Not knowing is not a pass: a routing table that cannot be asked refuses.
+#[tokio::test]
+async fn an_unanswered_route_query_refuses() {
+    let guard = Guard::default().with_routes(|_| Err(std::io::Error::from_raw_os_error(nix::libc::EAFNOSUPPORT)));
+    let e = guard
+        .check_ip("example.com", "93.184.216.34".parse().unwrap())
+        .unwrap_err();
+    assert!(e.contains("routing table could not be asked"), "{e}");
+    let open = Guard::default().with_routes(|_| Ok(crate::web::route::Reach::Elsewhere));
+    assert!(open.check_ip("example.com", "93.184.216.34".parse().unwrap()).is_ok());
+}
