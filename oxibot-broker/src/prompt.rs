@@ -170,14 +170,7 @@ fn shown(f: &TextFile) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn file(path: &str, text: &str) -> TextFile {
-        TextFile {
-            path: path.into(),
-            text: text.into(),
-            truncated: false,
-        }
-    }
+    use crate::prompt_files::tests::file;
 
     #[test]
     fn prompt_includes_bootstrap_memory_and_skills() {

@@ -306,10 +306,10 @@ pub fn status_note(store: &Store) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn file(path: &str, text: &str) -> TextFile {
+    pub(crate) fn file(path: &str, text: &str) -> TextFile {
         TextFile {
             path: path.into(),
             text: text.into(),

@@ -265,7 +265,13 @@ async fn schemes_credentials_metadata_bytes_and_time_are_bounded() {
 
 /// Runs `script` with sh in this thread's network namespace.
 fn sh(script: &str) {
-    let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+    // `ip` lives in /usr/sbin, which a non-login PATH may lack.
+    let script = format!("PATH=\"$PATH:/usr/sbin:/sbin\"; {script}");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{script}: {}",
