@@ -326,7 +326,7 @@ async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<()
             "memory_full",
             &format!(
                 "session {session}: {} new fact(s) not kept: the memory holds {} bytes, the most every prompt \
-                 shows; edit {MEMORY_FILE} and accept it (oxibotctl prompt accept {MEMORY_FILE}) to make room",
+                 shows; edit {MEMORY_FILE} and accept it (oxibotctl prompt diff, then prompt accept with the digest) to make room",
                 new.len(),
                 known.len()
             ),

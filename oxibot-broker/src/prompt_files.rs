@@ -202,11 +202,27 @@ async fn refresh(broker: &crate::broker::Broker, wait: std::time::Duration) -> R
         .map_err(|e| format!("cannot record the workspace's prompt files: {e}"))
 }
 
-/// `oxibotctl prompt list|diff|accept`, after a fresh read of the
-/// workspace (an admin who just edited SOUL.md sees the change at once).
+/// `oxibotctl prompt list|diff|accept`. List and diff read the workspace
+/// afresh (an admin who just edited SOUL.md sees the change at once);
+/// accept does not, and takes one file only by the whole digest that diff
+/// showed: never a version a turn wrote in between.
 pub async fn admin(broker: &crate::broker::Broker, request: CtlRequest) -> CtlReply {
-    if let Err(e) = refresh(broker, std::time::Duration::from_secs(10)).await {
-        tracing::warn!("prompt files not re-read for oxibotctl: {e}");
+    if matches!(request, CtlRequest::PromptList | CtlRequest::PromptShow { .. }) {
+        if let Err(e) = refresh(broker, std::time::Duration::from_secs(10)).await {
+            tracing::warn!("prompt files not re-read for oxibotctl: {e}");
+        }
+    }
+    if let CtlRequest::PromptAccept {
+        path: Some(path),
+        sha: None,
+    } = &request
+    {
+        return CtlReply::Error {
+            message: format!(
+                "accepting {path} needs the digest of the version you read: oxibotctl prompt diff {path}, \
+                 then oxibotctl prompt accept {path} --sha DIGEST"
+            ),
+        };
     }
     let store = &broker.store;
     let error = |e: StoreError| CtlReply::Error { message: e.to_string() };
@@ -281,7 +297,7 @@ pub fn notice(untold: &[(String, String)]) -> String {
     format!(
         "[OxiBot] Workspace files that shape my instructions were changed by a tool, not by the admin: {}. \
          I keep following the accepted versions. The admin can review the change with `oxibotctl prompt diff` \
-         and take it with `oxibotctl prompt accept FILE`.",
+         and take it with `oxibotctl prompt accept FILE --sha DIGEST`.",
         names.join(", ")
     )
 }

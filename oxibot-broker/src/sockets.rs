@@ -129,10 +129,12 @@ pub fn open(runtime_dir: &Path, roles: &[SocketRole], users: &crate::config::Use
 
 /// The runtime directory is where the broker binds, chmods and chowns its
 /// sockets by name, as root in a root-started broker. Someone else who can
-/// write there could swap a socket for a link between bind and chmod and
-/// have the broker re-own a file of their choice: so it must be a real
-/// directory (not a link), owned by the broker's user or root, and
-/// writable by nobody else.
+/// write there — or in any directory above it, where they could swap the
+/// whole directory for one of theirs — could put a link where a socket was
+/// and have the broker re-own a file of their choice: so it must be a real
+/// directory (not a link), owned by the broker's user or root, writable by
+/// nobody else, and so must every directory above it (sticky ones such as
+/// /tmp excepted: nobody can rename another's entry there).
 fn trusted_dir(dir: &Path) -> Result<(), SocketError> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |why: String| SocketError::Dir {
@@ -159,6 +161,13 @@ fn trusted_dir(dir: &Path) -> Result<(), SocketError> {
         return Err(refuse(format!(
             "others may write in it (mode {:o}); chmod go-w it, or give runtimeDir a directory of the broker's own",
             m.mode() & 0o7777
+        )));
+    }
+    // The same check `oxibotctl secrets set` makes, for every directory on
+    // the way (links on the way and their owners included).
+    if let Some(why) = oxibot_config::paths::untrusted_directory(&dir.join(SocketRole::Ctl.file_name()), Some(me)) {
+        return Err(refuse(format!(
+            "{why}; give runtimeDir a directory only root and the broker can change"
         )));
     }
     Ok(())
@@ -311,6 +320,24 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let e = open(&link, &[SocketRole::Ctl], &users).err().expect("refused");
         assert!(e.to_string().contains("not a directory"), "{e}");
+
+        // A directory above it that someone else owns: they could swap
+        // the runtime directory itself (the second review won this race).
+        if nix::unistd::geteuid().is_root() {
+            let theirs = d.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            let run = theirs.join("run");
+            std::fs::create_dir(&run).unwrap();
+            std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let e = open(&run, &[SocketRole::Ctl], &users).err().expect("refused");
+            assert!(
+                e.to_string().contains("can be changed by someone other than root"),
+                "{e}"
+            );
+        } else {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root: this case must run");
+        }
 
         // The legitimate path: the broker's own directory.
         let ok = open(&real, &[SocketRole::Ctl], &users);

@@ -22,7 +22,7 @@ pub async fn channels_list(conn: &mut CtlConn, json: bool) -> Result<Vec<String>
         .map(|c| c.name.clone())
         .collect();
     if json {
-        println!("{}", json!({"channels": crate::status::channels_json(&s)}));
+        crate::show::print_json(&json!({"channels": crate::status::channels_json(&s)}));
     } else if s.channels.is_empty() {
         println!("no channel is enabled (channels.NAME.enabled in the configuration)");
     } else {
@@ -50,7 +50,7 @@ pub async fn sessions_list(conn: &mut CtlConn, json: bool) -> Result<(), String>
                             "promptTokens": s.prompt_tokens, "completionTokens": s.completion_tokens})
             })
             .collect();
-        println!("{}", json!({"sessions": items}));
+        crate::show::print_json(&json!({"sessions": items}));
     } else if list.is_empty() {
         println!("no stored conversation");
     } else {
@@ -79,7 +79,7 @@ pub async fn sessions_show(conn: &mut CtlConn, session: String, limit: u32, json
             .iter()
             .map(|m| json!({"role": m.role, "text": m.text, "at": m.at}))
             .collect();
-        println!("{}", json!({"messages": items}));
+        crate::show::print_json(&json!({"messages": items}));
     } else {
         for m in list {
             println!("[{}] {}:\n{}\n", utc(m.at), m.role, shown(&m.text));
@@ -108,9 +108,8 @@ async fn audit_page(conn: &mut CtlConn, q: AuditQuery) -> Result<Vec<AuditEntry>
 
 fn print_entry(e: &AuditEntry, json: bool) {
     if json {
-        println!(
-            "{}",
-            json!({"id": e.id, "at": e.at, "kind": e.kind, "channel": e.channel, "user": e.user, "detail": e.detail})
+        crate::show::print_json(
+            &json!({"id": e.id, "at": e.at, "kind": e.kind, "channel": e.channel, "user": e.user, "detail": e.detail}),
         );
     } else {
         println!(
@@ -143,7 +142,7 @@ pub async fn audit(
             .iter()
             .map(|e| json!({"id": e.id, "at": e.at, "kind": e.kind, "channel": e.channel, "user": e.user, "detail": e.detail}))
             .collect();
-        println!("{}", json!({"entries": items}));
+        crate::show::print_json(&json!({"entries": items}));
         return Ok(());
     }
     first.iter().for_each(|e| print_entry(e, json));
@@ -193,7 +192,7 @@ pub async fn pairing_list(conn: &mut CtlConn, json: bool) -> Result<(), String> 
             .iter()
             .map(|p| json!({"code": p.code, "channel": p.channel, "sender": p.sender, "status": p.status, "ageSecs": p.age_secs}))
             .collect();
-        println!("{}", json!({"pairings": items}));
+        crate::show::print_json(&json!({"pairings": items}));
     } else if list.is_empty() {
         println!("no pairing requests");
     } else {

@@ -218,16 +218,17 @@ pub enum PromptCommand {
     List,
     /// What changed: the accepted version against the waiting one.
     Diff { file: Option<String> },
-    /// Use the waiting version of FILE from the next turn on.
+    /// Use the waiting version of FILE from the next turn on: exactly the
+    /// version `prompt diff FILE` showed, named by its whole digest.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["file", "all"])))]
     Accept {
+        #[arg(requires = "sha")]
         file: Option<String>,
-        /// Every waiting change (also the upgrade path: an upgraded install
-        /// accepts nothing by itself).
+        /// Every change waiting now (the upgrade path, after `prompt diff`):
+        /// a version a turn wrote since is taken too.
         #[arg(long)]
         all: bool,
-        /// Only if the waiting version's digest starts with this (as `diff`
-        /// printed it): not a version a turn wrote since.
+        /// The whole digest `prompt diff` printed.
         #[arg(long)]
         sha: Option<String>,
     },

@@ -20,7 +20,7 @@ pub async fn list(conn: &mut CtlConn, json: bool) -> Result<(), String> {
                        "nextRunAt": j.next_run_at, "lastRunAt": j.last_run_at, "lastStatus": j.last_status})
             })
             .collect();
-        println!("{}", json!({"jobs": items}));
+        crate::show::print_json(&json!({"jobs": items}));
         return Ok(());
     }
     if jobs.is_empty() {

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Failed) => ExitCode::FAILURE,
         Err(e) => {
             if json {
-                println!("{}", json!({"error": e}));
+                crate::show::print_json(&json!({"error": e}));
             } else {
                 eprintln!("oxibotctl: {}", shown(&e));
             }
@@ -233,7 +233,7 @@ async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -
         other => return Err(client::unexpected(&other)),
     };
     if json {
-        println!("{}", json!({"ok": ok, "output": output}));
+        crate::show::print_json(&json!({"ok": ok, "output": output}));
         // The JSON above already says whether it failed.
         return Ok(if ok { Outcome::Done } else { Outcome::Failed });
     }
@@ -278,9 +278,9 @@ async fn chat(conn: &mut CtlConn, session: &str, json: bool) -> Result<(), Strin
             return Ok(());
         }
         match agent(conn, session, line).await {
-            Ok(text) if json => println!("{}", json!({"reply": text})),
+            Ok(text) if json => crate::show::print_json(&json!({"reply": text})),
             Ok(text) => println!("oxibot> {}", shown(&text)),
-            Err(e) if json => println!("{}", json!({"error": e})),
+            Err(e) if json => crate::show::print_json(&json!({"error": e})),
             Err(e) => eprintln!("error: {}", shown(&e)),
         }
     }

@@ -38,7 +38,7 @@ pub async fn list(conn: &mut CtlConn, json: bool) -> Result<(), String> {
                        "pendingSha": f.pending_sha, "pendingAt": f.pending_at})
             })
             .collect();
-        println!("{}", json!({"files": items}));
+        crate::show::print_json(&json!({"files": items}));
         return Ok(());
     }
     if files.is_empty() {
@@ -97,7 +97,7 @@ pub async fn diff(conn: &mut CtlConn, path: Option<String>, json: bool) -> Resul
         }
     }
     if json {
-        println!("{}", json!({"files": out}));
+        crate::show::print_json(&json!({"files": out}));
     }
     Ok(())
 }

@@ -13,10 +13,39 @@ pub fn shown_line(text: &str) -> String {
     oxibot_proto::printable::printable_line(text)
 }
 
+/// JSON as printed: serde_json escapes only the characters below U+0020,
+/// so C1 controls (U+009B is a CSI on some terminals), line separators and
+/// bidirectional overrides that a stranger wrote are escaped here too, as
+/// `\uXXXX` (the same JSON to a parser). Outside strings, serde_json
+/// writes ASCII only, so every such character is inside a string.
+pub fn json_text(value: &serde_json::Value) -> String {
+    let raw = value.to_string();
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '\u{7f}'..='\u{9f}'
+            | '\u{061c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Prints one JSON document (see [`json_text`]).
+pub fn print_json(value: &serde_json::Value) {
+    println!("{}", json_text(value));
+}
+
 /// Prints `value` as JSON, or the text.
 pub fn emit(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
     if json {
-        println!("{value}");
+        print_json(&value);
     } else {
         println!("{}", text());
     }
@@ -63,5 +92,24 @@ mod tests {
         assert!((now() - 7200 - t).abs() <= 1);
         assert_eq!(since("1700000000").unwrap(), 1_700_000_000);
         assert!(since("2w").is_err() && since("h").is_err() && since("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_c1_controls_and_bidi_and_stays_the_same_json() {
+        let hostile = "x\u{1b}]0;t\u{7}y\u{9b}2J\u{202e}gnp\u{2028}z";
+        let v = serde_json::json!({"path": hostile});
+        let text = json_text(&v);
+        assert!(
+            text.chars()
+                .all(|c| !c.is_control() && !('\u{2028}'..='\u{202e}').contains(&c)),
+            "{text:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
     }
 }

@@ -10,7 +10,7 @@ use crate::show::shown_line;
 pub fn print(s: &StatusReport, json: bool) -> Vec<String> {
     let problems = s.problems();
     if json {
-        println!("{}", to_json(s, &problems));
+        crate::show::print_json(&to_json(s, &problems));
     } else {
         print_text(s, &problems);
     }

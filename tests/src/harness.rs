@@ -265,6 +265,9 @@ impl Broker {
         let state = dir.path().join("state");
         let workspace = dir.path().join("workspace");
         std::fs::create_dir_all(&workspace).unwrap();
+        // Whatever the umask: toold hands the tool user no directory that
+        // others may write.
+        std::fs::set_permissions(&workspace, std::fs::Permissions::from_mode(0o755)).unwrap();
         let secrets_file = dir.path().join("secrets.json");
         std::fs::write(&secrets_file, secrets.to_string()).unwrap();
         std::fs::set_permissions(&secrets_file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -555,10 +558,13 @@ impl Broker {
         }
     }
 
-    /// `oxibotctl prompt accept --all`: the admin takes every waiting
+    /// `oxibotctl prompt diff`, then `prompt accept --all`: the admin takes every waiting
     /// prompt file change (what a test wrote into the workspace after the
     /// broker's first start). Nothing waiting is fine too.
     pub fn accept_prompt_files(&self) {
+        // As an admin would: look first (a read of the workspace), then take.
+        let seen = self.ctl(&["prompt", "diff"]);
+        assert!(seen.status.success(), "{}", String::from_utf8_lossy(&seen.stderr));
         let out = self.ctl(&["prompt", "accept", "--all"]);
         let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -152,11 +152,11 @@ async fn client_for(url: &Url, guard: &Guard, lookup: &dyn Lookup, limits: &Limi
     let builder = match url.host() {
         None => return Err(format!("{}: no host", url_for_errors(url))),
         Some(url::Host::Ipv4(ip)) => {
-            guard.check_ip(&ip.to_string(), IpAddr::V4(ip))?;
+            guard.check(&ip.to_string(), IpAddr::V4(ip), Some(port))?;
             builder
         }
         Some(url::Host::Ipv6(ip)) => {
-            guard.check_ip(&ip.to_string(), IpAddr::V6(ip))?;
+            guard.check(&ip.to_string(), IpAddr::V6(ip), Some(port))?;
             builder
         }
         Some(url::Host::Domain(name)) => {
@@ -171,7 +171,7 @@ async fn client_for(url: &Url, guard: &Guard, lookup: &dyn Lookup, limits: &Limi
             // Every answer must pass: a name that also points inward is
             // refused rather than tried.
             for a in &addrs {
-                guard.check_ip(name, a.ip())?;
+                guard.check(name, a.ip(), Some(port))?;
             }
             builder.resolve_to_addrs(name, &addrs)
         }

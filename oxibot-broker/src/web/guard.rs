@@ -19,8 +19,9 @@ const METADATA_NAMES: &[&str] = &[
     "instance-data.ec2.internal",
 ];
 
-/// How the guard asks the routing table (a test answers for the kernel).
-pub type RouteQuery = fn(IpAddr) -> std::io::Result<super::route::Reach>;
+/// How the guard asks the routing table (a test answers for the kernel):
+/// the address, and the TCP port when known (policy routing may go by it).
+pub type RouteQuery = fn(IpAddr, Option<u16>) -> std::io::Result<super::route::Reach>;
 
 #[derive(Debug, Clone)]
 pub struct Guard {
@@ -86,14 +87,25 @@ impl Guard {
         Guard { route, ..self }
     }
 
-    /// An address `host` resolved to (or is). Checked at every hop.
+    /// An address `host` resolved to (or is), port unknown.
     pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), String> {
+        self.check(host, ip, None)
+    }
+
+    /// An address `host` resolved to (or is), and the TCP port the fetch
+    /// connects to. Checked at every hop.
+    pub fn check(&self, host: &str, ip: IpAddr, port: Option<u16>) -> Result<(), String> {
+        // An IPv4-mapped IPv6 address is an IPv4 connection from a
+        // dual-stack socket: judged (ranges, routes, the allow-list) as the
+        // IPv4 address it carries, or the kernel is asked about an IPv6
+        // destination it has no route for and says "elsewhere".
+        let ip = ip.to_canonical();
         if self.host_allowed(host) || self.nets.iter().any(|(net, bits)| contains(*net, *bits, ip)) {
             return Ok(());
         }
         let why = match forbidden(ip) {
             Some(why) => why.to_string(),
-            None => match (self.route)(ip) {
+            None => match (self.route)(ip, port) {
                 Ok(super::route::Reach::Elsewhere) => return Ok(()),
                 Ok(super::route::Reach::ThisHost) => "this host's own (assigned to one of its interfaces)".into(),
                 Ok(super::route::Reach::Broadcast) => "broadcast or anycast (of a network this host is on)".into(),

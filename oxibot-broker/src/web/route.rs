@@ -42,6 +42,9 @@ const RTA_DST: u16 = 1;
 const RTA_GATEWAY: u16 = 5;
 const RTA_MULTIPATH: u16 = 9;
 const RTA_VIA: u16 = 18;
+const RTA_UID: u16 = 25;
+const RTA_IP_PROTO: u16 = 27;
+const RTA_DPORT: u16 = 29;
 const RTN_UNICAST: u8 = 1;
 const RTN_LOCAL: u8 = 2;
 const RTN_BROADCAST: u8 = 3;
@@ -49,9 +52,12 @@ const RTN_ANYCAST: u8 = 4;
 const NLMSG_HDR: usize = 16;
 const RTMSG: usize = 12;
 
-/// Asks the kernel. An error (no netlink, a kernel that does not answer)
-/// is the caller's to treat as a refusal.
-pub fn reach(ip: IpAddr) -> io::Result<Reach> {
+/// Asks the kernel about a TCP connection from this process to `ip` (and
+/// `port`, when known): the protocol, port and uid go with the question,
+/// so that policy routing (`ip rule … ipproto tcp dport …`, `uidrange`)
+/// answers as it would for the real connection. An error (no netlink, a
+/// kernel that does not answer) is the caller's to treat as a refusal.
+pub fn reach(ip: IpAddr, port: Option<u16>) -> io::Result<Reach> {
     let fd = socket(
         AddressFamily::Netlink,
         SockType::Raw,
@@ -60,22 +66,36 @@ pub fn reach(ip: IpAddr) -> io::Result<Reach> {
     )?;
     // Never wait on the kernel for long: a fetch would hang on it.
     setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(1, 0))?;
-    sendto(fd.as_raw_fd(), &request(ip), &NetlinkAddr::new(0, 0), MsgFlags::empty())?;
+    let uid = nix::unistd::geteuid().as_raw();
+    sendto(
+        fd.as_raw_fd(),
+        &request(ip, port, uid),
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
     let mut buf = vec![0u8; 8192];
     let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
     parse(&buf[..n])
 }
 
-/// `RTM_GETROUTE` for one destination address.
-fn request(ip: IpAddr) -> Vec<u8> {
+/// One route attribute, padded to four bytes.
+fn attr(m: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    m.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+    m.extend_from_slice(&kind.to_ne_bytes());
+    m.extend_from_slice(value);
+    while !m.len().is_multiple_of(4) {
+        m.push(0);
+    }
+}
+
+/// `RTM_GETROUTE` for a TCP connection to one address.
+fn request(ip: IpAddr, port: Option<u16>, uid: u32) -> Vec<u8> {
     let (family, addr): (u8, Vec<u8>) = match ip {
         IpAddr::V4(v4) => (nix::libc::AF_INET as u8, v4.octets().to_vec()),
         IpAddr::V6(v6) => (nix::libc::AF_INET6 as u8, v6.octets().to_vec()),
     };
-    let attr_len = 4 + addr.len();
-    let total = NLMSG_HDR + RTMSG + attr_len;
-    let mut m = Vec::with_capacity(total);
-    m.extend_from_slice(&(total as u32).to_ne_bytes());
+    let mut m = Vec::with_capacity(64);
+    m.extend_from_slice(&0u32.to_ne_bytes()); // the length, set below
     m.extend_from_slice(&RTM_GETROUTE.to_ne_bytes());
     m.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
     m.extend_from_slice(&1u32.to_ne_bytes()); // sequence
@@ -83,9 +103,15 @@ fn request(ip: IpAddr) -> Vec<u8> {
                                               // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
     m.extend_from_slice(&[family, (addr.len() * 8) as u8, 0, 0, 0, 0, 0, 0]);
     m.extend_from_slice(&RTM_F_FIB_MATCH.to_ne_bytes());
-    m.extend_from_slice(&(attr_len as u16).to_ne_bytes());
-    m.extend_from_slice(&RTA_DST.to_ne_bytes());
-    m.extend_from_slice(&addr);
+    attr(&mut m, RTA_DST, &addr);
+    attr(&mut m, RTA_IP_PROTO, &[nix::libc::IPPROTO_TCP as u8]);
+    if let Some(port) = port {
+        // Network byte order, as the kernel reads it.
+        attr(&mut m, RTA_DPORT, &port.to_be_bytes());
+    }
+    attr(&mut m, RTA_UID, &uid.to_ne_bytes());
+    let total = m.len() as u32;
+    m[..4].copy_from_slice(&total.to_ne_bytes());
     m
 }
 
@@ -163,7 +189,7 @@ mod tests {
             body.extend_from_slice(&(len as u16).to_ne_bytes());
             body.extend_from_slice(&t.to_ne_bytes());
             body.extend_from_slice(v);
-            while body.len() % 4 != 0 {
+            while !body.len().is_multiple_of(4) {
                 body.push(0);
             }
         }
@@ -204,7 +230,10 @@ mod tests {
 
     #[test]
     fn the_kernel_knows_loopback_is_this_host() {
-        assert_eq!(reach("127.0.0.1".parse().unwrap()).unwrap(), Reach::ThisHost);
-        assert_eq!(reach("::1".parse().unwrap()).unwrap(), Reach::ThisHost);
+        assert_eq!(reach("127.0.0.1".parse().unwrap(), Some(80)).unwrap(), Reach::ThisHost);
+        assert_eq!(reach("127.0.0.1".parse().unwrap(), None).unwrap(), Reach::ThisHost);
+        if std::path::Path::new("/proc/net/if_inet6").exists() {
+            assert_eq!(reach("::1".parse().unwrap(), Some(443)).unwrap(), Reach::ThisHost);
+        }
     }
 }

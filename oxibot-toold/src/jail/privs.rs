@@ -179,7 +179,26 @@ pub fn adopt_workspace(path: &Path, as_given: &Path, uid: Uid, gid: Gid) -> std:
             path.display()
         )));
     }
-    if std::fs::read_dir(path)?.next().is_some() {
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "the workspace {} is owned by root and others may write in it (mode {:o}): a shared directory \
+             (/var/tmp, /dev/shm) is never handed to the tool user; use a directory of its own",
+            path.display(),
+            meta.mode() & 0o7777
+        )));
+    }
+    // Read through the descriptor: what was checked is what is handed over.
+    let mut entries = nix::dir::Dir::openat(
+        Some(dir.as_raw_fd()),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    )?;
+    let has_entries = entries
+        .iter()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_bytes() != b"." && e.file_name().to_bytes() != b"..");
+    if has_entries {
         return Err(refuse(format!(
             "the workspace {} is owned by root and not empty: toold hands the tool user only an empty one; use \
              an empty directory of its own (the default is /var/lib/oxibot/workspace), or chown it to the tool \
@@ -231,5 +250,14 @@ mod adopt_tests {
         // Already the tool user's: left as it is, even when not empty.
         std::fs::write(empty.join("notes"), "x").unwrap();
         adopt_workspace(&empty, &empty, uid, gid).unwrap();
+
+        // An empty directory everybody may write (/var/tmp): not handed over.
+        use std::os::unix::fs::PermissionsExt;
+        let shared = d.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = adopt_workspace(&shared, &shared, uid, gid).unwrap_err();
+        assert!(e.to_string().contains("others may write"), "{e}");
+        assert_eq!(std::fs::metadata(&shared).unwrap().uid(), 0);
     }
 }

@@ -100,9 +100,8 @@ pub fn run(config: &Path, socket: &Path, json: bool) -> Result<usize, String> {
             .map(|f| json!({"area": f.area, "check": f.check, "level": f.level.word(), "seen": f.seen, "fix": f.fix}))
             .collect();
         let failed = all.iter().filter(|f| f.level == Level::Fail).count();
-        println!(
-            "{}",
-            json!({"findings": list, "failed": failed, "warnings": attention - failed, "notes": notes})
+        crate::show::print_json(
+            &json!({"findings": list, "failed": failed, "warnings": attention - failed, "notes": notes}),
         );
     } else {
         for f in &all {
@@ -118,7 +117,8 @@ pub fn run(config: &Path, socket: &Path, json: bool) -> Result<usize, String> {
             }
         }
         for note in &notes {
-            println!("note {note}");
+            // The broker's notes may name workspace paths a turn made.
+            println!("note {}", shown_line(note));
         }
         println!(
             "{}",

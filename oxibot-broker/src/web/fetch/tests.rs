@@ -314,6 +314,10 @@ fn the_hosts_own_and_on_link_addresses_are_refused_at_every_hop() {
             (format!("http://203.0.114.9:{port}/"), "on-link"),
             (format!("http://[2a01:4f8:1:2::9]:{port}/"), "on-link"),
             (format!("http://203.0.114.255:{port}/"), "broadcast"),
+            // IPv4-mapped IPv6: an IPv4 connection from a dual-stack
+            // socket (the second review reached the page this way).
+            (format!("http://[::ffff:203.0.114.7]:{port}/"), "this host's own"),
+            (format!("http://[::ffff:cb00:7209]:{port}/"), "on-link"),
         ] {
             let e = fetch(&url, &Guard::default(), &lookup, &limits()).await.unwrap_err();
             assert!(e.contains(why), "{url}: {e}");
@@ -353,11 +357,11 @@ fn the_hosts_own_and_on_link_addresses_are_refused_at_every_hop() {
 /// Not knowing is not a pass: a routing table that cannot be asked refuses.
 #[tokio::test]
 async fn an_unanswered_route_query_refuses() {
-    let guard = Guard::default().with_routes(|_| Err(std::io::Error::from_raw_os_error(nix::libc::EAFNOSUPPORT)));
+    let guard = Guard::default().with_routes(|_, _| Err(std::io::Error::from_raw_os_error(nix::libc::EAFNOSUPPORT)));
     let e = guard
         .check_ip("example.com", "93.184.216.34".parse().unwrap())
         .unwrap_err();
     assert!(e.contains("routing table could not be asked"), "{e}");
-    let open = Guard::default().with_routes(|_| Ok(crate::web::route::Reach::Elsewhere));
+    let open = Guard::default().with_routes(|_, _| Ok(crate::web::route::Reach::Elsewhere));
     assert!(open.check_ip("example.com", "93.184.216.34".parse().unwrap()).is_ok());
 }
