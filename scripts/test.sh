@@ -60,6 +60,9 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 step "dependencies: cargo deny (licences, bans, sources; advisories when reachable)"
+# The gate reads the dependency graph offline: fetch it first (an empty
+# CARGO_HOME has no registry index yet; the build needs the crates anyway).
+cargo fetch --locked
 ./scripts/check-deps.sh
 
 step "cargo fmt --check"

@@ -34,10 +34,11 @@ const PREAMBLE: &str =
 pub async fn system_prompt(broker: &Arc<Broker>, turn: &Turn) -> String {
     let tools = &broker.tools;
     let scope = prompt_files::all_patterns();
-    let mut patterns = scope.clone();
-    // Only to see whether the bundled copies need rewriting: their text
-    // comes from this binary, never from the workspace.
-    patterns.push(crate::skills::BUNDLED_PATTERN);
+    // The bundled copies only to see whether they need rewriting (their
+    // text comes from this binary, never from the workspace), and first:
+    // however many files the workspace holds, the answer has room for them.
+    let mut patterns = vec![crate::skills::BUNDLED_PATTERN];
+    patterns.extend(&scope);
     let files = match tools.read_texts(&patterns, MAX_PROMPT_FILE, READ_WAIT).await {
         Ok(read) => {
             crate::skills::ensure_bundled(tools, &read).await;

@@ -61,10 +61,22 @@ pub struct Plan {
     pub untold: Vec<(String, String)>,
 }
 
+/// Whether a `ReadTexts` answer may have left files out (it reached the
+/// answer's file count or size): then a file it lacks is not "removed".
+pub fn maybe_cut(read: &[TextFile]) -> bool {
+    use oxibot_proto::messages::{MAX_TEXTS_TOTAL, MAX_TEXT_FILES};
+    let total: usize = read.iter().map(|f| f.text.len()).sum();
+    read.len() >= MAX_TEXT_FILES || total + 3 * crate::prompt::MAX_PROMPT_FILE as usize >= MAX_TEXTS_TOTAL
+}
+
 /// Compares what toold read (`read`, for the patterns in `scope`) with what
 /// the store holds. Pure: the caller stores `changes`.
 pub fn plan(rows: &[PromptRow], read: &[TextFile], scope: &[&str], first_start: bool) -> Plan {
     let in_scope = |path: &str| scope.iter().any(|p| matches(p, path));
+    // A workspace with very many or very big files fills toold's answer
+    // before every prompt file is in it: those left out are not removals
+    // (their accepted versions stay in use either way).
+    let cut = maybe_cut(read);
     let mut out = Plan::default();
     let row_of = |path: &str| rows.iter().find(|r| r.path == path);
     let pending = |out: &mut Plan, row: Option<&PromptRow>, path: &str, text: Option<&str>, sha: &str| {
@@ -112,6 +124,16 @@ pub fn plan(rows: &[PromptRow], read: &[TextFile], scope: &[&str], first_start: 
     // Known files in scope that the workspace no longer has.
     for row in rows.iter().filter(|r| in_scope(&r.path)) {
         if read.iter().any(|f| f.path == row.path) {
+            continue;
+        }
+        if cut {
+            if let Some(text) = &row.accepted_text {
+                out.files.push(TextFile {
+                    path: row.path.clone(),
+                    text: text.clone(),
+                    truncated: false,
+                });
+            }
             continue;
         }
         match &row.accepted_text {
@@ -397,6 +419,23 @@ pub(crate) mod tests {
         let now = settle_in(&store, &read);
         assert!(now.files.contains(&file("skills/house-rules/SKILL.md", planted)));
         assert!(now.files.contains(&file("SOUL.md", "Be kind.")));
+    }
+
+    #[test]
+    fn a_file_left_out_of_a_full_answer_is_not_a_removal() {
+        let store = Store::open_in_memory().unwrap();
+        settle_in(&store, &[file("skills/zz/SKILL.md", "mine")]);
+        // A turn made 64 skills that sort first: the answer is full.
+        let many: Vec<TextFile> = (0..oxibot_proto::messages::MAX_TEXT_FILES)
+            .map(|i| file(&format!("skills/a{i:02}/SKILL.md"), "x"))
+            .collect();
+        let got = settle_in(&store, &many);
+        assert!(got.files.contains(&file("skills/zz/SKILL.md", "mine")));
+        assert!(
+            !got.untold.iter().any(|(p, _)| p == "skills/zz/SKILL.md"),
+            "{:?}",
+            got.untold
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub const MAX_ATTACHMENTS: usize = 4;
 /// How many path patterns one `ReadTexts` may name, and how many files it
 /// may return.
 pub const MAX_TEXT_FILES: usize = 64;
+/// The most text one `ReadTexts` answer holds, all files together (well
+/// below the frame cap). An answer that reaches this, or `MAX_TEXT_FILES`,
+/// may have left files out.
+pub const MAX_TEXTS_TOTAL: usize = 768 * 1024;
 
 pub trait Message: Serialize + DeserializeOwned + Send + 'static {
     /// Checks field bounds after decoding; an error closes the connection.

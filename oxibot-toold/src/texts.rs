@@ -4,12 +4,12 @@
 //! decides what is in it — so it asks here, and gets only regular files,
 //! never through a symlink, each capped.
 
-use oxibot_proto::messages::{TextFile, MAX_TEXT_FILES};
+use oxibot_proto::messages::{TextFile, MAX_TEXTS_TOTAL, MAX_TEXT_FILES};
 
 use crate::beneath;
 
 /// All files of one answer together stay well below the frame cap.
-const MAX_TOTAL: usize = 768 * 1024;
+const MAX_TOTAL: usize = MAX_TEXTS_TOTAL;
 /// A NUL byte in what was read means binary: left out.
 fn is_binary(data: &[u8]) -> bool {
     data.contains(&0)
