@@ -35,6 +35,14 @@ struct Container {
 }
 
 impl Container {
+    /// Copies a host file into the container; returns its path in there.
+    fn put(&self, host: &std::path::Path) -> PathBuf {
+        let inside = PathBuf::from("/var/cache").join(host.file_name().expect("a file name"));
+        let target = self.root.join(inside.strip_prefix("/").expect("absolute"));
+        std::fs::copy(host, &target).unwrap_or_else(|e| panic!("copy {} into the container: {e}", host.display()));
+        inside
+    }
+
     fn boot() -> Container {
         let base = PathBuf::from(format!("/var/tmp/oxibot-install-{}", std::process::id()));
         let (upper, work, root) = (base.join("upper"), base.join("work"), base.join("root"));
@@ -222,6 +230,9 @@ fn a_packaged_oxibot_answers_under_systemd() {
     let tg = FakeTelegram::start(TELEGRAM_TOKEN);
     let c = Container::boot();
     eprintln!("booted in {:?}", started.elapsed());
+    // Into the container's own tree: the host path may lie under /tmp,
+    // which the container's systemd covers with a tmpfs of its own.
+    let deb = c.put(&deb);
 
     c.ok(&format!("dpkg -i {}", deb.display()));
     // systemd's own check of the installed units.
