@@ -1,155 +1,99 @@
-//! The running broker: shared state, the accept loops, and start-up/shutdown.
+//! The running broker: it builds the rooms (`Services`), opens the
+//! sockets, starts the daemons it supervises and the background loops, and
+//! runs until it is stopped. It holds no logic of its own beyond the
+//! wiring and the status report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use nix::unistd::User;
 
-use oxibot_proto::messages::{ChannelStatus, ProviderStatus, QueueDepths, StatusReport, ToolReply, ToolRequest};
+use oxibot_proto::messages::{ProviderStatus, QueueDepths, StatusReport, ToolReply, ToolRequest};
 use oxibot_proto::{accept_handshake, check_peer, Role};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::Agent;
+use crate::audit::Audit;
 use crate::config::Config;
+use crate::hub::{Hub, LIVE_LINK_GRACE};
+use crate::live::{Live, Loaded, Settings};
+use crate::secret::Scrubber;
+use crate::services::Services;
+use crate::sessions::Sessions;
 use crate::sockets::{self, SocketRole};
 use crate::store::Store;
 use crate::supervise::{ChildLink, ChildSpec, Handoff, Supervisor};
 use crate::toolclient::ToolClient;
 
+/// The running broker: what it hands every piece of work (`svc`), and
+/// what only the service itself keeps: where the configuration came from,
+/// the children it supervises, which uid is which channel, and the health
+/// endpoint's state.
 pub struct Broker {
-    /// The configuration in force (a reload replaces it).
-    config: RwLock<Arc<Config>>,
-    /// Where it was read from, for reloads.
+    pub svc: Arc<Services>,
+    /// Where the configuration was read from, for reloads.
     pub config_path: PathBuf,
-    pub store: Store,
-    pub agent: Agent,
-    pub tools: Arc<ToolClient>,
-    /// Speech to text for voice messages, when configured.
-    transcriber: RwLock<Option<Arc<crate::providers::Transcriber>>>,
     pub supervisor: Arc<Supervisor>,
-    pub channels: Mutex<BTreeMap<String, ChannelStatus>>,
-    /// The live connection of each channel daemon, for outbound messages:
-    /// one per channel, each with its generation, so that the end of an
-    /// old link never removes its successor.
-    pub links: Mutex<HashMap<String, crate::channels::LinkEntry>>,
-    pub next_link: AtomicU64,
     /// Without supervise mode: the channel each daemon uid serves.
     pub channel_uids: HashMap<u32, String>,
-    pub started: Instant,
-    pub last_error: Mutex<Option<String>>,
-    /// Running channel turns by session, for /stop.
-    pub turns: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// Where the health endpoint listens, or why it does not (a status note).
     pub health: Mutex<Option<String>>,
-    /// Background tasks started with `spawn`.
-    pub subagents: crate::subagents::Registry,
 }
 
 impl Broker {
-    /// The configuration in force.
-    pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The transcriber in force, if voice messages are transcribed.
-    pub fn transcriber(&self) -> Option<Arc<crate::providers::Transcriber>> {
-        self.transcriber.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Puts a reloaded configuration in force (see `reload`).
-    pub fn replace_config(&self, config: Config, transcriber: Option<crate::providers::Transcriber>) {
-        *self.transcriber.write().unwrap_or_else(|p| p.into_inner()) = transcriber.map(Arc::new);
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
-    }
-
-    /// The stop signal of a session's running turns (made on first use).
-    pub fn turn_stopper(&self, session: &str) -> Arc<tokio::sync::Notify> {
-        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
-        turns.entry(session.to_string()).or_default().clone()
-    }
-
-    /// Stops the session's running turns; false when none was waiting.
-    pub fn stop_turn(&self, session: &str) -> bool {
-        let turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
-        match turns.get(session) {
-            // Only the turn's own task and the map hold it while it runs.
-            Some(n) if Arc::strong_count(n) > 1 => {
-                n.notify_waiters();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    pub fn record_error(&self, e: &str) {
-        let e = self.agent.scrub(e, "an error shown in status");
-        let e = crate::providers::shorten(&e, 2048);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-    }
-
-    /// Every enabled channel (one that never connected is reported down),
-    /// and any other that has connected since the start.
-    fn channel_statuses(&self) -> Vec<ChannelStatus> {
-        let mut seen = self.channels.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for name in self.config().enabled_channels() {
-            seen.entry(name.clone()).or_insert_with(|| ChannelStatus {
-                name,
-                connected: false,
-                last_error: Some("its daemon has not connected since the broker started".into()),
-                counters: Default::default(),
-            });
-        }
-        seen.into_values().collect()
-    }
-
     pub fn status(&self) -> StatusReport {
-        let (inbound_pending, outbox_pending) = self.store.queue_depths().unwrap_or((0, 0));
+        let svc = &self.svc;
+        let (inbound_pending, outbox_pending) = svc.store.queue_depths().unwrap_or((0, 0));
         let mut processes = vec![oxibot_proto::messages::ProcessStatus {
             name: "broker".into(),
             pid: Some(std::process::id()),
-            uptime_secs: Some(self.started.elapsed().as_secs()),
+            uptime_secs: Some(svc.started.elapsed().as_secs()),
             restarts: 0,
             last_exit: None,
         }];
         processes.extend(self.supervisor.status().into_iter().map(|mut p| {
-            p.last_exit = p.last_exit.map(|e| self.agent.scrub(&e, "a process's exit status"));
+            p.last_exit = p.last_exit.map(|e| svc.audit.scrub(&e, "a process's exit status"));
             p
         }));
-        let mut providers: Vec<ProviderStatus> = Vec::new();
-        for (name, base, model, has_key) in self.agent.settings().llm().describe() {
-            match providers.iter_mut().find(|p| p.name == name) {
-                Some(p) => p.models.push(model),
-                None => providers.push(ProviderStatus {
-                    name,
-                    api_base: base,
-                    has_key,
-                    models: vec![model],
-                }),
-            }
-        }
+        let config = svc.config();
         StatusReport {
             broker_pid: std::process::id(),
-            uptime_secs: self.started.elapsed().as_secs(),
+            uptime_secs: svc.started.elapsed().as_secs(),
             processes,
-            channels: self.channel_statuses(),
+            channels: svc.hub.statuses(config.enabled_channels()),
             queues: QueueDepths {
                 inbound_pending,
                 outbox_pending,
             },
-            providers,
-            tool_connected: self.tools.is_connected(),
-            notes: crate::separation::notes(&self.config())
+            providers: providers(&svc.live.settings()),
+            tool_connected: svc.tools.is_connected(),
+            notes: crate::separation::notes(&config)
                 .into_iter()
                 .chain(self.health.lock().unwrap_or_else(|p| p.into_inner()).clone())
-                .chain(crate::prompt_files::status_note(&self.store))
+                .chain(crate::prompt_files::status_note(&svc.store))
                 .collect(),
-            last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_error: svc.audit.last_error(),
         }
     }
+}
+
+/// The providers in force, each with its models.
+pub fn providers(settings: &Settings) -> Vec<ProviderStatus> {
+    let mut providers: Vec<ProviderStatus> = Vec::new();
+    for (name, base, model, has_key) in settings.llm().describe() {
+        match providers.iter_mut().find(|p| p.name == name) {
+            Some(p) => p.models.push(model),
+            None => providers.push(ProviderStatus {
+                name,
+                api_base: base,
+                has_key,
+                models: vec![model],
+            }),
+        }
+    }
+    providers
 }
 
 /// Starts everything and runs until SIGTERM or SIGINT; SIGHUP reloads the
@@ -181,29 +125,28 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let db = config.state_dir.join("oxibot.db");
     let store = Store::open(&db).map_err(|e| anyhow::anyhow!("{} ({})", e, db.display()))?;
     let tools = ToolClient::new(store.clone());
-    let agent = Agent::new(&config, store.clone(), tools.clone()).map_err(anyhow::Error::msg)?;
-    let transcriber = crate::providers::Transcriber::new(&config).map_err(anyhow::Error::msg)?;
+    let audit = Audit::new(store.clone(), Scrubber::new(&config.all_secrets()));
+    let live = Live::new(Loaded::build(config).map_err(anyhow::Error::msg)?);
+    let config = live.config();
     let listeners = sockets::open(&config.runtime_dir, roles, &config.users)?;
     let bound: Vec<SocketRole> = listeners.bound.clone();
-    let broker = Arc::new(Broker {
-        agent,
+    let svc = Arc::new(Services {
+        live,
         store,
+        audit,
         tools,
-        transcriber: RwLock::new(transcriber.map(Arc::new)),
+        hub: Hub::default(),
+        sessions: Sessions::default(),
+        subagents: Default::default(),
+        started: Instant::now(),
+    });
+    let broker = Arc::new(Broker {
+        svc: svc.clone(),
         config_path,
         supervisor: Arc::default(),
-        channels: Mutex::default(),
-        links: Mutex::default(),
-        next_link: AtomicU64::new(1),
         channel_uids,
-        turns: Mutex::default(),
-        started: Instant::now(),
-        last_error: Mutex::default(),
         health: Mutex::default(),
-        subagents: Default::default(),
-        config: RwLock::new(Arc::new(config)),
     });
-    let config = broker.config();
     for note in crate::separation::notes(&config) {
         tracing::warn!("{note}");
     }
@@ -217,14 +160,14 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         ));
     }
     crate::health::start(broker.clone()).await;
-    tokio::spawn(crate::channels::resume_pending(broker.clone()));
-    tokio::spawn(crate::cron::run_scheduler(broker.clone()));
+    tokio::spawn(crate::channels::resume_pending(svc.clone()));
+    tokio::spawn(crate::cron::run_scheduler(svc.clone()));
     {
-        let broker = broker.clone();
-        tokio::spawn(async move { crate::subagents::report_interrupted(&broker).await });
+        let svc = svc.clone();
+        tokio::spawn(async move { crate::subagents::report_interrupted(&svc).await });
     }
-    tokio::spawn(crate::heartbeat::run(broker.clone()));
-    tokio::spawn(crate::prompt_files::first_read(broker.clone()));
+    tokio::spawn(crate::heartbeat::run(svc.clone()));
+    tokio::spawn(crate::prompt_files::first_read(svc.clone()));
     // What a burst allocated goes back to the system once it is freed.
     tokio::spawn(oxibot_proto::heap::trim_periodically());
 
@@ -241,10 +184,10 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     }
     drop(handoff_tx);
     crate::service::notify("READY=1");
-    tokio::spawn(crate::service::watchdog(broker.clone(), vital));
+    tokio::spawn(crate::service::watchdog(svc.store.clone(), vital));
     tracing::info!(runtime_dir = %config.runtime_dir.display(), supervise = config.supervise, "broker ready");
 
-    crate::service::until_stopped(&broker).await;
+    crate::service::until_stopped(|| crate::reload::reload(&broker)).await;
     tracing::info!("shutting down");
     crate::service::notify("STOPPING=1");
     shutdown_tx.send_replace(true);
@@ -367,45 +310,41 @@ async fn accept_handoffs(broker: Arc<Broker>, mut handoffs: mpsc::Receiver<Hando
         tokio::spawn(async move {
             let peer = format!("supervised child pid {}", h.pid);
             match h.link {
-                ChildLink::Tool => serve_tool(broker, h.stream, peer).await,
+                ChildLink::Tool => serve_tool(&broker.svc, h.stream, peer).await,
                 ChildLink::Channel(channel) => {
-                    crate::channels::serve(broker, h.stream, crate::channels::Identity { channel, peer }).await
+                    let identity = crate::channels::Identity { channel, peer };
+                    crate::channels::serve(broker.svc.clone(), h.stream, identity).await
                 }
             }
         });
     }
 }
 
-async fn serve_tool(broker: Arc<Broker>, stream: tokio::net::UnixStream, peer: String) {
+async fn serve_tool(svc: &Services, stream: tokio::net::UnixStream, peer: String) {
     match accept_handshake::<ToolReply, ToolRequest>(stream, Role::Broker, Role::Tool).await {
         Ok(conn) => {
-            if !broker.tools.previous_gone(LIVE_LINK_GRACE).await {
-                broker.store.audit(
+            if !svc.tools.previous_gone(LIVE_LINK_GRACE).await {
+                svc.audit.log(
                     "link_refused",
                     &format!("tool daemon link from {peer} refused: another tool daemon is connected and alive"),
                 );
                 return;
             }
-            broker
-                .store
-                .audit("link_established", &format!("tool daemon connected ({peer})"));
+            svc.audit
+                .log("link_established", &format!("tool daemon connected ({peer})"));
             crate::metrics::link_established("toold");
             let (r, w) = conn.split();
-            broker.tools.attach(r, w);
+            svc.tools.attach(r, w);
         }
-        Err(e) => broker
-            .store
-            .audit("protocol_violation", &format!("tool daemon ({peer}) handshake: {e}")),
+        Err(e) => svc
+            .audit
+            .log("protocol_violation", &format!("tool daemon ({peer}) handshake: {e}")),
     }
 }
 
-/// How long a new link waits for the previous link of the same daemon to
-/// end (a restarted daemon may arrive before its predecessor's EOF is read).
-pub const LIVE_LINK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
 async fn accept_loop(broker: Arc<Broker>, role: SocketRole, listener: UnixListener) {
     let channel_uids: Vec<u32> = broker.channel_uids.keys().copied().collect();
-    let policy = sockets::policy(role, &broker.config().users, &channel_uids);
+    let policy = sockets::policy(role, &broker.svc.config().users, &channel_uids);
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -420,8 +359,9 @@ async fn accept_loop(broker: Arc<Broker>, role: SocketRole, listener: UnixListen
             Ok(c) => c,
             Err(e) => {
                 broker
-                    .store
-                    .audit("peer_refused", &format!("{}: {e}", role.file_name()));
+                    .svc
+                    .audit
+                    .log("peer_refused", &format!("{}: {e}", role.file_name()));
                 continue;
             }
         };
@@ -429,14 +369,15 @@ async fn accept_loop(broker: Arc<Broker>, role: SocketRole, listener: UnixListen
         tokio::spawn(async move {
             let peer = format!("uid {} pid {}", cred.uid, cred.pid.unwrap_or(0));
             match role {
-                SocketRole::Tool => serve_tool(broker, stream, peer).await,
+                SocketRole::Tool => serve_tool(&broker.svc, stream, peer).await,
                 SocketRole::Ctl => crate::ctl::serve(broker, stream).await,
                 SocketRole::Channel => {
                     // The policy admitted only uids in the map.
                     let Some(channel) = broker.channel_uids.get(&cred.uid).cloned() else {
                         return;
                     };
-                    crate::channels::serve(broker, stream, crate::channels::Identity { channel, peer }).await
+                    let identity = crate::channels::Identity { channel, peer };
+                    crate::channels::serve(broker.svc.clone(), stream, identity).await
                 }
             }
         });

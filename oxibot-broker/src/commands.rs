@@ -1,7 +1,7 @@
 //! Chat commands, the same on every channel: /new (or /reset), /help,
 //! /status, /stop.
 
-use crate::broker::Broker;
+use crate::services::Services;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -32,21 +32,27 @@ pub const HELP: &str = "I'm OxiBot, your assistant. Just write to me. Commands:\
 /status – am I working?\n\
 /help – this text";
 
-pub fn run(broker: &Broker, session: &str, cmd: Command) -> String {
+pub fn run(svc: &Services, session: &str, cmd: Command) -> String {
     match cmd {
-        Command::New => match broker.agent.reset(session) {
+        Command::New => match svc.store.clear_session(session) {
             Ok(()) => "Started a new conversation.".into(),
             Err(e) => format!("Sorry, I could not reset the conversation: {e}"),
         },
         Command::Help => HELP.into(),
         Command::Status => {
-            let s = broker.status();
-            let models: Vec<String> = s.providers.iter().flat_map(|p| p.models.clone()).collect();
+            let models: Vec<String> = svc
+                .live
+                .settings()
+                .llm()
+                .describe()
+                .into_iter()
+                .map(|(_, _, model, _)| model)
+                .collect();
             format!(
                 "Running for {} s. Model: {}. Tools: {}.",
-                s.uptime_secs,
+                svc.started.elapsed().as_secs(),
                 models.join(", "),
-                if s.tool_connected {
+                if svc.tools.is_connected() {
                     "ready"
                 } else {
                     "not available right now"
@@ -54,8 +60,8 @@ pub fn run(broker: &Broker, session: &str, cmd: Command) -> String {
             )
         }
         Command::Stop => {
-            let turn = broker.stop_turn(session);
-            let tasks = crate::subagents::cancel_chat(broker, session);
+            let turn = svc.sessions.stop(session);
+            let tasks = crate::subagents::cancel_chat(svc, session);
             match (turn, tasks) {
                 (false, 0) => "Nothing is running.".into(),
                 (true, 0) => "Stopping the current request.".into(),

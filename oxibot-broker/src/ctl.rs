@@ -7,14 +7,16 @@ use oxibot_proto::{accept_handshake, FrameError, Role};
 use tokio::net::UnixStream;
 
 use crate::broker::Broker;
+use crate::services::Services;
 
 pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     let mut conn = match accept_handshake::<CtlRequest, CtlReply>(stream, Role::Broker, Role::Ctl).await {
         Ok(c) => c,
         Err(e) => {
             broker
-                .store
-                .audit("protocol_violation", &format!("ctl.sock handshake: {e}"));
+                .svc
+                .audit
+                .log("protocol_violation", &format!("ctl.sock handshake: {e}"));
             return;
         }
     };
@@ -23,7 +25,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
             Ok(r) => r,
             Err(FrameError::Closed) => return,
             Err(e) => {
-                broker.store.audit("protocol_violation", &format!("ctl.sock: {e}"));
+                broker.svc.audit.log("protocol_violation", &format!("ctl.sock: {e}"));
                 return;
             }
         };
@@ -36,26 +38,24 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
 }
 
 async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
+    let svc = &broker.svc;
     match request {
         CtlRequest::Status => CtlReply::Status(broker.status()),
         CtlRequest::Agent { session, message } => {
-            let turn = crate::agent::Turn::console(&broker.config(), &session);
-            agent_reply(broker.agent.run_turn(broker, &turn, &message, Vec::new()).await, broker)
+            let turn = crate::turn::Turn::console(&svc.config(), &session);
+            agent_reply(crate::agent::run_turn(svc, &turn, &message, Vec::new()).await, svc)
         }
         CtlRequest::CronList
         | CtlRequest::CronAdd(_)
         | CtlRequest::CronRemove { .. }
         | CtlRequest::CronEnable { .. }
-        | CtlRequest::CronRun { .. } => crate::cron::admin(broker, request),
+        | CtlRequest::CronRun { .. } => crate::cron::admin(svc, request),
         CtlRequest::PromptList | CtlRequest::PromptShow { .. } | CtlRequest::PromptAccept { .. } => {
-            crate::prompt_files::admin(broker, request).await
+            crate::prompt_files::admin(svc, request).await
         }
-        CtlRequest::PairingList => match broker.store.pairings() {
+        CtlRequest::PairingList => match svc.store.pairings() {
             Ok(list) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
+                let now = oxibot_proto::clock::unix_now();
                 CtlReply::Pairings(
                     list.into_iter()
                         .map(|p| PairingInfo {
@@ -72,22 +72,22 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
         },
         CtlRequest::PairingDecide { code, approve } => {
             let code = code.trim().to_ascii_uppercase();
-            match broker.store.decide_pairing(&code, approve) {
+            match svc.store.decide_pairing(&code, approve) {
                 Ok(Some(p)) => {
                     let verb = if approve { "approved" } else { "denied" };
-                    broker.store.audit_about(
+                    svc.audit.about(
                         "pairing_decided",
                         Some(&p.channel),
                         Some(&p.sender),
                         &format!("code {code} {verb}: channel {} user {}", p.channel, p.sender),
                     );
                     if approve {
-                        let chat = crate::agent::ChatRef {
+                        let chat = crate::turn::ChatRef {
                             channel: p.channel.clone(),
                             chat_id: p.chat_id.clone(),
                         };
                         let text = "You're approved. Say hello!";
-                        if let Err(e) = crate::message::queue_and_deliver(broker, &chat, text, None).await {
+                        if let Err(e) = crate::message::queue_and_deliver(svc, &chat, text, None).await {
                             tracing::error!("cannot queue the approval notice: {e}");
                         }
                     }
@@ -109,23 +109,23 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
                 message: format!("reload refused, the running configuration stays: {e}"),
             },
         },
-        CtlRequest::ChannelRestart { channel } => restart_channel(broker, &channel),
-        CtlRequest::SessionList => match broker.store.sessions(MAX_LISTED) {
+        CtlRequest::ChannelRestart { channel } => restart_channel(svc, &channel),
+        CtlRequest::SessionList => match svc.store.sessions(MAX_LISTED) {
             Ok(list) => CtlReply::Sessions(list),
             Err(e) => CtlReply::Error { message: e.to_string() },
         },
-        CtlRequest::SessionShow { session, limit } => match broker.store.session_exists(&session) {
-            Ok(true) => match broker.store.session_messages(&session, limit) {
+        CtlRequest::SessionShow { session, limit } => match svc.store.session_exists(&session) {
+            Ok(true) => match svc.store.session_messages(&session, limit) {
                 Ok(list) => CtlReply::History(fit(list, true, |m| m.text.len(), |m| cut(&mut m.text))),
                 Err(e) => CtlReply::Error { message: e.to_string() },
             },
             Ok(false) => no_session(&session),
             Err(e) => CtlReply::Error { message: e.to_string() },
         },
-        CtlRequest::SessionReset { session } => match broker.store.session_exists(&session) {
-            Ok(true) => match broker.store.clear_session(&session) {
+        CtlRequest::SessionReset { session } => match svc.store.session_exists(&session) {
+            Ok(true) => match svc.store.clear_session(&session) {
                 Ok(()) => {
-                    broker.store.audit_about(
+                    svc.audit.about(
                         "session_reset",
                         session.split_once(':').map(|(c, _)| c),
                         None,
@@ -140,7 +140,7 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
             Ok(false) => no_session(&session),
             Err(e) => CtlReply::Error { message: e.to_string() },
         },
-        CtlRequest::Audit(query) => match broker.store.audit_entries(&query) {
+        CtlRequest::Audit(query) => match svc.store.audit_entries(&query) {
             Ok(list) => CtlReply::Audit(fit(
                 list,
                 query.after_id == 0,
@@ -149,15 +149,11 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
             )),
             Err(e) => CtlReply::Error { message: e.to_string() },
         },
-        CtlRequest::UserDecide { channel, user, allow } => decide_user(broker, &channel, &user, allow),
+        CtlRequest::UserDecide { channel, user, allow } => decide_user(svc, &channel, &user, allow),
         CtlRequest::RunTool { name, arguments_json } => {
-            broker.store.audit("admin_tool", &format!("oxibotctl ran tool {name}"));
-            let turn = crate::agent::Turn::console(&broker.config(), "oxibotctl");
-            match broker
-                .agent
-                .run_tool_checked(broker, &turn, &name, &arguments_json)
-                .await
-            {
+            svc.audit.log("admin_tool", &format!("oxibotctl ran tool {name}"));
+            let turn = crate::turn::Turn::console(&svc.config(), "oxibotctl");
+            match crate::agent::run_tool_checked(svc, &turn, &name, &arguments_json).await {
                 Ok(output) => CtlReply::ToolResult { ok: true, output },
                 Err(output) => CtlReply::ToolResult { ok: false, output },
             }
@@ -165,12 +161,12 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
     }
 }
 
-fn agent_reply(result: Result<String, crate::agent::AgentError>, broker: &Broker) -> CtlReply {
+fn agent_reply(result: Result<String, crate::agent::AgentError>, svc: &Services) -> CtlReply {
     match result {
         Ok(text) => CtlReply::AgentReply { text },
         Err(e) => {
             let message = e.to_string();
-            broker.record_error(&message);
+            svc.audit.record_error(&message);
             CtlReply::Error { message }
         }
     }
@@ -218,13 +214,13 @@ fn fit<T>(mut list: Vec<T>, newest: bool, size: impl Fn(&T) -> usize, shorten: i
     }
 }
 
-fn restart_channel(broker: &Broker, channel: &str) -> CtlReply {
-    if !broker.config().enabled_channels().iter().any(|c| c == channel) {
+fn restart_channel(svc: &Services, channel: &str) -> CtlReply {
+    if !svc.config().enabled_channels().iter().any(|c| c == channel) {
         return CtlReply::Error {
             message: format!("channel {channel} is not enabled; see `oxibotctl channels list`"),
         };
     }
-    if !crate::channels::drop_link(broker, channel) {
+    if !svc.hub.drop_link(channel) {
         return CtlReply::Error {
             message: format!(
                 "channel {channel} is not connected, so there is nothing to restart; \
@@ -232,7 +228,7 @@ fn restart_channel(broker: &Broker, channel: &str) -> CtlReply {
             ),
         };
     }
-    broker.store.audit_about(
+    svc.audit.about(
         "channel_restart",
         Some(channel),
         None,
@@ -243,8 +239,8 @@ fn restart_channel(broker: &Broker, channel: &str) -> CtlReply {
     }
 }
 
-fn decide_user(broker: &Broker, channel: &str, user: &str, allow: bool) -> CtlReply {
-    if !broker.config().channels.contains_key(channel) {
+fn decide_user(svc: &Services, channel: &str, user: &str, allow: bool) -> CtlReply {
+    if !svc.config().channels.contains_key(channel) {
         return CtlReply::Error {
             message: format!("no channel {channel} in the configuration"),
         };
@@ -264,10 +260,10 @@ fn decide_user(broker: &Broker, channel: &str, user: &str, allow: bool) -> CtlRe
             ),
         };
     }
-    match broker.store.decide_user(channel, user, allow) {
+    match svc.store.decide_user(channel, user, allow) {
         Ok(()) => {
             let verb = if allow { "allowed" } else { "denied" };
-            broker.store.audit_about(
+            svc.audit.about(
                 "user_decided",
                 Some(channel),
                 Some(user),

@@ -42,7 +42,7 @@ use oxibot_proto::messages::HEALTH_LISTENING_NOTE as LISTENING;
 /// broker — the assistant matters more than its monitoring — but it is
 /// logged, recorded as the last error, and shown by `oxibotctl status`.
 pub async fn start(broker: Arc<Broker>) {
-    let health = broker.config().health.clone();
+    let health = broker.svc.config().health.clone();
     if !health.enabled {
         return;
     }
@@ -60,7 +60,7 @@ pub async fn start(broker: Arc<Broker>) {
                 health.port
             );
             tracing::error!("{message}");
-            broker.record_error(&message);
+            broker.svc.audit.record_error(&message);
             message
         }
     };

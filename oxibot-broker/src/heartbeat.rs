@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent::{ChatRef, Turn, TurnKind};
-use crate::broker::Broker;
+use crate::services::Services;
+use crate::turn::{ChatRef, Turn, TurnKind};
 
 pub const FILE: &str = crate::prompt_files::HEARTBEAT_FILE;
 pub const OK: &str = "HEARTBEAT_OK";
@@ -19,10 +19,10 @@ pub const OK: &str = "HEARTBEAT_OK";
 const MAX_FILE: u32 = crate::prompt::MAX_PROMPT_FILE;
 const READ_WAIT: Duration = Duration::from_secs(20);
 
-pub async fn run(broker: Arc<Broker>) {
+pub async fn run(svc: Arc<Services>) {
     loop {
         let (enabled, interval) = {
-            let config = broker.config();
+            let config = svc.config();
             (config.heartbeat.enabled, config.heartbeat.interval_secs.max(1))
         };
         if !enabled {
@@ -31,7 +31,7 @@ pub async fn run(broker: Arc<Broker>) {
             continue;
         }
         tokio::time::sleep(Duration::from_secs(interval)).await;
-        let outcome = tick(&broker).await;
+        let outcome = tick(&svc).await;
         tracing::info!(outcome = outcome.as_str(), "heartbeat");
     }
 }
@@ -58,29 +58,29 @@ impl Outcome {
     }
 }
 
-pub async fn tick(broker: &Arc<Broker>) -> Outcome {
-    let config = broker.config();
+pub async fn tick(svc: &Arc<Services>) -> Outcome {
+    let config = svc.config();
     let (Some(channel), Some(chat_id)) = (config.heartbeat.channel.clone(), config.heartbeat.chat_id.clone()) else {
         return Outcome::Failed("heartbeat.channel and heartbeat.chatId are not set".into());
     };
-    let files = match broker.tools.read_texts(&[FILE], MAX_FILE, READ_WAIT).await {
+    let files = match svc.tools.read_texts(&[FILE], MAX_FILE, READ_WAIT).await {
         Ok(files) => files,
         Err(e) => {
             let e = format!("cannot read {FILE}: {e}");
-            broker.record_error(&e);
+            svc.audit.record_error(&e);
             return Outcome::Failed(e);
         }
     };
-    let accepted = match crate::prompt_files::settle(&broker.store, &files, &[FILE]) {
+    let accepted = match crate::prompt_files::settle(&svc.store, &files, &[FILE]) {
         Ok(accepted) => accepted,
         Err(e) => {
             let e = format!("cannot read the accepted {FILE}: {e}");
-            broker.record_error(&e);
+            svc.audit.record_error(&e);
             return Outcome::Failed(e);
         }
     };
     let chat = ChatRef { channel, chat_id };
-    crate::prompt::tell_owner(broker, &chat, &accepted.untold).await;
+    crate::prompt::tell_owner(svc, &chat, &accepted.untold).await;
     let Some(file) = accepted.files.into_iter().find(|f| f.path == FILE) else {
         return Outcome::NoFile;
     };
@@ -98,15 +98,15 @@ pub async fn tick(broker: &Arc<Broker>) -> Outcome {
          now. If nothing needs the user's attention, answer exactly {OK}; otherwise your answer is sent to them.\n\n{}",
         file.text
     );
-    match broker.agent.run_turn(broker, &turn, &prompt, Vec::new()).await {
+    match crate::agent::run_turn(svc, &turn, &prompt, Vec::new()).await {
         Ok(answer) if is_ok(&answer) => {
             crate::metrics::background_run("heartbeat", true);
             Outcome::Ok
         }
         Ok(answer) => {
             crate::metrics::background_run("heartbeat", true);
-            let origin = format!("heartbeat:{}", crate::cron::unix_now());
-            match crate::message::queue_and_deliver(broker, &chat, &answer, Some(&origin)).await {
+            let origin = format!("heartbeat:{}", oxibot_proto::clock::unix_now());
+            match crate::message::queue_and_deliver(svc, &chat, &answer, Some(&origin)).await {
                 Ok(_) => Outcome::Sent,
                 Err(e) => Outcome::Failed(format!("cannot queue the heartbeat's result: {e}")),
             }
@@ -114,7 +114,7 @@ pub async fn tick(broker: &Arc<Broker>) -> Outcome {
         Err(e) => {
             crate::metrics::background_run("heartbeat", false);
             let e = format!("the heartbeat's turn failed: {e}");
-            broker.record_error(&e);
+            svc.audit.record_error(&e);
             Outcome::Failed(e)
         }
     }

@@ -4,10 +4,19 @@
 // Running: start-up and shutdown, the service manager, what each mode
 // separates, reloads, and the daemons the broker starts itself.
 pub mod broker;
+pub mod live;
 pub mod reload;
 pub mod separation;
 pub mod service;
 pub mod supervise;
+
+// The rooms every piece of work is handed, as one value (`Services`): the
+// audit room (redaction and audit writes), the channel hub (links and
+// statuses), per-session locks and stop signals.
+pub mod audit;
+pub mod hub;
+pub mod services;
+pub mod sessions;
 
 // Connections: one module per peer, each over its own socket, each
 // believing only what the broker itself established about the peer.
@@ -32,6 +41,7 @@ pub mod prompt_files;
 pub mod providers;
 pub mod skills;
 pub mod tools;
+pub mod turn;
 pub mod web;
 
 // Turns nobody typed: scheduled jobs, the heartbeat, background tasks, and

@@ -21,9 +21,8 @@ use std::time::Duration;
 use oxibot_proto::messages::ToolCall;
 use serde::Deserialize;
 
-use crate::agent::Agent;
-use crate::broker::Broker;
 use crate::providers::{ChatMessage, ChatRequest, Role};
+use crate::services::Services;
 use crate::store::{StoreError, Summary};
 
 /// Messages read past the summary at most (a session consolidates long
@@ -86,13 +85,8 @@ fn total(messages: &[(i64, ChatMessage)]) -> usize {
 
 /// The session's past within `budget` tokens, consolidating older turns
 /// when they do not fit.
-pub async fn bounded_history(
-    agent: &Agent,
-    broker: &Arc<Broker>,
-    session: &str,
-    budget: usize,
-) -> Result<Past, StoreError> {
-    let store = agent.store();
+pub async fn bounded_history(svc: &Arc<Services>, session: &str, budget: usize) -> Result<Past, StoreError> {
+    let store = &svc.store;
     let summary = store.summary(session)?;
     let after = summary.as_ref().map_or(0, |s| s.upto_id);
     let rows = store.history_since(session, after, MAX_ROWS)?;
@@ -110,7 +104,7 @@ pub async fn bounded_history(
     let (old, keep) = rows.split_at(keep_from);
     let mut keep = keep.to_vec();
     if !old.is_empty() {
-        match consolidate(agent, broker, session, summary.as_ref(), old, budget).await {
+        match consolidate(svc, session, summary.as_ref(), old, budget).await {
             Ok(new_summary) => past.summary = Some(new_summary),
             Err(e) => {
                 tracing::warn!(session, "consolidating older turns failed: {e}");
@@ -214,8 +208,7 @@ struct Consolidated {
 /// Summarises `old` with the model, stores the summary, and writes the
 /// facts to MEMORY.md and the day's note. Returns the new summary.
 async fn consolidate(
-    agent: &Agent,
-    broker: &Arc<Broker>,
+    svc: &Arc<Services>,
     session: &str,
     previous: Option<&Summary>,
     old: &[(i64, ChatMessage)],
@@ -238,15 +231,15 @@ async fn consolidate(
         transcript.push_str(&serde_json::json!({"role": role, "text": text}).to_string());
         transcript.push('\n');
     }
-    let settings = agent.settings();
+    let settings = svc.live.settings();
     let messages = [
         ChatMessage::text(Role::System, CONSOLIDATE_PROMPT),
-        ChatMessage::text(Role::User, agent.scrub(&transcript, "a consolidation transcript")),
+        ChatMessage::text(Role::User, svc.audit.scrub(&transcript, "a consolidation transcript")),
     ];
     let request = ChatRequest {
         messages: &messages,
         tools: &[],
-        max_tokens: settings.max_tokens().min(2048),
+        max_tokens: settings.max_tokens.min(2048),
         temperature: 0.0,
     };
     let answer = settings.llm().complete(&request).await?;
@@ -261,7 +254,7 @@ async fn consolidate(
         .map_err(|e| format!("the model's consolidation answer is not the asked JSON: {e}"))?;
     // The summary rides in every later prompt: bounded.
     let summary = crate::providers::shorten(
-        &agent.scrub(parsed.summary.trim(), "a session summary"),
+        &svc.audit.scrub(parsed.summary.trim(), "a session summary"),
         budget * 4 / SUMMARY_SHARE,
     );
     // The "user" of a heartbeat, a job's run or a background task is the
@@ -270,15 +263,17 @@ async fn consolidate(
     let from_a_person = !(session == "heartbeat" || session.starts_with("cron:") || session.starts_with("subagent:"));
     let mut facts: Vec<String> = Vec::new();
     for f in parsed.facts.iter().take(if from_a_person { MAX_FACTS } else { 0 }) {
-        let f = agent.scrub(f.trim(), "a remembered fact").replace(['\n', '\r'], " ");
+        let f = svc
+            .audit
+            .scrub(f.trim(), "a remembered fact")
+            .replace(['\n', '\r'], " ");
         let f = crate::providers::shorten(&f, MAX_FACT_BYTES);
         if !f.is_empty() && !facts.contains(&f) {
             facts.push(f);
         }
     }
-    remember(broker, session, &facts).await?;
-    agent
-        .store()
+    remember(svc, session, &facts).await?;
+    svc.store
         .set_summary(
             session,
             &Summary {
@@ -300,12 +295,12 @@ async fn consolidate(
 /// accepted as they are), exports it to MEMORY.md, and appends them to
 /// today's note. The conversation's summary stays with its session, in the
 /// database: the workspace is shared by every chat, a summary is one chat's.
-async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<(), String> {
+async fn remember(svc: &Services, session: &str, facts: &[String]) -> Result<(), String> {
     use crate::prompt_files::MEMORY_FILE;
     if facts.is_empty() {
         return Ok(());
     }
-    let row = broker
+    let row = svc
         .store
         .prompt_rows()
         .map_err(|e| e.to_string())?
@@ -322,7 +317,7 @@ async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<()
     }
     let lines: String = new.iter().map(|f| format!("- {f}\n")).collect();
     if known.len() + lines.len() > MEMORY_FULL {
-        broker.store.audit(
+        svc.audit.log(
             "memory_full",
             &format!(
                 "session {session}: {} new fact(s) not kept: the memory holds {} bytes, the most every prompt \
@@ -341,17 +336,16 @@ async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<()
         "\n"
     };
     let memory = format!("{known}{prefix}{lines}");
-    broker
-        .store
+    svc.store
         .prompt_apply(&[crate::store::PromptChange::Accept {
             path: MEMORY_FILE.into(),
             sha: crate::prompt_files::digest(&memory),
             text: memory.clone(),
         }])
         .map_err(|e| format!("cannot keep the memory: {e}"))?;
-    let tools = &broker.tools;
+    let tools = &svc.tools;
     if edit_waits {
-        broker.store.audit(
+        svc.audit.log(
             "memory_export_held",
             &format!(
                 "session {session}: {} new fact(s) kept, but {MEMORY_FILE} is not rewritten while an edit of it \
@@ -369,7 +363,7 @@ async fn remember(broker: &Broker, session: &str, facts: &[String]) -> Result<()
             .await
             .map_err(|e| format!("cannot export the memory to {MEMORY_FILE}: {e}"))?;
     }
-    let day = crate::cron::schedule::rfc3339(crate::cron::unix_now());
+    let day = crate::cron::schedule::rfc3339(oxibot_proto::clock::unix_now());
     let (date, time) = (day.get(..10).unwrap_or("undated"), day.get(11..16).unwrap_or(""));
     let append = ToolCall::AppendFile {
         path: format!("memory/{date}.md"),

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent::{ChatRef, Turn};
-use crate::broker::Broker;
+use crate::services::Services;
 use crate::store::StoreError;
+use crate::turn::{ChatRef, Turn};
 
 /// How long the `message` tool waits for the platform's answer.
 const CONFIRM_WAIT: Duration = Duration::from_secs(15);
@@ -18,27 +18,27 @@ const CONFIRM_WAIT: Duration = Duration::from_secs(15);
 /// connected. With an `origin`, one message per origin ever (a job's run, a
 /// heartbeat tick): calling again queues nothing.
 pub async fn queue_and_deliver(
-    broker: &Broker,
+    svc: &Services,
     chat: &ChatRef,
     text: &str,
     origin: Option<&str>,
 ) -> Result<i64, StoreError> {
     let (id, fresh) = match origin {
-        Some(origin) => broker
+        Some(origin) => svc
             .store
             .queue_outbox_once(&chat.channel, &chat.chat_id, text, origin)?,
-        None => (broker.store.queue_outbox(&chat.channel, &chat.chat_id, text)?, true),
+        None => (svc.store.queue_outbox(&chat.channel, &chat.chat_id, text)?, true),
     };
     if fresh {
-        let msg = crate::channels::fresh_send(id, chat.chat_id.clone(), text.to_string(), None);
-        crate::channels::deliver(broker, &chat.channel, msg).await;
+        let msg = crate::hub::fresh_send(id, chat.chat_id.clone(), text.to_string(), None);
+        svc.hub.deliver(&chat.channel, msg).await;
     }
     Ok(id)
 }
 
 /// The `message` tool.
 pub async fn send(
-    broker: &Arc<Broker>,
+    svc: &Arc<Services>,
     turn: &Turn,
     content: &str,
     channel: Option<String>,
@@ -47,19 +47,19 @@ pub async fn send(
     if content.trim().is_empty() {
         return Err("content is empty; nothing was sent".into());
     }
-    let target = target(broker, turn, channel, chat_id)?;
-    let config = broker.config();
+    let target = target(svc, turn, channel, chat_id)?;
+    let config = svc.config();
     if !config.enabled_channels().contains(&target.channel) {
         return Err(format!(
             "channel {} is not enabled, so nothing was sent",
             target.channel
         ));
     }
-    let text = broker.agent.scrub(content, "a message the model sent");
-    let id = queue_and_deliver(broker, &target, &text, None)
+    let text = svc.audit.scrub(content, "a message the model sent");
+    let id = queue_and_deliver(svc, &target, &text, None)
         .await
         .map_err(|e| format!("the message could not be queued ({e}); nothing was sent"))?;
-    broker.store.audit_about(
+    svc.audit.about(
         "message_sent",
         Some(&target.channel),
         None,
@@ -69,11 +69,11 @@ pub async fn send(
             target.session()
         ),
     );
-    confirm(broker, &target, id).await
+    confirm(svc, &target, id).await
 }
 
 /// The chat to send to: the turn's own, or another that the config allows.
-fn target(broker: &Broker, turn: &Turn, channel: Option<String>, chat_id: Option<String>) -> Result<ChatRef, String> {
+fn target(svc: &Services, turn: &Turn, channel: Option<String>, chat_id: Option<String>) -> Result<ChatRef, String> {
     let named = match (channel, chat_id) {
         (None, None) => None,
         (Some(channel), Some(chat_id)) => Some(ChatRef { channel, chat_id }),
@@ -91,7 +91,7 @@ fn target(broker: &Broker, turn: &Turn, channel: Option<String>, chat_id: Option
             // Targets are per chat: what one chat's turn may reach says
             // nothing about another's.
             let from = origin.as_ref().map_or_else(|| "console".to_string(), ChatRef::session);
-            let allowed = broker
+            let allowed = svc
                 .config()
                 .tools
                 .message
@@ -111,10 +111,10 @@ fn target(broker: &Broker, turn: &Turn, channel: Option<String>, chat_id: Option
 }
 
 /// Waits for the channel daemon's answer about outbox message `id`.
-async fn confirm(broker: &Broker, target: &ChatRef, id: i64) -> Result<String, String> {
+async fn confirm(svc: &Services, target: &ChatRef, id: i64) -> Result<String, String> {
     let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
     loop {
-        let state = broker
+        let state = svc
             .store
             .outbox_state(id)
             .map_err(|e| format!("cannot read the outbox ({e}); whether it was sent is unknown"))?;

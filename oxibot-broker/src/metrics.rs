@@ -45,16 +45,10 @@ fn with<R>(f: impl FnOnce(&mut Counters) -> R) -> R {
 }
 
 /// A tool name as a label: one of ours, or "other" for whatever name the
-/// model made up (which would otherwise add a series per invention).
-fn tool_label(name: &str) -> String {
-    static OURS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-        crate::tools::definitions()
-            .iter()
-            .map(|d| d.name)
-            .chain(crate::own_tools::NAMES.iter().copied())
-            .collect()
-    });
-    if OURS.contains(&name) {
+/// model made up (which would otherwise add a series per invention). The
+/// caller knows the tool table; the counters do not.
+fn tool_label(name: &str, ours: bool) -> String {
+    if ours {
         name.to_string()
     } else {
         "other".to_string()
@@ -79,8 +73,8 @@ pub fn background_run(ability: &'static str, ok: bool) {
     with(|c| *c.background_runs.entry((ability, outcome(ok))).or_default() += 1);
 }
 
-pub fn tool_call(name: &str, ok: bool) {
-    with(|c| *c.tool_calls.entry((tool_label(name), outcome(ok))).or_default() += 1);
+pub fn tool_call(name: &str, ours: bool, ok: bool) {
+    with(|c| *c.tool_calls.entry((tool_label(name, ours), outcome(ok))).or_default() += 1);
 }
 
 /// One HTTP request to a provider (each retry counts), with its latency.
@@ -315,9 +309,13 @@ mod tests {
     #[test]
     fn labels_are_escaped_and_invented_tool_names_are_folded() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-        assert_eq!(tool_label("read_file"), "read_file");
-        assert_eq!(tool_label("x\"} 1\nevil_total 99"), "other");
-        assert_eq!(tool_label("made_up_tool_name"), "other", "only our tools get a series");
+        assert_eq!(tool_label("read_file", true), "read_file");
+        assert_eq!(tool_label("x\"} 1\nevil_total 99", false), "other");
+        assert_eq!(
+            tool_label("made_up_tool_name", false),
+            "other",
+            "only our tools get a series"
+        );
     }
 
     #[test]

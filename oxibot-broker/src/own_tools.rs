@@ -8,9 +8,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::agent::{Turn, TurnKind};
-use crate::broker::Broker;
 use crate::providers::ToolDef;
+use crate::services::Services;
+use crate::turn::{Turn, TurnKind};
 
 /// The broker's tools a turn of this kind may use.
 pub fn definitions(kind: TurnKind, search: bool) -> Vec<ToolDef> {
@@ -111,11 +111,11 @@ pub const NAMES: &[&str] = &["web_fetch", "web_search", "message", "cron", "spaw
 /// Runs one of the broker's tools; None when `name` is not one of them
 /// (it is the jail's, or unknown). A tool this turn may not use is refused
 /// here too, whatever the model claims to have seen.
-pub async fn run(broker: &Arc<Broker>, turn: &Turn, name: &str, arguments: &str) -> Option<Result<String, String>> {
+pub async fn run(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str) -> Option<Result<String, String>> {
     if !NAMES.contains(&name) {
         return None;
     }
-    let config = broker.config();
+    let config = svc.config();
     let allowed = definitions(turn.kind, crate::web::search_configured(&config));
     if !allowed.iter().any(|d| d.name == name) {
         return Some(Err(format!("the {name} tool is not available here")));
@@ -131,15 +131,15 @@ pub async fn run(broker: &Arc<Broker>, turn: &Turn, name: &str, arguments: &str)
             Err(e) => Err(e),
         },
         "message" => match parse::<MessageArgs>(name, args) {
-            Ok(a) => crate::message::send(broker, turn, &a.content, a.channel, a.chat_id).await,
+            Ok(a) => crate::message::send(svc, turn, &a.content, a.channel, a.chat_id).await,
             Err(e) => Err(e),
         },
-        "cron" => match parse::<crate::cron::ToolArgs>(name, args) {
-            Ok(a) => crate::cron::tool(broker, turn, a),
+        "cron" => match parse::<crate::cron::jobs::ToolArgs>(name, args) {
+            Ok(a) => crate::cron::jobs::tool(svc, turn, a),
             Err(e) => Err(e),
         },
         "spawn" => match parse::<SpawnArgs>(name, args) {
-            Ok(a) => crate::subagents::spawn(broker, turn, &a.task, a.label.as_deref()),
+            Ok(a) => crate::subagents::spawn(svc, turn, &a.task, a.label.as_deref()),
             Err(e) => Err(e),
         },
         _ => Err(format!("unknown tool {name}")),

@@ -14,13 +14,12 @@ use std::time::Duration;
 
 use oxibot_proto::messages::TextFile;
 
-use crate::agent::{Turn, TurnKind};
-use crate::broker::Broker;
 use crate::prompt_files::{self, BOOTSTRAP_FILES};
+use crate::services::Services;
+use crate::turn::{Turn, TurnKind};
 
+pub use crate::prompt_files::MAX_PROMPT_FILE;
 pub use crate::prompt_files::MEMORY_FILE;
-/// Each file is capped, so one huge file cannot crowd out the conversation.
-pub const MAX_PROMPT_FILE: u32 = 32 * 1024;
 /// How long a turn waits for the files (toold may be restarting).
 const READ_WAIT: Duration = Duration::from_secs(20);
 
@@ -31,8 +30,8 @@ const PREAMBLE: &str =
 
 /// Reads the workspace's prompt files through toold, settles them against
 /// the accepted versions, and builds the prompt from those.
-pub async fn system_prompt(broker: &Arc<Broker>, turn: &Turn) -> String {
-    let tools = &broker.tools;
+pub async fn system_prompt(svc: &Arc<Services>, turn: &Turn) -> String {
+    let tools = &svc.tools;
     let scope = prompt_files::all_patterns();
     // The bundled copies only to see whether they need rewriting (their
     // text comes from this binary, never from the workspace), and first:
@@ -42,13 +41,13 @@ pub async fn system_prompt(broker: &Arc<Broker>, turn: &Turn) -> String {
     let files = match tools.read_texts(&patterns, MAX_PROMPT_FILE, READ_WAIT).await {
         Ok(read) => {
             crate::skills::ensure_bundled(tools, &read).await;
-            prompt_files::settle(&broker.store, &read, &scope).map(|accepted| (accepted.files, accepted.untold))
+            prompt_files::settle(&svc.store, &read, &scope).map(|accepted| (accepted.files, accepted.untold))
         }
         Err(e) => {
             // The accepted versions are the broker's own: the prompt is
             // whole even while toold restarts.
             tracing::warn!("the workspace's prompt files could not be read, using the accepted versions: {e}");
-            Ok((accepted_only(broker), Vec::new()))
+            Ok((accepted_only(svc), Vec::new()))
         }
     };
     let files = match files {
@@ -56,7 +55,7 @@ pub async fn system_prompt(broker: &Arc<Broker>, turn: &Turn) -> String {
             // Unattended turns (jobs, heartbeat, tasks) leave it to the next
             // person's turn; `oxibotctl status` shows it all along.
             if let (TurnKind::Chat, Some(chat)) = (turn.kind, turn.origin.as_ref()) {
-                tell_owner(broker, chat, &untold).await;
+                tell_owner(svc, chat, &untold).await;
             }
             Ok(files)
         }
@@ -70,17 +69,16 @@ pub async fn system_prompt(broker: &Arc<Broker>, turn: &Turn) -> String {
         prompt.push_str(&crate::skills::section(tools, skills).await);
     }
     prompt.push_str(&situation(
-        &broker.config().cron.timezone,
+        &svc.config().cron.timezone,
         turn,
-        crate::cron::unix_now(),
+        oxibot_proto::clock::unix_now(),
     ));
     prompt
 }
 
 /// The accepted versions as stored, without a read.
-fn accepted_only(broker: &Broker) -> Vec<TextFile> {
-    broker
-        .store
+fn accepted_only(svc: &Services) -> Vec<TextFile> {
+    svc.store
         .prompt_rows()
         .unwrap_or_default()
         .into_iter()
@@ -96,16 +94,16 @@ fn accepted_only(broker: &Broker) -> Vec<TextFile> {
 
 /// Tells a person in their chat, once per pending version, that prompt
 /// files changed.
-pub async fn tell_owner(broker: &Broker, chat: &crate::agent::ChatRef, untold: &[(String, String)]) {
+pub async fn tell_owner(svc: &Services, chat: &crate::turn::ChatRef, untold: &[(String, String)]) {
     if untold.is_empty() {
         return;
     }
     let key: String = untold.iter().map(|(p, s)| format!("{p}:{s};")).collect();
     let origin = format!("prompt-notice:{}", prompt_files::short(&prompt_files::digest(&key)));
-    match crate::message::queue_and_deliver(broker, chat, &prompt_files::notice(untold), Some(&origin)).await {
+    match crate::message::queue_and_deliver(svc, chat, &prompt_files::notice(untold), Some(&origin)).await {
         Ok(_) => {
             for (path, sha) in untold {
-                if let Err(e) = broker.store.prompt_notified(path, sha) {
+                if let Err(e) = svc.store.prompt_notified(path, sha) {
                     tracing::warn!("cannot record that the owner was told about {path}: {e}");
                 }
             }

@@ -16,12 +16,16 @@
 use oxibot_proto::messages::{CtlReply, CtlRequest, PromptFileInfo, TextFile};
 use sha2::Digest;
 
+use crate::services::Services;
 use crate::store::{PromptChange, PromptRow, Store, StoreError};
 
 pub const BOOTSTRAP_FILES: &[&str] = &["AGENTS.md", "SOUL.md", "USER.md", "TOOLS.md", "IDENTITY.md"];
 pub const MEMORY_FILE: &str = "memory/MEMORY.md";
 pub const HEARTBEAT_FILE: &str = "HEARTBEAT.md";
 pub const SKILLS_PATTERN: &str = "skills/*/SKILL.md";
+
+/// Each file is capped, so one huge file cannot crowd out the conversation.
+pub const MAX_PROMPT_FILE: u32 = 32 * 1024;
 
 /// Every prompt file, as `ReadTexts` patterns.
 pub fn all_patterns() -> Vec<&'static str> {
@@ -66,7 +70,7 @@ pub struct Plan {
 pub fn maybe_cut(read: &[TextFile]) -> bool {
     use oxibot_proto::messages::{MAX_TEXTS_TOTAL, MAX_TEXT_FILES};
     let total: usize = read.iter().map(|f| f.text.len()).sum();
-    read.len() >= MAX_TEXT_FILES || total + 3 * crate::prompt::MAX_PROMPT_FILE as usize >= MAX_TEXTS_TOTAL
+    read.len() >= MAX_TEXT_FILES || total + 3 * MAX_PROMPT_FILE as usize >= MAX_TEXTS_TOTAL
 }
 
 /// Compares what toold read (`read`, for the patterns in `scope`) with what
@@ -206,20 +210,17 @@ pub fn settle(store: &Store, read: &[TextFile], scope: &[&str]) -> Result<Accept
 /// At start, once toold is up: a read of every prompt file, so that a new
 /// install accepts the admin's files before any turn runs, and a change
 /// made while the broker was down shows in `status` at once.
-pub async fn first_read(broker: std::sync::Arc<crate::broker::Broker>) {
-    if let Err(e) = refresh(&broker, std::time::Duration::from_secs(60)).await {
+pub async fn first_read(svc: std::sync::Arc<Services>) {
+    if let Err(e) = refresh(&svc, std::time::Duration::from_secs(60)).await {
         tracing::warn!("the workspace's prompt files could not be read at start (the first turn will): {e}");
     }
 }
 
 /// Reads every prompt file through toold and records what changed.
-async fn refresh(broker: &crate::broker::Broker, wait: std::time::Duration) -> Result<(), String> {
+async fn refresh(svc: &Services, wait: std::time::Duration) -> Result<(), String> {
     let scope = all_patterns();
-    let read = broker
-        .tools
-        .read_texts(&scope, crate::prompt::MAX_PROMPT_FILE, wait)
-        .await?;
-    settle(&broker.store, &read, &scope)
+    let read = svc.tools.read_texts(&scope, MAX_PROMPT_FILE, wait).await?;
+    settle(&svc.store, &read, &scope)
         .map(|_| ())
         .map_err(|e| format!("cannot record the workspace's prompt files: {e}"))
 }
@@ -228,9 +229,9 @@ async fn refresh(broker: &crate::broker::Broker, wait: std::time::Duration) -> R
 /// afresh (an admin who just edited SOUL.md sees the change at once);
 /// accept does not, and takes one file only by the whole digest that diff
 /// showed: never a version a turn wrote in between.
-pub async fn admin(broker: &crate::broker::Broker, request: CtlRequest) -> CtlReply {
+pub async fn admin(svc: &Services, request: CtlRequest) -> CtlReply {
     if matches!(request, CtlRequest::PromptList | CtlRequest::PromptShow { .. }) {
-        if let Err(e) = refresh(broker, std::time::Duration::from_secs(10)).await {
+        if let Err(e) = refresh(svc, std::time::Duration::from_secs(10)).await {
             tracing::warn!("prompt files not re-read for oxibotctl: {e}");
         }
     }
@@ -246,7 +247,7 @@ pub async fn admin(broker: &crate::broker::Broker, request: CtlRequest) -> CtlRe
             ),
         };
     }
-    let store = &broker.store;
+    let store = &svc.store;
     let error = |e: StoreError| CtlReply::Error { message: e.to_string() };
     let info = |r: PromptRow, texts: bool| PromptFileInfo {
         path: r.path,

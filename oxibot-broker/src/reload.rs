@@ -13,6 +13,8 @@
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::live::Loaded;
+use crate::secret::Scrubber;
 
 /// Loads, checks and puts in force; returns a description of what changed.
 pub fn reload(broker: &Broker) -> Result<String, String> {
@@ -20,9 +22,8 @@ pub fn reload(broker: &Broker) -> Result<String, String> {
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
-    let settings = crate::agent::Settings::new(&config)?;
-    let transcriber = crate::providers::Transcriber::new(&config)?;
-    let old = broker.config();
+    let svc = &broker.svc;
+    let old = svc.config();
     let mut needs_restart = Vec::new();
     if old.enabled_channels() != config.enabled_channels() {
         needs_restart.push("the enabled channels");
@@ -42,15 +43,17 @@ pub fn reload(broker: &Broker) -> Result<String, String> {
         .filter(|c| old.channels.get(c) != config.channels.get(c))
         .collect();
 
-    oxibot_proto::redact::set_log_redactor(oxibot_proto::redact::Redactor::new(
-        config.all_secrets().iter().map(|s| s.expose()),
-    ));
-    broker.agent.replace_settings(settings);
-    broker.replace_config(config, transcriber);
+    let scrubber = Scrubber::new(&config.all_secrets());
+    let redactor = oxibot_proto::redact::Redactor::new(config.all_secrets().iter().map(|s| s.expose()));
+    // Every client is built before anything is put in force.
+    let loaded = Loaded::build(config)?;
+    oxibot_proto::redact::set_log_redactor(redactor);
+    svc.audit.replace_scrubber(scrubber);
+    svc.live.replace(loaded);
     for channel in &changed_channels {
-        let _ = crate::channels::drop_link(broker, channel);
+        let _ = svc.hub.drop_link(channel);
     }
-    broker.store.audit(
+    svc.audit.log(
         "reload",
         &format!("configuration and secrets reloaded; channels with new settings: {changed_channels:?}"),
     );

@@ -3,12 +3,11 @@
 //! reloads its configuration and secrets.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::broker::Broker;
+use crate::store::Store;
 
 /// Tells systemd about our state when it started us with `Type=notify`.
 pub fn notify(state: &str) {
@@ -38,7 +37,7 @@ fn watchdog_interval() -> Option<Duration> {
 /// still do its work: the runtime schedules this task, every socket's
 /// accept loop still runs, and the state database answers. A broker stuck
 /// on any of them is restarted by systemd.
-pub async fn watchdog(broker: Arc<Broker>, accept_loops: Vec<(String, JoinHandle<()>)>) {
+pub async fn watchdog(store: Store, accept_loops: Vec<(String, JoinHandle<()>)>) {
     let Some(interval) = watchdog_interval() else {
         return;
     };
@@ -49,15 +48,15 @@ pub async fn watchdog(broker: Arc<Broker>, accept_loops: Vec<(String, JoinHandle
             tracing::error!("watchdog not pinged: {socket} is no longer served");
             continue;
         }
-        match broker.store.queue_depths() {
+        match store.queue_depths() {
             Ok(_) => notify("WATCHDOG=1"),
             Err(e) => tracing::error!("watchdog not pinged: the state database does not answer: {e}"),
         }
     }
 }
 
-/// Waits for SIGTERM or SIGINT; each SIGHUP meanwhile reloads.
-pub async fn until_stopped(broker: &Broker) {
+/// Waits for SIGTERM or SIGINT; each SIGHUP meanwhile runs `reload`.
+pub async fn until_stopped(reload: impl Fn() -> Result<String, String>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -74,7 +73,7 @@ pub async fn until_stopped(broker: &Broker) {
             _ = int.recv() => return,
             _ = hup.recv() => {
                 notify("RELOADING=1");
-                match crate::reload::reload(broker) {
+                match reload() {
                     Ok(what) => tracing::info!("reloaded: {what}"),
                     Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
                 }

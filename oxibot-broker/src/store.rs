@@ -249,12 +249,7 @@ fn message_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ChatMess
     })
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use oxibot_proto::clock::unix_now as now;
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use base64::Engine;
 use oxibot_proto::messages::{Attachment, AttachmentKind, ToolCall, MAX_FILE_BYTES, MAX_PART};
 
-use crate::broker::Broker;
 use crate::providers::Image;
+use crate::services::Services;
 
 /// File data a channel daemon sent ahead of its message, in pieces.
 #[derive(Default)]
@@ -66,20 +66,20 @@ pub struct Prepared {
 
 const SAVE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn prepare(broker: &Broker, files: &[Attachment]) -> Prepared {
+pub async fn prepare(svc: &Services, files: &[Attachment]) -> Prepared {
     let mut out = Prepared {
         notes: Vec::new(),
         images: Vec::new(),
     };
     for (i, file) in files.iter().enumerate() {
         let size = human_size(file.data.len());
-        let saved = save(broker, file, i).await;
+        let saved = save(svc, file, i).await;
         let place = match &saved {
             Ok(path) => format!("saved to {path}"),
             Err(e) => format!("could not be saved ({e})"),
         };
         let note = match file.kind {
-            AttachmentKind::Image if broker.config().agents.defaults.vision => {
+            AttachmentKind::Image if svc.config().agents.defaults.vision => {
                 out.images.push(Image {
                     mime: file.mime.clone(),
                     base64: base64::engine::general_purpose::STANDARD.encode(&file.data),
@@ -90,13 +90,13 @@ pub async fn prepare(broker: &Broker, files: &[Attachment]) -> Prepared {
                 "[image {} ({size}) {place}; this model is not set up to see images (agents.defaults.vision)]",
                 file.name
             ),
-            AttachmentKind::Audio => match broker.transcriber() {
+            AttachmentKind::Audio => match svc.live.transcriber() {
                 Some(t) => match t.transcribe(&file.name, &file.mime, &file.data).await {
                     Ok(text) => format!("[voice message {} ({size}), {place}; transcript: {text}]", file.name),
                     Err(e) => {
                         // A provider's error text may quote what it was sent.
-                        let e = broker.agent.scrub(&e, "a transcription error");
-                        broker.record_error(&format!("transcription failed: {e}"));
+                        let e = svc.audit.scrub(&e, "a transcription error");
+                        svc.audit.record_error(&format!("transcription failed: {e}"));
                         format!(
                             "[voice message {} ({size}) {place}; transcription failed: {e}]",
                             file.name
@@ -119,11 +119,11 @@ pub async fn prepare(broker: &Broker, files: &[Attachment]) -> Prepared {
 /// file is the user's and only in the state database until this turn ends:
 /// if toold dies during the save, it is saved again once toold is back
 /// (the tool client waits for the reconnect).
-async fn save(broker: &Broker, file: &Attachment, index: usize) -> Result<String, String> {
+async fn save(svc: &Services, file: &Attachment, index: usize) -> Result<String, String> {
     let mut attempt = 0;
     loop {
-        match save_once(broker, file, index).await {
-            Err(e) if attempt < SAVE_RETRIES && !broker.tools.is_connected() => {
+        match save_once(svc, file, index).await {
+            Err(e) if attempt < SAVE_RETRIES && !svc.tools.is_connected() => {
                 tracing::warn!(file = %file.name, attempt, "saving an upload failed ({e}); trying again");
                 attempt += 1;
             }
@@ -135,7 +135,7 @@ async fn save(broker: &Broker, file: &Attachment, index: usize) -> Result<String
 const SAVE_RETRIES: u32 = 2;
 
 /// One attempt: a piece per call.
-async fn save_once(broker: &Broker, file: &Attachment, index: usize) -> Result<String, String> {
+async fn save_once(svc: &Services, file: &Attachment, index: usize) -> Result<String, String> {
     let mut path = format!("inbox/{}", safe_name(&file.name, index));
     let mut offset = 0u64;
     let mut pieces = file.data.chunks(MAX_PART);
@@ -147,7 +147,7 @@ async fn save_once(broker: &Broker, file: &Attachment, index: usize) -> Result<S
             offset,
         };
         // The first piece tells which free name toold chose.
-        path = broker.tools.call(call, SAVE_TIMEOUT).await?;
+        path = svc.tools.call(call, SAVE_TIMEOUT).await?;
         offset += piece.len() as u64;
     }
     Ok(path)

@@ -16,7 +16,8 @@ mod load;
 mod schema;
 mod validate;
 
-pub use load::{expand_home, inline_secrets, merge, ConfigError, LoadReport};
+pub use crate::paths::expand_home;
+pub use load::{inline_secrets, merge, ConfigError, LoadReport};
 pub(crate) use schema::default_workspace;
 pub use schema::{
     AgentDefaults, Agents, Config, ExecSettings, Health, ProviderName, ProviderSettings, SandboxMode, Tools,

@@ -120,6 +120,14 @@ pub fn has_acl(path: &Path) -> bool {
         .any(|name| rustix::fs::lgetxattr_query(path, *name).is_ok_and(|size| size > 0))
 }
 
+/// A path from the configuration, with a leading `~/` taken as $HOME.
+pub fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

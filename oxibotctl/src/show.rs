@@ -56,12 +56,7 @@ pub fn utc(secs: i64) -> String {
     oxibot_proto::clock::utc(secs)
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use oxibot_proto::clock::unix_now as now;
 
 /// `--since`: `30s`, `15m`, `2h`, `7d` ago, or Unix seconds.
 pub fn since(arg: &str) -> Result<i64, String> {

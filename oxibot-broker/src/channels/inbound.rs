@@ -9,17 +9,17 @@
 
 use oxibot_proto::messages::BrokerToChannel;
 
-use super::outbound::fresh_send;
 use super::Fault;
 use crate::access::{Decision, Origin, Policy};
-use crate::broker::Broker;
+use crate::hub::fresh_send;
+use crate::services::Services;
 
 /// The access decision for a message, with the sender's pairing looked up.
 /// An unverified sender is refused outright; then the admin's own decision
 /// about this user (`oxibotctl users allow|deny`) comes first; then an
 /// approved pairing; then the channel's policy. Ids are compared in one
 /// form ([`crate::access::user_id`]).
-pub(super) fn decide(broker: &Broker, channel: &str, policy: &Policy, origin: &Origin<'_>) -> Result<Decision, Fault> {
+pub(super) fn decide(svc: &Services, channel: &str, policy: &Policy, origin: &Origin<'_>) -> Result<Decision, Fault> {
     if crate::access::is_unverified(origin.sender) {
         return Ok(Decision::Reject(format!(
             "sender {} is not verified by the mail server (see channels.{channel}.authservId)",
@@ -27,14 +27,14 @@ pub(super) fn decide(broker: &Broker, channel: &str, policy: &Policy, origin: &O
         )));
     }
     let sender = crate::access::user_id(channel, origin.sender);
-    let admitted = match broker.store.user_decision(channel, &sender)? {
+    let admitted = match svc.store.user_decision(channel, &sender)? {
         Some(false) => {
             return Ok(Decision::Reject(format!(
                 "user {sender} was refused with oxibotctl users deny"
             )))
         }
         Some(true) => true,
-        None => broker.store.is_paired(channel, &sender)?,
+        None => svc.store.is_paired(channel, &sender)?,
     };
     let origin = Origin {
         sender: &sender,
@@ -47,16 +47,14 @@ pub(super) fn decide(broker: &Broker, channel: &str, policy: &Policy, origin: &O
 /// one, audited, on first contact) is queued in the outbox. Returns the
 /// `Send` of it, which the link sends after the message's `Ack`.
 pub(super) fn pairing_notice(
-    broker: &Broker,
+    svc: &Services,
     channel: &str,
     sender: &str,
     chat_id: String,
 ) -> Result<BrokerToChannel, Fault> {
-    let (code, fresh) = broker
-        .store
-        .pairing_code(channel, sender, &chat_id, &new_pairing_code())?;
+    let (code, fresh) = svc.store.pairing_code(channel, sender, &chat_id, &new_pairing_code())?;
     if fresh {
-        broker.store.audit_about(
+        svc.audit.about(
             "pairing_requested",
             Some(channel),
             Some(sender),
@@ -67,7 +65,7 @@ pub(super) fn pairing_notice(
         "I don't know you yet. Your pairing code is {code}. \
          Ask my owner to run: oxibotctl pairing approve {code}"
     );
-    let id = broker.store.queue_outbox(channel, &chat_id, &text)?;
+    let id = svc.store.queue_outbox(channel, &chat_id, &text)?;
     Ok(fresh_send(id, chat_id, text, None))
 }
 

@@ -20,17 +20,16 @@ mod reply;
 
 use std::sync::Arc;
 
-use oxibot_proto::messages::{BrokerToChannel, ChannelCounters, ChannelStatus, ChannelToBroker, MAX_RESUME_CHATS};
+use oxibot_proto::messages::{BrokerToChannel, ChannelToBroker, MAX_RESUME_CHATS};
 use oxibot_proto::{accept_handshake, FrameError, Role};
 use serde_json::{Map, Value};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use crate::access::{Decision, Origin, Policy};
-use crate::broker::Broker;
 use crate::config::SECRET_KEYS;
+use crate::services::Services;
 
-pub use outbound::{deliver, fresh_send};
 pub use reply::resume_pending;
 
 /// Who a connection is, as the broker decided it before reading a byte:
@@ -43,18 +42,12 @@ pub struct Identity {
     pub peer: String,
 }
 
-/// A channel's live link.
-pub struct LinkEntry {
-    generation: u64,
-    tx: mpsc::Sender<BrokerToChannel>,
-}
-
-pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) {
+pub async fn serve(svc: Arc<Services>, stream: UnixStream, identity: Identity) {
     let Identity { channel, peer } = identity;
     let conn = match accept_handshake::<ChannelToBroker, BrokerToChannel>(stream, Role::Broker, Role::Channel).await {
         Ok(c) => c,
         Err(e) => {
-            broker.store.audit_about(
+            svc.audit.about(
                 "protocol_violation",
                 Some(&*channel),
                 None,
@@ -70,7 +63,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     match reader.recv().await {
         Ok(ChannelToBroker::Register { channel: claimed }) if claimed == channel => {}
         Ok(ChannelToBroker::Register { channel: claimed }) => {
-            broker.store.audit_about(
+            svc.audit.about(
                 "channel_refused",
                 Some(&*channel),
                 None,
@@ -79,7 +72,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             return;
         }
         Ok(other) => {
-            broker.store.audit_about(
+            svc.audit.about(
                 "protocol_violation",
                 Some(&*channel),
                 None,
@@ -91,7 +84,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             return;
         }
         Err(e) => {
-            broker.store.audit_about(
+            svc.audit.about(
                 "protocol_violation",
                 Some(&*channel),
                 None,
@@ -100,13 +93,13 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             return;
         }
     }
-    let config = broker.config();
+    let config = svc.config();
     let Some(settings) = config
         .channels
         .get(&channel)
         .filter(|_| config.enabled_channels().contains(&channel))
     else {
-        broker.store.audit_about(
+        svc.audit.about(
             "channel_refused",
             Some(&*channel),
             None,
@@ -117,8 +110,8 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     let policy = match Policy::from_settings(&channel, settings) {
         Ok(p) => p,
         Err(e) => {
-            broker.store.audit_about("channel_refused", Some(&*channel), None, &e);
-            broker.record_error(&e);
+            svc.audit.about("channel_refused", Some(&*channel), None, &e);
+            svc.audit.record_error(&e);
             return;
         }
     };
@@ -126,10 +119,10 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     // State 2: one live link per channel. Claimed before the credential
     // goes out, so a second daemon for a live channel learns nothing.
     let (tx, mut rx) = mpsc::channel::<BrokerToChannel>(256);
-    let generation = match claim_link(&broker, &channel, tx.clone()).await {
+    let generation = match svc.hub.claim(&channel, tx.clone(), &svc.audit).await {
         Ok(g) => g,
         Err(why) => {
-            broker.store.audit_about(
+            svc.audit.about(
                 "link_refused",
                 Some(&*channel),
                 None,
@@ -139,7 +132,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
         }
     };
     let (settings_json, credential_json) = split_credential(settings);
-    let resume_after = match broker.store.resume_points(&channel, MAX_RESUME_CHATS) {
+    let resume_after = match svc.store.resume_points(&channel, MAX_RESUME_CHATS) {
         Ok(points) => points,
         Err(e) => {
             tracing::warn!(%channel, "cannot read resume points: {e}");
@@ -154,10 +147,10 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     };
     if let Err(e) = writer.send(&setup).await {
         tracing::warn!(%channel, "cannot send Setup: {e}");
-        release_link(&broker, &channel, generation);
+        svc.hub.release(&channel, generation);
         return;
     }
-    broker.store.audit_about(
+    svc.audit.about(
         "credential_handout",
         Some(&*channel),
         None,
@@ -173,12 +166,12 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
             }
         }
     });
-    outbound::resend_outbox(&broker, &channel, &tx).await;
+    outbound::resend_outbox(&svc, &channel, &tx).await;
 
     let mut pieces = crate::uploads::Pieces::default();
     // What the daemon may not send cuts the link, and is audited.
     let violation = |e: &str| {
-        broker.store.audit_about(
+        svc.audit.about(
             "protocol_violation",
             Some(&*channel),
             None,
@@ -187,7 +180,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
     };
     loop {
         match reader.recv().await {
-            Ok(msg) => match handle(&broker, &channel, &policy, &tx, &mut pieces, msg).await {
+            Ok(msg) => match handle(&svc, &channel, &policy, &tx, &mut pieces, msg).await {
                 Ok(()) => {}
                 Err(Fault::Peer(e)) => {
                     violation(&e);
@@ -198,7 +191,7 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
                     // nothing wrong, but the message could not be handled;
                     // dropping the link makes the daemon resend it.
                     tracing::error!(%channel, "cannot handle a message from the daemon: {e}");
-                    broker.record_error(&e);
+                    svc.audit.record_error(&e);
                     break;
                 }
             },
@@ -210,79 +203,8 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream, identity: Identity) 
         }
     }
     writer_task.abort();
-    release_link(&broker, &channel, generation);
-    if let Some(s) = broker
-        .channels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_mut(&channel)
-    {
-        if s.connected {
-            s.counters.disconnects += 1;
-            s.connected = false;
-        }
-    }
+    svc.hub.release(&channel, generation);
     tracing::warn!(%channel, "channel daemon disconnected");
-}
-
-/// Takes the channel's link slot, after giving a previous link a moment to
-/// end (a restarted daemon may arrive before its predecessor's EOF was
-/// read). Refused while the previous link is alive.
-async fn claim_link(broker: &Broker, channel: &str, tx: mpsc::Sender<BrokerToChannel>) -> Result<u64, String> {
-    let previous = broker
-        .links
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(channel)
-        .map(|l| l.tx.clone());
-    if let Some(previous) = previous {
-        if tokio::time::timeout(crate::broker::LIVE_LINK_GRACE, previous.closed())
-            .await
-            .is_err()
-        {
-            return Err("the channel's daemon is connected and alive".into());
-        }
-    }
-    let mut links = broker.links.lock().unwrap_or_else(|p| p.into_inner());
-    if links.get(channel).is_some_and(|l| !l.tx.is_closed()) {
-        return Err("another daemon took the link meanwhile".into());
-    }
-    let generation = broker.next_link.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if links
-        .insert(channel.to_string(), LinkEntry { generation, tx })
-        .is_some()
-    {
-        broker.store.audit_about(
-            "link_replaced",
-            Some(channel),
-            None,
-            &format!("channel {channel}: the ended link was replaced by link {generation}"),
-        );
-    }
-    Ok(generation)
-}
-
-/// Closes the channel's link (its settings changed): the daemon sees the
-/// connection end, exits, and comes back to receive the new ones.
-/// Returns whether there was a link to close.
-pub fn drop_link(broker: &Broker, channel: &str) -> bool {
-    let link = broker.links.lock().unwrap_or_else(|p| p.into_inner()).remove(channel);
-    let Some(link) = link else {
-        return false;
-    };
-    let tx = link.tx;
-    tokio::spawn(async move {
-        let _ = tx.send(BrokerToChannel::Shutdown).await;
-    });
-    true
-}
-
-/// Removes the channel's link if it is still this one.
-fn release_link(broker: &Broker, channel: &str, generation: u64) {
-    let mut links = broker.links.lock().unwrap_or_else(|p| p.into_inner());
-    if links.get(channel).is_some_and(|l| l.generation == generation) {
-        links.remove(channel);
-    }
 }
 
 /// Why a message could not be handled.
@@ -313,7 +235,7 @@ fn variant_name(m: &ChannelToBroker) -> &'static str {
 }
 
 async fn handle(
-    broker: &Arc<Broker>,
+    svc: &Arc<Services>,
     channel: &str,
     policy: &Policy,
     tx: &mpsc::Sender<BrokerToChannel>,
@@ -339,7 +261,7 @@ async fn handle(
                 is_group,
                 mentioned,
             };
-            let allowed = inbound::decide(broker, channel, policy, &origin)? == Decision::Admit;
+            let allowed = inbound::decide(svc, channel, policy, &origin)? == Decision::Admit;
             let _ = tx.send(BrokerToChannel::FetchAnswer { platform_id, allowed }).await;
         }
         ChannelToBroker::Register { .. } => return Err(Fault::Peer("Register sent twice".into())),
@@ -362,26 +284,25 @@ async fn handle(
                 is_group,
                 mentioned,
             };
-            match inbound::decide(broker, channel, policy, &origin)? {
+            match inbound::decide(svc, channel, policy, &origin)? {
                 Decision::Admit => {
                     let committed =
-                        broker
-                            .store
+                        svc.store
                             .commit_inbound(channel, &platform_id, &chat_id, &sender, &text, attachments)?;
                     // Ack after commit, for new and duplicate messages alike:
                     // either way the message is safe and the cursor may move.
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
                     if let Some(inbound) = committed {
-                        count(broker, channel, |c| c.received += 1);
-                        tokio::spawn(reply::answer(broker.clone(), inbound));
+                        svc.hub.count(channel, |c| c.received += 1);
+                        tokio::spawn(reply::answer(svc.clone(), inbound));
                     }
                 }
                 Decision::Ignore => {
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
                 }
                 Decision::Reject(reason) => {
-                    count(broker, channel, |c| c.refused += 1);
-                    broker.store.audit_about(
+                    svc.hub.count(channel, |c| c.refused += 1);
+                    svc.audit.about(
                         "access_denied",
                         Some(channel),
                         Some(&sender),
@@ -390,29 +311,29 @@ async fn handle(
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
                 }
                 Decision::Pair => {
-                    let notice = inbound::pairing_notice(broker, channel, &sender, chat_id)?;
+                    let notice = inbound::pairing_notice(svc, channel, &sender, chat_id)?;
                     let _ = tx.send(BrokerToChannel::Ack { platform_id }).await;
                     let _ = tx.send(notice).await;
                 }
             }
         }
-        ChannelToBroker::Delivered { outbox_id } => outbound::delivered(broker, channel, outbox_id)?,
+        ChannelToBroker::Delivered { outbox_id } => outbound::delivered(svc, channel, outbox_id)?,
         ChannelToBroker::PartDelivered { outbox_id, parts } => {
-            outbound::part_delivered(broker, channel, outbox_id, parts)?
+            outbound::part_delivered(svc, channel, outbox_id, parts)?
         }
         ChannelToBroker::SendFailed {
             outbox_id,
             error,
             retryable,
-        } => outbound::send_failed(broker, channel, outbox_id, error, retryable)?,
+        } => outbound::send_failed(svc, channel, outbox_id, error, retryable)?,
         ChannelToBroker::Status { connected, last_error } => {
             // Kept short: it travels in every status answer, which must
             // stay well inside a frame however many channels report.
             let last_error = last_error.map(|e| {
-                let clean = broker.agent.scrub(&e, &format!("the {channel} daemon's status"));
+                let clean = svc.audit.scrub(&e, &format!("the {channel} daemon's status"));
                 crate::providers::shorten(&clean, 1024)
             });
-            update_status(broker, channel, |status| {
+            svc.hub.update_status(channel, |status| {
                 if status.connected && !connected {
                     status.counters.disconnects += 1;
                 }
@@ -422,22 +343,6 @@ async fn handle(
         }
     }
     Ok(())
-}
-
-/// Updates a channel's status row (made on first use).
-fn update_status(broker: &Broker, channel: &str, update: impl FnOnce(&mut ChannelStatus)) {
-    let mut channels = broker.channels.lock().unwrap_or_else(|p| p.into_inner());
-    let status = channels.entry(channel.to_string()).or_insert_with(|| ChannelStatus {
-        name: channel.to_string(),
-        connected: false,
-        last_error: None,
-        counters: ChannelCounters::default(),
-    });
-    update(status);
-}
-
-fn count(broker: &Broker, channel: &str, update: impl FnOnce(&mut ChannelCounters)) {
-    update_status(broker, channel, |status| update(&mut status.counters));
 }
 
 /// Splits a channel's merged settings into (settings without credentials,

@@ -13,19 +13,8 @@ use std::sync::Arc;
 use oxibot_proto::messages::BrokerToChannel;
 use tokio::sync::mpsc;
 
-use super::{count, Fault};
-use crate::broker::Broker;
-
-/// A `Send` of an outbox message that no attempt has delivered a part of.
-pub fn fresh_send(outbox_id: i64, chat_id: String, text: String, reply_to: Option<String>) -> BrokerToChannel {
-    BrokerToChannel::Send {
-        outbox_id: outbox_id as u64,
-        chat_id,
-        text,
-        reply_to,
-        first_part: 0,
-    }
-}
+use super::Fault;
+use crate::services::Services;
 
 /// A `Send` of a pending outbox message, resuming after the parts the
 /// platform already took.
@@ -39,22 +28,8 @@ fn resend(o: crate::store::Outgoing) -> BrokerToChannel {
     }
 }
 
-/// Hands an outbox message to the channel's daemon if it is connected; if
-/// not, it waits in the outbox for the next connection.
-pub async fn deliver(broker: &Broker, channel: &str, msg: BrokerToChannel) {
-    let link = broker
-        .links
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(channel)
-        .map(|l| l.tx.clone());
-    if let Some(link) = link {
-        let _ = link.send(msg).await;
-    }
-}
-
-pub(super) async fn resend_outbox(broker: &Broker, channel: &str, tx: &mpsc::Sender<BrokerToChannel>) {
-    match broker.store.pending_outbox(channel) {
+pub(super) async fn resend_outbox(svc: &Services, channel: &str, tx: &mpsc::Sender<BrokerToChannel>) {
+    match svc.store.pending_outbox(channel) {
         Ok(items) => {
             for o in items {
                 if tx.send(resend(o)).await.is_err() {
@@ -66,26 +41,26 @@ pub(super) async fn resend_outbox(broker: &Broker, channel: &str, tx: &mpsc::Sen
     }
 }
 
-async fn resend_one(broker: &Broker, channel: &str, id: i64) {
-    if let Ok(items) = broker.store.pending_outbox(channel) {
+async fn resend_one(svc: &Services, channel: &str, id: i64) {
+    if let Ok(items) = svc.store.pending_outbox(channel) {
         if let Some(o) = items.into_iter().find(|o| o.id == id) {
-            deliver(broker, channel, resend(o)).await;
+            svc.hub.deliver(channel, resend(o)).await;
         }
     }
 }
 
 /// The daemon's `Delivered`: the platform took the whole message.
-pub(super) fn delivered(broker: &Broker, channel: &str, outbox_id: u64) -> Result<(), Fault> {
-    if !broker.store.outbox_delivered(channel, outbox_id as i64)? {
+pub(super) fn delivered(svc: &Services, channel: &str, outbox_id: u64) -> Result<(), Fault> {
+    if !svc.store.outbox_delivered(channel, outbox_id as i64)? {
         return Err(not_yours(outbox_id, "confirmed"));
     }
-    count(broker, channel, |c| c.sent += 1);
+    svc.hub.count(channel, |c| c.sent += 1);
     Ok(())
 }
 
 /// The daemon's `PartDelivered`: a resend starts after these parts.
-pub(super) fn part_delivered(broker: &Broker, channel: &str, outbox_id: u64, parts: u32) -> Result<(), Fault> {
-    if !broker.store.outbox_progress(channel, outbox_id as i64, parts)? {
+pub(super) fn part_delivered(svc: &Services, channel: &str, outbox_id: u64, parts: u32) -> Result<(), Fault> {
+    if !svc.store.outbox_progress(channel, outbox_id as i64, parts)? {
         return Err(not_yours(outbox_id, "reported progress on"));
     }
     Ok(())
@@ -94,7 +69,7 @@ pub(super) fn part_delivered(broker: &Broker, channel: &str, outbox_id: u64, par
 /// The daemon's `SendFailed`: recorded, and retried later if the platform
 /// may take it then.
 pub(super) fn send_failed(
-    broker: &Arc<Broker>,
+    svc: &Arc<Services>,
     channel: &str,
     outbox_id: u64,
     error: String,
@@ -102,22 +77,19 @@ pub(super) fn send_failed(
 ) -> Result<(), Fault> {
     // A platform error may quote the daemon's own credential (a
     // Telegram API URL holds the bot token).
-    let error = broker.agent.scrub(&error, &format!("a {channel} send error"));
-    let Some(attempts) = broker
-        .store
-        .outbox_failed(channel, outbox_id as i64, &error, retryable)?
-    else {
+    let error = svc.audit.scrub(&error, &format!("a {channel} send error"));
+    let Some(attempts) = svc.store.outbox_failed(channel, outbox_id as i64, &error, retryable)? else {
         return Err(not_yours(outbox_id, "reported a failure of"));
     };
     tracing::warn!(channel, outbox_id, retryable, %error, "delivery failed");
-    count(broker, channel, |c| c.send_failures += 1);
+    svc.hub.count(channel, |c| c.send_failures += 1);
     if retryable {
         // Retried until the platform takes it, with backoff.
         let delay = std::time::Duration::from_secs(1u64 << attempts.min(6));
-        let (broker, channel) = (broker.clone(), channel.to_string());
+        let (svc, channel) = (svc.clone(), channel.to_string());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            resend_one(&broker, &channel, outbox_id as i64).await;
+            resend_one(&svc, &channel, outbox_id as i64).await;
         });
     }
     Ok(())

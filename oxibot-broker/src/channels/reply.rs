@@ -11,49 +11,49 @@ use std::sync::Arc;
 
 use oxibot_proto::messages::BrokerToChannel;
 
-use super::outbound::{deliver, fresh_send};
-use crate::broker::Broker;
+use crate::hub::fresh_send;
+use crate::services::Services;
 use crate::store::Inbound;
 
 /// Runs the agent (or a chat command) for one committed inbound message
 /// and queues the reply.
-pub(super) async fn answer(broker: Arc<Broker>, inbound: Inbound) {
+pub(super) async fn answer(svc: Arc<Services>, inbound: Inbound) {
     let session = format!("{}:{}", inbound.channel, inbound.chat_id);
     let command = match inbound.files.is_empty() {
         true => crate::commands::parse(&inbound.text),
         false => None,
     };
     let reply = match command {
-        Some(cmd) => crate::commands::run(&broker, &session, cmd),
+        Some(cmd) => crate::commands::run(&svc, &session, cmd),
         None => {
-            deliver(
-                &broker,
-                &inbound.channel,
-                BrokerToChannel::Typing {
-                    chat_id: inbound.chat_id.clone(),
-                },
-            )
-            .await;
-            let stop = broker.turn_stopper(&session);
+            svc.hub
+                .deliver(
+                    &inbound.channel,
+                    BrokerToChannel::Typing {
+                        chat_id: inbound.chat_id.clone(),
+                    },
+                )
+                .await;
+            let stop = svc.sessions.stopper(&session);
             let turn = async {
-                let files = crate::uploads::prepare(&broker, &inbound.files).await;
+                let files = crate::uploads::prepare(&svc, &inbound.files).await;
                 let text = std::iter::once(inbound.text.as_str())
                     .filter(|t| !t.is_empty())
                     .chain(files.notes.iter().map(String::as_str))
                     .collect::<Vec<_>>()
                     .join("\n");
-                let turn = crate::agent::Turn::chat(crate::agent::ChatRef {
+                let turn = crate::turn::Turn::chat(crate::turn::ChatRef {
                     channel: inbound.channel.clone(),
                     chat_id: inbound.chat_id.clone(),
                 });
-                broker.agent.run_turn(&broker, &turn, &text, files.images).await
+                crate::agent::run_turn(&svc, &turn, &text, files.images).await
             };
             tokio::select! {
                 result = turn => match result {
                     Ok(text) => text,
                     Err(e) => {
                         let message = e.to_string();
-                        broker.record_error(&message);
+                        svc.audit.record_error(&message);
                         format!("Sorry, I could not answer: {message}")
                     }
                 },
@@ -61,14 +61,14 @@ pub(super) async fn answer(broker: Arc<Broker>, inbound: Inbound) {
             }
         }
     };
-    match broker.store.finish_inbound(&inbound, &reply) {
+    match svc.store.finish_inbound(&inbound, &reply) {
         Ok(id) => {
-            deliver(
-                &broker,
-                &inbound.channel,
-                fresh_send(id, inbound.chat_id, reply, Some(inbound.platform_id)),
-            )
-            .await
+            svc.hub
+                .deliver(
+                    &inbound.channel,
+                    fresh_send(id, inbound.chat_id, reply, Some(inbound.platform_id)),
+                )
+                .await
         }
         Err(e) => tracing::error!("cannot queue the reply: {e}"),
     }
@@ -76,11 +76,11 @@ pub(super) async fn answer(broker: Arc<Broker>, inbound: Inbound) {
 
 /// At start-up, answers inbound messages that were committed (and acked)
 /// before a crash but never answered.
-pub async fn resume_pending(broker: Arc<Broker>) {
-    match broker.store.pending_inbound() {
+pub async fn resume_pending(svc: Arc<Services>) {
+    match svc.store.pending_inbound() {
         Ok(items) => {
             for inbound in items {
-                tokio::spawn(answer(broker.clone(), inbound));
+                tokio::spawn(answer(svc.clone(), inbound));
             }
         }
         Err(e) => tracing::error!("cannot read the inbound queue: {e}"),

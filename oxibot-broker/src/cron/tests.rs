@@ -1,7 +1,7 @@
 //! The scheduler's claims, driven by a clock the test moves (no waiting).
 
 use super::*;
-use crate::store::Store;
+use crate::store::{NewJob, Store};
 
 fn job(store: &Store, schedule: &Schedule, anchor: i64) -> i64 {
     let next = schedule.next_after(anchor, anchor);

@@ -187,13 +187,6 @@ impl Config {
     }
 }
 
-pub fn expand_home(p: &str) -> PathBuf {
-    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => PathBuf::from(p),
-    }
-}
-
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -228,7 +221,7 @@ fn secrets_path(value: &Value, use_credentials: bool) -> Option<PathBuf> {
         }
     }
     match value.get("secretsFile").and_then(Value::as_str) {
-        Some(p) => Some(expand_home(p)),
+        Some(p) => Some(crate::paths::expand_home(p)),
         None => {
             let p = default_secrets_file();
             p.exists().then_some(p)

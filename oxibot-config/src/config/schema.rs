@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::registry;
 use crate::secret::Secret;
 
-use super::load::expand_home;
+use crate::paths::expand_home;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -3,54 +3,23 @@
 //! to the chat that started it and noted in that chat's conversation, so
 //! the assistant knows it. `/stop` cancels a chat's tasks.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent::{Turn, TurnKind};
-use crate::broker::Broker;
 use crate::providers::{ChatMessage, Role, Usage};
+use crate::services::Services;
+use crate::turn::{Turn, TurnKind};
 
-/// The running tasks.
-#[derive(Default)]
-pub struct Registry {
-    running: Mutex<HashMap<u64, Running>>,
-    next: AtomicU64,
-}
-
-struct Running {
-    /// The task's own session.
-    session: String,
-    /// The chat it works for ("channel:chat", or the parent session when
-    /// there is no chat): caps and /stop go by it, whichever turn of that
-    /// chat started the task.
-    chat_key: String,
-    label: String,
-    task: tokio::task::AbortHandle,
-}
-
-impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Running>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// How many run (for `parent`, and in all).
-    pub fn counts(&self, chat_key: &str) -> (usize, usize) {
-        let running = self.lock();
-        (
-            running.values().filter(|r| r.chat_key == chat_key).count(),
-            running.len(),
-        )
-    }
-}
+pub mod registry;
+use registry::Running;
 
 /// The `spawn` tool.
-pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>) -> Result<String, String> {
+pub fn spawn(svc: &Arc<Services>, turn: &Turn, task: &str, label: Option<&str>) -> Result<String, String> {
     if task.trim().is_empty() {
         return Err("the task is empty; say what the background task should do".into());
     }
-    let limits = &broker.config().subagents;
+    let limits = &svc.config().subagents;
     let (max_per_chat, max_total) = (limits.max_per_chat as usize, limits.max_total as usize);
     let (iterations, timeout) = (limits.max_iterations, Duration::from_secs(limits.timeout_secs));
     let label: String = label
@@ -59,7 +28,7 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
         .chars()
         .take(40)
         .collect();
-    let registry = &broker.subagents;
+    let registry = &svc.subagents;
     // Checked and registered under one lock, so two spawns cannot both
     // take the last slot.
     let chat_key = turn
@@ -80,11 +49,10 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
         ));
     }
     let id = registry.next.fetch_add(1, Ordering::Relaxed) + 1;
-    let session = format!("subagent:{}-{id}", crate::cron::unix_now());
+    let session = format!("subagent:{}-{id}", oxibot_proto::clock::unix_now());
     // Recorded, so that a restart that ends it tells the chat.
     let chat = turn.origin.as_ref().map(|o| (o.channel.as_str(), o.chat_id.as_str()));
-    broker
-        .store
+    svc.store
         .subagent_started(&session, &turn.session, chat, &label)
         .map_err(|e| format!("the task could not be recorded ({e}); it was not started"))?;
     let sub_turn = Turn {
@@ -99,17 +67,14 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
     );
     let (start_tx, start_rx) = tokio::sync::oneshot::channel::<()>();
     let session_for_registry = session.clone();
-    let (broker2, parent, label2) = (broker.clone(), turn.session.clone(), label.clone());
+    let (svc2, parent, label2) = (svc.clone(), turn.session.clone(), label.clone());
     let handle = tokio::spawn(async move {
         // Registered before it starts, so its end always finds its entry.
         if start_rx.await.is_err() {
             return;
         }
-        let outcome = tokio::time::timeout(
-            timeout,
-            broker2.agent.run_turn(&broker2, &sub_turn, &prompt, Vec::new()),
-        )
-        .await;
+        let outcome =
+            tokio::time::timeout(timeout, crate::agent::run_turn(&svc2, &sub_turn, &prompt, Vec::new())).await;
         let (report, ok) = match outcome {
             Ok(Ok(answer)) => (format!("[Background task \"{label2}\" finished]\n{answer}"), true),
             Ok(Err(e)) => (format!("[Background task \"{label2}\" failed: {e}]"), false),
@@ -122,11 +87,9 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
             ),
         };
         crate::metrics::background_run("subagent", ok);
-        report_back(&broker2, &parent, sub_turn.origin.as_ref(), &session, &label2, &report).await;
-        let _ = broker2
-            .store
-            .subagent_ended(&session, if ok { "done" } else { "failed" });
-        broker2.subagents.lock().remove(&id);
+        report_back(&svc2, &parent, sub_turn.origin.as_ref(), &session, &label2, &report).await;
+        let _ = svc2.store.subagent_ended(&session, if ok { "done" } else { "failed" });
+        svc2.subagents.lock().remove(&id);
     });
     running.insert(
         id,
@@ -139,7 +102,7 @@ pub fn spawn(broker: &Arc<Broker>, turn: &Turn, task: &str, label: Option<&str>)
     );
     drop(running);
     let _ = start_tx.send(());
-    broker.store.audit_about(
+    svc.audit.about(
         "subagent_started",
         turn.origin.as_ref().map(|o| o.channel.as_str()),
         None,
@@ -183,20 +146,20 @@ pub fn report_messages(session: &str, label: &str, report: &str) -> [ChatMessage
 
 /// Notes the report in the parent conversation and sends it to the chat.
 async fn report_back(
-    broker: &Broker,
+    svc: &Services,
     parent: &str,
-    chat: Option<&crate::agent::ChatRef>,
+    chat: Option<&crate::turn::ChatRef>,
     session: &str,
     label: &str,
     report: &str,
 ) {
     let note = report_messages(session, label, report);
-    if let Err(e) = broker.store.append(parent, &note, &Usage::default()) {
+    if let Err(e) = svc.store.append(parent, &note, &Usage::default()) {
         tracing::error!(parent, "cannot note a background task's result: {e}");
     }
     if let Some(chat) = chat {
         let origin = format!("report:{session}");
-        if let Err(e) = crate::message::queue_and_deliver(broker, chat, report, Some(&origin)).await {
+        if let Err(e) = crate::message::queue_and_deliver(svc, chat, report, Some(&origin)).await {
             tracing::error!(parent, "cannot queue a background task's result: {e}");
         }
     }
@@ -204,9 +167,9 @@ async fn report_back(
 
 /// Cancels the tasks working for the chat whose session this is (`/stop`);
 /// returns how many.
-pub fn cancel_chat(broker: &Broker, session: &str) -> usize {
+pub fn cancel_chat(svc: &Services, session: &str) -> usize {
     let cancelled: Vec<Running> = {
-        let mut running = broker.subagents.lock();
+        let mut running = svc.subagents.lock();
         let ids: Vec<u64> = running
             .iter()
             .filter(|(_, r)| r.chat_key == session)
@@ -216,19 +179,19 @@ pub fn cancel_chat(broker: &Broker, session: &str) -> usize {
     };
     for r in &cancelled {
         r.task.abort();
-        let _ = broker.store.subagent_ended(&r.session, "cancelled");
+        let _ = svc.store.subagent_ended(&r.session, "cancelled");
         crate::metrics::background_run("subagent", false);
         let note = report_messages(
             &r.session,
             &r.label,
             &format!("[Background task \"{}\" was cancelled with /stop]", r.label),
         );
-        if let Err(e) = broker.store.append(session, &note, &Usage::default()) {
+        if let Err(e) = svc.store.append(session, &note, &Usage::default()) {
             tracing::error!(session, "cannot note a cancelled background task: {e}");
         }
     }
     if !cancelled.is_empty() {
-        broker.store.audit_about(
+        svc.audit.about(
             "subagent_cancelled",
             session.split_once(':').map(|(c, _)| c),
             None,
@@ -243,8 +206,8 @@ pub fn cancel_chat(broker: &Broker, session: &str) -> usize {
 
 /// At start: tells each chat whose background task a previous broker was
 /// running that it ended unfinished (nothing disappears without a word).
-pub async fn report_interrupted(broker: &Broker) {
-    let list = match broker.store.subagents_interrupted() {
+pub async fn report_interrupted(svc: &Services) {
+    let list = match svc.store.subagents_interrupted() {
         Ok(list) => list,
         Err(e) => {
             tracing::error!("cannot read the background tasks of the last run: {e}");
@@ -258,7 +221,7 @@ pub async fn report_interrupted(broker: &Broker) {
         );
         let chat = t
             .chat
-            .map(|(channel, chat_id)| crate::agent::ChatRef { channel, chat_id });
-        report_back(broker, &t.parent, chat.as_ref(), &t.session, &t.label, &report).await;
+            .map(|(channel, chat_id)| crate::turn::ChatRef { channel, chat_id });
+        report_back(svc, &t.parent, chat.as_ref(), &t.session, &t.label, &report).await;
     }
 }

@@ -1,0 +1,230 @@
+//! The jobs themselves: adding one (checked against the interval floor and
+//! the per-chat cap), describing them, the model's `cron` tool, and the
+//! one-time import of an old OxiBot's jobs. Running them is the
+//! scheduler's (`cron/mod.rs`); this file never starts a turn.
+
+use serde::Deserialize;
+
+use crate::cron::schedule::{self, Schedule};
+use crate::services::Services;
+use crate::store::{CronJob, NewJob};
+use crate::turn::{ChatRef, Turn};
+use oxibot_proto::clock::unix_now;
+use oxibot_proto::messages::CronJobInfo;
+
+/// Adds a job for `chat`; the reply says when it first runs.
+pub fn add_job(
+    svc: &Services,
+    name: &str,
+    chat: &ChatRef,
+    schedule: &Schedule,
+    message: &str,
+) -> Result<String, String> {
+    add_job_from(svc, name, chat, schedule, message, None).map(|(_, text)| text)
+}
+
+/// As `add_job`, remembering an import source.
+fn add_job_from(
+    svc: &Services,
+    name: &str,
+    chat: &ChatRef,
+    schedule: &Schedule,
+    message: &str,
+    source: Option<&str>,
+) -> Result<(i64, String), String> {
+    let now = unix_now();
+    let next = schedule
+        .next_after(now, now)
+        .ok_or_else(|| format!("{} is in the past; nothing was scheduled", schedule.describe()))?;
+    let min = svc.config().cron.min_interval_secs as i64;
+    if let Some(after) = schedule.next_after(next, now) {
+        if after - next < min {
+            return Err(format!(
+                "{} would run every {} s; the shortest interval allowed is {min} s (cron.minIntervalSecs)",
+                schedule.describe(),
+                after - next
+            ));
+        }
+    }
+    let job = NewJob {
+        name,
+        channel: &chat.channel,
+        chat_id: &chat.chat_id,
+        schedule: &schedule.to_json(),
+        message,
+        anchor: now,
+        next_run_at: Some(next),
+        source,
+    };
+    // An import brings what the old store held, whatever the cap.
+    let max = match source {
+        Some(_) => u32::MAX,
+        None => svc.config().cron.max_jobs_per_chat,
+    };
+    let id = svc.store.cron_add(&job, max).map_err(|e| e.to_string())??;
+    svc.audit.about(
+        "cron_job_added",
+        Some(&chat.channel),
+        None,
+        &format!("job #{id} for {}: {}", chat.session(), schedule.describe()),
+    );
+    let text = format!(
+        "Scheduled job #{id} \"{name}\": {}; first run at {}.",
+        schedule.describe(),
+        schedule::rfc3339(next)
+    );
+    Ok((id, text))
+}
+
+/// Adds the jobs `oxibotctl config import` converted (cron.importFile),
+/// each once: an old job's id is remembered, so a second start (or a
+/// second import) adds nothing twice. Returns how many were added.
+pub fn import_jobs(svc: &Services) -> usize {
+    let config = svc.config();
+    let Some(path) = config.cron.import_file.clone() else {
+        return 0;
+    };
+    let jobs: Vec<crate::cron_import::ImportedJob> = match std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            let e = format!(
+                "cannot import scheduled jobs from {} (cron.importFile): {e}",
+                path.display()
+            );
+            tracing::warn!("{e}");
+            svc.audit.record_error(&e);
+            return 0;
+        }
+    };
+    let mut added = 0;
+    for job in jobs {
+        let source = format!("oxibot:{}", job.source_id);
+        match svc.store.cron_has_source(&source) {
+            Ok(false) => {}
+            Ok(true) => continue,
+            Err(e) => {
+                tracing::error!("cannot read the schedule: {e}");
+                return added;
+            }
+        }
+        let chat = ChatRef {
+            channel: job.channel.clone(),
+            chat_id: job.chat_id.clone(),
+        };
+        let result = Schedule::parse(&job.schedule, job.tz.as_deref(), &config.cron.timezone)
+            .and_then(|s| add_job_from(svc, &job.name, &chat, &s, &job.message, Some(&source)));
+        match result {
+            Ok((id, _)) => {
+                added += 1;
+                if !job.enabled {
+                    let _ = svc.store.cron_set_enabled(id, false, None);
+                }
+            }
+            Err(e) => svc.audit.log(
+                "cron_import_skipped",
+                &format!("job {} (\"{}\") from {}: {e}", job.source_id, job.name, path.display()),
+            ),
+        }
+    }
+    if added > 0 {
+        svc.audit.log(
+            "cron_imported",
+            &format!("{added} scheduled job(s) imported from {}", path.display()),
+        );
+    }
+    added
+}
+
+fn describe_job(job: &CronJob) -> String {
+    let schedule = Schedule::from_json(&job.schedule)
+        .map(|s| s.describe())
+        .unwrap_or_else(|e| e);
+    let next = match (job.enabled, job.next_run_at) {
+        (false, _) => "paused".to_string(),
+        (true, Some(t)) => format!("next {}", schedule::rfc3339(t)),
+        (true, None) => "done".to_string(),
+    };
+    format!("#{} \"{}\": {schedule}, {next}: {}", job.id, job.name, job.message)
+}
+
+/// The `cron` tool's arguments (nanobot's names).
+#[derive(Debug, Deserialize)]
+pub struct ToolArgs {
+    action: String,
+    message: Option<String>,
+    name: Option<String>,
+    every_seconds: Option<u64>,
+    cron_expr: Option<String>,
+    tz: Option<String>,
+    at: Option<String>,
+    job_id: Option<i64>,
+}
+
+/// The agent's `cron` tool: add, list and remove, only in the chat that
+/// asks.
+pub fn tool(svc: &Services, turn: &Turn, args: ToolArgs) -> Result<String, String> {
+    let chat = turn.origin.as_ref().ok_or(
+        "scheduled jobs belong to a chat, and this conversation has none (it runs from oxibotctl); \
+         use oxibotctl cron add",
+    )?;
+    let scope = Some((chat.channel.as_str(), chat.chat_id.as_str()));
+    match args.action.as_str() {
+        "add" => {
+            let message = args
+                .message
+                .filter(|m| !m.trim().is_empty())
+                .ok_or("add needs a message: what to do when the job runs")?;
+            let default_tz = svc.config().cron.timezone.clone();
+            let schedule = match (args.every_seconds, args.cron_expr, args.at) {
+                (Some(secs), None, None) => Schedule::parse(&format!("every {secs} s"), None, &default_tz)?,
+                (None, Some(expr), None) => Schedule::cron(&expr, args.tz.as_deref().unwrap_or(&default_tz))?,
+                (None, None, Some(at)) => Schedule::parse(&format!("at {at}"), args.tz.as_deref(), &default_tz)?,
+                _ => return Err("give exactly one of every_seconds, cron_expr or at".into()),
+            };
+            let name = args.name.unwrap_or_else(|| message.chars().take(40).collect());
+            add_job(svc, &name, chat, &schedule, &message)
+        }
+        "list" => {
+            let jobs = svc.store.cron_jobs(scope).map_err(|e| e.to_string())?;
+            if jobs.is_empty() {
+                return Ok("No scheduled jobs in this chat.".into());
+            }
+            Ok(jobs.iter().map(describe_job).collect::<Vec<_>>().join("\n"))
+        }
+        "remove" => {
+            let id = args.job_id.ok_or("remove needs job_id (see action list)")?;
+            if svc.store.cron_remove(id, scope).map_err(|e| e.to_string())? {
+                svc.audit.about(
+                    "cron_job_removed",
+                    Some(&chat.channel),
+                    None,
+                    &format!("job #{id} removed by the agent in {}", chat.session()),
+                );
+                Ok(format!("Removed job #{id}."))
+            } else {
+                Err(format!("this chat has no job #{id} (see action list)"))
+            }
+        }
+        other => Err(format!("unknown action \"{other}\"; use add, list or remove")),
+    }
+}
+
+pub fn info(job: CronJob) -> CronJobInfo {
+    CronJobInfo {
+        id: job.id as u64,
+        schedule: Schedule::from_json(&job.schedule)
+            .map(|s| s.describe())
+            .unwrap_or_else(|e| e),
+        name: job.name,
+        channel: job.channel,
+        chat_id: job.chat_id,
+        message: job.message,
+        enabled: job.enabled,
+        next_run_at: job.next_run_at,
+        last_run_at: job.last_run_at,
+        last_status: job.last_status,
+    }
+}

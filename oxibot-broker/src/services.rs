@@ -1,0 +1,38 @@
+//! What a turn (and every other piece of work the broker does for a chat)
+//! is given, as one value: the configuration in force, the state, the
+//! audit room, the tool daemon's client, the channel hub, the per-session
+//! locks and stop signals, and the background tasks. It holds no process
+//! supervision, no sockets and no listeners: those stay with the broker
+//! that builds this value.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::live::Live;
+use crate::sessions::Sessions;
+use crate::store::Store;
+use crate::subagents::registry::Registry;
+use crate::toolclient::ToolClient;
+
+pub struct Services {
+    /// The configuration, model clients and transcriber in force.
+    pub live: Live,
+    pub store: Store,
+    pub audit: Audit,
+    pub tools: Arc<ToolClient>,
+    pub hub: Hub,
+    pub sessions: Sessions,
+    /// Background tasks started with `spawn`.
+    pub subagents: Registry,
+    pub started: Instant,
+}
+
+impl Services {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.config()
+    }
+}
