@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::providers::{ChatMessage, ChatRequest, Image, Role, Usage};
 use crate::services::Services;
@@ -38,11 +37,7 @@ pub async fn run_turn(
     let _guard = lock.lock().await;
     let settings = svc.live.settings();
     let config = svc.config();
-    let mut tool_defs = tools::definitions();
-    tool_defs.extend(crate::own_tools::definitions(
-        turn.kind,
-        crate::web::search_configured(&config),
-    ));
+    let tool_defs = tools::definitions(turn.kind, &config);
 
     let mut prompt = crate::prompt::system_prompt(svc, turn).await;
     let past = crate::memory::bounded_history(svc, session, settings.history_budget).await?;
@@ -166,16 +161,15 @@ async fn run_tool(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str)
 pub async fn run_tool_checked(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str) -> Result<String, String> {
     let session = turn.session.as_str();
     let digest = arguments_digest(arguments);
-    let result = match crate::own_tools::run(svc, turn, name, arguments).await {
-        Some(Ok(output)) => Ok(svc.audit.scrub(&output, &format!("{name} output"))),
-        Some(Err(e)) => Err(svc.audit.scrub(&e, &format!("{name} error"))),
-        None => run_tool_unaudited(svc, name, arguments).await,
+    let result = match tools::run(svc, turn, name, arguments).await {
+        Ok(output) => Ok(svc.audit.scrub(&output, &format!("{name} output"))),
+        Err(e) => Err(svc.audit.scrub(&e, &format!("{name} error"))),
     };
     let outcome = match &result {
         Ok(output) => format!("ok, {} bytes", output.len()),
         Err(e) => format!("error: {}", crate::providers::shorten(e, 160)),
     };
-    crate::metrics::tool_call(name, is_ours(name), result.is_ok());
+    crate::metrics::tool_call(name, tools::is_ours(name), result.is_ok());
     tracing::info!(session, tool = name, ok = result.is_ok(), "tool call");
     // Sessions are "<channel>:<chat>"; the audit entry is filed under it.
     let channel = session.split_once(':').map(|(c, _)| c);
@@ -186,23 +180,6 @@ pub async fn run_tool_checked(svc: &Arc<Services>, turn: &Turn, name: &str, argu
         &format!("session {session}: {name} (arguments sha256:{digest}) → {outcome}"),
     );
     result
-}
-
-async fn run_tool_unaudited(svc: &Services, name: &str, arguments: &str) -> Result<String, String> {
-    let timeout = svc.live.settings().exec_timeout_secs;
-    let request = tools::to_request(name, arguments, timeout)?;
-    // The daemon enforces the exec timeout itself; allow it time to
-    // kill the process group and answer.
-    let wait = Duration::from_secs(u64::from(timeout) + 15);
-    match svc.tools.call(request, wait).await {
-        Ok(output) => Ok(svc.audit.scrub(&output, &format!("{name} output"))),
-        Err(e) => Err(svc.audit.scrub(&e, &format!("{name} error"))),
-    }
-}
-
-/// Whether `name` is one of our tools (the model may invent any name).
-fn is_ours(name: &str) -> bool {
-    crate::own_tools::NAMES.contains(&name) || tools::definitions().iter().any(|d| d.name == name)
 }
 
 /// The first 16 hex digits of the SHA-256 of a tool call's arguments: enough
@@ -222,11 +199,11 @@ mod tests {
 
     #[test]
     fn only_our_tools_count_as_ours() {
-        assert!(is_ours("read_file"));
-        assert!(is_ours("exec"));
-        assert!(is_ours("web_fetch"));
-        assert!(is_ours("spawn"));
-        assert!(!is_ours("made_up_tool_name"));
-        assert!(!is_ours("x\"} 1\nevil_total 99"));
+        assert!(tools::is_ours("read_file"));
+        assert!(tools::is_ours("exec"));
+        assert!(tools::is_ours("web_fetch"));
+        assert!(tools::is_ours("spawn"));
+        assert!(!tools::is_ours("made_up_tool_name"));
+        assert!(!tools::is_ours("x\"} 1\nevil_total 99"));
     }
 }

@@ -35,7 +35,6 @@ pub mod access;
 pub mod agent;
 pub mod commands;
 pub mod memory;
-pub mod own_tools;
 pub mod prompt;
 pub mod prompt_files;
 pub mod providers;

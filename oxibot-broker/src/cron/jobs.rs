@@ -1,14 +1,11 @@
 //! The jobs themselves: adding one (checked against the interval floor and
-//! the per-chat cap), describing them, the model's `cron` tool, and the
-//! one-time import of an old OxiBot's jobs. Running them is the
+//! the per-chat cap), describing them, and the one-time import of an old OxiBot's jobs. Running them is the
 //! scheduler's (`cron/mod.rs`); this file never starts a turn.
-
-use serde::Deserialize;
 
 use crate::cron::schedule::{self, Schedule};
 use crate::services::Services;
 use crate::store::{CronJob, NewJob};
-use crate::turn::{ChatRef, Turn};
+use crate::turn::ChatRef;
 use oxibot_proto::clock::unix_now;
 use oxibot_proto::messages::CronJobInfo;
 
@@ -138,7 +135,7 @@ pub fn import_jobs(svc: &Services) -> usize {
     added
 }
 
-fn describe_job(job: &CronJob) -> String {
+pub fn describe_job(job: &CronJob) -> String {
     let schedule = Schedule::from_json(&job.schedule)
         .map(|s| s.describe())
         .unwrap_or_else(|e| e);
@@ -148,68 +145,6 @@ fn describe_job(job: &CronJob) -> String {
         (true, None) => "done".to_string(),
     };
     format!("#{} \"{}\": {schedule}, {next}: {}", job.id, job.name, job.message)
-}
-
-/// The `cron` tool's arguments (nanobot's names).
-#[derive(Debug, Deserialize)]
-pub struct ToolArgs {
-    action: String,
-    message: Option<String>,
-    name: Option<String>,
-    every_seconds: Option<u64>,
-    cron_expr: Option<String>,
-    tz: Option<String>,
-    at: Option<String>,
-    job_id: Option<i64>,
-}
-
-/// The agent's `cron` tool: add, list and remove, only in the chat that
-/// asks.
-pub fn tool(svc: &Services, turn: &Turn, args: ToolArgs) -> Result<String, String> {
-    let chat = turn.origin.as_ref().ok_or(
-        "scheduled jobs belong to a chat, and this conversation has none (it runs from oxibotctl); \
-         use oxibotctl cron add",
-    )?;
-    let scope = Some((chat.channel.as_str(), chat.chat_id.as_str()));
-    match args.action.as_str() {
-        "add" => {
-            let message = args
-                .message
-                .filter(|m| !m.trim().is_empty())
-                .ok_or("add needs a message: what to do when the job runs")?;
-            let default_tz = svc.config().cron.timezone.clone();
-            let schedule = match (args.every_seconds, args.cron_expr, args.at) {
-                (Some(secs), None, None) => Schedule::parse(&format!("every {secs} s"), None, &default_tz)?,
-                (None, Some(expr), None) => Schedule::cron(&expr, args.tz.as_deref().unwrap_or(&default_tz))?,
-                (None, None, Some(at)) => Schedule::parse(&format!("at {at}"), args.tz.as_deref(), &default_tz)?,
-                _ => return Err("give exactly one of every_seconds, cron_expr or at".into()),
-            };
-            let name = args.name.unwrap_or_else(|| message.chars().take(40).collect());
-            add_job(svc, &name, chat, &schedule, &message)
-        }
-        "list" => {
-            let jobs = svc.store.cron_jobs(scope).map_err(|e| e.to_string())?;
-            if jobs.is_empty() {
-                return Ok("No scheduled jobs in this chat.".into());
-            }
-            Ok(jobs.iter().map(describe_job).collect::<Vec<_>>().join("\n"))
-        }
-        "remove" => {
-            let id = args.job_id.ok_or("remove needs job_id (see action list)")?;
-            if svc.store.cron_remove(id, scope).map_err(|e| e.to_string())? {
-                svc.audit.about(
-                    "cron_job_removed",
-                    Some(&chat.channel),
-                    None,
-                    &format!("job #{id} removed by the agent in {}", chat.session()),
-                );
-                Ok(format!("Removed job #{id}."))
-            } else {
-                Err(format!("this chat has no job #{id} (see action list)"))
-            }
-        }
-        other => Err(format!("unknown action \"{other}\"; use add, list or remove")),
-    }
 }
 
 pub fn info(job: CronJob) -> CronJobInfo {
