@@ -1,13 +1,12 @@
 //! apply_patch's diff handling, on the model's (hostile) diffs: split into
 //! files, each parsed, each applied to a base text in memory — the very
-//! code toold runs (`oxibot-toold/src/patch/diff.rs`). Input: the base
+//! code toold runs (`oxibot_toold::fuzzing`). Input: the base
 //! text, a NUL, then the diff. Nothing may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../oxibot-toold/src/patch/diff.rs"]
-mod diff;
+use oxibot_toold::fuzzing as diff;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

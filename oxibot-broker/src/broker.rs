@@ -169,7 +169,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     tokio::spawn(crate::heartbeat::run(svc.clone()));
     tokio::spawn(crate::prompt_files::first_read(svc.clone()));
     // What a burst allocated goes back to the system once it is freed.
-    tokio::spawn(oxibot_proto::heap::trim_periodically());
+    tokio::spawn(oxibot_runtime::heap::trim_periodically());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (handoff_tx, handoff_rx) = mpsc::channel(8);

@@ -55,7 +55,7 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
         }
         CtlRequest::PairingList => match svc.store.pairings() {
             Ok(list) => {
-                let now = oxibot_proto::clock::unix_now();
+                let now = oxibot_runtime::clock::unix_now();
                 CtlReply::Pairings(
                     list.into_iter()
                         .map(|p| PairingInfo {

@@ -105,7 +105,7 @@ pub async fn tick(svc: &Arc<Services>) -> Outcome {
         }
         Ok(answer) => {
             crate::metrics::background_run("heartbeat", true);
-            let origin = format!("heartbeat:{}", oxibot_proto::clock::unix_now());
+            let origin = format!("heartbeat:{}", oxibot_runtime::clock::unix_now());
             match crate::message::queue_and_deliver(svc, &chat, &answer, Some(&origin)).await {
                 Ok(_) => Outcome::Sent,
                 Err(e) => Outcome::Failed(format!("cannot queue the heartbeat's result: {e}")),

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     if args.check {
         return check(&args.config, args.json);
     }
-    oxibot_proto::logging::init();
+    oxibot_runtime::logging::init();
     let (config, report) = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    oxibot_proto::redact::set_log_redactor(oxibot_proto::redact::Redactor::new(
+    oxibot_runtime::redact::set_log_redactor(oxibot_runtime::redact::Redactor::new(
         config.all_secrets().iter().map(|s| s.expose()),
     ));
     for w in &report.warnings {

@@ -363,7 +363,7 @@ async fn remember(svc: &Services, session: &str, facts: &[String]) -> Result<(),
             .await
             .map_err(|e| format!("cannot export the memory to {MEMORY_FILE}: {e}"))?;
     }
-    let day = crate::cron::schedule::rfc3339(oxibot_proto::clock::unix_now());
+    let day = crate::cron::schedule::rfc3339(oxibot_runtime::clock::unix_now());
     let (date, time) = (day.get(..10).unwrap_or("undated"), day.get(11..16).unwrap_or(""));
     let append = ToolCall::AppendFile {
         path: format!("memory/{date}.md"),

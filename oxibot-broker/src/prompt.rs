@@ -71,7 +71,7 @@ pub async fn system_prompt(svc: &Arc<Services>, turn: &Turn) -> String {
     prompt.push_str(&situation(
         &svc.config().cron.timezone,
         turn,
-        oxibot_proto::clock::unix_now(),
+        oxibot_runtime::clock::unix_now(),
     ));
     prompt
 }

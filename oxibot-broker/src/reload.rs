@@ -44,10 +44,10 @@ pub fn reload(broker: &Broker) -> Result<String, String> {
         .collect();
 
     let scrubber = Scrubber::new(&config.all_secrets());
-    let redactor = oxibot_proto::redact::Redactor::new(config.all_secrets().iter().map(|s| s.expose()));
+    let redactor = oxibot_runtime::redact::Redactor::new(config.all_secrets().iter().map(|s| s.expose()));
     // Every client is built before anything is put in force.
     let loaded = Loaded::build(config)?;
-    oxibot_proto::redact::set_log_redactor(redactor);
+    oxibot_runtime::redact::set_log_redactor(redactor);
     svc.audit.replace_scrubber(scrubber);
     svc.live.replace(loaded);
     for channel in &changed_channels {

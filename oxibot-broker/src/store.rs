@@ -249,7 +249,7 @@ fn message_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ChatMess
     })
 }
 
-use oxibot_proto::clock::unix_now as now;
+use oxibot_runtime::clock::unix_now as now;
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {

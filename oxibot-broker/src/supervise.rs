@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use oxibot_proto::inherit::BROKER_FD;
 use oxibot_proto::messages::ProcessStatus;
+use oxibot_runtime::inherit::BROKER_FD;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
@@ -290,7 +290,7 @@ async fn relay_log(stderr: tokio::process::ChildStderr, name: String) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
-                let text = oxibot_proto::printable::printable_line(text.trim_end_matches('\n'));
+                let text = oxibot_runtime::printable::printable_line(text.trim_end_matches('\n'));
                 tracing::info!(target: "child", child = %name, "{text}");
             }
         }

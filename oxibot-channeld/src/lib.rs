@@ -132,7 +132,7 @@ pub fn main() -> ExitCode {
         return ExitCode::from(u8::from(man.render(&mut std::io::stdout()).is_err()));
     }
     let args = Args::parse();
-    oxibot_proto::logging::init();
+    oxibot_runtime::logging::init();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -160,9 +160,9 @@ async fn run(args: Args) -> Result<(), Fatal> {
     let setup = startup::connect(&args).await?;
     // A platform error may quote the credential (Telegram's API URL holds
     // the bot token): every log line is redacted from here on.
-    oxibot_proto::redact::set_log_redactor(setup.redactor());
+    oxibot_runtime::redact::set_log_redactor(setup.redactor());
     // What a burst allocated goes back to the system once it is freed.
-    tokio::spawn(oxibot_proto::heap::trim_periodically());
+    tokio::spawn(oxibot_runtime::heap::trim_periodically());
 
     // From here on, hostile platform traffic: lock down first.
     let report = sandbox::install(&sandbox::Plan::for_settings(&setup.settings))

@@ -23,13 +23,13 @@ pub struct Setup {
 
 impl Setup {
     /// Every string in the credential, for redacting logs.
-    pub fn redactor(&self) -> oxibot_proto::redact::Redactor {
+    pub fn redactor(&self) -> oxibot_runtime::redact::Redactor {
         let value: serde_json::Value = serde_json::from_str(&self.credential).unwrap_or_default();
         let strings: Vec<&str> = value
             .as_object()
             .map(|m| m.values().filter_map(serde_json::Value::as_str).collect())
             .unwrap_or_default();
-        oxibot_proto::redact::Redactor::new(strings)
+        oxibot_runtime::redact::Redactor::new(strings)
     }
 }
 
@@ -38,7 +38,7 @@ pub async fn connect(args: &Args) -> Result<Setup, Fatal> {
     // are about to receive out of our memory, or ptrace us.
     nix::sys::prctl::set_dumpable(false).map_err(|e| Fatal::broker(format!("cannot clear the dumpable flag: {e}")))?;
     let stream = match args.broker_fd {
-        Some(fd) => oxibot_proto::inherit::take_broker_socket(fd)
+        Some(fd) => oxibot_runtime::inherit::take_broker_socket(fd)
             .and_then(|s| {
                 s.set_nonblocking(true)?;
                 tokio::net::UnixStream::from_std(s)

@@ -56,7 +56,7 @@ pub fn convert(text: &str) -> Result<(Vec<ImportedJob>, Vec<String>), String> {
                 }
             },
             Some("at") => match s["atMs"].as_i64() {
-                Some(ms) => format!("at {}", oxibot_proto::clock::rfc3339_utc(ms.div_euclid(1000))),
+                Some(ms) => format!("at {}", oxibot_runtime::clock::rfc3339_utc(ms.div_euclid(1000))),
                 None => {
                     warnings.push(format!(
                         "cron job {id} (\"{name}\"): a one-time job without atMs; not imported"

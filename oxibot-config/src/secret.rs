@@ -38,18 +38,18 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// Redacts every configured secret (and its base64, hex and URL
-/// encodings: see [`oxibot_proto::redact`]).
+/// encodings: see [`oxibot_runtime::redact`]).
 #[derive(Clone, Default)]
 pub struct Scrubber {
-    redactor: oxibot_proto::redact::Redactor,
+    redactor: oxibot_runtime::redact::Redactor,
 }
 
-pub use oxibot_proto::redact::REDACTED;
+pub use oxibot_runtime::redact::REDACTED;
 
 impl Scrubber {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
         Scrubber {
-            redactor: oxibot_proto::redact::Redactor::new(secrets.into_iter().map(Secret::expose)),
+            redactor: oxibot_runtime::redact::Redactor::new(secrets.into_iter().map(Secret::expose)),
         }
     }
 

@@ -8,18 +8,11 @@
 //! that is not allowed in the connection's current state, closes the
 //! connection (fail-stop, as OpenSSH's privsep monitor does).
 
-pub mod clock;
 mod conn;
 mod frame;
-pub mod heap;
 mod hello;
-pub mod inherit;
-pub mod logging;
 pub mod messages;
 mod peer;
-pub mod printable;
-pub mod redact;
-pub mod syscalls;
 
 pub use conn::{accept_handshake, connect_handshake, Checked, Conn, ConnReader, ConnWriter};
 pub use frame::{decode, encode, read_frame, write_frame, FrameError, MAX_FRAME};

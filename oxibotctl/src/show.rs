@@ -5,12 +5,12 @@
 /// Text a peer or the model wrote (a reply, tool output, a platform's
 /// error, an audit detail), made safe for the admin's terminal.
 pub fn shown(text: &str) -> String {
-    oxibot_proto::printable::printable(text)
+    oxibot_runtime::printable::printable(text)
 }
 
 /// As [`shown`], for a one-line field.
 pub fn shown_line(text: &str) -> String {
-    oxibot_proto::printable::printable_line(text)
+    oxibot_runtime::printable::printable_line(text)
 }
 
 /// JSON as printed: serde_json escapes only the characters below U+0020,
@@ -53,10 +53,10 @@ pub fn emit(json: bool, value: serde_json::Value, text: impl FnOnce() -> String)
 
 /// Unix seconds as `2026-11-29 20:33:10Z`.
 pub fn utc(secs: i64) -> String {
-    oxibot_proto::clock::utc(secs)
+    oxibot_runtime::clock::utc(secs)
 }
 
-pub use oxibot_proto::clock::unix_now as now;
+pub use oxibot_runtime::clock::unix_now as now;
 
 /// `--since`: `30s`, `15m`, `2h`, `7d` ago, or Unix seconds.
 pub fn since(arg: &str) -> Result<i64, String> {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 fn in_secs(secs: u64) -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + secs;
-    oxibot_proto::clock::rfc3339_utc(t as i64)
+    oxibot_runtime::clock::rfc3339_utc(t as i64)
 }
 
 fn db_count(s: &oxibot_tests::assistant::Setup, sql: &str) -> i64 {

@@ -6,8 +6,8 @@ use crate::cron::schedule::{self, Schedule};
 use crate::services::Services;
 use crate::store::{CronJob, NewJob};
 use crate::turn::ChatRef;
-use oxibot_proto::clock::unix_now;
 use oxibot_proto::messages::CronJobInfo;
+use oxibot_runtime::clock::unix_now;
 
 /// Adds a job for `chat`; the reply says when it first runs.
 pub fn add_job(

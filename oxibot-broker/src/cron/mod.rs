@@ -29,7 +29,7 @@ pub const MISSED_AFTER_SECS: i64 = 90;
 /// How often the scheduler looks for due jobs.
 const TICK: Duration = Duration::from_secs(1);
 
-pub use oxibot_proto::clock::unix_now;
+pub use oxibot_runtime::clock::unix_now;
 
 /// Claims every run due at `now`. A job's next run is computed strictly
 /// after `now`, so any number of missed occurrences become one run (or,

@@ -197,7 +197,7 @@ fn parse_moment(text: &str, tz: &str) -> Result<i64, String> {
 }
 
 pub fn rfc3339(t: i64) -> String {
-    oxibot_proto::clock::rfc3339_utc(t)
+    oxibot_runtime::clock::rfc3339_utc(t)
 }
 
 #[cfg(test)]

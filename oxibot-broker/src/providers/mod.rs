@@ -287,7 +287,7 @@ async fn http_error(ep: &Endpoint, mut resp: reqwest::Response) -> ProviderError
         .iter()
         .map(|k| k.expose())
         .chain(ep.headers.values().map(String::as_str));
-    let scrubber = oxibot_proto::redact::Redactor::new(own_secrets);
+    let scrubber = oxibot_runtime::redact::Redactor::new(own_secrets);
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()

@@ -49,7 +49,7 @@ pub fn spawn(svc: &Arc<Services>, turn: &Turn, task: &str, label: Option<&str>) 
         ));
     }
     let id = registry.next.fetch_add(1, Ordering::Relaxed) + 1;
-    let session = format!("subagent:{}-{id}", oxibot_proto::clock::unix_now());
+    let session = format!("subagent:{}-{id}", oxibot_runtime::clock::unix_now());
     // Recorded, so that a restart that ends it tells the chat.
     let chat = turn.origin.as_ref().map(|o| (o.channel.as_str(), o.chat_id.as_str()));
     svc.store

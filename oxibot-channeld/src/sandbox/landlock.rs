@@ -11,14 +11,12 @@
 
 use std::path::Path;
 
-use ::landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+use oxibot_sandbox::landlock::{
+    self, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetError, RulesetStatus, Scope, ABI_TARGET,
 };
 
 use super::{Plan, Report};
-
-const ABI_TARGET: ABI = ABI::V6;
 
 /// Read (and map) only: the libraries glibc may load for name lookups
 /// (NSS modules), the files DNS reads, and the public CA certificates —
@@ -48,27 +46,14 @@ const READ_ONLY: &[&str] = &[
 const READ_WRITE: &[&str] = &["/dev/null"];
 
 pub fn restrict(plan: &Plan) -> Report {
-    match try_restrict(plan) {
-        Ok(RulesetStatus::FullyEnforced) => Report {
-            landlock: "fully enforced".into(),
-            files_confined: true,
-        },
-        Ok(RulesetStatus::PartiallyEnforced) => Report {
-            landlock: "partially enforced (older kernel ABI)".into(),
-            files_confined: true,
-        },
-        Ok(RulesetStatus::NotEnforced) => Report {
-            landlock: "not enforced (kernel without Landlock)".into(),
-            files_confined: false,
-        },
-        Err(e) => Report {
-            landlock: format!("not enforced: {e}"),
-            files_confined: false,
-        },
+    let (described, files_confined) = landlock::outcome(try_restrict(plan));
+    Report {
+        landlock: described,
+        files_confined,
     }
 }
 
-fn try_restrict(plan: &Plan) -> Result<RulesetStatus, ::landlock::RulesetError> {
+fn try_restrict(plan: &Plan) -> Result<RulesetStatus, RulesetError> {
     let all = AccessFs::from_all(ABI_TARGET);
     let read = AccessFs::from_read(ABI_TARGET);
     let file_read = AccessFs::ReadFile | AccessFs::Execute;

@@ -56,17 +56,17 @@ mod tests {
     /// Runs `probe` in a forked child under both seccomp filters and
     /// returns its exit code. The child makes raw syscalls only.
     fn in_sandboxed_child(probe: fn() -> i32) -> i32 {
-        let arch = seccompiler::TargetArch::try_from(std::env::consts::ARCH).unwrap();
+        let arch = oxibot_sandbox::seccomp::current_arch().unwrap();
         // SAFETY: the child compiles its filter (glibc's fork leaves malloc
         // usable in the child), installs it, makes syscalls and exits.
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
                 // Its own pid is the one it may signal.
                 let installed = match seccomp::programs(arch, std::process::id()) {
-                    Ok((clone3, main)) => {
+                    Ok(filters) => {
                         nix::sys::prctl::set_no_new_privs().is_ok()
-                            && seccompiler::apply_filter(&clone3).is_ok()
-                            && seccompiler::apply_filter(&main).is_ok()
+                            && oxibot_sandbox::seccomp::install(&filters, oxibot_sandbox::seccomp::Threads::This)
+                                .is_ok()
                     }
                     Err(_) => false,
                 };

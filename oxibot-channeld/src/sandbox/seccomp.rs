@@ -11,15 +11,13 @@
 //! sockets. Refused syscalls of a legitimate path show up as EPERM in a
 //! daemon's status; measure again, never turn this into a deny-list.
 //!
-//! The list is by name and compiled for the running architecture by
-//! seccompiler, so the same list serves x86_64 and aarch64 (a unit test
-//! compiles it for both); the few x86_64-only names are kept apart.
+//! The list is by name and compiled for the running architecture
+//! (`oxibot_sandbox::seccomp`), so the same list serves x86_64 and aarch64
+//! (a unit test compiles it for both); the few x86_64-only names are kept
+//! apart.
 
-use std::collections::HashMap;
-
-use oxibot_proto::syscalls::CLONE_NEW_MASK;
-use seccompiler::{BpfProgram, TargetArch};
-use serde_json::{json, Value};
+use oxibot_sandbox::seccomp::{self, eq, masked_eq64, AllowList, Filters, Otherwise, TargetArch, Threads};
+use oxibot_sandbox::syscalls::CLONE_NEW_MASK;
 
 /// Allowed with any arguments, on every architecture.
 const ALLOWED: &[&str] = &[
@@ -110,69 +108,40 @@ const PRCTLS: &[u64] = &[
     0x5356_4d41, /* PR_SET_VMA */
 ];
 
-fn arg(index: u8, kind: &str, op: Value, val: u64) -> Value {
-    json!({"index": index, "type": kind, "op": op, "val": val})
-}
-
-/// The rules, in seccompiler's JSON form (one entry per alternative).
-/// `own_pid` is the daemon's process id: the only process it may signal
-/// (its own threads: a panic's abort), so that even on a kernel without
-/// Landlock's signal scoping a daemon sharing the broker's uid cannot stop
-/// or kill it.
-fn rules(arch: TargetArch, own_pid: u32) -> Vec<Value> {
-    let mut names: Vec<&str> = ALLOWED.to_vec();
-    if arch == TargetArch::x86_64 {
-        names.extend(X86_64_ONLY);
-    }
-    let mut out: Vec<Value> = names.into_iter().map(|n| json!({"syscall": n})).collect();
+/// The allow-list for `arch`. `own_pid` is the daemon's process id: the
+/// only process it may signal (its own threads: a panic's abort), so that
+/// even on a kernel without Landlock's signal scoping a daemon sharing the
+/// broker's uid cannot stop or kill it.
+fn allow_list(arch: TargetArch, own_pid: u32) -> AllowList {
+    let mut list = AllowList::new(arch);
+    list.names(ALLOWED).x86_64_names(X86_64_ONLY);
     for family in [libc::AF_INET, libc::AF_INET6] {
-        out.push(json!({"syscall": "socket", "args": [arg(0, "dword", json!("eq"), family as u64)]}));
+        list.when("socket", &[eq(0, family as u64)]);
     }
     // Threads only: CLONE_THREAD set, no CLONE_NEW* flag. A channel daemon
     // never forks (it cannot exec), so a fork is an attacker's.
-    out.push(json!({"syscall": "clone",
-                    "args": [arg(0, "qword", json!({"masked_eq": CLONE_NEW_MASK}), 0),
-                             arg(0, "qword", json!({"masked_eq": libc::CLONE_THREAD as u64}), libc::CLONE_THREAD as u64)]}));
-    out.push(json!({"syscall": "tgkill", "args": [arg(0, "dword", json!("eq"), u64::from(own_pid))]}));
-    for request in IOCTLS {
-        out.push(json!({"syscall": "ioctl", "args": [arg(1, "dword", json!("eq"), *request)]}));
-    }
-    for option in PRCTLS {
-        out.push(json!({"syscall": "prctl", "args": [arg(0, "dword", json!("eq"), *option)]}));
-    }
-    out
+    let thread = libc::CLONE_THREAD as u64;
+    list.when(
+        "clone",
+        &[masked_eq64(0, CLONE_NEW_MASK, 0), masked_eq64(0, thread, thread)],
+    )
+    .when("tgkill", &[eq(0, u64::from(own_pid))])
+    .ioctls(IOCTLS)
+    .prctls(PRCTLS);
+    list
 }
 
-/// The two filters for `arch`: clone3 → ENOSYS (installed first; its flags
-/// live in memory a filter cannot read, so glibc must fall back to clone),
-/// then the allow-list (which passes clone3 on, so that ENOSYS is what the
-/// kernel answers).
-pub fn programs(arch: TargetArch, own_pid: u32) -> Result<(BpfProgram, BpfProgram), String> {
-    let spec = json!({
-        "clone3": {
-            "mismatch_action": "allow",
-            "match_action": {"errno": libc::ENOSYS},
-            "filter": [{"syscall": "clone3"}]
-        },
-        "main": {
-            "mismatch_action": {"errno": libc::EPERM},
-            "match_action": "allow",
-            "filter": rules(arch, own_pid)
-        }
-    });
-    let mut compiled: HashMap<String, BpfProgram> =
-        seccompiler::compile_from_json(spec.to_string().as_bytes(), arch).map_err(|e| e.to_string())?;
-    let clone3 = compiled.remove("clone3").ok_or("no clone3 filter")?;
-    let main = compiled.remove("main").ok_or("no main filter")?;
-    Ok((clone3, main))
+/// Both stages for `arch`: clone3 → ENOSYS (its flags live in memory a
+/// filter cannot read, so glibc must fall back to clone), then the
+/// allow-list.
+pub fn programs(arch: TargetArch, own_pid: u32) -> Result<Filters, String> {
+    seccomp::compile(&["clone3"], &allow_list(arch, own_pid), Otherwise::Refuse)
 }
 
-/// Installs both filters on every thread of the process.
+/// Installs both stages on every thread of the process.
 pub fn install() -> Result<(), String> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
-    let (clone3, main) = programs(arch, std::process::id())?;
-    seccompiler::apply_filter_all_threads(&clone3).map_err(|e| format!("seccomp (clone3): {e}"))?;
-    seccompiler::apply_filter_all_threads(&main).map_err(|e| format!("seccomp: {e}"))
+    let filters = programs(seccomp::current_arch()?, std::process::id())?;
+    seccomp::install(&filters, Threads::All).map_err(|e| format!("seccomp: {e}"))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// The same error with every known secret redacted from its text.
-    fn redacted(self, redactor: &oxibot_proto::redact::Redactor) -> ConfigError {
+    fn redacted(self, redactor: &oxibot_runtime::redact::Redactor) -> ConfigError {
         let clean = |t: String| redactor.redact(&t).0;
         match self {
             ConfigError::Invalid { path, key, message } => ConfigError::Invalid {
@@ -137,7 +137,7 @@ impl Config {
                 .push("no secrets file found: no provider or channel credentials are configured".into());
         }
         apply_env(&mut value, &env, &mut Vec::new());
-        let redactor = oxibot_proto::redact::Redactor::new(quotable.iter().map(String::as_str));
+        let redactor = oxibot_runtime::redact::Redactor::new(quotable.iter().map(String::as_str));
         Self::parse_merged(path, &text, &value, report).map_err(|e| e.redacted(&redactor))
     }
 

@@ -2,24 +2,17 @@
 //! TCP at all, no abstract Unix sockets outside the jail. The mounts and
 //! the network namespace already enforce this; Landlock is a second lock.
 
-use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
-    Scope, ABI,
+use oxibot_sandbox::landlock::{
+    self, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError,
+    RulesetStatus, Scope, ABI_TARGET,
 };
-
-const ABI_TARGET: ABI = ABI::V6;
 
 /// Returns a one-line description of what was enforced.
 pub fn restrict() -> String {
-    match try_restrict() {
-        Ok(RulesetStatus::FullyEnforced) => "fully enforced".into(),
-        Ok(RulesetStatus::PartiallyEnforced) => "partially enforced (older kernel ABI)".into(),
-        Ok(RulesetStatus::NotEnforced) => "not enforced (kernel without Landlock)".into(),
-        Err(e) => format!("not enforced: {e}"),
-    }
+    landlock::outcome(try_restrict()).0
 }
 
-fn try_restrict() -> Result<RulesetStatus, landlock::RulesetError> {
+fn try_restrict() -> Result<RulesetStatus, RulesetError> {
     let read = AccessFs::from_read(ABI_TARGET);
     let all = AccessFs::from_all(ABI_TARGET);
     let status = Ruleset::default()

@@ -10,11 +10,8 @@
 //! config: logs instead of failing, see `dmesg`), never by turning this
 //! into a deny-list.
 
-use std::collections::HashMap;
-
-use oxibot_proto::syscalls::CLONE_NEW_MASK;
-use seccompiler::{BpfProgram, TargetArch};
-use serde_json::{json, Value};
+use oxibot_sandbox::seccomp::{self, eq, masked_eq, masked_eq64, AllowList, Filters, Otherwise, TargetArch, Threads};
+use oxibot_sandbox::syscalls::CLONE_NEW_MASK;
 
 use super::{step, JailError};
 
@@ -252,14 +249,14 @@ const CREATING: u64 = (libc::O_CREAT | 0o20_000_000) as u64;
 /// Rules for the calls that take a mode: (name, index of the mode, index
 /// of the open flags if any). A call passes when it sets neither bit, or
 /// (for the open family) does not create anything.
-fn mode_rules(arch: TargetArch) -> Vec<Value> {
+fn mode_rules(list: &mut AllowList) {
     let mut calls: Vec<(&str, u8, Option<u8>)> = vec![
         ("openat", 3, Some(2)),
         ("mkdirat", 2, None),
         ("fchmod", 1, None),
         ("fchmodat", 2, None),
     ];
-    if arch == TargetArch::x86_64 {
+    if list.arch() == TargetArch::x86_64 {
         calls.extend([
             ("open", 2, Some(1)),
             ("creat", 1, None),
@@ -267,100 +264,52 @@ fn mode_rules(arch: TargetArch) -> Vec<Value> {
             ("chmod", 1, None),
         ]);
     }
-    let no_sxid = |mode: u8| arg(mode, "dword", json!({"masked_eq": SUID_SGID}), 0);
-    let mut out = Vec::new();
     for (call, mode, flags) in calls {
-        out.push(json!({"syscall": call, "args": [no_sxid(mode)]}));
+        list.when(call, &[masked_eq(mode, SUID_SGID, 0)]);
         if let Some(flags) = flags {
-            out.push(json!({"syscall": call, "args": [arg(flags, "dword", json!({"masked_eq": CREATING}), 0)]}));
+            list.when(call, &[masked_eq(flags, CREATING, 0)]);
         }
     }
-    out
 }
 
-fn arg(index: u8, kind: &str, op: Value, val: u64) -> Value {
-    json!({"index": index, "type": kind, "op": op, "val": val})
-}
-
-/// The rules, in seccompiler's JSON form (one entry per alternative).
-fn rules(arch: TargetArch) -> Vec<Value> {
-    let mut names: Vec<&str> = ALLOWED.to_vec();
-    if arch == TargetArch::x86_64 {
-        names.extend(X86_64_ONLY);
-    }
-    let mut out: Vec<Value> = names.into_iter().map(|n| json!({"syscall": n})).collect();
-    out.extend(mode_rules(arch));
+/// The jail's allow-list for `arch`.
+fn allow_list(arch: TargetArch) -> AllowList {
+    let mut list = AllowList::new(arch);
+    list.names(ALLOWED).x86_64_names(X86_64_ONLY);
+    mode_rules(&mut list);
     // A command may fork and start threads, never make namespaces.
-    out.push(json!({"syscall": "clone", "args": [arg(0, "qword", json!({"masked_eq": CLONE_NEW_MASK}), 0)]}));
+    list.when("clone", &[masked_eq64(0, CLONE_NEW_MASK, 0)]);
     // Sockets: AF_UNIX only (nscd-style lookups); the jail has no network anyway.
     for call in ["socket", "socketpair"] {
-        out.push(json!({"syscall": call, "args": [arg(0, "dword", json!("eq"), libc::AF_UNIX as u64)]}));
+        list.when(call, &[eq(0, libc::AF_UNIX as u64)]);
     }
-    for request in IOCTLS {
-        out.push(json!({"syscall": "ioctl", "args": [arg(1, "dword", json!("eq"), *request)]}));
-    }
+    list.ioctls(IOCTLS);
     // Limits and priority: the calling process only. In unprivileged mode
     // the tool user is the broker's own uid, so "another process" or "every
     // process of this user" would reach beyond the jail.
-    out.push(json!({"syscall": "prlimit64", "args": [arg(0, "dword", json!("eq"), 0)]}));
-    out.push(json!({"syscall": "setpriority",
-                    "args": [arg(0, "dword", json!("eq"), libc::PRIO_PROCESS as u64), arg(1, "dword", json!("eq"), 0)]}));
-    for option in PRCTLS {
-        out.push(json!({"syscall": "prctl", "args": [arg(0, "dword", json!("eq"), *option)]}));
-    }
-    out
+    list.when("prlimit64", &[eq(0, 0)])
+        .when("setpriority", &[eq(0, libc::PRIO_PROCESS as u64), eq(1, 0)])
+        .prctls(PRCTLS);
+    list
 }
 
-fn arch() -> Result<TargetArch, JailError> {
+/// The two stages: clone3 and openat2 → ENOSYS (their flags and mode live
+/// in memory that a filter cannot read, so glibc must fall back to clone,
+/// and callers of openat2 to openat, whose mode the allow-list checks);
+/// then the allow-list — anything else EPERM (or, with `log`, allowed and
+/// logged by the kernel: debugging only) — which blocks seccomp() itself.
+pub fn programs(arch: TargetArch, log: bool) -> Result<Filters, JailError> {
+    let otherwise = if log { Otherwise::Log } else { Otherwise::Refuse };
     step(
-        "pick the seccomp architecture",
-        TargetArch::try_from(std::env::consts::ARCH),
+        "compile the seccomp filters",
+        seccomp::compile(&["clone3", "openat2"], &allow_list(arch), otherwise),
     )
 }
 
-/// The two filters: clone3 and openat2 → ENOSYS (their flags and mode live
-/// in memory that a filter cannot read, so glibc must fall back to clone,
-/// and callers of openat2 to openat, whose mode the allow-list checks),
-/// installed first; then
-/// the allow-list — anything else EPERM (or, with `log`, allowed and logged
-/// by the kernel: debugging only) — which blocks seccomp() itself and
-/// passes clone3 on, so that the first filter's ENOSYS is the answer.
-pub fn programs(arch: TargetArch, log: bool) -> Result<(BpfProgram, BpfProgram), JailError> {
-    let mismatch = if log {
-        json!("log")
-    } else {
-        json!({"errno": libc::EPERM})
-    };
-    let spec = json!({
-        "clone3": {
-            "mismatch_action": "allow",
-            "match_action": {"errno": libc::ENOSYS},
-            "filter": [{"syscall": "clone3"}, {"syscall": "openat2"}]
-        },
-        "main": {
-            "mismatch_action": mismatch,
-            "match_action": "allow",
-            "filter": rules(arch)
-        }
-    });
-    let mut compiled: HashMap<String, BpfProgram> = step(
-        "compile the seccomp filters",
-        seccompiler::compile_from_json(spec.to_string().as_bytes(), arch),
-    )?;
-    let missing = || JailError {
-        step: "compile the seccomp filters",
-        cause: "a filter is missing".into(),
-    };
-    let clone3 = compiled.remove("clone3").ok_or_else(missing)?;
-    let main = compiled.remove("main").ok_or_else(missing)?;
-    Ok((clone3, main))
-}
-
 pub fn install(log: bool) -> Result<(), JailError> {
-    let (clone3, main) = programs(arch()?, log)?;
-    step("install the clone3 filter", seccompiler::apply_filter(&clone3))?;
-    step("install the seccomp allow-list", seccompiler::apply_filter(&main))?;
-    Ok(())
+    let arch = step("pick the seccomp architecture", seccomp::current_arch())?;
+    let filters = programs(arch, log)?;
+    step("install the seccomp filters", seccomp::install(&filters, Threads::This))
 }
 
 #[cfg(test)]
@@ -380,12 +329,12 @@ mod tests {
     #[test]
     fn a_name_the_architecture_lacks_fails_to_compile() {
         // The check above can fail: aarch64 has no open(2).
-        let spec = json!({"main": {"mismatch_action": {"errno": libc::EPERM}, "match_action": "allow",
-                                   "filter": [{"syscall": "open"}]}});
-        let compiled = seccompiler::compile_from_json(spec.to_string().as_bytes(), TargetArch::aarch64);
-        assert!(compiled.is_err());
-        let compiled = seccompiler::compile_from_json(spec.to_string().as_bytes(), TargetArch::x86_64);
-        assert!(compiled.is_ok(), "{:?}", compiled.err());
+        for (arch, compiles) in [(TargetArch::aarch64, false), (TargetArch::x86_64, true)] {
+            let mut list = AllowList::new(arch);
+            list.names(&["open"]);
+            let compiled = seccomp::compile(&["clone3"], &list, Otherwise::Refuse);
+            assert_eq!(compiled.is_ok(), compiles, "{arch:?}: {:?}", compiled.err());
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod diff;
+pub(crate) mod diff;
 
 enum Change {
     Write(PathBuf, String),

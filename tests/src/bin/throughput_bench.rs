@@ -104,7 +104,7 @@ fn main() {
     };
     std::thread::sleep(Duration::from_secs(2));
     rss("2 s after the burst");
-    // One trim period (oxibot_proto::heap::TRIM_EVERY) and a little more.
+    // One trim period (oxibot_runtime::heap::TRIM_EVERY) and a little more.
     std::thread::sleep(Duration::from_secs(35));
     rss("35 s after the burst");
 

@@ -1,7 +1,5 @@
 //! Syscall facts that more than one daemon's seccomp filter relies on.
 
-use nix::libc;
-
 /// Every `CLONE_NEW*` flag. A `clone` with any of them makes a namespace;
 /// no OxiBot daemon, and no command in the jail, may do that.
 pub const CLONE_NEW_MASK: u64 = (libc::CLONE_NEWNS

@@ -1,0 +1,12 @@
+//! What every OxiBot daemon runs on besides the wire: logs that pass a
+//! redactor before they reach stderr, the periodic heap trim, text made
+//! safe for a terminal, clocks without a date crate, and the checks of the
+//! descriptors a daemon inherits. Kept apart from `oxibot-proto`, which
+//! holds only what crosses a socket.
+
+pub mod clock;
+pub mod heap;
+pub mod inherit;
+pub mod logging;
+pub mod printable;
+pub mod redact;

@@ -1,0 +1,226 @@
+//! The two-stage seccomp filter every OxiBot daemon installs.
+//!
+//! Stage one answers ENOSYS to the calls whose flags live in memory a
+//! filter cannot read (`clone3`, and for the jail `openat2`), so that libc
+//! falls back to the older call (`clone`, `openat`) whose arguments the
+//! allow-list can check. Stage two is the allow-list: a call passes only
+//! if one of its rules matches, anything else fails with EPERM (or, for
+//! debugging, is allowed and logged by the kernel). Stage two lets the
+//! stage-one calls pass, so that ENOSYS is what the caller sees.
+//!
+//! Rules are by name and compiled by seccompiler for the running
+//! architecture, so one table serves x86_64 and aarch64; a name an
+//! architecture lacks fails to compile (each daemon's tests compile its
+//! table for both).
+
+use std::collections::HashMap;
+
+pub use seccompiler::{BpfProgram, TargetArch};
+use serde_json::{json, Value};
+
+/// One condition on a syscall argument.
+#[derive(Debug, Clone, Copy)]
+pub struct Cond {
+    index: u8,
+    /// Compare all 64 bits (`qword`) or the low 32 (`dword`).
+    wide: bool,
+    op: Op,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Eq(u64),
+    MaskedEq { mask: u64, value: u64 },
+}
+
+/// Argument `index` (its low 32 bits) equals `value`.
+pub fn eq(index: u8, value: u64) -> Cond {
+    Cond {
+        index,
+        wide: false,
+        op: Op::Eq(value),
+    }
+}
+
+/// Argument `index`, low 32 bits, masked with `mask`, equals `value`.
+pub fn masked_eq(index: u8, mask: u64, value: u64) -> Cond {
+    Cond {
+        index,
+        wide: false,
+        op: Op::MaskedEq { mask, value },
+    }
+}
+
+/// As `masked_eq`, on all 64 bits (clone's flags).
+pub fn masked_eq64(index: u8, mask: u64, value: u64) -> Cond {
+    Cond {
+        wide: true,
+        ..masked_eq(index, mask, value)
+    }
+}
+
+impl Cond {
+    fn json(&self) -> Value {
+        let kind = if self.wide { "qword" } else { "dword" };
+        let (op, val) = match self.op {
+            Op::Eq(v) => (json!("eq"), v),
+            Op::MaskedEq { mask, value } => (json!({ "masked_eq": mask }), value),
+        };
+        json!({"index": self.index, "type": kind, "op": op, "val": val})
+    }
+}
+
+/// A daemon's allow-list, built from its own table.
+pub struct AllowList {
+    arch: TargetArch,
+    rules: Vec<Value>,
+}
+
+impl AllowList {
+    pub fn new(arch: TargetArch) -> AllowList {
+        AllowList {
+            arch,
+            rules: Vec::new(),
+        }
+    }
+
+    pub fn arch(&self) -> TargetArch {
+        self.arch
+    }
+
+    /// Allowed with any arguments.
+    pub fn names(&mut self, names: &[&str]) -> &mut Self {
+        self.rules.extend(names.iter().map(|n| json!({ "syscall": n })));
+        self
+    }
+
+    /// Allowed with any arguments, on x86_64 only (the older calls glibc
+    /// still uses there, which aarch64 does not have).
+    pub fn x86_64_names(&mut self, names: &[&str]) -> &mut Self {
+        if self.arch == TargetArch::x86_64 {
+            self.names(names);
+        }
+        self
+    }
+
+    /// Allowed when every condition holds. Several calls for one name are
+    /// alternatives: any one that matches allows the call.
+    pub fn when(&mut self, name: &str, conds: &[Cond]) -> &mut Self {
+        let args: Vec<Value> = conds.iter().map(Cond::json).collect();
+        self.rules.push(json!({"syscall": name, "args": args}));
+        self
+    }
+
+    /// `ioctl` with one of these requests only.
+    pub fn ioctls(&mut self, requests: &[u64]) -> &mut Self {
+        for request in requests {
+            self.when("ioctl", &[eq(1, *request)]);
+        }
+        self
+    }
+
+    /// `prctl` with one of these options only.
+    pub fn prctls(&mut self, options: &[u64]) -> &mut Self {
+        for option in options {
+            self.when("prctl", &[eq(0, *option)]);
+        }
+        self
+    }
+}
+
+/// What the allow-list does with a call none of its rules matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Otherwise {
+    /// EPERM: the production setting.
+    Refuse,
+    /// Allowed and logged by the kernel: for measuring a new path only.
+    Log,
+}
+
+/// The two stages, in the order they are installed.
+pub struct Filters {
+    pub enosys: BpfProgram,
+    pub allow: BpfProgram,
+}
+
+/// Compiles stage one (`enosys` → ENOSYS) and stage two (`allow`).
+pub fn compile(enosys: &[&str], allow: &AllowList, otherwise: Otherwise) -> Result<Filters, String> {
+    let mismatch = match otherwise {
+        Otherwise::Refuse => json!({"errno": libc::EPERM}),
+        Otherwise::Log => json!("log"),
+    };
+    let first: Vec<Value> = enosys.iter().map(|n| json!({ "syscall": n })).collect();
+    let spec = json!({
+        "enosys": {
+            "mismatch_action": "allow",
+            "match_action": {"errno": libc::ENOSYS},
+            "filter": first
+        },
+        "allow": {
+            "mismatch_action": mismatch,
+            "match_action": "allow",
+            "filter": allow.rules
+        }
+    });
+    let mut compiled: HashMap<String, BpfProgram> =
+        seccompiler::compile_from_json(spec.to_string().as_bytes(), allow.arch).map_err(|e| e.to_string())?;
+    let enosys = compiled.remove("enosys").ok_or("the ENOSYS stage did not compile")?;
+    let allow = compiled.remove("allow").ok_or("the allow-list did not compile")?;
+    Ok(Filters { enosys, allow })
+}
+
+/// The architecture this process runs on, as seccompiler names it.
+pub fn current_arch() -> Result<TargetArch, String> {
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())
+}
+
+/// Which threads a filter binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// The calling thread (and what it starts later): before any other
+    /// thread exists.
+    This,
+    /// Every thread of the process (tokio's workers already run).
+    All,
+}
+
+/// Installs stage one, then stage two. Needs `no_new_privs` (or
+/// CAP_SYS_ADMIN), which every daemon sets before.
+pub fn install(filters: &Filters, threads: Threads) -> Result<(), String> {
+    let apply = |p: &BpfProgram| match threads {
+        Threads::This => seccompiler::apply_filter(p),
+        Threads::All => seccompiler::apply_filter_all_threads(p),
+    };
+    apply(&filters.enosys).map_err(|e| format!("the ENOSYS stage: {e}"))?;
+    apply(&filters.allow).map_err(|e| format!("the allow-list: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_the_architecture_lacks_fails_to_compile() {
+        let mut list = AllowList::new(TargetArch::aarch64);
+        list.names(&["read", "open"]);
+        assert!(
+            compile(&["clone3"], &list, Otherwise::Refuse).is_err(),
+            "aarch64 has no open"
+        );
+        let mut list = AllowList::new(TargetArch::aarch64);
+        list.names(&["read"]).x86_64_names(&["open"]);
+        assert!(compile(&["clone3"], &list, Otherwise::Refuse).is_ok());
+    }
+
+    #[test]
+    fn conditions_become_seccompiler_arguments() {
+        assert_eq!(
+            masked_eq64(0, 0xff, 0).json(),
+            json!({"index": 0, "type": "qword", "op": {"masked_eq": 0xff}, "val": 0})
+        );
+        assert_eq!(
+            eq(1, 7).json(),
+            json!({"index": 1, "type": "dword", "op": "eq", "val": 7})
+        );
+    }
+}
