@@ -45,11 +45,7 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
             let turn = crate::turn::Turn::console(&svc.config(), &session);
             agent_reply(crate::agent::run_turn(svc, &turn, &message, Vec::new()).await, svc)
         }
-        CtlRequest::CronList
-        | CtlRequest::CronAdd(_)
-        | CtlRequest::CronRemove { .. }
-        | CtlRequest::CronEnable { .. }
-        | CtlRequest::CronRun { .. } => crate::cron::admin(svc, request),
+        CtlRequest::Cron(request) => crate::cron::admin(svc, request),
         CtlRequest::PromptList | CtlRequest::PromptShow { .. } | CtlRequest::PromptAccept { .. } => {
             crate::prompt_files::admin(svc, request).await
         }

@@ -8,7 +8,7 @@ pub const MAGIC: [u8; 4] = *b"OXIB";
 /// 3: `Send.first_part`/`PartDelivered` (split replies resume where they
 /// stopped) and `ReadTexts` (the broker reads workspace files only through
 /// toold).
-pub const PROTOCOL_MAJOR: u16 = 3;
+pub const PROTOCOL_MAJOR: u16 = 4;
 /// Bumped when variants are appended; older peers keep working.
 pub const PROTOCOL_MINOR: u16 = 0;
 

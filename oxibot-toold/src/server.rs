@@ -46,31 +46,7 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
                 let tx = tx.clone();
                 let workspace = workspace.clone();
                 tokio::spawn(async move {
-                    let outcome = match call {
-                        ToolCall::ReadTexts { patterns, max_bytes } => {
-                            let ws = workspace.to_path_buf();
-                            let texts = tokio::task::spawn_blocking(move || {
-                                crate::texts::read_texts(&ws, &patterns, max_bytes as usize)
-                            })
-                            .await
-                            .unwrap_or_else(|e| Err(format!("the tool failed unexpectedly: {e}")));
-                            match texts {
-                                Ok(files) => ToolOutcome::Texts { files },
-                                Err(message) => ToolOutcome::Failed { message },
-                            }
-                        }
-                        ToolCall::Probe { bins, env } => {
-                            let (missing_bins, missing_env) = crate::probe::missing(&bins, &env);
-                            ToolOutcome::Probed {
-                                missing_bins,
-                                missing_env,
-                            }
-                        }
-                        call => match run(call, &workspace, limits).await {
-                            Ok(output) => ToolOutcome::Ok { output },
-                            Err(message) => ToolOutcome::Failed { message },
-                        },
-                    };
+                    let outcome = run(call, &workspace, limits).await;
                     let _ = tx.send(ToolReply::Result { id, outcome }).await;
                 });
             }
@@ -84,8 +60,9 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
     result
 }
 
-async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Result<String, String> {
-    match call {
+/// The one dispatch: every request, to what answers it.
+async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> ToolOutcome {
+    let output = match call {
         ToolCall::Exec {
             command,
             working_dir,
@@ -118,9 +95,29 @@ async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Res
         }
         ToolCall::ApplyPatch { patch } => blocking(workspace, move |ws| crate::patch::apply_patch(ws, &patch)).await,
         ToolCall::AppendFile { path, content } => crate::files::append_file(workspace, &path, &content),
-        ToolCall::ReadTexts { .. } | ToolCall::Probe { .. } => {
-            Err("this request is answered with data, not output".into())
+        // Answered with data, not output.
+        ToolCall::ReadTexts { patterns, max_bytes } => {
+            let ws = workspace.to_path_buf();
+            let texts =
+                tokio::task::spawn_blocking(move || crate::texts::read_texts(&ws, &patterns, max_bytes as usize))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the tool failed unexpectedly: {e}")));
+            return match texts {
+                Ok(files) => ToolOutcome::Texts { files },
+                Err(message) => ToolOutcome::Failed { message },
+            };
         }
+        ToolCall::Probe { bins, env } => {
+            let (missing_bins, missing_env) = crate::probe::missing(&bins, &env);
+            return ToolOutcome::Probed {
+                missing_bins,
+                missing_env,
+            };
+        }
+    };
+    match output {
+        Ok(output) => ToolOutcome::Ok { output },
+        Err(message) => ToolOutcome::Failed { message },
     }
 }
 

@@ -1,13 +1,13 @@
 //! `oxibotctl cron list`.
 
-use oxibot_proto::messages::{CtlReply, CtlRequest};
+use oxibot_proto::messages::{CronRequest, CtlReply, CtlRequest};
 use serde_json::json;
 
 use crate::client::{self, ask, CtlConn};
 use crate::show::{shown_line, utc};
 
 pub async fn list(conn: &mut CtlConn, json: bool) -> Result<(), String> {
-    let jobs = match ask(conn, CtlRequest::CronList).await? {
+    let jobs = match ask(conn, CtlRequest::Cron(CronRequest::List)).await? {
         CtlReply::CronJobs(jobs) => jobs,
         other => return Err(client::unexpected(&other)),
     };

@@ -21,7 +21,7 @@ use cli::{
     SecretsCommand, SessionsCommand, ToolCommand, UsersCommand,
 };
 use client::{ask, online, CtlConn};
-use oxibot_proto::messages::{CtlReply, CtlRequest};
+use oxibot_proto::messages::{CronRequest, CtlReply, CtlRequest};
 use serde_json::json;
 use show::{emit, shown};
 
@@ -183,19 +183,19 @@ fn run(cli: Cli) -> Result<Outcome, String> {
                 tz,
                 message,
             };
-            admin::simple(conn, CtlRequest::CronAdd(spec), json).await
+            admin::simple(conn, CtlRequest::Cron(CronRequest::Add(spec)), json).await
         })),
         Command::Cron(CronCommand::Remove { id }) => done(online(&socket, async |conn| {
-            admin::simple(conn, CtlRequest::CronRemove { id }, json).await
+            admin::simple(conn, CtlRequest::Cron(CronRequest::Remove { id }), json).await
         })),
         Command::Cron(CronCommand::Enable { id }) => done(online(&socket, async |conn| {
-            admin::simple(conn, CtlRequest::CronEnable { id, enabled: true }, json).await
+            admin::simple(conn, CtlRequest::Cron(CronRequest::Enable { id, enabled: true }), json).await
         })),
         Command::Cron(CronCommand::Disable { id }) => done(online(&socket, async |conn| {
-            admin::simple(conn, CtlRequest::CronEnable { id, enabled: false }, json).await
+            admin::simple(conn, CtlRequest::Cron(CronRequest::Enable { id, enabled: false }), json).await
         })),
         Command::Cron(CronCommand::Run { id }) => done(online(&socket, async |conn| {
-            admin::simple(conn, CtlRequest::CronRun { id }, json).await
+            admin::simple(conn, CtlRequest::Cron(CronRequest::Run { id }), json).await
         })),
         Command::Prompt(PromptCommand::List) => done(online(&socket, async |conn| prompt::list(conn, json).await)),
         Command::Prompt(PromptCommand::Diff { file }) => {

@@ -13,7 +13,7 @@ pub mod schedule;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxibot_proto::messages::{CtlReply, CtlRequest};
+use oxibot_proto::messages::{CronRequest, CtlReply};
 
 use crate::abilities::CatchUp;
 use crate::services::Services;
@@ -239,15 +239,15 @@ async fn execute(svc: Arc<Services>, run_id: i64, job: CronJob) {
 }
 
 /// `oxibotctl cron …`.
-pub fn admin(svc: &Arc<Services>, request: CtlRequest) -> CtlReply {
+pub fn admin(svc: &Arc<Services>, request: CronRequest) -> CtlReply {
     let error = |message: String| CtlReply::Error { message };
     let done = |message: String| CtlReply::Done { message };
     match request {
-        CtlRequest::CronList => match svc.store.cron_jobs(None) {
+        CronRequest::List => match svc.store.cron_jobs(None) {
             Ok(jobs) => CtlReply::CronJobs(jobs.into_iter().map(info).collect()),
             Err(e) => error(e.to_string()),
         },
-        CtlRequest::CronAdd(spec) => {
+        CronRequest::Add(spec) => {
             if !svc.config().channels.contains_key(&spec.channel) {
                 return error(format!("no channel {} in the configuration", spec.channel));
             }
@@ -268,7 +268,7 @@ pub fn admin(svc: &Arc<Services>, request: CtlRequest) -> CtlReply {
                 Err(e) => error(e),
             }
         }
-        CtlRequest::CronRemove { id } => match svc.store.cron_remove(id as i64, None) {
+        CronRequest::Remove { id } => match svc.store.cron_remove(id as i64, None) {
             Ok(true) => {
                 svc.audit
                     .log("cron_job_removed", &format!("job #{id} removed with oxibotctl"));
@@ -277,7 +277,7 @@ pub fn admin(svc: &Arc<Services>, request: CtlRequest) -> CtlReply {
             Ok(false) => error(format!("no job #{id}; see `oxibotctl cron list`")),
             Err(e) => error(e.to_string()),
         },
-        CtlRequest::CronEnable { id, enabled } => {
+        CronRequest::Enable { id, enabled } => {
             let job = match svc.store.cron_job(id as i64) {
                 Ok(Some(job)) => job,
                 Ok(None) => return error(format!("no job #{id}; see `oxibotctl cron list`")),
@@ -298,7 +298,7 @@ pub fn admin(svc: &Arc<Services>, request: CtlRequest) -> CtlReply {
                 Err(e) => error(e.to_string()),
             }
         }
-        CtlRequest::CronRun { id } => match svc.store.cron_claim_now(id as i64, unix_now()) {
+        CronRequest::Run { id } => match svc.store.cron_claim_now(id as i64, unix_now()) {
             Ok(Some(run_id)) => match svc.store.cron_job(id as i64) {
                 Ok(Some(job)) => {
                     let to = format!("{}:{}", job.channel, job.chat_id);
@@ -312,7 +312,6 @@ pub fn admin(svc: &Arc<Services>, request: CtlRequest) -> CtlReply {
             )),
             Err(e) => error(e.to_string()),
         },
-        _ => error("not a cron request".into()),
     }
 }
 

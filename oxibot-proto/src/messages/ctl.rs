@@ -1,0 +1,366 @@
+//! The control socket: what `oxibotctl` may ask, and the answers.
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// oxibotctl → broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CtlRequest {
+    Status,
+    /// One user turn in `session`; the reply is the agent's final answer.
+    Agent {
+        session: String,
+        message: String,
+    },
+    /// Admin diagnostics: run one tool (by the model's name and JSON
+    /// arguments) through the same tool daemon the agent uses.
+    RunTool {
+        name: String,
+        arguments_json: String,
+    },
+    /// Pairing requests from unknown chat users (dmPolicy "pairing").
+    PairingList,
+    /// Approve or deny a pairing code.
+    PairingDecide {
+        code: String,
+        approve: bool,
+    },
+    /// Re-read the configuration and secrets (as SIGHUP does).
+    Reload,
+    /// Close a channel's link: its daemon exits and its supervisor
+    /// (systemd or the broker) starts it again.
+    ChannelRestart {
+        channel: String,
+    },
+    /// Every stored conversation, newest first.
+    SessionList,
+    /// The last `limit` messages of one conversation.
+    SessionShow {
+        session: String,
+        limit: u32,
+    },
+    /// Forget one conversation's history (audited).
+    SessionReset {
+        session: String,
+    },
+    /// Audit entries matching the filter.
+    Audit(AuditQuery),
+    /// Admit (`allow`) or refuse a user on a channel, whatever the
+    /// allow-list says (audited).
+    UserDecide {
+        channel: String,
+        user: String,
+        allow: bool,
+    },
+    /// The schedule: one request, with what to do in it.
+    Cron(CronRequest),
+    /// The prompt files the broker knows: accepted and waiting versions
+    /// (digests, no texts).
+    PromptList,
+    /// One prompt file with both texts, for `prompt diff`.
+    PromptShow {
+        path: String,
+    },
+    /// Accept the waiting version of `path` (all when None); with `sha`,
+    /// only a waiting version whose digest starts with it.
+    PromptAccept {
+        path: Option<String>,
+        sha: Option<String>,
+    },
+}
+
+/// `oxibotctl cron …`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CronRequest {
+    /// Every scheduled job.
+    List,
+    /// Schedule a job that delivers to `channel`/`chat_id`.
+    Add(CronJobSpec),
+    Remove {
+        id: u64,
+    },
+    /// Pause (`enabled: false`) or resume a job.
+    Enable {
+        id: u64,
+        enabled: bool,
+    },
+    /// Run a job now, once, outside its schedule.
+    Run {
+        id: u64,
+    },
+}
+
+/// A job as `oxibotctl cron add` describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronJobSpec {
+    pub name: String,
+    pub channel: String,
+    pub chat_id: String,
+    /// `every 10 minutes`, `at 2026-12-24T18:00`, or a 5- or 6-field cron
+    /// expression.
+    pub schedule: String,
+    /// IANA time zone for cron expressions and `at` times without an offset.
+    pub tz: Option<String>,
+    /// What the agent is asked to do when the job runs.
+    pub message: String,
+}
+
+/// One scheduled job, for `oxibotctl cron list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronJobInfo {
+    pub id: u64,
+    pub name: String,
+    pub channel: String,
+    pub chat_id: String,
+    pub schedule: String,
+    pub message: String,
+    pub enabled: bool,
+    /// Unix seconds; None when it will not run again.
+    pub next_run_at: Option<i64>,
+    pub last_run_at: Option<i64>,
+    pub last_status: Option<String>,
+}
+
+/// Which audit entries `oxibotctl audit` wants. With `after_id` 0, the
+/// newest `limit` matches; otherwise the next `limit` after that id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    pub after_id: u64,
+    pub limit: u32,
+    /// Any of these kinds (all kinds when empty).
+    pub kinds: Vec<String>,
+    pub channel: Option<String>,
+    pub user: Option<String>,
+    /// Unix seconds: only entries at or after this time.
+    pub since: Option<i64>,
+}
+
+/// The most entries one audit or history answer carries.
+pub const MAX_LISTED: u32 = 1000;
+
+/// Broker → oxibotctl.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CtlReply {
+    Status(StatusReport),
+    AgentReply {
+        text: String,
+    },
+    Error {
+        message: String,
+    },
+    /// The tool's output, or its error (`ok: false`).
+    ToolResult {
+        ok: bool,
+        output: String,
+    },
+    Pairings(Vec<PairingInfo>),
+    /// A command succeeded; the text says what it did.
+    Done {
+        message: String,
+    },
+    Sessions(Vec<SessionInfo>),
+    History(Vec<HistoryEntry>),
+    Audit(Vec<AuditEntry>),
+    CronJobs(Vec<CronJobInfo>),
+    PromptFiles(Vec<PromptFileInfo>),
+}
+
+/// One prompt file (`oxibotctl prompt`). The texts are sent only by
+/// `PromptShow` (each at most a prompt file's cap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptFileInfo {
+    pub path: String,
+    /// None: accepted as absent.
+    pub accepted_sha: Option<String>,
+    /// None: nothing waits; "absent": the file's removal waits.
+    pub pending_sha: Option<String>,
+    /// Unix seconds.
+    pub pending_at: Option<i64>,
+    pub accepted_text: Option<String>,
+    pub pending_text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub session: String,
+    pub messages: u64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub role: String,
+    pub text: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: u64,
+    /// Unix seconds.
+    pub at: i64,
+    pub kind: String,
+    pub channel: Option<String>,
+    pub user: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairingInfo {
+    pub code: String,
+    pub channel: String,
+    pub sender: String,
+    pub status: String,
+    pub age_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub broker_pid: u32,
+    pub uptime_secs: u64,
+    pub processes: Vec<ProcessStatus>,
+    pub channels: Vec<ChannelStatus>,
+    pub queues: QueueDepths,
+    pub providers: Vec<ProviderStatus>,
+    pub tool_connected: bool,
+    pub last_error: Option<String>,
+    /// What this set-up separates and what it does not, and settings that
+    /// weaken it (the admin should read these).
+    pub notes: Vec<String>,
+}
+
+/// How a status note about the health endpoint begins when it listens
+/// (followed by the address); `oxibotctl doctor` checks that address.
+pub const HEALTH_LISTENING_NOTE: &str = "health endpoint listening on ";
+
+impl StatusReport {
+    /// What is down, in words; empty when the tool daemon and every
+    /// enabled channel are connected. `oxibotctl status` exits 3 and
+    /// `/readyz` answers 503 when it is not empty.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.tool_connected {
+            out.push("the tool daemon is not connected".to_string());
+        }
+        for c in self.channels.iter().filter(|c| !c.connected) {
+            out.push(format!("channel {} is not connected", c.name));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    pub name: String,
+    pub pid: Option<u32>,
+    pub uptime_secs: Option<u64>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    pub name: String,
+    pub connected: bool,
+    pub last_error: Option<String>,
+    pub counters: ChannelCounters,
+}
+
+/// Since the broker started, counted by the broker (which sees every
+/// message), so they survive channel daemon restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCounters {
+    /// Messages admitted and committed (duplicates not counted).
+    pub received: u64,
+    /// Messages refused by access control.
+    pub refused: u64,
+    /// Replies the platform accepted.
+    pub sent: u64,
+    /// Replies the platform did not take (each attempt).
+    pub send_failures: u64,
+    /// Times the daemon reported losing its platform connection.
+    pub disconnects: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueDepths {
+    pub inbound_pending: u64,
+    pub outbox_pending: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    pub name: String,
+    pub api_base: String,
+    pub has_key: bool,
+    pub models: Vec<String>,
+}
+
+impl Message for CtlRequest {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            CtlRequest::Status => Ok(()),
+            CtlRequest::Agent { session, message } => {
+                bounded("session", session, MAX_ID)?;
+                bounded("message", message, MAX_TEXT)
+            }
+            CtlRequest::RunTool { name, arguments_json } => {
+                bounded("name", name, MAX_ID)?;
+                bounded("arguments_json", arguments_json, MAX_TEXT)
+            }
+            CtlRequest::PairingList => Ok(()),
+            CtlRequest::PairingDecide { code, .. } => bounded("code", code, MAX_ID),
+            CtlRequest::Reload | CtlRequest::SessionList => Ok(()),
+            CtlRequest::ChannelRestart { channel } => bounded("channel", channel, MAX_ID),
+            CtlRequest::SessionShow { session, limit } => {
+                bounded("session", session, MAX_ID)?;
+                listed(*limit)
+            }
+            CtlRequest::SessionReset { session } => bounded("session", session, MAX_ID),
+            CtlRequest::Audit(q) => {
+                listed(q.limit)?;
+                if q.kinds.len() > 32 {
+                    return Err(format!("{} kinds, the limit is 32", q.kinds.len()));
+                }
+                q.kinds.iter().try_for_each(|k| bounded("kind", k, MAX_ID))?;
+                bounded("channel", q.channel.as_deref().unwrap_or(""), MAX_ID)?;
+                bounded("user", q.user.as_deref().unwrap_or(""), MAX_ID)
+            }
+            CtlRequest::UserDecide { channel, user, .. } => {
+                bounded("channel", channel, MAX_ID)?;
+                bounded("user", user, MAX_ID)
+            }
+            CtlRequest::Cron(
+                CronRequest::List | CronRequest::Remove { .. } | CronRequest::Enable { .. } | CronRequest::Run { .. },
+            )
+            | CtlRequest::PromptList => Ok(()),
+            CtlRequest::PromptShow { path } => bounded("path", path, MAX_PATH),
+            CtlRequest::PromptAccept { path, sha } => {
+                bounded("path", path.as_deref().unwrap_or(""), MAX_PATH)?;
+                bounded("sha", sha.as_deref().unwrap_or(""), 64)
+            }
+            CtlRequest::Cron(CronRequest::Add(spec)) => {
+                bounded("name", &spec.name, MAX_ID)?;
+                bounded("channel", &spec.channel, MAX_ID)?;
+                bounded("chat_id", &spec.chat_id, MAX_ID)?;
+                bounded("schedule", &spec.schedule, MAX_ID)?;
+                bounded("tz", spec.tz.as_deref().unwrap_or(""), MAX_ID)?;
+                bounded("message", &spec.message, MAX_TEXT)
+            }
+        }
+    }
+}
+
+fn listed(limit: u32) -> Result<(), String> {
+    if limit > MAX_LISTED {
+        return Err(format!("limit {limit} is above {MAX_LISTED}"));
+    }
+    Ok(())
+}
+
+impl Message for CtlReply {}
