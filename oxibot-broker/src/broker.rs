@@ -107,7 +107,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     // Who the daemons are: in supervise mode the broker starts them (and
     // knows each by the socketpair it handed over); otherwise systemd does,
     // and each channel daemon is known by its uid.
-    let specs = if config.supervise {
+    let mut specs = if config.supervise {
         child_specs(&config)?
     } else {
         Vec::new()
@@ -159,7 +159,9 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
             tokio::spawn(accept_loop(broker.clone(), role, listener)),
         ));
     }
-    crate::health::start(broker.clone()).await;
+    // The health endpoint's daemon runs in either mode: the broker binds the
+    // port and hands it over; the HTTP is parsed there, never here.
+    specs.extend(crate::health::start(&broker).await);
     tokio::spawn(crate::channels::resume_pending(svc.clone()));
     tokio::spawn(crate::cron::run_scheduler(svc.clone()));
     {
@@ -202,7 +204,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
 }
 
 /// The (uid, gid) of a daemon's user, or a start error that names the fix.
-fn daemon_user(name: &str, role: &str) -> anyhow::Result<(u32, u32)> {
+pub fn daemon_user(name: &str, role: &str) -> anyhow::Result<(u32, u32)> {
     match User::from_name(name) {
         Ok(Some(u)) if u.uid.is_root() => Err(anyhow::anyhow!(
             "the {role} is configured to run as root (user {name}); give it an unprivileged user of its own"
@@ -216,14 +218,19 @@ fn daemon_user(name: &str, role: &str) -> anyhow::Result<(u32, u32)> {
     }
 }
 
-fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
-    let bin_dir = match &config.bin_dir {
-        Some(d) => d.clone(),
+/// Where the daemons' executables are: `binDir`, or beside the broker's.
+pub fn bin_dir(config: &Config) -> anyhow::Result<PathBuf> {
+    match &config.bin_dir {
+        Some(d) => Ok(d.clone()),
         None => std::env::current_exe()?
             .parent()
             .map(PathBuf::from)
-            .ok_or_else(|| anyhow::anyhow!("cannot tell where the broker's executable lives; set binDir"))?,
-    };
+            .ok_or_else(|| anyhow::anyhow!("cannot tell where the broker's executable lives; set binDir")),
+    }
+}
+
+fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
+    let bin_dir = bin_dir(config)?;
     let root = nix::unistd::geteuid().is_root();
     if root && config.tools.sandbox == crate::config::SandboxMode::On {
         // toold starts as root and becomes this user inside its jail; check
@@ -259,6 +266,7 @@ fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
         // becomes the tool user.
         run_as: None,
         link: ChildLink::Tool,
+        pass: None,
     }];
     for name in config.enabled_channels() {
         let run_as = if root {
@@ -280,6 +288,7 @@ fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
             args,
             run_as,
             link: ChildLink::Channel(name),
+            pass: None,
         });
     }
     Ok(specs)
@@ -315,6 +324,7 @@ async fn accept_handoffs(broker: Arc<Broker>, mut handoffs: mpsc::Receiver<Hando
                     let identity = crate::channels::Identity { channel, peer };
                     crate::channels::serve(broker.svc.clone(), h.stream, identity).await
                 }
+                ChildLink::Health => crate::health::serve_link(broker, h.stream, peer).await,
             }
         });
     }

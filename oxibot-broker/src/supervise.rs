@@ -11,7 +11,7 @@
 //! write to or inject into). When the broker runs as root, each child runs
 //! as its role's user.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, watch};
 pub enum ChildLink {
     Tool,
     Channel(String),
+    /// The health endpoint's daemon.
+    Health,
 }
 
 /// What to run for one supervised daemon.
@@ -42,7 +44,13 @@ pub struct ChildSpec {
     /// first), or when the broker is not root.
     pub run_as: Option<(u32, u32)>,
     pub link: ChildLink,
+    /// A descriptor the child inherits at [`PASSED_FD`] besides its link
+    /// (the health daemon's listening socket, which the broker bound).
+    pub pass: Option<Arc<OwnedFd>>,
 }
+
+/// Where a child finds the descriptor of [`ChildSpec::pass`].
+pub const PASSED_FD: RawFd = BROKER_FD + 1;
 
 /// The broker's end of a freshly started child's socketpair.
 pub struct Handoff {
@@ -250,8 +258,9 @@ fn command(spec: &ChildSpec, link_fd: RawFd) -> Command {
     // SAFETY: the closure runs in the child between fork and exec, and only
     // makes async-signal-safe syscalls (setsid, fcntl, dup2) on values
     // copied into it; it allocates nothing and takes no lock.
+    let passed_fd = spec.pass.as_ref().map(|fd| fd.as_raw_fd());
     unsafe {
-        cmd.pre_exec(move || child_setup(link_fd));
+        cmd.pre_exec(move || child_setup(link_fd, passed_fd));
     }
     cmd
 }
@@ -259,18 +268,34 @@ fn command(spec: &ChildSpec, link_fd: RawFd) -> Command {
 /// In the child, before exec: a session of its own (no controlling
 /// terminal: it can neither write to nor inject into the admin's), death
 /// with the broker, and its end of the socketpair at [`BROKER_FD`], the one
-/// descriptor it inherits beside stdio.
-fn child_setup(link_fd: RawFd) -> std::io::Result<()> {
+/// descriptor it inherits beside stdio (and, for a child given one, the
+/// passed descriptor at [`PASSED_FD`]).
+fn child_setup(link_fd: RawFd, passed_fd: Option<RawFd>) -> std::io::Result<()> {
     nix::unistd::setsid()?;
     // If the broker dies (even by SIGKILL), so does the daemon: none may go
     // on working with its credential and no broker. (Set here, after std
     // has changed the ids, which would clear it.)
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-    if link_fd == BROKER_FD {
+    // A passed descriptor that sits where the link goes is moved away
+    // first (F_DUPFD: the lowest free number from 10 up).
+    let passed_fd = match passed_fd {
+        Some(fd) if fd == BROKER_FD => Some(nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD(10))?),
+        other => other,
+    };
+    place(link_fd, BROKER_FD)?;
+    if let Some(fd) = passed_fd {
+        place(fd, PASSED_FD)?;
+    }
+    Ok(())
+}
+
+/// Puts `fd` at `at`, inheritable.
+fn place(fd: RawFd, at: RawFd) -> std::io::Result<()> {
+    if fd == at {
         // Already in place; dup2 would leave close-on-exec set.
-        nix::fcntl::fcntl(link_fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
     } else {
-        nix::unistd::dup2(link_fd, BROKER_FD)?;
+        nix::unistd::dup2(fd, at)?;
     }
     Ok(())
 }

@@ -7,7 +7,8 @@ pub const MAGIC: [u8; 4] = *b"OXIB";
 /// Bumped only for incompatible changes; a mismatch closes the connection.
 /// 3: `Send.first_part`/`PartDelivered` (split replies resume where they
 /// stopped) and `ReadTexts` (the broker reads workspace files only through
-/// toold).
+/// toold). 4: the messages of each connection in a file of their own, cron
+/// as one nested control request, and the health daemon's connection.
 pub const PROTOCOL_MAJOR: u16 = 4;
 /// Bumped when variants are appended; older peers keep working.
 pub const PROTOCOL_MINOR: u16 = 0;
@@ -19,6 +20,8 @@ pub enum Role {
     Channel,
     Tool,
     Ctl,
+    /// The health endpoint's daemon (`oxibot-healthd`).
+    Health,
 }
 
 impl std::fmt::Display for Role {
@@ -28,6 +31,7 @@ impl std::fmt::Display for Role {
             Role::Channel => "channel",
             Role::Tool => "tool",
             Role::Ctl => "ctl",
+            Role::Health => "health",
         })
     }
 }

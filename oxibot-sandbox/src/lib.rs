@@ -5,5 +5,6 @@
 //! how a table becomes a filter, written once.
 
 pub mod landlock;
+pub mod probe;
 pub mod seccomp;
 pub mod syscalls;

@@ -216,7 +216,8 @@ fn health_endpoint_answers_readiness_and_metrics() {
         json!({"health": {"enabled": true, "port": port}}),
         secrets(),
     );
-    assert!(get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    let healthz = get(port, "/healthz");
+    assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}\n{}", b.log_text());
     b.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
     let ready = get(port, "/readyz");
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
@@ -257,4 +258,65 @@ fn readyz_says_what_is_missing() {
     assert!(ready.contains("the tool daemon is not connected"), "{ready}");
     assert!(get(port, "/metrics").contains("oxibot_ready 0"));
     drop(b);
+}
+
+/// The monitoring port's HTTP is parsed by oxibot-healthd, never by the
+/// broker that holds every secret: with healthd stopped (SIGSTOP) nobody
+/// answers, though the broker runs on; healthd itself is sandboxed
+/// (no_new_privs, seccomp), has no secret in its environment, and when
+/// the broker runs as root it is not root.
+#[test]
+fn the_health_endpoint_is_parsed_outside_the_broker() {
+    let llm = FakeLlm::start(vec![]);
+    let port = free_port();
+    let b = Broker::start(
+        &llm.base_url,
+        json!({"health": {"enabled": true, "port": port}}),
+        secrets(),
+    );
+    let status = b.wait_until("healthd running", CONNECT, |s| {
+        s["processes"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "healthd" && p["pid"].is_number()))
+    });
+    let pid = status["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "healthd")?["pid"].as_i64())
+        .unwrap() as i32;
+    assert!(get(port, "/healthz").starts_with("HTTP/1.1 200"));
+
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(proc_status.contains("\nNoNewPrivs:\t1"), "{proc_status}");
+    assert!(proc_status.contains("\nSeccomp:\t2"), "{proc_status}");
+    if nix::unistd::geteuid().is_root() {
+        let uid_line = proc_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            !uid_line.split_whitespace().skip(1).any(|u| u == "0"),
+            "healthd runs as root: {uid_line}"
+        );
+    }
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("sk-"),
+        "a key in healthd's environment"
+    );
+
+    // Stopped, nobody answers: the broker does not read the port itself.
+    let healthd = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(healthd, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let unanswered = s.read(&mut buf);
+    assert!(
+        matches!(&unanswered, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "something other than healthd answered: {unanswered:?}"
+    );
+    assert!(b.status()["brokerPid"].as_i64().is_some(), "the broker runs on");
+    nix::sys::signal::kill(healthd, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let mut answer = String::new();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

@@ -53,45 +53,23 @@ pub fn install(plan: &Plan) -> Result<Report, String> {
 mod tests {
     use super::*;
 
+    use oxibot_sandbox::probe::{errno, result};
+
     /// Runs `probe` in a forked child under both seccomp filters and
     /// returns its exit code. The child makes raw syscalls only.
     fn in_sandboxed_child(probe: fn() -> i32) -> i32 {
         let arch = oxibot_sandbox::seccomp::current_arch().unwrap();
-        // SAFETY: the child compiles its filter (glibc's fork leaves malloc
-        // usable in the child), installs it, makes syscalls and exits.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
+        oxibot_sandbox::probe::in_child(
+            || match seccomp::programs(arch, std::process::id()) {
                 // Its own pid is the one it may signal.
-                let installed = match seccomp::programs(arch, std::process::id()) {
-                    Ok(filters) => {
-                        nix::sys::prctl::set_no_new_privs().is_ok()
-                            && oxibot_sandbox::seccomp::install(&filters, oxibot_sandbox::seccomp::Threads::This)
-                                .is_ok()
-                    }
-                    Err(_) => false,
-                };
-                let code = if installed { probe() } else { 99 };
-                // SAFETY: _exit is async-signal-safe and ends the child at once.
-                unsafe { libc::_exit(code) }
-            }
-            nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None).unwrap() {
-                nix::sys::wait::WaitStatus::Exited(_, code) => code,
-                other => panic!("child: {other:?}"),
+                Ok(filters) => {
+                    nix::sys::prctl::set_no_new_privs().is_ok()
+                        && oxibot_sandbox::seccomp::install(&filters, oxibot_sandbox::seccomp::Threads::This).is_ok()
+                }
+                Err(_) => false,
             },
-        }
-    }
-
-    fn errno() -> i32 {
-        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-    }
-
-    /// 0 when the call succeeded, else its errno.
-    fn result(r: libc::c_long) -> i32 {
-        if r >= 0 {
-            0
-        } else {
-            errno()
-        }
+            probe,
+        )
     }
 
     #[test]

@@ -51,10 +51,12 @@ pub(crate) fn bytes_bounded(field: &str, value: &[u8], max: usize) -> Result<(),
 
 mod channel;
 mod ctl;
+mod health;
 mod tool;
 
 pub use channel::*;
 pub use ctl::*;
+pub use health::*;
 pub use tool::*;
 
 impl Message for crate::hello::Hello {}

@@ -1,0 +1,132 @@
+//! oxibot-healthd: serves `/healthz`, `/readyz` and `/metrics` on the port
+//! the broker bound and handed over, so that the HTTP a local stranger
+//! sends is parsed outside the process that holds every secret. Started by
+//! the broker only, with two descriptors: its link to the broker (3) and
+//! the listening socket (4).
+//!
+//! What it gives up, in order:
+//! 1. everything but those two descriptors, checked before use;
+//! 2. files (Landlock: not one path), new sockets, exec, signals to
+//!    others, privileges (no_new_privs, seccomp: only accept, read, write
+//!    and the event loop's calls);
+//! 3. the link: if the broker goes away, it exits and is restarted.
+
+mod http;
+mod sandbox;
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "oxibot-healthd",
+    version,
+    about = "OxiBot health endpoint daemon (started by the broker)"
+)]
+struct Args {
+    /// The inherited broker connection.
+    #[arg(long)]
+    broker_fd: RawFd,
+    /// The inherited listening TCP socket.
+    #[arg(long)]
+    listener_fd: RawFd,
+}
+
+/// The daemon, from its arguments to its exit.
+pub fn main() -> ExitCode {
+    // For the packages: `--man-page` prints this program's manual (roff).
+    if std::env::args().nth(1).as_deref() == Some("--man-page") {
+        let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
+        return ExitCode::from(u8::from(man.render(&mut std::io::stdout()).is_err()));
+    }
+    let args = Args::parse();
+    oxibot_runtime::logging::init();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oxibot-healthd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    // Step 1: the two descriptors, each checked for what it must be.
+    let link = oxibot_runtime::inherit::take_broker_socket(args.broker_fd).map_err(|e| {
+        format!(
+            "the broker connection (descriptor {}) is not usable: {e}",
+            args.broker_fd
+        )
+    })?;
+    let listener = take_listener(args.listener_fd)?;
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("cannot clear the dumpable flag: {e}"))?;
+
+    // The event loop, on this one thread; its driver makes the descriptors
+    // it needs (epoll, an eventfd, the signal pipe) here, before the
+    // sandbox forbids making any.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+
+    // Step 2: the sandbox, before the first byte of HTTP.
+    let landlock = sandbox::install()?;
+    tracing::debug!(landlock, "sandbox installed");
+
+    // Step 3: serve until the broker goes away.
+    runtime.block_on(async {
+        link.set_nonblocking(true).map_err(|e| e.to_string())?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let link = tokio::net::UnixStream::from_std(link).map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+        http::serve(link, listener).await
+    })
+}
+
+/// Takes over `fd` as the listening socket, after checking that it is a
+/// listening TCP socket (IPv4 or IPv6), and marks it close-on-exec.
+fn take_listener(fd: RawFd) -> Result<std::net::TcpListener, String> {
+    use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage};
+    let bad = |why: String| format!("descriptor {fd} is not the health endpoint's listening socket: {why}");
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).map_err(|e| bad(format!("not open ({e})")))?;
+    // SAFETY: F_GETFD succeeded, so fd is open; the borrow ends here.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let family = getsockname::<SockaddrStorage>(fd).ok().and_then(|a| a.family());
+    let kind = getsockopt(&borrowed, sockopt::SockType);
+    let listening = getsockopt(&borrowed, sockopt::AcceptConn);
+    match (family, kind, listening) {
+        (Some(AddressFamily::Inet | AddressFamily::Inet6), Ok(SockType::Stream), Ok(true)) => {}
+        _ => return Err(bad("not a listening TCP socket".into())),
+    }
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .map_err(|e| bad(e.to_string()))?;
+    // SAFETY: the descriptor is open and a listening socket, and this
+    // process hands it to nobody else: we are its only owner from here on.
+    Ok(std::net::TcpListener::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn only_a_listening_tcp_socket_is_taken() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let taken = take_listener(listener.into_raw_fd()).unwrap();
+        assert_eq!(taken.local_addr().unwrap(), address);
+
+        let connected = std::net::TcpStream::connect(address).unwrap().into_raw_fd();
+        assert!(take_listener(connected)
+            .unwrap_err()
+            .contains("not a listening TCP socket"));
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().into_raw_fd();
+        assert!(take_listener(udp).is_err());
+        let (unix, _) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(take_listener(unix.into_raw_fd()).is_err());
+        assert!(take_listener(987).unwrap_err().contains("not open"));
+    }
+}
