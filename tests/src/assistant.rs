@@ -1,16 +1,18 @@
 //! A broker with the Telegram channel on the fake Bot API and the fake LLM:
 //! the set-up of the assistant-ability tests (cron, heartbeat, subagents,
-//! messages, web, skills, memory).
+//! messages, web, skills, memory), started by the one builder (`Run`) and
+//! named for what those tests look at.
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::consts::{CONNECT, LLM_KEY};
+use crate::consts::CONNECT;
 use crate::fake_llm::{FakeLlm, Step};
 use crate::fake_telegram::FakeTelegram;
-use crate::harness::{merge, Broker};
-use crate::platform::TELEGRAM_TOKEN;
+use crate::harness::Broker;
+use crate::platform::{Platform, Telegram};
+use crate::run::Run;
 
 /// The allowed user; their private chat has the same id.
 pub const ALICE: i64 = 111;
@@ -23,33 +25,28 @@ pub struct Setup {
     pub broker: Broker,
 }
 
-/// Starts everything; `config` (given the fake LLM's URL) is merged into
-/// the broker's config, `secrets` into its secrets.
+/// Starts everything through the one builder (`Run`): Telegram's fake,
+/// the fake LLM, and a broker whose Telegram channel allows Alice; `config`
+/// (given the fake LLM's URL) is merged into the broker's config,
+/// `secrets` into its secrets.
 pub fn start(script: Vec<Step>, config: impl FnOnce(&str) -> Value, secrets: Value) -> Setup {
-    let llm = FakeLlm::start(script);
-    let tg = FakeTelegram::start(TELEGRAM_TOKEN);
-    let mut patch = json!({"channels": {"telegram": {
-        "enabled": true, "apiBase": tg.base_url, "allowedUsers": [ALICE.to_string()]
-    }}});
-    merge(&mut patch, config(&llm.base_url));
-    let mut all_secrets = json!({
-        "providers": {"openai": {"apiKey": LLM_KEY}},
-        "channels": {"telegram": {"token": TELEGRAM_TOKEN}}
-    });
-    merge(&mut all_secrets, secrets);
-    let broker = Broker::start(&llm.base_url, patch, all_secrets);
-    let s = Setup { llm, tg, broker };
-    s.wait_connected();
-    s
+    let telegram = Telegram::start(true).unwrap_or_else(|| unreachable!("the fake Bot API always starts"));
+    let run = Run::<Telegram>::builder(script)
+        .allow([ALICE.to_string()])
+        .config(config)
+        .secrets(secrets)
+        .start_on(telegram);
+    run.wait_connected();
+    Setup {
+        llm: run.llm,
+        tg: run.p.fake,
+        broker: run.broker,
+    }
 }
 
 impl Setup {
     pub fn wait_connected(&self) {
-        self.broker.wait_until("telegram connected", CONNECT, |s| {
-            s["channels"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["name"] == "telegram" && c["connected"] == true))
-        });
+        self.broker.wait_channel_connected("telegram", CONNECT);
     }
 
     /// The texts Telegram took, in order.

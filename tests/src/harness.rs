@@ -45,6 +45,15 @@ pub struct Broker {
 /// Deep-merges `over` into `base`, as the broker lays the secrets over the config.
 pub use oxibot_config::config::merge;
 
+/// The secrets file of a test broker: the fake LLM's key, with `more`
+/// merged over it (a channel's credential, a search key). Every test file
+/// builds its secrets here.
+pub fn secrets(more: Value) -> Value {
+    let mut secrets = json!({"providers": {"openai": {"apiKey": crate::consts::LLM_KEY}}});
+    merge(&mut secrets, more);
+    secrets
+}
+
 /// The resident set of a process, KiB (0 when it is gone): for the benches.
 pub fn rss_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -230,7 +239,7 @@ impl Broker {
     /// As [`Broker::start`], with the broker running as `run_as` (uid, gid).
     pub fn start_as(llm_base: &str, patch: Value, secrets: Value, run_as: Option<(u32, u32)>) -> Broker {
         let broker = Self::launch(llm_base, patch, secrets, run_as);
-        broker.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
+        broker.wait_tool_connected();
         broker
     }
 
@@ -252,7 +261,7 @@ impl Broker {
     /// As [`Broker::launch_in`], then waits for toold.
     pub fn start_in(dir: tempfile::TempDir, llm_base: &str, patch: Value, secrets: Value, how: Launch) -> Broker {
         let broker = Self::launch_in(dir, llm_base, patch, secrets, how);
-        broker.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
+        broker.wait_tool_connected();
         broker
     }
 
@@ -376,7 +385,7 @@ impl Broker {
             "on".into(),
         ];
         self.spawn_daemon("toold", "oxibot-toold", &args, None);
-        self.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
+        self.wait_tool_connected();
     }
 
     /// Starts `program` (one of the shared binaries) with `args`, as
@@ -494,6 +503,22 @@ impl Broker {
                 "timed out waiting for {what}; last status {last}\nbroker log:\n{}",
                 self.log_text()
             )
+        })
+    }
+
+    /// Waits until the tool daemon is linked to the broker.
+    pub fn wait_tool_connected(&self) -> Value {
+        self.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true)
+    }
+
+    /// Waits until the broker reports `channel` connected to its platform:
+    /// before that, a message sent may find no one listening. The one wait
+    /// every test that needs a channel uses.
+    pub fn wait_channel_connected(&self, channel: &str, timeout: Duration) -> Value {
+        self.wait_until(&format!("{channel} connected"), timeout, |s| {
+            s["channels"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["name"] == channel && c["connected"] == true))
         })
     }
 

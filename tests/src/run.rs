@@ -1,6 +1,8 @@
-//! The one way the channel tests start OxiBot: a platform (its fake server,
-//! or the real mail servers), the fake LLM, and a broker with only that
-//! platform's channel enabled.
+//! The one way the tests start OxiBot with a channel: a platform (its fake
+//! server, or the real mail servers), the fake LLM, and a broker with only
+//! that platform's channel enabled. The channel tests, the assistant tests
+//! (`crate::assistant`, on Telegram) and the seam tests all start here; a
+//! test without a channel uses [`Broker::start`] with [`secrets`].
 //!
 //! The tests every channel must pass (`tests/tests/channels.rs`) and each
 //! platform's own tests (`tests/tests/telegram.rs`, …) use the same
@@ -14,9 +16,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::consts::{LLM_KEY, SLOW};
+use crate::consts::SLOW;
 use crate::fake_llm::{FakeLlm, Step};
-use crate::harness::{merge, Broker};
+use crate::harness::{merge, secrets, Broker};
 use crate::platform::Platform;
 
 /// A platform, the fake LLM and a broker with the platform's channel: what
@@ -33,16 +35,16 @@ pub struct Run<P: Platform> {
 /// How a [`Run`] is started; [`Run::builder`] makes one. Left as it is, it
 /// is the set-up of the shared channel tests: `P` accepts the credential,
 /// `alice` is the one allowed user, and the config holds only the channel.
-pub struct RunBuilder<P: Platform> {
+pub struct RunBuilder<'a, P: Platform> {
     script: Vec<Step>,
     accept_credential: bool,
     allow: Option<Vec<String>>,
-    settings: Box<dyn FnOnce(&P) -> Value>,
-    config: Box<dyn FnOnce(&str) -> Value>,
+    settings: Box<dyn FnOnce(&P) -> Value + 'a>,
+    config: Box<dyn FnOnce(&str) -> Value + 'a>,
     secrets: Value,
 }
 
-impl<P: Platform> RunBuilder<P> {
+impl<'a, P: Platform> RunBuilder<'a, P> {
     /// Whether the platform accepts the credential the broker will present
     /// (true unless told): false tests how a refused one is reported.
     pub fn accept_credential(mut self, accept: bool) -> Self {
@@ -61,14 +63,14 @@ impl<P: Platform> RunBuilder<P> {
     /// Merged last into `channels.<name>`, over [`Platform::settings`]:
     /// access rules, channel options, or a setting that needs the started
     /// platform (a fake's URL).
-    pub fn settings(mut self, settings: impl FnOnce(&P) -> Value + 'static) -> Self {
+    pub fn settings(mut self, settings: impl FnOnce(&P) -> Value + 'a) -> Self {
         self.settings = Box::new(settings);
         self
     }
 
     /// Merged into the broker's config (outside the channel too); given the
     /// fake LLM's URL, for a provider it also serves.
-    pub fn config(mut self, config: impl FnOnce(&str) -> Value + 'static) -> Self {
+    pub fn config(mut self, config: impl FnOnce(&str) -> Value + 'a) -> Self {
         self.config = Box::new(config);
         self
     }
@@ -106,10 +108,7 @@ impl<P: Platform> RunBuilder<P> {
         merge(&mut settings, extra_settings(&p));
         let mut config = json!({"channels": {P::NAME: settings}});
         merge(&mut config, extra_config(&llm.base_url));
-        let mut secrets = json!({
-            "providers": {"openai": {"apiKey": LLM_KEY}},
-            "channels": {P::NAME: p.credential()}
-        });
+        let mut secrets = secrets(json!({"channels": {P::NAME: p.credential()}}));
         merge(&mut secrets, extra_secrets);
         let broker = Broker::start(&llm.base_url, config, secrets);
         Run { p, llm, broker }
@@ -118,7 +117,7 @@ impl<P: Platform> RunBuilder<P> {
 
 impl<P: Platform> Run<P> {
     /// A set-up that runs `script` on the fake LLM; see [`RunBuilder`].
-    pub fn builder(script: Vec<Step>) -> RunBuilder<P> {
+    pub fn builder<'a>(script: Vec<Step>) -> RunBuilder<'a, P> {
         RunBuilder {
             script,
             accept_credential: true,
@@ -132,11 +131,7 @@ impl<P: Platform> Run<P> {
     /// Waits until the broker reports the channel connected to its
     /// platform: before that, a message sent may find no one listening.
     pub fn wait_connected(&self) {
-        self.broker.wait_until(&format!("{} connected", P::NAME), SLOW, |s| {
-            s["channels"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["name"] == P::NAME && c["connected"] == true))
-        });
+        self.broker.wait_channel_connected(P::NAME, SLOW);
     }
 
     /// The channel daemon's entry under `processes` in the broker's status

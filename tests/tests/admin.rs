@@ -7,12 +7,8 @@ use std::time::Duration;
 
 use oxibot_tests::consts::CONNECT;
 use oxibot_tests::fake_llm::{FakeLlm, Step};
-use oxibot_tests::harness::Broker;
+use oxibot_tests::harness::{secrets, Broker};
 use serde_json::{json, Value};
-
-fn secrets() -> Value {
-    json!({"providers": {"openai": {"apiKey": "sk-admin-test-0123456789"}}})
-}
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
@@ -33,7 +29,7 @@ fn status_exits_3_while_anything_is_down() {
     let llm = FakeLlm::start(vec![]);
     // A channel that is enabled, whose daemon never comes.
     let patch = json!({"channels": {"telegram": {"enabled": true, "allowedUsers": ["1"]}}});
-    let mut secrets = secrets();
+    let mut secrets = secrets(json!({}));
     secrets["channels"] = json!({"telegram": {"token": "1:x"}});
     let mut b = Broker::start_unsupervised(&llm.base_url, patch, secrets);
 
@@ -68,8 +64,8 @@ fn status_exits_3_while_anything_is_down() {
 #[test]
 fn status_exits_0_when_everything_is_up() {
     let llm = FakeLlm::start(vec![]);
-    let b = Broker::start(&llm.base_url, json!({}), secrets());
-    b.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
+    let b = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
+    b.wait_tool_connected();
     let out = b.ctl(&["status"]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
 }
@@ -85,8 +81,8 @@ fn sessions_and_the_audit_log_from_oxibotctl() {
         },
         Step::EchoLastTool,
     ]);
-    let b = Broker::start(&llm.base_url, json!({}), secrets());
-    b.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
+    let b = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
+    b.wait_tool_connected();
     let reply = b.agent("cli:admin", "run it").unwrap();
     assert!(reply.contains("from-the-jail"), "{reply}");
 
@@ -138,7 +134,7 @@ fn sessions_and_the_audit_log_from_oxibotctl() {
 #[test]
 fn audit_follow_prints_new_entries_as_they_come() {
     let llm = FakeLlm::start(vec![]);
-    let b = Broker::start(&llm.base_url, json!({}), secrets());
+    let b = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     let mut follow = b
         .ctl_command(&["--json", "audit", "follow", "--kind", "user_decided", "-n", "0"])
         .stdout(std::process::Stdio::piped())
@@ -214,11 +210,11 @@ fn health_endpoint_answers_readiness_and_metrics() {
     let b = Broker::start(
         &llm.base_url,
         json!({"health": {"enabled": true, "port": port}}),
-        secrets(),
+        secrets(json!({})),
     );
     let healthz = get(port, "/healthz");
     assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}\n{}", b.log_text());
-    b.wait_until("toold connected", CONNECT, |s| s["toolConnected"] == true);
+    b.wait_tool_connected();
     let ready = get(port, "/readyz");
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     b.agent("cli:metrics", "go").unwrap();
@@ -251,7 +247,7 @@ fn readyz_says_what_is_missing() {
     let b = Broker::start_unsupervised(
         &llm.base_url,
         json!({"health": {"enabled": true, "port": port}}),
-        secrets(),
+        secrets(json!({})),
     );
     let ready = get(port, "/readyz");
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
@@ -272,7 +268,7 @@ fn the_health_endpoint_is_parsed_outside_the_broker() {
     let b = Broker::start(
         &llm.base_url,
         json!({"health": {"enabled": true, "port": port}}),
-        secrets(),
+        secrets(json!({})),
     );
     let status = b.wait_until("healthd running", CONNECT, |s| {
         s["processes"]

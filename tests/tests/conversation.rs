@@ -5,13 +5,9 @@ use std::time::{Duration, Instant};
 
 use oxibot_tests::consts::LLM_KEY;
 use oxibot_tests::fake_llm::{FakeLlm, Step};
-use oxibot_tests::harness::Broker;
+use oxibot_tests::harness::{secrets, Broker};
 use oxibot_tests::poll::{self, POLL};
 use serde_json::{json, Value};
-
-fn openai_secrets() -> Value {
-    json!({"providers": {"openai": {"apiKey": LLM_KEY}}})
-}
 
 fn tool(name: &str, args: Value) -> Step {
     Step::Tool {
@@ -34,7 +30,7 @@ fn write_read_script() -> Vec<Step> {
 #[test]
 fn openai_conversation_writes_then_reads_a_file() {
     let llm = FakeLlm::start(write_read_script());
-    let broker = Broker::start(&llm.base_url, json!({}), openai_secrets());
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     let started = Instant::now();
     let out = broker.ctl(&["agent", "--session", "s1", "-m", "save a note"]);
     let elapsed = started.elapsed();
@@ -170,7 +166,7 @@ fn rate_limit_with_retry_after_is_honoured() {
         },
         Step::Text("after the wait".into()),
     ]);
-    let broker = Broker::start(&llm.base_url, json!({}), openai_secrets());
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     assert_eq!(broker.agent("r", "hi").unwrap(), "after the wait");
     let reqs = llm.requests();
     assert_eq!(reqs.len(), 2);
@@ -187,7 +183,7 @@ fn server_errors_fall_back_to_the_next_model() {
     let llm = FakeLlm::start(vec![Step::Text("from the fallback".into())]);
     llm.fail_model("gpt-primary");
     let patch = json!({"agents": {"defaults": {"model": "gpt-primary", "fallbackModels": ["gpt-fallback"]}}});
-    let broker = Broker::start(&llm.base_url, patch, openai_secrets());
+    let broker = Broker::start(&llm.base_url, patch, secrets(json!({})));
     assert_eq!(broker.agent("f", "hi").unwrap(), "from the fallback");
     let models: Vec<String> = llm.requests().iter().map(|r| r.model().to_string()).collect();
     // maxRetries 2: three tries of the primary, then the fallback.
@@ -199,7 +195,7 @@ fn every_model_failing_is_a_clear_error_and_the_broker_stays_up() {
     let llm = FakeLlm::start(vec![Step::Garbage("<html>proxy error</html>".into())]);
     llm.fail_model("gpt-fallback");
     let patch = json!({"agents": {"defaults": {"fallbackModels": ["gpt-fallback"], "maxRetries": 0}}});
-    let broker = Broker::start(&llm.base_url, patch, openai_secrets());
+    let broker = Broker::start(&llm.base_url, patch, secrets(json!({})));
     let err = broker.agent("e", "hi").unwrap_err();
     assert!(err.contains("every model failed"), "{err}");
     assert!(
@@ -217,7 +213,7 @@ fn sessions_do_not_wait_on_each_other() {
         Step::Delay(Duration::from_secs(4), Box::new(Step::Text("slow".into()))),
         Step::Text("fast".into()),
     ]);
-    let broker = Broker::start(&llm.base_url, json!({}), openai_secrets());
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     let slow = broker
         .ctl_command(&["agent", "--session", "slow", "-m", "hi"])
         .stdout(std::process::Stdio::piped())
@@ -245,7 +241,7 @@ fn max_tool_iterations_and_repeated_calls_are_stopped() {
         tool("list_dir", json!({"path": "./."})),
     ]);
     let patch = json!({"agents": {"defaults": {"maxToolIterations": 3}}});
-    let broker = Broker::start(&llm.base_url, patch, openai_secrets());
+    let broker = Broker::start(&llm.base_url, patch, secrets(json!({})));
     let reply = broker.agent("m", "loop").unwrap();
     assert!(reply.contains("stopped after 3 tool steps"), "{reply}");
     assert_eq!(llm.requests().len(), 3);
@@ -269,7 +265,7 @@ fn chat_is_a_conversation_on_stdin() {
         Step::Text("first answer".into()),
         Step::Text("second answer".into()),
     ]);
-    let broker = Broker::start(&llm.base_url, json!({}), openai_secrets());
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     let mut chat = broker
         .ctl_command(&["--json", "chat", "--session", "console:me"])
         .stdin(std::process::Stdio::piped())
@@ -300,7 +296,7 @@ fn chat_is_a_conversation_on_stdin() {
 #[test]
 fn sigterm_stops_the_broker_and_its_children() {
     let llm = FakeLlm::start(vec![]);
-    let mut broker = Broker::start(&llm.base_url, json!({}), openai_secrets());
+    let mut broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     let toold = broker.process_pid("toold").unwrap();
     let pid = nix::unistd::Pid::from_raw(broker.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();

@@ -9,15 +9,11 @@ use std::time::{Duration, Instant};
 
 use oxibot_tests::consts::{CONNECT, LLM_KEY};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
-use oxibot_tests::harness::{bin, Broker};
+use oxibot_tests::harness::{bin, secrets, Broker};
 use oxibot_tests::poll::{self, POLL_COSTLY};
 use serde_json::{json, Value};
 
 const NOBODY: u32 = 65534;
-
-fn secrets() -> Value {
-    json!({"providers": {"openai": {"apiKey": LLM_KEY}}})
-}
 
 fn tool(name: &str, args: Value) -> Step {
     Step::Tool {
@@ -46,7 +42,7 @@ fn garbage_and_oversized_frames_on_tool_sock_are_closed_and_audited() {
         return oxibot_tests::harness::skip("tool.sock admits only root and the tool user (CI runs as root)");
     }
     let llm = FakeLlm::start(vec![Step::Text("still here".into())]);
-    let mut broker = Broker::start_unsupervised(&llm.base_url, json!({}), secrets());
+    let mut broker = Broker::start_unsupervised(&llm.base_url, json!({}), secrets(json!({})));
     broker.spawn_toold();
     let sock = broker.runtime.join("tool.sock");
 
@@ -76,7 +72,7 @@ fn connections_from_the_wrong_uid_are_refused() {
         return oxibot_tests::harness::skip("needs root to connect as nobody (CI runs as root)");
     }
     let llm = FakeLlm::start(vec![]);
-    let mut broker = Broker::start_unsupervised(&llm.base_url, json!({}), secrets());
+    let mut broker = Broker::start_unsupervised(&llm.base_url, json!({}), secrets(json!({})));
     broker.spawn_toold();
     // Open the file permissions, so that only the broker's SO_PEERCRED check
     // stands between nobody and the sockets.
@@ -121,7 +117,7 @@ fn connections_from_the_wrong_uid_are_refused() {
 #[test]
 fn killing_toold_mid_tool_call_gives_a_clear_error_and_it_restarts() {
     let llm = FakeLlm::start(vec![tool("exec", json!({"command": "sleep 25"})), Step::EchoLastTool]);
-    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     let toold = broker.process_pid("toold").expect("toold pid in status");
 
     let agent = broker
@@ -169,7 +165,7 @@ fn a_secret_echoed_by_a_tool_is_redacted_before_the_llm_and_the_reply() {
         tool("read_file", json!({"path": "leaked.txt"})),
         Step::EchoLastTool,
     ]);
-    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     std::fs::write(broker.workspace.join("leaked.txt"), format!("the key is {LLM_KEY}")).unwrap();
 
     let reply = broker.agent("leak", "show me the file").unwrap();
@@ -201,7 +197,7 @@ fn the_child_environment_and_argv_hold_no_secret() {
         ),
         Step::EchoLastTool,
     ]);
-    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     let toold = broker.process_pid("toold").unwrap();
     let environ = std::fs::read(format!("/proc/{toold}/environ")).unwrap();
     let cmdline = std::fs::read(format!("/proc/{toold}/cmdline")).unwrap();
@@ -312,11 +308,7 @@ fn broken_config_and_open_secrets_stop_the_start_with_clear_errors() {
     assert!(err.contains("config.json") && err.contains("line 2"), "{err}");
 
     let secrets = dir.path().join("secrets.json");
-    std::fs::write(
-        &secrets,
-        json!({"providers": {"openai": {"apiKey": LLM_KEY}}}).to_string(),
-    )
-    .unwrap();
+    std::fs::write(&secrets, oxibot_tests::harness::secrets(json!({})).to_string()).unwrap();
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(
         &config,
@@ -340,7 +332,7 @@ fn toold_refuses_to_start_when_its_jail_cannot_be_built() {
         return oxibot_tests::harness::skip("the failing step is provoked as root (CI runs as root)");
     }
     let llm = FakeLlm::start(vec![]);
-    let broker = Broker::start_unsupervised(&llm.base_url, json!({}), secrets());
+    let broker = Broker::start_unsupervised(&llm.base_url, json!({}), secrets(json!({})));
     let out = std::process::Command::new(bin("oxibot-toold"))
         .args(["--socket"])
         .arg(broker.runtime.join("tool.sock"))
@@ -392,7 +384,7 @@ fn config_check_reports_what_the_broker_would_refuse_at_start() {
 #[test]
 fn a_request_over_the_tool_daemons_limits_is_a_tool_error_and_other_commands_live_on() {
     let llm = FakeLlm::start(vec![]);
-    let broker = Broker::start(&llm.base_url, json!({}), secrets());
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
     let toold = broker.process_pid("toold").expect("toold pid in status");
     let slow = {
         let cmd = broker

@@ -107,7 +107,7 @@ fn channel_settings_reach_the_daemon_on_reload() {
         json!({"channels": {"telegram": settings(json!(["1001"]))}}),
         secrets(KEY_A),
     );
-    b.wait_until("telegram connected", SLOW, |s| s["channels"][0]["connected"] == true);
+    b.wait_channel_connected("telegram", SLOW);
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(b.config_path()).unwrap()).unwrap();
     config["channels"]["telegram"] = settings(json!(["1001", "1002"]));

@@ -7,21 +7,15 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use oxibot_tests::consts::SLOW;
+use oxibot_tests::consts::{LLM_KEY, SLOW};
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::fake_telegram::FakeTelegram;
-use oxibot_tests::harness::{as_user, bin_dir_for_others, merge, new_dir, skip, Broker, Launch, Mode};
+use oxibot_tests::harness::{as_user, bin_dir_for_others, new_dir, secrets, skip, Broker, Launch, Mode};
 use oxibot_tests::mail;
 use oxibot_tests::platform::{Discord, Platform, Slack, Telegram, TELEGRAM_TOKEN};
 use oxibot_tests::poll::{self, POLL, POLL_COSTLY};
+use oxibot_tests::run::Run;
 use serde_json::{json, Value};
-
-const LLM_KEY: &str = "sk-seams-LLMKEY-4242424242";
-
-fn secrets() -> Value {
-    json!({"providers": {"openai": {"apiKey": LLM_KEY}},
-           "channels": {"telegram": {"token": TELEGRAM_TOKEN}}})
-}
 
 /// Runs one `oxibotctl agent` turn, killing it after `limit`.
 fn agent_within(b: &Broker, session: &str, message: &str, limit: Duration) -> Result<String, String> {
@@ -46,7 +40,12 @@ fn agent_within(b: &Broker, session: &str, message: &str, limit: Duration) -> Re
 
 fn start_in(mode: Mode, llm: &FakeLlm, patch: Value) -> Option<Broker> {
     match mode.run_as() {
-        Ok(run_as) => Some(Broker::start_as(&llm.base_url, patch, secrets(), run_as)),
+        Ok(run_as) => Some(Broker::start_as(
+            &llm.base_url,
+            patch,
+            secrets(json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}}})),
+            run_as,
+        )),
         Err(why) => {
             skip(&why);
             None
@@ -172,12 +171,12 @@ fn telegram_broker(llm: &FakeLlm, tg: &FakeTelegram, extra: Value) -> Broker {
     let mut patch = json!({"channels": {"telegram": {
         "enabled": true, "apiBase": tg.base_url, "allowedUsers": ["1001"]}}});
     oxibot_tests::harness::merge(&mut patch, extra);
-    let b = Broker::start(&llm.base_url, patch, secrets());
-    b.wait_until("telegram connected", SLOW, |s| {
-        s["channels"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["name"] == "telegram" && c["connected"] == true))
-    });
+    let b = Broker::start(
+        &llm.base_url,
+        patch,
+        secrets(json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}}})),
+    );
+    b.wait_channel_connected("telegram", SLOW);
     b
 }
 
@@ -257,8 +256,9 @@ fn without_supervise_mode_the_uid_decides_the_channel() {
             Box::new(Step::Text("the reply that must arrive".into())),
         ),
     ]);
-    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}},
-                         "channels": {"telegram": {"token": TELEGRAM_TOKEN}, "discord": {"token": DISCORD_TOKEN_SEAMS}}});
+    let secrets = secrets(
+        json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}, "discord": {"token": DISCORD_TOKEN_SEAMS}}}),
+    );
     let patch = json!({"channels": {
         "telegram": {"enabled": true, "apiBase": tg.base_url, "allowedUsers": ["1001"]},
         "discord": {"enabled": true, "allowedUsers": ["*"]}}});
@@ -278,11 +278,7 @@ fn without_supervise_mode_the_uid_decides_the_channel() {
         Some(channel_user("telegram")),
     );
     let connected = |b: &Broker| {
-        b.wait_until("telegram connected", SLOW, |s| {
-            s["channels"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["name"] == "telegram" && c["connected"] == true))
-        });
+        b.wait_channel_connected("telegram", SLOW);
     };
     connected(&b);
 
@@ -389,7 +385,12 @@ fn a_missing_daemon_user_stops_the_start() {
     let llm = FakeLlm::start(vec![]);
     let patch = json!({"users": {"channels": {"telegram": "oxibot-no-such-user"}},
                        "channels": {"telegram": {"enabled": true, "apiBase": tg.base_url, "allowedUsers": ["1"]}}});
-    let mut b = Broker::launch(&llm.base_url, patch, secrets(), None);
+    let mut b = Broker::launch(
+        &llm.base_url,
+        patch,
+        secrets(json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}}})),
+        None,
+    );
     let status = b.wait_exit(SLOW);
     assert!(!status.success());
     let log = b.log_text();
@@ -434,7 +435,7 @@ fn a_compromised_channel_daemon_on_the_brokers_uid_reaches_nothing() {
         dir,
         &llm.base_url,
         patch,
-        secrets(),
+        secrets(json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}}})),
         Launch {
             run_as,
             ..Launch::default()
@@ -528,14 +529,10 @@ fn mail_setup_admitting(test: &str, authserv_id: Option<&str>, allowed: Value) -
     if let Some(id) = authserv_id {
         settings["authservId"] = json!(id);
     }
-    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}},
-                         "channels": {"email": {"imapPassword": mail::PASSWORD, "smtpPassword": mail::PASSWORD}}});
+    let secrets =
+        secrets(json!({"channels": {"email": {"imapPassword": mail::PASSWORD, "smtpPassword": mail::PASSWORD}}}));
     let broker = Broker::start(&llm.base_url, json!({"channels": {"email": settings}}), secrets);
-    broker.wait_until("email connected", SLOW, |s| {
-        s["channels"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["name"] == "email" && c["connected"] == true))
-    });
+    broker.wait_channel_connected("email", SLOW);
     Some(Mail { llm, broker, bot })
 }
 
@@ -658,7 +655,11 @@ fn secrets_are_redacted_in_every_encoding_and_every_field() {
         },
         Step::EchoLastTool,
     ]);
-    let b = Broker::start(&llm.base_url, json!({}), secrets());
+    let b = Broker::start(
+        &llm.base_url,
+        json!({}),
+        secrets(json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}}})),
+    );
     let reply = b.agent("s1", "tell me your key").unwrap();
     assert_eq!(reply.matches("[REDACTED]").count(), 4, "{reply}");
     for form in [LLM_KEY, hex.as_str(), in_b64.as_str(), url.as_str()] {
@@ -717,16 +718,8 @@ const HOSTILE: &str = "Hi <!channel> <!here> <!everyone> @everyone @here <@&42> 
 
 /// Starts `P` with `alice` allowed and a model that answers `reply`.
 fn platform_with_reply<P: Platform>(reply: &str) -> Option<(P, FakeLlm, Broker)> {
-    let p = P::start(true)?;
-    let llm = FakeLlm::start(vec![Step::Text(reply.into())]);
-    let mut settings = p.settings();
-    merge(
-        &mut settings,
-        json!({"enabled": true, "allowedUsers": [p.user("alice")]}),
-    );
-    let secrets = json!({"providers": {"openai": {"apiKey": LLM_KEY}}, "channels": {P::NAME: p.credential()}});
-    let b = Broker::start(&llm.base_url, json!({"channels": {P::NAME: settings}}), secrets);
-    Some((p, llm, b))
+    let run = Run::<P>::builder(vec![Step::Text(reply.into())]).start()?;
+    Some((run.p, run.llm, run.broker))
 }
 
 #[test]
@@ -826,7 +819,11 @@ fn provider_redirects_are_not_followed() {
     ))]);
     let patch = json!({"agents": {"defaults": {"maxRetries": 0}},
                        "providers": {"openai": {"extraHeaders": {"x-extra": "EXTRA-HEADER-VALUE"}}}});
-    let b = Broker::start(&llm.base_url, patch, secrets());
+    let b = Broker::start(
+        &llm.base_url,
+        patch,
+        secrets(json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}}})),
+    );
     let err = b.agent("s1", "hi").unwrap_err();
     assert!(
         err.contains("307") && err.contains("never follows a provider's redirect"),
@@ -848,7 +845,11 @@ fn provider_redirects_are_not_followed() {
 #[test]
 fn the_seccomp_log_switch_is_loud() {
     let llm = FakeLlm::start(vec![]);
-    let b = Broker::start(&llm.base_url, json!({"tools": {"seccompLog": true}}), secrets());
+    let b = Broker::start(
+        &llm.base_url,
+        json!({"tools": {"seccompLog": true}}),
+        secrets(json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}}})),
+    );
     let notes = b.status()["notes"].to_string();
     assert!(notes.contains("tools.seccompLog is on"), "{notes}");
     assert!(
@@ -866,7 +867,11 @@ fn the_seccomp_log_switch_is_loud() {
 fn oxibotctl_shows_control_characters_escaped() {
     let hostile = "\u{1b}]0;pwned\u{7}hello\u{1b}[2J\u{202e}gnp.exe";
     let llm = FakeLlm::start(vec![Step::Text(hostile.into())]);
-    let b = Broker::start(&llm.base_url, json!({}), secrets());
+    let b = Broker::start(
+        &llm.base_url,
+        json!({}),
+        secrets(json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}}})),
+    );
     let out = b.ctl(&["agent", "-m", "hi"]);
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07), "{shown:?}");
@@ -944,15 +949,15 @@ fn a_channel_daemon_dies_with_its_broker() {
 
     let tg = FakeTelegram::start(TELEGRAM_TOKEN);
     let patch = json!({"channels": {"telegram": {"enabled": true, "apiBase": tg.base_url, "allowedUsers": ["1"]}}});
-    let mut b = Broker::start_unsupervised(&llm.base_url, patch, secrets());
+    let mut b = Broker::start_unsupervised(
+        &llm.base_url,
+        patch,
+        secrets(json!({"channels": {"telegram": {"token": TELEGRAM_TOKEN}}})),
+    );
     let socket = b.runtime.join("channel.sock").display().to_string();
     let args = ["--channel".to_string(), "telegram".into(), "--socket".into(), socket];
     let daemon = b.spawn_daemon("telegram", "oxibot-channeld", &args, Some(channel_user("telegram"))) as i32;
-    b.wait_until("telegram connected", SLOW, |s| {
-        s["channels"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["name"] == "telegram" && c["connected"] == true))
-    });
+    b.wait_channel_connected("telegram", SLOW);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(b.child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
