@@ -1,6 +1,7 @@
 //! The store against an in-memory database.
 
 use super::*;
+use oxibot_proto::messages::Attachment;
 
 fn call(id: &str) -> ChatMessage {
     ChatMessage {

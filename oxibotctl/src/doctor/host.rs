@@ -9,17 +9,8 @@ use std::path::Path;
 use nix::unistd::{Group, User};
 use oxibot_config::layout::Layout;
 use oxibot_config::paths;
-use serde_json::Value;
 
 use super::{Finding, Level};
-
-/// The packaged units and the exposure each may have (as CI's gate).
-const UNITS: [(&str, f64); 3] = [
-    ("oxibot-broker.service", 1.5),
-    ("oxibot-channeld@.service", 1.5),
-    ("oxibot-toold.service", 2.0),
-];
-const UNIT_DIRS: [&str; 2] = ["/etc/systemd/system", "/usr/lib/systemd/system"];
 
 pub fn checks(config: &Path, broker_uid: Option<u32>) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -45,9 +36,9 @@ pub fn checks(config: &Path, broker_uid: Option<u32>) -> Vec<Finding> {
         out.extend(users(&layout));
     }
     out.extend(sockets(&layout));
-    out.extend(sandbox());
-    out.extend(units());
-    out.extend(settings(&layout));
+    out.extend(super::system::sandbox());
+    out.extend(super::system::units());
+    out.extend(super::access::settings(&layout));
     out
 }
 
@@ -317,197 +308,6 @@ fn sockets(layout: &Layout) -> Vec<Finding> {
         };
         out.push(finding);
     }
-    out
-}
-
-fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
-}
-
-fn sandbox() -> Vec<Finding> {
-    let mut out = Vec::new();
-    let max = read_trimmed("/proc/sys/user/max_user_namespaces");
-    let debian = read_trimmed("/proc/sys/kernel/unprivileged_userns_clone");
-    let apparmor = read_trimmed("/proc/sys/kernel/apparmor_restrict_unprivileged_userns");
-    let check = "unprivileged user namespaces (toold's jail)";
-    out.push(if max.as_deref() == Some("0") {
-        Finding::new("sandbox", check, Level::Fail, "user.max_user_namespaces = 0")
-            .fix("sysctl -w user.max_user_namespaces=15000 (and in /etc/sysctl.d/)")
-    } else if debian.as_deref() == Some("0") {
-        Finding::new("sandbox", check, Level::Fail, "kernel.unprivileged_userns_clone = 0")
-            .fix("sysctl -w kernel.unprivileged_userns_clone=1 (and in /etc/sysctl.d/)")
-    } else if apparmor.as_deref() == Some("1") {
-        Finding::new(
-            "sandbox",
-            check,
-            Level::Fail,
-            "kernel.apparmor_restrict_unprivileged_userns = 1",
-        )
-        .fix("allow it for oxibot-toold with an AppArmor profile that has `userns,` (see SECURITY.md)")
-    } else {
-        Finding::new("sandbox", check, Level::Ok, "available")
-    });
-    let lsm = read_trimmed("/sys/kernel/security/lsm").unwrap_or_default();
-    out.push(if lsm.split(',').any(|m| m == "landlock") {
-        Finding::new("sandbox", "Landlock (file limits for daemons)", Level::Ok, lsm)
-    } else {
-        Finding::new(
-            "sandbox",
-            "Landlock (file limits for daemons)",
-            Level::Warn,
-            format!("LSMs: {lsm}"),
-        )
-        .fix("boot with landlock in lsm= (e.g. lsm=landlock,lockdown,yama,apparmor); seccomp and users still apply")
-    });
-    let seccomp = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Seccomp:"));
-    out.push(if seccomp {
-        Finding::new("sandbox", "seccomp filters", Level::Ok, "available")
-    } else {
-        Finding::new("sandbox", "seccomp filters", Level::Fail, "the kernel has no seccomp")
-            .fix("use a kernel built with CONFIG_SECCOMP_FILTER")
-    });
-    out
-}
-
-fn units() -> Vec<Finding> {
-    let mut out = Vec::new();
-    for (unit, bound) in UNITS {
-        let check = format!("{unit} exposure at most {bound}");
-        let Some(path) = UNIT_DIRS.iter().map(|d| Path::new(d).join(unit)).find(|p| p.exists()) else {
-            out.push(Finding::new(
-                "units",
-                check,
-                Level::Skip,
-                "not installed (supervise mode?)",
-            ));
-            continue;
-        };
-        let output = std::process::Command::new("systemd-analyze")
-            .args(["security", "--offline=true", "--no-pager"])
-            .arg(&path)
-            .output();
-        let text = match output {
-            Ok(o) => String::from_utf8_lossy(&o.stdout).to_string(),
-            Err(e) => {
-                out.push(Finding::new(
-                    "units",
-                    check,
-                    Level::Skip,
-                    format!("systemd-analyze: {e}"),
-                ));
-                continue;
-            }
-        };
-        let score = text
-            .lines()
-            .find_map(|l| l.split("Overall exposure level for ").nth(1))
-            .and_then(|rest| rest.split(':').nth(1))
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse::<f64>().ok());
-        out.push(match score {
-            Some(s) if s <= bound => Finding::new("units", check, Level::Ok, format!("{s}")),
-            Some(s) => Finding::new("units", check, Level::Warn, format!("{s}")).fix(format!(
-                "a drop-in loosened {unit}: systemctl cat {unit}; systemd-delta"
-            )),
-            None => Finding::new("units", check, Level::Warn, "no score from systemd-analyze"),
-        });
-    }
-    out
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn settings(layout: &Layout) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for name in layout.enabled_channels() {
-        let s = &layout.channels[&name];
-        let users = strings(s.get("allowedUsers"));
-        let dm = s.get("dmPolicy").and_then(Value::as_str).unwrap_or("allowlist");
-        let check = format!("{name}: who may talk is limited");
-        out.push(if dm == "open" || users.iter().any(|u| u == "*") {
-            Finding::new("access", check, Level::Warn, "everybody may (dmPolicy open or allowedUsers [\"*\"])").fix(format!(
-                "anyone who finds the bot can make it run commands in the jail: list ids in channels.{name}.allowedUsers, or use dmPolicy \"pairing\""
-            ))
-        } else if users.is_empty() && dm == "allowlist" {
-            Finding::new("access", check, Level::Warn, "allowedUsers is empty: nobody may").fix(format!(
-                "list the user ids in channels.{name}.allowedUsers, or oxibotctl users allow {name} ID"
-            ))
-        } else {
-            Finding::new("access", check, Level::Ok, format!("dmPolicy {dm}, {} user(s) listed", users.len()))
-        });
-        if s.get("groupPolicy").and_then(Value::as_str) == Some("open") {
-            out.push(
-                Finding::new(
-                    "access",
-                    format!("{name}: group messages need a mention"),
-                    Level::Warn,
-                    "groupPolicy open",
-                )
-                .fix(format!(
-                    "set channels.{name}.groupPolicy to \"mention\" or \"allowlist\""
-                )),
-            );
-        }
-        if name == "email" {
-            let trust = s.get("trustFromHeader").and_then(Value::as_bool).unwrap_or(false);
-            let authserv = s
-                .get("authservId")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            let check = "email: senders are verified by the mail server (authservId)";
-            out.push(if trust {
-                Finding::new("access", check, Level::Fail, "trustFromHeader: anyone can claim any sender")
-                    .fix("set channels.email.authservId to your server's authserv-id and remove trustFromHeader")
-            } else if authserv.is_empty() {
-                Finding::new("access", check, Level::Fail, "no authservId: every mail is refused").fix(
-                    "set channels.email.authservId to the id your mail server writes first in its Authentication-Results headers",
-                )
-            } else {
-                Finding::new("access", check, Level::Ok, authserv)
-            });
-        }
-    }
-    let sandbox_off = matches!(layout.tools.sandbox, oxibot_config::config::SandboxMode::Off);
-    out.push(if sandbox_off {
-        Finding::new("settings", "the tool jail is on", Level::Fail, "tools.sandbox \"off\"")
-            .fix("remove tools.sandbox: the model's commands run with the tool user's full rights")
-    } else {
-        Finding::new("settings", "the tool jail is on", Level::Ok, "on")
-    });
-    if layout.tools.seccomp_log {
-        out.push(
-            Finding::new(
-                "settings",
-                "seccomp refuses (not only logs)",
-                Level::Warn,
-                "tools.seccompLog is on",
-            )
-            .fix("remove tools.seccompLog once the missing syscall is found"),
-        );
-    }
-    let h = &layout.health;
-    let check = "the health endpoint listens on loopback only";
-    out.push(if !h.enabled {
-        Finding::new("settings", check, Level::Ok, "off")
-    } else if h.host.is_loopback() {
-        Finding::new("settings", check, Level::Ok, format!("{}:{}", h.host, h.port))
-    } else {
-        Finding::new("settings", check, Level::Fail, format!("{}:{}", h.host, h.port))
-            .fix("set health.host to 127.0.0.1 and put a reverse proxy with authentication in front")
-    });
     out
 }
 

@@ -6,8 +6,10 @@
 //! The host checks need only config.json and what any admin may look at;
 //! the jail checks and the broker's own notes need the broker.
 
+mod access;
 mod host;
 mod jail;
+mod system;
 mod workspace;
 
 use std::path::Path;
