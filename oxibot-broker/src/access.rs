@@ -3,28 +3,13 @@
 //! to the audit log, and a compromised channel daemon gains nothing by
 //! skipping it.
 //!
-//! Settings (under `channels.<name>`):
-//! - `allowedUsers`: default-deny. `[]` admits nobody, `["*"]` everybody.
-//! - `dmPolicy`: `"allowlist"` (default), `"pairing"` (an unknown user gets
-//!   a one-time code that `oxibotctl pairing approve CODE` accepts), `"open"`.
-//! - `groupPolicy`: `"mention"` (default: only messages that mention the
-//!   bot), `"open"`, or `"allowlist"` of `groupAllowFrom` chat ids.
+//! The settings (`allowedUsers`, `dmPolicy`, `groupPolicy`,
+//! `groupAllowFrom`) are typed in `oxibot_config::access`, shared with
+//! `oxibotctl doctor` and checked when the configuration loads.
 
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DmPolicy {
-    Allowlist,
-    Pairing,
-    Open,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupPolicy {
-    Mention,
-    Open,
-    Allowlist,
-}
+use crate::access_settings::{Access, DmPolicy, GroupPolicy};
 
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -81,52 +66,15 @@ pub fn is_unverified(sender: &str) -> bool {
     sender.starts_with(UNVERIFIED)
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl Policy {
-    /// Reads a channel's settings; unknown policy names are errors.
+    /// Reads a channel's settings; a bad value is an error naming its key.
     pub fn from_settings(channel: &str, settings: &Value) -> Result<Policy, String> {
-        let text = |k: &str| settings.get(k).and_then(Value::as_str);
-        let dm = match text("dmPolicy").unwrap_or("allowlist") {
-            "allowlist" => DmPolicy::Allowlist,
-            "pairing" => DmPolicy::Pairing,
-            "open" => DmPolicy::Open,
-            other => {
-                return Err(format!(
-                    "channels.{channel}.dmPolicy: unknown policy \"{other}\" (allowlist, pairing, open)"
-                ))
-            }
-        };
-        let group = match text("groupPolicy").unwrap_or("mention") {
-            "mention" => GroupPolicy::Mention,
-            "open" => GroupPolicy::Open,
-            "allowlist" => GroupPolicy::Allowlist,
-            other => {
-                return Err(format!(
-                    "channels.{channel}.groupPolicy: unknown policy \"{other}\" (mention, open, allowlist)"
-                ))
-            }
-        };
+        let access = Access::of(channel, settings)?;
         Ok(Policy {
-            allowed_users: strings(settings.get("allowedUsers"))
-                .iter()
-                .map(|u| user_id(channel, u))
-                .collect(),
-            dm,
-            group,
-            group_allow_from: strings(settings.get("groupAllowFrom")),
+            allowed_users: access.allowed_users.iter().map(|u| user_id(channel, u)).collect(),
+            dm: access.dm_policy,
+            group: access.group_policy,
+            group_allow_from: access.group_allow_from,
         })
     }
 

@@ -56,4 +56,5 @@ pub mod metrics;
 pub mod store;
 pub mod uploads;
 
+pub use oxibot_config::access as access_settings;
 pub use oxibot_config::{abilities, config, cron_import, import, secret, secrets_file};

@@ -5,6 +5,7 @@
 //! not the broker.
 
 pub mod abilities;
+pub mod access;
 pub mod config;
 pub mod cron_import;
 pub mod import;

@@ -141,6 +141,33 @@ impl Config {
         Self::parse_merged(path, &text, &value, report).map_err(|e| e.redacted(&redactor))
     }
 
+    /// Every channel's access settings, typed as the broker reads them: first
+    /// in the file's own text (the error has the line), then as merged with the
+    /// secrets file and the environment.
+    fn check_access(path: &Path, text: &str, config: &Config) -> Result<(), ConfigError> {
+        #[derive(serde::Deserialize)]
+        struct Channels {
+            #[serde(default)]
+            #[allow(dead_code)]
+            channels: std::collections::BTreeMap<String, crate::access::Access>,
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        if let Err(e) = serde_path_to_error::deserialize::<_, Channels>(&mut de) {
+            return Err(invalid(path, &e.path().to_string(), &e.inner().to_string()));
+        }
+        for (name, settings) in &config.channels {
+            if let Err(e) = crate::access::Access::of(name, settings) {
+                let (key, message) = e.split_once(": ").unwrap_or(("channels", &e));
+                return Err(invalid(
+                    path,
+                    key,
+                    &format!("{message} (after applying the secrets file and OXIBOT_ environment overrides)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The merged value as a `Config`, validated.
     fn parse_merged(
         path: &Path,
@@ -183,6 +210,7 @@ impl Config {
             ));
         }
         config.validate(path)?;
+        Self::check_access(path, text, &config)?;
         Ok((config, report))
     }
 }

@@ -334,3 +334,28 @@ fn message_targets_are_per_chat_and_the_global_list_is_refused_with_the_new_shap
         .to_string()
         .contains("\"nochat\""));
 }
+
+#[test]
+fn a_bad_access_setting_stops_the_load_with_its_key_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(
+        d.path(),
+        ",\n  \"channels\": {\"telegram\": {\"enabled\": true,\n    \"dmPolicy\": \"everyone\"}}",
+    );
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("channels.telegram.dmPolicy"), "{err}");
+    assert!(err.contains("unknown variant `everyone`"), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+    // Through the environment: the key, and where the value came from.
+    let p = minimal(d.path(), ",\n  \"channels\": {\"slack\": {\"enabled\": true}}");
+    let env = vec![("OXIBOT_CHANNELS__SLACK__GROUP_POLICY".to_string(), "loud".to_string())];
+    let err = Config::load_with_env(&p, env).unwrap_err().to_string();
+    assert!(err.contains("channels.slack.groupPolicy"), "{err}");
+    assert!(err.contains("environment"), "{err}");
+    // The legitimate settings load.
+    let p = minimal(
+        d.path(),
+        ",\n  \"channels\": {\"telegram\": {\"enabled\": true, \"dmPolicy\": \"pairing\", \"allowedUsers\": [42]}}",
+    );
+    assert!(Config::load_with_env(&p, no_env()).is_ok());
+}

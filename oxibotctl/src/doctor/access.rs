@@ -1,40 +1,41 @@
 //! What the settings allow: who may talk on each channel, how e-mail
 //! senders are verified, where the health endpoint listens.
 
+use oxibot_config::access::{Access, DmPolicy, GroupPolicy};
 use oxibot_config::layout::Layout;
 use serde_json::Value;
 
 use super::{Finding, Level};
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 pub fn settings(layout: &Layout) -> Vec<Finding> {
     let mut out = Vec::new();
     for name in layout.enabled_channels() {
         let s = &layout.channels[&name];
-        let users = strings(s.get("allowedUsers"));
-        let dm = s.get("dmPolicy").and_then(Value::as_str).unwrap_or("allowlist");
         let check = format!("{name}: who may talk is limited");
-        out.push(if dm == "open" || users.iter().any(|u| u == "*") {
+        // The same reading as the broker's access decision.
+        let access = match Access::of(&name, s) {
+            Ok(a) => a,
+            Err(e) => {
+                out.push(
+                    Finding::new("access", check, Level::Fail, e)
+                        .fix("correct the value; the broker refuses to start with it"),
+                );
+                continue;
+            }
+        };
+        let (users, dm) = (&access.allowed_users, access.dm_policy.name());
+        out.push(if access.open_to_everybody() {
             Finding::new("access", check, Level::Warn, "everybody may (dmPolicy open or allowedUsers [\"*\"])").fix(format!(
                 "anyone who finds the bot can make it run commands in the jail: list ids in channels.{name}.allowedUsers, or use dmPolicy \"pairing\""
             ))
-        } else if users.is_empty() && dm == "allowlist" {
+        } else if users.is_empty() && access.dm_policy == DmPolicy::Allowlist {
             Finding::new("access", check, Level::Warn, "allowedUsers is empty: nobody may").fix(format!(
                 "list the user ids in channels.{name}.allowedUsers, or oxibotctl users allow {name} ID"
             ))
         } else {
             Finding::new("access", check, Level::Ok, format!("dmPolicy {dm}, {} user(s) listed", users.len()))
         });
-        if s.get("groupPolicy").and_then(Value::as_str) == Some("open") {
+        if access.group_policy == GroupPolicy::Open {
             out.push(
                 Finding::new(
                     "access",
