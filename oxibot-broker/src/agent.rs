@@ -18,8 +18,12 @@ const MAX_IDENTICAL_CALLS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("the model could not answer: {0}")]
-    Llm(String),
+    /// `shown` is the error's text, scrubbed of secrets: what a person sees.
+    #[error("the model could not answer: {shown}")]
+    Llm {
+        error: crate::providers::LlmError,
+        shown: String,
+    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -67,7 +71,8 @@ pub async fn run_turn(
             Ok(r) => r,
             Err(e) => {
                 svc.store.append(session, &unsaved, &Usage::default())?;
-                return Err(AgentError::Llm(svc.audit.scrub(&e, "an LLM error")));
+                let shown = svc.audit.scrub(&e.to_string(), "an LLM error");
+                return Err(AgentError::Llm { error: e, shown });
             }
         };
         if resp.tool_calls.is_empty() {

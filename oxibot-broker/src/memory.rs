@@ -242,7 +242,7 @@ async fn consolidate(
         max_tokens: settings.max_tokens.min(2048),
         temperature: 0.0,
     };
-    let answer = settings.llm().complete(&request).await?;
+    let answer = settings.llm().complete(&request).await.map_err(|e| e.to_string())?;
     let json = answer
         .content
         .find('{')

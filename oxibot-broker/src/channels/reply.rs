@@ -54,7 +54,15 @@ pub(super) async fn answer(svc: Arc<Services>, inbound: Inbound) {
                     Err(e) => {
                         let message = e.to_string();
                         svc.audit.record_error(&message);
-                        format!("Sorry, I could not answer: {message}")
+                        match &e {
+                            // Nothing to fix: the provider asks us to wait.
+                            crate::agent::AgentError::Llm { error, .. } if error.rate_limited() => {
+                                "Sorry, the model is busy right now (its provider asked us to slow down). \
+                                 Please try again in a minute."
+                                    .to_string()
+                            }
+                            _ => format!("Sorry, I could not answer: {message}"),
+                        }
                     }
                 },
                 _ = stop.notified() => "Stopped.".to_string(),

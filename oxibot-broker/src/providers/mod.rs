@@ -132,6 +132,42 @@ pub enum ProviderError {
     Decode { provider: &'static str, message: String },
 }
 
+/// Every model of a request failed: each model with its provider's error,
+/// in the order they were tried. Kept typed until it is shown.
+#[derive(Debug)]
+pub struct LlmError {
+    pub failures: Vec<(String, ProviderError)>,
+}
+
+impl std::fmt::Display for LlmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("every model failed: ")?;
+        for (i, (model, e)) in self.failures.iter().enumerate() {
+            let provider = match e {
+                ProviderError::Http { provider, .. }
+                | ProviderError::Network { provider, .. }
+                | ProviderError::Decode { provider, .. } => provider,
+            };
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{model} ({provider}): {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LlmError {}
+
+impl LlmError {
+    /// Every provider said 429: the answer is to wait, not to fix anything.
+    pub fn rate_limited(&self) -> bool {
+        !self.failures.is_empty()
+            && self
+                .failures
+                .iter()
+                .all(|(_, e)| matches!(e, ProviderError::Http { status: 429, .. }))
+    }
+}
+
 impl ProviderError {
     fn retryable(&self) -> bool {
         match self {
@@ -235,18 +271,18 @@ impl LlmClient {
 
     /// Asks the primary model, retrying retryable failures with backoff, then
     /// each fallback model in turn. The error names every model that failed.
-    pub async fn complete(&self, req: &ChatRequest<'_>) -> Result<ChatResponse, String> {
+    pub async fn complete(&self, req: &ChatRequest<'_>) -> Result<ChatResponse, LlmError> {
         let mut failures = Vec::new();
         for ep in &self.endpoints {
             match self.complete_with_retries(ep, req).await {
                 Ok(resp) => return Ok(resp),
                 Err(e) => {
                     tracing::warn!(provider = ep.provider, model = %ep.model, error = %e, "model failed");
-                    failures.push(format!("{} ({}): {e}", ep.model, ep.provider));
+                    failures.push((ep.model.clone(), e));
                 }
             }
         }
-        Err(format!("every model failed: {}", failures.join("; ")))
+        Err(LlmError { failures })
     }
 
     async fn complete_with_retries(&self, ep: &Endpoint, req: &ChatRequest<'_>) -> Result<ChatResponse, ProviderError> {
@@ -377,5 +413,37 @@ fn decode(ep: &Endpoint, message: String) -> ProviderError {
     ProviderError::Decode {
         provider: ep.provider,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16) -> ProviderError {
+        ProviderError::Http {
+            provider: "openai",
+            status,
+            retry_after: None,
+            body: "slow down".into(),
+        }
+    }
+
+    #[test]
+    fn every_failure_is_named_and_only_an_all_429_answer_is_rate_limiting() {
+        let both = LlmError {
+            failures: vec![("gpt-a".into(), http(429)), ("gpt-b".into(), http(429))],
+        };
+        assert!(both.rate_limited());
+        assert_eq!(
+            both.to_string(),
+            "every model failed: gpt-a (openai): openai answered HTTP 429: slow down; \
+             gpt-b (openai): openai answered HTTP 429: slow down"
+        );
+        let mixed = LlmError {
+            failures: vec![("gpt-a".into(), http(429)), ("gpt-b".into(), http(401))],
+        };
+        assert!(!mixed.rate_limited(), "a bad key is something to fix");
+        assert!(!LlmError { failures: vec![] }.rate_limited());
     }
 }
