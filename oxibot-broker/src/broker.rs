@@ -163,7 +163,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     // port and hands it over; the HTTP is parsed there, never here.
     specs.extend(crate::health::start(&broker).await);
     tokio::spawn(crate::channels::resume_pending(svc.clone()));
-    tokio::spawn(crate::cron::run_scheduler(svc.clone()));
+    tokio::spawn(crate::cron::scheduler::run_scheduler(svc.clone()));
     {
         let svc = svc.clone();
         tokio::spawn(async move { crate::subagents::report_interrupted(&svc).await });

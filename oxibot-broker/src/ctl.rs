@@ -45,7 +45,7 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
             let turn = crate::turn::Turn::console(&svc.config(), &session);
             agent_reply(crate::agent::run_turn(svc, &turn, &message, Vec::new()).await, svc)
         }
-        CtlRequest::Cron(request) => crate::cron::admin(svc, request),
+        CtlRequest::Cron(request) => crate::cron::scheduler::admin(svc, request),
         CtlRequest::PromptList | CtlRequest::PromptShow { .. } | CtlRequest::PromptAccept { .. } => {
             crate::prompt_files::admin(svc, request).await
         }

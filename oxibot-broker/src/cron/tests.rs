@@ -1,6 +1,8 @@
 //! The scheduler's claims, driven by a clock the test moves (no waiting).
 
-use super::*;
+use super::schedule::{self, Schedule};
+use super::scheduler::*;
+use crate::abilities::CatchUp;
 use crate::store::{NewJob, Store};
 
 fn job(store: &Store, schedule: &Schedule, anchor: i64) -> i64 {

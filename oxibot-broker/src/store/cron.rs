@@ -15,7 +15,7 @@ pub struct CronJob {
     pub name: String,
     pub channel: String,
     pub chat_id: String,
-    /// `crate::cron::Schedule` as JSON.
+    /// `crate::cron::schedule::Schedule` as JSON.
     pub schedule: String,
     pub message: String,
     pub enabled: bool,

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{chat_only, parse, Runs, Tool};
 use crate::cron::jobs::{add_job, describe_job};
-use crate::cron::Schedule;
+use crate::cron::schedule::Schedule;
 use crate::services::Services;
 use crate::turn::Turn;
 
