@@ -84,7 +84,8 @@ fn openai_conversation_writes_then_reads_a_file() {
             "web_fetch",
             "message",
             "cron",
-            "spawn"
+            "spawn",
+            "time"
         ]
     );
     let second = reqs[1].body["messages"].as_array().unwrap();

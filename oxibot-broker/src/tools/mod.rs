@@ -12,6 +12,7 @@ mod cron;
 pub mod jail;
 mod message;
 mod spawn;
+mod time;
 mod web;
 
 use std::future::Future;
@@ -42,6 +43,7 @@ const TABLE: &[Tool] = &[
     message::TOOL,
     cron::TOOL,
     spawn::TOOL,
+    time::TOOL,
 ];
 
 pub struct Tool {
