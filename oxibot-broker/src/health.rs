@@ -14,7 +14,6 @@
 //! however often the port is asked, the agent loop and the channels do
 //! not wait.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use oxibot_proto::{accept_handshake, FrameError, Role};
 use tokio::net::UnixStream;
 
 use crate::broker::Broker;
-use crate::supervise::{ChildLink, ChildSpec};
+use crate::supervise::{ChildLink, ChildSpec, PassedListener};
 
 /// The daemon shares one answer a second among its requests; the broker
 /// reads its state at most this often, however often it is asked (a
@@ -70,9 +69,8 @@ pub async fn start(broker: &Broker) -> Option<ChildSpec> {
     spec
 }
 
-fn bind(address: std::net::SocketAddr) -> anyhow::Result<OwnedFd> {
-    let listener = std::net::TcpListener::bind(address).map_err(|e| anyhow::anyhow!("cannot bind {address}: {e}"))?;
-    Ok(OwnedFd::from(listener))
+fn bind(address: std::net::SocketAddr) -> anyhow::Result<PassedListener> {
+    PassedListener::bind(address).map_err(|e| anyhow::anyhow!("cannot bind {address}: {e}"))
 }
 
 /// The daemon's program, and whom it runs as: a broker started as root

@@ -100,7 +100,9 @@ pub async fn tell_owner(svc: &Services, chat: &crate::turn::ChatRef, untold: &[(
     }
     let key: String = untold.iter().map(|(p, s)| format!("{p}:{s};")).collect();
     let origin = format!("prompt-notice:{}", prompt_files::short(&prompt_files::digest(&key)));
-    match crate::message::queue_and_deliver(svc, chat, &prompt_files::notice(untold), Some(&origin)).await {
+    // Paths a turn chose: scrubbed like every text bound for a chat.
+    let notice = svc.audit.scrub(&prompt_files::notice(untold), "a prompt-file notice");
+    match crate::message::queue_and_deliver(svc, chat, &notice, Some(&origin)).await {
         Ok(_) => {
             for (path, sha) in untold {
                 if let Err(e) = svc.store.prompt_notified(path, sha) {

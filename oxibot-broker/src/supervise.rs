@@ -44,9 +44,39 @@ pub struct ChildSpec {
     /// first), or when the broker is not root.
     pub run_as: Option<(u32, u32)>,
     pub link: ChildLink,
-    /// A descriptor the child inherits at [`PASSED_FD`] besides its link
-    /// (the health daemon's listening socket, which the broker bound).
-    pub pass: Option<Arc<OwnedFd>>,
+    /// A listening socket the child inherits at [`PASSED_FD`] besides its
+    /// link (the health daemon's port, which the broker bound).
+    pub pass: Option<Arc<PassedListener>>,
+}
+
+/// A TCP port the broker binds and a child serves. The broker keeps its
+/// copy, so the port is never free for another local user to take; if the
+/// child tore it down (`shutdown` on a shared socket reaches every copy),
+/// the next start binds it again.
+#[derive(Debug)]
+pub struct PassedListener {
+    address: std::net::SocketAddr,
+    socket: Mutex<OwnedFd>,
+}
+
+impl PassedListener {
+    pub fn bind(address: std::net::SocketAddr) -> std::io::Result<PassedListener> {
+        let socket = Mutex::new(OwnedFd::from(std::net::TcpListener::bind(address)?));
+        Ok(PassedListener { address, socket })
+    }
+
+    /// The socket to hand to the next start: the same one while it still
+    /// listens, else a fresh one on the same address.
+    pub fn current(&self) -> std::io::Result<RawFd> {
+        let mut socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        let listening = nix::sys::socket::getsockopt(&*socket, nix::sys::socket::sockopt::AcceptConn).unwrap_or(false);
+        if !listening {
+            tracing::warn!(address = %self.address, "the passed listening socket was torn down; binding it again");
+            // Closed first: the address is ours again only once it is.
+            *socket = OwnedFd::from(std::net::TcpListener::bind(self.address)?);
+        }
+        Ok(socket.as_raw_fd())
+    }
 }
 
 /// Where a child finds the descriptor of [`ChildSpec::pass`].
@@ -126,8 +156,13 @@ impl Supervisor {
             if *shutdown.borrow() {
                 return;
             }
-            let started_child = std::os::unix::net::UnixStream::pair().and_then(|(ours, theirs)| {
-                let child = command(&spec, theirs.as_raw_fd()).spawn()?;
+            let passed = match &spec.pass {
+                Some(listener) => listener.current().map(Some),
+                None => Ok(None),
+            };
+            let started_child = passed.and_then(|passed| {
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+                let child = command(&spec, theirs.as_raw_fd(), passed).spawn()?;
                 // Only the child holds its end now: its death is our EOF.
                 drop(theirs);
                 ours.set_nonblocking(true)?;
@@ -233,7 +268,7 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, d: Duration) -> 
     }
 }
 
-fn command(spec: &ChildSpec, link_fd: RawFd) -> Command {
+fn command(spec: &ChildSpec, link_fd: RawFd, passed_fd: Option<RawFd>) -> Command {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .arg("--broker-fd")
@@ -241,9 +276,11 @@ fn command(spec: &ChildSpec, link_fd: RawFd) -> Command {
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .stdin(Stdio::null())
-        // Its log comes to us line by line (relay_log), not straight into
-        // ours: a compromised daemon cannot write lines that pass for the
-        // broker's.
+        // Nothing of ours to write to: our stdout may be the journal or the
+        // admin's terminal. Its log comes to us line by line (relay_log),
+        // not straight into ours: a compromised daemon cannot write lines
+        // that pass for the broker's.
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     for var in ["RUST_LOG", "OXIBOT_LOG", "LANG"] {
@@ -258,7 +295,6 @@ fn command(spec: &ChildSpec, link_fd: RawFd) -> Command {
     // SAFETY: the closure runs in the child between fork and exec, and only
     // makes async-signal-safe syscalls (setsid, fcntl, dup2) on values
     // copied into it; it allocates nothing and takes no lock.
-    let passed_fd = spec.pass.as_ref().map(|fd| fd.as_raw_fd());
     unsafe {
         cmd.pre_exec(move || child_setup(link_fd, passed_fd));
     }
@@ -283,10 +319,14 @@ fn child_setup(link_fd: RawFd, passed_fd: Option<RawFd>) -> std::io::Result<()> 
         other => other,
     };
     place(link_fd, BROKER_FD)?;
+    let mut last = BROKER_FD;
     if let Some(fd) = passed_fd {
         place(fd, PASSED_FD)?;
+        last = PASSED_FD;
     }
-    Ok(())
+    // Nothing else crosses exec: whatever the broker itself was started
+    // with (a wrapper's descriptors, a file a shell left open) stays here.
+    oxibot_runtime::inherit::cloexec_from(last + 1)
 }
 
 /// Puts `fd` at `at`, inheritable.
@@ -309,18 +349,72 @@ async fn relay_log(stderr: tokio::process::ChildStderr, name: String) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
+    let mut throttle = LogThrottle::default();
     loop {
         line.clear();
         match (&mut reader).take(MAX_LOG_LINE).read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                let text = oxibot_runtime::printable::printable_line(text.trim_end_matches('\n'));
-                tracing::info!(target: "child", child = %name, "{text}");
-            }
+            Ok(_) => match throttle.admit(Instant::now()) {
+                Admit::Line => {
+                    let text = String::from_utf8_lossy(&line);
+                    let text = oxibot_runtime::printable::printable_line(text.trim_end_matches('\n'));
+                    tracing::info!(target: "child", child = %name, "{text}");
+                }
+                Admit::Dropped(n) => {
+                    tracing::warn!(target: "child", child = %name, "{n} lines of its log dropped (more than {MAX_LOG_RATE} a second)");
+                    let text = String::from_utf8_lossy(&line);
+                    let text = oxibot_runtime::printable::printable_line(text.trim_end_matches('\n'));
+                    tracing::info!(target: "child", child = %name, "{text}");
+                }
+                Admit::Nothing => {}
+            },
         }
     }
 }
+
+/// The most log lines a child gets into ours each second: a daemon that
+/// floods its stderr (a compromised one, or a bug) must not drown the
+/// broker's own lines in the journal, nor take its CPU.
+const MAX_LOG_RATE: u32 = 200;
+
+#[derive(Default)]
+struct LogThrottle {
+    window: Option<Instant>,
+    lines: u32,
+    dropped: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    Line,
+    /// This many lines were dropped since the last report: say so, then
+    /// log this line.
+    Dropped(u64),
+    Nothing,
+}
+
+impl LogThrottle {
+    fn admit(&mut self, now: Instant) -> Admit {
+        let fresh = self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1));
+        if fresh {
+            self.window = Some(now);
+            self.lines = 0;
+        }
+        if self.lines < MAX_LOG_RATE {
+            self.lines += 1;
+            if self.dropped > 0 && fresh {
+                // The first line of a new second reports the last one's drops.
+                return Admit::Dropped(std::mem::take(&mut self.dropped));
+            }
+            return Admit::Line;
+        }
+        self.dropped += 1;
+        Admit::Nothing
+    }
+}
+
 
 /// SIGTERM, then SIGKILL after a grace period.
 async fn stop(child: &mut tokio::process::Child, name: &str) {
@@ -330,5 +424,49 @@ async fn stop(child: &mut tokio::process::Child, name: &str) {
     if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
         tracing::warn!(child = name, "did not stop within {:?}; killing", STOP_GRACE);
         let _ = child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passed_port_torn_down_by_its_child_is_bound_again() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let listener = PassedListener::bind(free).unwrap();
+        let fd = listener.current().unwrap();
+        // SAFETY (both): the listener's descriptors, open for the test's length.
+        let port = |fd| {
+            let owned = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+                .try_clone_to_owned()
+                .unwrap();
+            std::net::TcpListener::from(owned).local_addr().unwrap().port()
+        };
+        let before = port(fd);
+        assert_eq!(listener.current().unwrap(), fd, "still listening: the same socket");
+        // What a compromised child can do to the socket it shares with us.
+        nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read).unwrap();
+        let again = listener.current().unwrap();
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(again) };
+        assert!(nix::sys::socket::getsockopt(&borrowed, nix::sys::socket::sockopt::AcceptConn).unwrap());
+        assert_eq!(port(again), before, "the same address");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", before)).is_ok());
+    }
+
+    #[test]
+    fn a_flood_is_cut_to_the_rate_and_the_cut_is_told() {
+        let mut t = LogThrottle::default();
+        let start = Instant::now();
+        let admitted = (0..10_000).filter(|_| t.admit(start) == Admit::Line).count();
+        assert_eq!(admitted, MAX_LOG_RATE as usize);
+        assert_eq!(
+            t.admit(start + Duration::from_secs(1)),
+            Admit::Dropped(10_000 - MAX_LOG_RATE as u64)
+        );
+        assert_eq!(t.admit(start + Duration::from_millis(1100)), Admit::Line);
     }
 }

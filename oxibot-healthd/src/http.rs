@@ -89,6 +89,11 @@ pub async fn serve(link: UnixStream, listener: TcpListener) -> Result<(), String
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((s, _)) => s,
+                // The socket no longer listens (torn down): exit, and the
+                // broker hands the next start a fresh one.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSOCK | libc::EBADF)) => {
+                    return Err(format!("the listening socket is gone ({e}); exiting"));
+                }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -334,7 +334,15 @@ impl Broker {
             .envs(how.env.iter().cloned())
             .env("OXIBOT_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Into the log too: a daemon that wrote to the broker's stdout
+            // would show there (it gets /dev/null; `admin.rs` checks).
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
             // Append: the daemons a test starts itself log here too.
             .stderr(
                 std::fs::OpenOptions::new()

@@ -316,3 +316,69 @@ fn the_health_endpoint_is_parsed_outside_the_broker() {
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// What a supervised child inherits is what the broker placed for it: its
+/// link, a passed port, /dev/null as stdout (never the broker's journal
+/// stream or the admin's terminal) — not a descriptor the broker was
+/// itself started with.
+#[test]
+fn children_inherit_only_their_own_descriptors() {
+    use std::os::fd::IntoRawFd;
+    // The attack's starting point: a file left open, inheritable, by
+    // whatever started the broker.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("left-open-by-the-starter");
+    std::fs::write(&marker, "not for the daemons").unwrap();
+    let opened = std::fs::File::open(&marker).unwrap().into_raw_fd();
+    // High, as a wrapper's would be: not where a child's own descriptors go.
+    let fd = nix::fcntl::fcntl(opened, nix::fcntl::FcntlArg::F_DUPFD(100)).unwrap();
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).unwrap();
+
+    let llm = FakeLlm::start(vec![]);
+    let port = free_port();
+    let b = Broker::start(
+        &llm.base_url,
+        json!({"health": {"enabled": true, "port": port}}),
+        secrets(json!({})),
+    );
+    let status = b.wait_until("toold and healthd running", CONNECT, |s| {
+        s["toolConnected"] == true
+            && s["processes"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "healthd" && p["pid"].is_number()))
+    });
+    let pid_of = |name: &str| {
+        status["processes"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name)?["pid"].as_i64())
+            .unwrap()
+    };
+    let links = |pid: i64| -> Vec<(String, String)> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    target.display().to_string(),
+                ))
+            })
+            .collect()
+    };
+    let marked = marker.display().to_string();
+    let broker_pid = status["brokerPid"].as_i64().unwrap();
+    assert!(
+        links(broker_pid).iter().any(|(_, t)| *t == marked),
+        "the broker was started with the file open (the premise)"
+    );
+    for child in ["healthd", "toold"] {
+        let fds = links(pid_of(child));
+        assert!(
+            !fds.iter().any(|(_, t)| *t == marked),
+            "{child} inherited the starter's file: {fds:?}"
+        );
+        let stdout = fds.iter().find(|(n, _)| n == "1").map(|(_, t)| t.clone());
+        assert_eq!(stdout.as_deref(), Some("/dev/null"), "{child}'s stdout: {fds:?}");
+    }
+}
