@@ -415,7 +415,6 @@ impl LogThrottle {
     }
 }
 
-
 /// SIGTERM, then SIGKILL after a grace period.
 async fn stop(child: &mut tokio::process::Child, name: &str) {
     if let Some(pid) = child.id() {

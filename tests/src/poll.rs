@@ -38,3 +38,28 @@ pub fn until<T>(timeout: Duration, every: Duration, mut probe: impl FnMut() -> O
 pub fn wait_for<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
     until(timeout, POLL, probe).unwrap_or_else(|| panic!("timed out waiting for {what}"))
 }
+
+/// Stops `pid` with SIGSTOP and waits until every one of its threads is
+/// stopped: `kill` returns before a busy process is off its CPUs, and a
+/// test that acts "while it is stopped" must not race its last steps.
+pub fn stop_process(pid: i32) {
+    use nix::sys::signal::{kill, Signal};
+    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP).unwrap_or_else(|e| panic!("SIGSTOP {pid}: {e}"));
+    let all_stopped = || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // The state follows the command name's closing parenthesis.
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            if state != 'T' && state != 't' {
+                return None;
+            }
+        }
+        Some(())
+    };
+    wait_for(
+        &format!("process {pid} to stop"),
+        std::time::Duration::from_secs(10),
+        all_stopped,
+    );
+}

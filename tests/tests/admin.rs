@@ -299,7 +299,7 @@ fn the_health_endpoint_is_parsed_outside_the_broker() {
 
     // Stopped, nobody answers: the broker does not read the port itself.
     let healthd = nix::unistd::Pid::from_raw(pid);
-    nix::sys::signal::kill(healthd, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    oxibot_tests::poll::stop_process(pid);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();

@@ -172,7 +172,7 @@ fn killed_before_the_ack_the_message_is_answered_exactly_once<P: Platform>() {
     let old = r.channeld_pid();
     let broker = Pid::from_raw(r.broker.child.id() as i32);
     // Freeze the broker: the daemon gets the message but never its ack.
-    kill(broker, Signal::SIGSTOP).unwrap();
+    oxibot_tests::poll::stop_process(broker.as_raw());
     let id = r.p.send("alice", "exactly once please");
     r.p.wait_fetched(&id);
     assert_ne!(r.p.committed(&id), Some(true), "committed before the broker's ack");
