@@ -168,7 +168,7 @@ pub async fn run(
     credential: &str,
     resume_after: Vec<(String, String)>,
 ) -> Result<(), Fatal> {
-    let settings = crate::settings::ApiSettings::parse("discord", settings)?;
+    let settings = crate::settings::parse::<oxibot_proto::settings::ApiSettings>("discord", settings)?;
     let credential: Credential = serde_json::from_str(credential)
         .map_err(|_| Fatal::config("channels.discord.token is missing from the secrets file".into()))?;
     let make_http = || {

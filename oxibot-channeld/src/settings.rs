@@ -1,20 +1,13 @@
-//! Settings shared by several platform adapters.
+//! Reading a channel's settings: the types are the protocol's
+//! (`oxibot_proto::settings`).
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::Fatal;
 
-/// Settings of the platforms reached over an HTTP API (Telegram, Discord,
-/// Slack): `apiBase` overrides the platform's URL (a proxy, or a test server).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiSettings {
-    #[serde(default)]
-    pub api_base: Option<String>,
-}
-
-impl ApiSettings {
-    pub fn parse(channel: &str, settings: &str) -> Result<ApiSettings, Fatal> {
-        serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.{channel}: {e}")))
-    }
+/// A channel's settings as its `Setup` carries them (JSON), read into the
+/// platform's type from the protocol crate (the broker checked the same
+/// type when it loaded its configuration).
+pub fn parse<T: DeserializeOwned>(channel: &str, settings: &str) -> Result<T, Fatal> {
+    serde_json::from_str(settings).map_err(|e| Fatal::config(format!("channels.{channel}: {e}")))
 }

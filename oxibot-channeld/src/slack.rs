@@ -34,7 +34,7 @@ struct State {
 }
 
 pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
-    let settings = crate::settings::ApiSettings::parse("slack", settings)?;
+    let settings = crate::settings::parse::<oxibot_proto::settings::ApiSettings>("slack", settings)?;
     let credential: Credential = serde_json::from_str(credential).map_err(|_| {
         Fatal::config("channels.slack.botToken and channels.slack.appToken must be in the secrets file".into())
     })?;

@@ -38,7 +38,7 @@ struct Credential {
 }
 
 pub async fn run(link: Link, mut jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
-    let settings = crate::settings::ApiSettings::parse("telegram", settings)?;
+    let settings = crate::settings::parse::<oxibot_proto::settings::ApiSettings>("telegram", settings)?;
     let credential: Credential = serde_json::from_str(credential)
         .map_err(|_| Fatal::config("channels.telegram.token is missing from the secrets file".into()))?;
     // One client for the daemon's life: a new one per send wastes a TLS

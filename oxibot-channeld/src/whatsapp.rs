@@ -23,16 +23,7 @@ use crate::{format, Fatal};
 const MAX_MESSAGE: usize = 4096;
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Settings {
-    #[serde(default = "default_bridge")]
-    bridge_url: String,
-}
-
-fn default_bridge() -> String {
-    "ws://127.0.0.1:3001".into()
-}
+use oxibot_proto::settings::WhatsAppSettings as Settings;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

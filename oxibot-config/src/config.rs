@@ -12,6 +12,7 @@
 //! satisfy. Everything public is re-exported here, so callers name
 //! `config::X` whichever part holds `X`.
 
+mod channels;
 mod load;
 mod schema;
 mod validate;

@@ -13,6 +13,7 @@ mod frame;
 mod hello;
 pub mod messages;
 mod peer;
+pub mod settings;
 
 pub use conn::{accept_handshake, connect_handshake, Checked, Conn, ConnReader, ConnWriter};
 pub use frame::{decode, encode, read_frame, write_frame, FrameError, MAX_FRAME};

@@ -33,62 +33,7 @@ const SEP: char = '\u{1f}';
 const UNVERIFIED: &str = "unverified:";
 const MAX_ID: usize = 250;
 
-#[derive(Deserialize, Clone)]
-#[serde(rename_all = "camelCase", default)]
-struct Settings {
-    imap_host: String,
-    imap_port: u16,
-    imap_username: String,
-    imap_mailbox: String,
-    imap_use_ssl: bool,
-    smtp_host: String,
-    smtp_port: u16,
-    smtp_username: String,
-    smtp_use_tls: bool,
-    smtp_use_ssl: bool,
-    from_address: String,
-    poll_interval_seconds: u64,
-    /// Wait with IMAP IDLE where the server offers it (polling otherwise).
-    imap_idle: bool,
-    /// How long one IDLE lasts before it is renewed (RFC 2177 asks for
-    /// less than 29 minutes; NAT boxes often drop quiet connections sooner).
-    idle_renew_seconds: u64,
-    max_body_chars: usize,
-    subject_prefix: String,
-    trust_from_header: bool,
-    /// The receiving server's authserv-id (RFC 8601): only its
-    /// Authentication-Results header counts. Unset: no sender is verified.
-    authserv_id: Option<String>,
-    /// PEM certificates to trust beside the public roots, for servers with
-    /// a private CA (read by this daemon: it must be readable by its user).
-    tls_ca_file: Option<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            imap_host: String::new(),
-            imap_port: 993,
-            imap_username: String::new(),
-            imap_mailbox: "INBOX".into(),
-            imap_use_ssl: true,
-            smtp_host: String::new(),
-            smtp_port: 587,
-            smtp_username: String::new(),
-            smtp_use_tls: true,
-            smtp_use_ssl: false,
-            from_address: String::new(),
-            poll_interval_seconds: 30,
-            imap_idle: true,
-            idle_renew_seconds: 300,
-            max_body_chars: 12_000,
-            subject_prefix: "Re: ".into(),
-            trust_from_header: false,
-            authserv_id: None,
-            tls_ca_file: None,
-        }
-    }
-}
+use oxibot_proto::settings::EmailSettings as Settings;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]

@@ -20,10 +20,9 @@ pub struct Plan {
 impl Plan {
     /// From the channel's settings: `tlsCaFile` is read when connecting.
     pub fn for_settings(settings_json: &str) -> Plan {
-        let v: serde_json::Value = serde_json::from_str(settings_json).unwrap_or_default();
-        let extra_reads = v
-            .get("tlsCaFile")
-            .and_then(serde_json::Value::as_str)
+        let tls: oxibot_proto::settings::TlsSettings = serde_json::from_str(settings_json).unwrap_or_default();
+        let extra_reads = tls
+            .tls_ca_file
             .filter(|p| !p.is_empty())
             .map(|p| vec![std::path::PathBuf::from(p)])
             .unwrap_or_default();

@@ -141,29 +141,43 @@ impl Config {
         Self::parse_merged(path, &text, &value, report).map_err(|e| e.redacted(&redactor))
     }
 
-    /// Every channel's access settings, typed as the broker reads them: first
-    /// in the file's own text (the error has the line), then as merged with the
-    /// secrets file and the environment.
-    fn check_access(path: &Path, text: &str, config: &Config) -> Result<(), ConfigError> {
+    /// Every channel's settings, typed as the broker (access) and its daemon
+    /// (the platform's settings) read them: first in the file's own text (the
+    /// error has the line), then as merged with the secrets file and the
+    /// environment.
+    fn check_channels(path: &Path, text: &str, config: &Config) -> Result<(), ConfigError> {
         #[derive(serde::Deserialize)]
-        struct Channels {
+        struct Top {
+            // Read for their errors only.
             #[serde(default)]
             #[allow(dead_code)]
             channels: std::collections::BTreeMap<String, crate::access::Access>,
         }
+        #[derive(serde::Deserialize)]
+        struct Platforms {
+            #[serde(default)]
+            #[allow(dead_code)]
+            channels: super::channels::Checked,
+        }
         let mut de = serde_json::Deserializer::from_str(text);
-        if let Err(e) = serde_path_to_error::deserialize::<_, Channels>(&mut de) {
+        if let Err(e) = serde_path_to_error::deserialize::<_, Top>(&mut de) {
             return Err(invalid(path, &e.path().to_string(), &e.inner().to_string()));
         }
+        let mut de = serde_json::Deserializer::from_str(text);
+        if let Err(e) = serde_path_to_error::deserialize::<_, Platforms>(&mut de) {
+            return Err(invalid(path, &e.path().to_string(), &e.inner().to_string()));
+        }
+        let merged = |e: String| {
+            let (key, message) = e.split_once(": ").unwrap_or(("channels", &e));
+            invalid(
+                path,
+                key,
+                &format!("{message} (after applying the secrets file and OXIBOT_ environment overrides)"),
+            )
+        };
         for (name, settings) in &config.channels {
-            if let Err(e) = crate::access::Access::of(name, settings) {
-                let (key, message) = e.split_once(": ").unwrap_or(("channels", &e));
-                return Err(invalid(
-                    path,
-                    key,
-                    &format!("{message} (after applying the secrets file and OXIBOT_ environment overrides)"),
-                ));
-            }
+            crate::access::Access::of(name, settings).map_err(merged)?;
+            super::channels::check(name, settings).map_err(merged)?;
         }
         Ok(())
     }
@@ -210,7 +224,7 @@ impl Config {
             ));
         }
         config.validate(path)?;
-        Self::check_access(path, text, &config)?;
+        Self::check_channels(path, text, &config)?;
         Ok((config, report))
     }
 }

@@ -359,3 +359,34 @@ fn a_bad_access_setting_stops_the_load_with_its_key_and_line() {
     );
     assert!(Config::load_with_env(&p, no_env()).is_ok());
 }
+
+#[test]
+fn a_platform_setting_its_daemon_would_refuse_stops_the_load_with_its_key_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(
+        d.path(),
+        ",\n  \"channels\": {\"email\": {\"enabled\": true,\n    \"imapPort\": \"nine-nine-three\"}}",
+    );
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("channels.email.imapPort"), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+    let p = minimal(
+        d.path(),
+        ",\n  \"channels\": {\"telegram\": {\"enabled\": true, \"apiBase\": 7}}",
+    );
+    let err = Config::load_with_env(&p, no_env()).unwrap_err().to_string();
+    assert!(err.contains("channels.telegram.apiBase"), "{err}");
+    let p = minimal(d.path(), ",\n  \"channels\": {\"whatsapp\": {\"enabled\": true}}");
+    let env = vec![("OXIBOT_CHANNELS__WHATSAPP__BRIDGE_URL".to_string(), "[1]".to_string())];
+    let err = Config::load_with_env(&p, env).unwrap_err().to_string();
+    assert!(
+        err.contains("channels.whatsapp.bridgeUrl") && err.contains("environment"),
+        "{err}"
+    );
+    // The legitimate settings load, unknown platforms untouched.
+    let p = minimal(
+        d.path(),
+        ",\n  \"channels\": {\"email\": {\"enabled\": true, \"imapPort\": 993, \"tlsCaFile\": \"/x.pem\"}, \"matrix\": {\"x\": [1]}}",
+    );
+    assert!(Config::load_with_env(&p, no_env()).is_ok());
+}
