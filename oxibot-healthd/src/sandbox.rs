@@ -10,39 +10,11 @@ use oxibot_sandbox::landlock::{
     self, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetError, RulesetStatus,
     Scope, ABI_TARGET,
 };
-use oxibot_sandbox::seccomp::{self, eq, masked_eq64, AllowList, Filters, Otherwise, TargetArch, Threads};
-use oxibot_sandbox::syscalls::CLONE_NEW_MASK;
+use oxibot_sandbox::seccomp::{self, AllowList, Filters, Otherwise, TargetArch, Threads};
 
-/// Allowed with any arguments, on every architecture.
+/// Allowed with any arguments, beside the runtime's own calls
+/// (`oxibot_sandbox::seccomp::RUNTIME`).
 const ALLOWED: &[&str] = &[
-    // memory
-    "brk",
-    "mmap",
-    "munmap",
-    "mprotect",
-    "mremap",
-    "madvise",
-    // threads (clone, tgkill and prctl are filtered below; clone3 gets ENOSYS)
-    "clone3",
-    "set_robust_list",
-    "rseq",
-    "sigaltstack",
-    "rt_sigprocmask",
-    "rt_sigaction",
-    "rt_sigreturn",
-    "gettid",
-    "getpid",
-    "exit",
-    "exit_group",
-    "futex",
-    "sched_getaffinity",
-    "sched_yield",
-    "restart_syscall",
-    // time
-    "clock_gettime",
-    "clock_nanosleep",
-    "nanosleep",
-    "gettimeofday",
     // descriptors it holds (Landlock refuses every path)
     "openat",
     "read",
@@ -54,13 +26,6 @@ const ALLOWED: &[&str] = &[
     "newfstatat",
     "statx",
     "fcntl",
-    // event loop
-    "epoll_create1",
-    "epoll_ctl",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "eventfd2",
-    "ppoll",
     // the port it was given: accept and talk, never make a socket
     "accept4",
     "sendto",
@@ -72,44 +37,12 @@ const ALLOWED: &[&str] = &[
     "getsockopt",
     "getsockname",
     "getpeername",
-    // misc
-    "getrandom",
-    "uname",
-];
-
-/// Allowed on x86_64 only, where glibc and mio still use the older calls.
-const X86_64_ONLY: &[&str] = &["epoll_wait", "poll"];
-
-/// ioctl requests: non-blocking and close-on-exec toggles, and the terminal
-/// queries a logger makes. Never TIOCSTI.
-const IOCTLS: &[u64] = &[
-    libc::FIONBIO,
-    libc::FIOCLEX,
-    libc::FIONCLEX,
-    libc::FIONREAD,
-    libc::TCGETS,
-    libc::TIOCGWINSZ,
-];
-
-/// prctl options: thread names, glibc's VMA names.
-const PRCTLS: &[u64] = &[
-    libc::PR_SET_NAME as u64,
-    libc::PR_GET_NAME as u64,
-    0x5356_4d41, /* PR_SET_VMA */
 ];
 
 fn allow_list(arch: TargetArch, own_pid: u32) -> AllowList {
     let mut list = AllowList::new(arch);
-    list.names(ALLOWED).x86_64_names(X86_64_ONLY);
-    // Threads only, no namespaces: it never forks.
-    let thread = libc::CLONE_THREAD as u64;
-    list.when(
-        "clone",
-        &[masked_eq64(0, CLONE_NEW_MASK, 0), masked_eq64(0, thread, thread)],
-    )
-    .when("tgkill", &[eq(0, u64::from(own_pid))])
-    .ioctls(IOCTLS)
-    .prctls(PRCTLS);
+    // Threads only, signals to itself only: it never forks.
+    list.runtime(own_pid).names(ALLOWED);
     list
 }
 
@@ -144,6 +77,7 @@ fn restrict() -> Result<RulesetStatus, RulesetError> {
 mod tests {
     use super::*;
     use oxibot_sandbox::probe::{errno, in_child, result};
+    use oxibot_sandbox::seccomp::{RUNTIME, RUNTIME_X86_64};
 
     fn sandboxed(probe: fn() -> i32) -> i32 {
         in_child(|| install().is_ok(), probe)
@@ -165,7 +99,10 @@ mod tests {
             "kill",
             "socketpair",
         ] {
-            assert!(!ALLOWED.contains(&denied) && !X86_64_ONLY.contains(&denied), "{denied}");
+            assert!(
+                !ALLOWED.contains(&denied) && !RUNTIME.contains(&denied) && !RUNTIME_X86_64.contains(&denied),
+                "{denied}"
+            );
         }
     }
 

@@ -128,6 +128,96 @@ impl AllowList {
     }
 }
 
+/// What every OxiBot daemon's event loop needs, whatever its job: memory,
+/// threads (clone3 gets ENOSYS in stage one; `clone` is filtered by
+/// [`AllowList::runtime`]), time, epoll, randomness. Measured for the
+/// channel daemons with `scripts/measure-syscalls.sh` (tokio, glibc, the
+/// logger); a daemon adds what its own job needs (files, sockets).
+pub const RUNTIME: &[&str] = &[
+    // memory
+    "brk",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "madvise",
+    // threads
+    "clone3",
+    "set_robust_list",
+    "rseq",
+    "sigaltstack",
+    "rt_sigprocmask",
+    "rt_sigaction",
+    "rt_sigreturn",
+    "gettid",
+    "getpid",
+    "exit",
+    "exit_group",
+    "futex",
+    "sched_getaffinity",
+    "sched_yield",
+    "restart_syscall",
+    // time
+    "clock_gettime",
+    "clock_nanosleep",
+    "nanosleep",
+    "gettimeofday",
+    // event loop
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "eventfd2",
+    "ppoll",
+    // misc
+    "getrandom",
+    "uname",
+];
+
+/// [`RUNTIME`]'s calls that only x86_64 has (glibc and mio still use them).
+pub const RUNTIME_X86_64: &[&str] = &["epoll_wait", "poll"];
+
+/// ioctl requests a runtime makes: non-blocking and close-on-exec toggles,
+/// and the terminal queries a logger makes. Never TIOCSTI (inject into a
+/// terminal).
+pub const RUNTIME_IOCTLS: &[u64] = &[
+    libc::FIONBIO,
+    libc::FIOCLEX,
+    libc::FIONCLEX,
+    libc::FIONREAD,
+    libc::TCGETS,
+    libc::TIOCGWINSZ,
+];
+
+/// prctl options: thread names (tokio names its workers), glibc's VMA names.
+pub const RUNTIME_PRCTLS: &[u64] = &[
+    libc::PR_SET_NAME as u64,
+    libc::PR_GET_NAME as u64,
+    0x5356_4d41, /* PR_SET_VMA */
+];
+
+impl AllowList {
+    /// [`RUNTIME`] for a daemon that never forks: `clone` only for a
+    /// thread (CLONE_THREAD set, no CLONE_NEW* flag), signals only to its
+    /// own threads (`tgkill` of `own_pid`: a panic's abort), its ioctls and
+    /// prctls.
+    pub fn runtime(&mut self, own_pid: u32) -> &mut Self {
+        let thread = libc::CLONE_THREAD as u64;
+        self.names(RUNTIME)
+            .x86_64_names(RUNTIME_X86_64)
+            .when(
+                "clone",
+                &[
+                    masked_eq64(0, crate::syscalls::CLONE_NEW_MASK, 0),
+                    masked_eq64(0, thread, thread),
+                ],
+            )
+            .when("tgkill", &[eq(0, u64::from(own_pid))])
+            .ioctls(RUNTIME_IOCTLS)
+            .prctls(RUNTIME_PRCTLS)
+    }
+}
+
 /// What the allow-list does with a call none of its rules matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Otherwise {
@@ -210,6 +300,52 @@ mod tests {
         let mut list = AllowList::new(TargetArch::aarch64);
         list.names(&["read"]).x86_64_names(&["open"]);
         assert!(compile(&["clone3"], &list, Otherwise::Refuse).is_ok());
+    }
+
+    #[test]
+    fn the_runtime_base_holds_nothing_a_daemon_must_never_do() {
+        for denied in [
+            "execve",
+            "execveat",
+            "ptrace",
+            "mount",
+            "unshare",
+            "setns",
+            "socket",
+            "socketpair",
+            "connect",
+            "bind",
+            "listen",
+            "accept4",
+            "kill",
+            "tkill",
+            "tgkill",
+            "clone",
+            "fork",
+            "vfork",
+            "openat",
+            "open",
+            "prctl",
+            "ioctl",
+            "bpf",
+            "keyctl",
+            "io_uring_setup",
+            "seccomp",
+            "setuid",
+            "process_vm_readv",
+            "memfd_create",
+        ] {
+            assert!(
+                !RUNTIME.contains(&denied) && !RUNTIME_X86_64.contains(&denied),
+                "{denied}"
+            );
+        }
+        let mut list = AllowList::new(TargetArch::aarch64);
+        list.runtime(1);
+        assert!(
+            compile(&["clone3"], &list, Otherwise::Refuse).is_ok(),
+            "the base compiles on aarch64"
+        );
     }
 
     #[test]

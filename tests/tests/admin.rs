@@ -264,21 +264,9 @@ fn readyz_says_what_is_missing() {
 #[test]
 fn the_health_endpoint_is_parsed_outside_the_broker() {
     let llm = FakeLlm::start(vec![]);
-    let port = free_port();
-    let b = Broker::start(
-        &llm.base_url,
-        json!({"health": {"enabled": true, "port": port}}),
-        secrets(json!({})),
-    );
-    let status = b.wait_until("healthd running", CONNECT, |s| {
-        s["processes"]
-            .as_array()
-            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "healthd" && p["pid"].is_number()))
-    });
-    let pid = status["processes"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == "healthd")?["pid"].as_i64())
-        .unwrap() as i32;
+    let (b, port) = with_health(&llm);
+    let status = wait_healthd(&b);
+    let pid = pid_in(&status, "healthd") as i32;
     assert!(get(port, "/healthz").starts_with("HTTP/1.1 200"));
 
     let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -335,24 +323,10 @@ fn children_inherit_only_their_own_descriptors() {
     nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).unwrap();
 
     let llm = FakeLlm::start(vec![]);
-    let port = free_port();
-    let b = Broker::start(
-        &llm.base_url,
-        json!({"health": {"enabled": true, "port": port}}),
-        secrets(json!({})),
-    );
-    let status = b.wait_until("toold and healthd running", CONNECT, |s| {
-        s["toolConnected"] == true
-            && s["processes"]
-                .as_array()
-                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "healthd" && p["pid"].is_number()))
-    });
-    let pid_of = |name: &str| {
-        status["processes"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["name"] == name)?["pid"].as_i64())
-            .unwrap()
-    };
+    let (b, _port) = with_health(&llm);
+    b.wait_tool_connected();
+    let status = wait_healthd(&b);
+    let pid_of = |name: &str| pid_in(&status, name);
     let links = |pid: i64| -> Vec<(String, String)> {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
@@ -381,4 +355,32 @@ fn children_inherit_only_their_own_descriptors() {
         let stdout = fds.iter().find(|(n, _)| n == "1").map(|(_, t)| t.clone());
         assert_eq!(stdout.as_deref(), Some("/dev/null"), "{child}'s stdout: {fds:?}");
     }
+}
+
+/// A broker with the health endpoint on a free port.
+fn with_health(llm: &FakeLlm) -> (Broker, u16) {
+    let port = free_port();
+    let b = Broker::start(
+        &llm.base_url,
+        json!({"health": {"enabled": true, "port": port}}),
+        secrets(json!({})),
+    );
+    (b, port)
+}
+
+/// The status once healthd runs.
+fn wait_healthd(b: &Broker) -> Value {
+    b.wait_until("healthd running", CONNECT, |s| {
+        s["processes"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "healthd" && p["pid"].is_number()))
+    })
+}
+
+/// A process's pid in a status.
+fn pid_in(status: &Value, name: &str) -> i64 {
+    status["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name)?["pid"].as_i64())
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
 }

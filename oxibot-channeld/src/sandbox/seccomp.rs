@@ -16,39 +16,11 @@
 //! (a unit test compiles it for both); the few x86_64-only names are kept
 //! apart.
 
-use oxibot_sandbox::seccomp::{self, eq, masked_eq64, AllowList, Filters, Otherwise, TargetArch, Threads};
-use oxibot_sandbox::syscalls::CLONE_NEW_MASK;
+use oxibot_sandbox::seccomp::{self, eq, AllowList, Filters, Otherwise, TargetArch, Threads};
 
-/// Allowed with any arguments, on every architecture.
+/// Allowed with any arguments, beside the runtime's own calls
+/// (`oxibot_sandbox::seccomp::RUNTIME`).
 const ALLOWED: &[&str] = &[
-    // memory
-    "brk",
-    "mmap",
-    "munmap",
-    "mprotect",
-    "mremap",
-    "madvise",
-    // threads (clone, tgkill and prctl are filtered below; clone3 gets ENOSYS)
-    "clone3",
-    "set_robust_list",
-    "rseq",
-    "sigaltstack",
-    "rt_sigprocmask",
-    "rt_sigaction",
-    "rt_sigreturn",
-    "gettid",
-    "getpid",
-    "exit",
-    "exit_group",
-    "futex",
-    "sched_getaffinity",
-    "sched_yield",
-    "restart_syscall",
-    // time
-    "clock_gettime",
-    "clock_nanosleep",
-    "nanosleep",
-    "gettimeofday",
     // files (Landlock decides which)
     "openat",
     "read",
@@ -63,13 +35,6 @@ const ALLOWED: &[&str] = &[
     "statx",
     "fcntl",
     "getdents64",
-    // event loop
-    "epoll_create1",
-    "epoll_ctl",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "eventfd2",
-    "ppoll",
     // network (socket is filtered below): connect and talk, never bind or listen
     "connect",
     "sendto",
@@ -82,30 +47,6 @@ const ALLOWED: &[&str] = &[
     "getsockopt",
     "getsockname",
     "getpeername",
-    // misc
-    "getrandom",
-    "uname",
-];
-
-/// Allowed on x86_64 only, where glibc and mio still use the older calls.
-const X86_64_ONLY: &[&str] = &["epoll_wait", "poll"];
-
-/// ioctl requests: non-blocking and close-on-exec toggles, and the terminal
-/// queries a logger makes. Never TIOCSTI (inject into a terminal).
-const IOCTLS: &[u64] = &[
-    libc::FIONBIO,
-    libc::FIOCLEX,
-    libc::FIONCLEX,
-    libc::FIONREAD,
-    libc::TCGETS,
-    libc::TIOCGWINSZ,
-];
-
-/// prctl options: thread names (tokio names its workers), glibc's VMA names.
-const PRCTLS: &[u64] = &[
-    libc::PR_SET_NAME as u64,
-    libc::PR_GET_NAME as u64,
-    0x5356_4d41, /* PR_SET_VMA */
 ];
 
 /// The allow-list for `arch`. `own_pid` is the daemon's process id: the
@@ -114,20 +55,12 @@ const PRCTLS: &[u64] = &[
 /// broker's uid cannot stop or kill it.
 fn allow_list(arch: TargetArch, own_pid: u32) -> AllowList {
     let mut list = AllowList::new(arch);
-    list.names(ALLOWED).x86_64_names(X86_64_ONLY);
+    // Threads only: a channel daemon never forks (it cannot exec), so a
+    // fork is an attacker's.
+    list.runtime(own_pid).names(ALLOWED);
     for family in [libc::AF_INET, libc::AF_INET6] {
         list.when("socket", &[eq(0, family as u64)]);
     }
-    // Threads only: CLONE_THREAD set, no CLONE_NEW* flag. A channel daemon
-    // never forks (it cannot exec), so a fork is an attacker's.
-    let thread = libc::CLONE_THREAD as u64;
-    list.when(
-        "clone",
-        &[masked_eq64(0, CLONE_NEW_MASK, 0), masked_eq64(0, thread, thread)],
-    )
-    .when("tgkill", &[eq(0, u64::from(own_pid))])
-    .ioctls(IOCTLS)
-    .prctls(PRCTLS);
     list
 }
 
@@ -147,6 +80,7 @@ pub fn install() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oxibot_sandbox::seccomp::{RUNTIME, RUNTIME_X86_64};
 
     #[test]
     fn the_list_compiles_for_both_architectures_by_name() {
@@ -186,7 +120,7 @@ mod tests {
             "seccomp",
         ] {
             assert!(
-                !ALLOWED.contains(&denied) && !X86_64_ONLY.contains(&denied),
+                !ALLOWED.contains(&denied) && !RUNTIME.contains(&denied) && !RUNTIME_X86_64.contains(&denied),
                 "{denied} must not be allowed"
             );
         }
