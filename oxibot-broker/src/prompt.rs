@@ -136,7 +136,7 @@ pub fn situation(timezone: &str, turn: &Turn, now: i64) -> String {
 
 /// The prompt from what toold returned (or why it could not): the
 /// preamble, the bootstrap files and the memory.
-pub fn compose(files: &Result<Vec<TextFile>, String>) -> String {
+pub fn compose(files: &Result<Vec<TextFile>, impl std::fmt::Display>) -> String {
     let mut prompt = String::from(PREAMBLE);
     let files = match files {
         Ok(f) => f,
@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn prompt_includes_bootstrap_memory_and_skills() {
-        let p = compose(&Ok(vec![
+        let p = compose(&Ok::<_, String>(vec![
             file("SOUL.md", "Be kind."),
             file("memory/MEMORY.md", "User likes tea."),
             file(
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_workspace_is_said_not_hidden() {
-        let p = compose(&Err("the tool daemon is not running".into()));
+        let p = compose(&Err::<Vec<TextFile>, _>("the tool daemon is not running"));
         assert!(p.starts_with(PREAMBLE));
         assert!(p.contains("could not be read this turn: the tool daemon is not running"));
     }

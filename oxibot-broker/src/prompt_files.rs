@@ -217,12 +217,19 @@ pub async fn first_read(svc: std::sync::Arc<Services>) {
 }
 
 /// Reads every prompt file through toold and records what changed.
-async fn refresh(svc: &Services, wait: std::time::Duration) -> Result<(), String> {
+async fn refresh(svc: &Services, wait: std::time::Duration) -> Result<(), RefreshError> {
     let scope = all_patterns();
     let read = svc.tools.read_texts(&scope, MAX_PROMPT_FILE, wait).await?;
-    settle(&svc.store, &read, &scope)
-        .map(|_| ())
-        .map_err(|e| format!("cannot record the workspace's prompt files: {e}"))
+    settle(&svc.store, &read, &scope)?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    #[error(transparent)]
+    Read(#[from] crate::toolclient::ToolCallError),
+    #[error("cannot record the workspace's prompt files: {0}")]
+    Record(#[from] StoreError),
 }
 
 /// `oxibotctl prompt list|diff|accept`. List and diff read the workspace

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oxibot_proto::messages::{TextFile, ToolCall, ToolOutcome, ToolReply, ToolRequest};
-use oxibot_proto::{Checked, ConnReader, ConnWriter};
+use oxibot_proto::{Checked, ConnReader, ConnWriter, FrameError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::Store;
@@ -131,14 +131,12 @@ impl ToolClient {
         });
     }
 
-    /// Runs one tool call. Errors are phrased for the model and the user.
-    pub async fn call(&self, call: ToolCall, timeout: Duration) -> Result<String, String> {
+    /// Runs one tool call. Errors display in words for the model and the user.
+    pub async fn call(&self, call: ToolCall, timeout: Duration) -> Result<String, ToolCallError> {
         match self.outcome(call, timeout).await? {
             ToolOutcome::Ok { output } => Ok(output),
-            ToolOutcome::Failed { message } => Err(message),
-            ToolOutcome::Texts { .. } | ToolOutcome::Probed { .. } => {
-                Err("the tool daemon answered a tool call with data instead of output".into())
-            }
+            ToolOutcome::Failed { message } => Err(ToolCallError::Failed(message)),
+            ToolOutcome::Texts { .. } | ToolOutcome::Probed { .. } => Err(ToolCallError::WrongAnswer("a tool call")),
         }
     }
 
@@ -149,14 +147,14 @@ impl ToolClient {
         bins: Vec<String>,
         env: Vec<String>,
         timeout: Duration,
-    ) -> Result<(Vec<String>, Vec<String>), String> {
+    ) -> Result<(Vec<String>, Vec<String>), ToolCallError> {
         match self.outcome(ToolCall::Probe { bins, env }, timeout).await? {
             ToolOutcome::Probed {
                 missing_bins,
                 missing_env,
             } => Ok((missing_bins, missing_env)),
-            ToolOutcome::Failed { message } => Err(message),
-            _ => Err("the tool daemon answered Probe with something else".into()),
+            ToolOutcome::Failed { message } => Err(ToolCallError::Failed(message)),
+            _ => Err(ToolCallError::WrongAnswer("Probe")),
         }
     }
 
@@ -167,19 +165,19 @@ impl ToolClient {
         patterns: &[&str],
         max_bytes: u32,
         timeout: Duration,
-    ) -> Result<Vec<TextFile>, String> {
+    ) -> Result<Vec<TextFile>, ToolCallError> {
         let call = ToolCall::ReadTexts {
             patterns: patterns.iter().map(|p| p.to_string()).collect(),
             max_bytes,
         };
         match self.outcome(call, timeout).await? {
             ToolOutcome::Texts { files } => Ok(files),
-            ToolOutcome::Failed { message } => Err(message),
-            _ => Err("the tool daemon answered ReadTexts with something else".into()),
+            ToolOutcome::Failed { message } => Err(ToolCallError::Failed(message)),
+            _ => Err(ToolCallError::WrongAnswer("ReadTexts")),
         }
     }
 
-    async fn outcome(&self, call: ToolCall, timeout: Duration) -> Result<ToolOutcome, String> {
+    async fn outcome(&self, call: ToolCall, timeout: Duration) -> Result<ToolOutcome, ToolCallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = prepare(id, call)?;
         let mut connected = self.connected.subscribe();
@@ -187,31 +185,56 @@ impl ToolClient {
             .await
             .is_err()
         {
-            return Err("the tool daemon is not running (it failed to start or is restarting); try again shortly, and see `oxibotctl status`".into());
+            return Err(ToolCallError::NotRunning);
         }
         let (tx, rx) = oneshot::channel();
         let requests = {
             let active = self.lock();
             let Some(a) = active.as_ref() else {
-                return Err("the tool daemon disconnected; try again shortly".into());
+                return Err(ToolCallError::Disconnected);
             };
             a.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
             a.requests.clone()
         };
         if requests.send(request).await.is_err() {
-            return Err("the tool daemon disconnected before the request was sent; try again".into());
+            return Err(ToolCallError::Disconnected);
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) => Err("the tool daemon stopped while running this tool (it crashed or was killed); it is being restarted, and the tool's effects are unknown".into()),
-            Err(_) => Err(format!("no answer from the tool daemon within {} s", timeout.as_secs())),
+            Ok(Err(_)) => Err(ToolCallError::StoppedMidCall),
+            Err(_) => Err(ToolCallError::TimedOut(timeout.as_secs())),
         }
     }
 }
 
 /// A tool request checked against toold's limits (`Checked::new`, the one
 /// check `send` makes too), or the error the model gets instead.
-pub fn prepare(id: u64, call: ToolCall) -> Result<Checked<ToolRequest>, String> {
-    Checked::new(&ToolRequest::Call { id, call })
-        .map_err(|e| format!("this request was not sent to the tool daemon: {e}"))
+pub fn prepare(id: u64, call: ToolCall) -> Result<Checked<ToolRequest>, ToolCallError> {
+    Checked::new(&ToolRequest::Call { id, call }).map_err(ToolCallError::NotSent)
+}
+
+/// Why a tool call has no result. Each displays as a sentence for the
+/// model and the user: what happened and whether to try again.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolCallError {
+    /// Over the tool daemon's limits: refused before it was sent.
+    #[error("this request was not sent to the tool daemon: {0}")]
+    NotSent(FrameError),
+    #[error(
+        "the tool daemon is not running (it failed to start or is restarting); try again shortly, and see `oxibotctl status`"
+    )]
+    NotRunning,
+    #[error("the tool daemon disconnected before answering; try again shortly")]
+    Disconnected,
+    #[error(
+        "the tool daemon stopped while running this tool (it crashed or was killed); it is being restarted, and the tool's effects are unknown"
+    )]
+    StoppedMidCall,
+    #[error("no answer from the tool daemon within {0} s")]
+    TimedOut(u64),
+    /// The tool ran and failed: the tool daemon's own words.
+    #[error("{0}")]
+    Failed(String),
+    #[error("the tool daemon answered {0} with something else")]
+    WrongAnswer(&'static str),
 }

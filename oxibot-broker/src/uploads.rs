@@ -11,6 +11,20 @@ use oxibot_proto::messages::{Attachment, AttachmentKind, ToolCall, MAX_FILE_BYTE
 
 use crate::providers::Image;
 use crate::services::Services;
+use crate::toolclient::ToolCallError;
+
+/// A channel daemon broke the rules of file pieces (its link is closed).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PieceError {
+    #[error("file pieces of two messages interleaved")]
+    Interleaved,
+    #[error("more than {MAX_FILE_BYTES} bytes of files for one message")]
+    TooMuch,
+    #[error("file pieces came for another message")]
+    ForAnotherMessage,
+    #[error("file pieces for attachment {0}, which the message lacks")]
+    NoSuchAttachment(usize),
+}
 
 /// File data a channel daemon sent ahead of its message, in pieces.
 #[derive(Default)]
@@ -21,15 +35,15 @@ pub struct Pieces {
 }
 
 impl Pieces {
-    pub fn add(&mut self, platform_id: String, index: u8, data: Vec<u8>) -> Result<(), String> {
+    pub fn add(&mut self, platform_id: String, index: u8, data: Vec<u8>) -> Result<(), PieceError> {
         match &self.message {
-            Some(m) if *m != platform_id => return Err("file pieces of two messages interleaved".into()),
+            Some(m) if *m != platform_id => return Err(PieceError::Interleaved),
             Some(_) => {}
             None => self.message = Some(platform_id),
         }
         self.total += data.len();
         if self.total > MAX_FILE_BYTES {
-            return Err(format!("more than {MAX_FILE_BYTES} bytes of files for one message"));
+            return Err(PieceError::TooMuch);
         }
         let index = usize::from(index);
         if self.files.len() <= index {
@@ -40,15 +54,13 @@ impl Pieces {
     }
 
     /// Puts the pieces in front of the message's own attachment data.
-    pub fn complete(&mut self, platform_id: &str, attachments: &mut [Attachment]) -> Result<(), String> {
+    pub fn complete(&mut self, platform_id: &str, attachments: &mut [Attachment]) -> Result<(), PieceError> {
         let pieces = std::mem::take(self);
         match pieces.message {
             None => Ok(()),
-            Some(m) if m != platform_id => Err("file pieces came for another message".into()),
+            Some(m) if m != platform_id => Err(PieceError::ForAnotherMessage),
             Some(_) => pieces.files.into_iter().enumerate().try_for_each(|(i, mut data)| {
-                let a = attachments
-                    .get_mut(i)
-                    .ok_or_else(|| format!("file pieces for attachment {i}, which the message lacks"))?;
+                let a = attachments.get_mut(i).ok_or(PieceError::NoSuchAttachment(i))?;
                 data.extend_from_slice(&a.data);
                 a.data = data;
                 Ok(())
@@ -119,7 +131,7 @@ pub async fn prepare(svc: &Services, files: &[Attachment]) -> Prepared {
 /// file is the user's and only in the state database until this turn ends:
 /// if toold dies during the save, it is saved again once toold is back
 /// (the tool client waits for the reconnect).
-async fn save(svc: &Services, file: &Attachment, index: usize) -> Result<String, String> {
+async fn save(svc: &Services, file: &Attachment, index: usize) -> Result<String, ToolCallError> {
     let mut attempt = 0;
     loop {
         match save_once(svc, file, index).await {
@@ -135,7 +147,7 @@ async fn save(svc: &Services, file: &Attachment, index: usize) -> Result<String,
 const SAVE_RETRIES: u32 = 2;
 
 /// One attempt: a piece per call.
-async fn save_once(svc: &Services, file: &Attachment, index: usize) -> Result<String, String> {
+async fn save_once(svc: &Services, file: &Attachment, index: usize) -> Result<String, ToolCallError> {
     let mut path = format!("inbox/{}", safe_name(&file.name, index));
     let mut offset = 0u64;
     let mut pieces = file.data.chunks(MAX_PART);
@@ -215,13 +227,13 @@ mod tests {
         assert_eq!(next[0].data, b"x");
 
         assert!(p.add("m3".into(), 0, vec![1]).is_ok());
-        assert!(p.add("m4".into(), 0, vec![1]).unwrap_err().contains("interleaved"));
+        assert_eq!(p.add("m4".into(), 0, vec![1]), Err(PieceError::Interleaved));
         let mut p = Pieces::default();
         p.add("m5".into(), 2, vec![1]).unwrap();
-        assert!(p.complete("m5", &mut [doc(b"")]).unwrap_err().contains("lacks"));
+        assert_eq!(p.complete("m5", &mut [doc(b"")]), Err(PieceError::NoSuchAttachment(1)));
         let mut p = Pieces::default();
         p.add("m6".into(), 0, vec![0; MAX_FILE_BYTES]).unwrap();
-        assert!(p.add("m6".into(), 0, vec![0]).unwrap_err().contains("bytes of files"));
+        assert_eq!(p.add("m6".into(), 0, vec![0]), Err(PieceError::TooMuch));
     }
 
     #[test]

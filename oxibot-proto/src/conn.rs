@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use crate::frame::{decode, encode, read_frame, write_frame, FrameError};
+use crate::frame::{decode, decode_judged, encode, read_frame, write_frame, FrameError};
 use crate::hello::{Hello, Role, MAGIC, PROTOCOL_MAJOR};
-use crate::messages::Message;
+use crate::messages::{Message, Refused};
 
 /// A peer that does not say Hello within this time is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,20 +37,25 @@ impl<In: Message> ConnReader<In> {
     /// Receives and validates one message. Any error is fatal for the
     /// connection: the caller must drop it.
     pub async fn recv(&mut self) -> Result<In, FrameError> {
-        let (msg, verdict) = self.recv_judged().await?;
-        verdict.map_err(FrameError::Invalid)?;
+        let body = read_frame(&mut self.half).await?;
+        let msg: In = decode(&body)?;
+        msg.validate()?;
         Ok(msg)
     }
 
     /// Receives one well-formed message and says, beside it, whether it is
     /// within the protocol's limits. For the side that may answer a bad
     /// request instead of closing: toold, whose peer is the trusted broker
-    /// (fail-stop is for the untrusted direction). Framing and decoding
+    /// (fail-stop is for the untrusted direction). A field over its bound
+    /// is decoded anyway and refused in the verdict; framing and decoding
     /// errors are still fatal.
-    pub async fn recv_judged(&mut self) -> Result<(In, Result<(), String>), FrameError> {
+    pub async fn recv_judged(&mut self) -> Result<(In, Result<(), Refused>), FrameError> {
         let body = read_frame(&mut self.half).await?;
-        let msg: In = decode(&body)?;
-        let verdict = msg.validate();
+        let (msg, refused): (In, _) = decode_judged(&body, true)?;
+        let verdict = match refused {
+            Some(refused) => Err(refused),
+            None => msg.validate(),
+        };
         Ok((msg, verdict))
     }
 }
@@ -67,7 +72,7 @@ pub struct Checked<Out> {
 
 impl<Out: Message> Checked<Out> {
     pub fn new(msg: &Out) -> Result<Self, FrameError> {
-        msg.validate().map_err(FrameError::Invalid)?;
+        msg.validate()?;
         Ok(Checked {
             body: encode(msg)?,
             _out: PhantomData,

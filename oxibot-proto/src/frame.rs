@@ -7,6 +7,9 @@
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::messages::limit::judged;
+use crate::messages::Refused;
+
 /// The largest frame body either side accepts or sends: 1 MiB.
 pub const MAX_FRAME: usize = 1 << 20;
 
@@ -24,14 +27,17 @@ pub enum FrameError {
     TrailingBytes(usize),
     #[error("message violates protocol limits: {0}")]
     Invalid(String),
+    #[error("message violates protocol limits: {0}")]
+    Refused(#[from] Refused),
     #[error("i/o error on the socket: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Encodes `msg` as a frame body. Fails rather than produce a frame the peer
-/// would refuse.
+/// would refuse: a field over its bound, or a body over the cap.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
-    let body = postcard::to_stdvec(msg).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (body, refused) = judged(false, || postcard::to_stdvec(msg));
+    let body = body.map_err(|e| refused.map_or_else(|| FrameError::Malformed(e.to_string()), FrameError::Refused))?;
     if body.len() > MAX_FRAME {
         return Err(FrameError::Oversized(body.len()));
     }
@@ -41,14 +47,29 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 /// Decodes one whole frame body. Trailing bytes are an error: a frame holds
 /// exactly one message, and anything else means the peer is confused or hostile.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    let (msg, refused) = decode_judged(body, false)?;
+    match refused {
+        Some(refused) => Err(FrameError::Refused(refused)),
+        None => Ok(msg),
+    }
+}
+
+/// Decodes one whole frame body; leniently, a field over its bound is kept
+/// and its refusal returned beside the message (see `messages::limit`).
+pub(crate) fn decode_judged<T: DeserializeOwned>(
+    body: &[u8],
+    lenient: bool,
+) -> Result<(T, Option<Refused>), FrameError> {
     if body.len() > MAX_FRAME {
         return Err(FrameError::Oversized(body.len()));
     }
-    let (msg, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (decoded, refused) = judged(lenient, || postcard::take_from_bytes::<T>(body));
+    let (msg, rest) =
+        decoded.map_err(|e| refused.map_or_else(|| FrameError::Malformed(e.to_string()), FrameError::Refused))?;
     if !rest.is_empty() {
         return Err(FrameError::TrailingBytes(rest.len()));
     }
-    Ok(msg)
+    Ok((msg, refused))
 }
 
 /// Reads one frame body. EOF before the length prefix is [`FrameError::Closed`].

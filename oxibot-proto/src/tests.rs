@@ -76,7 +76,7 @@ fn channel_msg() -> impl Strategy<Value = ChannelToBroker> {
             .prop_map(|(connected, last_error)| ChannelToBroker::Status { connected, last_error }),
         (
             any::<String>(),
-            any::<u8>(),
+            0..MAX_ATTACHMENTS as u8,
             proptest::collection::vec(any::<u8>(), 0..64)
         )
             .prop_map(|(platform_id, index, data)| ChannelToBroker::FilePart {
@@ -99,6 +99,12 @@ proptest! {
     fn channel_message_round_trips(msg in channel_msg()) {
         let back: ChannelToBroker = decode(&encode(&msg).unwrap()).unwrap();
         prop_assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn a_piece_for_a_fifth_attachment_is_refused(index in MAX_ATTACHMENTS as u8..) {
+        let msg = ChannelToBroker::FilePart { platform_id: "1".into(), index, data: Vec::new() };
+        prop_assert!(matches!(encode(&msg), Err(FrameError::Refused(r)) if r.what == "attachment index"));
     }
 
     #[test]
@@ -159,10 +165,32 @@ fn a_channel_message_is_not_a_tool_request() {
     }
 }
 
+/// The postcard bytes of `ChannelToBroker::Register { channel }` written
+/// without the field's bound, as a hostile peer would.
+fn raw_register(channel: &str) -> Vec<u8> {
+    postcard::to_stdvec(&(0u32, channel)).unwrap()
+}
+
 #[test]
-fn bounds_are_validated() {
+fn a_field_over_its_bound_does_not_decode() {
+    let fine: ChannelToBroker = decode(&raw_register("telegram")).unwrap();
+    assert_eq!(
+        fine,
+        ChannelToBroker::Register {
+            channel: "telegram".into()
+        }
+    );
+    let long = "x".repeat(MAX_ID + 1);
+    match decode::<ChannelToBroker>(&raw_register(&long)) {
+        Err(FrameError::Refused(r)) => {
+            assert_eq!((r.what, r.size, r.max), ("name or id", MAX_ID as u64 + 1, MAX_ID as u64));
+            assert_eq!(r.to_string(), "name or id is 257 bytes, the limit is 256");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Nor can it be encoded.
     let msg = ChannelToBroker::Inbound {
-        platform_id: "x".repeat(MAX_ID + 1),
+        platform_id: long,
         chat_id: String::new(),
         sender: String::new(),
         text: String::new(),
@@ -170,7 +198,7 @@ fn bounds_are_validated() {
         mentioned: false,
         attachments: Vec::new(),
     };
-    assert!(msg.validate().is_err());
+    assert!(matches!(encode(&msg), Err(FrameError::Refused(r)) if r.what == "name or id"));
 }
 
 #[test]
@@ -190,21 +218,21 @@ fn attachments_are_bounded_in_size_and_number() {
         mentioned: false,
         attachments,
     };
-    assert!(inbound(vec![file(MAX_PART)]).validate().is_ok());
-    let err = inbound(vec![file(MAX_PART / 2 + 1), file(MAX_PART / 2)])
-        .validate()
-        .unwrap_err();
-    assert!(err.contains("inline"), "{err}");
-    let err = inbound(vec![file(1); MAX_ATTACHMENTS + 1]).validate().unwrap_err();
-    assert!(err.contains("attachments, the limit"), "{err}");
+    let checked = |msg: &ChannelToBroker| crate::Checked::new(msg).map(|_| ());
+    assert!(checked(&inbound(vec![file(MAX_PART)])).is_ok());
+    let err = checked(&inbound(vec![file(MAX_PART / 2 + 1), file(MAX_PART / 2)])).unwrap_err();
+    assert!(err.to_string().contains("inline"), "{err}");
+    let err = checked(&inbound(vec![file(1); MAX_ATTACHMENTS + 1])).unwrap_err();
+    assert!(err.to_string().contains("attachments, the limit"), "{err}");
     let part = |index: u8, size: usize| ChannelToBroker::FilePart {
         platform_id: "1".into(),
         index,
         data: vec![0; size],
     };
-    assert!(part(0, MAX_PART).validate().is_ok());
-    assert!(part(0, MAX_PART + 1).validate().is_err());
-    assert!(part(MAX_ATTACHMENTS as u8, 1).validate().is_err());
+    assert!(checked(&part(0, MAX_PART)).is_ok());
+    assert!(checked(&part(0, MAX_PART + 1)).is_err());
+    let err = checked(&part(MAX_ATTACHMENTS as u8, 1)).unwrap_err();
+    assert!(err.to_string().contains("attachment index 4 is over 3"), "{err}");
     // The largest piece and a full message still fit in one frame each.
     assert!(encode(&part(3, MAX_PART)).is_ok());
     assert!(encode(&inbound(vec![file(MAX_PART)])).is_ok());
@@ -255,14 +283,15 @@ fn a_sender_checks_what_its_receiver_would_refuse() {
     use crate::Checked;
     let call = |call| ToolRequest::Call { id: 1, call };
     let long_path = call(ToolCall::ReadFile { path: "a".repeat(5000) });
-    assert!(matches!(Checked::new(&long_path), Err(FrameError::Invalid(e)) if e.contains("path is 5000 bytes")));
+    assert!(
+        matches!(Checked::new(&long_path), Err(FrameError::Refused(e)) if e.to_string().contains("path is 5000 bytes"))
+    );
     // Each field within its bound, the frame over the cap.
     let huge = call(ToolCall::EditFile {
         path: "f".into(),
         old_text: "o".repeat(800_000),
         new_text: "n".repeat(800_000),
     });
-    assert!(huge.validate().is_ok());
     assert!(matches!(Checked::new(&huge), Err(FrameError::Oversized(_))));
     let fine = call(ToolCall::ReadFile {
         path: "notes.md".into(),
@@ -278,7 +307,7 @@ async fn a_bad_request_is_read_whole_with_its_verdict() {
         Role::Tool,
         Role::Broker,
     ));
-    // A broker with a bug: it writes frames raw, unchecked.
+    // A broker with a bug: it writes frames raw, without the bounds.
     let (mut r, mut w) = broker_end.into_split();
     write_frame(&mut w, &encode(&Hello::new(Role::Broker)).unwrap())
         .await
@@ -289,8 +318,12 @@ async fn a_bad_request_is_read_whole_with_its_verdict() {
         id: 7,
         call: ToolCall::ReadFile { path: "a".repeat(5000) },
     };
-    write_frame(&mut w, &encode(&bad).unwrap()).await.unwrap();
+    // Call (0), id 7, ReadFile (1), the path.
+    let raw = postcard::to_stdvec(&(0u32, 7u64, 1u32, "a".repeat(5000))).unwrap();
+    write_frame(&mut w, &raw).await.unwrap();
     let (msg, verdict) = conn.reader.recv_judged().await.unwrap();
     assert_eq!(msg, bad);
-    assert!(verdict.unwrap_err().contains("path is 5000 bytes"));
+    assert!(verdict.unwrap_err().to_string().contains("path is 5000 bytes"));
+    // The same frame, read strictly (every untrusted direction), is refused.
+    assert!(matches!(decode::<ToolRequest>(&raw), Err(FrameError::Refused(_))));
 }

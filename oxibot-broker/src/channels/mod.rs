@@ -215,6 +215,12 @@ enum Fault {
     Local(String),
 }
 
+impl From<crate::uploads::PieceError> for Fault {
+    fn from(e: crate::uploads::PieceError) -> Self {
+        Fault::Peer(e.to_string())
+    }
+}
+
 impl From<crate::store::StoreError> for Fault {
     fn from(e: crate::store::StoreError) -> Self {
         Fault::Local(e.to_string())
@@ -247,7 +253,7 @@ async fn handle(
             platform_id,
             index,
             data,
-        } => pieces.add(platform_id, index, data).map_err(Fault::Peer)?,
+        } => pieces.add(platform_id, index, data)?,
         ChannelToBroker::MayFetch {
             platform_id,
             chat_id,
@@ -274,7 +280,7 @@ async fn handle(
             mentioned,
             mut attachments,
         } => {
-            pieces.complete(&platform_id, &mut attachments).map_err(Fault::Peer)?;
+            pieces.complete(&platform_id, &mut attachments)?;
             // One spelling of the sender for everything below: the
             // decision, the session, pairing and the audit.
             let sender = crate::access::user_id(channel, &sender);

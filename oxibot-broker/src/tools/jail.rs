@@ -284,7 +284,7 @@ mod tests {
                     "working_dir": c, "include": c, "patch": a,
                 })
                 .to_string();
-                let sent = to_request(name, &args, 60).and_then(|call| crate::toolclient::prepare(1, call));
+                let sent = to_request(name, &args, 60).and_then(|call| crate::toolclient::prepare(1, call).map_err(|e| e.to_string()));
                 if let Ok(checked) = sent {
                     let req: ToolRequest = oxibot_proto::decode(checked.bytes()).unwrap();
                     prop_assert!(checked.bytes().len() <= oxibot_proto::MAX_FRAME);

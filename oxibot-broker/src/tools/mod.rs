@@ -112,7 +112,8 @@ pub async fn run(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str) 
             // The daemon enforces the exec timeout itself; allow it time to
             // kill the process group and answer.
             let wait = std::time::Duration::from_secs(u64::from(timeout) + 15);
-            svc.tools.call(call, wait).await
+            // The model reads the error: here it becomes words.
+            svc.tools.call(call, wait).await.map_err(|e| e.to_string())
         }
         Runs::Broker(body) => body(svc, turn, args).await,
     }

@@ -10,23 +10,33 @@ pub enum BrokerToChannel {
     /// The first message after Hello: this channel's settings (JSON, no
     /// secrets) and its one credential (JSON object of that channel's secrets).
     Setup {
+        #[serde(with = "limit::id")]
         channel: String,
+        #[serde(with = "limit::text")]
         settings_json: String,
+        #[serde(with = "limit::text")]
         credential_json: String,
         /// (chat id, platform id) of the newest committed message of each
         /// recent chat, for platforms without a server-side cursor (Discord)
         /// to fetch what arrived while the daemon was down.
+        #[serde(with = "limit::resume_chats")]
         resume_after: Vec<(String, String)>,
     },
     /// The inbound message with this platform id is committed; the daemon may
     /// now advance the platform cursor.
-    Ack { platform_id: String },
+    Ack {
+        #[serde(with = "limit::id")]
+        platform_id: String,
+    },
     /// Deliver this text; answer with `PartDelivered` after each part the
     /// platform took, then `Delivered` or `SendFailed`.
     Send {
         outbox_id: u64,
+        #[serde(with = "limit::id")]
         chat_id: String,
+        #[serde(with = "limit::text")]
         text: String,
+        #[serde(with = "limit::id")]
         reply_to: Option<String>,
         /// How many parts of the split text the platform already took on an
         /// earlier attempt: those are not sent again.
@@ -36,9 +46,16 @@ pub enum BrokerToChannel {
     Shutdown,
     /// The assistant started working on a message in this chat: show a
     /// typing indicator until the next `Send` to the chat.
-    Typing { chat_id: String },
+    Typing {
+        #[serde(with = "limit::id")]
+        chat_id: String,
+    },
     /// The answer to `MayFetch`: whether the sender would be admitted.
-    FetchAnswer { platform_id: String, allowed: bool },
+    FetchAnswer {
+        #[serde(with = "limit::id")]
+        platform_id: String,
+        allowed: bool,
+    },
 }
 
 /// Channel daemon → broker.
@@ -47,18 +64,24 @@ pub enum ChannelToBroker {
     /// The first message after Hello: which channel this daemon serves. The
     /// broker answers with `Setup` or closes the connection.
     Register {
+        #[serde(with = "limit::id")]
         channel: String,
     },
     Inbound {
+        #[serde(with = "limit::id")]
         platform_id: String,
+        #[serde(with = "limit::id")]
         chat_id: String,
+        #[serde(with = "limit::id")]
         sender: String,
+        #[serde(with = "limit::text")]
         text: String,
         /// A group or channel chat rather than a direct message.
         is_group: bool,
         /// The message mentions or replies to the bot.
         mentioned: bool,
         /// Photos, voice notes and files that came with it.
+        #[serde(with = "limit::attachments")]
         attachments: Vec<Attachment>,
     },
     Delivered {
@@ -66,26 +89,34 @@ pub enum ChannelToBroker {
     },
     SendFailed {
         outbox_id: u64,
+        #[serde(with = "limit::text")]
         error: String,
         retryable: bool,
     },
     Status {
         connected: bool,
+        #[serde(with = "limit::text")]
         last_error: Option<String>,
     },
     /// A piece of attachment `index` of the message `platform_id`; pieces
     /// come in order, right before that message's `Inbound`, and are
     /// prepended to the attachment's own data.
     FilePart {
+        #[serde(with = "limit::id")]
         platform_id: String,
+        #[serde(with = "limit::attachment_index")]
         index: u8,
+        #[serde(with = "limit::part")]
         data: Vec<u8>,
     },
     /// Before downloading a message's files: would this sender be admitted?
     /// (Access is the broker's to decide; strangers' files are not fetched.)
     MayFetch {
+        #[serde(with = "limit::id")]
         platform_id: String,
+        #[serde(with = "limit::id")]
         chat_id: String,
+        #[serde(with = "limit::id")]
         sender: String,
         is_group: bool,
         mentioned: bool,
@@ -104,7 +135,9 @@ pub enum ChannelToBroker {
 pub struct Attachment {
     pub kind: AttachmentKind,
     /// The file name the user gave it, or one the daemon made up.
+    #[serde(with = "limit::id")]
     pub name: String,
+    #[serde(with = "limit::id")]
     pub mime: String,
     pub data: Vec<u8>,
 }
@@ -119,107 +152,22 @@ pub enum AttachmentKind {
     Document,
 }
 
-impl Message for BrokerToChannel {
-    fn validate(&self) -> Result<(), String> {
-        match self {
-            BrokerToChannel::Setup {
-                channel,
-                settings_json,
-                credential_json,
-                resume_after,
-            } => {
-                bounded("channel", channel, MAX_ID)?;
-                bounded("settings_json", settings_json, MAX_TEXT)?;
-                bounded("credential_json", credential_json, MAX_TEXT)?;
-                if resume_after.len() > MAX_RESUME_CHATS {
-                    return Err(format!("resume_after has {} chats", resume_after.len()));
-                }
-                resume_after.iter().try_for_each(|(chat, id)| {
-                    bounded("resume chat", chat, MAX_ID)?;
-                    bounded("resume id", id, MAX_ID)
-                })
-            }
-            BrokerToChannel::Ack { platform_id } => bounded("platform_id", platform_id, MAX_ID),
-            BrokerToChannel::Send {
-                chat_id,
-                text,
-                reply_to,
-                ..
-            } => {
-                bounded("chat_id", chat_id, MAX_ID)?;
-                bounded("text", text, MAX_TEXT)?;
-                bounded("reply_to", reply_to.as_deref().unwrap_or(""), MAX_ID)
-            }
-            BrokerToChannel::Shutdown => Ok(()),
-            BrokerToChannel::Typing { chat_id } => bounded("chat_id", chat_id, MAX_ID),
-            BrokerToChannel::FetchAnswer { platform_id, .. } => bounded("platform_id", platform_id, MAX_ID),
-        }
-    }
-}
+impl Message for BrokerToChannel {}
 
 impl Message for ChannelToBroker {
-    fn validate(&self) -> Result<(), String> {
-        match self {
-            ChannelToBroker::Register { channel } => bounded("channel", channel, MAX_ID),
-            ChannelToBroker::Inbound {
-                platform_id,
-                chat_id,
-                sender,
-                text,
-                attachments,
-                ..
-            } => {
-                bounded("platform_id", platform_id, MAX_ID)?;
-                bounded("chat_id", chat_id, MAX_ID)?;
-                bounded("sender", sender, MAX_ID)?;
-                bounded("text", text, MAX_TEXT)?;
-                if attachments.len() > MAX_ATTACHMENTS {
-                    return Err(format!(
-                        "{} attachments, the limit is {MAX_ATTACHMENTS}",
-                        attachments.len()
-                    ));
-                }
-                attachments.iter().try_for_each(|a| {
-                    bounded("attachment name", &a.name, MAX_ID)?;
-                    bounded("attachment mime", &a.mime, MAX_ID)
-                })?;
-                // More than a piece's worth travels as FileParts.
-                let inline: usize = attachments.iter().map(|a| a.data.len()).sum();
-                if inline > MAX_PART {
-                    return Err(format!(
-                        "{inline} bytes of attachment data inline; the limit is {MAX_PART}"
-                    ));
-                }
-                Ok(())
-            }
-            ChannelToBroker::Delivered { .. } | ChannelToBroker::PartDelivered { .. } => Ok(()),
-            ChannelToBroker::SendFailed { error, .. } => bounded("error", error, MAX_TEXT),
-            ChannelToBroker::Status { last_error, .. } => {
-                bounded("last_error", last_error.as_deref().unwrap_or(""), MAX_TEXT)
-            }
-            ChannelToBroker::FilePart {
-                platform_id,
-                index,
-                data,
-            } => {
-                bounded("platform_id", platform_id, MAX_ID)?;
-                if usize::from(*index) >= MAX_ATTACHMENTS {
-                    return Err(format!(
-                        "file part for attachment {index}; the limit is {MAX_ATTACHMENTS}"
-                    ));
-                }
-                bytes_bounded("file part", data, MAX_PART)
-            }
-            ChannelToBroker::MayFetch {
-                platform_id,
-                chat_id,
-                sender,
-                ..
-            } => {
-                bounded("platform_id", platform_id, MAX_ID)?;
-                bounded("chat_id", chat_id, MAX_ID)?;
-                bounded("sender", sender, MAX_ID)
+    fn validate(&self) -> Result<(), Refused> {
+        // More than a piece's worth travels as FileParts.
+        if let ChannelToBroker::Inbound { attachments, .. } = self {
+            let inline: usize = attachments.iter().map(|a| a.data.len()).sum();
+            if inline > MAX_PART {
+                return Err(Refused {
+                    what: "inline attachment data",
+                    size: inline as u64,
+                    max: MAX_PART as u64,
+                    unit: Unit::Bytes,
+                });
             }
         }
+        Ok(())
     }
 }

@@ -10,19 +10,24 @@ pub enum CtlRequest {
     Status,
     /// One user turn in `session`; the reply is the agent's final answer.
     Agent {
+        #[serde(with = "limit::id")]
         session: String,
+        #[serde(with = "limit::text")]
         message: String,
     },
     /// Admin diagnostics: run one tool (by the model's name and JSON
     /// arguments) through the same tool daemon the agent uses.
     RunTool {
+        #[serde(with = "limit::id")]
         name: String,
+        #[serde(with = "limit::text")]
         arguments_json: String,
     },
     /// Pairing requests from unknown chat users (dmPolicy "pairing").
     PairingList,
     /// Approve or deny a pairing code.
     PairingDecide {
+        #[serde(with = "limit::id")]
         code: String,
         approve: bool,
     },
@@ -31,17 +36,21 @@ pub enum CtlRequest {
     /// Close a channel's link: its daemon exits and its supervisor
     /// (systemd or the broker) starts it again.
     ChannelRestart {
+        #[serde(with = "limit::id")]
         channel: String,
     },
     /// Every stored conversation, newest first.
     SessionList,
     /// The last `limit` messages of one conversation.
     SessionShow {
+        #[serde(with = "limit::id")]
         session: String,
+        #[serde(with = "limit::listed")]
         limit: u32,
     },
     /// Forget one conversation's history (audited).
     SessionReset {
+        #[serde(with = "limit::id")]
         session: String,
     },
     /// Audit entries matching the filter.
@@ -49,7 +58,9 @@ pub enum CtlRequest {
     /// Admit (`allow`) or refuse a user on a channel, whatever the
     /// allow-list says (audited).
     UserDecide {
+        #[serde(with = "limit::id")]
         channel: String,
+        #[serde(with = "limit::id")]
         user: String,
         allow: bool,
     },
@@ -60,12 +71,15 @@ pub enum CtlRequest {
     PromptList,
     /// One prompt file with both texts, for `prompt diff`.
     PromptShow {
+        #[serde(with = "limit::path")]
         path: String,
     },
     /// Accept the waiting version of `path` (all when None); with `sha`,
     /// only a waiting version whose digest starts with it.
     PromptAccept {
+        #[serde(with = "limit::path")]
         path: Option<String>,
+        #[serde(with = "limit::sha")]
         sha: Option<String>,
     },
 }
@@ -94,15 +108,21 @@ pub enum CronRequest {
 /// A job as `oxibotctl cron add` describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CronJobSpec {
+    #[serde(with = "limit::id")]
     pub name: String,
+    #[serde(with = "limit::id")]
     pub channel: String,
+    #[serde(with = "limit::id")]
     pub chat_id: String,
     /// `every 10 minutes`, `at 2026-12-24T18:00`, or a 5- or 6-field cron
     /// expression.
+    #[serde(with = "limit::id")]
     pub schedule: String,
     /// IANA time zone for cron expressions and `at` times without an offset.
+    #[serde(with = "limit::id")]
     pub tz: Option<String>,
     /// What the agent is asked to do when the job runs.
+    #[serde(with = "limit::text")]
     pub message: String,
 }
 
@@ -127,10 +147,14 @@ pub struct CronJobInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditQuery {
     pub after_id: u64,
+    #[serde(with = "limit::listed")]
     pub limit: u32,
     /// Any of these kinds (all kinds when empty).
+    #[serde(with = "limit::audit_kinds")]
     pub kinds: Vec<String>,
+    #[serde(with = "limit::id")]
     pub channel: Option<String>,
+    #[serde(with = "limit::id")]
     pub user: Option<String>,
     /// Unix seconds: only entries at or after this time.
     pub since: Option<i64>,
@@ -301,66 +325,7 @@ pub struct ProviderStatus {
     pub models: Vec<String>,
 }
 
-impl Message for CtlRequest {
-    fn validate(&self) -> Result<(), String> {
-        match self {
-            CtlRequest::Status => Ok(()),
-            CtlRequest::Agent { session, message } => {
-                bounded("session", session, MAX_ID)?;
-                bounded("message", message, MAX_TEXT)
-            }
-            CtlRequest::RunTool { name, arguments_json } => {
-                bounded("name", name, MAX_ID)?;
-                bounded("arguments_json", arguments_json, MAX_TEXT)
-            }
-            CtlRequest::PairingList => Ok(()),
-            CtlRequest::PairingDecide { code, .. } => bounded("code", code, MAX_ID),
-            CtlRequest::Reload | CtlRequest::SessionList => Ok(()),
-            CtlRequest::ChannelRestart { channel } => bounded("channel", channel, MAX_ID),
-            CtlRequest::SessionShow { session, limit } => {
-                bounded("session", session, MAX_ID)?;
-                listed(*limit)
-            }
-            CtlRequest::SessionReset { session } => bounded("session", session, MAX_ID),
-            CtlRequest::Audit(q) => {
-                listed(q.limit)?;
-                if q.kinds.len() > 32 {
-                    return Err(format!("{} kinds, the limit is 32", q.kinds.len()));
-                }
-                q.kinds.iter().try_for_each(|k| bounded("kind", k, MAX_ID))?;
-                bounded("channel", q.channel.as_deref().unwrap_or(""), MAX_ID)?;
-                bounded("user", q.user.as_deref().unwrap_or(""), MAX_ID)
-            }
-            CtlRequest::UserDecide { channel, user, .. } => {
-                bounded("channel", channel, MAX_ID)?;
-                bounded("user", user, MAX_ID)
-            }
-            CtlRequest::Cron(
-                CronRequest::List | CronRequest::Remove { .. } | CronRequest::Enable { .. } | CronRequest::Run { .. },
-            )
-            | CtlRequest::PromptList => Ok(()),
-            CtlRequest::PromptShow { path } => bounded("path", path, MAX_PATH),
-            CtlRequest::PromptAccept { path, sha } => {
-                bounded("path", path.as_deref().unwrap_or(""), MAX_PATH)?;
-                bounded("sha", sha.as_deref().unwrap_or(""), 64)
-            }
-            CtlRequest::Cron(CronRequest::Add(spec)) => {
-                bounded("name", &spec.name, MAX_ID)?;
-                bounded("channel", &spec.channel, MAX_ID)?;
-                bounded("chat_id", &spec.chat_id, MAX_ID)?;
-                bounded("schedule", &spec.schedule, MAX_ID)?;
-                bounded("tz", spec.tz.as_deref().unwrap_or(""), MAX_ID)?;
-                bounded("message", &spec.message, MAX_TEXT)
-            }
-        }
-    }
-}
-
-fn listed(limit: u32) -> Result<(), String> {
-    if limit > MAX_LISTED {
-        return Err(format!("limit {limit} is above {MAX_LISTED}"));
-    }
-    Ok(())
-}
+// Every bound of these messages is on its field.
+impl Message for CtlRequest {}
 
 impl Message for CtlReply {}

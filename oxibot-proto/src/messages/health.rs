@@ -18,8 +18,10 @@ pub enum HealthRequest {
 pub enum HealthReply {
     Snapshot {
         /// Why the broker is not ready (empty: ready), one line each.
+        #[serde(with = "limit::not_ready")]
         not_ready: Vec<String>,
         /// The Prometheus text of `/metrics`.
+        #[serde(with = "limit::text")]
         metrics: String,
     },
 }
@@ -29,16 +31,4 @@ pub const MAX_NOT_READY: usize = 256;
 
 impl Message for HealthRequest {}
 
-impl Message for HealthReply {
-    fn validate(&self) -> Result<(), String> {
-        let HealthReply::Snapshot { not_ready, metrics } = self;
-        if not_ready.len() > MAX_NOT_READY {
-            return Err(format!(
-                "{} reasons for not being ready (at most {MAX_NOT_READY})",
-                not_ready.len()
-            ));
-        }
-        not_ready.iter().try_for_each(|r| bounded("reason", r, MAX_PATH))?;
-        bounded("metrics", metrics, MAX_TEXT)
-    }
-}
+impl Message for HealthReply {}

@@ -29,27 +29,17 @@ pub const MAX_TEXT_FILES: usize = 64;
 pub const MAX_TEXTS_TOTAL: usize = 768 * 1024;
 
 pub trait Message: Serialize + DeserializeOwned + Send + 'static {
-    /// Checks field bounds after decoding; an error closes the connection.
-    fn validate(&self) -> Result<(), String> {
+    /// What a field's own bound cannot say (a bound across fields),
+    /// checked after decoding and before encoding; a refusal closes the
+    /// connection. Single fields are bounded where they are declared
+    /// (see [`limit`]).
+    fn validate(&self) -> Result<(), Refused> {
         Ok(())
     }
 }
 
-pub(crate) fn bounded(field: &str, value: &str, max: usize) -> Result<(), String> {
-    if value.len() > max {
-        return Err(format!("{field} is {} bytes, the limit is {max}", value.len()));
-    }
-    Ok(())
-}
-
-pub(crate) fn bytes_bounded(field: &str, value: &[u8], max: usize) -> Result<(), String> {
-    if value.len() > max {
-        return Err(format!("{field} is {} bytes, the limit is {max}", value.len()));
-    }
-    Ok(())
-}
-
 mod channel;
+pub(crate) mod limit;
 mod ctl;
 mod health;
 mod tool;
@@ -57,6 +47,7 @@ mod tool;
 pub use channel::*;
 pub use ctl::*;
 pub use health::*;
+pub use limit::{Refused, Unit};
 pub use tool::*;
 
 impl Message for crate::hello::Hello {}

@@ -15,40 +15,55 @@ pub enum ToolRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToolCall {
     Exec {
+        #[serde(with = "limit::text")]
         command: String,
+        #[serde(with = "limit::path")]
         working_dir: Option<String>,
         timeout_secs: u32,
     },
     ReadFile {
+        #[serde(with = "limit::path")]
         path: String,
     },
     WriteFile {
+        #[serde(with = "limit::path")]
         path: String,
+        #[serde(with = "limit::text")]
         content: String,
     },
     EditFile {
+        #[serde(with = "limit::path")]
         path: String,
+        #[serde(with = "limit::text")]
         old_text: String,
+        #[serde(with = "limit::text")]
         new_text: String,
     },
     ListDir {
+        #[serde(with = "limit::path")]
         path: String,
     },
     /// Files under `path` whose workspace-relative path matches a glob.
     FindFiles {
+        #[serde(with = "limit::path")]
         pattern: String,
+        #[serde(with = "limit::path")]
         path: String,
     },
     /// Lines matching a regex in files under `path` (optionally only files
     /// matching the `include` glob).
     Grep {
+        #[serde(with = "limit::path")]
         pattern: String,
+        #[serde(with = "limit::path")]
         path: String,
+        #[serde(with = "limit::path")]
         include: Option<String>,
         case_insensitive: bool,
     },
     /// A unified diff (one or more files), applied whole or not at all.
     ApplyPatch {
+        #[serde(with = "limit::text")]
         patch: String,
     },
     /// A file a user sent through a channel, saved for them (never asked for
@@ -57,8 +72,11 @@ pub enum ToolCall {
     /// Sent in pieces: the piece at offset 0 creates the file (the reply
     /// is the path used); later pieces append to that path at `offset`.
     SaveUpload {
+        #[serde(with = "limit::path")]
         path: String,
+        #[serde(with = "limit::part")]
         data: Vec<u8>,
+        #[serde(with = "limit::file_offset")]
         offset: u64,
     },
     /// Workspace files the broker needs for itself (bootstrap files,
@@ -67,20 +85,26 @@ pub enum ToolCall {
     /// name). Only regular files are read, never through a symlink, each
     /// capped at `max_bytes`; missing files are left out.
     ReadTexts {
+        #[serde(with = "limit::patterns")]
         patterns: Vec<String>,
+        #[serde(with = "limit::part_size")]
         max_bytes: u32,
     },
     /// Appends to a workspace file, creating it (and its directories) when
     /// missing: the broker's memory notes. Never through a symlink.
     AppendFile {
+        #[serde(with = "limit::path")]
         path: String,
+        #[serde(with = "limit::text")]
         content: String,
     },
     /// Which of these programs the jail's commands can run (on the `PATH`
     /// that `Exec` uses) and which environment variables they see: a
     /// skill's requirements, checked where the skill would run.
     Probe {
+        #[serde(with = "limit::probe_names")]
         bins: Vec<String>,
+        #[serde(with = "limit::probe_names")]
         env: Vec<String>,
     },
 }
@@ -97,18 +121,23 @@ pub enum ToolReply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToolOutcome {
     Ok {
+        #[serde(with = "limit::text")]
         output: String,
     },
     Failed {
+        #[serde(with = "limit::text")]
         message: String,
     },
     /// The answer to `ReadTexts`, in pattern order (and name order within a pattern).
     Texts {
+        #[serde(with = "limit::text_files")]
         files: Vec<TextFile>,
     },
     /// The answer to `Probe`: what the jail lacks.
     Probed {
+        #[serde(with = "limit::probe_names")]
         missing_bins: Vec<String>,
+        #[serde(with = "limit::probe_names")]
         missing_env: Vec<String>,
     },
 }
@@ -117,103 +146,16 @@ pub enum ToolOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextFile {
     /// Workspace-relative.
+    #[serde(with = "limit::path")]
     pub path: String,
     /// Lossily decoded UTF-8, at most the requested bytes.
+    #[serde(with = "limit::text")]
     pub text: String,
     /// The file was longer than the cap.
     pub truncated: bool,
 }
 
-impl Message for ToolRequest {
-    fn validate(&self) -> Result<(), String> {
-        let ToolRequest::Call { call, .. } = self;
-        match call {
-            ToolCall::Exec {
-                command, working_dir, ..
-            } => {
-                bounded("command", command, MAX_TEXT)?;
-                bounded("working_dir", working_dir.as_deref().unwrap_or(""), MAX_PATH)
-            }
-            ToolCall::ReadFile { path } | ToolCall::ListDir { path } => bounded("path", path, MAX_PATH),
-            ToolCall::FindFiles { pattern, path } => {
-                bounded("pattern", pattern, MAX_PATH)?;
-                bounded("path", path, MAX_PATH)
-            }
-            ToolCall::Grep {
-                pattern, path, include, ..
-            } => {
-                bounded("pattern", pattern, MAX_PATH)?;
-                bounded("path", path, MAX_PATH)?;
-                bounded("include", include.as_deref().unwrap_or(""), MAX_PATH)
-            }
-            ToolCall::ApplyPatch { patch } => bounded("patch", patch, MAX_TEXT),
-            ToolCall::SaveUpload { path, data, offset } => {
-                bounded("path", path, MAX_PATH)?;
-                bytes_bounded("data", data, MAX_PART)?;
-                if *offset > MAX_FILE_BYTES as u64 {
-                    return Err(format!("offset {offset} is past the {MAX_FILE_BYTES}-byte limit"));
-                }
-                Ok(())
-            }
-            ToolCall::WriteFile { path, content } => {
-                bounded("path", path, MAX_PATH)?;
-                bounded("content", content, MAX_TEXT)
-            }
-            ToolCall::ReadTexts { patterns, max_bytes } => {
-                if patterns.len() > MAX_TEXT_FILES {
-                    return Err(format!("{} patterns, the limit is {MAX_TEXT_FILES}", patterns.len()));
-                }
-                patterns.iter().try_for_each(|p| bounded("pattern", p, MAX_PATH))?;
-                if *max_bytes as usize > MAX_PART {
-                    return Err(format!("max_bytes {max_bytes} is over {MAX_PART}"));
-                }
-                Ok(())
-            }
-            ToolCall::EditFile {
-                path,
-                old_text,
-                new_text,
-            } => {
-                bounded("path", path, MAX_PATH)?;
-                bounded("old_text", old_text, MAX_TEXT)?;
-                bounded("new_text", new_text, MAX_TEXT)
-            }
-            ToolCall::AppendFile { path, content } => {
-                bounded("path", path, MAX_PATH)?;
-                bounded("content", content, MAX_TEXT)
-            }
-            ToolCall::Probe { bins, env } => names(bins).and_then(|()| names(env)),
-        }
-    }
-}
+// Every bound of these messages is on its field.
+impl Message for ToolRequest {}
 
-impl Message for ToolReply {
-    fn validate(&self) -> Result<(), String> {
-        let ToolReply::Result { outcome, .. } = self;
-        match outcome {
-            ToolOutcome::Ok { output } => bounded("output", output, MAX_TEXT),
-            ToolOutcome::Failed { message } => bounded("message", message, MAX_TEXT),
-            ToolOutcome::Texts { files } => {
-                if files.len() > MAX_TEXT_FILES {
-                    return Err(format!("{} files, the limit is {MAX_TEXT_FILES}", files.len()));
-                }
-                files.iter().try_for_each(|f| {
-                    bounded("path", &f.path, MAX_PATH)?;
-                    bounded("text", &f.text, MAX_TEXT)
-                })
-            }
-            ToolOutcome::Probed {
-                missing_bins,
-                missing_env,
-            } => names(missing_bins).and_then(|()| names(missing_env)),
-        }
-    }
-}
-
-/// A `Probe`'s list: bounded in count and length.
-fn names(list: &[String]) -> Result<(), String> {
-    if list.len() > MAX_PROBE_NAMES {
-        return Err(format!("{} names, the limit is {MAX_PROBE_NAMES}", list.len()));
-    }
-    list.iter().try_for_each(|n| bounded("name", n, MAX_ID))
-}
+impl Message for ToolReply {}
