@@ -63,11 +63,18 @@ thread_local! {
 /// Runs an encode or decode and returns, beside its result, the first
 /// field it refused.
 pub(crate) fn judged<T>(lenient: bool, f: impl FnOnce() -> T) -> (T, Option<Refused>) {
+    /// Puts the thread's mode back even if `f` unwinds: a worker thread
+    /// left lenient would decode every later untrusted frame leniently.
+    struct Restore(Mode);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MODE.with(|m| m.set(self.0));
+        }
+    }
     let mode = if lenient { Mode::Lenient } else { Mode::Strict };
-    let before = MODE.with(|m| m.replace(mode));
+    let _restore = Restore(MODE.with(|m| m.replace(mode)));
     FIRST_REFUSAL.with(|r| r.set(None));
     let out = f();
-    MODE.with(|m| m.set(before));
     (out, FIRST_REFUSAL.with(|r| r.take()))
 }
 
@@ -308,3 +315,17 @@ list_bound!(patterns, "patterns", MAX_TEXT_FILES, "pattern", MAX_PATH);
 list_bound!(probe_names, "names", MAX_PROBE_NAMES, "name", MAX_ID);
 list_bound!(audit_kinds, "kinds", 32, "kind", MAX_ID);
 list_bound!(not_ready, "reasons for not being ready", MAX_NOT_READY, "reason", MAX_PATH);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lenient_decode_that_unwinds_leaves_the_thread_strict() {
+        let unwound = std::panic::catch_unwind(|| judged(true, || panic!("a decoder bug")));
+        assert!(unwound.is_err());
+        assert!(MODE.with(|m| m.get()) == Mode::Strict);
+        // And a strict check refuses again.
+        assert!(check(over("path", &"x".repeat(5), 4), false).is_err());
+    }
+}
