@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use oxibot_proto::messages::{Attachment, MAX_ATTACHMENTS, MAX_FILE_BYTES};
-use serde::Deserialize;
 use serenity::all::{
     ChannelId, Context, CreateAllowedMentions, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http,
     HttpBuilder, Message, MessageId, Nonce, Ready, UserId,
@@ -21,10 +20,7 @@ use crate::{format, Fatal};
 /// Discord's limit, in characters.
 const MAX_MESSAGE: usize = 2000;
 
-#[derive(Deserialize)]
-struct Credential {
-    token: String,
-}
+use oxibot_proto::settings::TokenCredential as Credential;
 
 struct Handler {
     link: Link,

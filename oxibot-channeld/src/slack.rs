@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
@@ -19,12 +18,7 @@ use crate::{format, Fatal};
 /// Slack truncates messages past 40,000 characters; 4,000 keeps them readable.
 const MAX_MESSAGE: usize = 4000;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Credential {
-    bot_token: String,
-    app_token: String,
-}
+use oxibot_proto::settings::SlackCredential as Credential;
 
 type Connector = SlackClientHyperHttpsConnector;
 

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use oxibot_proto::messages::{Attachment, AttachmentKind};
-use serde::Deserialize;
 use teloxide_core::net::Download;
 use teloxide_core::payloads::setters::*;
 use teloxide_core::requests::{Request, Requester};
@@ -32,10 +31,7 @@ const POLL_TIMEOUT_SECS: u32 = 10;
 const TYPING_EVERY: Duration = Duration::from_secs(4);
 const TYPING_MAX: Duration = Duration::from_secs(120);
 
-#[derive(Deserialize)]
-struct Credential {
-    token: String,
-}
+use oxibot_proto::settings::TokenCredential as Credential;
 
 pub async fn run(link: Link, mut jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
     let settings = crate::settings::parse::<oxibot_proto::settings::ApiSettings>("telegram", settings)?;

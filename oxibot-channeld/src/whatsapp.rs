@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -25,11 +24,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 use oxibot_proto::settings::WhatsAppSettings as Settings;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Credential {
-    bridge_token: String,
-}
+use oxibot_proto::settings::WhatsAppCredential as Credential;
 
 /// The bridge token travels in the first frame, in clear over `ws://`: only
 /// to a bridge on this machine. (Any local user who binds the bridge's port

@@ -13,6 +13,7 @@
 //! `config::X` whichever part holds `X`.
 
 mod channels;
+mod credentials;
 mod load;
 mod schema;
 mod validate;
@@ -22,8 +23,9 @@ pub use load::{inline_secrets, merge, ConfigError, LoadReport};
 pub(crate) use schema::default_workspace;
 pub use schema::{
     AgentDefaults, Agents, Config, ExecSettings, Health, ProviderName, ProviderSettings, SandboxMode, Tools,
-    Transcription, Users, SECRET_KEYS,
+    Transcription, Users,
 };
+pub use credentials::{credential_at, platform, Credential};
 
 pub(crate) use schema::{default_runtime_dir, default_secrets_file, default_state_dir};
 

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::config::SECRET_KEYS;
+use crate::config::{credential_at, Credential};
 
 #[derive(Debug)]
 pub struct ImportSummary {
@@ -46,8 +46,9 @@ pub fn import(src: &Path, to: &Destination<'_>) -> Result<ImportSummary, String>
     }
     let mut secrets = Value::Object(Map::new());
     let mut moved = Vec::new();
-    split(&mut config, &mut secrets, "", &mut moved);
-    let mut warnings = migrate_channels(&mut config);
+    let mut warnings = leave_out_unknown_channels(&mut config);
+    split(&mut config, &mut secrets, &mut Vec::new(), &mut moved);
+    warnings.extend(migrate_channels(&mut config));
     if let Value::Object(map) = &mut config {
         map.insert("secretsFile".into(), Value::String(to.secrets.display().to_string()));
     }
@@ -150,17 +151,42 @@ fn migrate_channels(config: &mut Value) -> Vec<String> {
     warnings
 }
 
+/// Channels OxiBot has no daemon for (nanobot's feishu, dingtalk, …) are
+/// not carried over: nothing would read them, and they may hold credentials.
+fn leave_out_unknown_channels(config: &mut Value) -> Vec<String> {
+    let Some(Value::Object(channels)) = config.get_mut("channels") else {
+        return Vec::new();
+    };
+    let unknown: Vec<String> = channels
+        .keys()
+        .filter(|n| crate::config::platform(n).is_none())
+        .cloned()
+        .collect();
+    unknown
+        .into_iter()
+        .map(|name| {
+            channels.remove(&name);
+            format!("channels.{name}: OxiBot has no such channel; left out (with any credentials in it)")
+        })
+        .collect()
+}
+
 /// Moves every non-empty credential from `config` to the same path in
 /// `secrets`; empty credential strings are dropped from the config.
-fn split(config: &mut Value, secrets: &mut Value, at: &str, moved: &mut Vec<String>) {
+fn split(config: &mut Value, secrets: &mut Value, at: &mut Vec<String>, moved: &mut Vec<String>) {
     let Value::Object(map) = config else { return };
     let keys: Vec<String> = map.keys().cloned().collect();
     for k in keys {
-        let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+        at.push(k.clone());
+        let path = at.join(".");
+        let where_: Vec<&str> = at.iter().map(String::as_str).collect();
         // A provider's extraHeaders carry credentials too (Authorization,
         // x-api-key): they move whole.
-        let is_secret = (SECRET_KEYS.contains(&k.as_str()) && map.get(&k).is_some_and(Value::is_string))
-            || (k == "extraHeaders" && map.get(&k).is_some_and(Value::is_object));
+        let is_secret = match (credential_at(&where_), map.get(&k)) {
+            (Some(Credential::Value), Some(v)) => v.is_string(),
+            (Some(Credential::Object), Some(v)) => v.is_object(),
+            _ => false,
+        };
         if is_secret {
             if let Some(v) = map.remove(&k) {
                 let empty = v.as_str().is_some_and(str::is_empty) || v.as_object().is_some_and(Map::is_empty);
@@ -171,19 +197,16 @@ fn split(config: &mut Value, secrets: &mut Value, at: &str, moved: &mut Vec<Stri
                     moved.push(path);
                 }
             }
-            continue;
-        }
-        if let Some(child) = map.get_mut(&k) {
-            if child.is_object() {
-                let mut sub = Value::Object(Map::new());
-                split(child, &mut sub, &path, moved);
-                if sub.as_object().is_some_and(|m| !m.is_empty()) {
-                    if let Value::Object(s) = secrets {
-                        s.insert(k, sub);
-                    }
+        } else if let Some(child) = map.get_mut(&k).filter(|c| c.is_object()) {
+            let mut sub = Value::Object(Map::new());
+            split(child, &mut sub, at, moved);
+            if sub.as_object().is_some_and(|m| !m.is_empty()) {
+                if let Value::Object(s) = secrets {
+                    s.insert(k, sub);
                 }
             }
         }
+        at.pop();
     }
 }
 

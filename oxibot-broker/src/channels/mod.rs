@@ -27,7 +27,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use crate::access::{Decision, Origin, Policy};
-use crate::config::SECRET_KEYS;
+use crate::config::credential_at;
 use crate::services::Services;
 
 pub use reply::resume_pending;
@@ -131,7 +131,7 @@ pub async fn serve(svc: Arc<Services>, stream: UnixStream, identity: Identity) {
             return;
         }
     };
-    let (settings_json, credential_json) = split_credential(settings);
+    let (settings_json, credential_json) = split_credential(&channel, settings);
     let resume_after = match svc.store.resume_points(&channel, MAX_RESUME_CHATS) {
         Ok(points) => points,
         Err(e) => {
@@ -352,13 +352,14 @@ async fn handle(
 }
 
 /// Splits a channel's merged settings into (settings without credentials,
-/// the credentials alone), both as JSON text.
-pub fn split_credential(settings: &Value) -> (String, String) {
+/// the credentials alone), both as JSON text: the credential is what its
+/// platform's credential type names (see `config::credential_at`).
+pub fn split_credential(channel: &str, settings: &Value) -> (String, String) {
     let mut public = Map::new();
     let mut secret = Map::new();
     if let Value::Object(map) = settings {
         for (k, v) in map {
-            if SECRET_KEYS.contains(&k.as_str()) {
+            if credential_at(&["channels", channel, k]).is_some() {
                 secret.insert(k.clone(), v.clone());
             } else {
                 public.insert(k.clone(), v.clone());
@@ -375,9 +376,15 @@ mod tests {
     #[test]
     fn credentials_are_split_from_settings() {
         let v = serde_json::json!({"enabled": true, "token": "123:abc", "allowedUsers": ["1"]});
-        let (public, secret) = split_credential(&v);
+        let (public, secret) = split_credential("telegram", &v);
         assert!(!public.contains("123:abc"));
         assert!(public.contains("allowedUsers"));
         assert_eq!(secret, r#"{"token":"123:abc"}"#);
+        // Each platform's own credential keys: Slack's two tokens go, a
+        // "token" key that is not Slack's stays public (and unused).
+        let v = serde_json::json!({"botToken": "xoxb-1", "appToken": "xapp-2", "token": "t"});
+        let (public, secret) = split_credential("slack", &v);
+        assert_eq!(secret, r#"{"appToken":"xapp-2","botToken":"xoxb-1"}"#);
+        assert_eq!(public, r#"{"token":"t"}"#);
     }
 }

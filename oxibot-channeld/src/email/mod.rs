@@ -19,7 +19,6 @@ use futures_util::StreamExt;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -35,12 +34,7 @@ const MAX_ID: usize = 250;
 
 use oxibot_proto::settings::EmailSettings as Settings;
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct Credential {
-    imap_password: String,
-    smtp_password: String,
-}
+use oxibot_proto::settings::EmailCredential as Credential;
 
 /// [`crate::fuzzing::email`]: a mail read with default settings and the
 /// authserv-id "mx".

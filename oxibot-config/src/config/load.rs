@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::schema::{default_secrets_file, Config, SECRET_KEYS};
+use super::credentials::{credential_at, Credential};
+use super::schema::{default_secrets_file, Config};
 
 /// Environment variables with our prefix that are not config overrides.
 const NON_CONFIG_ENV: &[&str] = &["OXIBOT_CTL_SOCKET", "OXIBOT_LOG"];
@@ -51,11 +52,11 @@ impl ConfigError {
     }
 }
 
-/// An `OXIBOT_…` variable that names a credential (`…_API_KEY`, `…_TOKEN`,
-/// `…_PASSWORD`, `…_SECRET`).
+/// An `OXIBOT_…` variable that names a credential
+/// (`OXIBOT_PROVIDERS__OPENAI__API_KEY`, `OXIBOT_CHANNELS__TELEGRAM__TOKEN`).
 fn is_credential_env(name: &str) -> bool {
-    let last = name.rsplit("__").next().unwrap_or(name);
-    name.starts_with("OXIBOT_") && SECRET_KEYS.iter().any(|k| normalize(k) == normalize(last))
+    name.strip_prefix("OXIBOT_")
+        .is_some_and(|rest| credential_at(&rest.split("__").collect::<Vec<_>>()).is_some())
 }
 
 /// Every string and number in a JSON value, as text.
@@ -215,6 +216,13 @@ impl Config {
                 .warnings
                 .push(format!("{}: unknown key `{key}` ignored", path.display()));
         }
+        for name in config.channels.keys().filter(|n| super::credentials::platform(n).is_none()) {
+            report.warnings.push(format!(
+                "{}: OxiBot has no channel `{name}` (it has telegram, discord, slack, whatsapp and email); \
+                 channels.{name} is ignored, and every value in it is treated as a credential",
+                path.display()
+            ));
+        }
         if config.health.enabled && !config.health.host.is_loopback() {
             report.warnings.push(format!(
                 "{}: health.host {} is not a loopback address: anyone who reaches it reads the metrics \
@@ -356,24 +364,29 @@ fn warn_inline_secrets(v: &Value, warnings: &mut Vec<String>) {
 }
 
 /// Where a configuration document holds credentials itself (dotted
-/// names), rather than leaving them to the secrets file.
+/// names), rather than leaving them to the secrets file. (A channel OxiBot
+/// does not know is warned about as such, when the configuration loads.)
 pub fn inline_secrets(v: &Value) -> Vec<String> {
-    fn walk(v: &Value, at: &str, out: &mut Vec<String>) {
-        if let Value::Object(map) = v {
-            for (k, child) in map {
-                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
-                match child {
-                    Value::String(s) if SECRET_KEYS.contains(&k.as_str()) && !s.is_empty() => out.push(path),
-                    Value::Number(_) if SECRET_KEYS.contains(&k.as_str()) => out.push(path),
-                    // A provider's extra headers are credentials as a rule.
-                    Value::Object(headers) if k == "extraHeaders" && !headers.is_empty() => out.push(path),
-                    _ => walk(child, &path, out),
-                }
+    fn walk<'a>(v: &'a Value, at: &mut Vec<&'a str>, out: &mut Vec<String>) {
+        let Value::Object(map) = v else { return };
+        for (k, child) in map {
+            at.push(k);
+            let credential = match (credential_at(at), child) {
+                (Some(Credential::Value), Value::String(s)) => !s.is_empty(),
+                (Some(Credential::Value), Value::Number(_)) => true,
+                (Some(Credential::Object), Value::Object(headers)) => !headers.is_empty(),
+                _ => false,
+            };
+            if credential {
+                out.push(at.join("."));
+            } else {
+                walk(child, at, out);
             }
+            at.pop();
         }
     }
     let mut out = Vec::new();
-    walk(v, "", &mut out);
+    walk(v, &mut Vec::new(), &mut out);
     out
 }
 

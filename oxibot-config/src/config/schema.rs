@@ -15,6 +15,8 @@ use serde_json::Value;
 use crate::registry;
 use crate::secret::Secret;
 
+use super::credentials::Credential;
+
 use crate::paths::expand_home;
 
 #[derive(Debug, Deserialize)]
@@ -290,23 +292,6 @@ fn default_request_timeout_secs() -> u64 {
     120
 }
 
-/// Keys that hold credentials wherever they appear. `config import` moves
-/// them to the secrets file, and the broker never hands them to a process
-/// other than the one they belong to.
-pub const SECRET_KEYS: &[&str] = &[
-    "apiKey",
-    "token",
-    "botToken",
-    "appToken",
-    "imapPassword",
-    "smtpPassword",
-    "appSecret",
-    "clientSecret",
-    "bridgeToken",
-    "password",
-    "secret",
-];
-
 impl Config {
     /// Which provider serves `model`: the explicit `provider` for the primary
     /// model, else a "<provider>/" prefix or keyword, else the only
@@ -357,8 +342,8 @@ impl Config {
         for p in self.providers.values() {
             out.extend(p.extra_headers.values().map(|v| Secret::new(v.clone())));
         }
-        for ch in self.channels.values() {
-            collect_secret_strings(ch, &mut out);
+        for (name, settings) in &self.channels {
+            collect_channel_secrets(name, settings, &mut out);
         }
         out.extend(self.tools.web.search.api_key.clone());
         out
@@ -374,21 +359,29 @@ impl Config {
     }
 }
 
-fn collect_secret_strings(v: &Value, out: &mut Vec<Secret>) {
-    match v {
-        Value::Object(map) => {
-            for (k, v) in map {
-                match v {
-                    Value::String(s) if SECRET_KEYS.contains(&k.as_str()) && !s.is_empty() => {
-                        out.push(Secret::new(s.clone()))
-                    }
-                    // A numeric password or token is a secret too.
-                    Value::Number(n) if SECRET_KEYS.contains(&k.as_str()) => out.push(Secret::new(n.to_string())),
-                    _ => collect_secret_strings(v, out),
-                }
-            }
+/// Every credential in a channel's settings: its platform's credential
+/// keys, or every value of a channel OxiBot does not know.
+fn collect_channel_secrets(name: &str, settings: &Value, out: &mut Vec<Secret>) {
+    fn leaves(v: &Value, out: &mut Vec<Secret>) {
+        match v {
+            Value::String(s) if !s.is_empty() => out.push(Secret::new(s.clone())),
+            // A numeric password or token is a secret too.
+            Value::Number(n) => out.push(Secret::new(n.to_string())),
+            Value::Array(items) => items.iter().for_each(|i| leaves(i, out)),
+            Value::Object(map) => map.values().for_each(|i| leaves(i, out)),
+            _ => {}
         }
-        Value::Array(items) => items.iter().for_each(|i| collect_secret_strings(i, out)),
-        _ => {}
+    }
+    let Value::Object(map) = settings else { return };
+    for (key, value) in map {
+        match super::credentials::credential_at(&["channels", name, key]) {
+            Some(Credential::Value | Credential::UnknownChannel) => match value {
+                Value::String(_) | Value::Number(_) => leaves(value, out),
+                // An unknown channel's nested values too.
+                _ if super::credentials::platform(name).is_none() => leaves(value, out),
+                _ => {}
+            },
+            Some(Credential::Object) | None => {}
+        }
     }
 }
