@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxibot_proto::messages::{HealthReply, HealthRequest};
-use oxibot_proto::{connect_handshake, Conn, Role};
+use oxibot_proto::{connect_handshake, Conn, FrameError, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::{Mutex, Semaphore};
@@ -42,8 +42,41 @@ struct Figures {
     metrics: String,
 }
 
+/// Why the daemon stops serving (it exits; the broker starts it again).
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    #[error("handshake with the broker: {0}")]
+    Handshake(FrameError),
+    #[error("the listening socket is gone ({0}); exiting")]
+    ListenerGone(std::io::Error),
+    #[error("the broker's link broke; exiting")]
+    LinkBroke,
+}
+
+/// Why the broker's figures could not be had for one request.
+#[derive(Debug, thiserror::Error)]
+enum Unanswered {
+    #[error("the broker's link broke: {0}")]
+    Link(FrameError),
+    #[error("the broker did not answer within {BROKER_WAIT:?}")]
+    TimedOut,
+}
+
+/// Why one client got no (complete) answer; logged at debug level only.
+#[derive(Debug, thiserror::Error)]
+enum ClientError {
+    #[error("the client's connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the client closed before the end of its request")]
+    ClosedEarly,
+    #[error("request head above {MAX_HEAD} bytes")]
+    HeadTooLong,
+    #[error("request head not complete within {HEAD_TIMEOUT:?}")]
+    HeadTooSlow,
+}
+
 impl Snapshot {
-    async fn get(&self) -> Result<Arc<Figures>, String> {
+    async fn get(&self) -> Result<Arc<Figures>, Unanswered> {
         let arrived = Instant::now();
         let mut link = self.link.lock().await;
         let (conn, last) = &mut *link;
@@ -54,18 +87,18 @@ impl Snapshot {
         }
         let asked_at = Instant::now();
         let asked = async {
-            conn.send(&HealthRequest::Snapshot).await.map_err(|e| e.to_string())?;
-            conn.recv().await.map_err(|e| e.to_string())
+            conn.send(&HealthRequest::Snapshot).await?;
+            conn.recv().await
         };
         let reply = match tokio::time::timeout(BROKER_WAIT, asked).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => {
                 self.broken.notify_one();
-                return Err(format!("the broker's link broke: {e}"));
+                return Err(Unanswered::Link(e));
             }
             Err(_) => {
                 self.broken.notify_one();
-                return Err(format!("the broker did not answer within {BROKER_WAIT:?}"));
+                return Err(Unanswered::TimedOut);
             }
         };
         let HealthReply::Snapshot { not_ready, metrics } = reply;
@@ -76,10 +109,10 @@ impl Snapshot {
 }
 
 /// Answers the port until the broker's link breaks.
-pub async fn serve(link: UnixStream, listener: TcpListener) -> Result<(), String> {
+pub async fn serve(link: UnixStream, listener: TcpListener) -> Result<(), Stop> {
     let conn = connect_handshake::<HealthReply, HealthRequest>(link, Role::Health, Role::Broker)
         .await
-        .map_err(|e| format!("handshake with the broker: {e}"))?;
+        .map_err(Stop::Handshake)?;
     let snapshot = Arc::new(Snapshot {
         link: Mutex::new((conn, None)),
         broken: tokio::sync::Notify::new(),
@@ -92,7 +125,7 @@ pub async fn serve(link: UnixStream, listener: TcpListener) -> Result<(), String
                 // The socket no longer listens (torn down): exit, and the
                 // broker hands the next start a fresh one.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSOCK | libc::EBADF)) => {
-                    return Err(format!("the listening socket is gone ({e}); exiting"));
+                    return Err(Stop::ListenerGone(e));
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
@@ -100,7 +133,7 @@ pub async fn serve(link: UnixStream, listener: TcpListener) -> Result<(), String
                     continue;
                 }
             },
-            _ = snapshot.broken.notified() => return Err("the broker's link broke; exiting".into()),
+            _ = snapshot.broken.notified() => return Err(Stop::LinkBroke),
         };
         // Over the limit, the connection is closed unanswered.
         let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -132,31 +165,31 @@ fn parse_head(head: &[u8]) -> Option<(&str, &str)> {
     Some((method, path))
 }
 
-async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
+async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, ClientError> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let read = async {
         loop {
-            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+            let n = stream.read(&mut buf).await?;
             if n == 0 {
-                return Err("the client closed before the end of its request".to_string());
+                return Err(ClientError::ClosedEarly);
             }
             head.extend_from_slice(&buf[..n]);
             if head.windows(4).any(|w| w == b"\r\n\r\n") {
                 return Ok(());
             }
             if head.len() > MAX_HEAD {
-                return Err(format!("request head above {MAX_HEAD} bytes"));
+                return Err(ClientError::HeadTooLong);
             }
         }
     };
     tokio::time::timeout(HEAD_TIMEOUT, read)
         .await
-        .map_err(|_| format!("request head not complete within {HEAD_TIMEOUT:?}"))??;
+        .map_err(|_| ClientError::HeadTooSlow)??;
     Ok(head)
 }
 
-async fn answer(snapshot: &Snapshot, mut stream: TcpStream) -> Result<(), String> {
+async fn answer(snapshot: &Snapshot, mut stream: TcpStream) -> Result<(), ClientError> {
     let head = match read_head(&mut stream).await {
         Ok(h) => h,
         Err(e) => {
@@ -204,7 +237,7 @@ async fn answer(snapshot: &Snapshot, mut stream: TcpStream) -> Result<(), String
     respond(&mut stream, status, kind, &body).await
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, kind: &str, body: &str) -> Result<(), String> {
+async fn respond(stream: &mut TcpStream, status: u16, kind: &str, body: &str) -> Result<(), ClientError> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -216,8 +249,8 @@ async fn respond(stream: &mut TcpStream, status: u16, kind: &str, body: &str) ->
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(response.as_bytes()).await.map_err(|e| e.to_string())?;
-    stream.shutdown().await.map_err(|e| e.to_string())
+    stream.write_all(response.as_bytes()).await?;
+    Ok(stream.shutdown().await?)
 }
 
 #[cfg(test)]

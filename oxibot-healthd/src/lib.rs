@@ -52,16 +52,46 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<(), String> {
+/// Why the daemon could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+enum Fatal {
+    #[error("the broker connection (descriptor {fd}) is not usable: {source}")]
+    BrokerLink { fd: RawFd, source: std::io::Error },
+    #[error("descriptor {fd} is not the health endpoint's listening socket: {why}")]
+    NotTheListener { fd: RawFd, why: NotListening },
+    #[error("cannot clear the dumpable flag: {0}")]
+    Dumpable(nix::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Sandbox(#[from] oxibot_sandbox::seccomp::SandboxError),
+    #[error("the inherited sockets cannot join the event loop: {0}")]
+    EventLoop(#[from] std::io::Error),
+    #[error(transparent)]
+    Serve(#[from] http::Stop),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum NotListening {
+    #[error("not open ({0})")]
+    NotOpen(nix::Error),
+    #[error("not a listening TCP socket")]
+    Kind,
+    #[error("cannot mark it close-on-exec ({0})")]
+    Cloexec(nix::Error),
+}
+
+fn run(args: &Args) -> Result<(), Fatal> {
     // Step 1: the two descriptors, each checked for what it must be.
-    let link = oxibot_runtime::inherit::take_broker_socket(args.broker_fd).map_err(|e| {
-        format!(
-            "the broker connection (descriptor {}) is not usable: {e}",
-            args.broker_fd
-        )
+    let link = oxibot_runtime::inherit::take_broker_socket(args.broker_fd).map_err(|source| Fatal::BrokerLink {
+        fd: args.broker_fd,
+        source,
     })?;
-    let listener = take_listener(args.listener_fd)?;
-    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("cannot clear the dumpable flag: {e}"))?;
+    let listener = take_listener(args.listener_fd).map_err(|why| Fatal::NotTheListener {
+        fd: args.listener_fd,
+        why,
+    })?;
+    nix::sys::prctl::set_dumpable(false).map_err(Fatal::Dumpable)?;
 
     // The event loop, on this one thread; its driver makes the descriptors
     // it needs (epoll, an eventfd, the signal pipe) here, before the
@@ -69,7 +99,7 @@ fn run(args: &Args) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(Fatal::Runtime)?;
 
     // Step 2: the sandbox, before the first byte of HTTP.
     let landlock = sandbox::install()?;
@@ -77,20 +107,19 @@ fn run(args: &Args) -> Result<(), String> {
 
     // Step 3: serve until the broker goes away.
     runtime.block_on(async {
-        link.set_nonblocking(true).map_err(|e| e.to_string())?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let link = tokio::net::UnixStream::from_std(link).map_err(|e| e.to_string())?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-        http::serve(link, listener).await
+        link.set_nonblocking(true)?;
+        listener.set_nonblocking(true)?;
+        let link = tokio::net::UnixStream::from_std(link)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        Ok(http::serve(link, listener).await?)
     })
 }
 
 /// Takes over `fd` as the listening socket, after checking that it is a
 /// listening TCP socket (IPv4 or IPv6), and marks it close-on-exec.
-fn take_listener(fd: RawFd) -> Result<std::net::TcpListener, String> {
+fn take_listener(fd: RawFd) -> Result<std::net::TcpListener, NotListening> {
     use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage};
-    let bad = |why: String| format!("descriptor {fd} is not the health endpoint's listening socket: {why}");
-    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).map_err(|e| bad(format!("not open ({e})")))?;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).map_err(NotListening::NotOpen)?;
     // SAFETY: F_GETFD succeeded, so fd is open; the borrow ends here.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let family = getsockname::<SockaddrStorage>(fd).ok().and_then(|a| a.family());
@@ -98,10 +127,10 @@ fn take_listener(fd: RawFd) -> Result<std::net::TcpListener, String> {
     let listening = getsockopt(&borrowed, sockopt::AcceptConn);
     match (family, kind, listening) {
         (Some(AddressFamily::Inet | AddressFamily::Inet6), Ok(SockType::Stream), Ok(true)) => {}
-        _ => return Err(bad("not a listening TCP socket".into())),
+        _ => return Err(NotListening::Kind),
     }
     nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(NotListening::Cloexec)?;
     // SAFETY: the descriptor is open and a listening socket, and this
     // process hands it to nobody else: we are its only owner from here on.
     Ok(std::net::TcpListener::from(unsafe { OwnedFd::from_raw_fd(fd) }))
@@ -120,13 +149,11 @@ mod tests {
         assert_eq!(taken.local_addr().unwrap(), address);
 
         let connected = std::net::TcpStream::connect(address).unwrap().into_raw_fd();
-        assert!(take_listener(connected)
-            .unwrap_err()
-            .contains("not a listening TCP socket"));
+        assert!(matches!(take_listener(connected), Err(NotListening::Kind)));
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().into_raw_fd();
         assert!(take_listener(udp).is_err());
         let (unix, _) = std::os::unix::net::UnixStream::pair().unwrap();
         assert!(take_listener(unix.into_raw_fd()).is_err());
-        assert!(take_listener(987).unwrap_err().contains("not open"));
+        assert!(matches!(take_listener(987), Err(NotListening::NotOpen(_))));
     }
 }

@@ -10,7 +10,7 @@ use oxibot_sandbox::landlock::{
     self, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetError, RulesetStatus,
     Scope, ABI_TARGET,
 };
-use oxibot_sandbox::seccomp::{self, AllowList, Filters, Otherwise, TargetArch, Threads};
+use oxibot_sandbox::seccomp::{self, AllowList, Filters, Otherwise, SandboxError, TargetArch, Threads};
 
 /// Allowed with any arguments, beside the runtime's own calls
 /// (`oxibot_sandbox::seccomp::RUNTIME`).
@@ -47,17 +47,17 @@ fn allow_list(arch: TargetArch, own_pid: u32) -> AllowList {
 }
 
 /// Both stages for `arch`: clone3 → ENOSYS, then the allow-list.
-pub fn programs(arch: TargetArch, own_pid: u32) -> Result<Filters, String> {
+pub fn programs(arch: TargetArch, own_pid: u32) -> Result<Filters, SandboxError> {
     seccomp::compile(&["clone3"], &allow_list(arch, own_pid), Otherwise::Refuse)
 }
 
 /// no_new_privs, Landlock, seccomp, in that order, on this (only) thread.
 /// Returns Landlock's outcome for the log.
-pub fn install() -> Result<String, String> {
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+pub fn install() -> Result<String, SandboxError> {
+    nix::sys::prctl::set_no_new_privs().map_err(|e| SandboxError::NoNewPrivs(e.into()))?;
     let (landlock, _) = landlock::outcome(restrict());
     let filters = programs(seccomp::current_arch()?, std::process::id())?;
-    seccomp::install(&filters, Threads::This).map_err(|e| format!("seccomp: {e}"))?;
+    seccomp::install(&filters, Threads::This)?;
     Ok(landlock)
 }
 

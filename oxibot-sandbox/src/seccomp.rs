@@ -233,8 +233,26 @@ pub struct Filters {
     pub allow: BpfProgram,
 }
 
+/// Why a daemon's sandbox could not be put up: it does not start without.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot set no_new_privs: {0}")]
+    NoNewPrivs(std::io::Error),
+    #[error("the seccomp filter does not compile: {0}")]
+    Compile(seccompiler::Error),
+    #[error("the seccomp filter does not compile: its {0} is missing")]
+    Missing(&'static str),
+    #[error("seccomp filters are not built for this architecture ({0})")]
+    Arch(String),
+    #[error("seccomp: installing {stage}: {source}")]
+    Install {
+        stage: &'static str,
+        source: seccompiler::Error,
+    },
+}
+
 /// Compiles stage one (`enosys` → ENOSYS) and stage two (`allow`).
-pub fn compile(enosys: &[&str], allow: &AllowList, otherwise: Otherwise) -> Result<Filters, String> {
+pub fn compile(enosys: &[&str], allow: &AllowList, otherwise: Otherwise) -> Result<Filters, SandboxError> {
     let mismatch = match otherwise {
         Otherwise::Refuse => json!({"errno": libc::EPERM}),
         Otherwise::Log => json!("log"),
@@ -253,15 +271,15 @@ pub fn compile(enosys: &[&str], allow: &AllowList, otherwise: Otherwise) -> Resu
         }
     });
     let mut compiled: HashMap<String, BpfProgram> =
-        seccompiler::compile_from_json(spec.to_string().as_bytes(), allow.arch).map_err(|e| e.to_string())?;
-    let enosys = compiled.remove("enosys").ok_or("the ENOSYS stage did not compile")?;
-    let allow = compiled.remove("allow").ok_or("the allow-list did not compile")?;
+        seccompiler::compile_from_json(spec.to_string().as_bytes(), allow.arch).map_err(SandboxError::Compile)?;
+    let enosys = compiled.remove("enosys").ok_or(SandboxError::Missing("ENOSYS stage"))?;
+    let allow = compiled.remove("allow").ok_or(SandboxError::Missing("allow-list"))?;
     Ok(Filters { enosys, allow })
 }
 
 /// The architecture this process runs on, as seccompiler names it.
-pub fn current_arch() -> Result<TargetArch, String> {
-    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())
+pub fn current_arch() -> Result<TargetArch, SandboxError> {
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| SandboxError::Arch(e.to_string()))
 }
 
 /// Which threads a filter binds.
@@ -276,13 +294,16 @@ pub enum Threads {
 
 /// Installs stage one, then stage two. Needs `no_new_privs` (or
 /// CAP_SYS_ADMIN), which every daemon sets before.
-pub fn install(filters: &Filters, threads: Threads) -> Result<(), String> {
-    let apply = |p: &BpfProgram| match threads {
-        Threads::This => seccompiler::apply_filter(p),
-        Threads::All => seccompiler::apply_filter_all_threads(p),
+pub fn install(filters: &Filters, threads: Threads) -> Result<(), SandboxError> {
+    let apply = |stage: &'static str, p: &BpfProgram| {
+        match threads {
+            Threads::This => seccompiler::apply_filter(p),
+            Threads::All => seccompiler::apply_filter_all_threads(p),
+        }
+        .map_err(|source| SandboxError::Install { stage, source })
     };
-    apply(&filters.enosys).map_err(|e| format!("the ENOSYS stage: {e}"))?;
-    apply(&filters.allow).map_err(|e| format!("the allow-list: {e}"))
+    apply("the ENOSYS stage", &filters.enosys)?;
+    apply("the allow-list", &filters.allow)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use super::guard::Guard;
+use super::guard::{Guard, Refusal};
 
 /// Name resolution, replaceable in tests (a resolver that changes its
 /// answer proves that we ask only once).
@@ -58,37 +58,82 @@ pub struct Fetched {
     pub redirects: u32,
 }
 
+/// Why a fetch has no page. URLs in it are origins only (see
+/// `url_for_errors`): a page's path may hold tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no complete answer within {0} s (tools.web.fetch.timeoutSecs)")]
+    TimedOut(u64),
+    #[error("\"{url}\" is not a URL: {source}")]
+    NotAUrl { url: String, source: url::ParseError },
+    #[error("{origin}: {detail}")]
+    Request { origin: String, detail: String },
+    #[error("{origin}: reading the body: {detail}")]
+    Body { origin: String, detail: String },
+    #[error("{origin} answered {status} without a Location")]
+    NoLocation { origin: String, status: reqwest::StatusCode },
+    #[error("{0} redirected to an unreadable Location")]
+    UnreadableLocation(String),
+    #[error("{origin} redirected to a bad URL: {source}")]
+    BadRedirect { origin: String, source: url::ParseError },
+    #[error("more than {max} redirects (tools.web.fetch.maxRedirects); stopped at {origin}")]
+    TooManyRedirects { max: u32, origin: String },
+    #[error("{0}: URLs are refused; web_fetch reads http and https only")]
+    Scheme(String),
+    #[error("URLs with a user name or password are refused")]
+    UserInfo,
+    #[error("{0}: no port")]
+    NoPort(String),
+    #[error("{0}: no host")]
+    NoHost(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("cannot resolve {name}: {source}")]
+    Resolve { name: String, source: io::Error },
+    #[error("{0} has no address")]
+    NoAddress(String),
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
 /// Fetches `url`, or says why not.
-pub async fn fetch(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) -> Result<Fetched, String> {
+pub async fn fetch(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) -> Result<Fetched, FetchError> {
     match tokio::time::timeout(limits.timeout, follow(url, guard, lookup, limits)).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "no complete answer within {} s (tools.web.fetch.timeoutSecs)",
-            limits.timeout.as_secs()
-        )),
+        Err(_) => Err(FetchError::TimedOut(limits.timeout.as_secs())),
     }
 }
 
-async fn follow(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) -> Result<Fetched, String> {
-    let mut url = Url::parse(url.trim()).map_err(|e| format!("\"{url}\" is not a URL: {e}"))?;
+async fn follow(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) -> Result<Fetched, FetchError> {
+    let mut url = Url::parse(url.trim()).map_err(|source| FetchError::NotAUrl {
+        url: url.to_string(),
+        source,
+    })?;
     for hop in 0..=limits.max_redirects {
         let client = client_for(&url, guard, lookup, limits).await?;
         let mut resp = client
             .get(url.clone())
             .send()
             .await
-            .map_err(|e| format!("{}: {}", url_for_errors(&url), without_url(&e)))?;
+            .map_err(|e| FetchError::Request {
+                origin: url_for_errors(&url),
+                detail: without_url(&e),
+            })?;
         let status = resp.status();
         if status.is_redirection() {
             let Some(location) = resp.headers().get(reqwest::header::LOCATION) else {
-                return Err(format!("{} answered {status} without a Location", url_for_errors(&url)));
+                return Err(FetchError::NoLocation {
+                    origin: url_for_errors(&url),
+                    status,
+                });
             };
             let location = location
                 .to_str()
-                .map_err(|_| format!("{} redirected to an unreadable Location", url_for_errors(&url)))?;
-            url = url
-                .join(location)
-                .map_err(|e| format!("{} redirected to a bad URL: {e}", url_for_errors(&url)))?;
+                .map_err(|_| FetchError::UnreadableLocation(url_for_errors(&url)))?;
+            url = url.join(location).map_err(|source| FetchError::BadRedirect {
+                origin: url_for_errors(&url),
+                source,
+            })?;
             continue;
         }
         let content_type = resp
@@ -102,7 +147,10 @@ async fn follow(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) 
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| format!("{}: reading the body: {}", url_for_errors(&url), without_url(&e)))?
+            .map_err(|e| FetchError::Body {
+                origin: url_for_errors(&url),
+                detail: without_url(&e),
+            })?
         {
             let room = limits.max_bytes.saturating_sub(body.len() as u64) as usize;
             if chunk.len() > room {
@@ -121,36 +169,36 @@ async fn follow(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) 
             redirects: hop,
         });
     }
-    Err(format!(
-        "more than {} redirects (tools.web.fetch.maxRedirects); stopped at {}",
-        limits.max_redirects,
-        url_for_errors(&url)
-    ))
+    Err(FetchError::TooManyRedirects {
+        max: limits.max_redirects,
+        origin: url_for_errors(&url),
+    })
 }
 
 /// A client that can reach this one URL's checked addresses and nothing else.
-async fn client_for(url: &Url, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) -> Result<reqwest::Client, String> {
+async fn client_for(
+    url: &Url,
+    guard: &Guard,
+    lookup: &dyn Lookup,
+    limits: &Limits,
+) -> Result<reqwest::Client, FetchError> {
     match url.scheme() {
         "http" | "https" => {}
-        other => {
-            return Err(format!(
-                "{other}: URLs are refused; web_fetch reads http and https only"
-            ))
-        }
+        other => return Err(FetchError::Scheme(other.to_string())),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("URLs with a user name or password are refused".into());
+        return Err(FetchError::UserInfo);
     }
     let port = url
         .port_or_known_default()
-        .ok_or_else(|| format!("{}: no port", url_for_errors(url)))?;
+        .ok_or_else(|| FetchError::NoPort(url_for_errors(url)))?;
     let builder = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(limits.timeout)
         .user_agent(concat!("OxiBot/", env!("CARGO_PKG_VERSION"), " (web_fetch)"));
     let builder = match url.host() {
-        None => return Err(format!("{}: no host", url_for_errors(url))),
+        None => return Err(FetchError::NoHost(url_for_errors(url))),
         Some(url::Host::Ipv4(ip)) => {
             guard.check(&ip.to_string(), IpAddr::V4(ip), Some(port))?;
             builder
@@ -164,9 +212,12 @@ async fn client_for(url: &Url, guard: &Guard, lookup: &dyn Lookup, limits: &Limi
             let addrs = lookup
                 .lookup(name, port)
                 .await
-                .map_err(|e| format!("cannot resolve {name}: {e}"))?;
+                .map_err(|source| FetchError::Resolve {
+                    name: name.to_string(),
+                    source,
+                })?;
             if addrs.is_empty() {
-                return Err(format!("{name} has no address"));
+                return Err(FetchError::NoAddress(name.to_string()));
             }
             // Every answer must pass: a name that also points inward is
             // refused rather than tried.
@@ -176,9 +227,7 @@ async fn client_for(url: &Url, guard: &Guard, lookup: &dyn Lookup, limits: &Limi
             builder.resolve_to_addrs(name, &addrs)
         }
     };
-    builder
-        .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+    builder.build().map_err(FetchError::Client)
 }
 
 /// Where a URL points, for error messages: scheme, host and port only.

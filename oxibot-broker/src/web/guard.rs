@@ -40,22 +40,61 @@ impl Default for Guard {
     }
 }
 
+/// Why an address is not reached. Displayed as the sentence the model and
+/// the audit read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{host} is a cloud metadata service; refused (list it in tools.web.allowPrivate to allow it)")]
+    Metadata { host: String },
+    #[error(
+        "{shown} is a {why} address; web_fetch only reaches the public internet \
+         (the admin may list it in tools.web.allowPrivate)"
+    )]
+    NotPublic { shown: String, why: NotPublic },
+}
+
+/// What kind of address that is not on the public internet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotPublic {
+    /// A reserved range (private, loopback, link-local, …).
+    #[error("{0}")]
+    Range(&'static str),
+    #[error("this host's own (assigned to one of its interfaces)")]
+    ThisHost,
+    #[error("broadcast or anycast (of a network this host is on)")]
+    Broadcast,
+    #[error("on-link (on a network this host is attached to, reached without a gateway)")]
+    OnLink,
+    /// Not knowing is not a pass.
+    #[error("unchecked (the routing table could not be asked: {0})")]
+    Unchecked(String),
+}
+
+/// A `tools.web.allowPrivate` entry that means nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadAllowEntry {
+    #[error("tools.web.allowPrivate: \"{0}\" is not a CIDR block")]
+    NotCidr(String),
+    #[error("tools.web.allowPrivate: \"{0}\" has a bad prefix length")]
+    PrefixLength(String),
+}
+
 impl Guard {
     /// From `tools.web.allowPrivate`: host names, addresses, CIDR blocks.
-    pub fn new(allow: &[String]) -> Result<Guard, String> {
+    pub fn new(allow: &[String]) -> Result<Guard, BadAllowEntry> {
         let mut guard = Guard::default();
         for entry in allow {
             let entry = entry.trim();
             if let Some((addr, bits)) = entry.split_once('/') {
                 let ip: IpAddr = addr
                     .parse()
-                    .map_err(|_| format!("tools.web.allowPrivate: \"{entry}\" is not a CIDR block"))?;
+                    .map_err(|_| BadAllowEntry::NotCidr(entry.to_string()))?;
                 let max = if ip.is_ipv4() { 32 } else { 128 };
                 let bits: u8 = bits
                     .parse()
                     .ok()
                     .filter(|b| *b <= max)
-                    .ok_or_else(|| format!("tools.web.allowPrivate: \"{entry}\" has a bad prefix length"))?;
+                    .ok_or_else(|| BadAllowEntry::PrefixLength(entry.to_string()))?;
                 guard.nets.push((ip, bits));
             } else if let Ok(ip) = entry.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
                 guard.nets.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
@@ -71,12 +110,10 @@ impl Guard {
     }
 
     /// A host name, before it is looked up.
-    pub fn check_name(&self, host: &str) -> Result<(), String> {
+    pub fn check_name(&self, host: &str) -> Result<(), Refusal> {
         let host = normal_host(host);
         if METADATA_NAMES.contains(&host.as_str()) && !self.host_allowed(&host) {
-            return Err(format!(
-                "{host} is a cloud metadata service; refused (list it in tools.web.allowPrivate to allow it)"
-            ));
+            return Err(Refusal::Metadata { host });
         }
         Ok(())
     }
@@ -88,13 +125,13 @@ impl Guard {
     }
 
     /// An address `host` resolved to (or is), port unknown.
-    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), String> {
+    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), Refusal> {
         self.check(host, ip, None)
     }
 
     /// An address `host` resolved to (or is), and the TCP port the fetch
     /// connects to. Checked at every hop.
-    pub fn check(&self, host: &str, ip: IpAddr, port: Option<u16>) -> Result<(), String> {
+    pub fn check(&self, host: &str, ip: IpAddr, port: Option<u16>) -> Result<(), Refusal> {
         // An IPv4-mapped IPv6 address is an IPv4 connection from a
         // dual-stack socket: judged (ranges, routes, the allow-list) as the
         // IPv4 address it carries, or the kernel is asked about an IPv6
@@ -104,16 +141,13 @@ impl Guard {
             return Ok(());
         }
         let why = match forbidden(ip) {
-            Some(why) => why.to_string(),
+            Some(range) => NotPublic::Range(range),
             None => match (self.route)(ip, port) {
                 Ok(super::route::Reach::Elsewhere) => return Ok(()),
-                Ok(super::route::Reach::ThisHost) => "this host's own (assigned to one of its interfaces)".into(),
-                Ok(super::route::Reach::Broadcast) => "broadcast or anycast (of a network this host is on)".into(),
-                Ok(super::route::Reach::OnLink) => {
-                    "on-link (on a network this host is attached to, reached without a gateway)".into()
-                }
-                // Not knowing is not a pass.
-                Err(e) => format!("unchecked (the routing table could not be asked: {e})"),
+                Ok(super::route::Reach::ThisHost) => NotPublic::ThisHost,
+                Ok(super::route::Reach::Broadcast) => NotPublic::Broadcast,
+                Ok(super::route::Reach::OnLink) => NotPublic::OnLink,
+                Err(e) => NotPublic::Unchecked(e.to_string()),
             },
         };
         let shown = if host == ip.to_string() {
@@ -121,10 +155,7 @@ impl Guard {
         } else {
             format!("{host} ({ip})")
         };
-        Err(format!(
-            "{shown} is a {why} address; web_fetch only reaches the public internet \
-             (the admin may list it in tools.web.allowPrivate)"
-        ))
+        Err(Refusal::NotPublic { shown, why })
     }
 }
 
@@ -321,7 +352,14 @@ mod tests {
         let e = Guard::default()
             .check_ip("db.internal", "10.0.0.5".parse().unwrap())
             .unwrap_err();
-        assert!(e.contains("db.internal (10.0.0.5) is a private address"), "{e}");
+        assert_eq!(
+            e,
+            Refusal::NotPublic {
+                shown: "db.internal (10.0.0.5)".into(),
+                why: NotPublic::Range("private")
+            }
+        );
+        assert!(e.to_string().contains("db.internal (10.0.0.5) is a private address"), "{e}");
         assert!(Guard::default().check_name("metadata.google.internal.").is_err());
         assert!(Guard::new(&["metadata.google.internal".into()])
             .unwrap()

@@ -25,14 +25,16 @@ pub const UNTRUSTED_NOTE: &str = "Text inside <untrusted_web_content_…> tags c
 /// The `web_fetch` tool.
 pub async fn fetch_tool(config: &Config, url: &str, max_chars: Option<usize>) -> Result<String, String> {
     let web = &config.tools.web;
-    let guard = guard::Guard::new(&web.allow_private)?;
+    let guard = guard::Guard::new(&web.allow_private).map_err(|e| e.to_string())?;
     let limits = fetch::Limits {
         max_bytes: web.fetch.max_bytes,
         timeout: std::time::Duration::from_secs(web.fetch.timeout_secs.max(1)),
         max_redirects: web.fetch.max_redirects,
     };
     let started = std::time::Instant::now();
-    let fetched = fetch::fetch(url, &guard, &fetch::SystemLookup, &limits).await?;
+    let fetched = fetch::fetch(url, &guard, &fetch::SystemLookup, &limits)
+        .await
+        .map_err(|e| e.to_string())?;
     let max_chars = max_chars.unwrap_or(web.fetch.max_chars).min(web.fetch.max_chars);
     // Reading HTML is CPU work on text a stranger wrote: off the runtime's
     // threads, and within what is left of the fetch's time.

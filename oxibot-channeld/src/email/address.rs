@@ -23,13 +23,40 @@
 //! The display name is skipped: it identifies nobody (encoded words in it
 //! are never decoded here).
 
+/// Why a From header is not read as one mailbox (the mail is not believed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotOneMailbox {
+    #[error("a control character in the header")]
+    ControlCharacter,
+    #[error("an encoded word runs on past its quote, comment or word")]
+    EncodedWordRunsOn,
+    #[error("the header ends too early")]
+    EndsEarly,
+    #[error("unexpected {0:?} after the address")]
+    AfterTheAddress(char),
+    #[error("a comment is not closed")]
+    CommentOpen,
+    #[error("a quoted string is not closed")]
+    QuoteOpen,
+    #[error("{0:?} is not a dot-atom")]
+    NotDotAtom(String),
+    #[error("no @ in the address")]
+    NoAt,
+    #[error("a domain literal with \\ or [")]
+    DomainLiteral,
+    #[error("not a name and an address in <>")]
+    NotNameAddr,
+    #[error("the address in <> is not closed")]
+    AngleOpen,
+}
+
 /// The address of the one mailbox in a From header's unfolded value, as
 /// written (a quoted local part keeps its quotes).
-pub fn single_mailbox(value: &str) -> Result<String, String> {
+pub fn single_mailbox(value: &str) -> Result<String, NotOneMailbox> {
     // A bare CR or another control character ends a quoted string or a
     // comment for some parsers and not for others: no reading is safe.
     if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err("a control character in the header".into());
+        return Err(NotOneMailbox::ControlCharacter);
     }
     let chars: Vec<char> = value.chars().collect();
     let mut with_name = Reader { chars: &chars, at: 0 };
@@ -49,12 +76,12 @@ pub fn single_mailbox(value: &str) -> Result<String, String> {
 /// that runs on across a quote or a parenthesis as one piece of text, and
 /// so sees a different structure — and perhaps another address — than
 /// RFC 5322 does.
-fn words_closed_in(token: &str) -> Result<(), String> {
+fn words_closed_in(token: &str) -> Result<(), NotOneMailbox> {
     let mut rest = token;
     while let Some(open) = rest.find("=?") {
         match rest[open + 2..].find("?=") {
             Some(close) => rest = &rest[open + 2 + close + 2..],
-            None => return Err("an encoded word runs on past its quote, comment or word".into()),
+            None => return Err(NotOneMailbox::EncodedWordRunsOn),
         }
     }
     Ok(())
@@ -75,21 +102,21 @@ impl Reader<'_> {
         self.chars.get(self.at).copied()
     }
 
-    fn next(&mut self) -> Result<char, String> {
-        let c = self.peek().ok_or("the header ends too early")?;
+    fn next(&mut self) -> Result<char, NotOneMailbox> {
+        let c = self.peek().ok_or(NotOneMailbox::EndsEarly)?;
         self.at += 1;
         Ok(c)
     }
 
-    fn end(&self) -> Result<(), String> {
+    fn end(&self) -> Result<(), NotOneMailbox> {
         match self.peek() {
             None => Ok(()),
-            Some(c) => Err(format!("unexpected {c:?} after the address")),
+            Some(c) => Err(NotOneMailbox::AfterTheAddress(c)),
         }
     }
 
     /// Whitespace and comments; comments nest and may escape with `\`.
-    fn cfws(&mut self) -> Result<(), String> {
+    fn cfws(&mut self) -> Result<(), NotOneMailbox> {
         loop {
             match self.peek() {
                 Some(' ' | '\t' | '\r' | '\n') => self.at += 1,
@@ -98,7 +125,7 @@ impl Reader<'_> {
                     self.at += 1;
                     let mut depth = 1;
                     while depth > 0 {
-                        match self.next().map_err(|_| "a comment is not closed")? {
+                        match self.next().map_err(|_| NotOneMailbox::CommentOpen)? {
                             '\\' => {
                                 self.next()?;
                             }
@@ -115,10 +142,10 @@ impl Reader<'_> {
     }
 
     /// A quoted string, its quotes kept.
-    fn quoted_string(&mut self) -> Result<String, String> {
+    fn quoted_string(&mut self) -> Result<String, NotOneMailbox> {
         let mut out = String::from(self.next()?);
         loop {
-            match self.next().map_err(|_| "a quoted string is not closed")? {
+            match self.next().map_err(|_| NotOneMailbox::QuoteOpen)? {
                 '\\' => {
                     out.push('\\');
                     out.push(self.next()?);
@@ -134,29 +161,29 @@ impl Reader<'_> {
     }
 
     /// See `words_closed_in`, for the token from `start` to here.
-    fn words_closed(&self, start: usize) -> Result<(), String> {
+    fn words_closed(&self, start: usize) -> Result<(), NotOneMailbox> {
         words_closed_in(&self.chars[start..self.at].iter().collect::<String>())
     }
 
-    fn dot_atom_text(&mut self) -> Result<String, String> {
+    fn dot_atom_text(&mut self) -> Result<String, NotOneMailbox> {
         let start = self.at;
         while self.peek().is_some_and(|c| is_atext(c) || c == '.') {
             self.at += 1;
         }
         let text: String = self.chars[start..self.at].iter().collect();
         if text.is_empty() || text.starts_with('.') || text.ends_with('.') || text.contains("..") {
-            return Err(format!("{text:?} is not a dot-atom"));
+            return Err(NotOneMailbox::NotDotAtom(text));
         }
         Ok(text)
     }
 
-    fn addr_spec(&mut self) -> Result<String, String> {
+    fn addr_spec(&mut self) -> Result<String, NotOneMailbox> {
         let local = match self.peek() {
             Some('"') => self.quoted_string()?,
             _ => self.dot_atom_text()?,
         };
         if self.next()? != '@' {
-            return Err("no @ in the address".into());
+            return Err(NotOneMailbox::NoAt);
         }
         let domain = match self.peek() {
             Some('[') => {
@@ -166,7 +193,7 @@ impl Reader<'_> {
                     match self.next()? {
                         ']' => break,
                         // RFC 5322 dtext has no escapes and no brackets.
-                        '\\' | '[' => return Err("a domain literal with \\ or [".into()),
+                        '\\' | '[' => return Err(NotOneMailbox::DomainLiteral),
                         _ => {}
                     }
                 }
@@ -178,7 +205,7 @@ impl Reader<'_> {
     }
 
     /// `[phrase] <addr-spec>`, and nothing after it but CFWS.
-    fn name_addr(&mut self) -> Result<String, String> {
+    fn name_addr(&mut self) -> Result<String, NotOneMailbox> {
         loop {
             self.cfws()?;
             match self.peek() {
@@ -193,13 +220,13 @@ impl Reader<'_> {
                     }
                     self.words_closed(start)?;
                 }
-                _ => return Err("not a name and an address in <>".into()),
+                _ => return Err(NotOneMailbox::NotNameAddr),
             }
         }
         self.at += 1;
         let address = self.addr_spec()?;
         if self.next()? != '>' {
-            return Err("the address in <> is not closed".into());
+            return Err(NotOneMailbox::AngleOpen);
         }
         self.cfws()?;
         self.end()?;

@@ -10,6 +10,8 @@
 mod landlock;
 mod seccomp;
 
+use oxibot_sandbox::seccomp::SandboxError;
+
 /// What the sandbox must leave reachable besides the fixed allow-list.
 #[derive(Debug, Default, Clone)]
 pub struct Plan {
@@ -41,8 +43,8 @@ pub struct Report {
 
 /// Installs the whole sandbox on every thread of the process: the async
 /// runtime's threads (tokio's blocking pool) may exist already.
-pub fn install(plan: &Plan) -> Result<Report, String> {
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+pub fn install(plan: &Plan) -> Result<Report, SandboxError> {
+    nix::sys::prctl::set_no_new_privs().map_err(|e| SandboxError::NoNewPrivs(e.into()))?;
     let report = landlock::restrict(plan);
     seccomp::install()?;
     Ok(report)

@@ -16,7 +16,7 @@
 //! (a unit test compiles it for both); the few x86_64-only names are kept
 //! apart.
 
-use oxibot_sandbox::seccomp::{self, eq, AllowList, Filters, Otherwise, TargetArch, Threads};
+use oxibot_sandbox::seccomp::{self, eq, AllowList, Filters, Otherwise, SandboxError, TargetArch, Threads};
 
 /// Allowed with any arguments, beside the runtime's own calls
 /// (`oxibot_sandbox::seccomp::RUNTIME`).
@@ -67,14 +67,14 @@ fn allow_list(arch: TargetArch, own_pid: u32) -> AllowList {
 /// Both stages for `arch`: clone3 → ENOSYS (its flags live in memory a
 /// filter cannot read, so glibc must fall back to clone), then the
 /// allow-list.
-pub fn programs(arch: TargetArch, own_pid: u32) -> Result<Filters, String> {
+pub fn programs(arch: TargetArch, own_pid: u32) -> Result<Filters, SandboxError> {
     seccomp::compile(&["clone3"], &allow_list(arch, own_pid), Otherwise::Refuse)
 }
 
 /// Installs both stages on every thread of the process.
-pub fn install() -> Result<(), String> {
+pub fn install() -> Result<(), SandboxError> {
     let filters = programs(seccomp::current_arch()?, std::process::id())?;
-    seccomp::install(&filters, Threads::All).map_err(|e| format!("seccomp: {e}"))
+    seccomp::install(&filters, Threads::All)
 }
 
 #[cfg(test)]
