@@ -126,7 +126,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let store = Store::open(&db).map_err(|e| anyhow::anyhow!("{} ({})", e, db.display()))?;
     let tools = ToolClient::new(store.clone());
     let audit = Audit::new(store.clone(), Scrubber::new(&config.all_secrets()));
-    let live = Live::new(Loaded::build(config).map_err(anyhow::Error::msg)?);
+    let live = Live::new(Loaded::build(config)?);
     let config = live.config();
     let listeners = sockets::open(&config.runtime_dir, roles, &config.users)?;
     let bound: Vec<SocketRole> = listeners.bound.clone();

@@ -6,7 +6,7 @@
 use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
-use crate::providers::{LlmClient, Transcriber};
+use crate::providers::{LlmClient, SetupError, Transcriber};
 
 pub struct Live {
     config: RwLock<Arc<Config>>,
@@ -26,7 +26,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(config: &Config) -> Result<Self, String> {
+    pub fn new(config: &Config) -> Result<Self, SetupError> {
         let d = &config.agents.defaults;
         Ok(Settings {
             llm: LlmClient::new(config)?,
@@ -52,7 +52,7 @@ pub struct Loaded {
 
 impl Loaded {
     /// Builds every client of `config`; an error names what is wrong.
-    pub fn build(config: Config) -> Result<Loaded, String> {
+    pub fn build(config: Config) -> Result<Loaded, SetupError> {
         Ok(Loaded {
             settings: Settings::new(&config)?,
             transcriber: Transcriber::new(&config)?,

@@ -82,8 +82,8 @@ fn check(path: &std::path::Path, json: bool) -> ExitCode {
     let result = Config::load(path)
         .map_err(|e| e.to_string())
         .and_then(|(config, report)| {
-            oxibot_broker::providers::LlmClient::new(&config)?;
-            oxibot_broker::providers::Transcriber::new(&config)?;
+            oxibot_broker::providers::LlmClient::new(&config).map_err(|e| e.to_string())?;
+            oxibot_broker::providers::Transcriber::new(&config).map_err(|e| e.to_string())?;
             Ok((config, report))
         });
     match result {

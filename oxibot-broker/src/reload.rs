@@ -46,7 +46,7 @@ pub fn reload(broker: &Broker) -> Result<String, String> {
     let scrubber = Scrubber::new(&config.all_secrets());
     let redactor = oxibot_runtime::redact::Redactor::new(config.all_secrets().iter().map(|s| s.expose()));
     // Every client is built before anything is put in force.
-    let loaded = Loaded::build(config)?;
+    let loaded = Loaded::build(config).map_err(|e| e.to_string())?;
     oxibot_runtime::redact::set_log_redactor(redactor);
     svc.audit.replace_scrubber(scrubber);
     svc.live.replace(loaded);

@@ -360,7 +360,7 @@ mod pairing;
 mod prompt;
 mod queues;
 
-pub use cron::{Claim, CronJob, NewJob};
+pub use cron::{ChatFull, Claim, CronJob, NewJob};
 pub use memory::{Interrupted, Summary};
 pub use pairing::Pairing;
 pub use prompt::{PromptChange, PromptRow, ABSENT};

@@ -107,7 +107,7 @@ pub async fn prepare(svc: &Services, files: &[Attachment]) -> Prepared {
                     Ok(text) => format!("[voice message {} ({size}), {place}; transcript: {text}]", file.name),
                     Err(e) => {
                         // A provider's error text may quote what it was sent.
-                        let e = svc.audit.scrub(&e, "a transcription error");
+                        let e = svc.audit.scrub(&e.to_string(), "a transcription error");
                         svc.audit.record_error(&format!("transcription failed: {e}"));
                         format!(
                             "[voice message {} ({size}) {place}; transcription failed: {e}]",

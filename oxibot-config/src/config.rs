@@ -19,13 +19,13 @@ mod schema;
 mod validate;
 
 pub use crate::paths::expand_home;
+pub use credentials::{credential_at, platform, Credential};
 pub use load::{inline_secrets, merge, ConfigError, LoadReport};
 pub(crate) use schema::default_workspace;
 pub use schema::{
     AgentDefaults, Agents, Config, ExecSettings, Health, ProviderName, ProviderSettings, SandboxMode, Tools,
-    Transcription, Users,
+    Transcription, UnresolvedProvider, Users,
 };
-pub use credentials::{credential_at, platform, Credential};
 
 pub(crate) use schema::{default_runtime_dir, default_secrets_file, default_state_dir};
 

@@ -183,7 +183,10 @@ fn a_field_over_its_bound_does_not_decode() {
     let long = "x".repeat(MAX_ID + 1);
     match decode::<ChannelToBroker>(&raw_register(&long)) {
         Err(FrameError::Refused(r)) => {
-            assert_eq!((r.what, r.size, r.max), ("name or id", MAX_ID as u64 + 1, MAX_ID as u64));
+            assert_eq!(
+                (r.what, r.size, r.max),
+                ("name or id", MAX_ID as u64 + 1, MAX_ID as u64)
+            );
             assert_eq!(r.to_string(), "name or id is 257 bytes, the limit is 256");
         }
         other => panic!("expected a refusal, got {other:?}"),

@@ -2,9 +2,9 @@
 //! the per-chat cap), describing them, and the one-time import of an old OxiBot's jobs. Running them is the
 //! scheduler's (`cron/mod.rs`); this file never starts a turn.
 
-use crate::cron::schedule::{self, Schedule};
+use crate::cron::schedule::{self, Schedule, ScheduleError};
 use crate::services::Services;
-use crate::store::{CronJob, NewJob};
+use crate::store::{CronJob, NewJob, StoreError};
 use crate::turn::ChatRef;
 use oxibot_proto::messages::CronJobInfo;
 use oxibot_runtime::clock::unix_now;
@@ -16,8 +16,24 @@ pub fn add_job(
     chat: &ChatRef,
     schedule: &Schedule,
     message: &str,
-) -> Result<String, String> {
+) -> Result<String, JobRefused> {
     add_job_from(svc, name, chat, schedule, message, None).map(|(_, text)| text)
+}
+
+/// Why a job was not scheduled: told to whoever asked (the model, the
+/// admin, an import's audit line).
+#[derive(Debug, thiserror::Error)]
+pub enum JobRefused {
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("{0} is in the past; nothing was scheduled")]
+    Past(String),
+    #[error("{described} would run every {every} s; the shortest interval allowed is {min} s (cron.minIntervalSecs)")]
+    TooOften { described: String, every: i64, min: i64 },
+    #[error(transparent)]
+    ChatFull(#[from] crate::store::ChatFull),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// As `add_job`, remembering an import source.
@@ -28,19 +44,19 @@ fn add_job_from(
     schedule: &Schedule,
     message: &str,
     source: Option<&str>,
-) -> Result<(i64, String), String> {
+) -> Result<(i64, String), JobRefused> {
     let now = unix_now();
     let next = schedule
         .next_after(now, now)
-        .ok_or_else(|| format!("{} is in the past; nothing was scheduled", schedule.describe()))?;
+        .ok_or_else(|| JobRefused::Past(schedule.describe()))?;
     let min = svc.config().cron.min_interval_secs as i64;
     if let Some(after) = schedule.next_after(next, now) {
         if after - next < min {
-            return Err(format!(
-                "{} would run every {} s; the shortest interval allowed is {min} s (cron.minIntervalSecs)",
-                schedule.describe(),
-                after - next
-            ));
+            return Err(JobRefused::TooOften {
+                described: schedule.describe(),
+                every: after - next,
+                min,
+            });
         }
     }
     let job = NewJob {
@@ -58,7 +74,7 @@ fn add_job_from(
         Some(_) => u32::MAX,
         None => svc.config().cron.max_jobs_per_chat,
     };
-    let id = svc.store.cron_add(&job, max).map_err(|e| e.to_string())??;
+    let id = svc.store.cron_add(&job, max)??;
     svc.audit.about(
         "cron_job_added",
         Some(&chat.channel),
@@ -112,6 +128,7 @@ pub fn import_jobs(svc: &Services) -> usize {
             chat_id: job.chat_id.clone(),
         };
         let result = Schedule::parse(&job.schedule, job.tz.as_deref(), &config.cron.timezone)
+            .map_err(JobRefused::from)
             .and_then(|s| add_job_from(svc, &job.name, &chat, &s, &job.message, Some(&source)));
         match result {
             Ok((id, _)) => {
@@ -138,7 +155,7 @@ pub fn import_jobs(svc: &Services) -> usize {
 pub fn describe_job(job: &CronJob) -> String {
     let schedule = Schedule::from_json(&job.schedule)
         .map(|s| s.describe())
-        .unwrap_or_else(|e| e);
+        .unwrap_or_else(|e| e.to_string());
     let next = match (job.enabled, job.next_run_at) {
         (false, _) => "paused".to_string(),
         (true, Some(t)) => format!("next {}", schedule::rfc3339(t)),
@@ -152,7 +169,7 @@ pub fn info(job: CronJob) -> CronJobInfo {
         id: job.id as u64,
         schedule: Schedule::from_json(&job.schedule)
             .map(|s| s.describe())
-            .unwrap_or_else(|e| e),
+            .unwrap_or_else(|e| e.to_string()),
         name: job.name,
         channel: job.channel,
         chat_id: job.chat_id,

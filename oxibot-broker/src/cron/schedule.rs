@@ -24,12 +24,40 @@ pub enum Schedule {
     At { at: i64 },
 }
 
+/// Why a schedule was not taken (shown to whoever wrote it: the model,
+/// the admin, an import) or a stored one cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(
+        "\"{expr}\" has {fields} fields; a cron expression has 5 (minute hour day month weekday) or 6 (seconds first)"
+    )]
+    FieldCount { expr: String, fields: usize },
+    #[error("\"{expr}\" is not a valid cron expression: {why}")]
+    Cron { expr: String, why: String },
+    #[error("\"{0}\" is not an IANA time zone (examples: UTC, Europe/Berlin, America/New_York)")]
+    Zone(String),
+    #[error("\"every {0}\": give a number and a unit, e.g. every 10 minutes")]
+    IntervalNumber(String),
+    #[error("\"every {0}\": the unit must be seconds, minutes, hours or days")]
+    IntervalUnit(String),
+    #[error("\"every {0}\": the interval must be between {MIN_EVERY_SECS} s and one year ({MAX_EVERY_SECS} s)")]
+    IntervalRange(String),
+    #[error("\"{0}\" is not a time; write 2026-12-24T18:00 (in the job's zone) or 2026-12-24T18:00:00+01:00")]
+    Moment(String),
+    #[error("\"{text}\" does not exist in {tz}")]
+    NoSuchMoment { text: String, tz: String },
+    #[error("stored schedule is unreadable: {0}")]
+    Stored(serde_json::Error),
+    #[error("stored interval of {0} s is outside {MIN_EVERY_SECS} s .. one year")]
+    StoredInterval(u64),
+}
+
 impl Schedule {
     /// Reads `every 10 minutes` (also `every 30s`, `every 2 h`), `at
     /// <time>` (RFC 3339, or a local `YYYY-MM-DDTHH:MM[:SS]` in `tz`), or a
     /// 5- or 6-field cron expression (6: seconds first). `tz` applies to cron
     /// expressions and local `at` times; `default_tz` when it is None.
-    pub fn parse(text: &str, tz: Option<&str>, default_tz: &str) -> Result<Schedule, String> {
+    pub fn parse(text: &str, tz: Option<&str>, default_tz: &str) -> Result<Schedule, ScheduleError> {
         let text = text.trim();
         let lower = text.to_ascii_lowercase();
         let zone = tz.unwrap_or(default_tz);
@@ -47,18 +75,19 @@ impl Schedule {
     }
 
     /// A cron expression in `tz`, checked.
-    pub fn cron(expr: &str, tz: &str) -> Result<Schedule, String> {
+    pub fn cron(expr: &str, tz: &str) -> Result<Schedule, ScheduleError> {
         zone(tz)?;
         let fields = expr.split_whitespace().count();
         if fields != 5 && fields != 6 {
-            return Err(format!(
-                "\"{expr}\" has {fields} fields; a cron expression has 5 (minute hour day month weekday) \
-                 or 6 (seconds first)"
-            ));
+            return Err(ScheduleError::FieldCount {
+                expr: expr.to_string(),
+                fields,
+            });
         }
-        parser()
-            .parse(expr)
-            .map_err(|e| format!("\"{expr}\" is not a valid cron expression: {e}"))?;
+        parser().parse(expr).map_err(|e| ScheduleError::Cron {
+            expr: expr.to_string(),
+            why: e.to_string(),
+        })?;
         Ok(Schedule::Cron {
             expr: expr.split_whitespace().collect::<Vec<_>>().join(" "),
             tz: tz.to_string(),
@@ -107,13 +136,12 @@ impl Schedule {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    pub fn from_json(text: &str) -> Result<Schedule, String> {
-        let schedule: Schedule =
-            serde_json::from_str(text).map_err(|e| format!("stored schedule is unreadable: {e}"))?;
+    pub fn from_json(text: &str) -> Result<Schedule, ScheduleError> {
+        let schedule: Schedule = serde_json::from_str(text).map_err(ScheduleError::Stored)?;
         match schedule {
-            Schedule::Every { secs } if !(MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(&secs) => Err(format!(
-                "stored interval of {secs} s is outside {MIN_EVERY_SECS} s .. one year"
-            )),
+            Schedule::Every { secs } if !(MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(&secs) => {
+                Err(ScheduleError::StoredInterval(secs))
+            }
             s => Ok(s),
         }
     }
@@ -127,9 +155,8 @@ fn parser() -> croner::parser::CronParser {
 }
 
 /// An IANA zone, or an error that says what one looks like.
-pub fn zone(name: &str) -> Result<TimeZone, String> {
-    TimeZone::get(name)
-        .map_err(|_| format!("\"{name}\" is not an IANA time zone (examples: UTC, Europe/Berlin, America/New_York)"))
+pub fn zone(name: &str) -> Result<TimeZone, ScheduleError> {
+    TimeZone::get(name).map_err(|_| ScheduleError::Zone(name.to_string()))
 }
 
 /// A local date-time in `zone` as an instant: one that a DST change skips
@@ -147,37 +174,31 @@ pub fn local_to_unix(zone: &TimeZone, local: civil::DateTime) -> Option<i64> {
     None
 }
 
-fn parse_interval(text: &str) -> Result<u64, String> {
+fn parse_interval(text: &str) -> Result<u64, ScheduleError> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("\"every {text}\": give a number and a unit, e.g. every 10 minutes"))?;
+        .map_err(|_| ScheduleError::IntervalNumber(text.to_string()))?;
     let unit = unit.trim();
     let factor = match unit {
         "s" | "sec" | "secs" | "second" | "seconds" => 1,
         "m" | "min" | "mins" | "minute" | "minutes" => 60,
         "h" | "hour" | "hours" => 3600,
         "d" | "day" | "days" => 86_400,
-        _ => {
-            return Err(format!(
-                "\"every {text}\": the unit must be seconds, minutes, hours or days"
-            ))
-        }
+        _ => return Err(ScheduleError::IntervalUnit(text.to_string())),
     };
     match n.checked_mul(factor) {
         Some(secs) if (MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(&secs) => Ok(secs),
-        _ => Err(format!(
-            "\"every {text}\": the interval must be between {MIN_EVERY_SECS} s and one year ({MAX_EVERY_SECS} s)"
-        )),
+        _ => Err(ScheduleError::IntervalRange(text.to_string())),
     }
 }
 
 /// RFC 3339 with an offset, or a local date-time in `tz`. A local time
 /// that a DST change skips is taken as the instant after the gap; one it
 /// repeats, as its first occurrence.
-fn parse_moment(text: &str, tz: &str) -> Result<i64, String> {
+fn parse_moment(text: &str, tz: &str) -> Result<i64, ScheduleError> {
     if let Ok(t) = text.parse::<Timestamp>() {
         return Ok(t.as_second());
     }
@@ -190,10 +211,11 @@ fn parse_moment(text: &str, tz: &str) -> Result<i64, String> {
     ]
     .iter()
     .find_map(|f| civil::DateTime::strptime(f, text).ok())
-    .ok_or_else(|| {
-        format!("\"{text}\" is not a time; write 2026-12-24T18:00 (in the job's zone) or 2026-12-24T18:00:00+01:00")
-    })?;
-    local_to_unix(&zone, naive).ok_or_else(|| format!("\"{text}\" does not exist in {tz}"))
+    .ok_or_else(|| ScheduleError::Moment(text.to_string()))?;
+    local_to_unix(&zone, naive).ok_or_else(|| ScheduleError::NoSuchMoment {
+        text: text.to_string(),
+        tz: tz.to_string(),
+    })
 }
 
 pub fn rfc3339(t: i64) -> String {
@@ -325,12 +347,15 @@ mod tests {
         assert_eq!(s.next_after(1_000, 0), Some(1_005));
         assert!(Schedule::parse("* * * *", None, "UTC")
             .unwrap_err()
+            .to_string()
             .contains("4 fields"));
         assert!(Schedule::parse("61 * * * *", None, "UTC")
             .unwrap_err()
+            .to_string()
             .contains("not a valid cron"));
         assert!(Schedule::parse("0 9 * * *", Some("Mars/Olympus"), "UTC")
             .unwrap_err()
+            .to_string()
             .contains("IANA"));
         assert!(Schedule::parse("every 0 minutes", None, "UTC").is_err());
         assert!(Schedule::parse("every ten minutes", None, "UTC").is_err());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use oxibot_proto::messages::{CronRequest, CtlReply};
 
 use super::jobs::{add_job, import_jobs, info};
-use super::schedule::{self, Schedule};
+use super::schedule::{self, Schedule, ScheduleError};
 use crate::abilities::CatchUp;
 use crate::services::Services;
 use crate::store::{Claim, CronJob, Store, StoreError};
@@ -60,6 +60,21 @@ pub fn claim_due(
     Ok(claimed)
 }
 
+/// Why a due job cannot be claimed: it is paused and audited.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("its next run ({next}) is not after the run due at {due}")]
+    NotAfter { next: String, due: String },
+    #[error("its next run is {gap} s after the last, under cron.minIntervalSecs ({min} s)")]
+    TooSoon { gap: i64, min: i64 },
+    #[error("{described} has no next run after {due}")]
+    NoNext { described: String, due: String },
+    #[error("claiming its run failed: {0}")]
+    Store(StoreError),
+}
+
 /// Claims one due job: Some(run id) when it runs now.
 fn claim_one(
     store: &Store,
@@ -68,7 +83,7 @@ fn claim_one(
     now: i64,
     catch_up: CatchUp,
     min_interval: i64,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, ClaimError> {
     let schedule = Schedule::from_json(&job.schedule)?;
     let not_before = now.max(due.saturating_add(min_interval.max(1) - 1));
     let next = schedule.next_after(not_before, job.anchor);
@@ -77,18 +92,14 @@ fn claim_one(
     } else if !matches!(schedule, Schedule::At { .. }) {
         // Only a one-time job runs out of runs; a repeating one that has
         // none left is out of range.
-        return Err(format!(
-            "{} has no next run after {}",
-            schedule.describe(),
-            schedule::rfc3339(due)
-        ));
+        return Err(ClaimError::NoNext {
+            described: schedule.describe(),
+            due: schedule::rfc3339(due),
+        });
     }
     let missed = now.saturating_sub(due) > MISSED_AFTER_SECS;
     let run = !(missed && catch_up == CatchUp::Skip);
-    match store
-        .cron_claim(job.id, due, next, run)
-        .map_err(|e| format!("claiming its run failed: {e}"))?
-    {
+    match store.cron_claim(job.id, due, next, run).map_err(ClaimError::Store)? {
         Claim::Run(run_id) => {
             if missed {
                 store.audit(
@@ -120,19 +131,18 @@ fn claim_one(
 /// What every claim checks on its result, not only on where the search
 /// started: the next run is later than the one being claimed, and at
 /// least `min_interval` after it.
-pub fn next_is_later(due: i64, next: i64, min_interval: i64) -> Result<(), String> {
+pub fn next_is_later(due: i64, next: i64, min_interval: i64) -> Result<(), ClaimError> {
     if next <= due {
-        return Err(format!(
-            "its next run ({}) is not after the run due at {}",
-            schedule::rfc3339(next),
-            schedule::rfc3339(due)
-        ));
+        return Err(ClaimError::NotAfter {
+            next: schedule::rfc3339(next),
+            due: schedule::rfc3339(due),
+        });
     }
     if next.saturating_sub(due) < min_interval {
-        return Err(format!(
-            "its next run is {} s after the last, under cron.minIntervalSecs ({min_interval} s)",
-            next.saturating_sub(due)
-        ));
+        return Err(ClaimError::TooSoon {
+            gap: next.saturating_sub(due),
+            min: min_interval,
+        });
     }
     Ok(())
 }
@@ -247,7 +257,7 @@ pub fn admin(svc: &Arc<Services>, request: CronRequest) -> CtlReply {
             let default_tz = svc.config().cron.timezone.clone();
             let schedule = match Schedule::parse(&spec.schedule, spec.tz.as_deref(), &default_tz) {
                 Ok(s) => s,
-                Err(e) => return error(e),
+                Err(e) => return error(e.to_string()),
             };
             let chat = ChatRef {
                 channel: spec.channel,
@@ -255,7 +265,7 @@ pub fn admin(svc: &Arc<Services>, request: CronRequest) -> CtlReply {
             };
             match add_job(svc, &spec.name, &chat, &schedule, &spec.message) {
                 Ok(text) => done(text),
-                Err(e) => error(e),
+                Err(e) => error(e.to_string()),
             }
         }
         CronRequest::Remove { id } => match svc.store.cron_remove(id as i64, None) {

@@ -195,13 +195,27 @@ struct Endpoint {
     headers: BTreeMap<String, String>,
 }
 
+/// Why the model clients of a configuration cannot be built (the
+/// configuration is refused: at start, or by a reload, which keeps the old).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Provider(#[from] crate::config::UnresolvedProvider),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(reqwest::Error),
+    #[error("transcription.provider is not set: which provider serves \"{0}\"? (e.g. \"groq\")")]
+    NoTranscriptionProvider(String),
+    #[error("transcription.provider \"{0}\" has no OpenAI-compatible /audio/transcriptions; use e.g. groq or openai")]
+    NoTranscriptionApi(&'static str),
+}
+
 impl Endpoint {
-    fn new(config: &Config, spec: &'static registry::ProviderSpec, model: &str) -> Result<Endpoint, String> {
+    fn new(config: &Config, spec: &'static registry::ProviderSpec, model: &str) -> Result<Endpoint, SetupError> {
         let settings = config.providers.get(&ProviderName(spec.name.to_string()));
         let base = settings
             .and_then(|s| s.api_base.clone())
             .or_else(|| spec.default_base.map(str::to_string))
-            .ok_or_else(|| format!("set providers.{}.apiBase", spec.name))?;
+            .ok_or(crate::config::UnresolvedProvider::NoBase(spec.name))?;
         let key = settings.and_then(|s| s.api_key.clone()).filter(|k| !k.is_empty());
         if key.is_none() && spec.needs_key {
             tracing::warn!(
@@ -232,20 +246,20 @@ pub struct LlmClient {
 /// The HTTP client for provider requests, with the configured timeout. It
 /// follows no redirect: reqwest would carry `x-api-key` and `extraHeaders`
 /// (it strips only `Authorization`) to whatever host the redirect names.
-fn http_client(config: &Config) -> Result<reqwest::Client, String> {
+fn http_client(config: &Config) -> Result<reqwest::Client, SetupError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(config.agents.defaults.request_timeout_secs))
         .connect_timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(SetupError::Http)
 }
 
 /// No single wait is longer than this, whatever `Retry-After` says.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 
 impl LlmClient {
-    pub fn new(config: &Config) -> Result<Self, String> {
+    pub fn new(config: &Config) -> Result<Self, SetupError> {
         let d = &config.agents.defaults;
         let http = http_client(config)?;
         let mut endpoints = Vec::new();

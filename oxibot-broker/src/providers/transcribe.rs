@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::registry::{self, ApiStyle};
-use super::{http_error, network_error, Endpoint, ProviderError, MAX_RETRY_WAIT};
+use super::{http_error, network_error, Endpoint, ProviderError, SetupError, MAX_RETRY_WAIT};
 use crate::config::Config;
 
 pub struct Transcriber {
@@ -19,7 +19,7 @@ pub struct Transcriber {
 
 impl Transcriber {
     /// None when no transcription model is configured.
-    pub fn new(config: &Config) -> Result<Option<Transcriber>, String> {
+    pub fn new(config: &Config) -> Result<Option<Transcriber>, SetupError> {
         let t = &config.transcription;
         let Some(model) = t.model.as_deref().filter(|m| !m.is_empty()) else {
             return Ok(None);
@@ -28,14 +28,9 @@ impl Transcriber {
             Some(p) => registry::find(&p.0),
             None => registry::guess_from_model(model).filter(|p| model.starts_with(&format!("{}/", p.name))),
         }
-        .ok_or_else(|| {
-            format!("transcription.provider is not set: which provider serves \"{model}\"? (e.g. \"groq\")")
-        })?;
+        .ok_or_else(|| SetupError::NoTranscriptionProvider(model.to_string()))?;
         if spec.style != ApiStyle::OpenAi {
-            return Err(format!(
-                "transcription.provider \"{}\" has no OpenAI-compatible /audio/transcriptions; use e.g. groq or openai",
-                spec.name
-            ));
+            return Err(SetupError::NoTranscriptionApi(spec.name));
         }
         let d = &config.agents.defaults;
         Ok(Some(Transcriber {
@@ -47,7 +42,7 @@ impl Transcriber {
     }
 
     /// The text spoken in `audio`.
-    pub async fn transcribe(&self, file_name: &str, mime: &str, audio: &[u8]) -> Result<String, String> {
+    pub async fn transcribe(&self, file_name: &str, mime: &str, audio: &[u8]) -> Result<String, ProviderError> {
         let mut attempt = 0;
         loop {
             match self.once(file_name, mime, audio).await {
@@ -59,7 +54,7 @@ impl Transcriber {
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -132,10 +127,16 @@ mod tests {
         let prefixed = load(r#", "transcription": {"model": "groq/whisper-large-v3"}"#);
         assert!(Transcriber::new(&prefixed).unwrap().is_some());
         let anthropic = load(r#", "transcription": {"provider": "anthropic", "model": "x"}"#);
-        let err = Transcriber::new(&anthropic).err().unwrap_or_default();
+        let err = Transcriber::new(&anthropic)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("no OpenAI-compatible /audio/transcriptions"), "{err}");
         let unnamed = load(r#", "transcription": {"model": "whisper-1"}"#);
-        let err = Transcriber::new(&unnamed).err().unwrap_or_default();
+        let err = Transcriber::new(&unnamed)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("transcription.provider is not set"), "{err}");
     }
 }

@@ -73,9 +73,14 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CronJob> {
     })
 }
 
+/// A chat holds as many scheduled jobs as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this chat already has {0} scheduled jobs (cron.maxJobsPerChat); remove one first")]
+pub struct ChatFull(pub i64);
+
 impl Store {
     /// Adds a job unless its chat already holds `max_per_chat`.
-    pub fn cron_add(&self, job: &NewJob<'_>, max_per_chat: u32) -> Result<Result<i64, String>, StoreError> {
+    pub fn cron_add(&self, job: &NewJob<'_>, max_per_chat: u32) -> Result<Result<i64, ChatFull>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let held: i64 = tx.query_row(
@@ -85,9 +90,7 @@ impl Store {
             |r| r.get(0),
         )?;
         if held >= i64::from(max_per_chat) {
-            return Ok(Err(format!(
-                "this chat already has {held} scheduled jobs (cron.maxJobsPerChat); remove one first"
-            )));
+            return Ok(Err(ChatFull(held)));
         }
         tx.execute(
             "INSERT INTO cron_jobs (name, channel, chat_id, schedule, message, anchor, next_run_at, created_at, source)

@@ -64,13 +64,14 @@ fn run(svc: &Services, turn: &Turn, args: ToolArgs) -> Result<String, String> {
                 .ok_or("add needs a message: what to do when the job runs")?;
             let default_tz = svc.config().cron.timezone.clone();
             let schedule = match (args.every_seconds, args.cron_expr, args.at) {
-                (Some(secs), None, None) => Schedule::parse(&format!("every {secs} s"), None, &default_tz)?,
-                (None, Some(expr), None) => Schedule::cron(&expr, args.tz.as_deref().unwrap_or(&default_tz))?,
-                (None, None, Some(at)) => Schedule::parse(&format!("at {at}"), args.tz.as_deref(), &default_tz)?,
+                (Some(secs), None, None) => Schedule::parse(&format!("every {secs} s"), None, &default_tz),
+                (None, Some(expr), None) => Schedule::cron(&expr, args.tz.as_deref().unwrap_or(&default_tz)),
+                (None, None, Some(at)) => Schedule::parse(&format!("at {at}"), args.tz.as_deref(), &default_tz),
                 _ => return Err("give exactly one of every_seconds, cron_expr or at".into()),
-            };
+            }
+            .map_err(|e| e.to_string())?;
             let name = args.name.unwrap_or_else(|| message.chars().take(40).collect());
-            add_job(svc, &name, chat, &schedule, &message)
+            add_job(svc, &name, chat, &schedule, &message).map_err(|e| e.to_string())
         }
         "list" => {
             let jobs = svc.store.cron_jobs(scope).map_err(|e| e.to_string())?;

@@ -36,7 +36,7 @@ struct TimeArgs {
 fn now_in(now: i64, tz: &str) -> Result<String, String> {
     let local = jiff::Timestamp::from_second(now)
         .map_err(|e| format!("the clock reads an impossible time: {e}"))?
-        .to_zoned(zone(tz)?)
+        .to_zoned(zone(tz).map_err(|e| e.to_string())?)
         .strftime("%Y-%m-%d %H:%M:%S %a")
         .to_string();
     Ok(format!("{} ({local} in {tz})", rfc3339(now)))

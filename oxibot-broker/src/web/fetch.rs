@@ -71,7 +71,10 @@ pub enum FetchError {
     #[error("{origin}: reading the body: {detail}")]
     Body { origin: String, detail: String },
     #[error("{origin} answered {status} without a Location")]
-    NoLocation { origin: String, status: reqwest::StatusCode },
+    NoLocation {
+        origin: String,
+        status: reqwest::StatusCode,
+    },
     #[error("{0} redirected to an unreadable Location")]
     UnreadableLocation(String),
     #[error("{origin} redirected to a bad URL: {source}")]
@@ -111,14 +114,10 @@ async fn follow(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) 
     })?;
     for hop in 0..=limits.max_redirects {
         let client = client_for(&url, guard, lookup, limits).await?;
-        let mut resp = client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| FetchError::Request {
-                origin: url_for_errors(&url),
-                detail: without_url(&e),
-            })?;
+        let mut resp = client.get(url.clone()).send().await.map_err(|e| FetchError::Request {
+            origin: url_for_errors(&url),
+            detail: without_url(&e),
+        })?;
         let status = resp.status();
         if status.is_redirection() {
             let Some(location) = resp.headers().get(reqwest::header::LOCATION) else {
@@ -144,14 +143,10 @@ async fn follow(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) 
             .to_string();
         let mut body = Vec::new();
         let mut truncated = false;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| FetchError::Body {
-                origin: url_for_errors(&url),
-                detail: without_url(&e),
-            })?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Body {
+            origin: url_for_errors(&url),
+            detail: without_url(&e),
+        })? {
             let room = limits.max_bytes.saturating_sub(body.len() as u64) as usize;
             if chunk.len() > room {
                 body.extend_from_slice(&chunk[..room]);
@@ -209,13 +204,10 @@ async fn client_for(
         }
         Some(url::Host::Domain(name)) => {
             guard.check_name(name)?;
-            let addrs = lookup
-                .lookup(name, port)
-                .await
-                .map_err(|source| FetchError::Resolve {
-                    name: name.to_string(),
-                    source,
-                })?;
+            let addrs = lookup.lookup(name, port).await.map_err(|source| FetchError::Resolve {
+                name: name.to_string(),
+                source,
+            })?;
             if addrs.is_empty() {
                 return Err(FetchError::NoAddress(name.to_string()));
             }

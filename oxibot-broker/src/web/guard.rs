@@ -86,9 +86,7 @@ impl Guard {
         for entry in allow {
             let entry = entry.trim();
             if let Some((addr, bits)) = entry.split_once('/') {
-                let ip: IpAddr = addr
-                    .parse()
-                    .map_err(|_| BadAllowEntry::NotCidr(entry.to_string()))?;
+                let ip: IpAddr = addr.parse().map_err(|_| BadAllowEntry::NotCidr(entry.to_string()))?;
                 let max = if ip.is_ipv4() { 32 } else { 128 };
                 let bits: u8 = bits
                     .parse()
@@ -359,7 +357,10 @@ mod tests {
                 why: NotPublic::Range("private")
             }
         );
-        assert!(e.to_string().contains("db.internal (10.0.0.5) is a private address"), "{e}");
+        assert!(
+            e.to_string().contains("db.internal (10.0.0.5) is a private address"),
+            "{e}"
+        );
         assert!(Guard::default().check_name("metadata.google.internal.").is_err());
         assert!(Guard::new(&["metadata.google.internal".into()])
             .unwrap()

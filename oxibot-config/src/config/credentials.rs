@@ -31,8 +31,9 @@ pub fn credential_at(path: &[&str]) -> Option<Credential> {
         4 if key(0, "providers") && key(2, "extraHeaders") => Some(Credential::Value),
         4 if key(0, "tools") && key(1, "web") && key(2, "search") && key(3, "apiKey") => Some(Credential::Value),
         3.. if key(0, "channels") => match platform(path[1]) {
-            Some(p) => (path.len() == 3 && p.credential_keys().iter().any(|k| same(k, path[2])))
-                .then_some(Credential::Value),
+            Some(p) => {
+                (path.len() == 3 && p.credential_keys().iter().any(|k| same(k, path[2]))).then_some(Credential::Value)
+            }
             None => Some(Credential::UnknownChannel),
         },
         _ => None,

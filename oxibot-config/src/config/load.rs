@@ -216,7 +216,11 @@ impl Config {
                 .warnings
                 .push(format!("{}: unknown key `{key}` ignored", path.display()));
         }
-        for name in config.channels.keys().filter(|n| super::credentials::platform(n).is_none()) {
+        for name in config
+            .channels
+            .keys()
+            .filter(|n| super::credentials::platform(n).is_none())
+        {
             report.warnings.push(format!(
                 "{}: OxiBot has no channel `{name}` (it has telegram, discord, slack, whatsapp and email); \
                  channels.{name} is ignored, and every value in it is treated as a credential",

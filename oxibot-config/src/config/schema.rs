@@ -292,11 +292,23 @@ fn default_request_timeout_secs() -> u64 {
     120
 }
 
+/// Why a model has no provider to ask.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnresolvedProvider {
+    #[error(
+        "cannot tell which provider serves model \"{0}\"; set agents.defaults.provider (one of: {known})",
+        known = registry::known_names()
+    )]
+    Unknown(String),
+    #[error("provider \"{0}\" has no default URL; set providers.{0}.apiBase")]
+    NoBase(&'static str),
+}
+
 impl Config {
     /// Which provider serves `model`: the explicit `provider` for the primary
     /// model, else a "<provider>/" prefix or keyword, else the only
     /// configured provider.
-    pub fn resolve_provider(&self, model: &str) -> Result<&'static registry::ProviderSpec, String> {
+    pub fn resolve_provider(&self, model: &str) -> Result<&'static registry::ProviderSpec, UnresolvedProvider> {
         let explicit = self
             .agents
             .defaults
@@ -312,19 +324,11 @@ impl Config {
         } else {
             None
         };
-        let spec = spec.ok_or_else(|| {
-            format!(
-                "cannot tell which provider serves model \"{model}\"; set agents.defaults.provider (one of: {})",
-                registry::known_names()
-            )
-        })?;
+        let spec = spec.ok_or_else(|| UnresolvedProvider::Unknown(model.to_string()))?;
         let settings = self.providers.get(&ProviderName(spec.name.to_string()));
         let has_base = settings.and_then(|s| s.api_base.as_ref()).is_some() || spec.default_base.is_some();
         if !has_base {
-            return Err(format!(
-                "provider \"{}\" has no default URL; set providers.{}.apiBase",
-                spec.name, spec.name
-            ));
+            return Err(UnresolvedProvider::NoBase(spec.name));
         }
         Ok(spec)
     }

@@ -109,7 +109,7 @@ impl Config {
         }
         for model in std::iter::once(&d.model).chain(&d.fallback_models) {
             self.resolve_provider(model)
-                .map_err(|m| invalid(path, "agents.defaults.model", &m))?;
+                .map_err(|m| invalid(path, "agents.defaults.model", &m.to_string()))?;
         }
         Ok(())
     }

@@ -17,7 +17,6 @@
 use std::cell::Cell;
 use std::fmt;
 
-
 /// Why a message was refused: one field over its bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub struct Refused {
@@ -274,7 +273,6 @@ macro_rules! list_bound {
     };
 }
 
-
 bound!(
     /// Names and ids: channels, chats, senders, platform ids, sessions.
     id, "name or id", MAX_ID
@@ -314,7 +312,13 @@ list_bound!(resume_chats, "resume chats", MAX_RESUME_CHATS, "resume entry", MAX_
 list_bound!(patterns, "patterns", MAX_TEXT_FILES, "pattern", MAX_PATH);
 list_bound!(probe_names, "names", MAX_PROBE_NAMES, "name", MAX_ID);
 list_bound!(audit_kinds, "kinds", 32, "kind", MAX_ID);
-list_bound!(not_ready, "reasons for not being ready", MAX_NOT_READY, "reason", MAX_PATH);
+list_bound!(
+    not_ready,
+    "reasons for not being ready",
+    MAX_NOT_READY,
+    "reason",
+    MAX_PATH
+);
 
 #[cfg(test)]
 mod tests {

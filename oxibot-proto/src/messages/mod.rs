@@ -39,9 +39,9 @@ pub trait Message: Serialize + DeserializeOwned + Send + 'static {
 }
 
 mod channel;
-pub(crate) mod limit;
 mod ctl;
 mod health;
+pub(crate) mod limit;
 mod tool;
 
 pub use channel::*;

@@ -122,7 +122,8 @@ async fn a_local_server_is_refused_by_default_and_reached_when_listed() {
     let url = format!("http://127.0.0.1:{}/", b.port);
     let e = fetch(&url, &Guard::default(), &SystemLookup, &limits())
         .await
-        .unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("127.0.0.1 is a loopback address"), "{e}");
     assert_eq!(b.hits.load(Ordering::SeqCst), 0, "refused, yet connected");
     let got = fetch(&url, &allow(&["127.0.0.1"]), &SystemLookup, &limits())
@@ -148,7 +149,8 @@ async fn dns_rebinding_cannot_move_the_connection() {
     let lookup = Scripted::new(vec![vec!["127.0.0.2:1", "127.0.0.1:1"]]);
     let e = fetch(&url, &allow(&["127.0.0.2"]), &lookup, &limits())
         .await
-        .unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("rebind.test (127.0.0.1) is a loopback address"), "{e}");
     assert_eq!(b.hits.load(Ordering::SeqCst), 0);
 }
@@ -162,7 +164,8 @@ async fn a_redirect_to_loopback_from_an_allowed_host_is_refused() {
     let url = format!("http://127.0.0.2:{}/", bounce.port);
     let e = fetch(&url, &allow(&["127.0.0.2"]), &SystemLookup, &limits())
         .await
-        .unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("127.0.0.1 is a loopback address"), "{e}");
     assert_eq!(bounce.hits.load(Ordering::SeqCst), 1);
     assert_eq!(b.hits.load(Ordering::SeqCst), 0, "the redirect was followed");
@@ -175,7 +178,8 @@ async fn a_redirect_to_loopback_from_an_allowed_host_is_refused() {
     let url = format!("http://127.0.0.2:{}/", named.port);
     let e = fetch(&url, &allow(&["127.0.0.2"]), &lookup, &limits())
         .await
-        .unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("inner.test (127.0.0.1) is a loopback address"), "{e}");
     assert_eq!(b.hits.load(Ordering::SeqCst), 0);
 }
@@ -198,7 +202,8 @@ async fn other_spellings_of_loopback_are_refused() {
     ] {
         let e = fetch(&url, &Guard::default(), &SystemLookup, &limits())
             .await
-            .unwrap_err().to_string();
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("address; web_fetch only reaches the public internet"),
             "{url}: {e}"
@@ -217,7 +222,10 @@ async fn schemes_credentials_metadata_bytes_and_time_are_bounded() {
         ("http://metadata.google.internal/computeMetadata/v1/", "cloud metadata"),
         ("http://169.254.169.254/latest/meta-data/", "link-local"),
     ] {
-        let e = fetch(url, &guard, &SystemLookup, &limits()).await.unwrap_err().to_string();
+        let e = fetch(url, &guard, &SystemLookup, &limits())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(why), "{url}: {e}");
     }
     let big = serve_on("127.0.0.1", 0, ok(&"x".repeat(10_000))).await.unwrap();
@@ -240,7 +248,8 @@ async fn schemes_credentials_metadata_bytes_and_time_are_bounded() {
     let url = format!("http://127.0.0.1:{}/", silent.port);
     let e = fetch(&url, &allow(&["127.0.0.1"]), &SystemLookup, &quick)
         .await
-        .unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no complete answer within"), "{e}");
 
     // Too many redirects: a server that redirects to itself.
@@ -258,7 +267,8 @@ async fn schemes_credentials_metadata_bytes_and_time_are_bounded() {
         &limits(),
     )
     .await
-    .unwrap_err().to_string();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("more than 5 redirects"), "{e}");
     assert_eq!(looping.hits.load(Ordering::SeqCst), 6);
 }
@@ -319,7 +329,10 @@ fn the_hosts_own_and_on_link_addresses_are_refused_at_every_hop() {
             (format!("http://[::ffff:203.0.114.7]:{port}/"), "this host's own"),
             (format!("http://[::ffff:cb00:7209]:{port}/"), "on-link"),
         ] {
-            let e = fetch(&url, &Guard::default(), &lookup, &limits()).await.unwrap_err().to_string();
+            let e = fetch(&url, &Guard::default(), &lookup, &limits())
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(why), "{url}: {e}");
         }
         // A hop the admin allowed redirects to the host's own address.
@@ -333,7 +346,8 @@ fn the_hosts_own_and_on_link_addresses_are_refused_at_every_hop() {
         let url = format!("http://127.0.0.1:{}/", hop.port);
         let e = fetch(&url, &allow(&["127.0.0.1"]), &lookup, &limits())
             .await
-            .unwrap_err().to_string();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("this host's own"), "{e}");
         assert_eq!(hop.hits.load(Ordering::SeqCst), 1);
         assert_eq!(
@@ -360,7 +374,8 @@ async fn an_unanswered_route_query_refuses() {
     let guard = Guard::default().with_routes(|_, _| Err(std::io::Error::from_raw_os_error(nix::libc::EAFNOSUPPORT)));
     let e = guard
         .check_ip("example.com", "93.184.216.34".parse().unwrap())
-        .unwrap_err().to_string();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("routing table could not be asked"), "{e}");
     let open = Guard::default().with_routes(|_, _| Ok(crate::web::route::Reach::Elsewhere));
     assert!(open.check_ip("example.com", "93.184.216.34".parse().unwrap()).is_ok());
