@@ -68,7 +68,7 @@ pub fn is_unverified(sender: &str) -> bool {
 
 impl Policy {
     /// Reads a channel's settings; a bad value is an error naming its key.
-    pub fn from_settings(channel: &str, settings: &Value) -> Result<Policy, String> {
+    pub fn from_settings(channel: &str, settings: &Value) -> Result<Policy, crate::config::SettingError> {
         let access = Access::of(channel, settings)?;
         Ok(Policy {
             allowed_users: access.allowed_users.iter().map(|u| user_id(channel, u)).collect(),
@@ -146,9 +146,12 @@ mod tests {
         assert_eq!(p.decide(&dm("7"), true), Decision::Admit);
         let p = Policy::from_settings("t", &json!({"dmPolicy": "open"})).unwrap();
         assert_eq!(p.decide(&dm("7"), false), Decision::Admit);
-        assert!(Policy::from_settings("t", &json!({"dmPolicy": "everyone"}))
-            .unwrap_err()
-            .contains("dmPolicy"));
+        assert_eq!(
+            Policy::from_settings("t", &json!({"dmPolicy": "everyone"}))
+                .unwrap_err()
+                .key,
+            "channels.t.dmPolicy"
+        );
     }
 
     #[test]

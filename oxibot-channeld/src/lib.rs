@@ -122,6 +122,12 @@ impl Fatal {
     }
 }
 
+impl From<link::LinkError> for Fatal {
+    fn from(e: link::LinkError) -> Self {
+        Fatal::Broker(e.to_string())
+    }
+}
+
 const EX_CONFIG: u8 = 78;
 
 /// The daemon: parses its arguments, runs, and maps the outcome to an exit status.

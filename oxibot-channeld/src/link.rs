@@ -64,6 +64,20 @@ pub struct Reply {
 
 type Outgoing = (ChannelToBroker, Option<oneshot::Sender<()>>);
 
+/// The broker link failed a message: the daemon gives up and its
+/// supervisor starts a fresh one (nothing acked is lost).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the broker connection is closed")]
+    Closed,
+    #[error("the broker connection closed before the ack")]
+    ClosedBeforeAck,
+    #[error("no ack from the broker within {0} s")]
+    NoAck(u64),
+    #[error("too many attachments")]
+    TooManyAttachments,
+}
+
 #[derive(Clone)]
 pub struct Link {
     out: mpsc::Sender<Outgoing>,
@@ -229,15 +243,12 @@ impl Link {
         self.gone.send_replace(true);
     }
 
-    pub async fn send(&self, msg: ChannelToBroker) -> Result<(), String> {
-        self.out
-            .send((msg, None))
-            .await
-            .map_err(|_| "the broker connection is closed".to_string())
+    pub async fn send(&self, msg: ChannelToBroker) -> Result<(), LinkError> {
+        self.out.send((msg, None)).await.map_err(|_| LinkError::Closed)
     }
 
     /// Hands a message to the broker and waits until it is committed.
-    pub async fn deliver_inbound(&self, mut msg: ChannelToBroker, platform_id: &str) -> Result<(), String> {
+    pub async fn deliver_inbound(&self, mut msg: ChannelToBroker, platform_id: &str) -> Result<(), LinkError> {
         let (tx, rx) = oneshot::channel();
         self.acks
             .lock()
@@ -250,7 +261,7 @@ impl Link {
             // Files travel ahead of their message, a piece per frame.
             if let ChannelToBroker::Inbound { attachments, .. } = &mut msg {
                 for (index, a) in attachments.iter_mut().enumerate() {
-                    let index = u8::try_from(index).map_err(|_| "too many attachments".to_string())?;
+                    let index = u8::try_from(index).map_err(|_| LinkError::TooManyAttachments)?;
                     for piece in std::mem::take(&mut a.data).chunks(MAX_PART) {
                         self.send(ChannelToBroker::FilePart {
                             platform_id: platform_id.to_string(),
@@ -265,8 +276,8 @@ impl Link {
         }
         match tokio::time::timeout(ACK_TIMEOUT, rx).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err("the broker connection closed before the ack".into()),
-            Err(_) => Err(format!("no ack from the broker within {} s", ACK_TIMEOUT.as_secs())),
+            Ok(Err(_)) => Err(LinkError::ClosedBeforeAck),
+            Err(_) => Err(LinkError::NoAck(ACK_TIMEOUT.as_secs())),
         }
     }
 
@@ -296,7 +307,7 @@ impl Link {
         reply: &Reply,
         parts: Vec<String>,
         send: &mut impl PartSender,
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         let total = parts.len();
         for (i, text) in parts.into_iter().enumerate().skip(reply.first_part as usize) {
             // A blank part (a platform refuses an empty message) counts as sent.
@@ -325,7 +336,7 @@ impl Link {
 
     /// Tells the broker how a `Send` ended: delivered, or failed (and
     /// whether trying again could help).
-    pub async fn report(&self, outbox_id: u64, outcome: Result<(), (String, bool)>) -> Result<(), String> {
+    pub async fn report(&self, outbox_id: u64, outcome: Result<(), (String, bool)>) -> Result<(), LinkError> {
         let msg = match outcome {
             Ok(()) => ChannelToBroker::Delivered { outbox_id },
             Err((error, retryable)) => {

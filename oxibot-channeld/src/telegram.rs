@@ -126,7 +126,7 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
                 {
                     // Not acked: leave the offset, exit, and let the
                     // supervisor restart us; Telegram redelivers.
-                    return Err(Fatal::broker(e));
+                    return Err(Fatal::from(e));
                 }
             }
             offset = next;

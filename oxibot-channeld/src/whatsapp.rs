@@ -145,7 +145,7 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
                 // The bridge protocol carries text only.
                 let inbound = incoming.into_inbound(Vec::new(), &[]);
                 if let Err(e) = link.deliver_inbound(inbound, &id).await {
-                    return Ended::Fatal(Fatal::broker(e));
+                    return Ended::Fatal(Fatal::from(e));
                 }
                 if let Err(e) = ws
                     .send(WsMessage::Text(json!({"type": "ack", "id": id}).to_string().into()))

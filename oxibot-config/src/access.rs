@@ -13,6 +13,8 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::config::SettingError;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Access {
@@ -57,12 +59,8 @@ impl DmPolicy {
 impl Access {
     /// A channel's access settings; the error names the key
     /// (`channels.<channel>.dmPolicy: unknown variant …`).
-    pub fn of(channel: &str, settings: &Value) -> Result<Access, String> {
-        serde_path_to_error::deserialize(settings).map_err(|e| {
-            let key = e.path().to_string();
-            let key = if key == "." { String::new() } else { format!(".{key}") };
-            format!("channels.{channel}{key}: {}", e.inner())
-        })
+    pub fn of(channel: &str, settings: &Value) -> Result<Access, SettingError> {
+        crate::config::read_channel_settings(channel, settings)
     }
 
     /// Whether anybody at all may talk in private (an open policy or `*`).
@@ -114,12 +112,13 @@ mod tests {
     fn a_bad_value_names_its_key() {
         let e = Access::of("telegram", &json!({"dmPolicy": "everyone"})).unwrap_err();
         assert!(
-            e.starts_with("channels.telegram.dmPolicy: unknown variant `everyone`"),
+            e.to_string()
+                .starts_with("channels.telegram.dmPolicy: unknown variant `everyone`"),
             "{e}"
         );
         let e = Access::of("slack", &json!({"allowedUsers": [true]})).unwrap_err();
-        assert!(e.starts_with("channels.slack.allowedUsers"), "{e}");
+        assert!(e.key.starts_with("channels.slack.allowedUsers"), "{e}");
         let e = Access::of("discord", &json!({"groupPolicy": 3})).unwrap_err();
-        assert!(e.starts_with("channels.discord.groupPolicy"), "{e}");
+        assert!(e.key.starts_with("channels.discord.groupPolicy"), "{e}");
     }
 }

@@ -110,6 +110,7 @@ pub async fn serve(svc: Arc<Services>, stream: UnixStream, identity: Identity) {
     let policy = match Policy::from_settings(&channel, settings) {
         Ok(p) => p,
         Err(e) => {
+            let e = e.to_string();
             svc.audit.about("channel_refused", Some(&*channel), None, &e);
             svc.audit.record_error(&e);
             return;

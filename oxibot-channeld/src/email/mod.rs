@@ -238,7 +238,7 @@ where
                 match parse::to_inbound(&raw, s, uid) {
                     Some((inbound, platform_id)) => {
                         if let Err(e) = link.deliver_inbound(inbound, &platform_id).await {
-                            return Ended::Fatal(Fatal::broker(e));
+                            return Ended::Fatal(Fatal::from(e));
                         }
                     }
                     None => tracing::warn!(uid, "unreadable message skipped"),

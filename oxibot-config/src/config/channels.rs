@@ -36,22 +36,34 @@ impl<'de> Deserialize<'de> for Checked {
     }
 }
 
+/// A channel setting with a value its type does not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SettingError {
+    /// The whole key path: `channels.email.imapPort`.
+    pub key: String,
+    pub message: String,
+}
+
+/// One channel's settings read as `T`; the error names the key.
+pub fn read<T: serde::de::DeserializeOwned>(name: &str, settings: &Value) -> Result<T, SettingError> {
+    serde_path_to_error::deserialize::<_, T>(settings).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { format!(".{key}") };
+        SettingError {
+            key: format!("channels.{name}{key}"),
+            message: e.inner().to_string(),
+        }
+    })
+}
+
 /// One channel's merged settings with its platform's type; the error
 /// names the key (`channels.email.imapPort: invalid type …`).
-pub fn check(name: &str, settings: &Value) -> Result<(), String> {
-    fn typed<T: serde::de::DeserializeOwned>(name: &str, settings: &Value) -> Result<(), String> {
-        serde_path_to_error::deserialize::<_, T>(settings)
-            .map(drop)
-            .map_err(|e| {
-                let key = e.path().to_string();
-                let key = if key == "." { String::new() } else { format!(".{key}") };
-                format!("channels.{name}{key}: {}", e.inner())
-            })
-    }
+pub fn check(name: &str, settings: &Value) -> Result<(), SettingError> {
     match name {
-        "telegram" | "discord" | "slack" => typed::<ApiSettings>(name, settings),
-        "whatsapp" => typed::<WhatsAppSettings>(name, settings),
-        "email" => typed::<EmailSettings>(name, settings),
+        "telegram" | "discord" | "slack" => read::<ApiSettings>(name, settings).map(drop),
+        "whatsapp" => read::<WhatsAppSettings>(name, settings).map(drop),
+        "email" => read::<EmailSettings>(name, settings).map(drop),
         _ => Ok(()),
     }
 }

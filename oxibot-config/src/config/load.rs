@@ -168,12 +168,14 @@ impl Config {
         if let Err(e) = serde_path_to_error::deserialize::<_, Platforms>(&mut de) {
             return Err(invalid(path, &e.path().to_string(), &e.inner().to_string()));
         }
-        let merged = |e: String| {
-            let (key, message) = e.split_once(": ").unwrap_or(("channels", &e));
+        let merged = |e: super::channels::SettingError| {
             invalid(
                 path,
-                key,
-                &format!("{message} (after applying the secrets file and OXIBOT_ environment overrides)"),
+                &e.key,
+                &format!(
+                    "{} (after applying the secrets file and OXIBOT_ environment overrides)",
+                    e.message
+                ),
             )
         };
         for (name, settings) in &config.channels {

@@ -17,7 +17,7 @@ pub fn settings(layout: &Layout) -> Vec<Finding> {
             Ok(a) => a,
             Err(e) => {
                 out.push(
-                    Finding::new("access", check, Level::Fail, e)
+                    Finding::new("access", check, Level::Fail, e.to_string())
                         .fix("correct the value; the broker refuses to start with it"),
                 );
                 continue;
