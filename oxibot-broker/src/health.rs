@@ -118,7 +118,7 @@ pub async fn serve_link(broker: Arc<Broker>, stream: UnixStream, peer: String) {
             Ok(reply) => reply,
             Err(e) => {
                 // The daemon answers 503 when the link ends.
-                tracing::warn!("health endpoint: {e}");
+                tracing::warn!("health endpoint: reading the broker's status failed: {e}");
                 return;
             }
         };
@@ -131,11 +131,9 @@ pub async fn serve_link(broker: Arc<Broker>, stream: UnixStream, peer: String) {
 
 /// Readiness and the metrics text. Reading the status touches the store
 /// (queue depths): off the runtime's worker threads.
-async fn snapshot(broker: &Arc<Broker>) -> Result<HealthReply, String> {
+async fn snapshot(broker: &Arc<Broker>) -> Result<HealthReply, tokio::task::JoinError> {
     let broker = broker.clone();
-    let report = tokio::task::spawn_blocking(move || broker.status())
-        .await
-        .map_err(|e| format!("reading the broker's status failed: {e}"))?;
+    let report = tokio::task::spawn_blocking(move || broker.status()).await?;
     Ok(HealthReply::Snapshot {
         not_ready: report.problems(),
         metrics: crate::metrics::render(&report),

@@ -31,20 +31,34 @@ struct LinkEntry {
     tx: mpsc::Sender<BrokerToChannel>,
 }
 
+/// Why a second daemon for a channel gets no link (audited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimRefused {
+    #[error("the channel's daemon is connected and alive")]
+    Alive,
+    #[error("another daemon took the link meanwhile")]
+    TakenMeanwhile,
+}
+
 impl Hub {
     /// Takes the channel's link slot, after giving a previous link a moment
     /// to end. Refused while the previous link is alive. Returns the new
     /// link's generation.
-    pub async fn claim(&self, channel: &str, tx: mpsc::Sender<BrokerToChannel>, audit: &Audit) -> Result<u64, String> {
+    pub async fn claim(
+        &self,
+        channel: &str,
+        tx: mpsc::Sender<BrokerToChannel>,
+        audit: &Audit,
+    ) -> Result<u64, ClaimRefused> {
         let previous = self.sender(channel);
         if let Some(previous) = previous {
             if tokio::time::timeout(LIVE_LINK_GRACE, previous.closed()).await.is_err() {
-                return Err("the channel's daemon is connected and alive".into());
+                return Err(ClaimRefused::Alive);
             }
         }
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         if links.get(channel).is_some_and(|l| !l.tx.is_closed()) {
-            return Err("another daemon took the link meanwhile".into());
+            return Err(ClaimRefused::TakenMeanwhile);
         }
         let generation = self.next_link.fetch_add(1, Ordering::Relaxed) + 1;
         if links
