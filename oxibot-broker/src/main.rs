@@ -27,10 +27,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    // For the packages: `--man-page` prints this program's manual (roff).
-    if std::env::args().nth(1).as_deref() == Some("--man-page") {
-        let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
-        return ExitCode::from(u8::from(man.render(&mut std::io::stdout()).is_err()));
+    if let Some(status) = oxibot_runtime::man::printed_if_asked::<Args>() {
+        return status;
     }
     let args = Args::parse();
     // Whatever the broker creates (the state directory, the database, logs

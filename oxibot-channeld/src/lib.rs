@@ -132,10 +132,8 @@ const EX_CONFIG: u8 = 78;
 
 /// The daemon: parses its arguments, runs, and maps the outcome to an exit status.
 pub fn main() -> ExitCode {
-    // For the packages: `--man-page` prints this program's manual (roff).
-    if std::env::args().nth(1).as_deref() == Some("--man-page") {
-        let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).section("8");
-        return ExitCode::from(u8::from(man.render(&mut std::io::stdout()).is_err()));
+    if let Some(status) = oxibot_runtime::man::printed_if_asked::<Args>() {
+        return status;
     }
     let args = Args::parse();
     oxibot_runtime::logging::init();

@@ -3,7 +3,8 @@
 //! of this machine's `/` (nothing on the host changes), the package is
 //! installed with dpkg, configured against the fake LLM and the fake
 //! Telegram on the host's 127.0.0.1, and then:
-//! a Telegram message is answered; each daemon runs as its own user with no
+//! a Telegram message is answered; the health endpoint answers from the
+//! broker's unprivileged child; each daemon runs as its own user with no
 //! capabilities, no_new_privs and seccomp; a rotated key is used at once
 //! without a restart; an upgrade restarts the units; a purge removes it all.
 //!
@@ -24,6 +25,9 @@ use serde_json::{json, Value};
 const KEY_1: &str = "sk-install-FIRST-0000000";
 const KEY_2: &str = "sk-install-ROTATED-11111";
 const BOOT: Duration = Duration::from_secs(90);
+/// The monitoring endpoint inside the container (its own network
+/// namespace is the host's: nspawn without --private-network).
+const HEALTH_PORT: u16 = 18791;
 
 /// A booted container over an overlay of `/`; powered off and unmounted on drop.
 struct Container {
@@ -250,7 +254,8 @@ fn a_packaged_oxibot_answers_under_systemd() {
         "agents": {"defaults": {"workspace": "/var/lib/oxibot/workspace", "model": "gpt-test", "provider": "openai"}},
         "providers": {"openai": {"apiBase": format!("{}/v1", llm.base_url)}},
         "channels": {"telegram": {"enabled": true, "apiBase": tg.base_url, "allowedUsers": ["1001"]}},
-        "tools": {"sandbox": "on", "exec": {"timeout": 30}}
+        "tools": {"sandbox": "on", "exec": {"timeout": 30}},
+        "health": {"enabled": true, "port": HEALTH_PORT}
     });
     c.ok(&format!("cat > /etc/oxibot/config.json <<'EOF'\n{config}\nEOF"));
     let set = |name: &str, value: &str| {
@@ -279,9 +284,23 @@ fn a_packaged_oxibot_answers_under_systemd() {
         Some(format!("Bearer {KEY_1}").as_str())
     );
 
+    // The health endpoint, served by the broker's unprivileged child from
+    // the port the broker bound, under the packaged unit's sandbox.
+    let broker_pid = c.main_pid("oxibot-broker.service");
+    let healthd = wait_for("the health daemon", BOOT, || {
+        let kids = c.sh(&format!("cat /proc/{broker_pid}/task/*/children"));
+        kids.split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .find(|p| c.sh(&format!("cat /proc/{p}/comm")).trim() == "oxibot-healthd")
+    });
+    let ready = c.ok(&format!("curl -sS http://127.0.0.1:{HEALTH_PORT}/readyz"));
+    assert!(ready.starts_with("ready"), "{ready}");
+    let metrics = c.ok(&format!("curl -sS http://127.0.0.1:{HEALTH_PORT}/metrics"));
+    assert!(metrics.contains("oxibot_up 1"), "{metrics}");
+
     // Each daemon: its own user, no capabilities, no_new_privs, seccomp —
     // toold twice: the process systemd started, and its jail's pid 1 (the
-    // one that runs the commands).
+    // one that runs the commands); healthd, the broker's child.
     let toold = c.main_pid("oxibot-toold.service");
     let jail = c
         .sh(&format!("cat /proc/{toold}/task/{toold}/children"))
@@ -324,6 +343,7 @@ fn a_packaged_oxibot_answers_under_systemd() {
             "oxibot-telegram",
             c.main_pid("oxibot-channeld@telegram.service"),
         ),
+        ("oxibot-broker.service (healthd)", "oxibot", healthd),
     ] {
         assert!(pid > 0, "{unit} has no main pid\n{}", c.journal());
         let status = c.status_of(pid);
