@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oxibot_proto::messages::{BrokerToChannel, ChannelToBroker, MAX_PART};
-use oxibot_proto::{ConnReader, ConnWriter, FrameError};
+use oxibot_proto::messages::{BrokerToChannel, ChannelToBroker, MAX_ID, MAX_PART};
+use oxibot_proto::{Checked, ConnReader, ConnWriter, FrameError};
 use tokio::sync::{mpsc, oneshot};
 
 /// What the adapter must do for the broker.
@@ -62,7 +62,20 @@ pub struct Reply {
     pub first_part: u32,
 }
 
-type Outgoing = (ChannelToBroker, Option<oneshot::Sender<()>>);
+/// A message already checked against the broker's limits (so the writer
+/// never meets one it cannot encode), and who waits for it to be written.
+type Outgoing = (Checked<ChannelToBroker>, Option<oneshot::Sender<()>>);
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn clip(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+    }
+}
 
 /// The broker link failed a message: the daemon gives up and its
 /// supervisor starts a fresh one (nothing acked is lost).
@@ -76,6 +89,9 @@ pub enum LinkError {
     NoAck(u64),
     #[error("too many attachments")]
     TooManyAttachments,
+    /// Over the protocol's limits: not sent, and the link lives on.
+    #[error("not passed to the broker: {0}")]
+    Refused(FrameError),
 }
 
 #[derive(Clone)]
@@ -150,7 +166,7 @@ impl Link {
         let answers = fetch_answers.clone();
         tokio::spawn(async move {
             while let Some((msg, written)) = out_rx.recv().await {
-                if writer.send(&msg).await.is_err() {
+                if writer.send_checked(&msg).await.is_err() {
                     break;
                 }
                 if let Some(w) = written {
@@ -244,11 +260,40 @@ impl Link {
     }
 
     pub async fn send(&self, msg: ChannelToBroker) -> Result<(), LinkError> {
-        self.out.send((msg, None)).await.map_err(|_| LinkError::Closed)
+        let checked = Checked::new(&msg).map_err(LinkError::Refused)?;
+        self.out.send((checked, None)).await.map_err(|_| LinkError::Closed)
     }
 
     /// Hands a message to the broker and waits until it is committed.
+    /// A message the protocol cannot carry (an id over its bound: a
+    /// stranger's 300-byte From address) is skipped with a warning and
+    /// reported as handled, so the platform cursor moves past it: one such
+    /// message must not stop the channel at every restart. A file name,
+    /// a type or a text over its bound is cut to fit instead.
     pub async fn deliver_inbound(&self, mut msg: ChannelToBroker, platform_id: &str) -> Result<(), LinkError> {
+        let mut pieces = Vec::new();
+        if let ChannelToBroker::Inbound { attachments, text, .. } = &mut msg {
+            clip(text, oxibot_proto::messages::MAX_TEXT);
+            // Files travel ahead of their message, a piece per frame.
+            for (index, a) in attachments.iter_mut().enumerate() {
+                let index = u8::try_from(index).map_err(|_| LinkError::TooManyAttachments)?;
+                clip(&mut a.name, MAX_ID);
+                clip(&mut a.mime, MAX_ID);
+                for piece in std::mem::take(&mut a.data).chunks(MAX_PART) {
+                    pieces.push(ChannelToBroker::FilePart {
+                        platform_id: platform_id.to_string(),
+                        index,
+                        data: piece.to_vec(),
+                    });
+                }
+            }
+        }
+        if let Err(why) = Checked::new(&msg) {
+            tracing::warn!(
+                "a platform message cannot be passed to the broker ({why}); skipped, and the platform told it was handled"
+            );
+            return Ok(());
+        }
         let (tx, rx) = oneshot::channel();
         self.acks
             .lock()
@@ -258,19 +303,8 @@ impl Link {
             .push(tx);
         {
             let _turn = self.inbound_turn.lock().await;
-            // Files travel ahead of their message, a piece per frame.
-            if let ChannelToBroker::Inbound { attachments, .. } = &mut msg {
-                for (index, a) in attachments.iter_mut().enumerate() {
-                    let index = u8::try_from(index).map_err(|_| LinkError::TooManyAttachments)?;
-                    for piece in std::mem::take(&mut a.data).chunks(MAX_PART) {
-                        self.send(ChannelToBroker::FilePart {
-                            platform_id: platform_id.to_string(),
-                            index,
-                            data: piece.to_vec(),
-                        })
-                        .await?;
-                    }
-                }
+            for piece in pieces {
+                self.send(piece).await?;
             }
             self.send(msg).await?;
         }
@@ -341,6 +375,8 @@ impl Link {
             Ok(()) => ChannelToBroker::Delivered { outbox_id },
             Err((error, retryable)) => {
                 tracing::warn!(outbox_id, retryable, %error, "the platform did not take the message");
+                let mut error = error;
+                clip(&mut error, 4096);
                 ChannelToBroker::SendFailed {
                     outbox_id,
                     error,
@@ -353,14 +389,15 @@ impl Link {
 
     /// Reports the connection state, and waits until it is on the wire: a
     /// daemon about to exit on a fatal error must not lose its last word.
-    pub async fn status(&self, connected: bool, last_error: Option<String>) {
+    pub async fn status(&self, connected: bool, mut last_error: Option<String>) {
+        if let Some(e) = last_error.as_mut() {
+            clip(e, 4096);
+        }
         let (tx, rx) = oneshot::channel();
-        if self
-            .out
-            .send((ChannelToBroker::Status { connected, last_error }, Some(tx)))
-            .await
-            .is_ok()
-        {
+        let Ok(checked) = Checked::new(&ChannelToBroker::Status { connected, last_error }) else {
+            return;
+        };
+        if self.out.send((checked, Some(tx))).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         }
     }

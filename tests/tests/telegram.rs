@@ -354,6 +354,31 @@ fn documents_are_saved_into_the_workspace_through_toold() {
 }
 
 #[test]
+fn a_file_name_over_its_bound_is_cut_and_the_channel_goes_on() {
+    let r = start(vec![Step::Text("got the file".into()), Step::Text("still here".into())]);
+    r.wait_connected();
+    // 130 two-byte letters: 260 bytes, over the 256 an attachment name may
+    // carry. Before, the daemon's writer could not encode the message and
+    // ended the link; restarted, it met the same update again, for ever.
+    let long = "я".repeat(130);
+    r.p.fake
+        .send_file(ALICE, "document", "", &format!("{long}.txt"), "text/plain", b"hello");
+    r.p.fake.wait_sent(1, SLOW);
+    let (text, _) = last_user_message(&r.llm.requests()[0].body);
+    assert!(text.contains(&"я".repeat(128)) && !text.contains(&long), "{text}");
+    r.p.fake.send_text(ALICE, "are you there?");
+    assert_eq!(text_of(&r.p.fake.wait_sent(2, SLOW)[1]), "still here");
+    let st = r.broker.status();
+    let restarts: Vec<&Value> = st["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| &p["restarts"])
+        .collect();
+    assert!(restarts.iter().all(|n| **n == json!(0)), "{st}");
+}
+
+#[test]
 fn a_failing_platform_is_retried_with_backoff_and_reported() {
     let r = start(vec![Step::Text("back again".into())]);
     r.wait_connected();
