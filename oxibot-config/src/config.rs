@@ -20,7 +20,7 @@ mod validate;
 
 pub use crate::paths::expand_home;
 pub use channels::{read as read_channel_settings, SettingError};
-pub use credentials::{credential_at, platform, Credential};
+pub use credentials::{credential_at, looks_like_credential, platform, Credential};
 pub use load::{inline_secrets, merge, ConfigError, LoadReport};
 pub(crate) use schema::default_workspace;
 pub use schema::{

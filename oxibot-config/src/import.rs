@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::config::{credential_at, Credential};
+use crate::config::{credential_at, looks_like_credential, Credential};
 
 #[derive(Debug)]
 pub struct ImportSummary {
@@ -182,9 +182,12 @@ fn split(config: &mut Value, secrets: &mut Value, at: &mut Vec<String>, moved: &
         let where_: Vec<&str> = at.iter().map(String::as_str).collect();
         // A provider's extraHeaders carry credentials too (Authorization,
         // x-api-key): they move whole.
+        // And a key named like one, wherever it is (an old config's
+        // `botToken`, nanobot's `gateway.token`).
         let is_secret = match (credential_at(&where_), map.get(&k)) {
-            (Some(Credential::Value), Some(v)) => v.is_string(),
+            (Some(Credential::Value), Some(v)) => v.is_string() || v.is_number(),
             (Some(Credential::Object), Some(v)) => v.is_object(),
+            (_, Some(v)) => looks_like_credential(&k) && (v.is_string() || v.is_number()),
             _ => false,
         };
         if is_secret {
@@ -243,6 +246,47 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    /// The attack review of typed credentials: keys OxiBot does not read
+    /// but named like credentials, anywhere, still move; a channel it does
+    /// not have (in any spelling) is left out.
+    #[test]
+    fn credentials_under_keys_oxibot_does_not_know_still_move() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("old.json");
+        std::fs::write(
+            &src,
+            r#"{"agents":{"defaults":{"model":"anthropic/claude-sonnet-4"}},
+                "channels":{"telegram":{"enabled":true,"botToken":"123:OLDNAME","allowedUsers":["42"]},
+                            "Slack":{"token":"xoxp-CASE-1"},"email":{"password":"PW-EMAIL-2","imapPassword":31415926},
+                            "feishu":{"appSecret":"FS-3"}},
+                "gateway":{"token":"GW-4"},
+                "tools":{"mcpServers":{"gh":{"env":{"token":"MCP-5"}}}}}"#,
+        )
+        .unwrap();
+        let (c, s) = (d.path().join("config.json"), d.path().join("secrets.json"));
+        let to = Destination {
+            config: &c,
+            secrets: &s,
+            force: false,
+            broker_user: None,
+        };
+        let summary = import(&src, &to).unwrap();
+        let config = std::fs::read_to_string(&c).unwrap();
+        let secrets = std::fs::read_to_string(&s).unwrap();
+        for secret in ["123:OLDNAME", "PW-EMAIL-2", "31415926", "GW-4", "MCP-5"] {
+            assert!(!config.contains(secret), "{secret} left in config: {config}");
+            assert!(secrets.contains(secret), "{secret} missing from secrets");
+        }
+        for gone in ["xoxp-CASE-1", "FS-3"] {
+            assert!(!config.contains(gone) && !secrets.contains(gone), "{gone} carried over");
+        }
+        assert!(
+            summary.warnings.iter().any(|w| w.contains("channels.Slack")),
+            "{:?}",
+            summary.warnings
+        );
+    }
 
     #[test]
     fn splits_a_nanobot_config() {

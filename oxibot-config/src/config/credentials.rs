@@ -5,6 +5,14 @@
 //! the broker's split of a channel's settings from its credential. A new
 //! secret setting is added here, or, for a channel, as a field of its
 //! platform's credential type (`oxibot_proto::settings`).
+//!
+//! Only these positions decide what a daemon is handed. To *catch* a
+//! credential where OxiBot does not expect one (an old config's
+//! `botToken`, a nanobot `gateway.token`), a key whose name says it is one
+//! (`looks_like_credential`) is treated as one too by everything that
+//! guards against leaks: the scrubber, the inline warning, `config import`
+//! and the environment. And every value of the secrets file is redacted,
+//! whatever its key.
 
 use oxibot_proto::settings::Platform;
 
@@ -21,6 +29,24 @@ pub enum Credential {
     UnknownChannel,
 }
 
+/// Whether a key's name says it holds a credential (`token`, `botToken`,
+/// `password`, `appSecret`, `apiKey`, …), wherever it is.
+pub fn looks_like_credential(key: &str) -> bool {
+    let key = plain(key);
+    [
+        "token",
+        "password",
+        "passwd",
+        "secret",
+        "apikey",
+        "accesskey",
+        "privatekey",
+        "credential",
+    ]
+    .iter()
+    .any(|w| key.ends_with(w))
+}
+
 /// Whether the value at this dotted key path is a credential. Keys compare
 /// as the environment writes them: case, `_` and `-` ignored.
 pub fn credential_at(path: &[&str]) -> Option<Credential> {
@@ -30,7 +56,7 @@ pub fn credential_at(path: &[&str]) -> Option<Credential> {
         3 if key(0, "providers") && key(2, "extraHeaders") => Some(Credential::Object),
         4 if key(0, "providers") && key(2, "extraHeaders") => Some(Credential::Value),
         4 if key(0, "tools") && key(1, "web") && key(2, "search") && key(3, "apiKey") => Some(Credential::Value),
-        3.. if key(0, "channels") => match platform(path[1]) {
+        3.. if key(0, "channels") => match Platform::ALL.into_iter().find(|p| same(p.name(), path[1])) {
             Some(p) => {
                 (path.len() == 3 && p.credential_keys().iter().any(|k| same(k, path[2]))).then_some(Credential::Value)
             }
@@ -40,18 +66,20 @@ pub fn credential_at(path: &[&str]) -> Option<Credential> {
     }
 }
 
-/// The platform a channel name stands for, compared as `credential_at` compares.
+/// The platform a channel's name (its key under `channels`, exactly as
+/// the broker and the daemons match it) stands for.
 pub fn platform(name: &str) -> Option<Platform> {
-    Platform::ALL.into_iter().find(|p| same(p.name(), name))
+    Platform::from_name(name)
+}
+
+fn plain(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn same(a: &str, b: &str) -> bool {
-    let plain = |s: &str| {
-        s.chars()
-            .filter(|c| *c != '_' && *c != '-')
-            .flat_map(char::to_lowercase)
-            .collect::<String>()
-    };
     plain(a) == plain(b)
 }
 
@@ -78,5 +106,35 @@ mod tests {
         assert_eq!(at("channels.slack.token"), None);
         assert_eq!(at("agents.defaults.token"), None);
         assert_eq!(at("providers.openai.apiBase"), None);
+    }
+
+    #[test]
+    fn keys_named_like_credentials_are_caught_and_others_are_not() {
+        for key in [
+            "token",
+            "botToken",
+            "BOT_TOKEN",
+            "password",
+            "imap-password",
+            "appSecret",
+            "apiKey",
+            "accessKey",
+        ] {
+            assert!(looks_like_credential(key), "{key}");
+        }
+        for key in [
+            "maxTokens",
+            "secretsFile",
+            "enabled",
+            "allowedUsers",
+            "apiBase",
+            "keyFile",
+            "tokenBudget",
+        ] {
+            assert!(!looks_like_credential(key), "{key}");
+        }
+        // A channel name is matched exactly, as the broker matches it.
+        assert_eq!(platform("slack"), Some(Platform::Slack));
+        assert_eq!(platform("Slack"), None);
     }
 }

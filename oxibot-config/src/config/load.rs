@@ -55,8 +55,18 @@ impl ConfigError {
 /// An `OXIBOT_…` variable that names a credential
 /// (`OXIBOT_PROVIDERS__OPENAI__API_KEY`, `OXIBOT_CHANNELS__TELEGRAM__TOKEN`).
 fn is_credential_env(name: &str) -> bool {
-    name.strip_prefix("OXIBOT_")
-        .is_some_and(|rest| credential_at(&rest.split("__").collect::<Vec<_>>()).is_some())
+    env_credential(name).is_some()
+}
+
+/// What kind of credential an `OXIBOT_…` variable sets, if any: by its
+/// position (`credential_at`) or by its last key's name.
+fn env_credential(name: &str) -> Option<Credential> {
+    let path: Vec<&str> = name.strip_prefix("OXIBOT_")?.split("__").collect();
+    credential_at(&path).or_else(|| {
+        path.last()
+            .filter(|k| super::credentials::looks_like_credential(k))
+            .map(|_| Credential::Value)
+    })
 }
 
 /// Every string and number in a JSON value, as text.
@@ -117,11 +127,18 @@ impl Config {
         // A type error quotes the value it choked on; whatever came from
         // the secrets file or looks like a credential in the environment is
         // redacted from every error below.
-        let mut quotable: Vec<String> = env
-            .iter()
-            .filter(|(name, _)| is_credential_env(name))
-            .map(|(_, v)| v.clone())
-            .collect();
+        let mut quotable: Vec<String> = Vec::new();
+        for (name, raw) in &env {
+            match env_credential(name) {
+                // An object of them (extraHeaders as JSON): each value.
+                Some(Credential::Object) => match serde_json::from_str::<Value>(raw) {
+                    Ok(v) => collect_leaves(&v, &mut quotable),
+                    Err(_) => quotable.push(raw.clone()),
+                },
+                Some(_) => quotable.push(raw.clone()),
+                None => {}
+            }
+        }
         let secrets_path = secrets_path(&probe, use_credentials);
         if let Some(sp) = secrets_path {
             let stext = read_secrets(&sp)?;
@@ -139,7 +156,14 @@ impl Config {
         }
         apply_env(&mut value, &env, &mut Vec::new());
         let redactor = oxibot_runtime::redact::Redactor::new(quotable.iter().map(String::as_str));
-        Self::parse_merged(path, &text, &value, report).map_err(|e| e.redacted(&redactor))
+        let (mut config, report) =
+            Self::parse_merged(path, &text, &value, report).map_err(|e| e.redacted(&redactor))?;
+        config.loaded_secrets = quotable
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(crate::secret::Secret::new)
+            .collect();
+        Ok((config, report))
     }
 
     /// Every channel's settings, typed as the broker (access) and its daemon
@@ -377,10 +401,13 @@ pub fn inline_secrets(v: &Value) -> Vec<String> {
         let Value::Object(map) = v else { return };
         for (k, child) in map {
             at.push(k);
+            let named = super::credentials::looks_like_credential(k);
             let credential = match (credential_at(at), child) {
                 (Some(Credential::Value), Value::String(s)) => !s.is_empty(),
                 (Some(Credential::Value), Value::Number(_)) => true,
                 (Some(Credential::Object), Value::Object(headers)) => !headers.is_empty(),
+                (_, Value::String(s)) => named && !s.is_empty(),
+                (_, Value::Number(_)) => named,
                 _ => false,
             };
             if credential {
@@ -470,8 +497,13 @@ fn apply_env(value: &mut Value, env: &[(String, String)], warnings: &mut Vec<Str
             warnings.push(format!("ignoring {name}: empty key segment"));
             continue;
         }
-        // A credential is text, even when it looks like a number.
-        set_path(value, &segments, raw, is_credential_env(name));
+        // A credential is text, even when it looks like a number (an
+        // object of them, extraHeaders, is still read as JSON).
+        let as_text = matches!(
+            env_credential(name),
+            Some(Credential::Value | Credential::UnknownChannel)
+        );
+        set_path(value, &segments, raw, as_text);
     }
 }
 

@@ -41,7 +41,7 @@ pub struct Config {
     #[serde(default)]
     pub providers: BTreeMap<ProviderName, ProviderSettings>,
     /// Per-channel settings; credentials are split off before a channel
-    /// daemon sees them (see `channel_credential_keys`).
+    /// daemon sees them (see `credentials::credential_at`).
     #[serde(default)]
     pub channels: BTreeMap<String, Value>,
     #[serde(default)]
@@ -63,6 +63,10 @@ pub struct Config {
     /// configs with keys we do not use still load.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, Value>,
+    /// Every value of the secrets file and every credential the
+    /// environment gave, whatever its key: redacted like the rest.
+    #[serde(skip)]
+    pub(crate) loaded_secrets: Vec<Secret>,
 }
 
 /// The Unix users of the daemons. Each channel has its own (so that, under
@@ -350,6 +354,17 @@ impl Config {
             collect_channel_secrets(name, settings, &mut out);
         }
         out.extend(self.tools.web.search.api_key.clone());
+        // Credentials where OxiBot expects none, by their keys' names.
+        collect_named_secrets("gateway", &self.gateway, &mut out);
+        for (key, value) in &self.unknown {
+            collect_named_secrets(key, value, &mut out);
+        }
+        for settings in self.channels.values() {
+            collect_named_secrets("", settings, &mut out);
+        }
+        out.extend(self.loaded_secrets.iter().cloned());
+        out.sort_by(|a, b| a.expose().cmp(b.expose()));
+        out.dedup_by(|a, b| a.expose() == b.expose());
         out
     }
 
@@ -360,6 +375,19 @@ impl Config {
             .filter(|(_, v)| v.get("enabled").and_then(Value::as_bool).unwrap_or(false))
             .map(|(k, _)| k.clone())
             .collect()
+    }
+}
+
+/// Strings and numbers under keys named like credentials, at any depth.
+fn collect_named_secrets(key: &str, value: &Value, out: &mut Vec<Secret>) {
+    match value {
+        Value::String(s) if !s.is_empty() && super::credentials::looks_like_credential(key) => {
+            out.push(Secret::new(s.clone()))
+        }
+        Value::Number(n) if super::credentials::looks_like_credential(key) => out.push(Secret::new(n.to_string())),
+        Value::Object(map) => map.iter().for_each(|(k, v)| collect_named_secrets(k, v, out)),
+        Value::Array(items) => items.iter().for_each(|v| collect_named_secrets(key, v, out)),
+        _ => {}
     }
 }
 

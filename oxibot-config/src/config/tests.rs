@@ -390,3 +390,66 @@ fn a_platform_setting_its_daemon_would_refuse_stops_the_load_with_its_key_and_li
     );
     assert!(Config::load_with_env(&p, no_env()).is_ok());
 }
+
+/// The attack review of typed credentials: values OxiBot does not read
+/// (an old `botToken`, a nested password, nanobot's `gateway.token`) are
+/// still secrets wherever they sit: in the secrets file, in config.json,
+/// in the environment.
+#[test]
+fn every_secrets_file_value_and_every_credential_named_key_is_redacted() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(
+        d.path(),
+        r#", "gateway": {"token": "GW-INLINE-4444"}, "channels": {"slack": {"token": "xoxp-INLINE-777"}}"#,
+    );
+    write(
+        d.path(),
+        "secrets.json",
+        r#"{"providers":{"openai":{"apiKey":"sk-test-123456"}},
+            "channels":{"telegram":{"botToken":"123456:TG-BOTTOKEN-333"},"email":{"password":"EMAIL-PW-555"},
+                        "discord":{"proxy":{"password":"PROXY-PW-000"}}}}"#,
+        0o600,
+    );
+    let env = vec![(
+        "OXIBOT_PROVIDERS__OPENAI__EXTRA_HEADERS".to_string(),
+        r#"{"Authorization":"Bearer ENV-HDR-999"}"#.to_string(),
+    )];
+    let (cfg, report) = Config::load_with_env(&p, env).unwrap();
+    // The environment's header object is still read as an object.
+    let headers = &cfg.providers[&ProviderName("openai".into())].extra_headers;
+    assert_eq!(
+        headers.get("Authorization").map(String::as_str),
+        Some("Bearer ENV-HDR-999")
+    );
+    let all: Vec<String> = cfg.all_secrets().iter().map(|s| s.expose().to_string()).collect();
+    for secret in [
+        "123456:TG-BOTTOKEN-333",
+        "EMAIL-PW-555",
+        "PROXY-PW-000",
+        "GW-INLINE-4444",
+        "xoxp-INLINE-777",
+        "Bearer ENV-HDR-999",
+    ] {
+        assert!(all.iter().any(|s| s == secret), "{secret} is not redacted: {all:?}");
+    }
+    // And config.json's are warned about by their keys.
+    for key in ["gateway.token", "channels.slack.token"] {
+        assert!(
+            report.warnings.iter().any(|w| w.contains(key)),
+            "{key}: {:?}",
+            report.warnings
+        );
+    }
+}
+
+#[test]
+fn a_channel_name_in_another_case_is_not_a_channel() {
+    let d = tempfile::tempdir().unwrap();
+    let p = minimal(d.path(), r#", "channels": {"Slack": {"enabled": true}}"#);
+    let (_, report) = Config::load_with_env(&p, no_env()).unwrap();
+    assert!(
+        report.warnings.iter().any(|w| w.contains("no channel `Slack`")),
+        "{:?}",
+        report.warnings
+    );
+}
