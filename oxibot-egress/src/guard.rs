@@ -21,7 +21,7 @@ const METADATA_NAMES: &[&str] = &[
 
 /// How the guard asks the routing table (a test answers for the kernel):
 /// the address, and the TCP port when known (policy routing may go by it).
-pub type RouteQuery = fn(IpAddr, Option<u16>) -> std::io::Result<super::route::Reach>;
+pub type RouteQuery = fn(IpAddr, Option<u16>) -> std::io::Result<crate::route::Reach>;
 
 #[derive(Debug, Clone)]
 pub struct Guard {
@@ -35,7 +35,7 @@ impl Default for Guard {
         Guard {
             hosts: Vec::new(),
             nets: Vec::new(),
-            route: super::route::reach,
+            route: crate::route::reach,
         }
     }
 }
@@ -116,8 +116,8 @@ impl Guard {
         Ok(())
     }
 
-    /// The same guard asking `route` instead of the kernel (tests).
-    #[cfg(test)]
+    /// The same guard asking `route` instead of the kernel (tests, here
+    /// and in the crates that use the guard).
     pub fn with_routes(self, route: RouteQuery) -> Guard {
         Guard { route, ..self }
     }
@@ -141,10 +141,10 @@ impl Guard {
         let why = match forbidden(ip) {
             Some(range) => NotPublic::Range(range),
             None => match (self.route)(ip, port) {
-                Ok(super::route::Reach::Elsewhere) => return Ok(()),
-                Ok(super::route::Reach::ThisHost) => NotPublic::ThisHost,
-                Ok(super::route::Reach::Broadcast) => NotPublic::Broadcast,
-                Ok(super::route::Reach::OnLink) => NotPublic::OnLink,
+                Ok(crate::route::Reach::Elsewhere) => return Ok(()),
+                Ok(crate::route::Reach::ThisHost) => NotPublic::ThisHost,
+                Ok(crate::route::Reach::Broadcast) => NotPublic::Broadcast,
+                Ok(crate::route::Reach::OnLink) => NotPublic::OnLink,
                 Err(e) => NotPublic::Unchecked(e.to_string()),
             },
         };

@@ -3,8 +3,8 @@
 //! wrapped and marked as such; the system prompt says what that means.
 
 pub mod fetch;
-pub mod guard;
-pub mod route;
+/// The guard lives in `oxibot-egress`, shared with the egress door.
+pub use oxibot_egress::{guard, route};
 mod search;
 
 use crate::config::Config;

@@ -1,10 +1,16 @@
 //! The public halves of each platform's channel settings: what the broker
 //! checks when its configuration loads (key and line in the error) and what
 //! the channel daemon reads from its `Setup`, one definition for both, so
-//! that channeld needs no configuration crate. Credentials are not here:
-//! they travel apart, and only to their own daemon.
+//! that channeld needs no configuration crate; and the egress door's host
+//! patterns (`hosts.rs`), read the same way by the broker and the daemon
+//! that will enforce them. Credentials are typed here too, but travel
+//! apart from settings, and only to their own daemon.
 
 use serde::Deserialize;
+
+mod hosts;
+
+pub use hosts::{BadHostPattern, HostPattern};
 
 /// `channels.telegram`, `channels.discord`, `channels.slack`: the platforms
 /// reached over an HTTP API. `apiBase` overrides the platform's URL (a
