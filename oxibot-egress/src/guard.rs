@@ -47,7 +47,7 @@ pub enum Refusal {
     #[error("{host} is a cloud metadata service; refused (list it in tools.web.allowPrivate to allow it)")]
     Metadata { host: String },
     #[error(
-        "{shown} is a {why} address; web_fetch only reaches the public internet \
+        "{shown} is a {why} address; OxiBot reaches only the public internet \
          (the admin may list it in tools.web.allowPrivate)"
     )]
     NotPublic { shown: String, why: NotPublic },

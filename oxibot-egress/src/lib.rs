@@ -2,11 +2,17 @@
 //! it holds the guard that decides which addresses a request may reach
 //! (`guard`: reserved ranges, metadata names, and what the kernel's routing
 //! table says is this host or on its links, `route`); `web_fetch` asks it
-//! at every hop. The egress daemon that will carry the jail's own
-//! connections (`tools.exec.allowedHosts`) asks the same guard: one
-//! definition of "public internet" for every path out.
+//! at every hop. `proxy` is the door's core, one connection from the jail:
+//! the request head read, the destination decided against
+//! `tools.exec.allowedHosts` and the same guard, the one checked address
+//! dialled, the bytes relayed and counted. The daemon that will run it for
+//! the jail (its own user and sandbox, sockets handed out of the jail) is
+//! not built yet.
 
 pub mod guard;
+pub mod proxy;
+pub mod resolve;
 pub mod route;
 
 pub use guard::{BadAllowEntry, Guard, NotPublic, Refusal};
+pub use resolve::{checked_addresses, Lookup, SystemLookup, Unreachable};

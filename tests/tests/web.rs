@@ -28,7 +28,7 @@ fn a_local_page_is_refused_by_default_and_fetched_when_allowed() {
     ] {
         let (ok, out) = s.broker.tool("web_fetch", json!({"url": url}));
         assert!(
-            !ok && out.contains("web_fetch only reaches the public internet"),
+            !ok && out.contains("OxiBot reaches only the public internet"),
             "{url}: {out}"
         );
     }

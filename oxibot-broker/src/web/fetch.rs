@@ -7,38 +7,13 @@
 //! same way. No proxy from the environment is used: the guard judges the
 //! address we really connect to. Bytes and time are capped.
 
-use std::future::Future;
-use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::time::Duration;
 
+use oxibot_egress::{checked_addresses, Unreachable};
 use reqwest::Url;
 
-use super::guard::{Guard, Refusal};
-
-/// Name resolution, replaceable in tests (a resolver that changes its
-/// answer proves that we ask only once).
-pub trait Lookup: Send + Sync {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>>;
-}
-
-/// The system resolver.
-pub struct SystemLookup;
-
-impl Lookup for SystemLookup {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
-        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
-    }
-}
+use super::guard::Guard;
+pub use oxibot_egress::{Lookup, SystemLookup};
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -90,11 +65,7 @@ pub enum FetchError {
     #[error("{0}: no host")]
     NoHost(String),
     #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error("cannot resolve {name}: {source}")]
-    Resolve { name: String, source: io::Error },
-    #[error("{0} has no address")]
-    NoAddress(String),
+    Unreachable(#[from] Unreachable),
     #[error("cannot set up the HTTP client: {0}")]
     Client(reqwest::Error),
 }
@@ -194,28 +165,17 @@ async fn client_for(
         .user_agent(concat!("OxiBot/", env!("CARGO_PKG_VERSION"), " (web_fetch)"));
     let builder = match url.host() {
         None => return Err(FetchError::NoHost(url_for_errors(url))),
+        // An address in the URL is the one connected to.
         Some(url::Host::Ipv4(ip)) => {
-            guard.check(&ip.to_string(), IpAddr::V4(ip), Some(port))?;
+            checked_addresses(&ip.to_string(), port, guard, lookup).await?;
             builder
         }
         Some(url::Host::Ipv6(ip)) => {
-            guard.check(&ip.to_string(), IpAddr::V6(ip), Some(port))?;
+            checked_addresses(&ip.to_string(), port, guard, lookup).await?;
             builder
         }
         Some(url::Host::Domain(name)) => {
-            guard.check_name(name)?;
-            let addrs = lookup.lookup(name, port).await.map_err(|source| FetchError::Resolve {
-                name: name.to_string(),
-                source,
-            })?;
-            if addrs.is_empty() {
-                return Err(FetchError::NoAddress(name.to_string()));
-            }
-            // Every answer must pass: a name that also points inward is
-            // refused rather than tried.
-            for a in &addrs {
-                guard.check(name, a.ip(), Some(port))?;
-            }
+            let addrs = checked_addresses(name, port, guard, lookup).await?;
             builder.resolve_to_addrs(name, &addrs)
         }
     };

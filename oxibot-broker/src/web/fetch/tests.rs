@@ -2,6 +2,10 @@
 //! addresses, a resolver the test controls, and counters that prove which
 //! server was (not) reached.
 
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -205,7 +209,7 @@ async fn other_spellings_of_loopback_are_refused() {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("address; web_fetch only reaches the public internet"),
+            e.contains("address; OxiBot reaches only the public internet"),
             "{url}: {e}"
         );
     }
