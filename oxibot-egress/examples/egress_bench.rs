@@ -5,7 +5,9 @@
 //! HTTP response; TLS, end to end in a tunnel, would cost the same on both
 //! paths and is left out of the difference.
 //!
-//! `cargo run --release -p oxibot-tests --bin egress-bench`
+//! `cargo run --release -p oxibot-egress --example egress_bench` (an
+//! example of this crate, so that it builds without the test crate's
+//! dependencies).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
