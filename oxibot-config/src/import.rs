@@ -247,31 +247,46 @@ mod tests {
 
     use super::*;
 
+    /// An old config written to a fresh directory: (the directory, the old
+    /// file, where the config and the secrets go).
+    fn old_config(
+        text: &str,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        std::path::PathBuf,
+        std::path::PathBuf,
+    ) {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("old.json");
+        std::fs::write(&src, text).unwrap();
+        let (c, s) = (d.path().join("config.json"), d.path().join("secrets.json"));
+        (d, src, c, s)
+    }
+
+    fn into<'a>(config: &'a Path, secrets: &'a Path) -> Destination<'a> {
+        Destination {
+            config,
+            secrets,
+            force: false,
+            broker_user: None,
+        }
+    }
+
     /// The attack review of typed credentials: keys OxiBot does not read
     /// but named like credentials, anywhere, still move; a channel it does
     /// not have (in any spelling) is left out.
     #[test]
     fn credentials_under_keys_oxibot_does_not_know_still_move() {
-        let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("old.json");
-        std::fs::write(
-            &src,
+        let (_d, src, c, s) = old_config(
             r#"{"agents":{"defaults":{"model":"anthropic/claude-sonnet-4"}},
                 "channels":{"telegram":{"enabled":true,"botToken":"123:OLDNAME","allowedUsers":["42"]},
                             "Slack":{"token":"xoxp-CASE-1"},"email":{"password":"PW-EMAIL-2","imapPassword":31415926},
                             "feishu":{"appSecret":"FS-3"}},
                 "gateway":{"token":"GW-4"},
                 "tools":{"mcpServers":{"gh":{"env":{"token":"MCP-5"}}}}}"#,
-        )
-        .unwrap();
-        let (c, s) = (d.path().join("config.json"), d.path().join("secrets.json"));
-        let to = Destination {
-            config: &c,
-            secrets: &s,
-            force: false,
-            broker_user: None,
-        };
-        let summary = import(&src, &to).unwrap();
+        );
+        let summary = import(&src, &into(&c, &s)).unwrap();
         let config = std::fs::read_to_string(&c).unwrap();
         let secrets = std::fs::read_to_string(&s).unwrap();
         for secret in ["123:OLDNAME", "PW-EMAIL-2", "31415926", "GW-4", "MCP-5"] {
@@ -290,23 +305,13 @@ mod tests {
 
     #[test]
     fn splits_a_nanobot_config() {
-        let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("old.json");
-        std::fs::write(
-            &src,
+        let (_d, src, c, s) = old_config(
             r#"{"agents":{"defaults":{"model":"anthropic/claude-sonnet-4"}},
                 "channels":{"telegram":{"enabled":true,"token":"123:ABCDEF","allowedUsers":["42"]}},
                 "tools":{"web":{"search":{"apiKey":"BSA-987654"}}},
                 "providers":{"anthropic":{"apiKey":"sk-ant-XYZ12345","extraHeaders":{"x-gateway-key":"GW-5551234"}},"openai":{"apiKey":""}}}"#,
-        )
-        .unwrap();
-        let (c, s) = (d.path().join("config.json"), d.path().join("secrets.json"));
-        let to = Destination {
-            config: &c,
-            secrets: &s,
-            force: false,
-            broker_user: None,
-        };
+        );
+        let to = into(&c, &s);
         let summary = import(&src, &to).unwrap();
         assert_eq!(summary.moved.len(), 4);
         let config = std::fs::read_to_string(&c).unwrap();
