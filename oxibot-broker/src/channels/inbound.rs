@@ -73,9 +73,14 @@ pub(super) fn pairing_notice(
 fn new_pairing_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 6];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut bytes);
+    if let Err(e) = oxibot_runtime::random::fill(&mut bytes) {
+        // Not all zeros (one code for everybody): the clock, at worst.
+        tracing::error!("no random bytes from the kernel ({e}); the pairing code is weaker");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..6]);
     }
     bytes
         .iter()

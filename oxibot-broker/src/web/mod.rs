@@ -239,18 +239,15 @@ fn neutralise(text: &str) -> String {
 
 /// `n` random bytes as hex, from the kernel.
 fn random_hex(n: usize) -> String {
-    use std::io::Read;
-    let mut bytes = vec![0u8; n];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        // Still unpredictable enough for a page written before this call.
+    oxibot_runtime::random::hex(n).unwrap_or_else(|_| {
+        // getrandom(2) does not fail once the kernel is seeded; if it
+        // did, this is still unknowable to a page written before the call.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        bytes = nanos.to_le_bytes().iter().cycle().take(n).copied().collect();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+        format!("{nanos:08x}").repeat(n / 4 + 1)[..2 * n].to_string()
+    })
 }
 
 /// The `web_search` tool.
