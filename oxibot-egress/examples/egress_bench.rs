@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use oxibot_egress::grants::{Grant, Grants, PROXY_USER};
 use oxibot_egress::proxy::{serve, Policy};
 use oxibot_egress::route::Reach;
 use oxibot_egress::{Guard, SystemLookup};
@@ -43,7 +45,22 @@ async fn main() {
         guard: Guard::new(&["127.0.0.1".to_string()])
             .expect("an allow-list")
             .with_routes(|_, _| Ok(Reach::Elsewhere)),
+        grants: Grants::default(),
     });
+    let token = policy
+        .grants
+        .grant(Grant {
+            session: "bench".into(),
+            call: 1,
+        })
+        .expect("random bytes");
+    let credential = base64::engine::general_purpose::STANDARD.encode(format!("{PROXY_USER}:{token}"));
+    let connect: &'static str = Box::leak(
+        format!(
+            "CONNECT 127.0.0.1:{up_port} HTTP/1.1\r\nHost: 127.0.0.1:{up_port}\r\nProxy-Authorization: Basic {credential}\r\n\r\n"
+        )
+        .into_boxed_str(),
+    );
     let door = TcpListener::bind("127.0.0.1:0").await.expect("bind the door");
     let door_port = door.local_addr().expect("its address").port();
     tokio::spawn(async move {
@@ -62,9 +79,7 @@ async fn main() {
     .await;
     let tunnel = measure(|| async move {
         let mut s = TcpStream::connect(("127.0.0.1", door_port)).await.expect("connect");
-        s.write_all(format!("CONNECT 127.0.0.1:{up_port} HTTP/1.1\r\nHost: 127.0.0.1:{up_port}\r\n\r\n").as_bytes())
-            .await
-            .expect("CONNECT");
+        s.write_all(connect.as_bytes()).await.expect("CONNECT");
         let mut established = [0u8; 39];
         s.read_exact(&mut established)
             .await

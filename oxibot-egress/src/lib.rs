@@ -9,6 +9,7 @@
 //! the jail (its own user and sandbox, sockets handed out of the jail) is
 //! not built yet.
 
+pub mod grants;
 pub mod guard;
 pub mod proxy;
 pub mod resolve;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::grants::{Grant, Grants};
 use crate::guard::Guard;
 use crate::resolve::{checked_addresses, Lookup, Unreachable};
 use oxibot_proto::settings::HostPattern;
@@ -30,10 +31,11 @@ pub const MAX_HEAD: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the jail's commands may go.
+/// Where the jail's commands may go, and who may ask.
 pub struct Policy {
     pub allowed: Vec<HostPattern>,
     pub guard: Guard,
+    pub grants: Grants,
 }
 
 /// What became of one connection.
@@ -42,6 +44,8 @@ pub struct Record {
     /// As the client asked (absent when the head could not be read).
     pub host: Option<String>,
     pub port: Option<u16>,
+    /// The exec call whose token came with the request.
+    pub grant: Option<Grant>,
     pub decision: Decision,
     /// From the client to the destination, and back.
     pub bytes_up: u64,
@@ -54,6 +58,8 @@ pub struct Record {
 pub enum Decision {
     #[error("allowed")]
     Allowed,
+    #[error("no proxy token of a running command (a process left behind by an earlier command gets nothing)")]
+    NoGrant,
     #[error("{0}:{1} is not in tools.exec.allowedHosts")]
     NotListed(String, u16),
     #[error(transparent)]
@@ -76,6 +82,8 @@ struct Head {
     /// Bytes the client sent after its head (the start of a body or of
     /// TLS), to be passed on first.
     rest: Vec<u8>,
+    /// The `Proxy-Authorization` value, if any.
+    proxy_authorization: Option<Vec<u8>>,
 }
 
 /// Serves one accepted connection to its end.
@@ -87,6 +95,7 @@ where
     let mut record = Record {
         host: None,
         port: None,
+        grant: None,
         decision: Decision::Allowed,
         bytes_up: 0,
         bytes_down: 0,
@@ -99,6 +108,13 @@ where
     };
     record.host = Some(head.host.clone());
     record.port = Some(head.port);
+    record.grant = head
+        .proxy_authorization
+        .as_deref()
+        .and_then(|a| policy.grants.holder(a));
+    if record.grant.is_none() {
+        return refuse(client, record, Decision::NoGrant, started).await;
+    }
     if !policy.allowed.iter().any(|p| p.allows(&head.host, head.port)) {
         let decision = Decision::NotListed(head.host.clone(), head.port);
         return refuse(client, record, decision, started).await;
@@ -137,6 +153,7 @@ async fn refuse<C: AsyncWrite + Unpin>(
     started: Instant,
 ) -> Record {
     let status = match &decision {
+        Decision::NoGrant => "407 Proxy Authentication Required",
         Decision::NotListed(..) | Decision::Unreachable(Unreachable::Refused(_)) => "403 Forbidden",
         Decision::Unreachable(_) | Decision::ConnectFailed(_) => "502 Bad Gateway",
         Decision::BadRequest(_) => "400 Bad Request",
@@ -146,8 +163,13 @@ async fn refuse<C: AsyncWrite + Unpin>(
         // The reason is OxiBot's own words (no secret is in them): the
         // command that was refused learns why, and what to configure.
         let body = format!("OxiBot egress: {decision}\n");
+        let challenge = if matches!(decision, Decision::NoGrant) {
+            "Proxy-Authenticate: Basic realm=\"OxiBot\"\r\n"
+        } else {
+            ""
+        };
         let answer = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\n{challenge}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         let _ = client.write_all(answer.as_bytes()).await;
@@ -203,6 +225,11 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
     }
     let method = request.method.unwrap_or_default().to_string();
     let target = request.path.unwrap_or_default();
+    let proxy_authorization = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+        .map(|h| h.value.to_vec());
     if method == "CONNECT" {
         let (host, port) = authority(target).ok_or(Decision::BadRequest("CONNECT needs host:port"))?;
         return Ok(Head {
@@ -211,6 +238,7 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
             port,
             forward: None,
             rest: Vec::new(),
+            proxy_authorization,
         });
     }
     let url = url::Url::parse(target).map_err(|_| Decision::BadRequest("a proxy request names a whole http:// URL"))?;
@@ -278,6 +306,7 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
         port,
         forward: Some(forward),
         rest: Vec::new(),
+        proxy_authorization,
     })
 }
 
@@ -320,10 +349,31 @@ mod tests {
             .with_routes(|_, _| Ok(Reach::Elsewhere))
     }
 
-    fn policy(allowed: &[&str], private: &[&str]) -> Policy {
-        Policy {
+    /// A door, and the token of one running exec.
+    fn policy(allowed: &[&str], private: &[&str]) -> (Policy, String) {
+        let policy = Policy {
             allowed: allowed.iter().map(|p| HostPattern::parse(p).unwrap()).collect(),
             guard: guard(private),
+            grants: Grants::default(),
+        };
+        let token = policy.grants.grant(exec(1)).unwrap();
+        (policy, token)
+    }
+
+    fn exec(call: u64) -> Grant {
+        Grant {
+            session: "telegram:42".into(),
+            call,
+        }
+    }
+
+    /// `request` with the token a command's proxy URL gives it.
+    fn with_token(request: &str, token: &str) -> String {
+        use base64::Engine;
+        let credential = base64::engine::general_purpose::STANDARD.encode(format!("oxibot:{token}"));
+        match request.split_once("\r\n") {
+            Some((line, rest)) => format!("{line}\r\nProxy-Authorization: Basic {credential}\r\n{rest}"),
+            None => request.to_string(),
         }
     }
 
@@ -361,8 +411,14 @@ mod tests {
         (port, task)
     }
 
-    /// Sends `request` through the door; returns what came back and the record.
-    async fn through(request: String, policy: &Policy, lookup: &dyn Lookup) -> (String, Record) {
+    /// Sends `request` through the door with the running exec's token;
+    /// returns what came back and the record.
+    async fn through(request: String, door: &(Policy, String), lookup: &dyn Lookup) -> (String, Record) {
+        send(with_token(&request, &door.1), &door.0, lookup).await
+    }
+
+    /// Sends `request` as it is.
+    async fn send(request: String, policy: &Policy, lookup: &dyn Lookup) -> (String, Record) {
         let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
         ours.write_all(request.as_bytes()).await.unwrap();
         let (record, answer) = tokio::join!(serve(theirs, policy, lookup), async move {
@@ -387,7 +443,31 @@ mod tests {
         assert!(answer.ends_with("pong"), "{answer}");
         assert_eq!(seen.await.unwrap(), b"ping");
         assert!(matches!(record.decision, Decision::Allowed));
+        assert_eq!(record.grant, Some(exec(1)));
         assert_eq!((record.bytes_up, record.bytes_down), (4, 4));
+    }
+
+    #[tokio::test]
+    async fn only_a_running_exec_token_opens_the_door() {
+        let (port, seen) = upstream(b"for exec 2").await;
+        let (p, first) = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
+        let request = format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n");
+        // No token at all: a command that found the port by itself.
+        let (answer, record) = send(request.clone(), &p, &no_names()).await;
+        assert!(answer.starts_with("HTTP/1.1 407"), "{answer}");
+        assert!(answer.contains("Proxy-Authenticate: Basic"), "{answer}");
+        assert!(matches!(record.decision, Decision::NoGrant));
+        // Exec 1 ended; a `nohup curl` it left behind still holds its token
+        // while exec 2 runs.
+        p.grants.revoke(&first);
+        let second = p.grants.grant(exec(2)).unwrap();
+        let (answer, record) = send(with_token(&request, &first), &p, &no_names()).await;
+        assert!(answer.starts_with("HTTP/1.1 407"), "{answer}");
+        assert!(record.grant.is_none());
+        let (answer, record) = send(with_token(&format!("{request}hi"), &second), &p, &no_names()).await;
+        assert!(answer.ends_with("for exec 2"), "{answer}");
+        assert_eq!(record.grant, Some(exec(2)));
+        assert_eq!(seen.await.unwrap(), b"hi");
     }
 
     #[tokio::test]
