@@ -5,12 +5,15 @@
 //! at every hop. `proxy` is the door's core, one connection from the jail:
 //! the request head read, the destination decided against
 //! `tools.exec.allowedHosts` and the same guard, the one checked address
-//! dialled, the bytes relayed and counted. The daemon that will run it for
-//! the jail (its own user and sandbox, sockets handed out of the jail) is
-//! not built yet.
+//! dialled, the bytes relayed and counted. `grants` says which running exec
+//! a connection comes from (a per-exec token in the proxy URL), and `pass`
+//! hands an accepted connection from the jail's end to the daemon outside
+//! (`SCM_RIGHTS`). The daemon that will run these for the jail (its own
+//! user and sandbox, the broker link, the audit) is not built yet.
 
 pub mod grants;
 pub mod guard;
+pub mod pass;
 pub mod proxy;
 pub mod resolve;
 pub mod route;
