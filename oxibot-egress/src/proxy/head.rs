@@ -1,0 +1,158 @@
+//! The request head: read within its bounds, parsed with `httparse`, and,
+//! for a plain request, rewritten for the upstream.
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{Decision, MAX_HEAD};
+
+/// A request head, as much as the door needs of it.
+pub(super) struct Head {
+    pub method: String,
+    pub host: String,
+    pub port: u16,
+    /// For a forwarded request: its head rewritten for the upstream.
+    pub forward: Option<Vec<u8>>,
+    /// Bytes the client sent after its head (the start of a body or of
+    /// TLS), to be passed on first.
+    pub rest: Vec<u8>,
+    /// The `Proxy-Authorization` value, if any.
+    pub proxy_authorization: Option<Vec<u8>>,
+}
+
+/// Reads and parses the head.
+pub(super) async fn read_head<C: AsyncRead + Unpin>(client: &mut C) -> Result<Head, Decision> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        let n = client.read(&mut chunk).await.map_err(|_| Decision::ClientGone)?;
+        if n == 0 {
+            return Err(Decision::ClientGone);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(Decision::BadRequest("request head too long"));
+        }
+    };
+    let rest = buf.split_off(end);
+    parse_head(&buf).map(|mut head| {
+        head.rest = rest;
+        head
+    })
+}
+
+fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) | Err(_) => return Err(Decision::BadRequest("not an HTTP request head")),
+    }
+    let method = request.method.unwrap_or_default().to_string();
+    let target = request.path.unwrap_or_default();
+    let proxy_authorization = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+        .map(|h| h.value.to_vec());
+    if method == "CONNECT" {
+        let (host, port) = authority(target).ok_or(Decision::BadRequest("CONNECT needs host:port"))?;
+        return Ok(Head {
+            method,
+            host,
+            port,
+            forward: None,
+            rest: Vec::new(),
+            proxy_authorization,
+        });
+    }
+    let url = url::Url::parse(target).map_err(|_| Decision::BadRequest("a proxy request names a whole http:// URL"))?;
+    if url.scheme() != "http" {
+        return Err(Decision::BadRequest(
+            "only http:// is forwarded; https goes through CONNECT",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Decision::BadRequest("URLs with a user name or password are refused"));
+    }
+    let host = url
+        .host_str()
+        .ok_or(Decision::BadRequest("the URL has no host"))?
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    // The upstream reads Host, the door judged the URL: they must agree.
+    let lengths = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .count();
+    let chunked = request
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    if lengths > 1 || (lengths == 1 && chunked) {
+        return Err(Decision::BadRequest("ambiguous body length"));
+    }
+    let mut forward = format!(
+        "{method} {}{} HTTP/1.1\r\n",
+        url.path(),
+        url.query().map(|q| format!("?{q}")).unwrap_or_default()
+    )
+    .into_bytes();
+    let mut saw_host = false;
+    for h in request.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        if name == "host" {
+            let value = std::str::from_utf8(h.value).map_err(|_| Decision::BadRequest("Host is not text"))?;
+            let (named, named_port) = match authority(value) {
+                Some(a) => a,
+                None => (value.to_ascii_lowercase(), port),
+            };
+            if saw_host || !same_host(&named, &host) || named_port != port {
+                return Err(Decision::BadRequest("Host names another place than the URL"));
+            }
+            saw_host = true;
+        }
+        if name.starts_with("proxy-") || name == "connection" || name == "keep-alive" {
+            continue;
+        }
+        forward.extend_from_slice(h.name.as_bytes());
+        forward.extend_from_slice(b": ");
+        forward.extend_from_slice(h.value);
+        forward.extend_from_slice(b"\r\n");
+    }
+    if !saw_host {
+        forward.extend_from_slice(format!("Host: {}\r\n", url.authority()).as_bytes());
+    }
+    forward.extend_from_slice(b"Connection: close\r\n\r\n");
+    Ok(Head {
+        method,
+        host,
+        port,
+        forward: Some(forward),
+        rest: Vec::new(),
+        proxy_authorization,
+    })
+}
+
+/// `host:port` (IPv6 in brackets) with a port 1..=65535.
+fn authority(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    if host.is_empty() || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']'))) {
+        return None;
+    }
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    Some((host.to_ascii_lowercase(), port))
+}
+
+fn same_host(a: &str, b: &str) -> bool {
+    let plain = |h: &str| {
+        h.trim_end_matches('.')
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    };
+    plain(a) == plain(b)
+}

@@ -1,0 +1,186 @@
+//! One connection from the jail through the door: the request head is read
+//! (bounded in size and time), the destination is decided here — outside
+//! the jail — and, if it may be reached, dialled at the one address that
+//! was checked, then the bytes are relayed both ways. The caller gets a
+//! record of what happened, for the audit.
+//!
+//! Two request forms, as HTTP proxies take them:
+//! - `CONNECT host:port`: a tunnel (TLS end to end: nothing here sees its
+//!   plaintext);
+//! - `GET http://host[:port]/path` (any method, absolute form): forwarded
+//!   as one request in origin form, with `Connection: close`, its
+//!   `Proxy-*` headers dropped, and its `Host` required to name the same
+//!   place as the URL. A request whose length is ambiguous (both
+//!   `Content-Length` and `Transfer-Encoding`, or two lengths) is refused:
+//!   the upstream could read a second request out of it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::grants::{Grant, Grants};
+use crate::guard::Guard;
+use crate::resolve::{checked_addresses, Lookup, Unreachable};
+use oxibot_proto::settings::HostPattern;
+
+/// The most a request head may hold (request line and headers).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// A client sends its head at once; a slower one is holding a slot.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the jail's commands may go, and who may ask.
+pub struct Policy {
+    pub allowed: Vec<HostPattern>,
+    pub guard: Guard,
+    pub grants: Grants,
+}
+
+/// What became of one connection.
+#[derive(Debug)]
+pub struct Record {
+    /// As the client asked (absent when the head could not be read).
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// The exec call whose token came with the request.
+    pub grant: Option<Grant>,
+    pub decision: Decision,
+    /// From the client to the destination, and back.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub duration: Duration,
+}
+
+/// Why a connection went through or did not.
+#[derive(Debug, thiserror::Error)]
+pub enum Decision {
+    #[error("allowed")]
+    Allowed,
+    #[error("no proxy token of a running command (a process left behind by an earlier command gets nothing)")]
+    NoGrant,
+    #[error("{0}:{1} is not in tools.exec.allowedHosts")]
+    NotListed(String, u16),
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
+    #[error("the destination did not answer: {0}")]
+    ConnectFailed(std::io::Error),
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("the client went away before its request was whole")]
+    ClientGone,
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve<C>(mut client: C, policy: &Policy, lookup: &dyn Lookup) -> Record
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let mut record = Record {
+        host: None,
+        port: None,
+        grant: None,
+        decision: Decision::Allowed,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration: Duration::ZERO,
+    };
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(decision)) => return refuse(client, record, decision, started).await,
+        Err(_) => return refuse(client, record, Decision::BadRequest("request head too slow"), started).await,
+    };
+    record.host = Some(head.host.clone());
+    record.port = Some(head.port);
+    record.grant = head
+        .proxy_authorization
+        .as_deref()
+        .and_then(|a| policy.grants.holder(a));
+    if record.grant.is_none() {
+        return refuse(client, record, Decision::NoGrant, started).await;
+    }
+    if !policy.allowed.iter().any(|p| p.allows(&head.host, head.port)) {
+        let decision = Decision::NotListed(head.host.clone(), head.port);
+        return refuse(client, record, decision, started).await;
+    }
+    let addresses = match checked_addresses(&head.host, head.port, &policy.guard, lookup).await {
+        Ok(a) => a,
+        Err(e) => return refuse(client, record, e.into(), started).await,
+    };
+    let mut upstream = match connect(&addresses).await {
+        Ok(s) => s,
+        Err(e) => return refuse(client, record, Decision::ConnectFailed(e), started).await,
+    };
+    let sent_first = match &head.forward {
+        Some(forward) => upstream.write_all(forward).await,
+        None => {
+            let _ = &head.method;
+            client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await
+        }
+    };
+    if sent_first.is_ok() && !head.rest.is_empty() {
+        record.bytes_up += head.rest.len() as u64;
+        let _ = upstream.write_all(&head.rest).await;
+    }
+    if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        record.bytes_up += up;
+        record.bytes_down += down;
+    }
+    record.duration = started.elapsed();
+    record
+}
+
+async fn refuse<C: AsyncWrite + Unpin>(
+    mut client: C,
+    mut record: Record,
+    decision: Decision,
+    started: Instant,
+) -> Record {
+    let status = match &decision {
+        Decision::NoGrant => "407 Proxy Authentication Required",
+        Decision::NotListed(..) | Decision::Unreachable(Unreachable::Refused(_)) => "403 Forbidden",
+        Decision::Unreachable(_) | Decision::ConnectFailed(_) => "502 Bad Gateway",
+        Decision::BadRequest(_) => "400 Bad Request",
+        Decision::ClientGone | Decision::Allowed => "400 Bad Request",
+    };
+    if !matches!(decision, Decision::ClientGone) {
+        // The reason is OxiBot's own words (no secret is in them): the
+        // command that was refused learns why, and what to configure.
+        let body = format!("OxiBot egress: {decision}\n");
+        let challenge = if matches!(decision, Decision::NoGrant) {
+            "Proxy-Authenticate: Basic realm=\"OxiBot\"\r\n"
+        } else {
+            ""
+        };
+        let answer = format!(
+            "HTTP/1.1 {status}\r\n{challenge}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = client.write_all(answer.as_bytes()).await;
+        let _ = client.shutdown().await;
+    }
+    record.decision = decision;
+    record.duration = started.elapsed();
+    record
+}
+
+async fn connect(addresses: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for a in addresses {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{a}: no answer")),
+        }
+    }
+    Err(last)
+}
+
+mod head;
+
+use head::read_head;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! The door's core against a real loopback upstream and a scripted resolver.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::route::Reach;
+
+/// A guard that lets `private` through and asks no kernel (the test
+/// machine's routes are not the point here).
+fn guard(private: &[&str]) -> Guard {
+    Guard::new(&private.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .unwrap()
+        .with_routes(|_, _| Ok(Reach::Elsewhere))
+}
+
+/// A door, and the token of one running exec.
+fn policy(allowed: &[&str], private: &[&str]) -> (Policy, String) {
+    let policy = Policy {
+        allowed: allowed.iter().map(|p| HostPattern::parse(p).unwrap()).collect(),
+        guard: guard(private),
+        grants: Grants::default(),
+    };
+    let token = policy.grants.grant(exec(1)).unwrap();
+    (policy, token)
+}
+
+fn exec(call: u64) -> Grant {
+    Grant {
+        session: "telegram:42".into(),
+        call,
+    }
+}
+
+/// `request` with the token a command's proxy URL gives it.
+fn with_token(request: &str, token: &str) -> String {
+    use base64::Engine;
+    let credential = base64::engine::general_purpose::STANDARD.encode(format!("oxibot:{token}"));
+    match request.split_once("\r\n") {
+        Some((line, rest)) => format!("{line}\r\nProxy-Authorization: Basic {credential}\r\n{rest}"),
+        None => request.to_string(),
+    }
+}
+
+/// Answers every name with these addresses, and counts the questions.
+struct Scripted(Vec<SocketAddr>, AtomicUsize);
+
+impl Lookup for Scripted {
+    fn lookup<'a>(
+        &'a self,
+        _: &'a str,
+        _: u16,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+}
+
+fn no_names() -> Scripted {
+    Scripted(Vec::new(), AtomicUsize::new(0))
+}
+
+/// An upstream that records what it read and answers `reply`.
+async fn upstream(reply: &'static [u8]) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut seen = vec![0u8; 4096];
+        let n = s.read(&mut seen).await.unwrap();
+        seen.truncate(n);
+        s.write_all(reply).await.unwrap();
+        s.shutdown().await.unwrap();
+        seen
+    });
+    (port, task)
+}
+
+/// Sends `request` through the door with the running exec's token;
+/// returns what came back and the record.
+async fn through(request: String, door: &(Policy, String), lookup: &dyn Lookup) -> (String, Record) {
+    send(with_token(&request, &door.1), &door.0, lookup).await
+}
+
+/// Sends `request` as it is.
+async fn send(request: String, policy: &Policy, lookup: &dyn Lookup) -> (String, Record) {
+    let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
+    ours.write_all(request.as_bytes()).await.unwrap();
+    let (record, answer) = tokio::join!(serve(theirs, policy, lookup), async move {
+        let mut answer = Vec::new();
+        let _ = ours.read_to_end(&mut answer).await;
+        answer
+    });
+    (String::from_utf8_lossy(&answer).into_owned(), record)
+}
+
+#[tokio::test]
+async fn an_allowed_tunnel_reaches_the_checked_address_and_is_counted() {
+    let (port, seen) = upstream(b"pong").await;
+    let p = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
+    let (answer, record) = through(
+        format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\nping"),
+        &p,
+        &no_names(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("pong"), "{answer}");
+    assert_eq!(seen.await.unwrap(), b"ping");
+    assert!(matches!(record.decision, Decision::Allowed));
+    assert_eq!(record.grant, Some(exec(1)));
+    assert_eq!((record.bytes_up, record.bytes_down), (4, 4));
+}
+
+#[tokio::test]
+async fn only_a_running_exec_token_opens_the_door() {
+    let (port, seen) = upstream(b"for exec 2").await;
+    let (p, first) = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
+    let request = format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n");
+    // No token at all: a command that found the port by itself.
+    let (answer, record) = send(request.clone(), &p, &no_names()).await;
+    assert!(answer.starts_with("HTTP/1.1 407"), "{answer}");
+    assert!(answer.contains("Proxy-Authenticate: Basic"), "{answer}");
+    assert!(matches!(record.decision, Decision::NoGrant));
+    // Exec 1 ended; a `nohup curl` it left behind still holds its token
+    // while exec 2 runs.
+    p.grants.revoke(&first);
+    let second = p.grants.grant(exec(2)).unwrap();
+    let (answer, record) = send(with_token(&request, &first), &p, &no_names()).await;
+    assert!(answer.starts_with("HTTP/1.1 407"), "{answer}");
+    assert!(record.grant.is_none());
+    let (answer, record) = send(with_token(&format!("{request}hi"), &second), &p, &no_names()).await;
+    assert!(answer.ends_with("for exec 2"), "{answer}");
+    assert_eq!(record.grant, Some(exec(2)));
+    assert_eq!(seen.await.unwrap(), b"hi");
+}
+
+#[tokio::test]
+async fn a_host_not_listed_is_refused_and_nothing_is_dialled() {
+    let lookup = no_names();
+    let p = policy(&["api.github.com"], &[]);
+    let (answer, record) = through("CONNECT example.com:443 HTTP/1.1\r\n\r\n".into(), &p, &lookup).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("example.com:443 is not in tools.exec.allowedHosts"),
+        "{answer}"
+    );
+    assert!(matches!(record.decision, Decision::NotListed(..)));
+    assert_eq!(lookup.1.load(Ordering::SeqCst), 0, "a refused name was looked up");
+    // Listed, on a port the pattern does not give.
+    let (answer, _) = through("CONNECT api.github.com:22 HTTP/1.1\r\n\r\n".into(), &p, &lookup).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_listed_name_that_points_inward_is_refused_by_the_guard() {
+    for inward in ["127.0.0.1:443", "169.254.169.254:443", "10.0.0.7:443"] {
+        let lookup = Scripted(vec![inward.parse().unwrap()], AtomicUsize::new(0));
+        let p = policy(&["api.github.com"], &[]);
+        let (answer, record) = through("CONNECT api.github.com:443 HTTP/1.1\r\n\r\n".into(), &p, &lookup).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{inward}: {answer}");
+        assert!(
+            matches!(record.decision, Decision::Unreachable(Unreachable::Refused(_))),
+            "{inward}: {record:?}"
+        );
+    }
+    // The cloud metadata name, listed by mistake, is refused before any lookup.
+    let lookup = no_names();
+    let p = policy(&["metadata.google.internal"], &[]);
+    let (answer, _) = through(
+        "CONNECT metadata.google.internal:80 HTTP/1.1\r\n\r\n".into(),
+        &p,
+        &lookup,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert_eq!(lookup.1.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_name_is_looked_up_once_and_that_answer_is_dialled() {
+    let (port, seen) = upstream(b"hi").await;
+    let lookup = Scripted(vec![format!("127.0.0.1:{port}").parse().unwrap()], AtomicUsize::new(0));
+    let p = policy(&[&format!("svc.test:{port}")], &["127.0.0.1"]);
+    let (answer, _) = through(format!("CONNECT svc.test:{port} HTTP/1.1\r\n\r\nx"), &p, &lookup).await;
+    assert!(answer.ends_with("hi"), "{answer}");
+    assert_eq!(seen.await.unwrap(), b"x");
+    assert_eq!(lookup.1.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_plain_request_is_forwarded_in_origin_form_without_proxy_headers() {
+    let (port, seen) = upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let p = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
+    let request = format!(
+        "GET http://127.0.0.1:{port}/a?b=c HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Proxy-Authorization: Basic dG9rZW46eA==\r\nConnection: keep-alive\r\n\r\n"
+    );
+    let (answer, record) = through(request, &p, &no_names()).await;
+    assert!(answer.ends_with("ok"), "{answer}");
+    let seen = String::from_utf8(seen.await.unwrap()).unwrap();
+    assert!(seen.starts_with("GET /a?b=c HTTP/1.1\r\n"), "{seen}");
+    assert!(seen.contains(&format!("Host: 127.0.0.1:{port}\r\n")), "{seen}");
+    assert!(seen.contains("Connection: close\r\n"), "{seen}");
+    assert!(!seen.to_ascii_lowercase().contains("proxy-authorization"), "{seen}");
+    assert!(!seen.contains("keep-alive"), "{seen}");
+    assert!(matches!(record.decision, Decision::Allowed));
+}
+
+#[tokio::test]
+async fn confusing_requests_are_refused() {
+    let p = policy(&["a.test", "b.test"], &[]);
+    for (request, why) in [
+        // Host names another place than the URL the door judged.
+        (
+            "GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n",
+            "Host names another place",
+        ),
+        (
+            "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+            "Host names another place",
+        ),
+        // Smuggling: two ways of saying where the body ends.
+        (
+            "POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "ambiguous body length",
+        ),
+        (
+            "POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\n",
+            "ambiguous body length",
+        ),
+        ("GET /relative HTTP/1.1\r\nHost: a.test\r\n\r\n", "whole http:// URL"),
+        ("GET https://a.test/ HTTP/1.1\r\n\r\n", "only http://"),
+        ("GET http://user:pw@a.test/ HTTP/1.1\r\n\r\n", "user name or password"),
+        ("CONNECT a.test HTTP/1.1\r\n\r\n", "CONNECT needs host:port"),
+        ("not http at all\r\n\r\n", "not an HTTP request head"),
+    ] {
+        let (answer, record) = through(request.into(), &p, &no_names()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{request:?}: {answer}");
+        assert!(answer.contains(why), "{request:?}: {answer}");
+        assert!(matches!(record.decision, Decision::BadRequest(_)), "{record:?}");
+    }
+    // A head that never ends.
+    let huge = format!("GET http://a.test/ HTTP/1.1\r\nX: {}\r\n", "y".repeat(MAX_HEAD));
+    let (answer, _) = through(huge, &p, &no_names()).await;
+    assert!(answer.contains("request head too long"), "{answer}");
+}
