@@ -46,6 +46,7 @@ async fn main() {
             .expect("an allow-list")
             .with_routes(|_, _| Ok(Reach::Elsewhere)),
         grants: Grants::default(),
+        injections: Vec::new(),
     });
     let token = policy
         .grants

@@ -13,6 +13,7 @@
 
 pub mod grants;
 pub mod guard;
+pub mod inject;
 pub mod pass;
 pub mod proxy;
 pub mod resolve;

@@ -7,16 +7,56 @@ use super::{Decision, MAX_HEAD};
 
 /// A request head, as much as the door needs of it.
 pub(super) struct Head {
-    pub method: String,
     pub host: String,
     pub port: u16,
-    /// For a forwarded request: its head rewritten for the upstream.
-    pub forward: Option<Vec<u8>>,
+    /// A plain request to forward; None for a `CONNECT` tunnel.
+    pub forward: Option<Forward>,
     /// Bytes the client sent after its head (the start of a body or of
     /// TLS), to be passed on first.
     pub rest: Vec<u8>,
     /// The `Proxy-Authorization` value, if any.
     pub proxy_authorization: Option<Vec<u8>>,
+}
+
+/// A plain request, kept as its parts so that the head the upstream reads
+/// is written once the destination is decided (with a credential or not).
+pub(super) struct Forward {
+    method: String,
+    /// Origin form: the path and the query.
+    target: String,
+    /// The client's headers but `Proxy-*`, `Connection` and `Keep-Alive`.
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Forward {
+    /// The head for the upstream, one request per connection. With a
+    /// credential (`(header, value)`), the client's header of that name is
+    /// replaced, and the answer is asked for in a form the door can scrub:
+    /// HTTP/1.0 (so no chunked framing can split the secret) and no
+    /// content coding.
+    pub fn render(&self, credential: Option<(&str, &str)>) -> Vec<u8> {
+        let version = if credential.is_some() { "HTTP/1.0" } else { "HTTP/1.1" };
+        let mut out = format!("{} {} {version}\r\n", self.method, self.target).into_bytes();
+        for (name, value) in &self.headers {
+            let replaced = credential.is_some_and(|(header, _)| {
+                name.eq_ignore_ascii_case(header)
+                    || name.eq_ignore_ascii_case("accept-encoding")
+                    || name.eq_ignore_ascii_case("te")
+            });
+            if replaced {
+                continue;
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some((header, value)) = credential {
+            out.extend_from_slice(format!("{header}: {value}\r\nAccept-Encoding: identity\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        out
+    }
 }
 
 /// Reads and parses the head.
@@ -60,7 +100,6 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
     if method == "CONNECT" {
         let (host, port) = authority(target).ok_or(Decision::BadRequest("CONNECT needs host:port"))?;
         return Ok(Head {
-            method,
             host,
             port,
             forward: None,
@@ -95,12 +134,15 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
     if lengths > 1 || (lengths == 1 && chunked) {
         return Err(Decision::BadRequest("ambiguous body length"));
     }
-    let mut forward = format!(
-        "{method} {}{} HTTP/1.1\r\n",
-        url.path(),
-        url.query().map(|q| format!("?{q}")).unwrap_or_default()
-    )
-    .into_bytes();
+    let mut forward = Forward {
+        method,
+        target: format!(
+            "{}{}",
+            url.path(),
+            url.query().map(|q| format!("?{q}")).unwrap_or_default()
+        ),
+        headers: Vec::new(),
+    };
     let mut saw_host = false;
     for h in request.headers.iter() {
         let name = h.name.to_ascii_lowercase();
@@ -118,17 +160,14 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
         if name.starts_with("proxy-") || name == "connection" || name == "keep-alive" {
             continue;
         }
-        forward.extend_from_slice(h.name.as_bytes());
-        forward.extend_from_slice(b": ");
-        forward.extend_from_slice(h.value);
-        forward.extend_from_slice(b"\r\n");
+        forward.headers.push((h.name.to_string(), h.value.to_vec()));
     }
     if !saw_host {
-        forward.extend_from_slice(format!("Host: {}\r\n", url.authority()).as_bytes());
+        forward
+            .headers
+            .push(("Host".into(), url.authority().as_bytes().to_vec()));
     }
-    forward.extend_from_slice(b"Connection: close\r\n\r\n");
     Ok(Head {
-        method,
         host,
         port,
         forward: Some(forward),

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 
 use crate::grants::{Grant, Grants};
 use crate::guard::Guard;
+use crate::inject::{self, Injection, Withheld};
 use crate::resolve::{checked_addresses, Lookup, Unreachable};
 use oxibot_proto::settings::HostPattern;
 
@@ -36,6 +37,8 @@ pub struct Policy {
     pub allowed: Vec<HostPattern>,
     pub guard: Guard,
     pub grants: Grants,
+    /// `tools.exec.credentials`: headers set at the door.
+    pub injections: Vec<Injection>,
 }
 
 /// What became of one connection.
@@ -46,6 +49,8 @@ pub struct Record {
     pub port: Option<u16>,
     /// The exec call whose token came with the request.
     pub grant: Option<Grant>,
+    /// The credential set on the request, by name.
+    pub injected: Option<String>,
     pub decision: Decision,
     /// From the client to the destination, and back.
     pub bytes_up: u64,
@@ -70,6 +75,8 @@ pub enum Decision {
     BadRequest(&'static str),
     #[error("the client went away before its request was whole")]
     ClientGone,
+    #[error(transparent)]
+    Withheld(#[from] Withheld),
 }
 
 /// Serves one accepted connection to its end.
@@ -82,6 +89,7 @@ where
         host: None,
         port: None,
         grant: None,
+        injected: None,
         decision: Decision::Allowed,
         bytes_up: 0,
         bytes_down: 0,
@@ -113,12 +121,25 @@ where
         Ok(s) => s,
         Err(e) => return refuse(client, record, Decision::ConnectFailed(e), started).await,
     };
-    let sent_first = match &head.forward {
-        Some(forward) => upstream.write_all(forward).await,
-        None => {
-            let _ = &head.method;
-            client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await
+    let credential = head
+        .forward
+        .as_ref()
+        .and_then(|_| inject::for_plain_http(&policy.injections, &head.host, head.port, &addresses));
+    if let (Some(forward), Some(injection)) = (&head.forward, credential) {
+        record.injected = Some(injection.name.clone());
+        let value = format!("{}{}", injection.prefix, injection.secret);
+        let sent = upstream
+            .write_all(&forward.render(Some((&injection.header, &value))))
+            .await;
+        if sent.is_ok() && !head.rest.is_empty() {
+            record.bytes_up += head.rest.len() as u64;
+            let _ = upstream.write_all(&head.rest).await;
         }
+        return relay_injected(client, upstream, injection.secret.as_bytes(), record, started).await;
+    }
+    let sent_first = match &head.forward {
+        Some(forward) => upstream.write_all(&forward.render(None)).await,
+        None => client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await,
     };
     if sent_first.is_ok() && !head.rest.is_empty() {
         record.bytes_up += head.rest.len() as u64;
@@ -127,6 +148,65 @@ where
     if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         record.bytes_up += up;
         record.bytes_down += down;
+    }
+    record.duration = started.elapsed();
+    record
+}
+
+/// The answer to a request that carried a credential: scrubbed of it on
+/// the way back (see `inject::relay_scrubbed`); the request body goes on
+/// as it is.
+async fn relay_injected<C>(
+    client: C,
+    mut upstream: TcpStream,
+    secret: &[u8],
+    mut record: Record,
+    started: Instant,
+) -> Record
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut upstream_read, mut upstream_write) = upstream.split();
+    let answer = {
+        let up = async {
+            let n = tokio::io::copy(&mut client_read, &mut upstream_write)
+                .await
+                .unwrap_or(0);
+            let _ = upstream_write.shutdown().await;
+            n
+        };
+        let down = inject::relay_scrubbed(&mut upstream_read, &mut client_write, secret);
+        tokio::pin!(up, down);
+        let mut up_done = false;
+        // The answer ends the exchange; the request side may still be open.
+        loop {
+            tokio::select! {
+                n = &mut up, if !up_done => {
+                    up_done = true;
+                    record.bytes_up += n;
+                }
+                answer = &mut down => break answer,
+            }
+        }
+    };
+    match answer {
+        Ok(n) => record.bytes_down += n,
+        Err(withheld) => {
+            let decision = Decision::Withheld(withheld);
+            let body = format!("OxiBot egress: {decision}\n");
+            let _ = client_write
+                .write_all(
+                    format!(
+                        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let _ = client_write.shutdown().await;
+            record.decision = decision;
+        }
     }
     record.duration = started.elapsed();
     record
@@ -143,6 +223,7 @@ async fn refuse<C: AsyncWrite + Unpin>(
         Decision::NotListed(..) | Decision::Unreachable(Unreachable::Refused(_)) => "403 Forbidden",
         Decision::Unreachable(_) | Decision::ConnectFailed(_) => "502 Bad Gateway",
         Decision::BadRequest(_) => "400 Bad Request",
+        Decision::Withheld(_) => "502 Bad Gateway",
         Decision::ClientGone | Decision::Allowed => "400 Bad Request",
     };
     if !matches!(decision, Decision::ClientGone) {

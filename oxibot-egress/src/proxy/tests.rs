@@ -1,7 +1,9 @@
 //! The door's core against a real loopback upstream and a scripted resolver.
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -23,6 +25,7 @@ fn policy(allowed: &[&str], private: &[&str]) -> (Policy, String) {
         allowed: allowed.iter().map(|p| HostPattern::parse(p).unwrap()).collect(),
         guard: guard(private),
         grants: Grants::default(),
+        injections: Vec::new(),
     };
     let token = policy.grants.grant(exec(1)).unwrap();
     (policy, token)
@@ -247,4 +250,115 @@ async fn confusing_requests_are_refused() {
     let huge = format!("GET http://a.test/ HTTP/1.1\r\nX: {}\r\n", "y".repeat(MAX_HEAD));
     let (answer, _) = through(huge, &p, &no_names()).await;
     assert!(answer.contains("request head too long"), "{answer}");
+}
+
+const SECRET: &str = "ghp_INJECTED0123456789";
+
+/// An API on loopback that echoes what it was sent: the request in its
+/// body and the Authorization header it got in a header of its own, in
+/// two writes that cut the secret in the middle; or, with `framing`, an
+/// answer the door cannot scrub.
+async fn echoing_api(framing: Option<&'static str>) -> (u16, tokio::task::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let seen = String::from_utf8(seen).unwrap();
+        let auth = seen
+            .lines()
+            .find_map(|l| l.strip_prefix("Authorization: "))
+            .unwrap_or("")
+            .to_string();
+        let extra = framing.map(|f| format!("{f}\r\n")).unwrap_or_default();
+        let answer = format!("HTTP/1.0 200 OK\r\nX-Echo: {auth}\r\n{extra}\r\nyou sent:\n{seen}");
+        let cut = answer.find(SECRET).map(|at| at + SECRET.len() / 2).unwrap_or(0);
+        s.write_all(&answer.as_bytes()[..cut]).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s.write_all(&answer.as_bytes()[cut..]).await.unwrap();
+        s.shutdown().await.unwrap();
+        seen
+    });
+    (port, task)
+}
+
+fn with_credential(door: &mut (Policy, String), port: u16) {
+    door.0.injections.push(Injection {
+        name: "github".into(),
+        hosts: vec![HostPattern::parse(&format!("127.0.0.1:{port}")).unwrap()],
+        header: "Authorization".into(),
+        prefix: "Bearer ".into(),
+        secret: SECRET.into(),
+    });
+}
+
+#[tokio::test]
+async fn a_credential_is_set_at_the_door_and_scrubbed_from_the_answer() {
+    let (port, seen) = echoing_api(None).await;
+    let mut door = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
+    with_credential(&mut door, port);
+    // The command sends a header of its own, and asks for gzip.
+    let request = format!(
+        "GET http://127.0.0.1:{port}/user HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Authorization: Bearer mine\r\nAccept-Encoding: gzip\r\n\r\n"
+    );
+    let (answer, record) = through(request, &door, &no_names()).await;
+    let seen = seen.await.unwrap();
+    // The upstream got the credential, once, in place of the command's.
+    assert!(seen.starts_with("GET /user HTTP/1.0\r\n"), "{seen}");
+    assert_eq!(seen.matches(SECRET).count(), 1, "{seen}");
+    assert!(seen.contains(&format!("Authorization: Bearer {SECRET}\r\n")), "{seen}");
+    assert!(!seen.contains("Bearer mine"), "{seen}");
+    assert!(
+        seen.contains("Accept-Encoding: identity\r\n") && !seen.contains("gzip"),
+        "{seen}"
+    );
+    // The jail got the echo, in the header and the body, without it.
+    assert!(!answer.contains(SECRET), "{answer}");
+    assert!(answer.contains("X-Echo: Bearer [REDACTED]"), "{answer}");
+    assert!(answer.contains("Authorization: Bearer [REDACTED]"), "{answer}");
+    assert_eq!(record.injected.as_deref(), Some("github"));
+    assert!(matches!(record.decision, Decision::Allowed));
+}
+
+#[tokio::test]
+async fn an_answer_the_door_cannot_scrub_is_withheld() {
+    for framing in ["Transfer-Encoding: chunked", "Content-Encoding: gzip"] {
+        let (port, _seen) = echoing_api(Some(framing)).await;
+        let mut door = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
+        with_credential(&mut door, port);
+        let request = format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        let (answer, record) = through(request, &door, &no_names()).await;
+        assert!(answer.starts_with("HTTP/1.1 502"), "{framing}: {answer}");
+        assert!(answer.contains("withheld"), "{framing}: {answer}");
+        assert!(!answer.contains(SECRET), "{framing}: {answer}");
+        assert!(matches!(record.decision, Decision::Withheld(_)), "{record:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_tunnel_carries_no_credential() {
+    // CONNECT to a host with a credential: until TLS is terminated at the
+    // door, the tunnel is end to end and the door adds nothing to it.
+    let (port, seen) = upstream(b"plain").await;
+    let mut door = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
+    with_credential(&mut door, port);
+    let (answer, record) = through(
+        format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\nraw"),
+        &door,
+        &no_names(),
+    )
+    .await;
+    assert!(answer.ends_with("plain"), "{answer}");
+    assert_eq!(seen.await.unwrap(), b"raw");
+    assert!(record.injected.is_none());
 }
