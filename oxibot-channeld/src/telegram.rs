@@ -249,19 +249,27 @@ async fn fetch(bot: &Bot, file: Attached<'_>) -> (Vec<Attachment>, Vec<String>) 
             }
             Err(e) => {
                 tracing::warn!(file = %file.name, attempt, "download failed: {e}");
-                last_error = e;
+                last_error = e.to_string();
             }
         }
     }
     (Vec::new(), vec![crate::attach::not_downloaded(&file.name, &last_error)])
 }
 
-async fn download(bot: &Bot, meta: &FileMeta) -> Result<Vec<u8>, String> {
-    let file = bot.get_file(meta.id.clone()).send().await.map_err(|e| e.to_string())?;
+/// Why a file could not be fetched from Telegram (tried again, then told
+/// to the model as "not downloaded").
+#[derive(Debug, thiserror::Error)]
+enum DownloadError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Download(#[from] teloxide_core::DownloadError),
+}
+
+async fn download(bot: &Bot, meta: &FileMeta) -> Result<Vec<u8>, DownloadError> {
+    let file = bot.get_file(meta.id.clone()).send().await?;
     let mut data = Vec::new();
-    bot.download_file(&file.path, &mut data)
-        .await
-        .map_err(|e| e.to_string())?;
+    bot.download_file(&file.path, &mut data).await?;
     Ok(data)
 }
 

@@ -76,7 +76,7 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
         let ended = if s.imap_use_ssl {
             match connect_tls(&s, &extra_roots).await {
                 Ok(stream) => imap_session(stream, &s, &c, &link).await,
-                Err(e) => Ended::Reconnect(e),
+                Err(e) => Ended::Reconnect(e.to_string()),
             }
         } else {
             match tokio::net::TcpStream::connect((s.imap_host.as_str(), s.imap_port)).await {
@@ -149,33 +149,64 @@ fn smtp_transport(
     Ok(builder.build())
 }
 
+/// Why the IMAP connection could not be had or kept (the daemon says so in
+/// its status and reconnects).
+#[derive(Debug, thiserror::Error)]
+enum ImapError {
+    #[error("channels.email.tlsCaFile: {0}")]
+    CaFile(tokio_rustls::rustls::Error),
+    #[error("TLS set-up: {0}")]
+    TlsConfig(tokio_rustls::rustls::Error),
+    #[error("cannot reach IMAP {host}:{port}: {source}")]
+    Reach {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("channels.email.imapHost: {0}")]
+    HostName(tokio_rustls::rustls::pki_types::InvalidDnsNameError),
+    #[error("TLS with {host}: {source}")]
+    Tls { host: String, source: std::io::Error },
+    #[error("IDLE failed: {0}")]
+    Idle(async_imap::error::Error),
+    #[error("the IMAP connection dropped during IDLE: {0}")]
+    IdleDropped(async_imap::error::Error),
+    #[error("leaving IDLE failed: {0}")]
+    IdleDone(async_imap::error::Error),
+}
+
 async fn connect_tls(
     s: &Settings,
     extra: &ExtraRoots,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ImapError> {
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in &extra.der {
-        roots
-            .add(cert.clone())
-            .map_err(|e| format!("channels.email.tlsCaFile: {e}"))?;
+        roots.add(cert.clone()).map_err(ImapError::CaFile)?;
     }
     let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         tokio_rustls::rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(ImapError::TlsConfig)?
     .with_root_certificates(roots)
     .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect((s.imap_host.as_str(), s.imap_port))
         .await
-        .map_err(|e| format!("cannot reach IMAP {}:{}: {e}", s.imap_host, s.imap_port))?;
-    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(s.imap_host.clone())
-        .map_err(|e| format!("channels.email.imapHost: {e}"))?;
+        .map_err(|source| ImapError::Reach {
+            host: s.imap_host.clone(),
+            port: s.imap_port,
+            source,
+        })?;
+    let name =
+        tokio_rustls::rustls::pki_types::ServerName::try_from(s.imap_host.clone()).map_err(ImapError::HostName)?;
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS with {}: {e}", s.imap_host))
+        .map_err(|source| ImapError::Tls {
+            host: s.imap_host.clone(),
+            source,
+        })
 }
 
 async fn imap_session<T>(stream: T, s: &Settings, c: &Credential, link: &Link) -> Ended
@@ -253,7 +284,7 @@ where
         if idle {
             session = match wait_idle(session, Duration::from_secs(s.idle_renew_seconds.clamp(10, 29 * 60))).await {
                 Ok(session) => session,
-                Err(e) => return Ended::Reconnect(e),
+                Err(e) => return Ended::Reconnect(e.to_string()),
             };
         } else {
             tokio::time::sleep(Duration::from_secs(s.poll_interval_seconds.max(1))).await;
@@ -266,16 +297,16 @@ where
 
 /// Waits in IDLE until the server reports a change to the mailbox or
 /// `renew` passes, then leaves IDLE so the caller can search.
-async fn wait_idle<T>(session: async_imap::Session<T>, renew: Duration) -> Result<async_imap::Session<T>, String>
+async fn wait_idle<T>(session: async_imap::Session<T>, renew: Duration) -> Result<async_imap::Session<T>, ImapError>
 where
     T: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
 {
     let mut handle = session.idle();
-    handle.init().await.map_err(|e| format!("IDLE failed: {e}"))?;
+    handle.init().await.map_err(ImapError::Idle)?;
     let (wait, _interrupt) = handle.wait_with_timeout(renew);
     let outcome = wait.await;
-    outcome.map_err(|e| format!("the IMAP connection dropped during IDLE: {e}"))?;
-    handle.done().await.map_err(|e| format!("leaving IDLE failed: {e}"))
+    outcome.map_err(ImapError::IdleDropped)?;
+    handle.done().await.map_err(ImapError::IdleDone)
 }
 
 async fn outbound(
