@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use oxibot_proto::settings::HostPattern;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::proxy::MAX_HEAD;
+use crate::MAX_HEAD;
 
 /// `tools.exec.credentials.<name>`: which hosts get which header.
 pub struct Injection {

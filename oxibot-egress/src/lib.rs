@@ -11,6 +11,10 @@
 //! (`SCM_RIGHTS`). The daemon that will run these for the jail (its own
 //! user and sandbox, the broker link, the audit) is not built yet.
 
+/// The most a head may hold, a request's or an answer's (the first line
+/// and the headers): more is refused.
+pub const MAX_HEAD: usize = 16 * 1024;
+
 pub mod grants;
 pub mod guard;
 pub mod inject;

@@ -26,8 +26,7 @@ use crate::inject::{self, Injection, Withheld};
 use crate::resolve::{checked_addresses, Lookup, Unreachable};
 use oxibot_proto::settings::HostPattern;
 
-/// The most a request head may hold (request line and headers).
-pub const MAX_HEAD: usize = 16 * 1024;
+pub use crate::MAX_HEAD;
 /// A client sends its head at once; a slower one is holding a slot.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
