@@ -20,6 +20,9 @@ use oxibot_egress::proxy::{serve, Policy};
 use oxibot_egress::{Guard, SystemLookup};
 use oxibot_proto::settings::HostPattern;
 
+/// Connections open at once; more are closed unanswered.
+const MAX_CONNECTIONS: usize = 256;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut listen = "127.0.0.1:3128".to_string();
@@ -56,6 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         guard: Guard::new(&private)?,
         grants: Grants::default(),
         injections,
+        idle: oxibot_egress::proxy::IDLE,
     });
     let mut tokens = Vec::new();
     for call in 1..=grants_wanted {
@@ -75,10 +79,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
+    // A cap on open connections, and an accept that survives running out
+    // of descriptors: the daemon will do the same.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
         let policy = policy.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let record = serve(stream, &policy, &SystemLookup).await;
             println!(
                 "{:?}:{:?} grant={:?} injected={:?} decision={} up={} down={} in {:?}",

@@ -47,6 +47,7 @@ async fn main() {
             .with_routes(|_, _| Ok(Reach::Elsewhere)),
         grants: Grants::default(),
         injections: Vec::new(),
+        idle: oxibot_egress::proxy::IDLE,
     });
     let token = policy
         .grants

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use base64::Engine;
+use tokio::sync::watch;
 
 /// Whom a token was granted to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,10 +22,17 @@ pub struct Grant {
     pub call: u64,
 }
 
-/// The tokens in force.
+/// The tokens in force, each with the signal that ends the connections
+/// opened with it when it is revoked.
 #[derive(Default)]
 pub struct Grants {
-    live: Mutex<HashMap<String, Grant>>,
+    live: Mutex<HashMap<String, (Grant, watch::Sender<bool>)>>,
+}
+
+/// A token's holder, and what tells its connections that it was revoked.
+pub struct Held {
+    pub grant: Grant,
+    pub revoked: watch::Receiver<bool>,
 }
 
 /// The user name in the proxy URL; the token is its password.
@@ -34,18 +42,21 @@ impl Grants {
     /// A fresh token for `grant` (128 random bits, hex).
     pub fn grant(&self, grant: Grant) -> std::io::Result<String> {
         let token = oxibot_runtime::random::hex(16)?;
-        self.lock().insert(token.clone(), grant);
+        self.lock().insert(token.clone(), (grant, watch::channel(false).0));
         Ok(token)
     }
 
-    /// Ends a token: connections that present it from now on are refused.
+    /// Ends a token: connections that present it from now on are refused,
+    /// and those already open with it are closed.
     pub fn revoke(&self, token: &str) {
-        self.lock().remove(token);
+        if let Some((_, revoked)) = self.lock().remove(token) {
+            revoked.send_replace(true);
+        }
     }
 
     /// The grant behind a `Proxy-Authorization` header's value, if it is
     /// one in force.
-    pub fn holder(&self, proxy_authorization: &[u8]) -> Option<Grant> {
+    pub fn holder(&self, proxy_authorization: &[u8]) -> Option<Held> {
         let text = std::str::from_utf8(proxy_authorization).ok()?.trim();
         let (scheme, encoded) = text.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -56,10 +67,13 @@ impl Grants {
         if user != PROXY_USER {
             return None;
         }
-        self.lock().get(token).cloned()
+        self.lock().get(token).map(|(grant, revoked)| Held {
+            grant: grant.clone(),
+            revoked: revoked.subscribe(),
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Grant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Grant, watch::Sender<bool>)>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -85,12 +99,16 @@ mod tests {
         };
         let token = grants.grant(a.clone()).unwrap();
         assert_eq!(token.len(), 32);
-        assert_eq!(grants.holder(&basic(PROXY_USER, &token)), Some(a));
-        assert_eq!(grants.holder(&basic("someone", &token)), None);
-        assert_eq!(grants.holder(&basic(PROXY_USER, "guess")), None);
-        assert_eq!(grants.holder(b"Bearer whatever"), None);
-        assert_eq!(grants.holder(b"Basic !!!not base64"), None);
+        let held = grants.holder(&basic(PROXY_USER, &token)).unwrap();
+        assert_eq!(held.grant, a);
+        assert!(!*held.revoked.borrow());
+        assert!(grants.holder(&basic("someone", &token)).is_none());
+        assert!(grants.holder(&basic(PROXY_USER, "guess")).is_none());
+        assert!(grants.holder(b"Bearer whatever").is_none());
+        assert!(grants.holder(b"Basic !!!not base64").is_none());
         grants.revoke(&token);
-        assert_eq!(grants.holder(&basic(PROXY_USER, &token)), None);
+        assert!(grants.holder(&basic(PROXY_USER, &token)).is_none());
+        // A connection opened before is told.
+        assert!(*held.revoked.borrow());
     }
 }

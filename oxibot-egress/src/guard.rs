@@ -103,6 +103,17 @@ impl Guard {
         Ok(guard)
     }
 
+    /// The same guard with its allowed addresses and blocks left out, names
+    /// kept: for a destination given by name where an address allowed for
+    /// something else must not become reachable by any name that resolves
+    /// to it (the egress door: a name whose DNS a stranger controls).
+    pub fn names_only(&self) -> Guard {
+        Guard {
+            nets: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     fn host_allowed(&self, host: &str) -> bool {
         self.hosts.contains(&normal_host(host))
     }

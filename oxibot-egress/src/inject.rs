@@ -9,6 +9,7 @@
 //! such a host is an ordinary end-to-end tunnel, without the credential.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use oxibot_proto::settings::HostPattern;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -59,28 +60,44 @@ pub enum Withheld {
     Unscrubbable(&'static str),
     #[error("the upstream's answer head is over {MAX_HEAD} bytes or malformed")]
     BadHead,
+    #[error("the upstream sent nothing for the idle limit")]
+    Idle,
     #[error("the connection failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// What replaces the secret in an answer.
-pub const SCRUBBED: &[u8] = b"[REDACTED]";
-
 /// Relays the upstream's answer to the client with every occurrence of
-/// `secret` replaced, also across reads. The answer must come without
-/// chunked framing or content coding (which could split or hide the
-/// secret); one that does not is withheld. Returns the bytes written.
-pub async fn relay_scrubbed<U, C>(upstream: &mut U, client: &mut C, secret: &[u8]) -> Result<u64, Withheld>
+/// each secret masked, also across reads (see [`Scrub`]). The answer must
+/// be one final answer without chunked framing or content coding (which
+/// could split or hide the secret); an interim (1xx) answer or such a one
+/// is withheld. Returns the bytes written.
+///
+/// This catches a service that echoes what it was sent (an error message
+/// quoting the header, a debugging endpoint), in the common encodings. It
+/// cannot stop a destination that sets out to leak the secret (it could
+/// encrypt it): a credential is configured only for hosts trusted with it.
+pub async fn relay_scrubbed<U, C>(
+    upstream: &mut U,
+    client: &mut C,
+    secrets: &[&str],
+    idle: Duration,
+) -> Result<u64, Withheld>
 where
     U: AsyncRead + Unpin,
     C: AsyncWrite + Unpin,
 {
-    let mut scrub = Scrub::new(secret);
+    let mut scrub = Scrub::new(secrets);
     let mut buf = vec![0u8; 16 * 1024];
+    let read = async |upstream: &mut U, buf: &mut [u8]| -> Result<usize, Withheld> {
+        tokio::time::timeout(idle, upstream.read(buf))
+            .await
+            .map_err(|_| Withheld::Idle)?
+            .map_err(Withheld::Io)
+    };
     // The head first, whole, to see how the body is framed.
     let mut head = Vec::new();
     let body_start = loop {
-        let n = upstream.read(&mut buf).await?;
+        let n = read(upstream, &mut buf).await?;
         if n == 0 {
             return Err(Withheld::BadHead);
         }
@@ -92,11 +109,18 @@ where
             return Err(Withheld::BadHead);
         }
     };
+    if body_start > MAX_HEAD {
+        return Err(Withheld::BadHead);
+    }
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut headers);
     match response.parse(&head[..body_start]) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err(Withheld::BadHead),
+    }
+    // Another answer could follow an interim one, unchecked.
+    if response.code.is_some_and(|c| c < 200) {
+        return Err(Withheld::Unscrubbable("an interim 1xx answer"));
     }
     for h in response.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -111,7 +135,7 @@ where
     client.write_all(&out).await?;
     written += out.len() as u64;
     loop {
-        let n = upstream.read(&mut buf).await?;
+        let n = read(upstream, &mut buf).await?;
         if n == 0 {
             break;
         }
@@ -126,67 +150,121 @@ where
     Ok(written)
 }
 
-/// A streaming replace of one needle: holds back the last `needle - 1`
-/// bytes of each piece, where a match could still begin.
-struct Scrub<'a> {
-    needle: &'a [u8],
+/// A streaming mask of several needles, each in the forms a service that
+/// echoes its input commonly writes it: as it is, JSON with `\/`,
+/// percent-encoded, and base64; compared without regard to ASCII case.
+/// A match is replaced by as many `*` as it has bytes, so the answer's
+/// `Content-Length` stays true. The last bytes of each piece, where a
+/// match could still begin, are held back until the next.
+pub struct Scrub {
+    needles: Vec<Vec<u8>>,
+    longest: usize,
     held: Vec<u8>,
 }
 
-impl<'a> Scrub<'a> {
-    fn new(needle: &'a [u8]) -> Self {
+impl Scrub {
+    pub fn new(secrets: &[&str]) -> Self {
+        use base64::Engine;
+        let mut needles: Vec<Vec<u8>> = Vec::new();
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            needles.push(secret.as_bytes().to_vec());
+            needles.push(secret.replace('/', "\\/").into_bytes());
+            needles.push(percent(secret, false));
+            needles.push(percent(secret, true));
+            needles.push(base64::engine::general_purpose::STANDARD.encode(secret).into_bytes());
+            needles.push(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(secret)
+                    .into_bytes(),
+            );
+        }
+        for n in &mut needles {
+            n.make_ascii_lowercase();
+        }
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        let longest = needles.first().map_or(0, Vec::len);
         Scrub {
-            needle,
+            needles,
+            longest,
             held: Vec::new(),
         }
     }
 
-    fn push(&mut self, input: &[u8]) -> Vec<u8> {
+    pub fn push(&mut self, input: &[u8]) -> Vec<u8> {
         self.held.extend_from_slice(input);
-        let mut out = Vec::with_capacity(self.held.len());
-        if self.needle.is_empty() {
-            out.append(&mut self.held);
-            return out;
+        let lower = self.held.to_ascii_lowercase();
+        for needle in &self.needles {
+            let mut from = 0;
+            while let Some(at) = lower[from..].windows(needle.len()).position(|w| w == needle.as_slice()) {
+                let at = from + at;
+                self.held[at..at + needle.len()].fill(b'*');
+                from = at + needle.len();
+            }
         }
-        while let Some(at) = self.held.windows(self.needle.len()).position(|w| w == self.needle) {
-            out.extend_from_slice(&self.held[..at]);
-            out.extend_from_slice(SCRUBBED);
-            self.held.drain(..at + self.needle.len());
-        }
-        let keep = self.held.len().min(self.needle.len() - 1);
-        out.extend(self.held.drain(..self.held.len() - keep));
-        out
+        let keep = self.held.len().min(self.longest.saturating_sub(1));
+        self.held.drain(..self.held.len() - keep).collect()
     }
 
-    fn finish(self) -> Vec<u8> {
+    pub fn finish(self) -> Vec<u8> {
         self.held
     }
+}
+
+/// Percent-encoding of every byte but unreserved ones (`A-Z a-z 0-9 - . _ ~`).
+fn percent(text: &str, space_as_plus: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b),
+            b' ' if space_as_plus => out.push(b'+'),
+            _ => out.extend_from_slice(format!("%{b:02X}").as_bytes()),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn scrubbed(secrets: &[&str], pieces: &[&[u8]]) -> String {
+        let mut scrub = Scrub::new(secrets);
+        let mut out: Vec<u8> = pieces.iter().flat_map(|p| scrub.push(p)).collect();
+        out.extend(scrub.finish());
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
-    fn a_secret_is_scrubbed_however_the_reads_cut_it() {
-        let secret = b"ghp_SECRET123";
+    fn a_secret_is_masked_however_the_reads_cut_it() {
         let text = b"echo: Authorization: Bearer ghp_SECRET123 and again ghp_SECRET123!";
         for cut in 1..text.len() {
-            let mut scrub = Scrub::new(secret);
-            let mut out = scrub.push(&text[..cut]);
-            out.extend(scrub.push(&text[cut..]));
-            out.extend(scrub.finish());
-            let out = String::from_utf8(out).unwrap();
+            let out = scrubbed(&["ghp_SECRET123"], &[&text[..cut], &text[cut..]]);
             assert_eq!(
-                out, "echo: Authorization: Bearer [REDACTED] and again [REDACTED]!",
+                out, "echo: Authorization: Bearer ************* and again *************!",
                 "cut at {cut}"
             );
         }
-        // One byte at a time.
-        let mut scrub = Scrub::new(secret);
-        let mut out: Vec<u8> = text.iter().flat_map(|b| scrub.push(&[*b])).collect();
-        out.extend(scrub.finish());
-        assert!(!out.windows(secret.len()).any(|w| w == secret));
+        let bytes: Vec<&[u8]> = text.chunks(1).collect();
+        assert!(!scrubbed(&["ghp_SECRET123"], &bytes).contains("SECRET"));
+    }
+
+    #[test]
+    fn the_usual_encodings_of_a_secret_are_masked_too() {
+        use base64::Engine;
+        let secret = "ghp_S3cr3t/Tok+en=";
+        for echoed in [
+            secret.to_string(),
+            secret.to_ascii_lowercase(),
+            secret.replace('/', "\\/"),
+            "ghp_S3cr3t%2FTok%2Ben%3D".to_string(),
+            base64::engine::general_purpose::STANDARD.encode(secret),
+        ] {
+            let text = format!("you sent: {echoed}.");
+            let out = scrubbed(&[secret], &[text.as_bytes()]);
+            assert_eq!(out.len(), text.len(), "the length is kept: {out}");
+            assert!(!out.contains(&echoed), "{echoed} passed: {out}");
+        }
     }
 
     #[test]

@@ -13,6 +13,14 @@
 //!   place as the URL. A request whose length is ambiguous (both
 //!   `Content-Length` and `Transfer-Encoding`, or two lengths) is refused:
 //!   the upstream could read a second request out of it.
+//!
+//! Every request carries the token of a running exec (`grants`); when the
+//! exec ends its token is revoked and its open connections are closed with
+//! it, as is any connection idle for [`IDLE`]. A destination given by name
+//! reaches a private address only if that name itself is allowed
+//! privately (an address allowed for one service is not reachable by any
+//! name that resolves to it). A host whose credential the door sets is
+//! reached only by plain requests, whose answers the door scrubs.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -30,6 +38,8 @@ pub use crate::MAX_HEAD;
 /// A client sends its head at once; a slower one is holding a slot.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A relayed connection with no byte either way for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(300);
 
 /// Where the jail's commands may go, and who may ask.
 pub struct Policy {
@@ -38,6 +48,8 @@ pub struct Policy {
     pub grants: Grants,
     /// `tools.exec.credentials`: headers set at the door.
     pub injections: Vec<Injection>,
+    /// See [`IDLE`] (tests shorten it).
+    pub idle: Duration,
 }
 
 /// What became of one connection.
@@ -55,6 +67,8 @@ pub struct Record {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub duration: Duration,
+    /// How a relayed connection ended (None when it was never relayed).
+    pub end: Option<End>,
 }
 
 /// Why a connection went through or did not.
@@ -76,6 +90,10 @@ pub enum Decision {
     ClientGone,
     #[error(transparent)]
     Withheld(#[from] Withheld),
+    #[error(
+        "{0}:{1} has a credential set at the door, which a tunnel would bypass; use http:// (TLS is not yet terminated at the door)"
+    )]
+    TunnelToCredentialHost(String, u16),
 }
 
 /// Serves one accepted connection to its end.
@@ -84,16 +102,7 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let started = Instant::now();
-    let mut record = Record {
-        host: None,
-        port: None,
-        grant: None,
-        injected: None,
-        decision: Decision::Allowed,
-        bytes_up: 0,
-        bytes_down: 0,
-        duration: Duration::ZERO,
-    };
+    let mut record = empty(started);
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await {
         Ok(Ok(head)) => head,
         Ok(Err(decision)) => return refuse(client, record, decision, started).await,
@@ -101,18 +110,44 @@ where
     };
     record.host = Some(head.host.clone());
     record.port = Some(head.port);
-    record.grant = head
+    let Some(held) = head
         .proxy_authorization
         .as_deref()
-        .and_then(|a| policy.grants.holder(a));
-    if record.grant.is_none() {
+        .and_then(|a| policy.grants.holder(a))
+    else {
         return refuse(client, record, Decision::NoGrant, started).await;
-    }
+    };
+    record.grant = Some(held.grant);
+    let mut revoked = held.revoked;
     if !policy.allowed.iter().any(|p| p.allows(&head.host, head.port)) {
         let decision = Decision::NotListed(head.host.clone(), head.port);
         return refuse(client, record, decision, started).await;
     }
-    let addresses = match checked_addresses(&head.host, head.port, &policy.guard, lookup).await {
+    // A host whose credential the door sets is reached only where the
+    // door sees the answer: a tunnel would carry back, unscrubbed, what a
+    // stateful service kept of an earlier request.
+    let credential_host = policy
+        .injections
+        .iter()
+        .any(|i| i.hosts.iter().any(|p| p.allows(&head.host, head.port)));
+    if head.forward.is_none() && credential_host {
+        let decision = Decision::TunnelToCredentialHost(head.host.clone(), head.port);
+        return refuse(client, record, decision, started).await;
+    }
+    // An address allowed privately is reached by that address, or by a
+    // name listed as private itself: not by any name that resolves to it.
+    let literal = head
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok();
+    let guard = if literal {
+        policy.guard.clone()
+    } else {
+        policy.guard.names_only()
+    };
+    let addresses = match checked_addresses(&head.host, head.port, &guard, lookup).await {
         Ok(a) => a,
         Err(e) => return refuse(client, record, e.into(), started).await,
     };
@@ -134,7 +169,25 @@ where
             record.bytes_up += head.rest.len() as u64;
             let _ = upstream.write_all(&head.rest).await;
         }
-        return relay_injected(client, upstream, injection.secret.as_bytes(), record, started).await;
+        let value = format!("{}{}", injection.prefix, injection.secret);
+        let (host, port, grant) = (record.host.clone(), record.port, record.grant.clone());
+        let relayed = relay_injected(client, upstream, [&injection.secret, &value], record, policy.idle);
+        let mut record = tokio::select! {
+            record = relayed => record,
+            _ = revoked.changed() => {
+                // The client and the upstream go with the relay.
+                Record {
+                    host,
+                    port,
+                    grant,
+                    injected: Some(injection.name.clone()),
+                    end: Some(End::Revoked),
+                    ..empty(started)
+                }
+            }
+        };
+        record.duration = started.elapsed();
+        return record;
     }
     let sent_first = match &head.forward {
         Some(forward) => upstream.write_all(&forward.render(None)).await,
@@ -144,12 +197,27 @@ where
         record.bytes_up += head.rest.len() as u64;
         let _ = upstream.write_all(&head.rest).await;
     }
-    if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        record.bytes_up += up;
-        record.bytes_down += down;
-    }
+    let (up, down, end) = relay::both_ways(&mut client, &mut upstream, &mut revoked, policy.idle).await;
+    record.bytes_up += up;
+    record.bytes_down += down;
+    record.end = Some(end);
     record.duration = started.elapsed();
     record
+}
+
+/// A record with nothing in it yet.
+fn empty(started: Instant) -> Record {
+    Record {
+        host: None,
+        port: None,
+        grant: None,
+        injected: None,
+        decision: Decision::Allowed,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration: started.elapsed(),
+        end: None,
+    }
 }
 
 /// The answer to a request that carried a credential: scrubbed of it on
@@ -158,9 +226,9 @@ where
 async fn relay_injected<C>(
     client: C,
     mut upstream: TcpStream,
-    secret: &[u8],
+    secrets: [&str; 2],
     mut record: Record,
-    started: Instant,
+    idle: Duration,
 ) -> Record
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -175,7 +243,7 @@ where
             let _ = upstream_write.shutdown().await;
             n
         };
-        let down = inject::relay_scrubbed(&mut upstream_read, &mut client_write, secret);
+        let down = inject::relay_scrubbed(&mut upstream_read, &mut client_write, &secrets, idle);
         tokio::pin!(up, down);
         let mut up_done = false;
         // The answer ends the exchange; the request side may still be open.
@@ -207,7 +275,6 @@ where
             record.decision = decision;
         }
     }
-    record.duration = started.elapsed();
     record
 }
 
@@ -223,6 +290,7 @@ async fn refuse<C: AsyncWrite + Unpin>(
         Decision::Unreachable(_) | Decision::ConnectFailed(_) => "502 Bad Gateway",
         Decision::BadRequest(_) => "400 Bad Request",
         Decision::Withheld(_) => "502 Bad Gateway",
+        Decision::TunnelToCredentialHost(..) => "403 Forbidden",
         Decision::ClientGone | Decision::Allowed => "400 Bad Request",
     };
     if !matches!(decision, Decision::ClientGone) {
@@ -259,8 +327,10 @@ async fn connect(addresses: &[SocketAddr]) -> std::io::Result<TcpStream> {
 }
 
 mod head;
+mod relay;
 
 use head::read_head;
+pub use relay::End;
 
 #[cfg(test)]
 mod tests;
