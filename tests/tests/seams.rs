@@ -719,6 +719,9 @@ const HOSTILE: &str = "Hi <!channel> <!here> <!everyone> @everyone @here <@&42> 
 /// Starts `P` with `alice` allowed and a model that answers `reply`.
 fn platform_with_reply<P: Platform>(reply: &str) -> Option<(P, FakeLlm, Broker)> {
     let run = Run::<P>::builder(vec![Step::Text(reply.into())]).start()?;
+    // A gateway event sent before the daemon is connected finds no one
+    // listening (under load, the Discord test once waited 30 s for it).
+    run.wait_connected();
     Some((run.p, run.llm, run.broker))
 }
 
