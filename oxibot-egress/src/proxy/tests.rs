@@ -397,9 +397,8 @@ async fn an_interim_answer_before_the_real_one_is_withheld() {
     assert!(matches!(record.decision, Decision::Withheld(_)));
 }
 
-#[tokio::test]
-async fn revoking_a_token_closes_the_tunnels_opened_with_it() {
-    // An upstream that holds the connection open and never speaks.
+/// An upstream that holds its connection open and never speaks.
+async fn silent_upstream() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -407,6 +406,12 @@ async fn revoking_a_token_closes_the_tunnels_opened_with_it() {
         tokio::time::sleep(Duration::from_secs(30)).await;
         drop(s);
     });
+    port
+}
+
+#[tokio::test]
+async fn revoking_a_token_closes_the_tunnels_opened_with_it() {
+    let port = silent_upstream().await;
     let (door, token) = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
     let door = std::sync::Arc::new(door);
     let (mut ours, theirs) = tokio::io::duplex(4096);
@@ -432,13 +437,7 @@ async fn revoking_a_token_closes_the_tunnels_opened_with_it() {
 
 #[tokio::test]
 async fn an_idle_tunnel_is_closed() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (s, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(s);
-    });
+    let port = silent_upstream().await;
     let (mut door, token) = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
     door.idle = Duration::from_millis(200);
     let (mut ours, theirs) = tokio::io::duplex(4096);
