@@ -46,6 +46,8 @@ command -v cargo-machete >/dev/null || cargo install cargo-machete --locked
 if [ "$(id -u)" = 0 ]; then
     step "users for the jail tests"
     id oxibot-tool >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin oxibot-tool
+    # The egress door's daemon (tools.exec.allowedHosts) runs as its own user.
+    id oxibot-egress >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin oxibot-egress
     # Each channel daemon runs as its own user (in group oxibot-chan, which
     # may use channel.sock when systemd starts the daemons).
     getent group oxibot-chan >/dev/null || groupadd --system oxibot-chan

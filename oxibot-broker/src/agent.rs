@@ -189,7 +189,7 @@ pub async fn run_tool_checked(svc: &Arc<Services>, turn: &Turn, name: &str, argu
 
 /// The first 16 hex digits of the SHA-256 of a tool call's arguments: enough
 /// to match an audit row to a stored call, without the arguments themselves.
-fn arguments_digest(arguments: &str) -> String {
+pub(crate) fn arguments_digest(arguments: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(arguments.as_bytes())
         .iter()

@@ -107,11 +107,6 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     // Who the daemons are: in supervise mode the broker starts them (and
     // knows each by the socketpair it handed over); otherwise systemd does,
     // and each channel daemon is known by its uid.
-    let mut specs = if config.supervise {
-        child_specs(&config)?
-    } else {
-        Vec::new()
-    };
     let channel_uids = if config.supervise {
         HashMap::new()
     } else {
@@ -130,11 +125,20 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let config = live.config();
     let listeners = sockets::open(&config.runtime_dir, roles, &config.users)?;
     let bound: Vec<SocketRole> = listeners.bound.clone();
+    // The egress door's socket lives in the runtime directory, made above.
+    let egress = crate::egress::start(&config)?;
+    let mut specs = if config.supervise {
+        child_specs(&config, egress.as_ref().map(|(_, door)| door.as_path()))?
+    } else {
+        Vec::new()
+    };
+    specs.extend(egress.map(|(spec, _)| spec));
     let svc = Arc::new(Services {
         live,
         store,
         audit,
         tools,
+        egress: Arc::default(),
         hub: Hub::default(),
         sessions: Sessions::default(),
         subagents: Default::default(),
@@ -229,7 +233,8 @@ pub fn bin_dir(config: &Config) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
+/// `egress_door`: the egress daemon's socket, when the door is open.
+fn child_specs(config: &Config, egress_door: Option<&std::path::Path>) -> anyhow::Result<Vec<ChildSpec>> {
     let bin_dir = bin_dir(config)?;
     let root = nix::unistd::geteuid().is_root();
     if root && config.tools.sandbox == crate::config::SandboxMode::On {
@@ -257,6 +262,10 @@ fn child_specs(config: &Config) -> anyhow::Result<Vec<ChildSpec>> {
     ];
     if config.tools.seccomp_log {
         toold_args.push("--seccomp-log".into());
+    }
+    if let Some(door) = egress_door {
+        toold_args.push("--egress-door".into());
+        toold_args.push(door.display().to_string());
     }
     let mut specs = vec![ChildSpec {
         name: "toold".into(),
@@ -325,6 +334,7 @@ async fn accept_handoffs(broker: Arc<Broker>, mut handoffs: mpsc::Receiver<Hando
                     crate::channels::serve(broker.svc.clone(), h.stream, identity).await
                 }
                 ChildLink::Health => crate::health::serve_link(broker, h.stream, peer).await,
+                ChildLink::Egress => crate::egress::serve_link(broker.svc.clone(), h.stream, peer).await,
             }
         });
     }

@@ -22,6 +22,7 @@ pub mod sessions;
 // believing only what the broker itself established about the peer.
 pub mod channels;
 pub mod ctl;
+pub mod egress;
 pub mod health;
 pub mod sockets;
 pub mod toolclient;

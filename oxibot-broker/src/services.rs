@@ -23,6 +23,8 @@ pub struct Services {
     pub store: Store,
     pub audit: Audit,
     pub tools: Arc<ToolClient>,
+    /// The egress door's daemon, and the keys of running execs.
+    pub egress: Arc<crate::egress::Egress>,
     pub hub: Hub,
     pub sessions: Sessions,
     /// Background tasks started with `spawn`.

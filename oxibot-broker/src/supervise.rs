@@ -31,6 +31,8 @@ pub enum ChildLink {
     Channel(String),
     /// The health endpoint's daemon.
     Health,
+    /// The egress door's daemon.
+    Egress,
 }
 
 /// What to run for one supervised daemon.
@@ -49,20 +51,32 @@ pub struct ChildSpec {
     pub pass: Option<Arc<PassedListener>>,
 }
 
-/// A TCP port the broker binds and a child serves. The broker keeps its
-/// copy, so the port is never free for another local user to take; if the
-/// child tore it down (`shutdown` on a shared socket reaches every copy),
-/// the next start binds it again.
+/// A listening socket the broker binds and a child serves: a TCP port (the
+/// health endpoint's) or a Unix socket (the egress door's). The broker
+/// keeps its copy, so the port is never free for another local user to
+/// take; if the child tore a TCP port down (`shutdown` on a shared socket
+/// reaches every copy), the next start binds it again.
 #[derive(Debug)]
 pub struct PassedListener {
-    address: std::net::SocketAddr,
+    /// None for a Unix socket, which is never bound again.
+    address: Option<std::net::SocketAddr>,
     socket: Mutex<OwnedFd>,
 }
 
 impl PassedListener {
     pub fn bind(address: std::net::SocketAddr) -> std::io::Result<PassedListener> {
         let socket = Mutex::new(OwnedFd::from(std::net::TcpListener::bind(address)?));
-        Ok(PassedListener { address, socket })
+        Ok(PassedListener {
+            address: Some(address),
+            socket,
+        })
+    }
+
+    pub fn unix(listener: std::os::unix::net::UnixListener) -> PassedListener {
+        PassedListener {
+            address: None,
+            socket: Mutex::new(OwnedFd::from(listener)),
+        }
     }
 
     /// The socket to hand to the next start: the same one while it still
@@ -70,10 +84,10 @@ impl PassedListener {
     pub fn current(&self) -> std::io::Result<RawFd> {
         let mut socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
         let listening = nix::sys::socket::getsockopt(&*socket, nix::sys::socket::sockopt::AcceptConn).unwrap_or(false);
-        if !listening {
-            tracing::warn!(address = %self.address, "the passed listening socket was torn down; binding it again");
+        if let (false, Some(address)) = (listening, self.address) {
+            tracing::warn!(%address, "the passed listening socket was torn down; binding it again");
             // Closed first: the address is ours again only once it is.
-            *socket = OwnedFd::from(std::net::TcpListener::bind(self.address)?);
+            *socket = OwnedFd::from(std::net::TcpListener::bind(address)?);
         }
         Ok(socket.as_raw_fd())
     }

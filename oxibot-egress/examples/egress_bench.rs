@@ -12,8 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use oxibot_egress::grants::{Grant, Grants, PROXY_USER};
+use oxibot_egress::grants::Grant;
 use oxibot_egress::proxy::{serve, Policy};
 use oxibot_egress::route::Reach;
 use oxibot_egress::{Guard, SystemLookup};
@@ -45,7 +44,7 @@ async fn main() {
         guard: Guard::new(&["127.0.0.1".to_string()])
             .expect("an allow-list")
             .with_routes(|_, _| Ok(Reach::Elsewhere)),
-        grants: Grants::default(),
+        grants: Default::default(),
         injections: Vec::new(),
         idle: oxibot_egress::proxy::IDLE,
     });
@@ -53,15 +52,12 @@ async fn main() {
         .grants
         .grant(Grant {
             session: "bench".into(),
-            call: 1,
+            call: "exec 1".into(),
         })
         .expect("random bytes");
-    let credential = base64::engine::general_purpose::STANDARD.encode(format!("{PROXY_USER}:{token}"));
+    let token: &'static str = Box::leak(token.into_boxed_str());
     let connect: &'static str = Box::leak(
-        format!(
-            "CONNECT 127.0.0.1:{up_port} HTTP/1.1\r\nHost: 127.0.0.1:{up_port}\r\nProxy-Authorization: Basic {credential}\r\n\r\n"
-        )
-        .into_boxed_str(),
+        format!("CONNECT 127.0.0.1:{up_port} HTTP/1.1\r\nHost: 127.0.0.1:{up_port}\r\n\r\n").into_boxed_str(),
     );
     let door = TcpListener::bind("127.0.0.1:0").await.expect("bind the door");
     let door_port = door.local_addr().expect("its address").port();
@@ -69,7 +65,7 @@ async fn main() {
         while let Ok((s, _)) = door.accept().await {
             let policy = policy.clone();
             tokio::spawn(async move {
-                serve(s, &policy, &SystemLookup).await;
+                serve(s, token.as_bytes(), &policy, &SystemLookup).await;
             });
         }
     });

@@ -1,16 +1,15 @@
-//! Who is asking (issue 18, point 4). The jail is shared by every chat,
-//! unattended turns and processes left running, so a connection is
-//! attributed to the exec call it came from: each exec gets a token of its
-//! own in its proxy URL (`http://oxibot:<token>@127.0.0.1:3128`, which
-//! curl, git, pip and npm send back as `Proxy-Authorization: Basic …`),
-//! granted when the exec starts and revoked when it ends. A process left
-//! behind by one exec holds a revoked token: it gets nothing while another
-//! exec runs.
+//! Who is asking. The jail is shared by every chat, unattended turns and
+//! processes left running, so a connection is attributed to the exec call
+//! it came from: each exec has a key of its own, granted here (by the
+//! broker) before the exec starts and revoked when it ends. No command
+//! ever sees its key: the jail's end of the door finds which exec's
+//! processes hold the connecting socket, and tags the connection with that
+//! exec's key on its way out. A process left behind by one exec belongs to
+//! an exec whose key was revoked: it gets nothing while another runs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use base64::Engine;
 use tokio::sync::watch;
 
 /// Whom a token was granted to.
@@ -18,8 +17,8 @@ use tokio::sync::watch;
 pub struct Grant {
     /// The conversation (`telegram:42`, `cron:7`, …).
     pub session: String,
-    /// The exec call the token belongs to.
-    pub call: u64,
+    /// The exec call the key belongs to, as the audit names it.
+    pub call: String,
 }
 
 /// The tokens in force, each with the signal that ends the connections
@@ -35,15 +34,21 @@ pub struct Held {
     pub revoked: watch::Receiver<bool>,
 }
 
-/// The user name in the proxy URL; the token is its password.
-pub const PROXY_USER: &str = "oxibot";
-
 impl Grants {
-    /// A fresh token for `grant` (128 random bits, hex).
+    /// A fresh key for `grant` (128 random bits, hex).
     pub fn grant(&self, grant: Grant) -> std::io::Result<String> {
-        let token = oxibot_runtime::random::hex(16)?;
-        self.lock().insert(token.clone(), (grant, watch::channel(false).0));
-        Ok(token)
+        let key = oxibot_runtime::random::hex(16)?;
+        self.insert(key.clone(), grant);
+        Ok(key)
+    }
+
+    /// Puts `key` in force for `grant` (the broker chose the key). A key
+    /// granted again keeps its connections.
+    pub fn insert(&self, key: String, grant: Grant) {
+        self.lock()
+            .entry(key)
+            .and_modify(|(held, _)| *held = grant.clone())
+            .or_insert_with(|| (grant, watch::channel(false).0));
     }
 
     /// Ends a token: connections that present it from now on are refused,
@@ -54,20 +59,10 @@ impl Grants {
         }
     }
 
-    /// The grant behind a `Proxy-Authorization` header's value, if it is
-    /// one in force.
-    pub fn holder(&self, proxy_authorization: &[u8]) -> Option<Held> {
-        let text = std::str::from_utf8(proxy_authorization).ok()?.trim();
-        let (scheme, encoded) = text.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return None;
-        }
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
-        let (user, token) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-        if user != PROXY_USER {
-            return None;
-        }
-        self.lock().get(token).map(|(grant, revoked)| Held {
+    /// The grant behind `key`, if it is in force.
+    pub fn held(&self, key: &[u8]) -> Option<Held> {
+        let key = std::str::from_utf8(key).ok()?;
+        self.lock().get(key).map(|(grant, revoked)| Held {
             grant: grant.clone(),
             revoked: revoked.subscribe(),
         })
@@ -82,32 +77,23 @@ impl Grants {
 mod tests {
     use super::*;
 
-    fn basic(user: &str, token: &str) -> Vec<u8> {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
-        )
-        .into_bytes()
-    }
-
     #[test]
-    fn a_token_names_its_exec_until_it_is_revoked() {
+    fn a_key_names_its_exec_until_it_is_revoked() {
         let grants = Grants::default();
         let a = Grant {
             session: "telegram:1".into(),
-            call: 7,
+            call: "exec 7".into(),
         };
-        let token = grants.grant(a.clone()).unwrap();
-        assert_eq!(token.len(), 32);
-        let held = grants.holder(&basic(PROXY_USER, &token)).unwrap();
+        let key = grants.grant(a.clone()).unwrap();
+        assert_eq!(key.len(), 32);
+        let held = grants.held(key.as_bytes()).unwrap();
         assert_eq!(held.grant, a);
         assert!(!*held.revoked.borrow());
-        assert!(grants.holder(&basic("someone", &token)).is_none());
-        assert!(grants.holder(&basic(PROXY_USER, "guess")).is_none());
-        assert!(grants.holder(b"Bearer whatever").is_none());
-        assert!(grants.holder(b"Basic !!!not base64").is_none());
-        grants.revoke(&token);
-        assert!(grants.holder(&basic(PROXY_USER, &token)).is_none());
+        assert!(grants.held(b"guess").is_none());
+        assert!(grants.held(b"").is_none());
+        assert!(grants.held(&[0xff, 0xfe]).is_none());
+        grants.revoke(&key);
+        assert!(grants.held(key.as_bytes()).is_none());
         // A connection opened before is told.
         assert!(*held.revoked.borrow());
     }

@@ -9,7 +9,9 @@ pub const MAGIC: [u8; 4] = *b"OXIB";
 /// stopped) and `ReadTexts` (the broker reads workspace files only through
 /// toold). 4: the messages of each connection in a file of their own, cron
 /// as one nested control request, and the health daemon's connection.
-pub const PROTOCOL_MAJOR: u16 = 4;
+/// 5: `Exec.egress` (the exec's key to the egress door) and the egress
+/// daemon's connection.
+pub const PROTOCOL_MAJOR: u16 = 5;
 /// Bumped when variants are appended; older peers keep working.
 pub const PROTOCOL_MINOR: u16 = 0;
 
@@ -22,6 +24,8 @@ pub enum Role {
     Ctl,
     /// The health endpoint's daemon (`oxibot-healthd`).
     Health,
+    /// The egress door's daemon (`oxibot-egressd`).
+    Egress,
 }
 
 impl std::fmt::Display for Role {
@@ -32,6 +36,7 @@ impl std::fmt::Display for Role {
             Role::Tool => "tool",
             Role::Ctl => "ctl",
             Role::Health => "health",
+            Role::Egress => "egress",
         })
     }
 }

@@ -8,13 +8,18 @@ use crate::{decode, encode, read_frame, write_frame, FrameError, Hello, Role, MA
 
 fn tool_call() -> impl Strategy<Value = ToolCall> {
     prop_oneof![
-        (any::<String>(), proptest::option::of(any::<String>()), any::<u32>()).prop_map(
-            |(command, working_dir, timeout_secs)| ToolCall::Exec {
+        (
+            any::<String>(),
+            proptest::option::of(any::<String>()),
+            any::<u32>(),
+            proptest::option::of("[0-9a-f]{32}")
+        )
+            .prop_map(|(command, working_dir, timeout_secs, egress)| ToolCall::Exec {
                 command,
                 working_dir,
-                timeout_secs
-            }
-        ),
+                timeout_secs,
+                egress
+            }),
         any::<String>().prop_map(|path| ToolCall::ReadFile { path }),
         (any::<String>(), any::<String>()).prop_map(|(path, content)| ToolCall::WriteFile { path, content }),
         (any::<String>(), any::<String>(), any::<String>()).prop_map(|(path, old_text, new_text)| ToolCall::EditFile {

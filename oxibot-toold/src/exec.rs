@@ -1,5 +1,8 @@
 //! `exec`: `/bin/sh -c` in the workspace with a minimal environment, its own
-//! process group, a timeout that kills the whole group, and capped output.
+//! session (and so its own process group), a timeout that kills the whole
+//! group, and capped output. With a key to the egress door, its processes'
+//! connections to the jail's proxy are this exec's (see `door`), and it
+//! gets the proxy variables that curl, git, pip, npm and gh read.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -7,8 +10,13 @@ use std::time::Duration;
 
 /// The `PATH` of every command (and of a skill's requirement check).
 pub const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-/// The only environment variables a command sees (set below).
+/// The only environment variables a command sees (set below), besides the
+/// proxy's when the exec may reach the network.
 pub const ENV_NAMES: &[&str] = &["PATH", "HOME", "LANG", "TERM"];
+
+/// The proxy variables, upper and lower case: each program reads one or
+/// the other.
+const PROXY_NAMES: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -39,6 +47,7 @@ pub async fn run(
     timeout_secs: u32,
     workspace: &Path,
     limits: Limits,
+    egress: Option<String>,
 ) -> Result<String, String> {
     let cwd = match working_dir {
         Some(d) if !d.is_empty() => crate::files::resolve_existing(workspace, d)?,
@@ -58,9 +67,27 @@ pub async fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so that the timeout kills every descendant.
-        .process_group(0)
         .kill_on_drop(true);
+    // Through the door only inside the jail, where its port is toold's.
+    let egress = egress.filter(|_| limits.jailed.is_some() && crate::jail::is_jailed());
+    if egress.is_some() {
+        let proxy = format!("http://127.0.0.1:{}", crate::jail::net::PROXY_PORT);
+        for name in PROXY_NAMES {
+            cmd.env(name, &proxy).env(name.to_ascii_lowercase(), &proxy);
+        }
+        // Nothing is exempt: the jail's loopback has no other service (a
+        // command may not listen on TCP), and a loopback address in
+        // tools.exec.allowedHosts means the host's, reached through the door.
+        cmd.env("NO_PROXY", "").env("no_proxy", "");
+    }
+    // SAFETY: the closure runs between fork and exec and only calls setsid,
+    // which is async-signal-safe; it allocates nothing.
+    unsafe {
+        // Its own session (so its own process group, which the timeout
+        // kills): the door tells execs apart by session, and no process can
+        // join another's.
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
     if let Some(jail) = limits.jailed {
         let (cpu, memory) = (jail.max_cpu_secs, jail.max_memory);
         // SAFETY: the closure runs between fork and exec and only calls
@@ -79,6 +106,11 @@ pub async fn run(
         child
     };
     let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+    // The session's id is the shell's pid.
+    let session = pgid.map(|p| p.as_raw());
+    if let (Some(session), Some(key)) = (session, egress) {
+        crate::door::open_for(session, key);
+    }
     let half = limits.max_output / 2;
     let stdout = child.stdout.take().map(|s| tokio::spawn(capture(s, half)));
     let stderr = child.stderr.take().map(|s| tokio::spawn(capture(s, half)));
@@ -86,6 +118,9 @@ pub async fn run(
     let status = tokio::time::timeout(timeout, child.wait()).await;
     // Whether it finished or timed out, nothing of this command may outlive
     // it: kill what is left of its process group.
+    if let Some(session) = session {
+        crate::door::close_for(session);
+    }
     if let Some(pg) = pgid {
         let _ = killpg(pg, Signal::SIGKILL);
     }
@@ -196,7 +231,7 @@ mod tests {
     async fn runs_in_the_workspace_with_a_minimal_environment() {
         let d = tempfile::tempdir().unwrap();
         std::env::set_var("OXIBOT_TEST_SECRET", "should-not-leak");
-        let out = run("pwd; env | sort", None, 10, d.path(), LIMITS).await.unwrap();
+        let out = run("pwd; env | sort", None, 10, d.path(), LIMITS, None).await.unwrap();
         assert!(out.contains(&d.path().display().to_string()), "{out}");
         assert!(!out.contains("should-not-leak"), "{out}");
         assert!(out.contains("HOME="), "{out}");
@@ -209,7 +244,7 @@ mod tests {
         let marker = d.path().join("survived");
         let cmd = format!("(sleep 3; touch {}) & sleep 30", marker.display());
         let started = std::time::Instant::now();
-        let out = run(&cmd, None, 1, d.path(), LIMITS).await.unwrap();
+        let out = run(&cmd, None, 1, d.path(), LIMITS, None).await.unwrap();
         assert!(out.contains("timed out after 1 s"), "{out}");
         assert!(started.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_secs(4)).await;
@@ -219,7 +254,7 @@ mod tests {
     #[tokio::test]
     async fn output_is_capped_head_and_tail() {
         let d = tempfile::tempdir().unwrap();
-        let out = run("seq 1 100000", None, 10, d.path(), LIMITS).await.unwrap();
+        let out = run("seq 1 100000", None, 10, d.path(), LIMITS, None).await.unwrap();
         assert!(out.starts_with("1\n2\n"), "{out}");
         assert!(out.contains("bytes omitted"));
         assert!(out.contains("100000\n[exit code: 0]"), "{out}");

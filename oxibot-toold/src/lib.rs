@@ -11,6 +11,7 @@
 //! 3. the connection: if it drops, toold exits and is restarted.
 
 mod beneath;
+mod door;
 mod exec;
 mod files;
 mod jail;
@@ -77,6 +78,11 @@ struct Args {
     /// Largest file a command may write, MiB.
     #[arg(long, default_value_t = 256)]
     max_file_size_mb: u64,
+    /// The egress daemon's socket. With it, the jail gets a proxy port
+    /// through which the commands the broker allows may reach the hosts
+    /// `tools.exec.allowedHosts` lists; without it, no network at all.
+    #[arg(long)]
+    egress_door: Option<PathBuf>,
 }
 
 /// The daemon, from its arguments to its exit.
@@ -129,7 +135,7 @@ pub fn main() -> ExitCode {
     };
 
     // Step 2: the jail. No sandbox, no start.
-    let (workspace, jailed) = match args.sandbox {
+    let (workspace, jailed_door) = match args.sandbox {
         Sandbox::On => {
             let spec = jail::JailSpec {
                 workspace_as_given: std::path::absolute(&args.workspace).unwrap_or_else(|_| args.workspace.clone()),
@@ -137,9 +143,10 @@ pub fn main() -> ExitCode {
                 tool_user: args.user.clone(),
                 limits: jail_limits,
                 seccomp_log: args.seccomp_log,
+                egress_door: args.egress_door.clone(),
             };
             match jail::enter(&spec) {
-                Ok(jail::Side::Outside(child)) => {
+                Ok(jail::Side::Outside(child, door)) => {
                     // Only the jail talks to the broker. Not dumpable, like
                     // every OxiBot process (the jail clears it inside; here
                     // it had to wait until the user namespace was mapped,
@@ -149,17 +156,24 @@ pub fn main() -> ExitCode {
                         eprintln!("oxibot-toold: cannot clear the dumpable flag: {e}");
                         return ExitCode::FAILURE;
                     }
+                    // The door's connections until the jail's pid 1 ends
+                    // (its end of the pair closes with it); no thread: a
+                    // process that unshared a pid namespace cannot start one.
+                    if let Some(door) = door {
+                        door::relay(door);
+                    }
                     let code = jail::wait_for_jail(child);
                     return ExitCode::from(u8::try_from(code).unwrap_or(1));
                 }
-                Ok(jail::Side::Inside(report)) => {
+                Ok(jail::Side::Inside(report, door)) => {
                     tracing::info!(
                         root_started = report.root_started,
                         uid = report.uid,
                         landlock = %report.landlock,
+                        egress = door.is_some(),
                         "jail built"
                     );
-                    (PathBuf::from(jail::JAIL_WORKSPACE), true)
+                    (PathBuf::from(jail::JAIL_WORKSPACE), door)
                 }
                 Err(e) => {
                     eprintln!(
@@ -180,9 +194,10 @@ pub fn main() -> ExitCode {
                  Never use this with a model or chat users you do not fully trust",
                 whoami()
             );
-            (workspace, false)
+            (workspace, None)
         }
     };
+    let jailed = matches!(args.sandbox, Sandbox::On);
 
     // Step 3: serve until the broker goes away. One thread: requests are
     // short, or wait on a child asynchronously; the long file walks run on
@@ -202,6 +217,9 @@ pub fn main() -> ExitCode {
     // Large files and outputs pass through here: their memory goes back
     // to the system once they are answered.
     runtime.spawn(oxibot_runtime::heap::trim_periodically());
+    if let Some(door) = jailed_door {
+        runtime.spawn(door::serve_jail_end(door));
+    }
     match runtime.block_on(server::serve(stream, workspace, limits)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -67,7 +67,18 @@ async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Too
             command,
             working_dir,
             timeout_secs,
-        } => crate::exec::run(&command, working_dir.as_deref(), timeout_secs, workspace, limits).await,
+            egress,
+        } => {
+            crate::exec::run(
+                &command,
+                working_dir.as_deref(),
+                timeout_secs,
+                workspace,
+                limits,
+                egress,
+            )
+            .await
+        }
         ToolCall::ReadFile { path } => crate::files::read_file(workspace, &path),
         ToolCall::WriteFile { path, content } => crate::files::write_file(workspace, &path, &content),
         ToolCall::EditFile {

@@ -34,6 +34,8 @@ pub const EXEC: Tool = Tool {
             command: a.command,
             working_dir: a.working_dir,
             timeout_secs,
+            // The broker sets it when the exec runs (see `tools::run`).
+            egress: None,
         })
     }),
 };

@@ -108,7 +108,17 @@ pub async fn run(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str) 
     match tool.runs {
         Runs::Jail(to_call) => {
             let timeout = svc.live.settings().exec_timeout_secs;
-            let call = to_call(args, timeout)?;
+            let mut call = to_call(args, timeout)?;
+            // An exec may reach the hosts tools.exec.allowedHosts lists,
+            // with a key of its own, revoked when the call ends (dropped).
+            let mut _key = None;
+            if let ToolCall::Exec { egress, .. } = &mut call {
+                _key = svc
+                    .egress
+                    .open(&config, &turn.session, &crate::agent::arguments_digest(args))
+                    .await;
+                *egress = _key.as_ref().map(|k| k.value().to_string());
+            }
             // The daemon enforces the exec timeout itself; allow it time to
             // kill the process group and answer.
             let wait = std::time::Duration::from_secs(u64::from(timeout) + 15);

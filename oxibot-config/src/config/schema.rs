@@ -77,6 +77,8 @@ pub struct Config {
 #[serde(rename_all = "camelCase", default)]
 pub struct Users {
     pub tool: String,
+    /// The egress daemon's, when the broker runs as root.
+    pub egress: String,
     pub channels: BTreeMap<String, String>,
     /// The single user all channels shared before each had its own.
     pub channel: Option<String>,
@@ -86,6 +88,7 @@ impl Default for Users {
     fn default() -> Self {
         Users {
             tool: "oxibot-tool".into(),
+            egress: "oxibot-egress".into(),
             channels: BTreeMap::new(),
             channel: None,
         }
@@ -248,6 +251,9 @@ pub struct ExecSettings {
     pub max_memory_mb: u32,
     /// Largest file a command may write, MiB.
     pub max_file_size_mb: u32,
+    /// Where commands may connect, through the egress door (see
+    /// `oxibot_proto::settings::HostPattern`). Empty: no network.
+    pub allowed_hosts: Vec<oxibot_proto::settings::HostPattern>,
 }
 
 impl Default for ExecSettings {
@@ -258,6 +264,7 @@ impl Default for ExecSettings {
             max_processes: 256,
             max_memory_mb: 2048,
             max_file_size_mb: 256,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -14,8 +14,6 @@ pub(super) struct Head {
     /// Bytes the client sent after its head (the start of a body or of
     /// TLS), to be passed on first.
     pub rest: Vec<u8>,
-    /// The `Proxy-Authorization` value, if any.
-    pub proxy_authorization: Option<Vec<u8>>,
 }
 
 /// A plain request, kept as its parts so that the head the upstream reads
@@ -92,11 +90,6 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
     }
     let method = request.method.unwrap_or_default().to_string();
     let target = request.path.unwrap_or_default();
-    let proxy_authorization = request
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
-        .map(|h| h.value.to_vec());
     if method == "CONNECT" {
         let (host, port) = authority(target).ok_or(Decision::BadRequest("CONNECT needs host:port"))?;
         return Ok(Head {
@@ -104,7 +97,6 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
             port,
             forward: None,
             rest: Vec::new(),
-            proxy_authorization,
         });
     }
     let url = url::Url::parse(target).map_err(|_| Decision::BadRequest("a proxy request names a whole http:// URL"))?;
@@ -172,7 +164,6 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
         port,
         forward: Some(forward),
         rest: Vec::new(),
-        proxy_authorization,
     })
 }
 

@@ -14,9 +14,10 @@
 //!   `Content-Length` and `Transfer-Encoding`, or two lengths) is refused:
 //!   the upstream could read a second request out of it.
 //!
-//! Every request carries the token of a running exec (`grants`); when the
-//! exec ends its token is revoked and its open connections are closed with
-//! it, as is any connection idle for [`IDLE`]. A destination given by name
+//! Every connection comes with the key of the exec whose processes opened
+//! it (`grants`; the jail's end of the door finds it, no command sees it);
+//! when the exec ends its key is revoked and its open connections are
+//! closed with it, as is any connection idle for [`IDLE`]. A destination given by name
 //! reaches a private address only if that name itself is allowed
 //! privately (an address allowed for one service is not reachable by any
 //! name that resolves to it). A host whose credential the door sets is
@@ -45,7 +46,9 @@ pub const IDLE: Duration = Duration::from_secs(300);
 pub struct Policy {
     pub allowed: Vec<HostPattern>,
     pub guard: Guard,
-    pub grants: Grants,
+    /// Shared with the link that grants and revokes keys: a reload of
+    /// the settings keeps them.
+    pub grants: std::sync::Arc<Grants>,
     /// `tools.exec.credentials`: headers set at the door.
     pub injections: Vec<Injection>,
     /// See [`IDLE`] (tests shorten it).
@@ -76,7 +79,7 @@ pub struct Record {
 pub enum Decision {
     #[error("allowed")]
     Allowed,
-    #[error("no proxy token of a running command (a process left behind by an earlier command gets nothing)")]
+    #[error("the connection came from no running command (a process left behind by an earlier command gets nothing)")]
     NoGrant,
     #[error("{0}:{1} is not in tools.exec.allowedHosts")]
     NotListed(String, u16),
@@ -96,8 +99,10 @@ pub enum Decision {
     TunnelToCredentialHost(String, u16),
 }
 
-/// Serves one accepted connection to its end.
-pub async fn serve<C>(mut client: C, policy: &Policy, lookup: &dyn Lookup) -> Record
+/// Serves one accepted connection to its end. `key` is what the jail's end
+/// of the door tagged it with: the key of the exec whose processes hold
+/// the client's socket (empty when none does).
+pub async fn serve<C>(mut client: C, key: &[u8], policy: &Policy, lookup: &dyn Lookup) -> Record
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -110,11 +115,7 @@ where
     };
     record.host = Some(head.host.clone());
     record.port = Some(head.port);
-    let Some(held) = head
-        .proxy_authorization
-        .as_deref()
-        .and_then(|a| policy.grants.holder(a))
-    else {
+    let Some(held) = policy.grants.held(key) else {
         return refuse(client, record, Decision::NoGrant, started).await;
     };
     record.grant = Some(held.grant);
@@ -285,8 +286,7 @@ async fn refuse<C: AsyncWrite + Unpin>(
     started: Instant,
 ) -> Record {
     let status = match &decision {
-        Decision::NoGrant => "407 Proxy Authentication Required",
-        Decision::NotListed(..) | Decision::Unreachable(Unreachable::Refused(_)) => "403 Forbidden",
+        Decision::NoGrant | Decision::NotListed(..) | Decision::Unreachable(Unreachable::Refused(_)) => "403 Forbidden",
         Decision::Unreachable(_) | Decision::ConnectFailed(_) => "502 Bad Gateway",
         Decision::BadRequest(_) => "400 Bad Request",
         Decision::Withheld(_) => "502 Bad Gateway",
@@ -297,13 +297,8 @@ async fn refuse<C: AsyncWrite + Unpin>(
         // The reason is OxiBot's own words (no secret is in them): the
         // command that was refused learns why, and what to configure.
         let body = format!("OxiBot egress: {decision}\n");
-        let challenge = if matches!(decision, Decision::NoGrant) {
-            "Proxy-Authenticate: Basic realm=\"OxiBot\"\r\n"
-        } else {
-            ""
-        };
         let answer = format!(
-            "HTTP/1.1 {status}\r\n{challenge}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         let _ = client.write_all(answer.as_bytes()).await;

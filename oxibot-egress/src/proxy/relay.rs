@@ -13,13 +13,23 @@ use tokio::sync::watch;
 pub enum End {
     /// One side closed (or failed).
     Closed,
-    /// The exec's token was revoked while it was open.
+    /// The exec's key was revoked while it was open.
     Revoked,
     /// Nothing moved either way for the idle limit.
     Idle,
 }
 
-/// Relays until either side closes, the token is revoked or the
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            End::Closed => "closed",
+            End::Revoked => "closed when its command ended",
+            End::Idle => "closed: idle too long",
+        })
+    }
+}
+
+/// Relays until either side closes, the key is revoked or the
 /// connection is idle. Returns (bytes up, bytes down, how it ended).
 pub async fn both_ways<C, U>(
     client: &mut C,

@@ -19,12 +19,12 @@ fn guard(private: &[&str]) -> Guard {
         .with_routes(|_, _| Ok(Reach::Elsewhere))
 }
 
-/// A door, and the token of one running exec.
+/// A door, and the key of one running exec.
 fn policy(allowed: &[&str], private: &[&str]) -> (Policy, String) {
     let policy = Policy {
         allowed: allowed.iter().map(|p| HostPattern::parse(p).unwrap()).collect(),
         guard: guard(private),
-        grants: Grants::default(),
+        grants: Default::default(),
         injections: Vec::new(),
         idle: IDLE,
     };
@@ -35,17 +35,7 @@ fn policy(allowed: &[&str], private: &[&str]) -> (Policy, String) {
 fn exec(call: u64) -> Grant {
     Grant {
         session: "telegram:42".into(),
-        call,
-    }
-}
-
-/// `request` with the token a command's proxy URL gives it.
-fn with_token(request: &str, token: &str) -> String {
-    use base64::Engine;
-    let credential = base64::engine::general_purpose::STANDARD.encode(format!("oxibot:{token}"));
-    match request.split_once("\r\n") {
-        Some((line, rest)) => format!("{line}\r\nProxy-Authorization: Basic {credential}\r\n{rest}"),
-        None => request.to_string(),
+        call: format!("exec {call}"),
     }
 }
 
@@ -83,17 +73,17 @@ async fn upstream(reply: &'static [u8]) -> (u16, tokio::task::JoinHandle<Vec<u8>
     (port, task)
 }
 
-/// Sends `request` through the door with the running exec's token;
+/// Sends `request` through the door as the running exec's;
 /// returns what came back and the record.
 async fn through(request: String, door: &(Policy, String), lookup: &dyn Lookup) -> (String, Record) {
-    send(with_token(&request, &door.1), &door.0, lookup).await
+    send(request, door.1.as_bytes(), &door.0, lookup).await
 }
 
-/// Sends `request` as it is.
-async fn send(request: String, policy: &Policy, lookup: &dyn Lookup) -> (String, Record) {
+/// Sends `request` tagged with `key`.
+async fn send(request: String, key: &[u8], policy: &Policy, lookup: &dyn Lookup) -> (String, Record) {
     let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
     ours.write_all(request.as_bytes()).await.unwrap();
-    let (record, answer) = tokio::join!(serve(theirs, policy, lookup), async move {
+    let (record, answer) = tokio::join!(serve(theirs, key, policy, lookup), async move {
         let mut answer = Vec::new();
         let _ = ours.read_to_end(&mut answer).await;
         answer
@@ -120,23 +110,23 @@ async fn an_allowed_tunnel_reaches_the_checked_address_and_is_counted() {
 }
 
 #[tokio::test]
-async fn only_a_running_exec_token_opens_the_door() {
+async fn only_a_running_exec_key_opens_the_door() {
     let (port, seen) = upstream(b"for exec 2").await;
     let (p, first) = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
     let request = format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n");
-    // No token at all: a command that found the port by itself.
-    let (answer, record) = send(request.clone(), &p, &no_names()).await;
-    assert!(answer.starts_with("HTTP/1.1 407"), "{answer}");
-    assert!(answer.contains("Proxy-Authenticate: Basic"), "{answer}");
+    // No key at all: a connection no running exec's process holds.
+    let (answer, record) = send(request.clone(), b"", &p, &no_names()).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("no running command"), "{answer}");
     assert!(matches!(record.decision, Decision::NoGrant));
-    // Exec 1 ended; a `nohup curl` it left behind still holds its token
-    // while exec 2 runs.
+    // Exec 1 ended; a `nohup curl` it left behind is still tagged with its
+    // key while exec 2 runs.
     p.grants.revoke(&first);
     let second = p.grants.grant(exec(2)).unwrap();
-    let (answer, record) = send(with_token(&request, &first), &p, &no_names()).await;
-    assert!(answer.starts_with("HTTP/1.1 407"), "{answer}");
+    let (answer, record) = send(request.clone(), first.as_bytes(), &p, &no_names()).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(record.grant.is_none());
-    let (answer, record) = send(with_token(&format!("{request}hi"), &second), &p, &no_names()).await;
+    let (answer, record) = send(format!("{request}hi"), second.as_bytes(), &p, &no_names()).await;
     assert!(answer.ends_with("for exec 2"), "{answer}");
     assert_eq!(record.grant, Some(exec(2)));
     assert_eq!(seen.await.unwrap(), b"hi");
@@ -410,21 +400,22 @@ async fn silent_upstream() -> u16 {
 }
 
 #[tokio::test]
-async fn revoking_a_token_closes_the_tunnels_opened_with_it() {
+async fn revoking_a_key_closes_the_tunnels_opened_with_it() {
     let port = silent_upstream().await;
     let (door, token) = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
     let door = std::sync::Arc::new(door);
     let (mut ours, theirs) = tokio::io::duplex(4096);
-    ours.write_all(with_token(&format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n"), &token).as_bytes())
+    ours.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let served = tokio::spawn({
         let door = door.clone();
-        async move { serve(theirs, &door, &no_names()).await }
+        let token = token.clone();
+        async move { serve(theirs, token.as_bytes(), &door, &no_names()).await }
     });
     let mut established = [0u8; 39];
     ours.read_exact(&mut established).await.unwrap();
-    // The exec ends: its token goes, and the open tunnel with it.
+    // The exec ends: its key goes, and the open tunnel with it.
     door.grants.revoke(&token);
     let record = tokio::time::timeout(Duration::from_secs(5), served)
         .await
@@ -441,12 +432,15 @@ async fn an_idle_tunnel_is_closed() {
     let (mut door, token) = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
     door.idle = Duration::from_millis(200);
     let (mut ours, theirs) = tokio::io::duplex(4096);
-    ours.write_all(with_token(&format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n"), &token).as_bytes())
+    ours.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let record = tokio::time::timeout(Duration::from_secs(5), serve(theirs, &door, &no_names()))
-        .await
-        .unwrap();
+    let record = tokio::time::timeout(
+        Duration::from_secs(5),
+        serve(theirs, token.as_bytes(), &door, &no_names()),
+    )
+    .await
+    .unwrap();
     assert_eq!(record.end, Some(End::Idle), "{record:?}");
 }
 

@@ -313,6 +313,13 @@ list_bound!(patterns, "patterns", MAX_TEXT_FILES, "pattern", MAX_PATH);
 list_bound!(probe_names, "names", MAX_PROBE_NAMES, "name", MAX_ID);
 list_bound!(audit_kinds, "kinds", 32, "kind", MAX_ID);
 list_bound!(
+    host_patterns,
+    "host patterns",
+    MAX_HOST_PATTERNS,
+    "host pattern",
+    MAX_ID
+);
+list_bound!(
     not_ready,
     "reasons for not being ready",
     MAX_NOT_READY,

@@ -40,12 +40,14 @@ pub trait Message: Serialize + DeserializeOwned + Send + 'static {
 
 mod channel;
 mod ctl;
+mod egress;
 mod health;
 pub(crate) mod limit;
 mod tool;
 
 pub use channel::*;
 pub use ctl::*;
+pub use egress::*;
 pub use health::*;
 pub use limit::{Refused, Unit};
 pub use tool::*;

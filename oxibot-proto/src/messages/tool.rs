@@ -20,6 +20,12 @@ pub enum ToolCall {
         #[serde(with = "limit::path")]
         working_dir: Option<String>,
         timeout_secs: u32,
+        /// The key the egress door knows this exec by (the broker granted
+        /// it to the door first), when the jail may reach the network.
+        /// toold gives it to no command: it tags the connections of this
+        /// exec's processes with it.
+        #[serde(with = "limit::id")]
+        egress: Option<String>,
     },
     ReadFile {
         #[serde(with = "limit::path")]

@@ -5,8 +5,10 @@
 //! 1. namespaces: user (when not root), mount, pid, net, ipc, uts;
 //! 2. fork: the child is pid 1 of the new pid namespace — the kernel then
 //!    drops every signal its descendants send it, and its death kills them;
-//! 3. a tmpfs root with read-only system binds, a fresh /proc, a minimal
-//!    /dev, a tmpfs /tmp and the workspace at /workspace; pivot_root;
+//! 3. with the egress door: loopback up and the proxy port bound (the
+//!    jail's only way out, see `net`); then a tmpfs root with read-only
+//!    system binds, a fresh /proc, a minimal /dev, a tmpfs /tmp and the
+//!    workspace at /workspace; pivot_root;
 //! 4. rlimits, then the tool user's ids, then no capabilities at all;
 //! 5. no_new_privs, Landlock (best effort), and a default-deny seccomp filter.
 //!
@@ -14,6 +16,7 @@
 
 mod fs;
 mod landlock;
+pub mod net;
 mod privs;
 pub mod seccomp;
 
@@ -63,6 +66,9 @@ pub struct JailSpec {
     pub limits: ResourceLimits,
     /// Debugging: seccomp logs instead of refusing.
     pub seccomp_log: bool,
+    /// The egress daemon's socket: with it, the jail gets its proxy port
+    /// and commands may connect to it (and nowhere else).
+    pub egress_door: Option<PathBuf>,
 }
 
 /// What the jailed process learns about its jail, for `doctor` and logs.
@@ -74,10 +80,11 @@ pub struct JailReport {
 }
 
 pub enum Side {
-    /// The process outside: it only waits for the jail and mirrors its exit.
-    Outside(Pid),
+    /// The process outside: it waits for the jail and mirrors its exit, and
+    /// hands the door's connections on.
+    Outside(Pid, Option<net::OutsideEnd>),
     /// pid 1 inside the jail, with every restriction in place.
-    Inside(JailReport),
+    Inside(JailReport, Option<net::JailEnd>),
 }
 
 /// Builds the jail; see the module documentation for the order.
@@ -143,6 +150,12 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
         ),
     )?;
 
+    // The door's two halves, while the host's paths are still there.
+    let door = match &spec.egress_door {
+        Some(path) => Some(net::prepare(path)?),
+        None => None,
+    };
+
     // 2. Fork into the pid namespace.
     // SAFETY: we are single-threaded here (no runtime, no helper threads
     // yet), so the child may run arbitrary code after fork.
@@ -153,11 +166,18 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
             } else {
                 privs::outside_drops_all()?;
             }
-            return Ok(Side::Outside(child));
+            return Ok(Side::Outside(child, door.map(|(_, outside)| outside)));
         }
         ForkResult::Child => {}
     }
-    // 3. The filesystem.
+    // 3. The door, then the filesystem.
+    let door = match door {
+        Some((jail_half, outside)) => {
+            drop(outside);
+            Some(net::open(jail_half)?)
+        }
+        None => None,
+    };
     fs::build_root(&spec.workspace, &host, spec.limits.tmp_size_mb)?;
     step("set the hostname", nix::unistd::sethostname("oxibot-jail"))?;
 
@@ -175,14 +195,18 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     // 5. no_new_privs, Landlock, seccomp — the last steps; after the filter
     //    nothing here may make a syscall outside the allow-list.
     step("set no_new_privs", nix::sys::prctl::set_no_new_privs())?;
-    let landlock = landlock::restrict();
-    seccomp::install(spec.seccomp_log)?;
+    let network = door.is_some();
+    let landlock = landlock::restrict(network);
+    seccomp::install(spec.seccomp_log, network)?;
 
-    Ok(Side::Inside(JailReport {
-        root_started,
-        uid: uid.as_raw(),
-        landlock,
-    }))
+    Ok(Side::Inside(
+        JailReport {
+            root_started,
+            uid: uid.as_raw(),
+            landlock,
+        },
+        door,
+    ))
 }
 
 /// The outside process: wait for the jail and exit the same way, so that the

@@ -75,6 +75,7 @@ const BUILD_CAPS: &[caps::Capability] = &[
     caps::Capability::CAP_DAC_OVERRIDE,    // reach a workspace under a private directory
     caps::Capability::CAP_DAC_READ_SEARCH, // … and read the system files to bind
     caps::Capability::CAP_KILL,            // the outside process's death signals the jail
+    caps::Capability::CAP_NET_ADMIN,       // bring up the jail's loopback (the egress door)
 ];
 
 /// Root-started: keep only [`BUILD_CAPS`] while the jail is built.

@@ -272,8 +272,9 @@ fn mode_rules(list: &mut AllowList) {
     }
 }
 
-/// The jail's allow-list for `arch`.
-fn allow_list(arch: TargetArch) -> AllowList {
+/// The jail's allow-list for `arch`; `network` when the egress door is
+/// open.
+fn allow_list(arch: TargetArch, network: bool) -> AllowList {
     let mut list = AllowList::new(arch);
     list.names(ALLOWED).x86_64_names(X86_64_ONLY);
     mode_rules(&mut list);
@@ -282,6 +283,15 @@ fn allow_list(arch: TargetArch) -> AllowList {
     // Sockets: AF_UNIX only (nscd-style lookups); the jail has no network anyway.
     for call in ["socket", "socketpair"] {
         list.when(call, &[eq(0, libc::AF_UNIX as u64)]);
+    }
+    if network {
+        // The door: TCP sockets to reach its port (Landlock and the empty
+        // network namespace leave nothing else to reach), their options,
+        // and toold's accepting on the port it bound before this filter.
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            list.when("socket", &[eq(0, family as u64)]);
+        }
+        list.names(&["setsockopt", "accept4"]);
     }
     list.ioctls(IOCTLS);
     // Limits and priority: the calling process only. In unprivileged mode
@@ -298,17 +308,17 @@ fn allow_list(arch: TargetArch) -> AllowList {
 /// and callers of openat2 to openat, whose mode the allow-list checks);
 /// then the allow-list — anything else EPERM (or, with `log`, allowed and
 /// logged by the kernel: debugging only) — which blocks seccomp() itself.
-pub fn programs(arch: TargetArch, log: bool) -> Result<Filters, JailError> {
+pub fn programs(arch: TargetArch, log: bool, network: bool) -> Result<Filters, JailError> {
     let otherwise = if log { Otherwise::Log } else { Otherwise::Refuse };
     step(
         "compile the seccomp filters",
-        seccomp::compile(&["clone3", "openat2"], &allow_list(arch), otherwise),
+        seccomp::compile(&["clone3", "openat2"], &allow_list(arch, network), otherwise),
     )
 }
 
-pub fn install(log: bool) -> Result<(), JailError> {
+pub fn install(log: bool, network: bool) -> Result<(), JailError> {
     let arch = step("pick the seccomp architecture", seccomp::current_arch())?;
-    let filters = programs(arch, log)?;
+    let filters = programs(arch, log, network)?;
     step("install the seccomp filters", seccomp::install(&filters, Threads::This))
 }
 
@@ -319,8 +329,8 @@ mod tests {
     #[test]
     fn the_filters_compile_for_both_architectures_by_name() {
         for arch in [TargetArch::x86_64, TargetArch::aarch64] {
-            for log in [false, true] {
-                let compiled = programs(arch, log);
+            for (log, network) in [(false, false), (true, false), (false, true)] {
+                let compiled = programs(arch, log, network);
                 assert!(compiled.is_ok(), "{arch:?}: {:?}", compiled.err());
             }
         }

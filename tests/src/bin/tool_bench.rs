@@ -73,6 +73,7 @@ fn main() {
             command: "true".into(),
             working_dir: None,
             timeout_secs: 10,
+            egress: None,
         };
         let read = || ToolCall::ReadFile { path: "4k.txt".into() };
         let mut id = 0;

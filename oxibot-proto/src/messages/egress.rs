@@ -1,0 +1,85 @@
+//! The egress daemon's connection. The daemon parses what the jail's
+//! commands send to the network, so it learns only what deciding needs:
+//! where commands may go, and which running exec a key belongs to. It
+//! answers with what became of each connection, for the audit.
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// Broker → egress daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EgressRequest {
+    /// Sent first, and again when the configuration is reloaded.
+    Settings {
+        /// `tools.exec.allowedHosts`, as written (the daemon parses them
+        /// again: it trusts no text it did not check).
+        #[serde(with = "limit::host_patterns")]
+        allowed_hosts: Vec<String>,
+        /// `tools.web.allowPrivate`: the private addresses and ranges
+        /// that may be reached, as for `web_fetch`.
+        #[serde(with = "limit::host_patterns")]
+        allow_private: Vec<String>,
+    },
+    /// An exec is about to start: connections tagged with `key` are its.
+    /// Answered with `Granted` once the key is in force.
+    Grant {
+        #[serde(with = "limit::id")]
+        key: String,
+        /// The conversation (`telegram:42`, `cron:7`, …).
+        #[serde(with = "limit::id")]
+        session: String,
+        /// Which exec call, as the audit names it.
+        #[serde(with = "limit::id")]
+        call: String,
+    },
+    /// The exec ended: its key opens nothing more, and the connections
+    /// opened with it are closed.
+    Revoke {
+        #[serde(with = "limit::id")]
+        key: String,
+    },
+}
+
+/// Egress daemon → broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EgressEvent {
+    /// The key of a `Grant` is in force.
+    Granted {
+        #[serde(with = "limit::id")]
+        key: String,
+    },
+    /// One connection from the jail, when it ended.
+    Connection(ConnectionRecord),
+}
+
+/// What became of one connection from the jail. Host and reason may hold
+/// what a command wrote: the broker files them as data, never as its own
+/// words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    #[serde(with = "limit::id")]
+    pub session: Option<String>,
+    #[serde(with = "limit::id")]
+    pub call: Option<String>,
+    #[serde(with = "limit::id")]
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub allowed: bool,
+    /// Why it was refused, or how a relayed connection ended.
+    #[serde(with = "limit::path")]
+    pub outcome: String,
+    /// The credential set at the door, by name.
+    #[serde(with = "limit::id")]
+    pub injected: Option<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub millis: u64,
+}
+
+/// How many host patterns one list may hold.
+pub const MAX_HOST_PATTERNS: usize = 256;
+
+impl Message for EgressRequest {}
+
+impl Message for EgressEvent {}

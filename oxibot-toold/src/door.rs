@@ -1,0 +1,245 @@
+//! The egress door, toold's two halves of it.
+//!
+//! In the jail (pid 1): each connection a command makes to the proxy port
+//! is accepted, attributed to the exec whose processes hold the client's
+//! socket, and sent out through the socketpair tagged with that exec's
+//! key. No command ever sees a key: a key in a command's environment could
+//! be read by any other process of the jail's user (`/proc/PID/environ`),
+//! a process left behind by another chat's command included.
+//!
+//! Attribution: every exec runs in a session of its own (`setsid`; a
+//! process can leave its session for a new one, never join another). The
+//! client's socket is found in the jail's `/proc/net/tcp{,6}` by its port,
+//! and its holders by their descriptors in `/proc/PID/fd`; the connection
+//! is the exec's when every holder whose descriptors can be read is in
+//! that exec's session and the exec is running. Anything else — no holder found, holders in two sessions, a
+//! session no running exec owns — goes out with no key, and the egress
+//! daemon refuses it.
+//!
+//! Outside (the half that waits for the jail): each connection from the
+//! jail is passed on to the egress daemon's socket, reached relative to
+//! its directory (the host's paths are gone once the jail pivoted), with
+//! a fresh connection after the daemon restarted.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+
+use crate::jail::net::{JailEnd, OutsideEnd, PROXY_PORT};
+
+/// The running execs' keys, by session id (the exec's shell's pid).
+static KEYS: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
+
+/// Connections being attributed and handed out at once; more wait.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// While an exec runs: its session's connections carry `key`.
+pub fn open_for(session: i32, key: String) {
+    lock().get_or_insert_with(HashMap::new).insert(session, key);
+}
+
+/// The exec ended.
+pub fn close_for(session: i32) {
+    if let Some(keys) = lock().as_mut() {
+        keys.remove(&session);
+    }
+}
+
+fn key_of(session: i32) -> Option<String> {
+    lock().as_ref().and_then(|keys| keys.get(&session).cloned())
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Option<HashMap<i32, String>>> {
+    KEYS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The jail's half: accepts on the proxy port until toold exits.
+pub async fn serve_jail_end(end: JailEnd) {
+    let JailEnd { listener, out } = end;
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|_| tokio::net::TcpListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("the egress door's port cannot join the event loop: {e}; commands get no network");
+            return;
+        }
+    };
+    let out = Arc::new(Mutex::new(out));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors: wait for connections to end.
+                tracing::warn!("accepting on the egress door's port failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let out = out.clone();
+        // Reading /proc and a blocking send: off the runtime's one thread.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let session = owner_session(peer.port());
+            let key = session.and_then(key_of).unwrap_or_default();
+            if key.is_empty() {
+                // The daemon refuses it and the audit says so; this says why.
+                tracing::info!(
+                    port = peer.port(),
+                    ?session,
+                    "a connection to the door from no running exec"
+                );
+            }
+            let Ok(stream) = stream.into_std() else { return };
+            let fd = OwnedFd::from(stream);
+            let link = out.lock().unwrap_or_else(|p| p.into_inner());
+            // Blocking, so that a busy daemon slows the door down instead
+            // of losing connections.
+            let _ = link.set_nonblocking(false);
+            if let Err(e) = oxibot_egress::pass::send(link.as_raw_fd(), &fd, key.as_bytes()) {
+                tracing::warn!("cannot hand a connection out of the jail: {e}");
+            }
+        });
+    }
+}
+
+/// The session of every process that holds the client socket whose local
+/// port is `port`, if they agree.
+fn owner_session(port: u16) -> Option<i32> {
+    let inode = socket_inode(port)?;
+    let wanted = format!("socket:[{inode}]");
+    let mut session = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == 1 {
+            continue; // toold itself holds only the accepted end
+        }
+        // Gone meanwhile, or not readable (a process between toold's fork
+        // and its exec is not dumpable yet): not counted. The connection
+        // still needs a readable holder in a running exec's session, so
+        // such a process can make a connection this exec's only if the
+        // exec's own processes take its socket and use it.
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == wanted.as_str()));
+        if holds {
+            let theirs = session_of(pid)?;
+            if session.is_some_and(|s| s != theirs) {
+                return None;
+            }
+            session = Some(theirs);
+        }
+    }
+    session
+}
+
+/// The inode of the client socket connected from `port` to the proxy
+/// port, in this network namespace's socket tables.
+fn socket_inode(port: u16) -> Option<u64> {
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(local), Some(remote), Some(inode)) = (fields.get(1), fields.get(2), fields.get(9)) else {
+                continue;
+            };
+            if port_of(local) == Some(port) && port_of(remote) == Some(PROXY_PORT) {
+                return inode.parse().ok().filter(|i| *i != 0);
+            }
+        }
+    }
+    None
+}
+
+fn port_of(address: &str) -> Option<u16> {
+    u16::from_str_radix(address.rsplit_once(':')?.1, 16).ok()
+}
+
+/// The session id in `/proc/PID/stat` (the sixth field; the second, the
+/// command name in parentheses, may hold spaces and parentheses).
+fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // state ppid pgrp session
+    after_name.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The outside half: passes each connection from the jail on to the
+/// egress daemon, until the jail goes away. A connection that cannot be
+/// passed (the daemon is not running) is closed: the command sees its
+/// proxy refuse. Returns when the jail's end closes (its pid 1 is gone).
+pub fn relay(end: OutsideEnd) {
+    let mut daemon: Option<UnixStream> = None;
+    loop {
+        let (connection, key) = match oxibot_egress::pass::receive(end.from_jail.as_raw_fd()) {
+            Ok(passed) => passed,
+            Err(oxibot_egress::pass::PassError::Closed) => return,
+            Err(e) => {
+                tracing::warn!("a message from the jail's door was refused: {e}");
+                continue;
+            }
+        };
+        for attempt in 0..2 {
+            if daemon.is_none() {
+                daemon = connect(&end)
+                    .map_err(|e| tracing::warn!("the egress daemon is not reachable: {e}"))
+                    .ok();
+            }
+            let Some(link) = &daemon else { break };
+            match oxibot_egress::pass::send(link.as_raw_fd(), &connection, &key) {
+                Ok(()) => break,
+                // The daemon restarted: once more on a fresh connection.
+                Err(e) => {
+                    daemon = None;
+                    if attempt == 1 {
+                        tracing::warn!("cannot pass a connection to the egress daemon: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Connects to the daemon's socket by its name in the door's directory.
+fn connect(end: &OutsideEnd) -> io::Result<UnixStream> {
+    nix::unistd::fchdir(end.dir.as_raw_fd())?;
+    UnixStream::connect(&end.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_gives_its_session_whatever_the_name() {
+        let me = std::process::id() as i32;
+        let session = session_of(me).unwrap();
+        assert_eq!(session, nix::unistd::getsid(None).unwrap().as_raw());
+        assert_eq!(port_of("0100007F:0C38"), Some(3128));
+        assert_eq!(port_of("00000000000000000000000001000000:1F90"), Some(8080));
+        assert_eq!(port_of("garbage"), None);
+    }
+
+    #[test]
+    fn keys_follow_their_sessions() {
+        open_for(-7, "k".into());
+        assert_eq!(key_of(-7).as_deref(), Some("k"));
+        close_for(-7);
+        assert_eq!(key_of(-7), None);
+    }
+}

@@ -1,0 +1,281 @@
+//! The egress door, end to end: a jailed command reaches an allowed local
+//! upstream through the proxy on the jail's loopback (curl, Python's
+//! urllib, an HTTPS tunnel that stays end to end), and nothing else — a
+//! host not listed, a command that ignores the proxy, a process left
+//! behind by an earlier exec. Every decision is in the audit. Each case
+//! runs in both modes (root-started and unprivileged).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use oxibot_tests::harness::{Broker, Mode};
+use serde_json::json;
+
+/// A broker whose jail may reach `allowed`, in `mode`; None (printed) when
+/// the mode cannot run here.
+fn door(mode: Mode, allowed: &[String]) -> Option<Broker> {
+    let run_as = match mode.run_as() {
+        Ok(r) => r,
+        Err(why) => {
+            oxibot_tests::harness::skip(&why);
+            return None;
+        }
+    };
+    let config = json!({"tools": {
+        "exec": {"timeout": 20, "allowedHosts": allowed},
+        "web": {"allowPrivate": ["127.0.0.1"]},
+    }});
+    let broker = Broker::start_as("http://127.0.0.1:9", config, json!({}), run_as);
+    broker.wait_audit("link_established", "egress daemon connected");
+    Some(broker)
+}
+
+/// A plain HTTP upstream on the host's loopback: answers every request
+/// with `body`, and sends what it read down the channel.
+fn upstream(body: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = seen.send(String::from_utf8_lossy(&head).into_owned());
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, heard)
+}
+
+fn has(out: &str, needle: &str) {
+    assert!(out.contains(needle), "expected {needle:?} in:\n{out}");
+}
+
+macro_rules! both_modes {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn root_started() {
+                ($body as fn(Mode))(Mode::RootStarted);
+            }
+            #[test]
+            fn unprivileged() {
+                ($body as fn(Mode))(Mode::Unprivileged);
+            }
+        }
+    };
+}
+
+both_modes!(an_allowed_host_is_reached_with_curl_and_urllib_and_audited, |mode| {
+    let (port, heard) = upstream("hello from upstream");
+    let Some(broker) = door(mode, &[format!("127.0.0.1:{port}")]) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{port}/weather?city=Oslo");
+    let out = broker.exec(&format!("curl -sS --max-time 10 '{url}'"));
+    has(&out, "hello from upstream");
+    has(&out, "[exit code: 0]");
+    let request = heard.recv_timeout(Duration::from_secs(5)).unwrap();
+    // In origin form, without the proxy's headers.
+    assert!(request.starts_with("GET /weather?city=Oslo HTTP/1.1\r\n"), "{request}");
+    assert!(!request.to_ascii_lowercase().contains("proxy-"), "{request}");
+
+    let python = format!(
+        "python3 -c 'import urllib.request; print(urllib.request.urlopen(\"{url}\", timeout=10).read().decode())'"
+    );
+    has(&broker.exec(&python), "hello from upstream");
+
+    let row = broker.wait_audit("egress", "allowed");
+    has(&row, &format!("\"127.0.0.1\":{port} allowed"));
+    has(&row, "exec #");
+    has(&row, "arguments sha256:");
+    has(&row, "bytes up");
+});
+
+both_modes!(a_host_not_listed_is_refused_with_the_reason_and_audited, |mode| {
+    let (allowed, _) = upstream("allowed");
+    let (other, heard) = upstream("must not be reached");
+    let Some(broker) = door(mode, &[format!("127.0.0.1:{allowed}")]) else {
+        return;
+    };
+    let out = broker.exec(&format!("curl -sS --max-time 10 http://127.0.0.1:{other}/"));
+    has(&out, "is not in tools.exec.allowedHosts");
+    assert!(!out.contains("must not be reached"), "{out}");
+    // A tunnel to it is refused as well.
+    let out = broker.exec(&format!(
+        "curl -sS --max-time 10 -p http://127.0.0.1:{other}/ ; echo; curl -sS --max-time 10 https://example.com/"
+    ));
+    has(&out, "403");
+    assert!(
+        heard.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the refused upstream was dialled"
+    );
+    let row = broker.wait_audit("egress", &format!(":{other} refused"));
+    has(&row, "is not in tools.exec.allowedHosts");
+    broker.wait_audit("egress", "\"example.com\":443 refused");
+});
+
+both_modes!(a_command_that_ignores_the_proxy_reaches_nothing, |mode| {
+    let (port, heard) = upstream("must not be reached");
+    let Some(broker) = door(mode, &[format!("127.0.0.1:{port}")]) else {
+        return;
+    };
+    // curl told not to use the proxy: the jail's loopback has no such port.
+    let out = broker.exec(&format!("curl -sS --max-time 5 --noproxy '*' http://127.0.0.1:{port}/"));
+    assert!(!out.contains("must not be reached"), "{out}");
+    has(&out, "Failed to connect");
+    // A raw socket: no route out of the jail's network namespace, and
+    // Landlock allows connecting to the proxy's port only.
+    let raw = |address: &str, port: u16| {
+        format!(
+            "python3 -c 'import socket\ntry:\n socket.create_connection((\"{address}\", {port}), timeout=5)\n print(\"connected\")\nexcept OSError as e:\n print(\"refused\", e.errno, e.strerror)'"
+        )
+    };
+    let out = broker.exec(&raw("1.1.1.1", 443));
+    has(&out, "refused");
+    assert!(!out.contains("connected"), "{out}");
+    let out = broker.exec(&raw("127.0.0.1", port));
+    has(&out, "refused");
+    assert!(heard.recv_timeout(Duration::from_millis(300)).is_err());
+    // Sanity: the proxy's own port is what a command may connect to.
+    has(&broker.exec(&raw("127.0.0.1", 3128)), "connected");
+});
+
+both_modes!(a_process_left_behind_gets_nothing_while_another_exec_runs, |mode| {
+    let (port, heard) = upstream("for the running exec");
+    let Some(broker) = door(mode, &[format!("127.0.0.1:{port}")]) else {
+        return;
+    };
+    std::thread::scope(|scope| {
+        // Exec B runs first and long, so that the jail keeps what exec A
+        // leaves behind (with no exec running, leftovers are killed).
+        let b = scope.spawn(|| {
+            broker.exec(&format!(
+                "while [ ! -e /workspace/a-ended ]; do sleep 0.1; done; touch /workspace/go; \
+                 for i in $(seq 1 100); do [ -s /workspace/left.txt ] && break; sleep 0.1; done; \
+                 cat /workspace/left.txt; echo; curl -sS --max-time 10 http://127.0.0.1:{port}/mine"
+            ))
+        });
+        // Exec A leaves a process behind (in a session of its own: what
+        // stays in the exec's process group is killed with it) that waits
+        // for B's signal, then asks through the proxy and writes what it
+        // got. A waits a moment, or its group's end would catch the
+        // leftover before it left.
+        std::thread::sleep(Duration::from_millis(500));
+        let out = broker.exec(&format!(
+            "setsid nohup sh -c 'while [ ! -e /workspace/go ]; do sleep 0.1; done; \
+             curl -sS --max-time 10 http://127.0.0.1:{port}/left > /workspace/left.txt 2>&1' >/dev/null 2>&1 & sleep 1"
+        ));
+        has(&out, "[exit code: 0]");
+        std::fs::write(broker.workspace.join("a-ended"), "").unwrap();
+        let out = b.join().unwrap();
+        has(&out, "came from no running command");
+        has(&out, "for the running exec");
+    });
+    // Only exec B's request reached the upstream.
+    let first = heard.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(first.starts_with("GET /mine "), "{first}");
+    broker.wait_audit("egress", "no running exec");
+});
+
+both_modes!(without_allowed_hosts_a_command_has_no_proxy_and_no_network, |mode| {
+    let run_as = match mode.run_as() {
+        Ok(r) => r,
+        Err(why) => return oxibot_tests::harness::skip(&why),
+    };
+    let broker = Broker::start_as("http://127.0.0.1:9", json!({}), json!({}), run_as);
+    let out = broker.exec("env | grep -ci proxy; curl -sS --max-time 5 http://127.0.0.1:3128/");
+    assert!(out.starts_with("0\n"), "{out}");
+    has(&out, "Failed to connect");
+    assert!(broker.audit("egress").is_empty());
+});
+
+/// A TLS upstream with a certificate of its own (made with openssl), run
+/// by Python on the host; returns its port and the certificate's path.
+fn tls_upstream(dir: &Path) -> Option<(u16, std::path::PathBuf, std::process::Child)> {
+    let (cert, key) = (dir.join("upstream.pem"), dir.join("upstream.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=upstream.test",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .ok()?;
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let script = format!(
+        "import http.server, ssl\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20def do_GET(self):\n\
+         \x20 b = b'tls end to end'\n\
+         \x20 self.send_response(200); self.send_header('Content-Length', str(len(b))); self.end_headers(); self.wfile.write(b)\n\
+         s = http.server.HTTPServer(('127.0.0.1', {port}), H)\n\
+         c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain('{}', '{}')\n\
+         s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+         s.serve_forever()\n",
+        cert.display(),
+        key.display()
+    );
+    let child = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((port, cert, child));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+both_modes!(
+    a_tunnel_is_end_to_end_the_upstreams_certificate_reaches_the_client,
+    |mode| {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((port, cert, mut server)) = tls_upstream(dir.path()) else {
+            return oxibot_tests::harness::skip("openssl or python3 is missing");
+        };
+        let Some(broker) = door(mode, &[format!("127.0.0.1:{port}")]) else {
+            return;
+        };
+        std::fs::copy(&cert, broker.workspace.join("upstream.pem")).unwrap();
+        let out = broker.exec(&format!(
+            "curl -sS --max-time 10 --cacert upstream.pem https://127.0.0.1:{port}/ ; echo; \
+         openssl s_client -proxy 127.0.0.1:3128 -connect 127.0.0.1:{port} </dev/null 2>/dev/null | grep -m1 '^subject'"
+        ));
+        let _ = server.kill();
+        has(&out, "tls end to end");
+        // What the client saw is the upstream's own certificate, not one the
+        // door made.
+        has(&out, "upstream.test");
+        broker.wait_audit("egress", &format!(":{port} allowed"));
+    }
+);
