@@ -25,15 +25,12 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::jail::net::{JailEnd, OutsideEnd, PROXY_PORT};
 
 /// The running execs' keys, by session id (the exec's shell's pid).
 static KEYS: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
-
-/// Connections being attributed and handed out at once; more wait.
-const MAX_IN_FLIGHT: usize = 32;
 
 /// While an exec runs: its session's connections carry `key`.
 pub fn open_for(session: i32, key: String) {
@@ -55,7 +52,15 @@ fn lock() -> std::sync::MutexGuard<'static, Option<HashMap<i32, String>>> {
     KEYS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The jail's half: accepts on the proxy port until toold exits.
+/// Connections accepted and waiting for the door's thread; more are
+/// closed at once (the command sees its proxy refuse).
+const WAITING: usize = 64;
+
+/// The jail's half: accepts on the proxy port until toold exits. The
+/// attribution (reading /proc) and the hand-over run on one thread of
+/// their own, started here, before any command runs: a command that uses
+/// up the tool user's process limit cannot stop the door by leaving the
+/// runtime no thread to start.
 pub async fn serve_jail_end(end: JailEnd) {
     let JailEnd { listener, out } = end;
     let listener = match listener
@@ -68,8 +73,14 @@ pub async fn serve_jail_end(end: JailEnd) {
             return;
         }
     };
-    let out = Arc::new(Mutex::new(out));
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let (waiting, accepted) = std::sync::mpsc::sync_channel::<(std::net::TcpStream, u16)>(WAITING);
+    if let Err(e) = std::thread::Builder::new()
+        .name("door".into())
+        .spawn(move || hand_out(accepted, out))
+    {
+        tracing::error!("cannot start the egress door's thread: {e}; commands get no network");
+        return;
+    }
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -80,33 +91,36 @@ pub async fn serve_jail_end(end: JailEnd) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let out = out.clone();
-        // Reading /proc and a blocking send: off the runtime's one thread.
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let session = owner_session(peer.port());
-            let key = session.and_then(key_of).unwrap_or_default();
-            if key.is_empty() {
-                // The daemon refuses it and the audit says so; this says why.
-                tracing::info!(
-                    port = peer.port(),
-                    ?session,
-                    "a connection to the door from no running exec"
-                );
+        let Ok(stream) = stream.into_std() else { continue };
+        match waiting.try_send((stream, peer.port())) {
+            Ok(()) => {}
+            // Full: this one is closed (dropped) unanswered.
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                tracing::warn!("{WAITING} connections wait at the egress door; one more was closed")
             }
-            let Ok(stream) = stream.into_std() else { return };
-            let fd = OwnedFd::from(stream);
-            let link = out.lock().unwrap_or_else(|p| p.into_inner());
-            // Blocking, so that a busy daemon slows the door down instead
-            // of losing connections.
-            let _ = link.set_nonblocking(false);
-            if let Err(e) = oxibot_egress::pass::send(link.as_raw_fd(), &fd, key.as_bytes()) {
-                tracing::warn!("cannot hand a connection out of the jail: {e}");
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                tracing::error!("the egress door's thread is gone; commands get no network");
+                return;
             }
-        });
+        }
+    }
+}
+
+/// The door's thread: each accepted connection attributed and handed out,
+/// in turn. Blocking, so that a busy daemon slows the door down.
+fn hand_out(accepted: std::sync::mpsc::Receiver<(std::net::TcpStream, u16)>, out: UnixStream) {
+    let _ = out.set_nonblocking(false);
+    while let Ok((stream, port)) = accepted.recv() {
+        let session = owner_session(port);
+        let key = session.and_then(key_of).unwrap_or_default();
+        if key.is_empty() {
+            // The daemon refuses it and the audit says so; this says why.
+            tracing::info!(port, ?session, "a connection to the door from no running exec");
+        }
+        let fd = OwnedFd::from(stream);
+        if let Err(e) = oxibot_egress::pass::send(out.as_raw_fd(), &fd, key.as_bytes()) {
+            tracing::warn!("cannot hand a connection out of the jail: {e}");
+        }
     }
 }
 
