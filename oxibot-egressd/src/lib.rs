@@ -22,7 +22,7 @@ mod door;
 mod link;
 mod sandbox;
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -68,7 +68,10 @@ enum Fatal {
     #[error("the broker connection (descriptor {fd}) is not usable: {source}")]
     BrokerLink { fd: RawFd, source: std::io::Error },
     #[error("descriptor {fd} is not the door's listening socket: {why}")]
-    NotTheDoor { fd: RawFd, why: NotListening },
+    NotTheDoor {
+        fd: RawFd,
+        why: oxibot_runtime::inherit::NotListening,
+    },
     #[error("cannot clear the dumpable flag: {0}")]
     Dumpable(nix::Error),
     #[error("cannot start the async runtime: {0}")]
@@ -81,16 +84,6 @@ enum Fatal {
     Link(#[from] link::Stop),
 }
 
-#[derive(Debug, thiserror::Error)]
-enum NotListening {
-    #[error("not open ({0})")]
-    NotOpen(nix::Error),
-    #[error("not a listening Unix stream socket")]
-    Kind,
-    #[error("cannot mark it close-on-exec ({0})")]
-    Cloexec(nix::Error),
-}
-
 fn run(args: &Args) -> Result<(), Fatal> {
     // Step 1: the two descriptors, each checked for what it must be, and
     // who may hand connections over (read now: /etc/passwd is out of
@@ -99,10 +92,12 @@ fn run(args: &Args) -> Result<(), Fatal> {
         fd: args.broker_fd,
         source,
     })?;
-    let door = take_listener(args.listener_fd).map_err(|why| Fatal::NotTheDoor {
-        fd: args.listener_fd,
-        why,
-    })?;
+    let door = oxibot_runtime::inherit::take_listener(args.listener_fd, oxibot_runtime::inherit::Listening::Unix)
+        .map(std::os::unix::net::UnixListener::from)
+        .map_err(|why| Fatal::NotTheDoor {
+            fd: args.listener_fd,
+            why,
+        })?;
     let peers = door::Peers::of(&args.tool_user);
     nix::sys::prctl::set_dumpable(false).map_err(Fatal::Dumpable)?;
 
@@ -126,47 +121,4 @@ fn run(args: &Args) -> Result<(), Fatal> {
         let door = tokio::net::UnixListener::from_std(door)?;
         Ok(link::serve(link, door, peers).await?)
     })
-}
-
-/// Takes over `fd` as the door's listening socket, after checking that it
-/// is a listening Unix stream socket, and marks it close-on-exec.
-fn take_listener(fd: RawFd) -> Result<std::os::unix::net::UnixListener, NotListening> {
-    use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage};
-    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).map_err(NotListening::NotOpen)?;
-    // SAFETY: F_GETFD succeeded, so fd is open; the borrow ends here.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let family = getsockname::<SockaddrStorage>(fd).ok().and_then(|a| a.family());
-    let kind = getsockopt(&borrowed, sockopt::SockType);
-    let listening = getsockopt(&borrowed, sockopt::AcceptConn);
-    match (family, kind, listening) {
-        (Some(AddressFamily::Unix), Ok(SockType::Stream), Ok(true)) => {}
-        _ => return Err(NotListening::Kind),
-    }
-    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-        .map_err(NotListening::Cloexec)?;
-    // SAFETY: the descriptor is open and a listening socket, and this
-    // process hands it to nobody else: we are its only owner from here on.
-    Ok(std::os::unix::net::UnixListener::from(unsafe {
-        OwnedFd::from_raw_fd(fd)
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::IntoRawFd;
-
-    #[test]
-    fn only_a_listening_unix_socket_is_the_door() {
-        let dir = std::env::temp_dir().join(format!("egressd-door-{}", std::process::id()));
-        let _ = std::fs::remove_file(&dir);
-        let listener = std::os::unix::net::UnixListener::bind(&dir).unwrap();
-        assert!(take_listener(listener.into_raw_fd()).is_ok());
-        let _ = std::fs::remove_file(&dir);
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().into_raw_fd();
-        assert!(matches!(take_listener(tcp), Err(NotListening::Kind)));
-        let (unix, _) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert!(matches!(take_listener(unix.into_raw_fd()), Err(NotListening::Kind)));
-        assert!(matches!(take_listener(987), Err(NotListening::NotOpen(_))));
-    }
 }

@@ -12,69 +12,25 @@
 use std::path::Path;
 
 use oxibot_sandbox::landlock::{
-    self, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetError, RulesetStatus, Scope, ABI_TARGET,
+    self, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetError, RulesetStatus,
+    Scope, ABI_TARGET,
 };
 use oxibot_sandbox::seccomp::{self, eq, AllowList, Filters, Otherwise, SandboxError, TargetArch, Threads};
 
-/// Read (and map) only: what glibc's resolver reads and loads.
-const READ_ONLY: &[&str] = &[
-    "/usr/lib",
-    "/usr/lib64",
-    "/usr/lib32",
-    "/lib",
-    "/lib64",
-    "/etc/ld.so.cache",
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/nsswitch.conf",
-    "/etc/host.conf",
-    "/etc/gai.conf",
-    "/etc/services",
-    "/run/systemd/resolve",
-    "/dev/urandom",
-];
-
 /// Allowed with any arguments, beside the runtime's own calls
-/// (`oxibot_sandbox::seccomp::RUNTIME`).
-const ALLOWED: &[&str] = &[
-    // files (Landlock decides which)
-    "openat",
-    "read",
-    "pread64",
-    "readv",
-    "write",
-    "writev",
-    "close",
-    "lseek",
-    "fstat",
-    "newfstatat",
-    "statx",
-    "fcntl",
-    "getdents64",
-    // the door: accept toold, receive its descriptors
-    "accept4",
-    // network (socket is filtered below): connect and talk, never bind or listen
-    "connect",
-    "sendto",
-    "recvfrom",
-    "sendmsg",
-    "recvmsg",
-    "sendmmsg",
-    "shutdown",
-    "setsockopt",
-    "getsockopt",
-    "getsockname",
-    "getpeername",
-];
+/// (`oxibot_sandbox::seccomp::RUNTIME`): files (Landlock decides which),
+/// talking over sockets (never bind or listen), and accepting toold on the
+/// door (receiving its descriptors is `recvmsg`).
+const ALLOWED: [&[&str]; 3] = [seccomp::FILES, seccomp::TALK, &["accept4"]];
 
 fn allow_list(arch: TargetArch, own_pid: u32) -> AllowList {
     let mut list = AllowList::new(arch);
     // Threads only, signals to itself only: it never forks.
-    list.runtime(own_pid).names(ALLOWED);
-    for family in [libc::AF_INET, libc::AF_INET6] {
-        list.when("socket", &[eq(0, family as u64)]);
-    }
+    list.runtime(own_pid)
+        .names(ALLOWED[0])
+        .names(ALLOWED[1])
+        .names(ALLOWED[2])
+        .ip_sockets();
     // The runtime's signal driver makes a socketpair when it starts, after
     // the sandbox (its threads must inherit Landlock, which binds only the
     // thread that asks). A pair is anonymous: it reaches nothing.
@@ -104,9 +60,7 @@ pub fn install() -> Result<String, SandboxError> {
 }
 
 fn restrict() -> Result<RulesetStatus, RulesetError> {
-    let read = AccessFs::from_read(ABI_TARGET);
-    let file_read = AccessFs::ReadFile | AccessFs::Execute;
-    let mut ruleset = Ruleset::default()
+    let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(ABI_TARGET))?
         // Handled with no rule: no TCP listening. Connecting is what the
@@ -114,14 +68,8 @@ fn restrict() -> Result<RulesetStatus, RulesetError> {
         .handle_access(AccessNet::BindTcp)?
         .scope(Scope::AbstractUnixSocket | Scope::Signal)?
         .create()?;
-    for path in READ_ONLY.iter().map(Path::new) {
-        // Missing ones are simply not there to read.
-        if let Ok(fd) = PathFd::new(path) {
-            let access = if path.is_dir() { read } else { file_read };
-            ruleset = ruleset.add_rule(PathBeneath::new(fd, access))?;
-        }
-    }
-    Ok(ruleset.restrict_self()?.ruleset)
+    let reads = landlock::NAME_LOOKUP_READS.iter().map(Path::new);
+    Ok(landlock::allow_reading(ruleset, reads)?.restrict_self()?.ruleset)
 }
 
 #[cfg(test)]
@@ -144,7 +92,7 @@ mod tests {
             "bind", "listen", "execve", "ptrace", "kill", "socket", "mount", "unshare",
         ] {
             assert!(
-                !ALLOWED.contains(&denied) && !RUNTIME.contains(&denied) && !RUNTIME_X86_64.contains(&denied),
+                !ALLOWED.concat().contains(&denied) && !RUNTIME.contains(&denied) && !RUNTIME_X86_64.contains(&denied),
                 "{denied}"
             );
         }

@@ -36,6 +36,49 @@ pub fn take_broker_socket(fd: RawFd) -> io::Result<UnixStream> {
     Ok(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// What kind of listening socket a daemon was handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listening {
+    /// TCP, IPv4 or IPv6 (the health endpoint's port).
+    Tcp,
+    /// A Unix stream socket (the egress door).
+    Unix,
+}
+
+/// Why an inherited descriptor is not the listening socket it should be.
+#[derive(Debug, thiserror::Error)]
+pub enum NotListening {
+    #[error("not open ({0})")]
+    NotOpen(nix::Error),
+    #[error("not a listening {0:?} stream socket")]
+    Kind(Listening),
+    #[error("cannot mark it close-on-exec ({0})")]
+    Cloexec(nix::Error),
+}
+
+/// Takes over descriptor `fd` as a listening socket of `kind`, after
+/// checking that it is one, and marks it close-on-exec.
+pub fn take_listener(fd: RawFd, kind: Listening) -> Result<OwnedFd, NotListening> {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).map_err(NotListening::NotOpen)?;
+    // SAFETY: F_GETFD succeeded, so fd is open; the borrow ends here.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let family = getsockname::<SockaddrStorage>(fd).ok().and_then(|a| a.family());
+    let stream = getsockopt(&borrowed, sockopt::SockType).is_ok_and(|t| t == SockType::Stream);
+    let listening = getsockopt(&borrowed, sockopt::AcceptConn).unwrap_or(false);
+    let family_ok = match kind {
+        Listening::Tcp => matches!(family, Some(AddressFamily::Inet | AddressFamily::Inet6)),
+        Listening::Unix => family == Some(AddressFamily::Unix),
+    };
+    if !(family_ok && stream && listening) {
+        return Err(NotListening::Kind(kind));
+    }
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .map_err(NotListening::Cloexec)?;
+    // SAFETY: the descriptor is open and a listening socket, and this
+    // process hands it to nobody else: we are its only owner from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Marks every descriptor from `first` up close-on-exec, so that a child
 /// inherits only what was placed below `first` on purpose, whatever its
 /// parent was started with (a wrapper, a shell, a container runtime may
@@ -68,6 +111,35 @@ fn libc_uint(fd: RawFd) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_listening_socket_of_the_kind_is_taken() {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = tcp.local_addr().unwrap();
+        let taken = std::net::TcpListener::from(take_listener(tcp.into_raw_fd(), Listening::Tcp).unwrap());
+        assert_eq!(taken.local_addr().unwrap(), address);
+        let connected = std::net::TcpStream::connect(address).unwrap().into_raw_fd();
+        assert!(matches!(
+            take_listener(connected, Listening::Tcp),
+            Err(NotListening::Kind(_))
+        ));
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().into_raw_fd();
+        assert!(take_listener(udp, Listening::Tcp).is_err());
+        let tcp_again = std::net::TcpListener::bind("127.0.0.1:0").unwrap().into_raw_fd();
+        assert!(take_listener(tcp_again, Listening::Unix).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let unix = std::os::unix::net::UnixListener::bind(dir.path().join("s"))
+            .unwrap()
+            .into_raw_fd();
+        assert!(take_listener(unix, Listening::Unix).is_ok());
+        let (pair, _) = UnixStream::pair().unwrap();
+        assert!(take_listener(pair.into_raw_fd(), Listening::Unix).is_err());
+        assert!(matches!(
+            take_listener(987, Listening::Unix),
+            Err(NotListening::NotOpen(_))
+        ));
+    }
     use std::io::{Read, Write};
     use std::os::fd::IntoRawFd;
 

@@ -174,6 +174,39 @@ pub const RUNTIME: &[&str] = &[
     "uname",
 ];
 
+/// Files a daemon may open (Landlock decides which) and read.
+pub const FILES: &[&str] = &[
+    "openat",
+    "read",
+    "pread64",
+    "readv",
+    "write",
+    "writev",
+    "close",
+    "lseek",
+    "fstat",
+    "newfstatat",
+    "statx",
+    "fcntl",
+    "getdents64",
+];
+
+/// Talking over sockets it holds or connects (`socket` itself is filtered
+/// per daemon, see [`AllowList::ip_sockets`]): never bind or listen.
+pub const TALK: &[&str] = &[
+    "connect",
+    "sendto",
+    "recvfrom",
+    "sendmsg",
+    "recvmsg",
+    "sendmmsg",
+    "shutdown",
+    "setsockopt",
+    "getsockopt",
+    "getsockname",
+    "getpeername",
+];
+
 /// [`RUNTIME`]'s calls that only x86_64 has (glibc and mio still use them).
 pub const RUNTIME_X86_64: &[&str] = &["epoll_wait", "poll"];
 
@@ -197,6 +230,14 @@ pub const RUNTIME_PRCTLS: &[u64] = &[
 ];
 
 impl AllowList {
+    /// `socket` for IPv4 and IPv6 only.
+    pub fn ip_sockets(&mut self) -> &mut Self {
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            self.when("socket", &[eq(0, family as u64)]);
+        }
+        self
+    }
+
     /// [`RUNTIME`] for a daemon that never forks: `clone` only for a
     /// thread (CLONE_THREAD set, no CLONE_NEW* flag), signals only to its
     /// own threads (`tgkill` of `own_pid`: a panic's abort), its ioctls and

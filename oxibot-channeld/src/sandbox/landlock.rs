@@ -18,28 +18,15 @@ use oxibot_sandbox::landlock::{
 
 use super::{Plan, Report};
 
-/// Read (and map) only: the libraries glibc may load for name lookups
-/// (NSS modules), the files DNS reads, and the public CA certificates —
-/// measured with scripts/measure-syscalls.sh. Not /usr or /etc as a whole:
-/// /usr/local/etc, /etc/ssl/private and /etc/pki/tls/private may hold keys.
+/// Read (and map) only, beside what name lookups read
+/// (`oxibot_sandbox::landlock::NAME_LOOKUP_READS`): the public CA
+/// certificates (not /etc/ssl/private or /etc/pki/tls/private, which may
+/// hold keys).
 const READ_ONLY: &[&str] = &[
-    "/usr/lib",
-    "/usr/lib64",
-    "/usr/lib32",
-    "/lib",
-    "/lib64",
-    "/etc/ld.so.cache",
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/nsswitch.conf",
-    "/etc/host.conf",
-    "/etc/gai.conf",
-    "/etc/services",
     "/etc/ssl/certs",
     "/usr/share/ca-certificates",
     "/etc/pki/tls/certs",
     "/etc/pki/ca-trust/extracted",
-    "/dev/urandom",
     "/dev/random",
 ];
 /// Read and write.
@@ -55,9 +42,8 @@ pub fn restrict(plan: &Plan) -> Report {
 
 fn try_restrict(plan: &Plan) -> Result<RulesetStatus, RulesetError> {
     let all = AccessFs::from_all(ABI_TARGET);
-    let read = AccessFs::from_read(ABI_TARGET);
     let file_read = AccessFs::ReadFile | AccessFs::Execute;
-    let mut ruleset = Ruleset::default()
+    let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(all)?
         // Handled with no rule: no TCP listening at all. Connecting is left
@@ -65,13 +51,8 @@ fn try_restrict(plan: &Plan) -> Result<RulesetStatus, RulesetError> {
         .handle_access(AccessNet::BindTcp)?
         .scope(Scope::AbstractUnixSocket | Scope::Signal)?
         .create()?;
-    for path in READ_ONLY.iter().map(Path::new) {
-        // Missing ones are simply not there to read.
-        if let Ok(fd) = PathFd::new(path) {
-            let access = if path.is_dir() { read } else { file_read };
-            ruleset = ruleset.add_rule(PathBeneath::new(fd, access))?;
-        }
-    }
+    let reads = landlock::NAME_LOOKUP_READS.iter().chain(READ_ONLY).map(Path::new);
+    let mut ruleset = landlock::allow_reading(ruleset, reads)?;
     for path in READ_WRITE.iter().map(Path::new) {
         if let Ok(fd) = PathFd::new(path) {
             let access = AccessFs::from_file(ABI_TARGET);

@@ -16,38 +16,12 @@
 //! (a unit test compiles it for both); the few x86_64-only names are kept
 //! apart.
 
-use oxibot_sandbox::seccomp::{self, eq, AllowList, Filters, Otherwise, SandboxError, TargetArch, Threads};
+use oxibot_sandbox::seccomp::{self, AllowList, Filters, Otherwise, SandboxError, TargetArch, Threads};
 
 /// Allowed with any arguments, beside the runtime's own calls
-/// (`oxibot_sandbox::seccomp::RUNTIME`).
-const ALLOWED: &[&str] = &[
-    // files (Landlock decides which)
-    "openat",
-    "read",
-    "pread64",
-    "readv",
-    "write",
-    "writev",
-    "close",
-    "lseek",
-    "fstat",
-    "newfstatat",
-    "statx",
-    "fcntl",
-    "getdents64",
-    // network (socket is filtered below): connect and talk, never bind or listen
-    "connect",
-    "sendto",
-    "recvfrom",
-    "sendmsg",
-    "recvmsg",
-    "sendmmsg",
-    "shutdown",
-    "setsockopt",
-    "getsockopt",
-    "getsockname",
-    "getpeername",
-];
+/// (`oxibot_sandbox::seccomp::RUNTIME`): files (Landlock decides which),
+/// and talking over the sockets it connects (never bind or listen).
+const ALLOWED: [&[&str]; 2] = [seccomp::FILES, seccomp::TALK];
 
 /// The allow-list for `arch`. `own_pid` is the daemon's process id: the
 /// only process it may signal (its own threads: a panic's abort), so that
@@ -57,10 +31,7 @@ fn allow_list(arch: TargetArch, own_pid: u32) -> AllowList {
     let mut list = AllowList::new(arch);
     // Threads only: a channel daemon never forks (it cannot exec), so a
     // fork is an attacker's.
-    list.runtime(own_pid).names(ALLOWED);
-    for family in [libc::AF_INET, libc::AF_INET6] {
-        list.when("socket", &[eq(0, family as u64)]);
-    }
+    list.runtime(own_pid).names(ALLOWED[0]).names(ALLOWED[1]).ip_sockets();
     list
 }
 
@@ -120,7 +91,7 @@ mod tests {
             "seccomp",
         ] {
             assert!(
-                !ALLOWED.contains(&denied) && !RUNTIME.contains(&denied) && !RUNTIME_X86_64.contains(&denied),
+                !ALLOWED.concat().contains(&denied) && !RUNTIME.contains(&denied) && !RUNTIME_X86_64.contains(&denied),
                 "{denied} must not be allowed"
             );
         }
