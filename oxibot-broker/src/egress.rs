@@ -226,7 +226,7 @@ pub async fn serve_link(svc: Arc<Services>, stream: UnixStream, peer: String) {
             call: call.clone(),
         });
     }
-    *svc.egress.lock_link() = Some(link);
+    *svc.egress.lock_link() = Some(link.clone());
     let writing = tokio::spawn(async move {
         while let Some(request) = requests.recv().await {
             if writer.send(&request).await.is_err() {
@@ -250,7 +250,13 @@ pub async fn serve_link(svc: Arc<Services>, stream: UnixStream, peer: String) {
             }
         }
     }
-    *svc.egress.lock_link() = None;
+    // Only if it is still ours: a restarted daemon's link may already be
+    // in place.
+    let mut current = svc.egress.lock_link();
+    if current.as_ref().is_some_and(|c| c.same_channel(&link)) {
+        *current = None;
+    }
+    drop(current);
     writing.abort();
 }
 

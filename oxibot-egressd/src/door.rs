@@ -3,24 +3,31 @@
 //! exec whose processes opened them. Only toold's uid (or root, which
 //! starts it, or this daemon's own uid when everything runs as one user)
 //! may connect; a connection is served only as a TCP socket, and at most
-//! [`MAX_CONNECTIONS`] at once (more are closed unanswered).
+//! [`MAX_CONNECTIONS`] at once, [`PER_EXEC`] of one exec and [`KEYLESS`]
+//! of no running exec (more are closed unanswered, and counted in the
+//! audit): a process left behind cannot take the door from the exec
+//! that runs.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oxibot_egress::pass::{self, PassError};
 use oxibot_egress::proxy::{self, Record};
 use oxibot_egress::SystemLookup;
-use oxibot_proto::messages::{ConnectionRecord, EgressEvent, MAX_ID, MAX_PATH};
+use oxibot_proto::messages::{ConnectionRecord, MAX_ID};
 use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 
 use crate::link::Door;
 
 /// Connections relayed at once, all execs together.
 pub const MAX_CONNECTIONS: usize = 256;
+/// … of one exec.
+pub const PER_EXEC: usize = 64;
+/// … of no running exec (each is refused within a second).
+pub const KEYLESS: usize = 16;
 
 /// Who may hand connections over.
 pub struct Peers {
@@ -45,7 +52,7 @@ impl Peers {
 }
 
 pub async fn accept(door: UnixListener, peers: Peers, state: Arc<Door>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Slots::default());
     loop {
         let stream = match door.accept().await {
             Ok((stream, _)) => stream,
@@ -70,7 +77,7 @@ pub async fn accept(door: UnixListener, peers: Peers, state: Arc<Door>) {
 }
 
 /// One toold's handed-over connections, until it goes away.
-async fn intake(stream: UnixStream, slots: Arc<Semaphore>, state: Arc<Door>) {
+async fn intake(stream: UnixStream, slots: Arc<Slots>, state: Arc<Door>) {
     loop {
         let received = stream
             .async_io(Interest::READABLE, || match pass::receive(stream.as_raw_fd()) {
@@ -95,8 +102,10 @@ async fn intake(stream: UnixStream, slots: Arc<Semaphore>, state: Arc<Door>) {
                 return;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("{MAX_CONNECTIONS} connections are open through the door; one more was closed");
+        // A key no longer in force counts as none.
+        let bucket = if state.in_force(&key) { key.clone() } else { Vec::new() };
+        let Some(slot) = slots.take(&bucket) else {
+            state.held_back(&key);
             continue;
         };
         let Some(client) = tcp(fd) else {
@@ -108,8 +117,48 @@ async fn intake(stream: UnixStream, slots: Arc<Semaphore>, state: Arc<Door>) {
             let _slot = slot;
             let policy = state.policy();
             let record = proxy::serve(client, &key, &policy, &SystemLookup).await;
-            state.tell(EgressEvent::Connection(to_record(record))).await;
+            state.report(to_record(record)).await;
         });
+    }
+}
+
+/// Connections open, by key (the empty key: of no running exec).
+#[derive(Default)]
+struct Slots {
+    open: Mutex<HashMap<Vec<u8>, usize>>,
+}
+
+/// One open connection's place; given back when dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    key: Vec<u8>,
+}
+
+impl Slots {
+    fn take(self: &Arc<Self>, key: &[u8]) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = open.values().sum();
+        let cap = if key.is_empty() { KEYLESS } else { PER_EXEC };
+        if total >= MAX_CONNECTIONS || open.get(key).copied().unwrap_or(0) >= cap {
+            return None;
+        }
+        *open.entry(key.to_vec()).or_insert(0) += 1;
+        Some(Slot {
+            slots: self.clone(),
+            key: key.to_vec(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -144,13 +193,16 @@ fn to_record(record: Record) -> ConnectionRecord {
         host: record.host.map(|h| cut(h, MAX_ID)),
         port: record.port,
         allowed,
-        outcome: cut(outcome, MAX_PATH),
+        outcome: cut(outcome, MAX_OUTCOME),
         injected: record.injected.map(|i| cut(i, MAX_ID)),
         bytes_up: record.bytes_up,
         bytes_down: record.bytes_down,
         millis: u64::try_from(record.duration.as_millis()).unwrap_or(u64::MAX),
     }
 }
+
+/// The most of an outcome an audit row carries (it may quote a host).
+const MAX_OUTCOME: usize = 512;
 
 /// `text` cut to at most `max` bytes, on a character boundary.
 fn cut(mut text: String, max: usize) -> String {
@@ -167,6 +219,7 @@ fn cut(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oxibot_proto::messages::EgressEvent;
 
     #[test]
     fn a_record_fits_its_bounds_whatever_the_command_wrote() {
@@ -186,6 +239,28 @@ mod tests {
         assert!(!r.allowed);
         assert!(r.outcome.contains("no running command"), "{}", r.outcome);
         assert!(oxibot_proto::encode(&EgressEvent::Connection(r)).is_ok());
+    }
+
+    #[test]
+    fn one_exec_or_the_keyless_cannot_take_every_slot() {
+        let slots = Arc::new(Slots::default());
+        let keyless: Vec<Slot> = std::iter::from_fn(|| slots.take(b"")).take(1000).collect();
+        assert_eq!(keyless.len(), KEYLESS);
+        let a: Vec<Slot> = std::iter::from_fn(|| slots.take(b"a")).take(1000).collect();
+        assert_eq!(a.len(), PER_EXEC);
+        // Another exec still gets its own.
+        assert!(slots.take(b"b").is_some());
+        drop(keyless);
+        assert!(slots.take(b"").is_some(), "given back when closed");
+        // And all together stay under the total.
+        let many: Vec<Slot> = (0..100u8)
+            .flat_map(|k| {
+                std::iter::from_fn(|| slots.take(&[k, 1]))
+                    .take(PER_EXEC)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(many.len() + a.len() <= MAX_CONNECTIONS);
     }
 
     #[tokio::test]

@@ -2,12 +2,13 @@
 //! running execs (granted before an exec starts, revoked when it ends),
 //! and back the record of every connection, for the audit.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use oxibot_egress::grants::{Grant, Grants};
 use oxibot_egress::proxy::{Policy, IDLE};
 use oxibot_egress::Guard;
-use oxibot_proto::messages::{EgressEvent, EgressRequest};
+use oxibot_proto::messages::{ConnectionRecord, EgressEvent, EgressRequest};
 use oxibot_proto::settings::HostPattern;
 use oxibot_proto::{connect_handshake, FrameError, Role};
 use tokio::net::{UnixListener, UnixStream};
@@ -34,17 +35,93 @@ pub struct Door {
     policy: RwLock<Arc<Policy>>,
     grants: Arc<Grants>,
     events: mpsc::Sender<EgressEvent>,
+    /// Refusals of this second by session (None: no running exec), and
+    /// how many of them were not recorded one by one.
+    refusals: Mutex<HashMap<Option<String>, (u32, u32)>>,
 }
+
+/// Refused connections recorded one by one, per session and second; the
+/// rest are counted in one row at the end of the second. Allowed
+/// connections are always recorded one by one.
+pub const REFUSALS_SHOWN_PER_SECOND: u32 = 10;
 
 impl Door {
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether `key` belongs to a running exec.
+    pub fn in_force(&self, key: &[u8]) -> bool {
+        self.grants.held(key).is_some()
+    }
+
     /// Tells the broker; waits while the link is busy (a flood of
     /// connections slows down rather than losing its records).
     pub async fn tell(&self, event: EgressEvent) {
         let _ = self.events.send(event).await;
+    }
+
+    /// One connection's record, unless its session was refused more than
+    /// [`REFUSALS_SHOWN_PER_SECOND`] times this second (then it is counted).
+    pub async fn report(&self, record: ConnectionRecord) {
+        if !record.allowed && !self.count_refusal(record.session.clone(), false) {
+            return;
+        }
+        self.tell(EgressEvent::Connection(record)).await;
+    }
+
+    /// A connection closed unanswered (its exec, or the keyless, had all
+    /// their slots): counted for the second's summary.
+    pub fn held_back(&self, key: &[u8]) {
+        let session = self.grants.held(key).map(|h| h.grant.session);
+        self.count_refusal(session, true);
+    }
+
+    /// Counts a refusal; true when it is to be recorded one by one.
+    fn count_refusal(&self, session: Option<String>, never_shown: bool) -> bool {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let (shown, counted) = refusals.entry(session).or_insert((0, 0));
+        if !never_shown && *shown < REFUSALS_SHOWN_PER_SECOND {
+            *shown += 1;
+            return true;
+        }
+        *counted += 1;
+        false
+    }
+
+    /// The second's summary rows, and a new second.
+    fn summaries(&self) -> Vec<ConnectionRecord> {
+        let refusals = std::mem::take(&mut *self.refusals.lock().unwrap_or_else(|p| p.into_inner()));
+        refusals
+            .into_iter()
+            .filter(|(_, (_, counted))| *counted > 0)
+            .map(|(session, (_, counted))| ConnectionRecord {
+                session,
+                call: None,
+                host: None,
+                port: None,
+                allowed: false,
+                outcome: format!(
+                    "{counted} more connections refused or closed in one second, not recorded one by one \
+                     (at most {REFUSALS_SHOWN_PER_SECOND} a second are)"
+                ),
+                injected: None,
+                bytes_up: 0,
+                bytes_down: 0,
+                millis: 0,
+            })
+            .collect()
+    }
+}
+
+/// Every second, the summary of the refusals not recorded one by one.
+async fn summarize(door: Arc<Door>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for record in door.summaries() {
+            door.tell(EgressEvent::Connection(record)).await;
+        }
     }
 }
 
@@ -72,6 +149,7 @@ pub async fn serve(link: UnixStream, door: UnixListener, peers: Peers) -> Result
         policy: RwLock::new(Arc::new(first)),
         grants: grants.clone(),
         events,
+        refusals: Mutex::default(),
     });
     let mut writing = tokio::spawn(async move {
         while let Some(event) = queued.recv().await {
@@ -82,6 +160,7 @@ pub async fn serve(link: UnixStream, door: UnixListener, peers: Peers) -> Result
         FrameError::Closed
     });
     let accepting = tokio::spawn(door::accept(door, peers, state.clone()));
+    let summarizing = tokio::spawn(summarize(state.clone()));
     let stopped = loop {
         let request = tokio::select! {
             r = reader.recv() => r,
@@ -109,6 +188,7 @@ pub async fn serve(link: UnixStream, door: UnixListener, peers: Peers) -> Result
         }
     };
     accepting.abort();
+    summarizing.abort();
     Err(stopped)
 }
 
@@ -125,4 +205,66 @@ fn policy(allowed: &[String], private: &[String], grants: Arc<Grants>) -> Result
         injections: Vec::new(),
         idle: IDLE,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn door() -> (Arc<Door>, mpsc::Receiver<EgressEvent>) {
+        let (events, told) = mpsc::channel(EVENT_QUEUE);
+        let grants = Arc::new(Grants::default());
+        let door = Door {
+            policy: RwLock::new(Arc::new(policy(&[], &[], grants.clone()).unwrap())),
+            grants,
+            events,
+            refusals: Mutex::default(),
+        };
+        (Arc::new(door), told)
+    }
+
+    fn refused(session: Option<&str>) -> ConnectionRecord {
+        ConnectionRecord {
+            session: session.map(String::from),
+            call: None,
+            host: Some("x.test".into()),
+            port: Some(443),
+            allowed: false,
+            outcome: "not listed".into(),
+            injected: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            millis: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_refusals_is_recorded_ten_a_second_and_counted() {
+        let (door, mut told) = door();
+        for _ in 0..500 {
+            door.report(refused(None)).await;
+        }
+        door.report(refused(Some("telegram:1"))).await;
+        let mut allowed = refused(None);
+        allowed.allowed = true;
+        door.report(allowed).await;
+        let mut one_by_one = 0;
+        while let Ok(EgressEvent::Connection(r)) = told.try_recv() {
+            one_by_one += 1;
+            assert!(r.allowed || r.host.is_some());
+        }
+        // Ten of the flood, the other session's one, the allowed one.
+        assert_eq!(one_by_one, REFUSALS_SHOWN_PER_SECOND as usize + 2);
+        let summaries = door.summaries();
+        assert_eq!(summaries.len(), 1, "{summaries:?}");
+        assert!(
+            summaries[0].outcome.starts_with("490 more connections"),
+            "{}",
+            summaries[0].outcome
+        );
+        assert_eq!(summaries[0].session, None);
+        // A new second: recorded one by one again.
+        door.report(refused(None)).await;
+        assert!(told.try_recv().is_ok());
+    }
 }

@@ -10,11 +10,12 @@
 //! Attribution: every exec runs in a session of its own (`setsid`; a
 //! process can leave its session for a new one, never join another). The
 //! client's socket is found in the jail's `/proc/net/tcp{,6}` by its port,
-//! and its holders by their descriptors in `/proc/PID/fd`; the connection
-//! is the exec's when every holder whose descriptors can be read is in
-//! that exec's session and the exec is running. Anything else — no holder found, holders in two sessions, a
-//! session no running exec owns — goes out with no key, and the egress
-//! daemon refuses it.
+//! and its holders among the processes of running execs' sessions by
+//! their descriptors in `/proc/PID/fd`; the connection is the exec's when
+//! its processes, and no other running exec's, hold it. Anything else —
+//! no running exec's process holds it, two execs' do, the scan would read
+//! too many descriptors — goes out with no key, and the egress daemon
+//! refuses it.
 //!
 //! Outside (the half that waits for the jail): each connection from the
 //! jail is passed on to the egress daemon's socket, reached relative to
@@ -124,39 +125,67 @@ fn hand_out(accepted: std::sync::mpsc::Receiver<(std::net::TcpStream, u16)>, out
     }
 }
 
-/// The session of every process that holds the client socket whose local
-/// port is `port`, if they agree.
+/// The most descriptors one attribution reads: a command that opens
+/// thousands makes its own connections fail, not everyone's slow.
+const MAX_DESCRIPTORS_READ: usize = 20_000;
+
+/// The session of the running exec whose processes hold the client socket
+/// whose local port is `port`, if exactly one running exec's do.
+///
+/// Only the processes of running execs' sessions are read: a process of
+/// no running exec cannot make a running exec's process hold its socket
+/// (a descriptor is passed only to a process that takes it), so what
+/// those hold decides, and the cost is bounded by what the running execs
+/// themselves opened ([`MAX_DESCRIPTORS_READ`]).
 fn owner_session(port: u16) -> Option<i32> {
+    let running = running_sessions();
+    if running.is_empty() {
+        return None;
+    }
     let inode = socket_inode(port)?;
     let wanted = format!("socket:[{inode}]");
+    let mut budget = MAX_DESCRIPTORS_READ;
     let mut session = None;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        if pid == 1 {
-            continue; // toold itself holds only the accepted end
-        }
-        // Gone meanwhile, or not readable (a process between toold's fork
-        // and its exec is not dumpable yet): not counted. The connection
-        // still needs a readable holder in a running exec's session, so
-        // such a process can make a connection this exec's only if the
-        // exec's own processes take its socket and use it.
+        // pid 1 is toold (it holds only the accepted end); a process that
+        // is gone or in no running exec's session is not read further.
+        let Some(before) = stat_of(pid).filter(|(s, _)| pid != 1 && running.contains(s)) else {
+            continue;
+        };
+        // Not readable (a process between toold's fork and its exec is not
+        // dumpable yet): it holds nothing we can see.
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
-        let holds = fds
-            .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == wanted.as_str()));
-        if holds {
-            let theirs = session_of(pid)?;
-            if session.is_some_and(|s| s != theirs) {
-                return None;
+        let mut holds = false;
+        for fd in fds.flatten() {
+            budget = budget.checked_sub(1)?;
+            if std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == wanted.as_str()) {
+                holds = true;
+                break;
             }
-            session = Some(theirs);
         }
+        // The same process before and after (not a new one with a reused
+        // pid): its start time is unchanged.
+        if !holds || stat_of(pid) != Some(before) {
+            continue;
+        }
+        if session.is_some_and(|s| s != before.0) {
+            return None;
+        }
+        session = Some(before.0);
     }
     session
+}
+
+fn running_sessions() -> Vec<i32> {
+    lock()
+        .as_ref()
+        .map(|keys| keys.keys().copied().collect())
+        .unwrap_or_default()
 }
 
 /// The inode of the client socket connected from `port` to the proxy
@@ -172,8 +201,12 @@ fn socket_inode(port: u16) -> Option<u64> {
             let (Some(local), Some(remote), Some(inode)) = (fields.get(1), fields.get(2), fields.get(9)) else {
                 continue;
             };
+            // A closed connection that used the same port lingers with
+            // inode 0 (TIME_WAIT): the live one is further on.
             if port_of(local) == Some(port) && port_of(remote) == Some(PROXY_PORT) {
-                return inode.parse().ok().filter(|i| *i != 0);
+                if let Some(inode) = inode.parse().ok().filter(|i| *i != 0) {
+                    return Some(inode);
+                }
             }
         }
     }
@@ -184,13 +217,16 @@ fn port_of(address: &str) -> Option<u16> {
     u16::from_str_radix(address.rsplit_once(':')?.1, 16).ok()
 }
 
-/// The session id in `/proc/PID/stat` (the sixth field; the second, the
-/// command name in parentheses, may hold spaces and parentheses).
-fn session_of(pid: i32) -> Option<i32> {
+/// The session id and start time in `/proc/PID/stat` (fields 6 and 22;
+/// the second, the command name in parentheses, may hold spaces and
+/// parentheses).
+fn stat_of(pid: i32) -> Option<(i32, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    // state ppid pgrp session
-    after_name.split_whitespace().nth(3)?.parse().ok()
+    let mut after_name = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // state ppid pgrp session … starttime (the 20th after the name)
+    let session = after_name.nth(3)?.parse().ok()?;
+    let start = after_name.nth(15)?.parse().ok()?;
+    Some((session, start))
 }
 
 /// The outside half: passes each connection from the jail on to the
@@ -242,8 +278,10 @@ mod tests {
     #[test]
     fn a_stat_line_gives_its_session_whatever_the_name() {
         let me = std::process::id() as i32;
-        let session = session_of(me).unwrap();
+        let (session, start) = stat_of(me).unwrap();
         assert_eq!(session, nix::unistd::getsid(None).unwrap().as_raw());
+        assert!(start > 0);
+        assert_eq!(stat_of(me), Some((session, start)));
         assert_eq!(port_of("0100007F:0C38"), Some(3128));
         assert_eq!(port_of("00000000000000000000000001000000:1F90"), Some(8080));
         assert_eq!(port_of("garbage"), None);

@@ -143,11 +143,13 @@ both_modes!(a_command_that_ignores_the_proxy_reaches_nothing, |mode| {
             "python3 -c 'import socket\ntry:\n socket.create_connection((\"{address}\", {port}), timeout=5)\n print(\"connected\")\nexcept OSError as e:\n print(\"refused\", e.errno, e.strerror)'"
         )
     };
+    // Landlock refuses the connect (EACCES); without it, the empty
+    // network namespace would (no route; nothing listens on its loopback).
     let out = broker.exec(&raw("1.1.1.1", 443));
-    has(&out, "refused");
+    has(&out, "refused 13 Permission denied");
     assert!(!out.contains("connected"), "{out}");
     let out = broker.exec(&raw("127.0.0.1", port));
-    has(&out, "refused");
+    has(&out, "refused 13 Permission denied");
     assert!(heard.recv_timeout(Duration::from_millis(300)).is_err());
     // Sanity: the proxy's own port is what a command may connect to.
     has(&broker.exec(&raw("127.0.0.1", 3128)), "connected");
@@ -188,6 +190,95 @@ both_modes!(a_process_left_behind_gets_nothing_while_another_exec_runs, |mode| {
     let first = heard.recv_timeout(Duration::from_secs(5)).unwrap();
     assert!(first.starts_with("GET /mine "), "{first}");
     broker.wait_audit("egress", "no running exec");
+});
+
+both_modes!(
+    a_command_that_uses_up_the_process_limit_does_not_close_the_door,
+    |mode| {
+        let (port, _) = upstream("still open");
+        let run_as = match mode.run_as() {
+            Ok(r) => r,
+            Err(why) => return oxibot_tests::harness::skip(&why),
+        };
+        let config = json!({"tools": {
+            "exec": {"timeout": 30, "maxProcesses": 32, "allowedHosts": [format!("127.0.0.1:{port}")]},
+            "web": {"allowPrivate": ["127.0.0.1"]},
+        }});
+        let broker = Broker::start_as("http://127.0.0.1:9", config, json!({}), run_as);
+        broker.wait_audit("link_established", "egress daemon connected");
+        // Fork until refused, wait until idle runtime threads have ended
+        // (tokio's blocking pool lets them go after 10 s), fork again into the
+        // places they left, then connect to the door while no new thread or
+        // process can start.
+        let script = format!(
+            "import os, socket, time\n\
+         kids = []\n\
+         def fill():\n\
+         \x20   try:\n\
+         \x20       while True:\n\
+         \x20           pid = os.fork()\n\
+         \x20           if pid == 0:\n\
+         \x20               time.sleep(60); os._exit(0)\n\
+         \x20           kids.append(pid)\n\
+         \x20   except OSError:\n\
+         \x20       pass\n\
+         fill()\n\
+         time.sleep(11)\n\
+         fill()\n\
+         print('forked', len(kids))\n\
+         s = socket.create_connection(('127.0.0.1', 3128), timeout=5)\n\
+         s.sendall(b'GET http://127.0.0.1:{port}/ HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\n\\r\\n')\n\
+         print(s.recv(200))\n\
+         for k in kids:\n\
+         \x20   os.kill(k, 9)\n"
+        );
+        std::fs::write(broker.workspace.join("exhaust.py"), script).unwrap();
+        let out = broker.exec("python3 exhaust.py");
+        has(&out, "forked");
+        // The door is still there for the next command.
+        has(
+            &broker.exec(&format!("curl -sS --max-time 10 http://127.0.0.1:{port}/")),
+            "still open",
+        );
+    }
+);
+
+both_modes!(a_flood_from_outside_any_exec_leaves_the_running_exec_its_door, |mode| {
+    let (port, _) = upstream("through the flood");
+    let Some(broker) = door(mode, &[format!("127.0.0.1:{port}")]) else {
+        return;
+    };
+    // A process in a session of its own (so of no running exec) keeps 300
+    // silent connections open to the door, opening a new one for each
+    // that closes; the exec's own request must still go through.
+    let flood = "import socket, time\n\
+                 open_ = []\n\
+                 end = time.time() + 8\n\
+                 while time.time() < end:\n\
+                 \x20   open_ = [s for s in open_ if s.fileno() >= 0]\n\
+                 \x20   while len(open_) < 300:\n\
+                 \x20       try:\n\
+                 \x20           open_.append(socket.create_connection(('127.0.0.1', 3128), timeout=1))\n\
+                 \x20       except OSError:\n\
+                 \x20           break\n\
+                 \x20   for s in list(open_):\n\
+                 \x20       s.setblocking(False)\n\
+                 \x20       try:\n\
+                 \x20           if s.recv(1) == b'':\n\
+                 \x20               s.close()\n\
+                 \x20       except BlockingIOError:\n\
+                 \x20           pass\n\
+                 \x20       except OSError:\n\
+                 \x20           s.close()\n\
+                 \x20   time.sleep(0.05)\n";
+    std::fs::write(broker.workspace.join("flood.py"), flood).unwrap();
+    let out = broker.exec(&format!(
+        "setsid python3 flood.py >/dev/null 2>&1 & sleep 3; \
+         curl -sS --max-time 10 http://127.0.0.1:{port}/; echo; sleep 6"
+    ));
+    has(&out, "through the flood");
+    // The flood is in the audit, counted rather than row by row.
+    broker.wait_audit("egress", "more connections refused or closed in one second");
 });
 
 both_modes!(without_allowed_hosts_a_command_has_no_proxy_and_no_network, |mode| {

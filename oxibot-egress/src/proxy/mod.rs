@@ -38,6 +38,8 @@ use oxibot_proto::settings::HostPattern;
 pub use crate::MAX_HEAD;
 /// A client sends its head at once; a slower one is holding a slot.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection of no running exec is listened to.
+const KEYLESS_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A relayed connection with no byte either way for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(300);
@@ -108,17 +110,32 @@ where
 {
     let started = Instant::now();
     let mut record = empty(started);
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await {
+    // The key first: a running exec's bad request is filed under its exec,
+    // and a connection of no running exec holds its slot for a moment
+    // only (its head is read, for the audit and so that the refusal
+    // reaches it, but not waited for).
+    let held = policy.grants.held(key);
+    let patience = if held.is_some() {
+        HEAD_TIMEOUT
+    } else {
+        KEYLESS_HEAD_TIMEOUT
+    };
+    record.grant = held.as_ref().map(|h| h.grant.clone());
+    let head = tokio::time::timeout(patience, read_head(&mut client)).await;
+    let Some(held) = held else {
+        if let Ok(Ok(head)) = &head {
+            record.host = Some(head.host.clone());
+            record.port = Some(head.port);
+        }
+        return refuse(client, record, Decision::NoGrant, started).await;
+    };
+    let head = match head {
         Ok(Ok(head)) => head,
         Ok(Err(decision)) => return refuse(client, record, decision, started).await,
         Err(_) => return refuse(client, record, Decision::BadRequest("request head too slow"), started).await,
     };
     record.host = Some(head.host.clone());
     record.port = Some(head.port);
-    let Some(held) = policy.grants.held(key) else {
-        return refuse(client, record, Decision::NoGrant, started).await;
-    };
-    record.grant = Some(held.grant);
     let mut revoked = held.revoked;
     if !policy.allowed.iter().any(|p| p.allows(&head.host, head.port)) {
         let decision = Decision::NotListed(head.host.clone(), head.port);

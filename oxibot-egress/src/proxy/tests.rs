@@ -463,3 +463,24 @@ async fn an_address_allowed_privately_is_not_reached_by_another_name() {
     let (answer, _) = through(format!("CONNECT nas.lan:{port} HTTP/1.1\r\n\r\nx"), &door, &lookup).await;
     assert!(answer.ends_with("nas"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_connection_of_no_running_exec_is_let_go_at_once() {
+    let (p, _) = policy(&["127.0.0.1:1"], &["127.0.0.1"]);
+    // It says nothing: refused after a moment, not after the head's 10 s.
+    let (_ours, theirs) = tokio::io::duplex(4096);
+    let started = std::time::Instant::now();
+    let record = tokio::time::timeout(Duration::from_secs(5), serve(theirs, b"", &p, &no_names()))
+        .await
+        .unwrap();
+    assert!(matches!(record.decision, Decision::NoGrant), "{:?}", record.decision);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_running_execs_bad_request_is_filed_under_its_exec() {
+    let p = policy(&["127.0.0.1:1"], &["127.0.0.1"]);
+    let (answer, record) = through("NONSENSE\r\n\r\n".into(), &p, &no_names()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(record.grant, Some(exec(1)));
+}
