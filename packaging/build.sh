@@ -6,10 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-cargo build --release --locked --bins -p oxibot-broker -p oxibotctl -p oxibot-channeld -p oxibot-toold -p oxibot-healthd
+cargo build --release --locked --bins -p oxibot-broker -p oxibotctl -p oxibot-channeld -p oxibot-toold -p oxibot-healthd -p oxibot-egressd
 out=target/packaging
 rm -rf "$out" && mkdir -p "$out/man" "$out/completions"
-for bin in oxibot-broker oxibotctl oxibot-channeld oxibot-toold oxibot-healthd; do
+for bin in oxibot-broker oxibotctl oxibot-channeld oxibot-toold oxibot-healthd oxibot-egressd; do
     "target/release/$bin" --man-page | gzip -9n > "$out/man/$bin.8.gz"
 done
 target/release/oxibotctl --completions bash > "$out/completions/oxibotctl"

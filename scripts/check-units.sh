@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../systemd"
 fail=0
-for entry in oxibot-broker.service:1.5 oxibot-channeld@.service:1.5 oxibot-toold.service:2.0; do
+for entry in oxibot-broker.service:1.5 oxibot-channeld@.service:1.5 oxibot-toold.service:2.0 oxibot-egressd.service:1.5; do
     unit=${entry%%:*}
     max=${entry##*:}
     score=$(systemd-analyze security --offline=true --no-pager "$unit" 2>/dev/null |

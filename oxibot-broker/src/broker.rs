@@ -391,6 +391,7 @@ async fn accept_loop(broker: Arc<Broker>, role: SocketRole, listener: UnixListen
             match role {
                 SocketRole::Tool => serve_tool(&broker.svc, stream, peer).await,
                 SocketRole::Ctl => crate::ctl::serve(broker, stream).await,
+                SocketRole::Egress => crate::egress::serve_link(broker.svc.clone(), stream, peer).await,
                 SocketRole::Channel => {
                     // The policy admitted only uids in the map.
                     let Some(channel) = broker.channel_uids.get(&cred.uid).cloned() else {

@@ -4,18 +4,18 @@
 //! jail accepts each connection and hands it, tagged with the key of the
 //! exec it came from, to `oxibot-egressd`, which parses the HTTP, decides
 //! and dials in its own sandbox. The broker
-//! - binds the door's socket (in the runtime directory, 0600: only toold,
-//!   which runs as root or as the broker's own user in supervise mode, may
-//!   connect) and starts the daemon with it;
+//! - in supervise mode, binds the door's socket (in the runtime directory,
+//!   0600: only toold, which runs as root or as the broker's own user
+//!   there, may connect) and starts the daemon with it; under systemd the
+//!   units do both (`oxibot-egress-door.socket`, `oxibot-egressd.service`)
+//!   and the daemon connects to `egress.sock` as its own user;
 //! - tells the daemon where commands may go, and grants each exec a key
 //!   before it starts (the exec waits until the daemon holds it) and
 //!   revokes it when it ends, which closes what the exec left open;
 //! - files what the daemon reports of every connection in the audit
 //!   (`egress`: session, exec, host, port, decision, bytes, duration).
 //!
-//! Not yet: systemd mode (the packaged units start toold themselves; the
-//! door needs supervise mode today), TLS termination and credential
-//! injection.
+//! Not yet: TLS termination and credential injection.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,10 +155,8 @@ pub fn start(config: &Config) -> anyhow::Result<Option<(ChildSpec, std::path::Pa
         return Ok(None);
     }
     if !config.supervise {
-        tracing::warn!(
-            "tools.exec.allowedHosts is set, but the egress door needs supervise mode in this version \
-             (\"supervise\": true): commands have no network"
-        );
+        // systemd starts oxibot-egressd (its own unit and user) with the
+        // door's socket; it connects to egress.sock.
         return Ok(None);
     }
     let path = config.runtime_dir.join(DOOR_SOCKET);

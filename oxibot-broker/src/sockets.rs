@@ -4,8 +4,9 @@
 //! In supervise mode only `ctl.sock` exists: the daemons the broker starts
 //! reach it over the socketpair they were handed, so there is nothing a
 //! stray process could connect to and claim to be one of them. Without
-//! supervise mode (systemd starts the daemons), `channel.sock` and
-//! `tool.sock` exist too, and the peer's uid decides who it is.
+//! supervise mode (systemd starts the daemons), `channel.sock`,
+//! `tool.sock` and `egress.sock` exist too, and the peer's uid decides who
+//! it is.
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -21,16 +22,24 @@ pub enum SocketRole {
     Channel,
     Tool,
     Ctl,
+    /// The egress daemon's link (`oxibot-egressd.service`).
+    Egress,
 }
 
 impl SocketRole {
-    pub const ALL: [SocketRole; 3] = [SocketRole::Channel, SocketRole::Tool, SocketRole::Ctl];
+    pub const ALL: [SocketRole; 4] = [
+        SocketRole::Channel,
+        SocketRole::Tool,
+        SocketRole::Ctl,
+        SocketRole::Egress,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             SocketRole::Channel => "channel",
             SocketRole::Tool => "tool",
             SocketRole::Ctl => "ctl",
+            SocketRole::Egress => "egress",
         }
     }
 
@@ -46,6 +55,7 @@ impl SocketRole {
             SocketRole::Channel => CHANNEL_GROUP.to_string(),
             SocketRole::Tool => users.tool.clone(),
             SocketRole::Ctl => ADMIN_GROUP.to_string(),
+            SocketRole::Egress => users.egress.clone(),
         }
     }
 }
@@ -66,6 +76,16 @@ pub fn policy(role: SocketRole, users: &crate::config::Users, channel_uids: &[u3
             PeerPolicy::Uids(uids)
         }
         SocketRole::Channel => PeerPolicy::Uids(channel_uids.to_vec()),
+        // Its own user only (nobody, if that user does not exist).
+        SocketRole::Egress => PeerPolicy::Uids(
+            User::from_name(&users.egress)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw())
+                .into_iter()
+                .filter(|uid| *uid != 0)
+                .collect(),
+        ),
     }
 }
 

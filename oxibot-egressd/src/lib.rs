@@ -8,9 +8,12 @@
 //! not in the broker, which holds every secret, and not in the jail,
 //! which the command controls.
 //!
-//! Started by the broker only, with two descriptors: its link to the
-//! broker (3) and the door's listening Unix socket (4), where toold
-//! connects to hand connections over. What it gives up, in order:
+//! Started by the broker in supervise mode, with two descriptors: its link
+//! to the broker (3) and the door's listening Unix socket (4), where toold
+//! connects to hand connections over. Under systemd, its unit hands it the
+//! door (`oxibot-egress-door.socket`, descriptor 3) and it connects to the
+//! broker's `egress.sock`, where the broker knows it by its uid. What it
+//! gives up, in order:
 //! 1. everything but those two descriptors, checked before use;
 //! 2. files (Landlock: only what name lookups read), listening on TCP,
 //!    exec, signals to others, privileges (no_new_privs; seccomp: the
@@ -31,12 +34,16 @@ use clap::Parser;
 #[command(
     name = "oxibot-egressd",
     version,
-    about = "OxiBot egress daemon: the jail's door to the network (started by the broker)"
+    about = "OxiBot egress daemon: the jail's door to the network"
 )]
 struct Args {
-    /// The inherited broker connection.
+    /// The broker's egress socket (under systemd).
+    #[arg(long, default_value = "/run/oxibot/egress.sock")]
+    socket: std::path::PathBuf,
+    /// Use this inherited descriptor as the broker connection instead of
+    /// connecting to --socket (supervise mode hands over a socketpair).
     #[arg(long)]
-    broker_fd: RawFd,
+    broker_fd: Option<RawFd>,
     /// The inherited listening Unix socket the tool daemon connects to.
     #[arg(long)]
     listener_fd: RawFd,
@@ -67,6 +74,11 @@ pub fn main() -> ExitCode {
 enum Fatal {
     #[error("the broker connection (descriptor {fd}) is not usable: {source}")]
     BrokerLink { fd: RawFd, source: std::io::Error },
+    #[error("cannot connect to {path}: {source}; is the broker running?")]
+    BrokerSocket {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("descriptor {fd} is not the door's listening socket: {why}")]
     NotTheDoor {
         fd: RawFd,
@@ -88,10 +100,15 @@ fn run(args: &Args) -> Result<(), Fatal> {
     // Step 1: the two descriptors, each checked for what it must be, and
     // who may hand connections over (read now: /etc/passwd is out of
     // reach once the sandbox is in place).
-    let link = oxibot_runtime::inherit::take_broker_socket(args.broker_fd).map_err(|source| Fatal::BrokerLink {
-        fd: args.broker_fd,
-        source,
-    })?;
+    let link = match args.broker_fd {
+        Some(fd) => {
+            oxibot_runtime::inherit::take_broker_socket(fd).map_err(|source| Fatal::BrokerLink { fd, source })?
+        }
+        None => std::os::unix::net::UnixStream::connect(&args.socket).map_err(|source| Fatal::BrokerSocket {
+            path: args.socket.clone(),
+            source,
+        })?,
+    };
     let door = oxibot_runtime::inherit::take_listener(args.listener_fd, oxibot_runtime::inherit::Listening::Unix)
         .map(std::os::unix::net::UnixListener::from)
         .map_err(|why| Fatal::NotTheDoor {

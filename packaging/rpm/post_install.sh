@@ -11,6 +11,6 @@ fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     if [ "$1" -ge 2 ]; then
-        systemctl try-restart oxibot-broker.service oxibot-toold.service 'oxibot-channeld@*.service' || true
+        systemctl try-restart oxibot-broker.service oxibot-toold.service oxibot-egressd.service 'oxibot-channeld@*.service' || true
     fi
 fi

@@ -241,20 +241,45 @@ fn a_packaged_oxibot_answers_under_systemd() {
     c.ok(&format!("dpkg -i {}", deb.display()));
     // systemd's own check of the installed units.
     let verify = c.ok("cd /usr/lib/systemd/system && systemd-analyze verify oxibot.target oxibot-broker.service \
-         oxibot-toold.service oxibot-channeld@telegram.service oxibot-ctl.socket oxibot-channel.socket oxibot-tool.socket");
+         oxibot-toold.service oxibot-channeld@telegram.service oxibot-ctl.socket oxibot-channel.socket oxibot-tool.socket \
+         oxibot-egressd.service oxibot-egress.socket oxibot-egress-door.socket");
     assert_eq!(verify.trim(), "rc=0", "systemd-analyze verify: {verify}");
-    for user in ["oxibot", "oxibot-tool", "oxibot-telegram", "oxibot-email"] {
+    for user in [
+        "oxibot",
+        "oxibot-tool",
+        "oxibot-egress",
+        "oxibot-telegram",
+        "oxibot-email",
+    ] {
         c.ok(&format!("id {user}"));
     }
     assert!(c
         .ok("stat -c '%a %U:%G' /etc/oxibot/secrets.json")
         .contains("640 root:oxibot"));
+    // A web service on the host's loopback, which the jail's commands may
+    // reach through the egress door (the container shares the host's network).
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_port = upstream.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in upstream.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut head = [0u8; 2048];
+            let _ = s.read(&mut head);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 18\r\nConnection: close\r\n\r\nthrough the door\r\n");
+        }
+    });
     let config = json!({
         "supervise": false,
         "agents": {"defaults": {"workspace": "/var/lib/oxibot/workspace", "model": "gpt-test", "provider": "openai"}},
         "providers": {"openai": {"apiBase": format!("{}/v1", llm.base_url)}},
         "channels": {"telegram": {"enabled": true, "apiBase": tg.base_url, "allowedUsers": ["1001"]}},
-        "tools": {"sandbox": "on", "exec": {"timeout": 30}},
+        "tools": {
+            "sandbox": "on",
+            "exec": {"timeout": 30, "allowedHosts": [format!("127.0.0.1:{upstream_port}")]},
+            "web": {"allowPrivate": ["127.0.0.1"]}
+        },
         "health": {"enabled": true, "port": HEALTH_PORT}
     });
     c.ok(&format!("cat > /etc/oxibot/config.json <<'EOF'\n{config}\nEOF"));
@@ -297,6 +322,20 @@ fn a_packaged_oxibot_answers_under_systemd() {
     assert!(ready.starts_with("ready"), "{ready}");
     let metrics = c.ok(&format!("curl -sS http://127.0.0.1:{HEALTH_PORT}/metrics"));
     assert!(metrics.contains("oxibot_up 1"), "{metrics}");
+
+    // A jailed command reaches the allowed host through the egress door:
+    // toold's unit, the door's socket unit and oxibot-egressd (its own unit
+    // and user) together. The first tries may come before the daemon's
+    // link is up (the command then runs without the network).
+    let through = wait_for("the egress door", BOOT, || {
+        let out = c.sh(&format!(
+            "oxibotctl tool exec -- curl -sS --max-time 10 http://127.0.0.1:{upstream_port}/ 2>&1"
+        ));
+        out.contains("through the door").then_some(out)
+    });
+    eprintln!("egress: {}", through.trim());
+    let refused = c.sh("oxibotctl tool exec -- curl -sS --max-time 10 http://127.0.0.1:9/ 2>&1");
+    assert!(refused.contains("is not in tools.exec.allowedHosts"), "{refused}");
 
     // Each daemon: its own user, no capabilities, no_new_privs, seccomp —
     // toold twice: the process systemd started, and its jail's pid 1 (the
@@ -344,6 +383,11 @@ fn a_packaged_oxibot_answers_under_systemd() {
             c.main_pid("oxibot-channeld@telegram.service"),
         ),
         ("oxibot-broker.service (healthd)", "oxibot", healthd),
+        (
+            "oxibot-egressd.service",
+            "oxibot-egress",
+            c.main_pid("oxibot-egressd.service"),
+        ),
     ] {
         assert!(pid > 0, "{unit} has no main pid\n{}", c.journal());
         let status = c.status_of(pid);
@@ -381,7 +425,7 @@ fn a_packaged_oxibot_answers_under_systemd() {
         .filter(|f| f["area"] == "units")
         .map(|f| format!("{} {}", f["check"], f["seen"]))
         .collect();
-    assert_eq!(exposure.len(), 3, "{exposure:?}");
+    assert_eq!(exposure.len(), 4, "{exposure:?}");
     eprintln!("doctor: {} findings, units {exposure:?}", findings.len());
 
     // A rotated key, used by the next request with no restart.

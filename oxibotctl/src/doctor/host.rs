@@ -222,6 +222,11 @@ fn users(layout: &Layout) -> Vec<Finding> {
     let fix = "systemd-sysusers /usr/lib/sysusers.d/oxibot.conf (the package does this)";
     let mut out = Vec::new();
     let mut wanted = vec!["oxibot".to_string(), layout.users.tool.clone()];
+    // The egress daemon runs as its own user under systemd (its unit) and
+    // under a root broker when commands may reach the network.
+    if !layout.supervise || !layout.tools.exec.allowed_hosts.is_empty() {
+        wanted.push(layout.users.egress.clone());
+    }
     let channel_users: Vec<(String, String)> = layout
         .enabled_channels()
         .into_iter()
@@ -281,6 +286,8 @@ fn sockets(layout: &Layout) -> Vec<Finding> {
     if !layout.supervise {
         wanted.push(("channel.sock", "oxibot-chan"));
         wanted.push(("tool.sock", layout.users.tool.as_str()));
+        wanted.push(("egress.sock", layout.users.egress.as_str()));
+        wanted.push(("egress-door.sock", layout.users.tool.as_str()));
     }
     let mut out = Vec::new();
     for (name, group) in wanted {

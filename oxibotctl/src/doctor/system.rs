@@ -6,10 +6,11 @@ use std::path::Path;
 use super::{Finding, Level};
 
 /// The packaged units and the exposure each may have (as CI's gate).
-const UNITS: [(&str, f64); 3] = [
+const UNITS: [(&str, f64); 4] = [
     ("oxibot-broker.service", 1.5),
     ("oxibot-channeld@.service", 1.5),
     ("oxibot-toold.service", 2.0),
+    ("oxibot-egressd.service", 1.5),
 ];
 const UNIT_DIRS: [&str; 2] = ["/etc/systemd/system", "/usr/lib/systemd/system"];
 
