@@ -24,11 +24,13 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
 use crate::jail::net::{JailEnd, OutsideEnd, PROXY_PORT};
+use crate::sockdiag::SockDiag;
 
 /// The running execs' keys, by session id (the exec's shell's pid).
 static KEYS: Mutex<Option<HashMap<i32, String>>> = Mutex::new(None);
@@ -63,7 +65,7 @@ const WAITING: usize = 64;
 /// up the tool user's process limit cannot stop the door by leaving the
 /// runtime no thread to start.
 pub async fn serve_jail_end(end: JailEnd) {
-    let JailEnd { listener, out } = end;
+    let JailEnd { listener, out, diag } = end;
     let listener = match listener
         .set_nonblocking(true)
         .and_then(|_| tokio::net::TcpListener::from_std(listener))
@@ -77,7 +79,7 @@ pub async fn serve_jail_end(end: JailEnd) {
     let (waiting, accepted) = std::sync::mpsc::sync_channel::<(std::net::TcpStream, u16)>(WAITING);
     if let Err(e) = std::thread::Builder::new()
         .name("door".into())
-        .spawn(move || hand_out(accepted, out))
+        .spawn(move || hand_out(accepted, out, diag))
     {
         tracing::error!("cannot start the egress door's thread: {e}; commands get no network");
         return;
@@ -109,10 +111,10 @@ pub async fn serve_jail_end(end: JailEnd) {
 
 /// The door's thread: each accepted connection attributed and handed out,
 /// in turn. Blocking, so that a busy daemon slows the door down.
-fn hand_out(accepted: std::sync::mpsc::Receiver<(std::net::TcpStream, u16)>, out: UnixStream) {
+fn hand_out(accepted: std::sync::mpsc::Receiver<(std::net::TcpStream, u16)>, out: UnixStream, diag: Option<SockDiag>) {
     let _ = out.set_nonblocking(false);
     while let Ok((stream, port)) = accepted.recv() {
-        let session = owner_session(port);
+        let session = owner_session(port, diag.as_ref());
         let key = session.and_then(key_of).unwrap_or_default();
         if key.is_empty() {
             // The daemon refuses it and the audit says so; this says why.
@@ -137,12 +139,18 @@ const MAX_DESCRIPTORS_READ: usize = 20_000;
 /// (a descriptor is passed only to a process that takes it), so what
 /// those hold decides, and the cost is bounded by what the running execs
 /// themselves opened ([`MAX_DESCRIPTORS_READ`]).
-fn owner_session(port: u16) -> Option<i32> {
+fn owner_session(port: u16, diag: Option<&SockDiag>) -> Option<i32> {
     let running = running_sessions();
     if running.is_empty() {
         return None;
     }
-    let inode = socket_inode(port)?;
+    let inode = match diag {
+        Some(diag) => diag.inode(
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, PROXY_PORT),
+        )?,
+        None => socket_inode(port)?,
+    };
     let wanted = format!("socket:[{inode}]");
     let mut budget = MAX_DESCRIPTORS_READ;
     let mut session = None;
@@ -189,7 +197,8 @@ fn running_sessions() -> Vec<i32> {
 }
 
 /// The inode of the client socket connected from `port` to the proxy
-/// port, in this network namespace's socket tables.
+/// port, in this network namespace's socket tables (read whole: where the
+/// kernel has no sock_diag).
 fn socket_inode(port: u16) -> Option<u64> {
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {

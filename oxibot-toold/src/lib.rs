@@ -19,6 +19,7 @@ mod patch;
 mod probe;
 mod search;
 mod server;
+mod sockdiag;
 mod text;
 mod texts;
 

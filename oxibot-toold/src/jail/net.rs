@@ -21,6 +21,9 @@ pub struct JailEnd {
     pub listener: TcpListener,
     /// To toold's half outside: one accepted connection per message.
     pub out: UnixStream,
+    /// The kernel's socket table, asked which socket is the client's
+    /// (None where sock_diag is not there: /proc/net/tcp is read instead).
+    pub diag: Option<crate::sockdiag::SockDiag>,
 }
 
 /// What toold's half outside the jail keeps of it.
@@ -77,7 +80,10 @@ pub fn open(out: UnixStream) -> Result<JailEnd, JailError> {
         "bind the egress proxy port",
         TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, PROXY_PORT))),
     )?;
-    Ok(JailEnd { listener, out })
+    let diag = crate::sockdiag::SockDiag::open()
+        .map_err(|e| tracing::warn!("no sock_diag ({e}): the door reads /proc/net/tcp to attribute connections"))
+        .ok();
+    Ok(JailEnd { listener, out, diag })
 }
 
 /// `ip link set lo up`, as an ioctl on a datagram socket.
