@@ -118,7 +118,7 @@ fn hand_out(accepted: std::sync::mpsc::Receiver<(std::net::TcpStream, u16)>, out
         let key = session.and_then(key_of).unwrap_or_default();
         if key.is_empty() {
             // The daemon refuses it and the audit says so; this says why.
-            tracing::info!(port, ?session, "a connection to the door from no running exec");
+            tracing::debug!(port, ?session, "a connection to the door from no running exec");
         }
         let fd = OwnedFd::from(stream);
         if let Err(e) = oxibot_egress::pass::send(out.as_raw_fd(), &fd, key.as_bytes()) {
@@ -127,9 +127,10 @@ fn hand_out(accepted: std::sync::mpsc::Receiver<(std::net::TcpStream, u16)>, out
     }
 }
 
-/// The most descriptors one attribution reads: a command that opens
-/// thousands makes its own connections fail, not everyone's slow.
-const MAX_DESCRIPTORS_READ: usize = 20_000;
+/// The most descriptors one attribution reads of one exec's processes: an
+/// exec that holds more is not read further (its own connections fail),
+/// and the others' are still found, as fast as before.
+const MAX_DESCRIPTORS_READ: usize = 5_000;
 
 /// The session of the running exec whose processes hold the client socket
 /// whose local port is `port`, if exactly one running exec's do.
@@ -137,8 +138,10 @@ const MAX_DESCRIPTORS_READ: usize = 20_000;
 /// Only the processes of running execs' sessions are read: a process of
 /// no running exec cannot make a running exec's process hold its socket
 /// (a descriptor is passed only to a process that takes it), so what
-/// those hold decides, and the cost is bounded by what the running execs
-/// themselves opened ([`MAX_DESCRIPTORS_READ`]).
+/// those hold decides. The cost is bounded per exec
+/// ([`MAX_DESCRIPTORS_READ`]); an exec over its bound is left out, which
+/// cannot make another exec's connection its own (a socket reaches another
+/// exec's process only if that process takes it).
 fn owner_session(port: u16, diag: Option<&SockDiag>) -> Option<i32> {
     let running = running_sessions();
     if running.is_empty() {
@@ -152,7 +155,7 @@ fn owner_session(port: u16, diag: Option<&SockDiag>) -> Option<i32> {
         None => socket_inode(port)?,
     };
     let wanted = format!("socket:[{inode}]");
-    let mut budget = MAX_DESCRIPTORS_READ;
+    let mut budgets: HashMap<i32, usize> = running.iter().map(|s| (*s, MAX_DESCRIPTORS_READ)).collect();
     let mut session = None;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
@@ -168,9 +171,17 @@ fn owner_session(port: u16, diag: Option<&SockDiag>) -> Option<i32> {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
+        let Some(budget) = budgets.get_mut(&before.0) else {
+            continue;
+        };
         let mut holds = false;
         for fd in fds.flatten() {
-            budget = budget.checked_sub(1)?;
+            let Some(left) = budget.checked_sub(1) else {
+                // Over its bound: this exec is not read further.
+                budgets.remove(&before.0);
+                break;
+            };
+            *budget = left;
             if std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == wanted.as_str()) {
                 holds = true;
                 break;
@@ -178,7 +189,7 @@ fn owner_session(port: u16, diag: Option<&SockDiag>) -> Option<i32> {
         }
         // The same process before and after (not a new one with a reused
         // pid): its start time is unchanged.
-        if !holds || stat_of(pid) != Some(before) {
+        if !holds || stat_of(pid) != Some(before) || !budgets.contains_key(&before.0) {
             continue;
         }
         if session.is_some_and(|s| s != before.0) {

@@ -88,6 +88,14 @@ pub async fn run(
         // join another's.
         cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
     }
+    if let Some(domain) = exec_domain().filter(|_| limits.jailed.is_some()) {
+        // SAFETY: the closure runs between fork and exec and makes one raw
+        // syscall on a descriptor number copied into it; it allocates
+        // nothing and takes no lock.
+        unsafe {
+            cmd.pre_exec(move || enter_domain(domain));
+        }
+    }
     if let Some(jail) = limits.jailed {
         let (cpu, memory) = (jail.max_cpu_secs, jail.max_memory);
         // SAFETY: the closure runs between fork and exec and only calls
@@ -157,6 +165,28 @@ pub async fn run(
         },
     }
     Ok(text)
+}
+
+/// The ruleset each exec enters (see `jail::landlock::exec_domain`).
+static EXEC_DOMAIN: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+pub fn set_exec_domain(ruleset: std::os::fd::OwnedFd) {
+    let _ = EXEC_DOMAIN.set(ruleset);
+}
+
+fn exec_domain() -> Option<std::os::fd::RawFd> {
+    EXEC_DOMAIN.get().map(std::os::fd::AsRawFd::as_raw_fd)
+}
+
+/// `landlock_restrict_self(ruleset, 0)` for the command about to exec: a
+/// domain of its own. A failure stops the command (it would share its
+/// domain with every other exec).
+fn enter_domain(ruleset: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// setrlimit for the command about to exec; both limits equal, so the

@@ -281,6 +281,32 @@ both_modes!(a_flood_from_outside_any_exec_leaves_the_running_exec_its_door, |mod
     broker.wait_audit("egress", "more connections refused or closed in one second");
 });
 
+both_modes!(
+    an_exec_holding_thousands_of_descriptors_does_not_cut_off_another,
+    |mode| {
+        let (port, _) = upstream("still reached");
+        let Some(broker) = door(mode, &[format!("127.0.0.1:{port}")]) else {
+            return;
+        };
+        // 21 processes with 1,000 descriptors each: more than the door reads
+        // of any exec, for as long as the other exec asks.
+        let hog = "import os, time\n\
+               for _ in range(21):\n\
+               \x20   if os.fork() == 0:\n\
+               \x20       fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(1000)]\n\
+               \x20       time.sleep(8); os._exit(0)\n\
+               time.sleep(8)\n";
+        std::fs::write(broker.workspace.join("hog.py"), hog).unwrap();
+        std::thread::scope(|scope| {
+            let hogging = scope.spawn(|| broker.exec("python3 hog.py; echo hog done"));
+            std::thread::sleep(Duration::from_secs(3));
+            let out = broker.exec(&format!("curl -sS --max-time 10 http://127.0.0.1:{port}/"));
+            has(&out, "still reached");
+            has(&hogging.join().unwrap(), "hog done");
+        });
+    }
+);
+
 both_modes!(without_allowed_hosts_a_command_has_no_proxy_and_no_network, |mode| {
     let run_as = match mode.run_as() {
         Ok(r) => r,

@@ -803,6 +803,58 @@ fn a_mount_below_usr_is_read_only_too(mode: Mode) {
 
 oxibot_tests::in_both_modes!(a_mount_below_usr_is_read_only_too);
 
+/// A process one chat's command left behind cannot reach into another
+/// chat's running command: not write into its pipes (its output is what
+/// that chat's model reads), not read its environment or memory, not
+/// signal it. Each exec is a Landlock domain of its own below the jail's
+/// (a leftover in a session of its own, found by scanning /proc).
+fn one_exec_cannot_reach_into_another(mode: Mode) {
+    let Some(j) = jail(mode, json!({}), false) else { return };
+    if sandbox_off() {
+        return;
+    }
+    let probe = "import os, errno\n\
+                 me = os.getsid(0)\n\
+                 for p in os.listdir('/proc'):\n\
+                 \x20   if not p.isdigit() or p == '1':\n\
+                 \x20       continue\n\
+                 \x20   try:\n\
+                 \x20       if os.getsid(int(p)) == me or open(f'/proc/{p}/comm').read().strip() != 'sleep':\n\
+                 \x20           continue\n\
+                 \x20   except OSError:\n\
+                 \x20       continue\n\
+                 \x20   for what, act in [('pipe', lambda: os.open(f'/proc/{p}/fd/1', os.O_WRONLY)),\n\
+                 \x20                     ('environ', lambda: os.open(f'/proc/{p}/environ', os.O_RDONLY)),\n\
+                 \x20                     ('mem', lambda: os.open(f'/proc/{p}/mem', os.O_RDONLY)),\n\
+                 \x20                     ('signal', lambda: os.kill(int(p), 0))]:\n\
+                 \x20       try:\n\
+                 \x20           act(); print(what, 'REACHED')\n\
+                 \x20       except OSError as e:\n\
+                 \x20           print(what, errno.errorcode[e.errno])\n";
+    std::fs::write(j.broker.workspace.join("probe.py"), probe).unwrap();
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| j.broker.exec("sleep 4; echo other done"));
+        std::thread::sleep(Duration::from_millis(1000));
+        let out = j.broker.exec("python3 probe.py");
+        has(&out, "pipe EACCES");
+        has(&out, "environ EACCES");
+        has(&out, "mem EACCES");
+        has(&out, "signal EPERM");
+        assert!(!out.contains("REACHED"), "{out}");
+        let theirs = other.join().unwrap();
+        has(&theirs, "other done");
+        assert!(!theirs.contains("REACHED"), "{theirs}");
+    });
+    // Inside one exec, its own processes still reach each other.
+    has(
+        &j.broker
+            .exec("sleep 3 & cat /proc/$!/environ >/dev/null && echo own ok; kill $!"),
+        "own ok",
+    );
+}
+
+oxibot_tests::in_both_modes!(one_exec_cannot_reach_into_another);
+
 #[test]
 fn the_suite_is_large_enough() {
     // Keep the count honest: DESIGN asks for at least 40 attack cases.

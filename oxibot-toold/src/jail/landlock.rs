@@ -29,3 +29,27 @@ fn try_restrict(network: bool) -> Result<RulesetStatus, RulesetError> {
     }
     Ok(ruleset.restrict_self()?.ruleset)
 }
+
+/// The ruleset every exec enters on its own (in `pre_exec`), made while the
+/// jail is built (seccomp then allows restricting, never making one).
+///
+/// Each exec is then a Landlock domain of its own below the jail's, and
+/// Landlock lets a process reach into another (`/proc/PID/fd`, `mem`,
+/// `environ`, ptrace) only in its own domain or below it, and signal only
+/// inside its domain: a process one chat's command left behind cannot
+/// write into another running exec's pipes (its input, or the output the
+/// model reads), read its memory or environment, or kill it, while toold,
+/// one domain up, still reads and signals them all. It grants everything
+/// the jail grants: it handles only making block devices, which the jail
+/// never allows anyway. None where Landlock is not there.
+pub fn exec_domain() -> Option<std::os::fd::OwnedFd> {
+    Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::MakeBlock)
+        .ok()?
+        .scope(Scope::Signal | Scope::AbstractUnixSocket)
+        .ok()?
+        .create()
+        .ok()?
+        .into()
+}

@@ -197,6 +197,9 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     step("set no_new_privs", nix::sys::prctl::set_no_new_privs())?;
     let network = door.is_some();
     let landlock = landlock::restrict(network);
+    if let Some(domain) = landlock::exec_domain() {
+        crate::exec::set_exec_domain(domain);
+    }
     seccomp::install(spec.seccomp_log, network)?;
 
     Ok(Side::Inside(

@@ -176,6 +176,9 @@ const ALLOWED: &[&str] = &[
     "getsockopt",
     "getsockname",
     "getpeername",
+    // Each exec enters its own Landlock domain (see `landlock::exec_domain`);
+    // restricting oneself further is all it allows.
+    "landlock_restrict_self",
     // Passed here only so that the first filter's ENOSYS decides (see there).
     "clone3",
     "openat2",
