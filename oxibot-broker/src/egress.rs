@@ -13,16 +13,22 @@
 //!   before it starts (the exec waits until the daemon holds it) and
 //!   revokes it when it ends, which closes what the exec left open;
 //! - files what the daemon reports of every connection in the audit
-//!   (`egress`: session, exec, host, port, decision, bytes, duration).
-//!
-//! Not yet: TLS termination and credential injection.
+//!   (`egress`: session, exec, host, port, decision, bytes, duration);
+//! - hands the daemon the credentials of `tools.exec.credentials` (with
+//!   their secrets, audited as `egress_credentials`), and tells it with
+//!   each exec's key which of them that exec may have: those whose
+//!   `chats` take the exec's conversation, and for unattended turns only
+//!   those marked `background`. The daemon sets them on the way out; the
+//!   exec's commands get the certificate of the daemon's authority to
+//!   trust (its key never leaves the daemon) and placeholders for the
+//!   variables a tool wants set.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oxibot_proto::messages::{ConnectionRecord, EgressEvent, EgressRequest};
+use oxibot_proto::messages::{ConnectionRecord, CredentialSetting, EgressEvent, EgressRequest, ExecEgress};
 use oxibot_proto::{accept_handshake, FrameError, Role};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::services::Services;
 use crate::supervise::{ChildLink, ChildSpec, PassedListener, PASSED_FD};
+use crate::turn::{Turn, TurnKind};
 
 /// The door's socket in the runtime directory.
 pub const DOOR_SOCKET: &str = "egress-door.sock";
@@ -41,22 +48,31 @@ const GRANT_WAIT: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub struct Egress {
     link: Mutex<Option<mpsc::UnboundedSender<EgressRequest>>>,
-    /// Keys in force, sent again to a restarted daemon.
-    live: Mutex<HashMap<String, (String, String)>>,
+    /// Keys in force, sent again to a restarted daemon: the session, the
+    /// call and the credentials granted.
+    live: Mutex<HashMap<String, LiveKey>>,
+    /// The certificate of the running daemon's authority (PEM).
+    authority: Mutex<Option<String>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<()>>>,
     calls: AtomicU64,
 }
+
+/// A running exec's key: its session, its call, the credentials granted.
+type LiveKey = (String, String, Vec<String>);
 
 /// An exec's key to the door; revoked when dropped (the exec ended, or
 /// its call was abandoned).
 pub struct Key {
     value: String,
     egress: Arc<Egress>,
+    pass: ExecEgress,
 }
 
 impl Key {
-    pub fn value(&self) -> &str {
-        &self.value
+    /// What toold needs for the exec: the key, the authority to trust,
+    /// the placeholders.
+    pub fn pass(&self) -> ExecEgress {
+        self.pass.clone()
     }
 }
 
@@ -70,10 +86,10 @@ impl Drop for Key {
 }
 
 impl Egress {
-    /// A key for an exec of `session` about to run, once the daemon holds
+    /// A key for an exec of `turn` about to run, once the daemon holds
     /// it. None when commands have no network (`tools.exec.allowedHosts`
     /// is empty) or the door's daemon is not running.
-    pub async fn open(self: &Arc<Self>, config: &Config, session: &str, digest: &str) -> Option<Key> {
+    pub async fn open(self: &Arc<Self>, config: &Config, turn: &Turn, digest: &str) -> Option<Key> {
         if config.tools.exec.allowed_hosts.is_empty() {
             return None;
         }
@@ -84,18 +100,28 @@ impl Egress {
         let number = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let call = format!("exec #{number} (arguments sha256:{digest})");
         let value = oxibot_runtime::random::hex(16).ok()?;
+        let granted_names = granted(config, turn);
+        let placeholders = placeholders(config, turn);
         let (told, granted) = oneshot::channel();
         self.lock_waiting().insert(value.clone(), told);
-        self.lock_live()
-            .insert(value.clone(), (session.to_string(), call.clone()));
+        self.lock_live().insert(
+            value.clone(),
+            (turn.session.clone(), call.clone(), granted_names.clone()),
+        );
         let key = Key {
             value: value.clone(),
             egress: self.clone(),
+            pass: ExecEgress {
+                key: value.clone(),
+                trust: self.authority.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                placeholders,
+            },
         };
         self.send(EgressRequest::Grant {
             key: value.clone(),
-            session: session.to_string(),
+            session: turn.session.clone(),
             call,
+            credentials: granted_names,
         });
         match tokio::time::timeout(GRANT_WAIT, granted).await {
             Ok(Ok(())) => Some(key),
@@ -117,7 +143,7 @@ impl Egress {
         self.link.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_live(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, String)>> {
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveKey>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -125,18 +151,92 @@ impl Egress {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The settings the daemon decides by.
+    /// The settings the daemon decides by, with the credentials' secrets.
     pub fn settings(config: &Config) -> EgressRequest {
+        let exec = &config.tools.exec;
+        let upstream_roots = match &exec.upstream_ca_file {
+            None => String::new(),
+            Some(path) => std::fs::read_to_string(path).unwrap_or_else(|e| {
+                tracing::error!(
+                    "cannot read tools.exec.upstreamCaFile {}: {e}; the door trusts the system's authorities only",
+                    path.display()
+                );
+                String::new()
+            }),
+        };
         EgressRequest::Settings {
-            allowed_hosts: config.tools.exec.allowed_hosts.iter().map(|p| p.to_string()).collect(),
+            allowed_hosts: exec.allowed_hosts.iter().map(|p| p.to_string()).collect(),
             allow_private: config.tools.web.allow_private.clone(),
+            credentials: exec
+                .credentials
+                .iter()
+                .filter_map(|(name, c)| {
+                    Some(CredentialSetting {
+                        name: name.clone(),
+                        hosts: c.hosts.iter().map(|h| h.to_string()).collect(),
+                        header: c.header.clone(),
+                        prefix: c.prefix.clone(),
+                        secret: c.secret.as_ref()?.expose().to_string(),
+                    })
+                })
+                .collect(),
+            upstream_roots,
         }
     }
 
-    /// Tells a running daemon the settings of a reloaded configuration.
-    pub fn reload(&self, config: &Config) {
-        self.send(Self::settings(config));
+    /// Tells a running daemon the settings of a reloaded configuration
+    /// (the credentials it is handed are audited).
+    pub fn reload(&self, config: &Config, audit: &crate::audit::Audit) {
+        if self.lock_link().is_none() {
+            return;
+        }
+        let settings = Self::settings(config);
+        audit_handed(audit, &settings, "the running egress daemon");
+        self.send(settings);
     }
+}
+
+/// The variables set to a placeholder for the commands of `turn`: those of
+/// the credentials it may have (none while commands have no network).
+pub fn placeholders(config: &Config, turn: &Turn) -> Vec<String> {
+    if config.tools.exec.allowed_hosts.is_empty() {
+        return Vec::new();
+    }
+    let granted = granted(config, turn);
+    let mut names: Vec<String> = config
+        .tools
+        .exec
+        .credentials
+        .iter()
+        .filter(|(name, _)| granted.contains(name))
+        .flat_map(|(_, c)| c.env.iter().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The credentials an exec of `turn` may have: a person's turn those
+/// whose `chats` take its chat (or session), or that name none; an
+/// unattended turn (a job, the heartbeat, a background task) only those
+/// marked `background` (and whose `chats` take it).
+pub fn granted(config: &Config, turn: &Turn) -> Vec<String> {
+    let chat = turn.origin.as_ref().map(|o| format!("{}:{}", o.channel, o.chat_id));
+    config
+        .tools
+        .exec
+        .credentials
+        .iter()
+        .filter(|(_, c)| c.background || turn.kind == TurnKind::Chat)
+        .filter(|(_, c)| {
+            c.chats.as_ref().is_none_or(|chats| {
+                chats
+                    .iter()
+                    .any(|want| *want == turn.session || chat.as_deref() == Some(want.as_str()))
+            })
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// With `tools.exec.allowedHosts` set and the jail on, in supervise mode:
@@ -200,6 +300,22 @@ fn bind_door(path: &std::path::Path) -> std::io::Result<std::os::unix::net::Unix
     Ok(listener)
 }
 
+/// Files which credentials go to the daemon (by name; never a secret).
+fn audit_handed(audit: &crate::audit::Audit, settings: &EgressRequest, to: &str) {
+    if let EgressRequest::Settings { credentials, .. } = settings {
+        if !credentials.is_empty() {
+            let names: Vec<&str> = credentials.iter().map(|c| c.name.as_str()).collect();
+            audit.log(
+                "egress_credentials",
+                &format!(
+                    "credentials {} handed to {to}, to set on commands' requests",
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 /// Serves the egress daemon's link until it goes away.
 pub async fn serve_link(svc: Arc<Services>, stream: UnixStream, peer: String) {
     let conn = match accept_handshake::<EgressEvent, EgressRequest>(stream, Role::Broker, Role::Egress).await {
@@ -216,12 +332,15 @@ pub async fn serve_link(svc: Arc<Services>, stream: UnixStream, peer: String) {
     let (link, mut requests) = mpsc::unbounded_channel();
     // The settings first, then the keys of the execs still running (a
     // restarted daemon knows none).
-    let _ = link.send(Egress::settings(&svc.config()));
-    for (key, (session, call)) in svc.egress.lock_live().iter() {
+    let settings = Egress::settings(&svc.config());
+    audit_handed(&svc.audit, &settings, &format!("the egress daemon ({peer})"));
+    let _ = link.send(settings);
+    for (key, (session, call, credentials)) in svc.egress.lock_live().iter() {
         let _ = link.send(EgressRequest::Grant {
             key: key.clone(),
             session: session.clone(),
             call: call.clone(),
+            credentials: credentials.clone(),
         });
     }
     *svc.egress.lock_link() = Some(link.clone());
@@ -240,6 +359,10 @@ pub async fn serve_link(svc: Arc<Services>, stream: UnixStream, peer: String) {
                 }
             }
             Ok(EgressEvent::Connection(record)) => file(&svc, &record),
+            Ok(EgressEvent::Authority { certificate }) => {
+                // Public: the certificate the jail's commands will trust.
+                *svc.egress.authority.lock().unwrap_or_else(|p| p.into_inner()) = Some(certificate);
+            }
             Err(FrameError::Closed) => break,
             Err(e) => {
                 svc.audit
@@ -279,4 +402,84 @@ fn file(svc: &Services, r: &ConnectionRecord) {
         r.millis
     );
     svc.store.audit_about("egress", channel, None, &detail);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::turn::ChatRef;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let secrets = dir.join("secrets.json");
+        std::fs::write(
+            &secrets,
+            r#"{"providers": {"openai": {"apiKey": "sk-test-123456"}},
+                "tools": {"exec": {"credentials": {"everyone": {"secret": "s1-value"}, "ops": {"secret": "s2-value"},
+                                                  "jobs": {"secret": "s3-value"}}}}}"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.join("config.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"secretsFile": "{}", "agents": {{"defaults": {{"model": "gpt-4o"}}}},
+                    "tools": {{"exec": {{"allowedHosts": ["api.github.com", "api.example.com"],
+                      "credentials": {{
+                        "everyone": {{"hosts": ["api.github.com"], "env": ["GH_TOKEN"]}},
+                        "ops": {{"hosts": ["api.example.com"], "chats": ["telegram:42"], "env": ["OPS_TOKEN"]}},
+                        "jobs": {{"hosts": ["api.example.com"], "chats": ["telegram:42"], "background": true}}
+                      }}}}}}}}"#,
+                secrets.display()
+            ),
+        )
+        .unwrap();
+        Config::load_with_env(&path, Vec::new()).unwrap().0
+    }
+
+    fn turn(chat: &str, kind: TurnKind) -> Turn {
+        let (channel, chat_id) = chat.split_once(':').unwrap();
+        let mut turn = Turn::chat(ChatRef {
+            channel: channel.into(),
+            chat_id: chat_id.into(),
+        });
+        turn.kind = kind;
+        turn
+    }
+
+    #[test]
+    fn a_credential_goes_to_the_chats_and_turns_it_names_only() {
+        let d = tempfile::tempdir().unwrap();
+        let c = config(d.path());
+        // A person's turn: every credential its chat is listed for.
+        assert_eq!(
+            granted(&c, &turn("telegram:42", TurnKind::Chat)),
+            ["everyone", "jobs", "ops"]
+        );
+        assert_eq!(granted(&c, &turn("telegram:7", TurnKind::Chat)), ["everyone"]);
+        // Unattended turns: only what is marked background, even in the
+        // chat it names.
+        for kind in [TurnKind::Scheduled, TurnKind::Heartbeat, TurnKind::Subagent] {
+            assert_eq!(granted(&c, &turn("telegram:42", kind)), ["jobs"], "{kind:?}");
+            assert!(granted(&c, &turn("telegram:7", kind)).is_empty(), "{kind:?}");
+        }
+        // The console's own session is no chat of the list.
+        assert_eq!(granted(&c, &Turn::console(&c, "oxibotctl")), ["everyone"]);
+        // Placeholders follow what was granted.
+        assert_eq!(
+            placeholders(&c, &turn("telegram:42", TurnKind::Chat)),
+            ["GH_TOKEN", "OPS_TOKEN"]
+        );
+        assert!(placeholders(&c, &turn("telegram:42", TurnKind::Heartbeat)).is_empty());
+        // The settings carry each secret to the daemon; nothing prints it.
+        let settings = Egress::settings(&c);
+        let EgressRequest::Settings { credentials, .. } = &settings else {
+            unreachable!()
+        };
+        assert_eq!(credentials.len(), 3);
+        assert!(credentials.iter().any(|s| s.secret == "s2-value"));
+        assert!(!format!("{settings:?}").contains("-value"));
+    }
 }

@@ -66,7 +66,10 @@ pub async fn system_prompt(svc: &Arc<Services>, turn: &Turn) -> String {
     let mut prompt = compose(&files);
     if let Ok(files) = &files {
         let skills = crate::skills::collect(files);
-        prompt.push_str(&crate::skills::section(tools, skills).await);
+        // A variable a credential of this turn stands behind counts as set
+        // (its commands get a placeholder, the door sets the real header).
+        let provided = crate::egress::placeholders(&svc.config(), turn);
+        prompt.push_str(&crate::skills::section(tools, skills, &provided).await);
     }
     prompt.push_str(&situation(
         &svc.config().cron.timezone,

@@ -4,6 +4,7 @@
 //! configuration in force and says why.
 //!
 //! What a reload changes at once: provider keys and URLs, models, limits,
+//! the egress door's hosts and credentials (once the door is open),
 //! the secrets that are scrubbed (and redacted from logs), transcription,
 //! and each channel's settings and credential — a channel whose settings
 //! changed has its link closed, so its daemon reconnects and receives the
@@ -50,6 +51,8 @@ pub fn reload(broker: &Broker) -> Result<String, String> {
     oxibot_runtime::redact::set_log_redactor(redactor);
     svc.audit.replace_scrubber(scrubber);
     svc.live.replace(loaded);
+    // Where commands may go and the credentials set on their way.
+    svc.egress.reload(&svc.config(), &svc.audit);
     for channel in &changed_channels {
         let _ = svc.hub.drop_link(channel);
     }

@@ -189,8 +189,10 @@ pub async fn ensure_bundled(tools: &ToolClient, read: &[TextFile]) {
 
 /// The prompt's skills section: always-skills inline, the others listed
 /// with their path, and the ones whose requirements the jail lacks named
-/// with what is missing.
-pub async fn section(tools: &ToolClient, skills: Vec<Skill>) -> String {
+/// with what is missing. `provided`: environment variables this turn's
+/// commands get from a credential at the egress door (`GH_TOKEN` for the
+/// github skill), which count as set.
+pub async fn section(tools: &ToolClient, skills: Vec<Skill>, provided: &[String]) -> String {
     if skills.is_empty() {
         return String::new();
     }
@@ -211,6 +213,7 @@ pub async fn section(tools: &ToolClient, skills: Vec<Skill>) -> String {
     // What could not be asked counts as missing.
     missing_bins.extend(asked.unchecked_bins);
     missing_env.extend(asked.unchecked_env);
+    missing_env.retain(|name| !provided.contains(name));
     render(&skills, &missing_bins, &missing_env)
 }
 

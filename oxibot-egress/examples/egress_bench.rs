@@ -46,6 +46,8 @@ async fn main() {
             .with_routes(|_, _| Ok(Reach::Elsewhere)),
         grants: Default::default(),
         injections: Vec::new(),
+        authority: None,
+        upstream_tls: oxibot_egress::tls::upstream_config(&[], "").expect("no anchors").0,
         idle: oxibot_egress::proxy::IDLE,
     });
     let token = policy
@@ -53,6 +55,7 @@ async fn main() {
         .grant(Grant {
             session: "bench".into(),
             call: "exec 1".into(),
+            credentials: Vec::new(),
         })
         .expect("random bytes");
     let token: &'static str = Box::leak(token.into_boxed_str());

@@ -19,6 +19,10 @@ pub struct Grant {
     pub session: String,
     /// The exec call the key belongs to, as the audit names it.
     pub call: String,
+    /// The credentials (`tools.exec.credentials.<name>`) the door may set
+    /// on this exec's requests: the broker chose them by the exec's chat
+    /// and kind of turn.
+    pub credentials: Vec<String>,
 }
 
 /// The tokens in force, each with the signal that ends the connections
@@ -83,6 +87,7 @@ mod tests {
         let a = Grant {
             session: "telegram:1".into(),
             call: "exec 7".into(),
+            credentials: Vec::new(),
         };
         let key = grants.grant(a.clone()).unwrap();
         assert_eq!(key.len(), 32);

@@ -3,10 +3,10 @@
 //! out and scrubs the key from the answer on the way back, so the key never
 //! enters the jail.
 //!
-//! Built so far: plain `http://` to a loopback destination (local services
-//! and tests, as the issue allows). TLS to a listed host, terminated at the
-//! door with a per-install CA, is the next step; until then a `CONNECT` to
-//! such a host is an ordinary end-to-end tunnel, without the credential.
+//! Two ways a request reaches a host with a credential: `https://` through
+//! a tunnel whose TLS the door answers (`tls`), and plain `http://` to a
+//! loopback destination only (local services and tests): plain HTTP
+//! elsewhere would put the key on the wire in clear.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -60,6 +60,10 @@ pub enum Withheld {
     Unscrubbable(&'static str),
     #[error("the upstream's answer head is over {MAX_HEAD} bytes or malformed")]
     BadHead,
+    #[error("the upstream's chunked body is malformed")]
+    BadChunk,
+    #[error("the upstream's compressed body does not decompress: {0}")]
+    BadCoding(std::io::Error),
     #[error("the upstream sent nothing for the idle limit")]
     Idle,
     #[error("the connection failed: {0}")]
@@ -67,10 +71,12 @@ pub enum Withheld {
 }
 
 /// Relays the upstream's answer to the client with every occurrence of
-/// each secret masked, also across reads (see [`Scrub`]). The answer must
-/// be one final answer without chunked framing or content coding (which
-/// could split or hide the secret); an interim (1xx) answer or such a one
-/// is withheld. Returns the bytes written.
+/// each secret masked, also across reads (see [`Scrub`]). The masking is
+/// done on what the client will read: a chunked body is unchunked and a
+/// gzip or deflate body decompressed first (the answer then ends when the
+/// connection does), since either could split or hide the secret; a
+/// trailer is dropped. An interim (1xx) answer, or another coding, is
+/// withheld. Returns the bytes written.
 ///
 /// This catches a service that echoes what it was sent (an error message
 /// quoting the header, a debugging endpoint), in the common encodings. It
@@ -112,42 +118,286 @@ where
     if body_start > MAX_HEAD {
         return Err(Withheld::BadHead);
     }
+    let early_body = head.split_off(body_start);
+    let (head, mut body) = answer_head(&head)?;
+    let mut written = 0u64;
+    let mut send = async |client: &mut C, bytes: &[u8]| -> Result<(), Withheld> {
+        client.write_all(bytes).await?;
+        written += bytes.len() as u64;
+        Ok(())
+    };
+    let out = scrub.push(&head);
+    send(client, &out).await?;
+    let mut piece = early_body;
+    loop {
+        let plain = body.decode(&piece)?;
+        let out = scrub.push(&plain);
+        send(client, &out).await?;
+        let n = if body.done() {
+            0
+        } else {
+            read(upstream, &mut buf).await?
+        };
+        if n == 0 {
+            body.end()?;
+            let plain = body.finish()?;
+            let out = scrub.push(&plain);
+            send(client, &out).await?;
+            break;
+        }
+        piece = buf[..n].to_vec();
+    }
+    let out = scrub.finish();
+    send(client, &out).await?;
+    client.shutdown().await?;
+    Ok(written)
+}
+
+/// The answer's head as the client gets it (framing and coding headers
+/// rewritten for the decoded body), and the body's decoder.
+fn answer_head(head: &[u8]) -> Result<(Vec<u8>, BodyDecoder), Withheld> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut headers);
-    match response.parse(&head[..body_start]) {
+    match response.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err(Withheld::BadHead),
     }
+    let code = response.code.unwrap_or(0);
     // Another answer could follow an interim one, unchecked.
-    if response.code.is_some_and(|c| c < 200) {
+    if code < 200 {
         return Err(Withheld::Unscrubbable("an interim 1xx answer"));
     }
+    let mut chunked = false;
+    let mut coding = Coding::Identity;
+    let mut length = None;
     for h in response.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(Withheld::Unscrubbable("Transfer-Encoding"));
+            if !h.value.eq_ignore_ascii_case(b"chunked") || chunked {
+                return Err(Withheld::Unscrubbable("a Transfer-Encoding other than chunked"));
+            }
+            chunked = true;
         }
-        if h.name.eq_ignore_ascii_case("content-encoding") && !h.value.eq_ignore_ascii_case(b"identity") {
-            return Err(Withheld::Unscrubbable("Content-Encoding"));
+        if h.name.eq_ignore_ascii_case("content-encoding") {
+            coding = match h.value.to_ascii_lowercase().as_slice() {
+                b"identity" => Coding::Identity,
+                b"gzip" | b"x-gzip" if matches!(coding, Coding::Identity) => {
+                    Coding::Gzip(flate2::write::GzDecoder::new(Vec::new()))
+                }
+                b"deflate" if matches!(coding, Coding::Identity) => {
+                    Coding::Deflate(flate2::write::ZlibDecoder::new(Vec::new()))
+                }
+                _ => return Err(Withheld::Unscrubbable("a Content-Encoding other than gzip or deflate")),
+            };
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if n.is_none() || (length.is_some() && length != n) {
+                return Err(Withheld::BadHead);
+            }
+            length = n;
         }
     }
-    let mut written = 0u64;
-    let out = scrub.push(&head);
-    client.write_all(&out).await?;
-    written += out.len() as u64;
-    loop {
-        let n = read(upstream, &mut buf).await?;
-        if n == 0 {
-            break;
+    let rewritten = chunked || !matches!(coding, Coding::Identity);
+    let mut out = format!(
+        "HTTP/1.{} {code} {}\r\n",
+        response.version.unwrap_or(1),
+        response.reason.unwrap_or("")
+    )
+    .into_bytes();
+    for h in response.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        let framing = [
+            "transfer-encoding",
+            "content-encoding",
+            "content-length",
+            "connection",
+            "keep-alive",
+            "trailer",
+        ]
+        .contains(&name.as_str());
+        if framing && (rewritten || name != "content-length") {
+            continue;
         }
-        let out = scrub.push(&buf[..n]);
-        client.write_all(&out).await?;
-        written += out.len() as u64;
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
     }
-    let out = scrub.finish();
-    client.write_all(&out).await?;
-    written += out.len() as u64;
-    client.shutdown().await?;
-    Ok(written)
+    // One answer per connection: a rewritten body ends when it closes.
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    let no_body = code == 204 || code == 304;
+    let framing = if no_body {
+        Framing::Length(0)
+    } else if chunked {
+        Framing::Chunked(Dechunk::default())
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::Close
+    };
+    Ok((out, BodyDecoder { framing, coding }))
+}
+
+/// How the upstream delimits the body, and how it is coded.
+struct BodyDecoder {
+    framing: Framing,
+    coding: Coding,
+}
+
+enum Framing {
+    Close,
+    /// Bytes still to come.
+    Length(u64),
+    Chunked(Dechunk),
+}
+
+enum Coding {
+    Identity,
+    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+}
+
+impl BodyDecoder {
+    /// The plain bytes in `piece` (what follows the body's end is dropped).
+    fn decode(&mut self, piece: &[u8]) -> Result<Vec<u8>, Withheld> {
+        use std::io::Write;
+        let framed = match &mut self.framing {
+            Framing::Close => piece.to_vec(),
+            Framing::Length(left) => {
+                let take = piece.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= take as u64;
+                piece[..take].to_vec()
+            }
+            Framing::Chunked(dechunk) => dechunk.push(piece)?,
+        };
+        Ok(match &mut self.coding {
+            Coding::Identity => framed,
+            Coding::Gzip(d) => {
+                d.write_all(&framed).map_err(Withheld::BadCoding)?;
+                std::mem::take(d.get_mut())
+            }
+            Coding::Deflate(d) => {
+                d.write_all(&framed).map_err(Withheld::BadCoding)?;
+                std::mem::take(d.get_mut())
+            }
+        })
+    }
+
+    fn done(&self) -> bool {
+        match &self.framing {
+            Framing::Close => false,
+            Framing::Length(left) => *left == 0,
+            Framing::Chunked(d) => d.done(),
+        }
+    }
+
+    /// The upstream closed: an error unless the framing allows it.
+    fn end(&self) -> Result<(), Withheld> {
+        match &self.framing {
+            Framing::Chunked(d) if !d.done() => Err(Withheld::BadChunk),
+            _ => Ok(()),
+        }
+    }
+
+    /// What the decompressor still holds.
+    fn finish(&mut self) -> Result<Vec<u8>, Withheld> {
+        Ok(match &mut self.coding {
+            Coding::Identity => Vec::new(),
+            Coding::Gzip(d) => {
+                d.try_finish().map_err(Withheld::BadCoding)?;
+                std::mem::take(d.get_mut())
+            }
+            Coding::Deflate(d) => {
+                d.try_finish().map_err(Withheld::BadCoding)?;
+                std::mem::take(d.get_mut())
+            }
+        })
+    }
+}
+
+/// A `Transfer-Encoding: chunked` body, unchunked as it comes. Trailers
+/// are read and dropped.
+#[derive(Default)]
+struct Dechunk {
+    state: ChunkState,
+    line: Vec<u8>,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+/// A chunk-size line or a trailer may be no longer.
+const MAX_CHUNK_LINE: usize = 4096;
+
+impl Dechunk {
+    fn push(&mut self, mut input: &[u8]) -> Result<Vec<u8>, Withheld> {
+        let mut out = Vec::new();
+        while !input.is_empty() && self.state != ChunkState::Done {
+            match self.state {
+                ChunkState::Data(left) => {
+                    let take = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    self.state = if left == take as u64 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left - take as u64)
+                    };
+                }
+                _ => {
+                    let Some(at) = input.iter().position(|b| *b == b'\n') else {
+                        self.line.extend_from_slice(input);
+                        if self.line.len() > MAX_CHUNK_LINE {
+                            return Err(Withheld::BadChunk);
+                        }
+                        break;
+                    };
+                    self.line.extend_from_slice(&input[..at]);
+                    input = &input[at + 1..];
+                    if self.line.len() > MAX_CHUNK_LINE {
+                        return Err(Withheld::BadChunk);
+                    }
+                    let line = std::mem::take(&mut self.line);
+                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                    self.state = match self.state {
+                        ChunkState::Size => {
+                            let size = line.split(|b| *b == b';').next().unwrap_or_default();
+                            let size = std::str::from_utf8(size)
+                                .ok()
+                                .map(str::trim)
+                                .filter(|s| !s.is_empty() && s.len() <= 15)
+                                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                                .ok_or(Withheld::BadChunk)?;
+                            if size == 0 {
+                                ChunkState::Trailers
+                            } else {
+                                ChunkState::Data(size)
+                            }
+                        }
+                        ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
+                        ChunkState::DataEnd => return Err(Withheld::BadChunk),
+                        ChunkState::Trailers if line.is_empty() => ChunkState::Done,
+                        ChunkState::Trailers => ChunkState::Trailers,
+                        ChunkState::Data(_) | ChunkState::Done => return Err(Withheld::BadChunk),
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
 }
 
 /// A streaming mask of several needles, each in the forms a service that

@@ -4,9 +4,12 @@
 //! the key of the exec whose processes opened it; this daemon reads the
 //! request, decides it against `tools.exec.allowedHosts` and the SSRF
 //! guard, dials the one checked address, relays, and tells the broker
-//! what became of it. The HTTP a hostile command writes is parsed here:
-//! not in the broker, which holds every secret, and not in the jail,
-//! which the command controls.
+//! what became of it. The HTTP and TLS a hostile command writes are
+//! parsed here: not in the broker, which holds every secret, and not in
+//! the jail, which the command controls. It holds only the secrets of
+//! `tools.exec.credentials` (handed over by the broker, audited), and the
+//! key of the authority it answers TLS with for their hosts, made at start
+//! and never written anywhere.
 //!
 //! Started by the broker in supervise mode, with two descriptors: its link
 //! to the broker (3) and the door's listening Unix socket (4), where toold
@@ -14,7 +17,8 @@
 //! door (`oxibot-egress-door.socket`, descriptor 3) and it connects to the
 //! broker's `egress.sock`, where the broker knows it by its uid. What it
 //! gives up, in order:
-//! 1. everything but those two descriptors, checked before use;
+//! 1. everything but those two descriptors, checked before use (the
+//!    authority is made and the system's trust anchors read now);
 //! 2. files (Landlock: only what name lookups read), listening on TCP,
 //!    exec, signals to others, privileges (no_new_privs; seccomp: the
 //!    event loop, outgoing IPv4/IPv6 sockets, the routing table's netlink
@@ -94,6 +98,8 @@ enum Fatal {
     EventLoop(#[from] std::io::Error),
     #[error(transparent)]
     Link(#[from] link::Stop),
+    #[error("{0}")]
+    Authority(oxibot_egress::tls::TlsError),
 }
 
 fn run(args: &Args) -> Result<(), Fatal> {
@@ -117,6 +123,13 @@ fn run(args: &Args) -> Result<(), Fatal> {
         })?;
     let peers = door::Peers::of(&args.tool_user);
     nix::sys::prctl::set_dumpable(false).map_err(Fatal::Dumpable)?;
+    // The authority the door answers TLS with, made now and held only in
+    // this process's memory; and the system's trust anchors, which the
+    // sandbox will not let it read later.
+    let made = link::Made {
+        authority: std::sync::Arc::new(oxibot_egress::tls::Authority::generate().map_err(Fatal::Authority)?),
+        system_roots: oxibot_egress::tls::system_roots(),
+    };
 
     // Step 2: the sandbox, before the runtime starts its threads (they
     // inherit it) and before the first byte from the jail.
@@ -136,6 +149,6 @@ fn run(args: &Args) -> Result<(), Fatal> {
         door.set_nonblocking(true)?;
         let link = tokio::net::UnixStream::from_std(link)?;
         let door = tokio::net::UnixListener::from_std(door)?;
-        Ok(link::serve(link, door, peers).await?)
+        Ok(link::serve(link, door, peers, made).await?)
     })
 }

@@ -6,11 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use oxibot_egress::grants::{Grant, Grants};
+use oxibot_egress::inject::Injection;
 use oxibot_egress::proxy::{Policy, IDLE};
+use oxibot_egress::tls::{self, Authority};
 use oxibot_egress::Guard;
-use oxibot_proto::messages::{ConnectionRecord, EgressEvent, EgressRequest};
+use oxibot_proto::messages::{ConnectionRecord, CredentialSetting, EgressEvent, EgressRequest};
 use oxibot_proto::settings::HostPattern;
 use oxibot_proto::{connect_handshake, FrameError, Role};
+use rustls::pki_types::CertificateDer;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
@@ -129,21 +132,36 @@ async fn summarize(door: Arc<Door>) {
 /// the relays wait instead of dropping records.
 const EVENT_QUEUE: usize = 1024;
 
-pub async fn serve(link: UnixStream, door: UnixListener, peers: Peers) -> Result<(), Stop> {
+/// What the daemon made or read before its sandbox closed: the authority
+/// it answers TLS with, and the system's trust anchors.
+pub struct Made {
+    pub authority: Arc<Authority>,
+    pub system_roots: Vec<CertificateDer<'static>>,
+}
+
+pub async fn serve(link: UnixStream, door: UnixListener, peers: Peers, made: Made) -> Result<(), Stop> {
     let conn = connect_handshake::<EgressRequest, EgressEvent>(link, Role::Egress, Role::Broker)
         .await
         .map_err(Stop::Handshake)?;
     let (mut reader, mut writer) = conn.split();
+    // The jail's commands are to trust this authority (its key stays here).
+    writer
+        .send(&EgressEvent::Authority {
+            certificate: made.authority.certificate_pem().to_string(),
+        })
+        .await
+        .map_err(Stop::LinkBroke)?;
     let grants = Arc::new(Grants::default());
     let first = match reader.recv().await {
-        Ok(EgressRequest::Settings {
-            allowed_hosts,
-            allow_private,
-        }) => policy(&allowed_hosts, &allow_private, grants.clone())?,
+        Ok(settings @ EgressRequest::Settings { .. }) => policy(settings, grants.clone(), &made)?,
         Ok(_) => return Err(Stop::NoSettings),
         Err(e) => return Err(Stop::LinkBroke(e)),
     };
-    tracing::info!(allowed = first.allowed.len(), "egress door open");
+    tracing::info!(
+        allowed = first.allowed.len(),
+        credentials = first.injections.len(),
+        "egress door open"
+    );
     let (events, mut queued) = mpsc::channel(EVENT_QUEUE);
     let state = Arc::new(Door {
         policy: RwLock::new(Arc::new(first)),
@@ -167,19 +185,28 @@ pub async fn serve(link: UnixStream, door: UnixListener, peers: Peers) -> Result
             e = &mut writing => break Stop::LinkBroke(e.unwrap_or(FrameError::Closed)),
         };
         match request {
-            Ok(EgressRequest::Settings {
-                allowed_hosts,
-                allow_private,
-            }) => {
+            Ok(settings @ EgressRequest::Settings { .. }) => {
                 // The broker checked these when the configuration loaded;
                 // one that does not parse here keeps the last good ones.
-                match policy(&allowed_hosts, &allow_private, grants.clone()) {
+                match policy(settings, grants.clone(), &made) {
                     Ok(p) => *state.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(p),
                     Err(e) => tracing::error!("new settings refused, the previous ones stay: {e}"),
                 }
             }
-            Ok(EgressRequest::Grant { key, session, call }) => {
-                state.grants.insert(key.clone(), Grant { session, call });
+            Ok(EgressRequest::Grant {
+                key,
+                session,
+                call,
+                credentials,
+            }) => {
+                state.grants.insert(
+                    key.clone(),
+                    Grant {
+                        session,
+                        call,
+                        credentials,
+                    },
+                );
                 state.tell(EgressEvent::Granted { key }).await;
             }
             Ok(EgressRequest::Revoke { key }) => state.grants.revoke(&key),
@@ -192,17 +219,50 @@ pub async fn serve(link: UnixStream, door: UnixListener, peers: Peers) -> Result
     Err(stopped)
 }
 
-fn policy(allowed: &[String], private: &[String], grants: Arc<Grants>) -> Result<Policy, Stop> {
-    let allowed = allowed
-        .iter()
-        .map(|p| HostPattern::parse(p).map_err(|e| Stop::BadSettings(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let guard = Guard::new(private).map_err(|e| Stop::BadSettings(e.to_string()))?;
+fn policy(settings: EgressRequest, grants: Arc<Grants>, made: &Made) -> Result<Policy, Stop> {
+    let EgressRequest::Settings {
+        allowed_hosts,
+        allow_private,
+        credentials,
+        upstream_roots,
+    } = settings
+    else {
+        return Err(Stop::NoSettings);
+    };
+    let bad = |e: &dyn std::fmt::Display| Stop::BadSettings(e.to_string());
+    let patterns = |list: &[String]| {
+        list.iter()
+            .map(|p| HostPattern::parse(p).map_err(|e| bad(&e)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let allowed = patterns(&allowed_hosts)?;
+    let guard = Guard::new(&allow_private).map_err(|e| bad(&e))?;
+    let injections = credentials
+        .into_iter()
+        .map(|c: CredentialSetting| {
+            Ok(Injection {
+                hosts: patterns(&c.hosts)?,
+                name: c.name,
+                header: c.header,
+                prefix: c.prefix,
+                secret: c.secret,
+            })
+        })
+        .collect::<Result<Vec<_>, Stop>>()?;
+    let (upstream_tls, extra) = tls::upstream_config(&made.system_roots, &upstream_roots).map_err(|e| bad(&e))?;
+    if made.system_roots.is_empty() && extra == 0 && !injections.is_empty() {
+        tracing::warn!(
+            "no trust anchors: the system's trust store is empty or unreadable and tools.exec.upstreamCaFile is unset, \
+             so no host with a credential can be reached"
+        );
+    }
     Ok(Policy {
         allowed,
         guard,
         grants,
-        injections: Vec::new(),
+        injections,
+        authority: Some(made.authority.clone()),
+        upstream_tls,
         idle: IDLE,
     })
 }
@@ -211,11 +271,27 @@ fn policy(allowed: &[String], private: &[String], grants: Arc<Grants>) -> Result
 mod tests {
     use super::*;
 
+    fn settings() -> EgressRequest {
+        EgressRequest::Settings {
+            allowed_hosts: Vec::new(),
+            allow_private: Vec::new(),
+            credentials: Vec::new(),
+            upstream_roots: String::new(),
+        }
+    }
+
+    fn made() -> Made {
+        Made {
+            authority: Arc::new(Authority::generate().unwrap()),
+            system_roots: Vec::new(),
+        }
+    }
+
     fn door() -> (Arc<Door>, mpsc::Receiver<EgressEvent>) {
         let (events, told) = mpsc::channel(EVENT_QUEUE);
         let grants = Arc::new(Grants::default());
         let door = Door {
-            policy: RwLock::new(Arc::new(policy(&[], &[], grants.clone()).unwrap())),
+            policy: RwLock::new(Arc::new(policy(settings(), grants.clone(), &made()).unwrap())),
             grants,
             events,
             refusals: Mutex::default(),

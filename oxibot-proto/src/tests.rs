@@ -12,13 +12,21 @@ fn tool_call() -> impl Strategy<Value = ToolCall> {
             any::<String>(),
             proptest::option::of(any::<String>()),
             any::<u32>(),
-            proptest::option::of("[0-9a-f]{32}")
+            proptest::option::of((
+                "[0-9a-f]{32}",
+                proptest::option::of(any::<String>()),
+                proptest::collection::vec("[A-Z_]{1,12}", 0..3)
+            ))
         )
             .prop_map(|(command, working_dir, timeout_secs, egress)| ToolCall::Exec {
                 command,
                 working_dir,
                 timeout_secs,
-                egress
+                egress: egress.map(|(key, trust, placeholders)| ExecEgress {
+                    key,
+                    trust,
+                    placeholders
+                })
             }),
         any::<String>().prop_map(|path| ToolCall::ReadFile { path }),
         (any::<String>(), any::<String>()).prop_map(|(path, content)| ToolCall::WriteFile { path, content }),

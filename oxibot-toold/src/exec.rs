@@ -18,6 +18,45 @@ pub const ENV_NAMES: &[&str] = &["PATH", "HOME", "LANG", "TERM"];
 /// the other.
 const PROXY_NAMES: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
 
+/// With the network (and perhaps a credential set at the door), a command
+/// must not run what an earlier command planted for it: the workspace and
+/// /tmp are every command's to write, and the model that wrote them may
+/// have been steered by another chat or a web page. So its HOME is an
+/// empty directory no command can write (no `.curlrc`, `.gitconfig`,
+/// `.netrc`, `.npmrc`, Python `usercustomize`), git reads no system or
+/// global file, and the settings of a repository's own `.git/config` that
+/// run a program unasked are overridden (fsmonitor, hooks, pager,
+/// credential helper, `ext::` transport). What a repository can still
+/// run — a filter or diff driver it names, a project's npm scripts — runs
+/// only when asked for; SECURITY.md says so.
+fn ignore_planted_settings(cmd: &mut Command) {
+    let home = crate::trust::HOME;
+    cmd.env("HOME", home)
+        .env("CURL_HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .env("PYTHONNOUSERSITE", "1")
+        .env("npm_config_cache", "/tmp/.npm")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    let overrides = [
+        ("core.fsmonitor", "false"),
+        ("core.hooksPath", "/dev/null"),
+        ("core.pager", "cat"),
+        ("credential.helper", ""),
+        ("protocol.ext.allow", "never"),
+    ];
+    cmd.env("GIT_CONFIG_COUNT", overrides.len().to_string());
+    for (i, (key, value)) in overrides.iter().enumerate() {
+        cmd.env(format!("GIT_CONFIG_KEY_{i}"), key)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), value);
+    }
+}
+
+/// What a variable a credential stands behind is set to (`GH_TOKEN`): not
+/// a secret, and no use outside the jail.
+pub const PLACEHOLDER: &str = "set-by-the-oxibot-egress-door";
+
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -47,7 +86,7 @@ pub async fn run(
     timeout_secs: u32,
     workspace: &Path,
     limits: Limits,
-    egress: Option<String>,
+    egress: Option<oxibot_proto::messages::ExecEgress>,
 ) -> Result<String, String> {
     let cwd = match working_dir {
         Some(d) if !d.is_empty() => crate::files::resolve_existing(workspace, d)?,
@@ -79,6 +118,20 @@ pub async fn run(
         // command may not listen on TCP), and a loopback address in
         // tools.exec.allowedHosts means the host's, reached through the door.
         cmd.env("NO_PROXY", "").env("no_proxy", "");
+    }
+    if let Some(egress) = &egress {
+        // The door answers TLS for hosts with a credential: the command
+        // trusts its authority besides the system's.
+        if let Some(Err(e)) = egress.trust.as_deref().map(crate::trust::install) {
+            tracing::warn!("{e}");
+        }
+        crate::trust::point_to_bundle(&mut cmd);
+        // A tool that wants a token before it calls gets a stand-in; the
+        // door sets the real one on the way out.
+        for name in &egress.placeholders {
+            cmd.env(name, PLACEHOLDER);
+        }
+        ignore_planted_settings(&mut cmd);
     }
     // SAFETY: the closure runs between fork and exec and only calls setsid,
     // which is async-signal-safe; it allocates nothing.
@@ -116,8 +169,8 @@ pub async fn run(
     let pgid = child.id().map(|p| Pid::from_raw(p as i32));
     // The session's id is the shell's pid.
     let session = pgid.map(|p| p.as_raw());
-    if let (Some(session), Some(key)) = (session, egress) {
-        crate::door::open_for(session, key);
+    if let (Some(session), Some(egress)) = (session, egress) {
+        crate::door::open_for(session, egress.key);
     }
     let half = limits.max_output / 2;
     let stdout = child.stdout.take().map(|s| tokio::spawn(capture(s, half)));

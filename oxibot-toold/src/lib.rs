@@ -22,6 +22,7 @@ mod server;
 mod sockdiag;
 mod text;
 mod texts;
+mod trust;
 
 /// What the fuzz targets drive: apply_patch's pure half, exactly as the
 /// daemon runs it. Not an API.

@@ -396,3 +396,268 @@ both_modes!(
         broker.wait_audit("egress", &format!(":{port} allowed"));
     }
 );
+
+/// The secret of the test's credential, written in the test only as two
+/// halves, so that a search inside the jail does not find it in its own
+/// command line.
+const SECRET_HEAD: &str = "oxi-SEC";
+const SECRET_TAIL: &str = "RET-4f9c2a7e1b";
+
+fn secret() -> String {
+    format!("{SECRET_HEAD}{SECRET_TAIL}")
+}
+
+/// An HTTPS API on the host's loopback whose certificate a test authority
+/// signed (for 127.0.0.1): it echoes the Authorization header it got, in a
+/// header and in the body, plainly (`/plain`), gzip-compressed (`/gzip`),
+/// chunked (`/chunked`), or sends a redirect to `/redirect?to=URL`; and
+/// notes each path with the header in `seen.log`. Returns the port and the
+/// authority's certificate.
+fn echoing_https_api(dir: &Path) -> Option<(u16, std::path::PathBuf, std::process::Child)> {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .ok()?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Some(())
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "1",
+            "-subj",
+            "/CN=OxiBot test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    ]
+    .concat())?;
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-subj", "/CN=api.test", "-keyout", "leaf.key", "-out", "leaf.csr"],
+    ]
+    .concat())?;
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "leaf.pem",
+    ])?;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let script = format!(
+        r#"import gzip, http.server, ssl, urllib.parse
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        auth = self.headers.get('Authorization', 'none')
+        with open('{seen}', 'a') as f:
+            f.write(self.path + ' ' + auth + '\n')
+        url = urllib.parse.urlparse(self.path)
+        if url.path == '/redirect':
+            self.send_response(302)
+            self.send_header('Location', urllib.parse.parse_qs(url.query)['to'][0])
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
+        body = ('{{"you_sent": "' + auth + '"}}').encode()
+        self.send_response(200)
+        self.send_header('X-Echo', auth)
+        if url.path == '/gzip':
+            body = gzip.compress(body)
+            self.send_header('Content-Encoding', 'gzip')
+        if url.path == '/chunked':
+            self.send_header('Transfer-Encoding', 'chunked')
+            self.end_headers()
+            for i in range(0, len(body), 5):
+                piece = body[i:i + 5]
+                self.wfile.write(b'%x\r\n' % len(piece) + piece + b'\r\n')
+            self.wfile.write(b'0\r\nX-Trailer: ' + auth.encode() + b'\r\n\r\n')
+            return
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+s = http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain('{leaf}', '{key}')
+s.socket = c.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+"#,
+        seen = dir.join("seen.log").display(),
+        leaf = dir.join("leaf.pem").display(),
+        key = dir.join("leaf.key").display(),
+    );
+    let child = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((port, dir.join("ca.pem"), child));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+both_modes!(a_credential_is_set_outside_the_jail_and_never_enters_it, |mode| {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let Some((port, ca, mut api)) = echoing_https_api(dir.path()) else {
+        return oxibot_tests::harness::skip("openssl or python3 is missing");
+    };
+    let Ok(run_as) = mode.run_as() else {
+        let _ = api.kill();
+        return oxibot_tests::harness::skip("this mode cannot run here");
+    };
+    // The same API, listed twice: once with a credential for every chat,
+    // once (by another port) with one for a chat this exec is not from.
+    let (other, other_heard) = upstream("no credential here");
+    let config = json!({"tools": {
+        "exec": {
+            "timeout": 30,
+            "allowedHosts": [format!("127.0.0.1:{port}"), format!("127.0.0.1:{other}")],
+            "upstreamCaFile": ca,
+            "credentials": {
+                "api": {"hosts": [format!("127.0.0.1:{port}")], "env": ["API_TOKEN"]},
+                "elsewhere": {"hosts": [format!("127.0.0.1:{other}")], "chats": ["telegram:1"]}
+            }
+        },
+        "web": {"allowPrivate": ["127.0.0.1"]},
+    }});
+    let secrets = json!({"tools": {"exec": {"credentials": {
+        "api": {"secret": secret()},
+        "elsewhere": {"secret": "elsewhere-secret-value"}
+    }}}});
+    let broker = Broker::start_as("http://127.0.0.1:9", config, secrets, run_as);
+    broker.wait_audit("link_established", "egress daemon connected");
+    broker.wait_audit("egress_credentials", "credentials api, elsewhere handed");
+    let base = format!("https://127.0.0.1:{port}");
+    // Everything the command sees goes to a file the test reads itself
+    // (the tool's answer is scrubbed by the broker, which would hide a
+    // leak), then a search of what the jail can read for the secret (the
+    // pattern comes through a pipe: it is in no file and no argv).
+    let out = broker.exec(&format!(
+        "{{ curl -sS -v --max-time 10 {base}/plain; echo; \
+           curl -sS --max-time 10 {base}/gzip; echo; \
+           curl -sS -i --max-time 10 {base}/chunked; echo; \
+           curl -sS -L --max-time 10 '{base}/redirect?to=http://127.0.0.1:{other}/'; echo; \
+           python3 -c 'import urllib.request; print(urllib.request.urlopen(\"{base}/python\", timeout=10).read().decode())'; \
+           env; echo API_TOKEN is $API_TOKEN; \
+           echo planted >> /etc/oxibot-egress/bundle.pem; echo planting exited $?; \
+           printf '%s%s\\n' '{SECRET_HEAD}' '{SECRET_TAIL}' | timeout 60 grep -rIl -s -f - /etc /workspace /tmp /proc/[0-9]*/environ /proc/[0-9]*/cmdline; \
+           echo search done; }} > /workspace/seen-in-jail.txt 2>&1; cat /workspace/seen-in-jail.txt"
+    ));
+    let _ = api.kill();
+    let seen_in_jail = std::fs::read_to_string(broker.workspace.join("seen-in-jail.txt")).unwrap();
+    assert!(
+        !seen_in_jail.contains(&secret()),
+        "the secret entered the jail:\n{seen_in_jail}"
+    );
+    assert!(!seen_in_jail.contains("elsewhere-secret"), "{seen_in_jail}");
+    assert!(!out.contains("[REDACTED]"), "the broker had to scrub a leak: {out}");
+    // The calls worked: TLS answered by the door, verified by curl and
+    // Python against the bundle they were pointed to.
+    let masked = "*".repeat("Bearer ".len() + secret().len());
+    has(&seen_in_jail, &format!("X-Echo: {masked}"));
+    has(&seen_in_jail, &format!("{{\"you_sent\": \"{masked}\"}}"));
+    assert_eq!(
+        seen_in_jail.matches(&format!("{{\"you_sent\": \"{masked}\"}}")).count(),
+        4,
+        "plain, gzip, chunked and Python each answered, scrubbed:\n{seen_in_jail}"
+    );
+    has(&seen_in_jail, "OxiBot egress door (trusted inside the jail only)");
+    has(&seen_in_jail, "SSL_CERT_FILE=/etc/oxibot-egress/bundle.pem");
+    has(&seen_in_jail, "API_TOKEN is set-by-the-oxibot-egress-door");
+    has(&seen_in_jail, "search done");
+    // A command cannot plant an authority for a later one: the bundle is
+    // toold's to write (the exec's own Landlock domain).
+    has(
+        &seen_in_jail,
+        "cannot create /etc/oxibot-egress/bundle.pem: Permission denied",
+    );
+    // The API got the real credential, each time, over real TLS.
+    let seen_by_api = std::fs::read_to_string(dir.path().join("seen.log")).unwrap();
+    for path in ["/plain", "/gzip", "/chunked", "/python"] {
+        has(&seen_by_api, &format!("{path} Bearer {}", secret()));
+    }
+    // The redirect went to another host: no credential of this one.
+    let redirected = other_heard.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(!redirected.contains(&secret()), "{redirected}");
+    assert!(
+        !redirected.contains("elsewhere-secret"),
+        "not this exec's chat: {redirected}"
+    );
+    has(&seen_in_jail, "no credential here");
+    let row = broker.wait_audit("egress", "credential \"api\" set");
+    has(&row, &format!("\"127.0.0.1\":{port} allowed"));
+    assert!(
+        broker.audit("secret_redacted").is_empty(),
+        "{:?}",
+        broker.audit("secret_redacted")
+    );
+});
+
+both_modes!(
+    settings_an_earlier_command_planted_do_not_run_with_the_network,
+    |mode| {
+        let (port, heard) = upstream("reached");
+        let Some(broker) = door(mode, &[format!("127.0.0.1:{port}")]) else {
+            return;
+        };
+        // An earlier command (any chat's, any turn's) plants settings where a
+        // later one with the network would read them: a .curlrc that adds a
+        // header (or could send data anywhere), a repository whose fsmonitor
+        // runs a program on `git status`, a Python usercustomize.
+        let planted = broker.exec(
+        "printf 'header = \"X-Planted: yes\"\\n' > /workspace/.curlrc; \
+         mkdir -p /workspace/.local/lib; \
+         git init -q /workspace/repo && git -C /workspace/repo config core.fsmonitor 'touch /tmp/fsmonitor-ran; false'; \
+         echo planted",
+    );
+        has(&planted, "planted");
+        let out = broker.exec(&format!(
+        "curl -sS --max-time 10 http://127.0.0.1:{port}/; echo; echo change > /workspace/repo/file; \
+         echo fsmonitor is $(git config --file /workspace/repo/.git/config core.fsmonitor); git -C /workspace/repo status 2>&1; \
+         ls /tmp/fsmonitor-ran 2>&1; echo HOME=$HOME; touch $HOME/.curlrc 2>&1; echo done"
+    ));
+        has(&out, "reached");
+        // The repository's setting is there, and git ran without it.
+        has(&out, "fsmonitor is touch /tmp/fsmonitor-ran; false");
+        has(&out, "Untracked files");
+        has(&out, "No such file");
+        has(&out, "HOME=/etc/oxibot-egress/home");
+        has(&out, "Permission denied");
+        let request = heard.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(
+            !request.contains("X-Planted"),
+            "the planted .curlrc was read: {request}"
+        );
+    }
+);

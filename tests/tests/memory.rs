@@ -65,6 +65,34 @@ fn skills_are_offered_where_the_jail_meets_their_requirements() {
     assert!(ok && body.contains("# Summarising"), "{body}");
 }
 
+#[test]
+fn a_credential_at_the_egress_door_meets_a_skills_token_requirement() {
+    // The github skill wants GH_TOKEN: a credential for api.github.com that
+    // stands behind it meets that (commands get a placeholder, the door
+    // sets the real header); only the missing program is left to name.
+    let s = start(
+        vec![text("ok")],
+        |_| {
+            json!({"tools": {"exec": {
+                "allowedHosts": ["api.github.com"],
+                "credentials": {"github": {"hosts": ["api.github.com"], "env": ["GH_TOKEN"]}}
+            }}})
+        },
+        json!({"tools": {"exec": {"credentials": {"github": {"secret": "ghp_for_the_door_only"}}}}}),
+    );
+    s.broker.agent(ALICE_SESSION, "hi").unwrap();
+    let prompt = system_prompt(&s.llm.requests()[0]);
+    let gh_installed =
+        std::path::Path::new("/usr/bin/gh").exists() || std::path::Path::new("/usr/local/bin/gh").exists();
+    if gh_installed {
+        assert!(prompt.contains("- github: "), "{prompt}");
+    } else {
+        assert!(prompt.contains("github (needs gh)"), "{prompt}");
+    }
+    assert!(!prompt.contains("GH_TOKEN"), "{prompt}");
+    assert!(!prompt.contains("ghp_for_the_door_only"), "{prompt}");
+}
+
 fn filler(i: usize) -> String {
     format!("message {i}: {}", "lorem ipsum dolor sit amet ".repeat(12))
 }

@@ -115,9 +115,9 @@ pub async fn run(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str) 
             if let ToolCall::Exec { egress, .. } = &mut call {
                 _key = svc
                     .egress
-                    .open(&config, &turn.session, &crate::agent::arguments_digest(args))
+                    .open(&config, turn, &crate::agent::arguments_digest(args))
                     .await;
-                *egress = _key.as_ref().map(|k| k.value().to_string());
+                *egress = _key.as_ref().map(|k| k.pass());
             }
             // The daemon enforces the exec timeout itself; allow it time to
             // kill the process group and answer.

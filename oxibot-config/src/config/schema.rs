@@ -254,6 +254,48 @@ pub struct ExecSettings {
     /// Where commands may connect, through the egress door (see
     /// `oxibot_proto::settings::HostPattern`). Empty: no network.
     pub allowed_hosts: Vec<oxibot_proto::settings::HostPattern>,
+    /// Headers the egress door sets on commands' requests to some hosts
+    /// (an API token), so the token never enters the jail. The value is
+    /// in the secrets file at `tools.exec.credentials.<name>.secret`.
+    pub credentials: std::collections::BTreeMap<String, ExecCredential>,
+    /// A PEM file of certificate authorities the door trusts, besides the
+    /// system's, for the hosts it speaks TLS to (an internal CA; tests).
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+/// `tools.exec.credentials.<name>`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecCredential {
+    /// The hosts it is set for (each must also be in `allowedHosts`).
+    pub hosts: Vec<oxibot_proto::settings::HostPattern>,
+    /// The header set, replacing any the command sent.
+    #[serde(default = "default_credential_header")]
+    pub header: String,
+    /// Written before the secret.
+    #[serde(default = "default_credential_prefix")]
+    pub prefix: String,
+    /// From the secrets file.
+    pub secret: Option<Secret>,
+    /// Only commands run for these chats (`telegram:42`, or a session
+    /// name) get it; unset: every chat.
+    pub chats: Option<Vec<String>>,
+    /// Whether commands of unattended turns (scheduled jobs, the
+    /// heartbeat, background tasks) get it. Off unless set.
+    #[serde(default)]
+    pub background: bool,
+    /// Environment variables set to a placeholder for commands that get
+    /// the credential, for tools that want a token before they call
+    /// (`gh` wants `GH_TOKEN`); a skill that requires one is offered.
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+fn default_credential_header() -> String {
+    "Authorization".into()
+}
+fn default_credential_prefix() -> String {
+    "Bearer ".into()
 }
 
 impl Default for ExecSettings {
@@ -265,6 +307,8 @@ impl Default for ExecSettings {
             max_memory_mb: 2048,
             max_file_size_mb: 256,
             allowed_hosts: Vec::new(),
+            credentials: Default::default(),
+            upstream_ca_file: None,
         }
     }
 }
@@ -369,6 +413,7 @@ impl Config {
         for settings in self.channels.values() {
             collect_named_secrets("", settings, &mut out);
         }
+        out.extend(self.tools.exec.credentials.values().filter_map(|c| c.secret.clone()));
         out.extend(self.loaded_secrets.iter().cloned());
         out.sort_by(|a, b| a.expose().cmp(b.expose()));
         out.dedup_by(|a, b| a.expose() == b.expose());

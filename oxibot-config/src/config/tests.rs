@@ -453,3 +453,57 @@ fn a_channel_name_in_another_case_is_not_a_channel() {
         report.warnings
     );
 }
+
+#[test]
+fn an_exec_credential_takes_its_secret_from_the_secrets_file_only() {
+    let d = tempfile::tempdir().unwrap();
+    let with = |config: &str, secrets: &str| {
+        let secrets = write(d.path(), "secrets.json", secrets, 0o600);
+        let text = format!(
+            r#"{{"secretsFile": "{}", "agents": {{"defaults": {{"model": "gpt-4o"}}}}, "tools": {{"exec": {config}}}}}"#,
+            secrets.display()
+        );
+        Config::load_with_env(&write(d.path(), "config.json", &text, 0o644), no_env())
+    };
+    let credential = r#"{"allowedHosts": ["api.github.com"], "credentials": {"github": {"hosts": ["api.github.com"], "env": ["GH_TOKEN"]}}}"#;
+    let secrets = r#"{"providers": {"openai": {"apiKey": "sk-test-123456"}}, "tools": {"exec": {"credentials": {"github": {"secret": "ghp_from_the_secrets_file"}}}}}"#;
+    let (cfg, _) = with(credential, secrets).unwrap();
+    let github = &cfg.tools.exec.credentials["github"];
+    assert_eq!(github.secret.as_ref().unwrap().expose(), "ghp_from_the_secrets_file");
+    assert_eq!(
+        (github.header.as_str(), github.prefix.as_str()),
+        ("Authorization", "Bearer ")
+    );
+    assert!(!github.background && github.chats.is_none());
+    // Scrubbed like every secret, and never shown.
+    assert!(cfg
+        .all_secrets()
+        .iter()
+        .any(|s| s.expose() == "ghp_from_the_secrets_file"));
+    assert!(!format!("{github:?}").contains("ghp_from"));
+    // Without its secret: what to set, and where.
+    let err = with(credential, r#"{"providers": {"openai": {"apiKey": "sk-test-123456"}}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tools.exec.credentials.github.secret"), "{err}");
+    // In config.json: warned about, as every inline credential is.
+    let inline = r#"{"allowedHosts": ["api.github.com"], "credentials": {"github": {"hosts": ["api.github.com"], "secret": "ghp_inline_value"}}}"#;
+    let (_, report) = with(inline, secrets).unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("tools.exec.credentials.github.secret") && w.contains("secrets file")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(!report.warnings.iter().any(|w| w.contains("ghp_inline_value")));
+    // A host commands could never reach.
+    let unreachable = r#"{"allowedHosts": ["pypi.org"], "credentials": {"github": {"hosts": ["api.github.com"]}}}"#;
+    let err = with(unreachable, secrets).unwrap_err().to_string();
+    assert!(err.contains("not in tools.exec.allowedHosts"), "{err}");
+    // A line break would forge a header.
+    let forged = r#"{"providers": {"openai": {"apiKey": "sk-test-123456"}}, "tools": {"exec": {"credentials": {"github": {"secret": "x\r\nHost: evil.test"}}}}}"#;
+    let err = with(credential, forged).unwrap_err().to_string();
+    assert!(err.contains("without line breaks"), "{err}");
+}

@@ -42,6 +42,59 @@ impl Config {
                 "maxProcesses must be at least 8, maxMemoryMb at least 64, maxFileSizeMb at least 1",
             ));
         }
+        for (name, c) in &e.credentials {
+            let key = format!("tools.exec.credentials.{name}");
+            let fail = |what: &str| Err(invalid(path, &key, what));
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return fail("the name may hold letters, digits, - and _ only");
+            }
+            if c.hosts.is_empty() {
+                return fail("names no hosts (\"hosts\": [\"api.github.com\"])");
+            }
+            if let Some(h) = c.hosts.iter().find(|h| !e.allowed_hosts.iter().any(|a| a.covers(h))) {
+                return fail(&format!(
+                    "host {h} is not in tools.exec.allowedHosts: commands could never reach it; add it there"
+                ));
+            }
+            let token = |t: &str| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            };
+            if !token(&c.header) || c.header.len() > 64 {
+                return fail("header must be one HTTP header name, such as Authorization");
+            }
+            let plain = |t: &str| t.bytes().all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b));
+            if !plain(&c.prefix) || c.prefix.len() > 64 {
+                return fail("prefix may hold printable characters only (no line breaks)");
+            }
+            match &c.secret {
+                None => {
+                    return fail(&format!(
+                        "has no secret: set it in the secrets file at tools.exec.credentials.{name}.secret \
+                         (oxibotctl secrets set tools.exec.credentials.{name}.secret)"
+                    ))
+                }
+                Some(s) if s.expose().is_empty() || !plain(s.expose()) || s.expose().len() > 4000 => {
+                    return fail("its secret must be printable text without line breaks, at most 4000 characters")
+                }
+                Some(_) => {}
+            }
+            if let Some(v) = c
+                .env
+                .iter()
+                .find(|v| v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            {
+                return fail(&format!("env: {v:?} is not an environment variable name"));
+            }
+        }
+        if e.credentials.len() > oxibot_proto::messages::MAX_CREDENTIALS {
+            return Err(invalid(path, "tools.exec.credentials", "at most 64 credentials"));
+        }
         if d.history_budget_tokens < 1000 {
             return Err(invalid(
                 path,

@@ -4,6 +4,7 @@
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Decision, MAX_HEAD};
+use crate::same_host;
 
 /// A request head, as much as the door needs of it.
 pub(super) struct Head {
@@ -24,6 +25,19 @@ pub(super) struct Forward {
     target: String,
     /// The client's headers but `Proxy-*`, `Connection` and `Keep-Alive`.
     headers: Vec<(String, Vec<u8>)>,
+    /// How the request's body is delimited: the door passes on that body
+    /// and nothing after it.
+    pub body: Body,
+}
+
+/// A request body's framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Body {
+    None,
+    Length(u64),
+    /// `Transfer-Encoding: chunked`: the upstream finds its end (and,
+    /// told `Connection: close`, reads nothing after it).
+    Chunked,
 }
 
 impl Forward {
@@ -32,15 +46,14 @@ impl Forward {
     /// replaced, and the answer is asked for in a form the door can scrub:
     /// HTTP/1.0 (so no chunked framing can split the secret) and no
     /// content coding.
-    pub fn render(&self, credential: Option<(&str, &str)>) -> Vec<u8> {
-        let version = if credential.is_some() { "HTTP/1.0" } else { "HTTP/1.1" };
-        let mut out = format!("{} {} {version}\r\n", self.method, self.target).into_bytes();
+    pub fn render(&self, credential: Option<(&str, &str)>, scrubbed: bool) -> Vec<u8> {
+        let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
         for (name, value) in &self.headers {
-            let replaced = credential.is_some_and(|(header, _)| {
-                name.eq_ignore_ascii_case(header)
-                    || name.eq_ignore_ascii_case("accept-encoding")
-                    || name.eq_ignore_ascii_case("te")
-            });
+            let replaced = credential.is_some_and(|(header, _)| name.eq_ignore_ascii_case(header))
+                || (scrubbed
+                    && (name.eq_ignore_ascii_case("accept-encoding")
+                        || name.eq_ignore_ascii_case("te")
+                        || name.eq_ignore_ascii_case("expect")));
             if replaced {
                 continue;
             }
@@ -50,15 +63,25 @@ impl Forward {
             out.extend_from_slice(b"\r\n");
         }
         if let Some((header, value)) = credential {
-            out.extend_from_slice(format!("{header}: {value}\r\nAccept-Encoding: identity\r\n").as_bytes());
+            out.extend_from_slice(format!("{header}: {value}\r\n").as_bytes());
+        }
+        if scrubbed {
+            // Plain bytes are what the door can scrub (a coded answer is
+            // decoded, but asking for none is cheaper).
+            out.extend_from_slice(b"Accept-Encoding: identity\r\n");
         }
         out.extend_from_slice(b"Connection: close\r\n\r\n");
         out
     }
 }
 
-/// Reads and parses the head.
-pub(super) async fn read_head<C: AsyncRead + Unpin>(client: &mut C) -> Result<Head, Decision> {
+/// Reads and parses the head. `inside`: the host and port of a tunnel
+/// whose TLS the door answered; the request then names its target in
+/// origin form (`GET /path`), and its `Host` must name that host.
+pub(super) async fn read_head<C: AsyncRead + Unpin>(
+    client: &mut C,
+    inside: Option<(&str, u16)>,
+) -> Result<Head, Decision> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -75,13 +98,13 @@ pub(super) async fn read_head<C: AsyncRead + Unpin>(client: &mut C) -> Result<He
         }
     };
     let rest = buf.split_off(end);
-    parse_head(&buf).map(|mut head| {
+    parse_head(&buf, inside).map(|mut head| {
         head.rest = rest;
         head
     })
 }
 
-fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
+fn parse_head(bytes: &[u8], inside: Option<(&str, u16)>) -> Result<Head, Decision> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(bytes) {
@@ -90,7 +113,7 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
     }
     let method = request.method.unwrap_or_default().to_string();
     let target = request.path.unwrap_or_default();
-    if method == "CONNECT" {
+    if method == "CONNECT" && inside.is_none() {
         let (host, port) = authority(target).ok_or(Decision::BadRequest("CONNECT needs host:port"))?;
         return Ok(Head {
             host,
@@ -99,7 +122,18 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
             rest: Vec::new(),
         });
     }
-    let url = url::Url::parse(target).map_err(|_| Decision::BadRequest("a proxy request names a whole http:// URL"))?;
+    let url = match inside {
+        Some((host, port)) if target.starts_with('/') => url::Url::parse(&format!("http://{host}:{port}{target}"))
+            .map_err(|_| Decision::BadRequest("the request's target does not parse"))?,
+        Some(_) => {
+            return Err(Decision::BadRequest(
+                "inside TLS a request names its path (origin form)",
+            ))
+        }
+        None => {
+            url::Url::parse(target).map_err(|_| Decision::BadRequest("a proxy request names a whole http:// URL"))?
+        }
+    };
     if url.scheme() != "http" {
         return Err(Decision::BadRequest(
             "only http:// is forwarded; https goes through CONNECT",
@@ -126,6 +160,30 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
     if lengths > 1 || (lengths == 1 && chunked) {
         return Err(Decision::BadRequest("ambiguous body length"));
     }
+    let body = if chunked {
+        let only_chunked = request
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+            .all(|h| h.value.eq_ignore_ascii_case(b"chunked"));
+        if !only_chunked {
+            return Err(Decision::BadRequest("a Transfer-Encoding other than chunked"));
+        }
+        Body::Chunked
+    } else if let Some(h) = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        let n = std::str::from_utf8(h.value)
+            .ok()
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or(Decision::BadRequest("Content-Length is not a number"))?;
+        Body::Length(n)
+    } else {
+        Body::None
+    };
     let mut forward = Forward {
         method,
         target: format!(
@@ -134,6 +192,7 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Decision> {
             url.query().map(|q| format!("?{q}")).unwrap_or_default()
         ),
         headers: Vec::new(),
+        body,
     };
     let mut saw_host = false;
     for h in request.headers.iter() {
@@ -175,14 +234,4 @@ fn authority(text: &str) -> Option<(String, u16)> {
     }
     let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
     Some((host.to_ascii_lowercase(), port))
-}
-
-fn same_host(a: &str, b: &str) -> bool {
-    let plain = |h: &str| {
-        h.trim_end_matches('.')
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase()
-    };
-    plain(a) == plain(b)
 }

@@ -33,6 +33,7 @@ use crate::grants::{Grant, Grants};
 use crate::guard::Guard;
 use crate::inject::{self, Injection, Withheld};
 use crate::resolve::{checked_addresses, Lookup, Unreachable};
+use crate::tls::{Authority, TlsError};
 use oxibot_proto::settings::HostPattern;
 
 pub use crate::MAX_HEAD;
@@ -53,6 +54,11 @@ pub struct Policy {
     pub grants: std::sync::Arc<Grants>,
     /// `tools.exec.credentials`: headers set at the door.
     pub injections: Vec<Injection>,
+    /// Answers the jail's TLS for hosts with a credential (None: such a
+    /// host is refused to tunnels, reached by plain loopback HTTP only).
+    pub authority: Option<std::sync::Arc<Authority>>,
+    /// How the door checks those hosts' real certificates.
+    pub upstream_tls: std::sync::Arc<rustls::ClientConfig>,
     /// See [`IDLE`] (tests shorten it).
     pub idle: Duration,
 }
@@ -95,10 +101,10 @@ pub enum Decision {
     ClientGone,
     #[error(transparent)]
     Withheld(#[from] Withheld),
-    #[error(
-        "{0}:{1} has a credential set at the door, which a tunnel would bypass; use http:// (TLS is not yet terminated at the door)"
-    )]
+    #[error("{0}:{1} has a credential set at the door, which cannot answer TLS (no certificate authority)")]
     TunnelToCredentialHost(String, u16),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Serves one accepted connection to its end. `key` is what the jail's end
@@ -121,7 +127,7 @@ where
         KEYLESS_HEAD_TIMEOUT
     };
     record.grant = held.as_ref().map(|h| h.grant.clone());
-    let head = tokio::time::timeout(patience, read_head(&mut client)).await;
+    let head = tokio::time::timeout(patience, read_head(&mut client, None)).await;
     let Some(held) = held else {
         if let Ok(Ok(head)) = &head {
             record.host = Some(head.host.clone());
@@ -142,16 +148,22 @@ where
         return refuse(client, record, decision, started).await;
     }
     // A host whose credential the door sets is reached only where the
-    // door sees the answer: a tunnel would carry back, unscrubbed, what a
-    // stateful service kept of an earlier request.
-    let credential_host = policy
+    // door sees the answer (it scrubs the credential from it): a tunnel
+    // to it is answered by the door's own TLS.
+    let credentials: Vec<&Injection> = policy
         .injections
         .iter()
-        .any(|i| i.hosts.iter().any(|p| p.allows(&head.host, head.port)));
-    if head.forward.is_none() && credential_host {
-        let decision = Decision::TunnelToCredentialHost(head.host.clone(), head.port);
-        return refuse(client, record, decision, started).await;
-    }
+        .filter(|i| i.hosts.iter().any(|p| p.allows(&head.host, head.port)))
+        .collect();
+    let terminate = head.forward.is_none() && !credentials.is_empty();
+    let authority = match (&policy.authority, terminate) {
+        (Some(a), true) => Some(a.clone()),
+        (None, true) => {
+            let decision = Decision::TunnelToCredentialHost(head.host.clone(), head.port);
+            return refuse(client, record, decision, started).await;
+        }
+        _ => None,
+    };
     // An address allowed privately is reached by that address, or by a
     // name listed as private itself: not by any name that resolves to it.
     let literal = head
@@ -173,23 +185,74 @@ where
         Ok(s) => s,
         Err(e) => return refuse(client, record, Decision::ConnectFailed(e), started).await,
     };
-    let credential = head
-        .forward
-        .as_ref()
-        .and_then(|_| inject::for_plain_http(&policy.injections, &head.host, head.port, &addresses));
-    if let (Some(forward), Some(injection)) = (&head.forward, credential) {
-        record.injected = Some(injection.name.clone());
-        let value = format!("{}{}", injection.prefix, injection.secret);
-        let sent = upstream
-            .write_all(&forward.render(Some((&injection.header, &value))))
+    // Only a credential this exec was given (its chat, its kind of turn).
+    let granted = |i: &Injection| held.grant.credentials.contains(&i.name);
+    if let Some(authority) = authority {
+        let credential = credentials.iter().copied().find(|i| granted(i));
+        let secrets: Vec<&str> = credentials.iter().map(|i| i.secret.as_str()).collect();
+        let (host, port) = (head.host.clone(), head.port);
+        let terminated = terminated(
+            client,
+            upstream,
+            &authority,
+            (&host, port),
+            credential,
+            &secrets,
+            policy,
+            record,
+        );
+        let mut record = tokio::select! {
+            record = terminated => record,
+            _ = revoked.changed() => Record {
+                host: Some(host),
+                port: Some(port),
+                grant: Some(held.grant.clone()),
+                end: Some(End::Revoked),
+                ..empty(started)
+            },
+        };
+        record.duration = started.elapsed();
+        return record;
+    }
+    // A plain request to a host with a credential: set only on loopback
+    // (elsewhere it would cross the wire in clear), and the answer is
+    // scrubbed of the host's secrets either way.
+    if let (Some(forward), false) = (&head.forward, credentials.is_empty()) {
+        let injection =
+            inject::for_plain_http(&policy.injections, &head.host, head.port, &addresses).filter(|i| granted(i));
+        let value = injection.map(|i| (i.header.as_str(), format!("{}{}", i.prefix, i.secret)));
+        if upstream
+            .write_all(&forward.render(value.as_ref().map(|(h, v)| (*h, v.as_str())), true))
+            .await
+            .is_err()
+        {
+            return refuse(
+                client,
+                record,
+                Decision::ConnectFailed(std::io::ErrorKind::BrokenPipe.into()),
+                started,
+            )
             .await;
-        if sent.is_ok() && !head.rest.is_empty() {
-            record.bytes_up += head.rest.len() as u64;
-            let _ = upstream.write_all(&head.rest).await;
         }
-        let value = format!("{}{}", injection.prefix, injection.secret);
-        let (host, port, grant) = (record.host.clone(), record.port, record.grant.clone());
-        let relayed = relay_injected(client, upstream, [&injection.secret, &value], record, policy.idle);
+        record.injected = injection.map(|i| i.name.clone());
+        let mut secrets: Vec<&str> = credentials.iter().map(|i| i.secret.as_str()).collect();
+        if let Some((_, v)) = &value {
+            secrets.push(v);
+        }
+        let (host, port, grant, injected) = (
+            record.host.clone(),
+            record.port,
+            record.grant.clone(),
+            record.injected.clone(),
+        );
+        let relayed = relay_injected(
+            client,
+            upstream,
+            &secrets,
+            (head.rest, forward.body),
+            record,
+            policy.idle,
+        );
         let mut record = tokio::select! {
             record = relayed => record,
             _ = revoked.changed() => {
@@ -198,7 +261,7 @@ where
                     host,
                     port,
                     grant,
-                    injected: Some(injection.name.clone()),
+                    injected,
                     end: Some(End::Revoked),
                     ..empty(started)
                 }
@@ -208,8 +271,8 @@ where
         return record;
     }
     let sent_first = match &head.forward {
-        Some(forward) => upstream.write_all(&forward.render(None)).await,
-        None => client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await,
+        Some(forward) => upstream.write_all(&forward.render(None, false)).await,
+        None => client.write_all(ESTABLISHED).await,
     };
     if sent_first.is_ok() && !head.rest.is_empty() {
         record.bytes_up += head.rest.len() as u64;
@@ -221,6 +284,80 @@ where
     record.end = Some(end);
     record.duration = started.elapsed();
     record
+}
+
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
+/// A tunnel to a host with a credential, answered by the door's TLS: the
+/// one request inside it is read, its `Host` checked against the tunnel's,
+/// the credential set (when this exec has it), and the request sent on
+/// over real TLS; the answer comes back scrubbed of every secret of the
+/// host.
+#[allow(clippy::too_many_arguments)]
+async fn terminated<C>(
+    mut client: C,
+    upstream: TcpStream,
+    authority: &Authority,
+    (host, port): (&str, u16),
+    credential: Option<&Injection>,
+    secrets: &[&str],
+    policy: &Policy,
+    mut record: Record,
+) -> Record
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    if client.write_all(ESTABLISHED).await.is_err() {
+        record.decision = Decision::ClientGone;
+        return record;
+    }
+    let mut inside = match authority.accept(client, host).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            // Mid-handshake there is no HTTP to answer in: the reason is
+            // in the audit.
+            record.decision = e.into();
+            return record;
+        }
+    };
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut inside, Some((host, port)))).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(decision)) => return refuse(inside, record, decision, started).await,
+        Err(_) => return refuse(inside, record, Decision::BadRequest("request head too slow"), started).await,
+    };
+    let Some(forward) = head.forward else {
+        return refuse(
+            inside,
+            record,
+            Decision::BadRequest("a CONNECT inside a tunnel"),
+            started,
+        )
+        .await;
+    };
+    let mut upstream = match crate::tls::connect_upstream(&policy.upstream_tls, host, upstream).await {
+        Ok(tls) => tls,
+        Err(e) => return refuse(inside, record, e.into(), started).await,
+    };
+    let value = credential.map(|i| (i.header.as_str(), format!("{}{}", i.prefix, i.secret)));
+    let rendered = forward.render(value.as_ref().map(|(h, v)| (*h, v.as_str())), true);
+    if let Err(e) = upstream.write_all(&rendered).await {
+        return refuse(inside, record, Decision::ConnectFailed(e), started).await;
+    }
+    record.injected = credential.map(|i| i.name.clone());
+    let mut secrets = secrets.to_vec();
+    if let Some((_, v)) = &value {
+        secrets.push(v);
+    }
+    relay_injected(
+        inside,
+        upstream,
+        &secrets,
+        (head.rest, forward.body),
+        record,
+        policy.idle,
+    )
+    .await
 }
 
 /// A record with nothing in it yet.
@@ -238,30 +375,48 @@ fn empty(started: Instant) -> Record {
     }
 }
 
-/// The answer to a request that carried a credential: scrubbed of it on
-/// the way back (see `inject::relay_scrubbed`); the request body goes on
-/// as it is.
-async fn relay_injected<C>(
+/// The answer to a request that may carry a credential: scrubbed of the
+/// host's secrets on the way back (see `inject::relay_scrubbed`); the
+/// request's body goes on as it is, and nothing after it.
+async fn relay_injected<C, U>(
     client: C,
-    mut upstream: TcpStream,
-    secrets: [&str; 2],
+    upstream: U,
+    secrets: &[&str],
+    (rest, body): (Vec<u8>, head::Body),
     mut record: Record,
     idle: Duration,
 ) -> Record
 where
     C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
+    use tokio::io::AsyncReadExt;
     let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut upstream_read, mut upstream_write) = upstream.split();
+    let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
     let answer = {
         let up = async {
-            let n = tokio::io::copy(&mut client_read, &mut upstream_write)
-                .await
-                .unwrap_or(0);
-            let _ = upstream_write.shutdown().await;
-            n
+            let sent = match body {
+                head::Body::None => 0,
+                head::Body::Length(n) => {
+                    let first = rest.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                    let _ = upstream_write.write_all(&rest[..first]).await;
+                    let more = tokio::io::copy(&mut (&mut client_read).take(n - first as u64), &mut upstream_write)
+                        .await
+                        .unwrap_or(0);
+                    first as u64 + more
+                }
+                head::Body::Chunked => {
+                    let _ = upstream_write.write_all(&rest).await;
+                    rest.len() as u64
+                        + tokio::io::copy(&mut client_read, &mut upstream_write)
+                            .await
+                            .unwrap_or(0)
+                }
+            };
+            let _ = upstream_write.flush().await;
+            sent
         };
-        let down = inject::relay_scrubbed(&mut upstream_read, &mut client_write, &secrets, idle);
+        let down = inject::relay_scrubbed(&mut upstream_read, &mut client_write, secrets, idle);
         tokio::pin!(up, down);
         let mut up_done = false;
         // The answer ends the exchange; the request side may still be open.
@@ -293,6 +448,7 @@ where
             record.decision = decision;
         }
     }
+    record.end = Some(End::Closed);
     record
 }
 
@@ -306,7 +462,7 @@ async fn refuse<C: AsyncWrite + Unpin>(
         Decision::NoGrant | Decision::NotListed(..) | Decision::Unreachable(Unreachable::Refused(_)) => "403 Forbidden",
         Decision::Unreachable(_) | Decision::ConnectFailed(_) => "502 Bad Gateway",
         Decision::BadRequest(_) => "400 Bad Request",
-        Decision::Withheld(_) => "502 Bad Gateway",
+        Decision::Withheld(_) | Decision::Tls(_) => "502 Bad Gateway",
         Decision::TunnelToCredentialHost(..) => "403 Forbidden",
         Decision::ClientGone | Decision::Allowed => "400 Bad Request",
     };
@@ -346,3 +502,5 @@ pub use relay::End;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -20,6 +20,14 @@ pub enum EgressRequest {
         /// that may be reached, as for `web_fetch`.
         #[serde(with = "limit::host_patterns")]
         allow_private: Vec<String>,
+        /// `tools.exec.credentials`, each with its secret: the headers the
+        /// door sets for the hosts they name.
+        #[serde(with = "limit::credentials")]
+        credentials: Vec<CredentialSetting>,
+        /// The certificates (PEM) of `tools.exec.upstreamCaFile`: anchors
+        /// the door trusts for real hosts besides the system's.
+        #[serde(with = "limit::text")]
+        upstream_roots: String,
     },
     /// An exec is about to start: connections tagged with `key` are its.
     /// Answered with `Granted` once the key is in force.
@@ -32,6 +40,10 @@ pub enum EgressRequest {
         /// Which exec call, as the audit names it.
         #[serde(with = "limit::id")]
         call: String,
+        /// The credentials the door may set on this exec's requests (by
+        /// name): those whose `chats` take this exec's conversation.
+        #[serde(with = "limit::credential_names")]
+        credentials: Vec<String>,
     },
     /// The exec ended: its key opens nothing more, and the connections
     /// opened with it are closed.
@@ -41,9 +53,48 @@ pub enum EgressRequest {
     },
 }
 
+/// One `tools.exec.credentials.<name>`, as the door needs it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialSetting {
+    #[serde(with = "limit::id")]
+    pub name: String,
+    /// Host patterns, as written (parsed again by the daemon).
+    #[serde(with = "limit::host_patterns")]
+    pub hosts: Vec<String>,
+    /// The header set, e.g. `Authorization`.
+    #[serde(with = "limit::id")]
+    pub header: String,
+    /// Written before the secret, e.g. `Bearer `.
+    #[serde(with = "limit::id")]
+    pub prefix: String,
+    /// From the secrets file.
+    #[serde(with = "limit::path")]
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CredentialSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialSetting")
+            .field("name", &self.name)
+            .field("hosts", &self.hosts)
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many credentials the door may hold.
+pub const MAX_CREDENTIALS: usize = 64;
+
 /// Egress daemon → broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EgressEvent {
+    /// Sent first: the certificate (PEM, no key) of the authority the
+    /// door answers TLS with for hosts with a credential. The jail's
+    /// commands are given it to trust; its key stays in the daemon.
+    Authority {
+        #[serde(with = "limit::path")]
+        certificate: String,
+    },
     /// The key of a `Grant` is in force.
     Granted {
         #[serde(with = "limit::id")]

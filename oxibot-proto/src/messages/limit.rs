@@ -319,6 +319,14 @@ list_bound!(
     "host pattern",
     MAX_ID
 );
+list_bound!(credentials, "credentials", MAX_CREDENTIALS);
+list_bound!(
+    credential_names,
+    "credential names",
+    MAX_CREDENTIALS,
+    "credential name",
+    MAX_ID
+);
 list_bound!(
     not_ready,
     "reasons for not being ready",

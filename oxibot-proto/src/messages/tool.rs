@@ -20,12 +20,9 @@ pub enum ToolCall {
         #[serde(with = "limit::path")]
         working_dir: Option<String>,
         timeout_secs: u32,
-        /// The key the egress door knows this exec by (the broker granted
-        /// it to the door first), when the jail may reach the network.
-        /// toold gives it to no command: it tags the connections of this
-        /// exec's processes with it.
-        #[serde(with = "limit::id")]
-        egress: Option<String>,
+        /// When the jail may reach the network: how this exec goes
+        /// through the egress door.
+        egress: Option<ExecEgress>,
     },
     ReadFile {
         #[serde(with = "limit::path")]
@@ -165,3 +162,24 @@ pub struct TextFile {
 impl Message for ToolRequest {}
 
 impl Message for ToolReply {}
+
+/// An exec's way through the egress door.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecEgress {
+    /// The key the door knows this exec by (the broker granted it to the
+    /// door first). toold gives it to no command: it tags the connections
+    /// of this exec's processes with it.
+    #[serde(with = "limit::id")]
+    pub key: String,
+    /// The certificate (PEM, no key) of the door's authority, which the
+    /// exec's commands are to trust besides the system's: the door answers
+    /// TLS with it for hosts with a credential. None until the door's
+    /// daemon has told it.
+    #[serde(with = "limit::path")]
+    pub trust: Option<String>,
+    /// Environment variables set to a placeholder for the exec's commands,
+    /// for tools that insist on a token (`gh` wants `GH_TOKEN`): the door
+    /// replaces the header they send with the real credential.
+    #[serde(with = "limit::credential_names")]
+    pub placeholders: Vec<String>,
+}

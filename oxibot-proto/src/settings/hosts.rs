@@ -103,6 +103,28 @@ impl HostPattern {
             }),
         }
     }
+
+    /// Whether every destination `other` allows is one this pattern
+    /// allows too.
+    pub fn covers(&self, other: &HostPattern) -> bool {
+        let ports = match (self.port, other.port) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a == b,
+            (None, Some(b)) => b == 80 || b == 443,
+            (Some(_), None) => false,
+        };
+        let under = |suffix: &str, name: &str| {
+            name.len() > suffix.len() + 1 && name.ends_with(suffix) && name[..name.len() - suffix.len()].ends_with('.')
+        };
+        ports
+            && match (&self.host, &other.host) {
+                (Host::Address(a), Host::Address(b)) => a.to_canonical() == b.to_canonical(),
+                (Host::Name(a), Host::Name(b)) => a == b,
+                (Host::Under(s), Host::Name(n)) => under(s, n),
+                (Host::Under(a), Host::Under(b)) => a == b || under(a, b),
+                _ => false,
+            }
+    }
 }
 
 impl TryFrom<String> for HostPattern {
@@ -233,5 +255,20 @@ mod tests {
         assert_eq!(list[1].to_string(), "*.pythonhosted.org:443");
         let err = serde_json::from_str::<Vec<HostPattern>>(r#"["*.com"]"#).unwrap_err();
         assert!(err.to_string().contains("too broad"), "{err}");
+    }
+
+    #[test]
+    fn a_pattern_covers_what_it_allows_and_no_more() {
+        let p = |t: &str| HostPattern::parse(t).unwrap();
+        assert!(p("api.github.com").covers(&p("api.github.com")));
+        assert!(p("api.github.com").covers(&p("api.github.com:443")));
+        assert!(!p("api.github.com:443").covers(&p("api.github.com")));
+        assert!(!p("api.github.com").covers(&p("api.github.com:8443")));
+        assert!(p("*.github.com").covers(&p("api.github.com")));
+        assert!(p("*.github.com").covers(&p("*.api.github.com")));
+        assert!(!p("*.github.com").covers(&p("github.com")));
+        assert!(!p("api.github.com").covers(&p("*.github.com")));
+        assert!(p("127.0.0.1:8080").covers(&p("127.0.0.1:8080")));
+        assert!(!p("127.0.0.1").covers(&p("localhost")));
     }
 }

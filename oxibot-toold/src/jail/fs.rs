@@ -20,6 +20,11 @@ const STAGING: &str = "/tmp";
 const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 const DEVICES: &[&str] = &["null", "zero", "random", "urandom", "tty"];
 
+/// Where the tool user's home goes in the jail's passwd: programs that
+/// find no file under `$HOME` look there (curl's `.curlrc`, `.netrc`), so
+/// it is the same directory as `$HOME` (see `build_etc`).
+const HOME_MARK: &str = "@HOME@";
+
 /// Host files read before the host disappears.
 pub struct HostFiles {
     passwd: String,
@@ -27,6 +32,8 @@ pub struct HostFiles {
     ld_cache: Option<Vec<u8>>,
     localtime: Option<PathBuf>,
     has_alternatives: bool,
+    uid: Uid,
+    gid: Gid,
 }
 
 impl HostFiles {
@@ -38,7 +45,7 @@ impl HostFiles {
         };
         // Only the identities a command may need to print; no host accounts.
         let passwd = format!(
-            "root:x:0:0:root:/root:/usr/sbin/nologin\n{name}:x:{uid}:{gid}:OxiBot tools:/workspace:/bin/sh\n\
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n{name}:x:{uid}:{gid}:OxiBot tools:{HOME_MARK}:/bin/sh\n\
              nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
         );
         let group = format!("root:x:0:\n{name}:x:{gid}:\nnogroup:x:65534:\n");
@@ -48,6 +55,8 @@ impl HostFiles {
             ld_cache: std::fs::read("/etc/ld.so.cache").ok(),
             localtime: std::fs::read_link("/etc/localtime").ok(),
             has_alternatives: Path::new("/etc/alternatives").is_dir(),
+            uid,
+            gid,
         })
     }
 }
@@ -56,7 +65,9 @@ fn user_name(uid: Uid) -> Option<String> {
     nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name)
 }
 
-pub fn build_root(workspace: &Path, host: &HostFiles, tmp_size_mb: u32) -> Result<(), JailError> {
+/// `network`: commands may reach the egress door, and get a trust bundle
+/// (see `crate::trust`) on a tmpfs of its own that toold writes.
+pub fn build_root(workspace: &Path, host: &HostFiles, tmp_size_mb: u32, network: bool) -> Result<(), JailError> {
     // Nothing we mount may propagate back to the host.
     step(
         "make / private",
@@ -99,7 +110,10 @@ pub fn build_root(workspace: &Path, host: &HostFiles, tmp_size_mb: u32) -> Resul
         }
     }
 
-    build_etc(root, host)?;
+    build_etc(root, host, network)?;
+    if network {
+        build_trust(root, host)?;
+    }
 
     let proc_dir = root.join("proc");
     step("create /proc", std::fs::create_dir(&proc_dir))?;
@@ -183,11 +197,16 @@ fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
-fn build_etc(root: &Path, host: &HostFiles) -> Result<(), JailError> {
+fn build_etc(root: &Path, host: &HostFiles, network: bool) -> Result<(), JailError> {
     let etc = root.join("etc");
     let w = |name: &str, text: &[u8]| step("write the jail's /etc", std::fs::write(etc.join(name), text));
     step("create /etc", std::fs::create_dir(&etc))?;
-    w("passwd", host.passwd.as_bytes())?;
+    let home = if network {
+        crate::trust::HOME
+    } else {
+        super::JAIL_WORKSPACE
+    };
+    w("passwd", host.passwd.replace(HOME_MARK, home).as_bytes())?;
     w("group", host.group.as_bytes())?;
     w("hosts", b"127.0.0.1 localhost\n::1 localhost\n")?;
     w("hostname", b"oxibot-jail\n")?;
@@ -205,6 +224,48 @@ fn build_etc(root: &Path, host: &HostFiles) -> Result<(), JailError> {
         step("create /etc/alternatives", std::fs::create_dir(&alt))?;
         bind_read_only(Path::new("/etc/alternatives"), &alt, "bind /etc/alternatives read-only")?;
     }
+    Ok(())
+}
+
+/// The trust bundle's tmpfs, the tool user's (toold writes it once it has
+/// dropped to that user; each command's Landlock domain keeps the commands
+/// from writing it). It starts with the system's authorities alone.
+fn build_trust(root: &Path, host: &HostFiles) -> Result<(), JailError> {
+    let dir = root.join(&crate::trust::DIR[1..]);
+    step("create the trust bundle's directory", std::fs::create_dir(&dir))?;
+    step(
+        "mount the trust bundle's tmpfs",
+        mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(format!("mode=0755,size=2m,uid={},gid={}", host.uid, host.gid).as_str()),
+        ),
+    )?;
+    let system = crate::trust::read_system_bundle();
+    step(
+        "write the trust bundle",
+        std::fs::write(dir.join("bundle.pem"), &system),
+    )?;
+    step(
+        "give the trust bundle to the tool user",
+        nix::unistd::chown(&dir.join("bundle.pem"), Some(host.uid), Some(host.gid)),
+    )?;
+    crate::trust::keep_system_bundle(system);
+    // The HOME of commands with the network: empty, and theirs to read only.
+    let home = root.join(&crate::trust::HOME[1..]);
+    step("create the network commands' HOME", std::fs::create_dir(&home))?;
+    // The mode first: once the directory is another user's, changing it
+    // would need a capability the jail's builder does not keep.
+    step(
+        "make the network commands' HOME read-only",
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o555)),
+    )?;
+    step(
+        "give the network commands' HOME to the tool user",
+        nix::unistd::chown(&home, Some(host.uid), Some(host.gid)),
+    )?;
     Ok(())
 }
 

@@ -25,7 +25,11 @@ fn try_restrict(network: bool) -> Result<RulesetStatus, RulesetError> {
         .add_rules(landlock::path_beneath_rules(["/"], read))?
         .add_rules(landlock::path_beneath_rules(["/workspace", "/tmp", "/dev"], all))?;
     if network {
-        ruleset = ruleset.add_rule(NetPort::new(super::net::PROXY_PORT, AccessNet::ConnectTcp))?;
+        ruleset = ruleset
+            .add_rule(NetPort::new(super::net::PROXY_PORT, AccessNet::ConnectTcp))?
+            // toold writes the trust bundle there; each exec's own domain
+            // (below) does not let its commands.
+            .add_rules(landlock::path_beneath_rules([crate::trust::DIR], all))?;
     }
     Ok(ruleset.restrict_self()?.ruleset)
 }
@@ -39,17 +43,24 @@ fn try_restrict(network: bool) -> Result<RulesetStatus, RulesetError> {
 /// inside its domain: a process one chat's command left behind cannot
 /// write into another running exec's pipes (its input, or the output the
 /// model reads), read its memory or environment, or kill it, while toold,
-/// one domain up, still reads and signals them all. It grants everything
-/// the jail grants: it handles only making block devices, which the jail
-/// never allows anyway. None where Landlock is not there.
+/// one domain up, still reads and signals them all. It grants what the
+/// jail grants its commands: reading as the jail lets, writing under
+/// /workspace, /tmp and /dev only; the one place the jail lets toold write
+/// besides, the trust bundle (`crate::trust`), it closes to commands.
+/// None where Landlock is not there.
 pub fn exec_domain() -> Option<std::os::fd::OwnedFd> {
+    // Writing: where the jail lets its commands write, and nowhere else
+    // (not the trust bundle, which toold writes in the jail's domain).
+    let write = AccessFs::from_all(ABI_TARGET) & !AccessFs::from_read(ABI_TARGET);
     Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::MakeBlock)
+        .handle_access(write)
         .ok()?
         .scope(Scope::Signal | Scope::AbstractUnixSocket)
         .ok()?
         .create()
+        .ok()?
+        .add_rules(landlock::path_beneath_rules(["/workspace", "/tmp", "/dev"], write))
         .ok()?
         .into()
 }

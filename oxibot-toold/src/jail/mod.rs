@@ -178,7 +178,7 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
         }
         None => None,
     };
-    fs::build_root(&spec.workspace, &host, spec.limits.tmp_size_mb)?;
+    fs::build_root(&spec.workspace, &host, spec.limits.tmp_size_mb, door.is_some())?;
     step("set the hostname", nix::unistd::sethostname("oxibot-jail"))?;
 
     // 4. Privileges.
