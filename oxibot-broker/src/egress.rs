@@ -177,6 +177,7 @@ impl Egress {
                         header: c.header.clone(),
                         prefix: c.prefix.clone(),
                         secret: c.secret.as_ref()?.expose().to_string(),
+                        plain_http: c.plain_http,
                     })
                 })
                 .collect(),

@@ -9,8 +9,9 @@
 //! example of this crate, so that it builds without the test crate's
 //! dependencies).
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use oxibot_egress::grants::Grant;
 use oxibot_egress::proxy::{serve, Policy};
@@ -20,7 +21,8 @@ use oxibot_proto::settings::HostPattern;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const ROUNDS: usize = 1000;
+use common::{measure, report, ROUNDS};
+
 const REQUEST: &[u8] = b"GET /pulls HTTP/1.1\r\nHost: api.test\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n";
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"pulls\": []}";
 
@@ -101,33 +103,5 @@ async fn exchange(s: &mut TcpStream) {
         answer.ends_with(b"{\"pulls\": []}"),
         "{}",
         String::from_utf8_lossy(&answer)
-    );
-}
-
-async fn measure<F, Fut>(mut one: F) -> Vec<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    // Warm up: the first connections pay for page faults and the allocator.
-    for _ in 0..50 {
-        one().await;
-    }
-    let mut took = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        one().await;
-        took.push(started.elapsed());
-    }
-    took.sort();
-    took
-}
-
-fn report(what: &str, sorted: &[Duration]) {
-    let at = |q: f64| sorted[((sorted.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "  {what:<32} p50 {:>7.1} µs   p99 {:>7.1} µs",
-        at(0.50).as_secs_f64() * 1e6,
-        at(0.99).as_secs_f64() * 1e6
     );
 }

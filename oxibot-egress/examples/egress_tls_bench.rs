@@ -10,8 +10,9 @@
 //!
 //! `cargo run --release -p oxibot-egress --example egress_tls_bench`
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use oxibot_egress::grants::Grant;
 use oxibot_egress::inject::Injection;
@@ -26,7 +27,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const ROUNDS: usize = 1000;
+use common::{measure, report, ROUNDS};
+
 const REQUEST: &[u8] = b"GET /pulls HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n";
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"pulls\": []}";
 
@@ -102,6 +104,7 @@ async fn main() {
                     header: "Authorization".into(),
                     prefix: "Bearer ".into(),
                     secret: "ghp_bench0123456789abcdef".into(),
+                    plain_http: false,
                 }],
                 false => Vec::new(),
             },
@@ -192,33 +195,5 @@ async fn request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
         answer.ends_with(b"{\"pulls\": []}"),
         "{}",
         String::from_utf8_lossy(&answer)
-    );
-}
-
-async fn measure<F, Fut>(mut one: F) -> Vec<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    // Warm up: the first connections pay for page faults and the allocator.
-    for _ in 0..50 {
-        one().await;
-    }
-    let mut took = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        one().await;
-        took.push(started.elapsed());
-    }
-    took.sort();
-    took
-}
-
-fn report(what: &str, sorted: &[Duration]) {
-    let at = |q: f64| sorted[((sorted.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "  {what:<34} p50 {:>7.1} µs   p99 {:>7.1} µs",
-        at(0.50).as_secs_f64() * 1e6,
-        at(0.99).as_secs_f64() * 1e6
     );
 }

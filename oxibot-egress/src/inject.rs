@@ -14,6 +14,7 @@ use std::time::Duration;
 use oxibot_proto::settings::HostPattern;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::answer::answer_head;
 use crate::MAX_HEAD;
 
 /// `tools.exec.credentials.<name>`: which hosts get which header.
@@ -26,6 +27,8 @@ pub struct Injection {
     pub prefix: String,
     /// From the secrets file; never enters the jail.
     pub secret: String,
+    /// Also on plain `http://` to loopback (off: inside checked TLS only).
+    pub plain_http: bool,
 }
 
 impl std::fmt::Debug for Injection {
@@ -39,19 +42,27 @@ impl std::fmt::Debug for Injection {
 }
 
 /// The credential for a plain-HTTP request to `host:port` whose checked
-/// addresses are `addresses`: only when every address is loopback (plain
+/// addresses are `addresses`, among those `granted` to the exec: only one
+/// that allows plain HTTP, and only when every address is loopback (plain
 /// HTTP elsewhere would put the key on the wire in clear).
 pub fn for_plain_http<'a>(
     injections: &'a [Injection],
     host: &str,
     port: u16,
     addresses: &[SocketAddr],
+    granted: impl Fn(&Injection) -> bool,
 ) -> Option<&'a Injection> {
     if addresses.is_empty() || !addresses.iter().all(|a| a.ip().to_canonical().is_loopback()) {
         return None;
     }
-    injections.iter().find(|i| i.hosts.iter().any(|p| p.allows(host, port)))
+    injections
+        .iter()
+        .find(|i| i.plain_http && granted(i) && i.hosts.iter().any(|p| p.allows(host, port)))
 }
+
+/// The most a compressed answer may inflate to (the door scrubs what it
+/// inflates, so it bounds the work one answer can cost).
+pub const MAX_INFLATED: u64 = 256 << 20;
 
 /// Why an answer was not passed to the jail.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +75,8 @@ pub enum Withheld {
     BadChunk,
     #[error("the upstream's compressed body does not decompress: {0}")]
     BadCoding(std::io::Error),
+    #[error("the upstream's compressed answer inflates past {} MiB; the rest was withheld", MAX_INFLATED >> 20)]
+    TooLarge,
     #[error("the upstream sent nothing for the idle limit")]
     Idle,
     #[error("the connection failed: {0}")]
@@ -129,10 +142,26 @@ where
     let out = scrub.push(&head);
     send(client, &out).await?;
     let mut piece = early_body;
+    let mut decoded = 0u64;
     loop {
-        let plain = body.decode(&piece)?;
-        let out = scrub.push(&plain);
-        send(client, &out).await?;
+        // A compressed body is inflated a little at a time and written out
+        // before more is inflated: a small answer that inflates to
+        // gigabytes (a bomb) holds no more than a step's output in memory,
+        // and is cut off at MAX_INFLATED.
+        let framed = body.unframe(&piece)?;
+        for step in framed.chunks(body.step()) {
+            let plain = body.inflate(step)?;
+            decoded += plain.len() as u64;
+            if body.compressed() && decoded > MAX_INFLATED {
+                return Err(Withheld::TooLarge);
+            }
+            let out = scrub.push(&plain);
+            send(client, &out).await?;
+            if plain.len() > 64 * 1024 {
+                // Others' connections share these threads.
+                tokio::task::yield_now().await;
+            }
+        }
         let n = if body.done() {
             0
         } else {
@@ -153,256 +182,12 @@ where
     Ok(written)
 }
 
-/// The answer's head as the client gets it (framing and coding headers
-/// rewritten for the decoded body), and the body's decoder.
-fn answer_head(head: &[u8]) -> Result<(Vec<u8>, BodyDecoder), Withheld> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut response = httparse::Response::new(&mut headers);
-    match response.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(Withheld::BadHead),
-    }
-    let code = response.code.unwrap_or(0);
-    // Another answer could follow an interim one, unchecked.
-    if code < 200 {
-        return Err(Withheld::Unscrubbable("an interim 1xx answer"));
-    }
-    let mut chunked = false;
-    let mut coding = Coding::Identity;
-    let mut length = None;
-    for h in response.headers.iter() {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            if !h.value.eq_ignore_ascii_case(b"chunked") || chunked {
-                return Err(Withheld::Unscrubbable("a Transfer-Encoding other than chunked"));
-            }
-            chunked = true;
-        }
-        if h.name.eq_ignore_ascii_case("content-encoding") {
-            coding = match h.value.to_ascii_lowercase().as_slice() {
-                b"identity" => Coding::Identity,
-                b"gzip" | b"x-gzip" if matches!(coding, Coding::Identity) => {
-                    Coding::Gzip(flate2::write::GzDecoder::new(Vec::new()))
-                }
-                b"deflate" if matches!(coding, Coding::Identity) => {
-                    Coding::Deflate(flate2::write::ZlibDecoder::new(Vec::new()))
-                }
-                _ => return Err(Withheld::Unscrubbable("a Content-Encoding other than gzip or deflate")),
-            };
-        }
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if n.is_none() || (length.is_some() && length != n) {
-                return Err(Withheld::BadHead);
-            }
-            length = n;
-        }
-    }
-    let rewritten = chunked || !matches!(coding, Coding::Identity);
-    let mut out = format!(
-        "HTTP/1.{} {code} {}\r\n",
-        response.version.unwrap_or(1),
-        response.reason.unwrap_or("")
-    )
-    .into_bytes();
-    for h in response.headers.iter() {
-        let name = h.name.to_ascii_lowercase();
-        let framing = [
-            "transfer-encoding",
-            "content-encoding",
-            "content-length",
-            "connection",
-            "keep-alive",
-            "trailer",
-        ]
-        .contains(&name.as_str());
-        if framing && (rewritten || name != "content-length") {
-            continue;
-        }
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    // One answer per connection: a rewritten body ends when it closes.
-    out.extend_from_slice(b"Connection: close\r\n\r\n");
-    let no_body = code == 204 || code == 304;
-    let framing = if no_body {
-        Framing::Length(0)
-    } else if chunked {
-        Framing::Chunked(Dechunk::default())
-    } else if let Some(n) = length {
-        Framing::Length(n)
-    } else {
-        Framing::Close
-    };
-    Ok((out, BodyDecoder { framing, coding }))
-}
-
-/// How the upstream delimits the body, and how it is coded.
-struct BodyDecoder {
-    framing: Framing,
-    coding: Coding,
-}
-
-enum Framing {
-    Close,
-    /// Bytes still to come.
-    Length(u64),
-    Chunked(Dechunk),
-}
-
-enum Coding {
-    Identity,
-    Gzip(flate2::write::GzDecoder<Vec<u8>>),
-    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
-}
-
-impl BodyDecoder {
-    /// The plain bytes in `piece` (what follows the body's end is dropped).
-    fn decode(&mut self, piece: &[u8]) -> Result<Vec<u8>, Withheld> {
-        use std::io::Write;
-        let framed = match &mut self.framing {
-            Framing::Close => piece.to_vec(),
-            Framing::Length(left) => {
-                let take = piece.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                *left -= take as u64;
-                piece[..take].to_vec()
-            }
-            Framing::Chunked(dechunk) => dechunk.push(piece)?,
-        };
-        Ok(match &mut self.coding {
-            Coding::Identity => framed,
-            Coding::Gzip(d) => {
-                d.write_all(&framed).map_err(Withheld::BadCoding)?;
-                std::mem::take(d.get_mut())
-            }
-            Coding::Deflate(d) => {
-                d.write_all(&framed).map_err(Withheld::BadCoding)?;
-                std::mem::take(d.get_mut())
-            }
-        })
-    }
-
-    fn done(&self) -> bool {
-        match &self.framing {
-            Framing::Close => false,
-            Framing::Length(left) => *left == 0,
-            Framing::Chunked(d) => d.done(),
-        }
-    }
-
-    /// The upstream closed: an error unless the framing allows it.
-    fn end(&self) -> Result<(), Withheld> {
-        match &self.framing {
-            Framing::Chunked(d) if !d.done() => Err(Withheld::BadChunk),
-            _ => Ok(()),
-        }
-    }
-
-    /// What the decompressor still holds.
-    fn finish(&mut self) -> Result<Vec<u8>, Withheld> {
-        Ok(match &mut self.coding {
-            Coding::Identity => Vec::new(),
-            Coding::Gzip(d) => {
-                d.try_finish().map_err(Withheld::BadCoding)?;
-                std::mem::take(d.get_mut())
-            }
-            Coding::Deflate(d) => {
-                d.try_finish().map_err(Withheld::BadCoding)?;
-                std::mem::take(d.get_mut())
-            }
-        })
-    }
-}
-
-/// A `Transfer-Encoding: chunked` body, unchunked as it comes. Trailers
-/// are read and dropped.
-#[derive(Default)]
-struct Dechunk {
-    state: ChunkState,
-    line: Vec<u8>,
-}
-
-#[derive(Default, PartialEq, Eq)]
-enum ChunkState {
-    #[default]
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
-    Done,
-}
-
-/// A chunk-size line or a trailer may be no longer.
-const MAX_CHUNK_LINE: usize = 4096;
-
-impl Dechunk {
-    fn push(&mut self, mut input: &[u8]) -> Result<Vec<u8>, Withheld> {
-        let mut out = Vec::new();
-        while !input.is_empty() && self.state != ChunkState::Done {
-            match self.state {
-                ChunkState::Data(left) => {
-                    let take = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    out.extend_from_slice(&input[..take]);
-                    input = &input[take..];
-                    self.state = if left == take as u64 {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left - take as u64)
-                    };
-                }
-                _ => {
-                    let Some(at) = input.iter().position(|b| *b == b'\n') else {
-                        self.line.extend_from_slice(input);
-                        if self.line.len() > MAX_CHUNK_LINE {
-                            return Err(Withheld::BadChunk);
-                        }
-                        break;
-                    };
-                    self.line.extend_from_slice(&input[..at]);
-                    input = &input[at + 1..];
-                    if self.line.len() > MAX_CHUNK_LINE {
-                        return Err(Withheld::BadChunk);
-                    }
-                    let line = std::mem::take(&mut self.line);
-                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
-                    self.state = match self.state {
-                        ChunkState::Size => {
-                            let size = line.split(|b| *b == b';').next().unwrap_or_default();
-                            let size = std::str::from_utf8(size)
-                                .ok()
-                                .map(str::trim)
-                                .filter(|s| !s.is_empty() && s.len() <= 15)
-                                .and_then(|s| u64::from_str_radix(s, 16).ok())
-                                .ok_or(Withheld::BadChunk)?;
-                            if size == 0 {
-                                ChunkState::Trailers
-                            } else {
-                                ChunkState::Data(size)
-                            }
-                        }
-                        ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
-                        ChunkState::DataEnd => return Err(Withheld::BadChunk),
-                        ChunkState::Trailers if line.is_empty() => ChunkState::Done,
-                        ChunkState::Trailers => ChunkState::Trailers,
-                        ChunkState::Data(_) | ChunkState::Done => return Err(Withheld::BadChunk),
-                    };
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-}
-
 /// A streaming mask of several needles, each in the forms a service that
-/// echoes its input commonly writes it: as it is, JSON with `\/`,
-/// percent-encoded, and base64; compared without regard to ASCII case.
+/// echoes its input commonly writes it: as it is, JSON with `\/` or every
+/// character `\u`-escaped, percent-encoded, hex, UTF-16, and base64 at any
+/// alignment; compared without regard to ASCII case. Not caught: a form
+/// cut by line breaks (base64 wrapped at 76 columns) or another encoding;
+/// a credential is for hosts that do not hand it back transformed.
 /// A match is replaced by as many `*` as it has bytes, so the answer's
 /// `Content-Length` stays true. The last bytes of each piece, where a
 /// match could still begin, are held back until the next.
@@ -417,16 +202,47 @@ impl Scrub {
         use base64::Engine;
         let mut needles: Vec<Vec<u8>> = Vec::new();
         for secret in secrets.iter().filter(|s| !s.is_empty()) {
-            needles.push(secret.as_bytes().to_vec());
+            let bytes = secret.as_bytes();
+            needles.push(bytes.to_vec());
             needles.push(secret.replace('/', "\\/").into_bytes());
             needles.push(percent(secret, false));
             needles.push(percent(secret, true));
-            needles.push(base64::engine::general_purpose::STANDARD.encode(secret).into_bytes());
+            // Base64, wherever the secret falls in what was encoded: the
+            // characters that depend on it alone, at each of the three
+            // alignments (standard and URL-safe alphabets).
+            for skip in 0..3.min(bytes.len()) {
+                let aligned = &bytes[skip..];
+                let whole = &aligned[..aligned.len() - aligned.len() % 3];
+                if whole.len() >= 6 {
+                    needles.push(
+                        base64::engine::general_purpose::STANDARD_NO_PAD
+                            .encode(whole)
+                            .into_bytes(),
+                    );
+                    needles.push(
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(whole)
+                            .into_bytes(),
+                    );
+                }
+            }
             needles.push(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(secret)
+                bytes
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
                     .into_bytes(),
             );
+            needles.push(
+                bytes
+                    .iter()
+                    .map(|b| format!("\\u{:04x}", b))
+                    .collect::<String>()
+                    .into_bytes(),
+            );
+            // UTF-16, both byte orders.
+            needles.push(bytes.iter().flat_map(|b| [*b, 0]).collect());
+            needles.push(bytes.iter().flat_map(|b| [0, *b]).collect());
         }
         for n in &mut needles {
             n.make_ascii_lowercase();
@@ -518,6 +334,36 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_transformed_by_an_echoing_service_is_masked_at_any_alignment() {
+        use base64::Engine;
+        let secret = "oxi-TOPSECRET-7d1e5c";
+        let mut forms = Vec::new();
+        // Base64 of what surrounded it, whatever the command put before.
+        for before in ["", "a", "ab", "abc", "User-Agent: ab\r\nAuthorization: Bearer "] {
+            let text = format!("{before}{secret}, and more");
+            forms.push(base64::engine::general_purpose::STANDARD.encode(&text));
+            forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&text));
+        }
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        forms.push(hex.clone());
+        forms.push(hex.to_ascii_uppercase());
+        forms.push(secret.bytes().map(|b| format!("\\u{b:04X}")).collect());
+        for form in &forms {
+            let out = scrubbed(&[secret], &[form.as_bytes()]);
+            assert_ne!(out, *form, "not masked: {form}");
+        }
+        for utf16 in [
+            secret.bytes().flat_map(|b| [b, 0]).collect::<Vec<u8>>(),
+            secret.bytes().flat_map(|b| [0, b]).collect(),
+        ] {
+            let mut scrub = Scrub::new(&[secret]);
+            let mut out = scrub.push(&utf16);
+            out.extend(scrub.finish());
+            assert_ne!(out, utf16);
+        }
+    }
+
+    #[test]
     fn only_loopback_plain_http_gets_a_credential() {
         let injections = [Injection {
             name: "local".into(),
@@ -525,13 +371,25 @@ mod tests {
             header: "Authorization".into(),
             prefix: "Bearer ".into(),
             secret: "s3cr3t-VALUE".into(),
+            plain_http: true,
         }];
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let public: SocketAddr = "93.184.216.34:8080".parse().unwrap();
-        assert!(for_plain_http(&injections, "svc.test", 8080, &[local]).is_some());
-        assert!(for_plain_http(&injections, "svc.test", 8080, &[public]).is_none());
-        assert!(for_plain_http(&injections, "svc.test", 8080, &[local, public]).is_none());
-        assert!(for_plain_http(&injections, "other.test", 8080, &[local]).is_none());
+        assert!(for_plain_http(&injections, "svc.test", 8080, &[local], |_| true).is_some());
+        assert!(for_plain_http(&injections, "svc.test", 8080, &[public], |_| true).is_none());
+        assert!(for_plain_http(&injections, "svc.test", 8080, &[local, public], |_| true).is_none());
+        assert!(for_plain_http(&injections, "other.test", 8080, &[local], |_| true).is_none());
+        // Not granted to this exec; or granted, but for TLS only.
+        assert!(for_plain_http(&injections, "svc.test", 8080, &[local], |_| false).is_none());
+        let https_only = [Injection {
+            name: "local".into(),
+            hosts: vec![HostPattern::parse("svc.test:8080").unwrap()],
+            header: "Authorization".into(),
+            prefix: "Bearer ".into(),
+            secret: "s3cr3t-VALUE".into(),
+            plain_http: false,
+        }];
+        assert!(for_plain_http(&https_only, "svc.test", 8080, &[local], |_| true).is_none());
         assert!(!format!("{:?}", injections[0]).contains("s3cr3t"));
     }
 }

@@ -8,7 +8,7 @@
 //! dialled, the bytes relayed and counted. For a host with a credential
 //! (`inject`), `tls` answers the jail's TLS with the door's own authority
 //! and speaks real TLS to the host, so the header is set and the answer
-//! scrubbed outside the jail. `grants` says which running exec a
+//! scrubbed (`answer` unchunks and inflates it first) outside the jail. `grants` says which running exec a
 //! connection comes from (its key, and the credentials it may have), and
 //! `pass` hands an accepted connection from the jail's end to the daemon
 //! outside (`SCM_RIGHTS`). `oxibot-egressd` runs all this in its own
@@ -18,6 +18,7 @@
 /// and the headers): more is refused.
 pub const MAX_HEAD: usize = 16 * 1024;
 
+mod answer;
 pub mod grants;
 pub mod guard;
 pub mod inject;

@@ -246,6 +246,7 @@ fn policy(settings: EgressRequest, grants: Arc<Grants>, made: &Made) -> Result<P
                 header: c.header,
                 prefix: c.prefix,
                 secret: c.secret,
+                plain_http: c.plain_http,
             })
         })
         .collect::<Result<Vec<_>, Stop>>()?;

@@ -37,6 +37,8 @@ fn ignore_planted_settings(cmd: &mut Command) {
         .env("PYTHONNOUSERSITE", "1")
         .env("npm_config_cache", "/tmp/.npm")
         .env("GIT_CONFIG_NOSYSTEM", "1")
+        // Wins over a repository's core.sshCommand (and ssh has no way out).
+        .env("GIT_SSH_COMMAND", "false")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0");
     let overrides = [
@@ -122,8 +124,13 @@ pub async fn run(
     if let Some(egress) = &egress {
         // The door answers TLS for hosts with a credential: the command
         // trusts its authority besides the system's.
-        if let Some(Err(e)) = egress.trust.as_deref().map(crate::trust::install) {
-            tracing::warn!("{e}");
+        match egress.trust.as_deref() {
+            Some(authority) => {
+                if let Err(e) = crate::trust::install(authority) {
+                    tracing::warn!("{e}");
+                }
+            }
+            None => crate::trust::repair_modes(),
         }
         crate::trust::point_to_bundle(&mut cmd);
         // A tool that wants a token before it calls gets a stand-in; the

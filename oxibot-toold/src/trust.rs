@@ -65,6 +65,7 @@ pub fn keep_system_bundle(bundle: Vec<u8>) {
 /// a command that reads it meanwhile sees one or the other, whole.
 pub fn install(authority: &str) -> Result<(), String> {
     let mut written = WRITTEN.lock().unwrap_or_else(|p| p.into_inner());
+    repair_modes();
     if written.as_deref() == Some(authority) {
         return Ok(());
     }
@@ -85,6 +86,21 @@ pub fn install(authority: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write the jail's trust bundle {BUNDLE}: {e}"))?;
     *written = Some(authority.to_string());
     Ok(())
+}
+
+/// The modes as toold set them. The files are the tool user's, like the
+/// commands, and Landlock does not cover `chmod`: a command could make the
+/// bundle unreadable for every later one. Set again before each command
+/// with the network (writing stays toold's alone).
+pub fn repair_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &str, mode: u32| {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    };
+    set(DIR, 0o755);
+    set(HOME, 0o555);
+    set(BUNDLE, 0o644);
+    set(AUTHORITY, 0o644);
 }
 
 fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -6,6 +6,7 @@
 pub mod assistant;
 pub mod consts;
 pub mod fake_discord;
+pub mod fake_https;
 pub mod fake_llm;
 pub mod fake_slack;
 pub mod fake_telegram;

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 const KEY_1: &str = "sk-install-FIRST-0000000";
 const KEY_2: &str = "sk-install-ROTATED-11111";
+const API_SECRET: &str = "api-install-SECRET-2222222";
 const BOOT: Duration = Duration::from_secs(90);
 /// The monitoring endpoint inside the container (its own network
 /// namespace is the host's: nspawn without --private-network).
@@ -270,6 +271,17 @@ fn a_packaged_oxibot_answers_under_systemd() {
                 s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 18\r\nConnection: close\r\n\r\nthrough the door\r\n");
         }
     });
+    // An HTTPS API on the host's loopback with a credential set at the
+    // door: its test authority goes into the container for the door to
+    // trust (tools.exec.upstreamCaFile).
+    let api_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(api_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (api_port, api_ca, mut api) =
+        oxibot_tests::fake_https::echoing_https_api(api_dir.path()).expect("openssl and python3 for the HTTPS API");
+    c.ok(&format!(
+        "cat > /etc/oxibot/upstream-ca.pem <<'EOF'\n{}EOF\nchmod 644 /etc/oxibot/upstream-ca.pem",
+        std::fs::read_to_string(&api_ca).unwrap()
+    ));
     let config = json!({
         "supervise": false,
         "agents": {"defaults": {"workspace": "/var/lib/oxibot/workspace", "model": "gpt-test", "provider": "openai"}},
@@ -277,7 +289,12 @@ fn a_packaged_oxibot_answers_under_systemd() {
         "channels": {"telegram": {"enabled": true, "apiBase": tg.base_url, "allowedUsers": ["1001"]}},
         "tools": {
             "sandbox": "on",
-            "exec": {"timeout": 30, "allowedHosts": [format!("127.0.0.1:{upstream_port}")]},
+            "exec": {
+                "timeout": 30,
+                "allowedHosts": [format!("127.0.0.1:{upstream_port}"), format!("127.0.0.1:{api_port}")],
+                "upstreamCaFile": "/etc/oxibot/upstream-ca.pem",
+                "credentials": {"api": {"hosts": [format!("127.0.0.1:{api_port}")]}}
+            },
             "web": {"allowPrivate": ["127.0.0.1"]}
         },
         "health": {"enabled": true, "port": HEALTH_PORT}
@@ -293,6 +310,7 @@ fn a_packaged_oxibot_answers_under_systemd() {
     };
     set("providers.openai.apiKey", KEY_1);
     set("channels.telegram.token", TELEGRAM_TOKEN);
+    set("tools.exec.credentials.api.secret", API_SECRET);
     c.ok("systemctl enable --now oxibot.target oxibot-channeld@telegram.service");
 
     // A Telegram message, answered through the packaged daemons.
@@ -336,6 +354,27 @@ fn a_packaged_oxibot_answers_under_systemd() {
     eprintln!("egress: {}", through.trim());
     let refused = c.sh("oxibotctl tool exec -- curl -sS --max-time 10 http://127.0.0.1:9/ 2>&1");
     assert!(refused.contains("is not in tools.exec.allowedHosts"), "{refused}");
+    // With the credential: the packaged door answers the jail's TLS with
+    // its own authority (toold's unit gave the command the bundle), sets
+    // the header, checks the API's certificate against the configured
+    // authority, and scrubs the echo.
+    let injected = c.sh(&format!(
+        "oxibotctl tool exec -- curl -sS --max-time 10 https://127.0.0.1:{api_port}/plain 2>&1"
+    ));
+    let _ = api.kill();
+    let masked = "*".repeat("Bearer ".len() + API_SECRET.len());
+    assert!(
+        injected.contains(&format!("{{\"you_sent\": \"{masked}\"}}")),
+        "{injected}\n{}",
+        c.journal()
+    );
+    let seen_by_api = std::fs::read_to_string(api_dir.path().join("seen.log")).unwrap_or_default();
+    assert!(
+        seen_by_api.contains(&format!("/plain Bearer {API_SECRET}")),
+        "{seen_by_api}"
+    );
+    let in_journal = c.sh(&format!("journalctl --no-pager -u 'oxibot*' | grep -c '{API_SECRET}'"));
+    assert_eq!(in_journal.trim(), "0", "the credential reached the journal");
 
     // Each daemon: its own user, no capabilities, no_new_privs, seccomp —
     // toold twice: the process systemd started, and its jail's pid 1 (the

@@ -289,6 +289,12 @@ pub struct ExecCredential {
     /// (`gh` wants `GH_TOKEN`); a skill that requires one is offered.
     #[serde(default)]
     pub env: Vec<String>,
+    /// Also over plain `http://`, to hosts whose every address is
+    /// loopback (a local service without TLS). Off: only inside TLS whose
+    /// certificate the door checked, so the secret never crosses a
+    /// connection that another local program could be listening on.
+    #[serde(default)]
+    pub plain_http: bool,
 }
 
 fn default_credential_header() -> String {

@@ -474,7 +474,7 @@ fn an_exec_credential_takes_its_secret_from_the_secrets_file_only() {
         (github.header.as_str(), github.prefix.as_str()),
         ("Authorization", "Bearer ")
     );
-    assert!(!github.background && github.chats.is_none());
+    assert!(!github.background && github.chats.is_none() && !github.plain_http);
     // Scrubbed like every secret, and never shown.
     assert!(cfg
         .all_secrets()

@@ -43,9 +43,10 @@ pub(super) enum Body {
 impl Forward {
     /// The head for the upstream, one request per connection. With a
     /// credential (`(header, value)`), the client's header of that name is
-    /// replaced, and the answer is asked for in a form the door can scrub:
-    /// HTTP/1.0 (so no chunked framing can split the secret) and no
-    /// content coding.
+    /// replaced. `scrubbed`: the door reads the answer (to scrub it), so
+    /// no coding is asked for (it decodes gzip and deflate, and chunks,
+    /// when the upstream sends them anyway) and no interim answer
+    /// (`Expect` is dropped).
     pub fn render(&self, credential: Option<(&str, &str)>, scrubbed: bool) -> Vec<u8> {
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
         for (name, value) in &self.headers {

@@ -105,6 +105,8 @@ pub enum Decision {
     TunnelToCredentialHost(String, u16),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("the TLS server name (SNI) {0:?} is not the host the tunnel was opened to")]
+    OtherServerName(String),
 }
 
 /// Serves one accepted connection to its end. `key` is what the jail's end
@@ -191,6 +193,8 @@ where
         let credential = credentials.iter().copied().find(|i| granted(i));
         let secrets: Vec<&str> = credentials.iter().map(|i| i.secret.as_str()).collect();
         let (host, port) = (head.host.clone(), head.port);
+        // A hello sent with the CONNECT is read first.
+        let client = prefixed::Prefixed::new(head.rest, client);
         let terminated = terminated(
             client,
             upstream,
@@ -218,8 +222,7 @@ where
     // (elsewhere it would cross the wire in clear), and the answer is
     // scrubbed of the host's secrets either way.
     if let (Some(forward), false) = (&head.forward, credentials.is_empty()) {
-        let injection =
-            inject::for_plain_http(&policy.injections, &head.host, head.port, &addresses).filter(|i| granted(i));
+        let injection = inject::for_plain_http(&policy.injections, &head.host, head.port, &addresses, granted);
         let value = injection.map(|i| (i.header.as_str(), format!("{}{}", i.prefix, i.secret)));
         if upstream
             .write_all(&forward.render(value.as_ref().map(|(h, v)| (*h, v.as_str())), true))
@@ -274,9 +277,22 @@ where
         Some(forward) => upstream.write_all(&forward.render(None, false)).await,
         None => client.write_all(ESTABLISHED).await,
     };
-    if sent_first.is_ok() && !head.rest.is_empty() {
-        record.bytes_up += head.rest.len() as u64;
-        let _ = upstream.write_all(&head.rest).await;
+    let mut first = head.rest;
+    if sent_first.is_ok() && head.forward.is_none() {
+        // A tunnel opened to one host does not speak TLS to another that
+        // shares its address (a CDN's other customers).
+        match tunnel::opening(&mut client, &mut upstream, first, &head.host, policy.idle, &mut revoked).await {
+            Ok(opening) => first = opening,
+            Err(decision) => {
+                record.decision = decision;
+                record.duration = started.elapsed();
+                return record;
+            }
+        }
+    }
+    if sent_first.is_ok() && !first.is_empty() {
+        record.bytes_up += first.len() as u64;
+        let _ = upstream.write_all(&first).await;
     }
     let (up, down, end) = relay::both_ways(&mut client, &mut upstream, &mut revoked, policy.idle).await;
     record.bytes_up += up;
@@ -463,7 +479,7 @@ async fn refuse<C: AsyncWrite + Unpin>(
         Decision::Unreachable(_) | Decision::ConnectFailed(_) => "502 Bad Gateway",
         Decision::BadRequest(_) => "400 Bad Request",
         Decision::Withheld(_) | Decision::Tls(_) => "502 Bad Gateway",
-        Decision::TunnelToCredentialHost(..) => "403 Forbidden",
+        Decision::TunnelToCredentialHost(..) | Decision::OtherServerName(_) => "403 Forbidden",
         Decision::ClientGone | Decision::Allowed => "400 Bad Request",
     };
     if !matches!(decision, Decision::ClientGone) {
@@ -495,7 +511,9 @@ async fn connect(addresses: &[SocketAddr]) -> std::io::Result<TcpStream> {
 }
 
 mod head;
+mod prefixed;
 mod relay;
+mod tunnel;
 
 use head::read_head;
 pub use relay::End;

@@ -294,6 +294,7 @@ fn with_credential(door: &mut (Policy, String), port: u16) {
         header: "Authorization".into(),
         prefix: "Bearer ".into(),
         secret: SECRET.into(),
+        plain_http: true,
     });
 }
 
@@ -330,6 +331,20 @@ async fn a_credential_is_set_at_the_door_and_scrubbed_from_the_answer() {
     );
     assert_eq!(record.injected.as_deref(), Some("github"));
     assert!(matches!(record.decision, Decision::Allowed));
+}
+
+#[tokio::test]
+async fn a_credential_for_tls_only_is_not_sent_over_plain_http() {
+    // The attack: `http://` to the credential host's port, which another
+    // local program may hold while the real service is down.
+    let (port, seen) = echoing_api(None).await;
+    let mut door = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
+    with_credential(&mut door, port);
+    door.0.injections[0].plain_http = false;
+    let request = format!("GET http://127.0.0.1:{port}/user HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let (_, record) = through(request, &door, &no_names()).await;
+    assert!(!seen.await.unwrap().contains(SECRET));
+    assert_eq!(record.injected, None);
 }
 
 /// An upstream that answers `head` and then `body` as it is.
@@ -432,6 +447,13 @@ async fn an_answer_the_door_cannot_read_is_withheld() {
             "Content-Encoding: gzip\r\nContent-Encoding: gzip",
             gzip(b"x"),
         ),
+        // The second header would have had the door pass the gzip on unread.
+        (
+            "gzip, then identity",
+            "Content-Encoding: gzip\r\nContent-Encoding: identity",
+            gzip(SECRET.as_bytes()),
+        ),
+        ("a list", "Content-Encoding: gzip, identity", gzip(SECRET.as_bytes())),
     ] {
         let port = answering(format!("HTTP/1.1 200 OK\r\n{head}\r\n\r\n"), body).await;
         let mut door = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);

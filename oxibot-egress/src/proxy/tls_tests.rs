@@ -84,6 +84,7 @@ fn answering_door(port: u16, upstream_ca: &str) -> ((Policy, String), Arc<Author
         header: "Authorization".into(),
         prefix: "Bearer ".into(),
         secret: SECRET.into(),
+        plain_http: false,
     });
     ((p, key), authority)
 }
@@ -104,15 +105,7 @@ async fn client(
 ) -> (Result<String, std::io::Error>, Record) {
     let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
     let lookup = loopback(port);
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(authority.certificate_pem().as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = trusting(authority.certificate_pem());
     let sni = ServerName::try_from(sni.to_string()).unwrap();
     let jail = async move {
         ours.write_all(format!("CONNECT api.test:{port} HTTP/1.1\r\nHost: api.test:{port}\r\n\r\n").as_bytes())
@@ -133,6 +126,19 @@ async fn client(
 }
 
 use rustls::pki_types::pem::PemObject;
+
+/// A client that trusts the authorities in `pem` alone.
+fn trusting(pem: &str) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
 
 #[tokio::test]
 async fn https_to_a_credential_host_gets_the_header_and_the_echo_comes_back_scrubbed() {
@@ -208,4 +214,46 @@ async fn an_upstream_the_system_does_not_trust_gets_no_credential() {
         "{record:?}"
     );
     assert!(seen.await.is_err(), "the upstream's handshake failed, it read nothing");
+}
+
+#[tokio::test]
+async fn a_plain_tunnel_passes_its_own_hosts_hello_and_refuses_anothers() {
+    // No credential: the door only tunnels, and the client checks the
+    // upstream's own certificate; the hello's name must still be the
+    // tunnel's host.
+    for (sni, passes) in [("api.test", true), ("other.test", false)] {
+        let (port, upstream_ca, seen) = https_api("api.test").await;
+        let (mut door, _) = answering_door(port, &upstream_ca);
+        door.0.injections.clear();
+        let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
+        let lookup = loopback(port);
+        let config = trusting(&upstream_ca);
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        let jail = async move {
+            ours.write_all(format!("CONNECT api.test:{port} HTTP/1.1\r\n\r\n").as_bytes())
+                .await?;
+            let mut established = [0u8; 39];
+            ours.read_exact(&mut established).await?;
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, ours)
+                .await?;
+            tls.write_all(b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n").await?;
+            let mut answer = Vec::new();
+            let _ = tls.read_to_end(&mut answer).await;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+        };
+        let (record, answer) = tokio::join!(serve(theirs, door.1.as_bytes(), &door.0, &lookup), jail);
+        if passes {
+            // End to end: the upstream saw the command's request as sent.
+            assert!(answer.unwrap().contains("\"token\": \"none\""));
+            assert!(seen.await.unwrap().starts_with("GET / HTTP/1.1"));
+            assert!(matches!(record.decision, Decision::Allowed), "{record:?}");
+        } else {
+            assert!(answer.is_err(), "{answer:?}");
+            assert!(
+                matches!(&record.decision, Decision::OtherServerName(n) if n == "other.test"),
+                "{record:?}"
+            );
+        }
+    }
 }

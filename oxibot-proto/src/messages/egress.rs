@@ -70,6 +70,8 @@ pub struct CredentialSetting {
     /// From the secrets file.
     #[serde(with = "limit::path")]
     pub secret: String,
+    /// Also set on plain `http://` to loopback (`plainHttp`).
+    pub plain_http: bool,
 }
 
 impl std::fmt::Debug for CredentialSetting {
