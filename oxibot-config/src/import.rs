@@ -49,6 +49,7 @@ pub fn import(src: &Path, to: &Destination<'_>) -> Result<ImportSummary, String>
     let mut warnings = leave_out_unknown_channels(&mut config);
     split(&mut config, &mut secrets, &mut Vec::new(), &mut moved);
     warnings.extend(migrate_channels(&mut config));
+    warnings.extend(mcp_servers(&config));
     if let Value::Object(map) = &mut config {
         map.insert("secretsFile".into(), Value::String(to.secrets.display().to_string()));
     }
@@ -110,6 +111,42 @@ pub fn import(src: &Path, to: &Destination<'_>) -> Result<ImportSummary, String>
 }
 
 /// Rewrites each channel for this OxiBot's rules and describes each change.
+/// Where each MCP server will run here, in words: a stdio server inside
+/// the jail (where nanobot ran it on the host), an HTTP one from outside.
+fn mcp_servers(config: &Value) -> Vec<String> {
+    let Some(Value::Object(servers)) = config.pointer("/tools/mcpServers") else {
+        return Vec::new();
+    };
+    let mut said: Vec<String> = servers
+        .iter()
+        .map(|(name, server)| match (server.get("command"), server.get("url")) {
+            (Some(Value::String(command)), _) => {
+                let hosts = server.get("allowedHosts").and_then(Value::as_array).map_or(0, Vec::len);
+                let network = match hosts {
+                    0 => "no network (add the hosts it calls to its allowedHosts)".to_string(),
+                    n => format!("only the {n} host pattern(s) of its allowedHosts, through the egress door"),
+                };
+                format!(
+                    "tools.mcpServers.{name} (`{command}`) will run inside the jail, not on the host: it sees /usr \
+                     read-only and a directory of its own, and reaches {network}"
+                )
+            }
+            (_, Some(Value::String(url))) => format!(
+                "tools.mcpServers.{name} ({}) is reached from outside the jail, through the same guard as web_fetch",
+                url::Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(String::from))
+                    .unwrap_or_else(|| "its url".into())
+            ),
+            _ => format!("tools.mcpServers.{name} has neither a command nor a url; it will be refused"),
+        })
+        .collect();
+    if !said.is_empty() {
+        said.push("MCP servers are checked by this version but not yet started".into());
+    }
+    said
+}
+
 fn migrate_channels(config: &mut Value) -> Vec<String> {
     let mut warnings = Vec::new();
     let Some(Value::Object(channels)) = config.get_mut("channels") else {
@@ -328,6 +365,55 @@ mod tests {
         assert_eq!(cfg.all_secrets().len(), 4);
         // A second import refuses to overwrite without --force.
         assert!(import(&src, &to).unwrap_err().contains("--force"));
+    }
+
+    #[test]
+    fn mcp_servers_move_their_secrets_and_say_where_they_run() {
+        let (_d, src, c, s) = old_config(
+            r#"{"agents":{"defaults":{"model":"anthropic/claude-sonnet-4"}},
+                "providers":{"anthropic":{"apiKey":"sk-ant-XYZ12345"}},
+                "tools":{"mcpServers":{
+                  "github":{"command":"npx","args":["-y","@modelcontextprotocol/server-github"],
+                            "env":{"GITHUB_PERSONAL_ACCESS_TOKEN":"ghp_MCP111","WORKSPACE_ID":"ws-plain-222"},
+                            "allowedHosts":["api.github.com"]},
+                  "files":{"command":"uvx","args":["mcp-server-git"],"toolTimeout":20},
+                  "remote":{"url":"https://mcp.example.com/mcp","headers":{"X-Team":"team-333"}}}}}"#,
+        );
+        let summary = import(&src, &into(&c, &s)).unwrap();
+        let config = std::fs::read_to_string(&c).unwrap();
+        let secrets = std::fs::read_to_string(&s).unwrap();
+        // Every env and header value is a secret, whatever its name.
+        for secret in ["ghp_MCP111", "ws-plain-222", "team-333"] {
+            assert!(!config.contains(secret), "{secret} left in config: {config}");
+            assert!(secrets.contains(secret), "{secret} missing from secrets");
+        }
+        let said = summary.warnings.join("\n");
+        assert!(
+            said.contains("tools.mcpServers.github (`npx`) will run inside the jail"),
+            "{said}"
+        );
+        assert!(
+            said.contains("only the 1 host pattern(s) of its allowedHosts"),
+            "{said}"
+        );
+        assert!(
+            said.contains("tools.mcpServers.files (`uvx`) will run inside the jail"),
+            "{said}"
+        );
+        assert!(said.contains("no network"), "{said}");
+        assert!(
+            said.contains("tools.mcpServers.remote (mcp.example.com) is reached from outside the jail"),
+            "{said}"
+        );
+        // The result loads, the values back in place and scrubbed.
+        let (cfg, _) = crate::config::Config::load_with_env(&c, Vec::new()).unwrap();
+        let github = &cfg.tools.mcp_servers["github"];
+        assert_eq!(github.env["WORKSPACE_ID"].expose(), "ws-plain-222");
+        assert_eq!(cfg.tools.mcp_servers["files"].tool_timeout, 20);
+        let scrubbed: Vec<String> = cfg.all_secrets().iter().map(|s| s.expose().to_string()).collect();
+        for secret in ["ghp_MCP111", "ws-plain-222", "team-333"] {
+            assert!(scrubbed.iter().any(|s| s == secret), "{secret} not scrubbed");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod cron_import;
 pub mod import;
 pub mod layout;
+pub mod mcp;
 pub mod paths;
 pub mod registry;
 pub mod secret;

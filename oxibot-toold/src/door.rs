@@ -95,15 +95,27 @@ pub async fn serve_jail_end(end: JailEnd) {
             }
         };
         let Ok(stream) = stream.into_std() else { continue };
-        match waiting.try_send((stream, peer.port())) {
-            Ok(()) => {}
-            // Full: this one is closed (dropped) unanswered.
-            Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                tracing::warn!("{WAITING} connections wait at the egress door; one more was closed")
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
-                tracing::error!("the egress door's thread is gone; commands get no network");
-                return;
+        // Full: wait, accepting nothing meanwhile. The kernel's backlog
+        // holds the next connections (and, once it is full, their clients
+        // try again): a flood delays the others' connections instead of
+        // having them closed.
+        let mut item = (stream, peer.port());
+        let mut told = false;
+        loop {
+            match waiting.try_send(item) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                    item = back;
+                    if !told {
+                        tracing::debug!("{WAITING} connections wait at the egress door; accepting waits");
+                        told = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    tracing::error!("the egress door's thread is gone; commands get no network");
+                    return;
+                }
             }
         }
     }

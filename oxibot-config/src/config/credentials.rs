@@ -56,6 +56,12 @@ pub fn credential_at(path: &[&str]) -> Option<Credential> {
         3 if key(0, "providers") && key(2, "extraHeaders") => Some(Credential::Object),
         4 if key(0, "providers") && key(2, "extraHeaders") => Some(Credential::Value),
         4 if key(0, "tools") && key(1, "web") && key(2, "search") && key(3, "apiKey") => Some(Credential::Value),
+        5 if key(0, "tools") && key(1, "exec") && key(2, "credentials") && key(4, "secret") => Some(Credential::Value),
+        // An MCP server's environment and headers: every value.
+        4 if key(0, "tools") && key(1, "mcpServers") && (key(3, "env") || key(3, "headers")) => {
+            Some(Credential::Object)
+        }
+        5 if key(0, "tools") && key(1, "mcpServers") && (key(3, "env") || key(3, "headers")) => Some(Credential::Value),
         3.. if key(0, "channels") => match Platform::ALL.into_iter().find(|p| same(p.name(), path[1])) {
             Some(p) => {
                 (path.len() == 3 && p.credential_keys().iter().any(|k| same(k, path[2]))).then_some(Credential::Value)
@@ -100,6 +106,15 @@ mod tests {
         assert_eq!(at("channels.email.smtpPassword"), Some(Credential::Value));
         assert_eq!(at("channels.whatsapp.bridgeToken"), Some(Credential::Value));
         assert_eq!(at("channels.feishu.appSecret"), Some(Credential::UnknownChannel));
+        assert_eq!(at("tools.exec.credentials.github.secret"), Some(Credential::Value));
+        assert_eq!(at("tools.mcpServers.github.env"), Some(Credential::Object));
+        assert_eq!(at("tools.mcpServers.github.env.GITHUB_TOKEN"), Some(Credential::Value));
+        assert_eq!(
+            at("tools.mcpServers.remote.headers.Authorization"),
+            Some(Credential::Value)
+        );
+        assert_eq!(at("tools.mcpServers.github.command"), None);
+        assert_eq!(at("tools.mcpServers.github.args"), None);
         // A key named like a credential elsewhere is not one.
         assert_eq!(at("channels.telegram.allowedUsers"), None);
         assert_eq!(at("channels.email.imapUsername"), None);

@@ -261,6 +261,14 @@ impl Config {
                 config.health.host
             ));
         }
+        if !config.tools.mcp_servers.is_empty() {
+            report.warnings.push(format!(
+                "{}: tools.mcpServers ({} servers) is checked, but this version does not start MCP servers yet: \
+                 their tools are not offered",
+                path.display(),
+                config.tools.mcp_servers.len()
+            ));
+        }
         config.validate(path)?;
         Self::check_channels(path, text, &config)?;
         Ok((config, report))

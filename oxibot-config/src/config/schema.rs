@@ -219,6 +219,8 @@ pub struct Tools {
     pub message: crate::abilities::MessageSettings,
     /// OxiBot's flag; always true here (the jail enforces it), accepted for compatibility.
     pub restrict_to_workspace: Option<bool>,
+    /// MCP servers, by name (see `crate::mcp`).
+    pub mcp_servers: std::collections::BTreeMap<String, crate::mcp::McpServer>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -420,6 +422,9 @@ impl Config {
             collect_named_secrets("", settings, &mut out);
         }
         out.extend(self.tools.exec.credentials.values().filter_map(|c| c.secret.clone()));
+        for server in self.tools.mcp_servers.values() {
+            out.extend(server.env.values().chain(server.headers.values()).cloned());
+        }
         out.extend(self.loaded_secrets.iter().cloned());
         out.sort_by(|a, b| a.expose().cmp(b.expose()));
         out.dedup_by(|a, b| a.expose() == b.expose());

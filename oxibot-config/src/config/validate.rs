@@ -92,6 +92,11 @@ impl Config {
                 return fail(&format!("env: {v:?} is not an environment variable name"));
             }
         }
+        for (name, server) in &self.tools.mcp_servers {
+            if let Err(why) = crate::mcp::check(name, server) {
+                return Err(invalid(path, &format!("tools.mcpServers.{name}"), &why));
+            }
+        }
         if e.credentials.len() > oxibot_proto::messages::MAX_CREDENTIALS {
             return Err(invalid(path, "tools.exec.credentials", "at most 64 credentials"));
         }
