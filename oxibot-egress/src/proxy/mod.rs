@@ -8,7 +8,8 @@
 //! - `CONNECT host:port`: a tunnel (TLS end to end: nothing here sees its
 //!   plaintext);
 //! - `GET http://host[:port]/path` (any method, absolute form): forwarded
-//!   as one request in origin form, with `Connection: close`, its
+//!   as one request in origin form, with `Connection: close` and its body
+//!   as its head frames it (nothing written behind it goes on), its
 //!   `Proxy-*` headers dropped, and its `Host` required to name the same
 //!   place as the URL. A request whose length is ambiguous (both
 //!   `Content-Length` and `Transfer-Encoding`, or two lengths) is refused:
@@ -290,6 +291,29 @@ where
             }
         }
     }
+    if let (Some(forward), Ok(())) = (&head.forward, &sent_first) {
+        // A plain request: its body, then only the answer.
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (mut upstream_read, mut upstream_write) = upstream.split();
+        let up = send_body(&mut client_read, &mut upstream_write, first, forward.body);
+        let down = relay::one_way(&mut upstream_read, &mut client_write, &mut revoked, policy.idle);
+        tokio::pin!(up, down);
+        let mut up_done = false;
+        // The answer ends the exchange; the request side may still be open.
+        let (down, end) = loop {
+            tokio::select! {
+                n = &mut up, if !up_done => {
+                    up_done = true;
+                    record.bytes_up += n;
+                }
+                answer = &mut down => break answer,
+            }
+        };
+        record.bytes_down += down;
+        record.end = Some(end);
+        record.duration = started.elapsed();
+        return record;
+    }
     if sent_first.is_ok() && !first.is_empty() {
         record.bytes_up += first.len() as u64;
         let _ = upstream.write_all(&first).await;
@@ -394,6 +418,36 @@ fn empty(started: Instant) -> Record {
 /// The answer to a request that may carry a credential: scrubbed of the
 /// host's secrets on the way back (see `inject::relay_scrubbed`); the
 /// request's body goes on as it is, and nothing after it.
+/// The request's body, as its head frames it, and nothing after it (a
+/// second request written behind the first goes nowhere). Returns the
+/// bytes sent.
+async fn send_body<R, W>(client: &mut R, upstream: &mut W, rest: Vec<u8>, body: head::Body) -> u64
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let sent = match body {
+        head::Body::None => 0,
+        head::Body::Length(n) => {
+            let first = rest.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+            let _ = upstream.write_all(&rest[..first]).await;
+            let more = tokio::io::copy(&mut client.take(n - first as u64), upstream)
+                .await
+                .unwrap_or(0);
+            first as u64 + more
+        }
+        // The upstream finds its end, and reads nothing after it: it was
+        // told `Connection: close`.
+        head::Body::Chunked => {
+            let _ = upstream.write_all(&rest).await;
+            rest.len() as u64 + tokio::io::copy(client, upstream).await.unwrap_or(0)
+        }
+    };
+    let _ = upstream.flush().await;
+    sent
+}
+
 async fn relay_injected<C, U>(
     client: C,
     upstream: U,
@@ -406,32 +460,10 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    use tokio::io::AsyncReadExt;
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
     let answer = {
-        let up = async {
-            let sent = match body {
-                head::Body::None => 0,
-                head::Body::Length(n) => {
-                    let first = rest.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-                    let _ = upstream_write.write_all(&rest[..first]).await;
-                    let more = tokio::io::copy(&mut (&mut client_read).take(n - first as u64), &mut upstream_write)
-                        .await
-                        .unwrap_or(0);
-                    first as u64 + more
-                }
-                head::Body::Chunked => {
-                    let _ = upstream_write.write_all(&rest).await;
-                    rest.len() as u64
-                        + tokio::io::copy(&mut client_read, &mut upstream_write)
-                            .await
-                            .unwrap_or(0)
-                }
-            };
-            let _ = upstream_write.flush().await;
-            sent
-        };
+        let up = send_body(&mut client_read, &mut upstream_write, rest, body);
         let down = inject::relay_scrubbed(&mut upstream_read, &mut client_write, secrets, idle);
         tokio::pin!(up, down);
         let mut up_done = false;

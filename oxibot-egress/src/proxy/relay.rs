@@ -79,3 +79,40 @@ where
     let _ = client.shutdown().await;
     (up, down, end)
 }
+
+/// The answer alone, from the destination to the client, until it ends,
+/// the key is revoked or nothing moves for `idle`. Returns (bytes, how it
+/// ended).
+pub async fn one_way<U, C>(
+    upstream: &mut U,
+    client: &mut C,
+    revoked: &mut watch::Receiver<bool>,
+    idle: Duration,
+) -> (u64, End)
+where
+    U: AsyncRead + Unpin,
+    C: AsyncWrite + Unpin,
+{
+    let mut down = 0u64;
+    if *revoked.borrow() {
+        return (down, End::Revoked);
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    let end = loop {
+        tokio::select! {
+            read = upstream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break End::Closed,
+                Ok(n) => {
+                    if client.write_all(&buf[..n]).await.is_err() {
+                        break End::Closed;
+                    }
+                    down += n as u64;
+                }
+            },
+            _ = revoked.changed() => break End::Revoked,
+            _ = tokio::time::sleep(idle) => break End::Idle,
+        }
+    };
+    let _ = client.shutdown().await;
+    (down, end)
+}

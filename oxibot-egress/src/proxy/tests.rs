@@ -347,6 +347,54 @@ async fn a_credential_for_tls_only_is_not_sent_over_plain_http() {
     assert_eq!(record.injected, None);
 }
 
+#[tokio::test]
+async fn a_request_written_behind_the_first_goes_nowhere() {
+    // Behind a plain request (with its body), a second one for another
+    // name on the same address: the upstream must see the first only.
+    for (framing, body) in [
+        ("Content-Length: 4", "abcd"),
+        ("Content-Length: 0", ""),
+        ("X-None: 1", ""),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read for a while: whatever comes, until the door stops sending.
+            while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            s.shutdown().await.unwrap();
+            String::from_utf8(seen).unwrap()
+        });
+        let door = policy(&[&format!("127.0.0.1:{port}")], &["127.0.0.1"]);
+        let request = format!(
+            "POST http://127.0.0.1:{port}/first HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{framing}\r\n\r\n{body}\
+             GET /second HTTP/1.1\r\nHost: internal.other\r\n\r\n"
+        );
+        let (answer, record) = through(request, &door, &no_names()).await;
+        let seen = seen.await.unwrap();
+        assert!(
+            seen.contains("/first") && seen.ends_with(&format!("\r\n\r\n{body}")),
+            "{framing}: {seen}"
+        );
+        assert!(
+            !seen.contains("/second") && !seen.contains("internal.other"),
+            "{framing}: {seen}"
+        );
+        assert!(answer.ends_with("ok"), "{answer}");
+        assert_eq!(record.bytes_up, body.len() as u64, "{framing}");
+    }
+}
+
 /// An upstream that answers `head` and then `body` as it is.
 async fn answering(head: String, body: Vec<u8>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
