@@ -7,13 +7,30 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
+/// A server process of a test, stopped when the test ends, passed or not
+/// (a failed assertion must not leave it running).
+pub struct Server(pub std::process::Child);
+
+impl Server {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// An HTTPS API on the host's loopback whose certificate a test authority
 /// signed (for 127.0.0.1): it echoes the Authorization header it got, in a
 /// header and in the body, plainly (`/plain`), gzip-compressed (`/gzip`),
 /// chunked (`/chunked`), or sends a redirect to `/redirect?to=URL`; and
 /// notes each path with the header in `seen.log`. Returns the port and the
 /// authority's certificate.
-pub fn echoing_https_api(dir: &Path) -> Option<(u16, std::path::PathBuf, std::process::Child)> {
+pub fn echoing_https_api(dir: &Path) -> Option<(u16, std::path::PathBuf, Server)> {
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .current_dir(dir)
@@ -112,11 +129,13 @@ s.serve_forever()
         leaf = dir.join("leaf.pem").display(),
         key = dir.join("leaf.key").display(),
     );
-    let child = std::process::Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .spawn()
-        .ok()?;
+    let child = Server(
+        std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .spawn()
+            .ok()?,
+    );
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some((port, dir.join("ca.pem"), child));

@@ -321,7 +321,7 @@ both_modes!(without_allowed_hosts_a_command_has_no_proxy_and_no_network, |mode| 
 
 /// A TLS upstream with a certificate of its own (made with openssl), run
 /// by Python on the host; returns its port and the certificate's path.
-fn tls_upstream(dir: &Path) -> Option<(u16, std::path::PathBuf, std::process::Child)> {
+fn tls_upstream(dir: &Path) -> Option<(u16, std::path::PathBuf, oxibot_tests::fake_https::Server)> {
     let (cert, key) = (dir.join("upstream.pem"), dir.join("upstream.key"));
     let made = std::process::Command::new("openssl")
         .args([
@@ -359,11 +359,13 @@ fn tls_upstream(dir: &Path) -> Option<(u16, std::path::PathBuf, std::process::Ch
         cert.display(),
         key.display()
     );
-    let child = std::process::Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .spawn()
-        .ok()?;
+    let child = oxibot_tests::fake_https::Server(
+        std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .spawn()
+            .ok()?,
+    );
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some((port, cert, child));
@@ -388,7 +390,7 @@ both_modes!(
             "curl -sS --max-time 10 --cacert upstream.pem https://127.0.0.1:{port}/ ; echo; \
          openssl s_client -proxy 127.0.0.1:3128 -connect 127.0.0.1:{port} </dev/null 2>/dev/null | grep -m1 '^subject'"
         ));
-        let _ = server.kill();
+        server.kill();
         has(&out, "tls end to end");
         // What the client saw is the upstream's own certificate, not one the
         // door made.
@@ -414,7 +416,7 @@ both_modes!(a_credential_is_set_outside_the_jail_and_never_enters_it, |mode| {
         return oxibot_tests::harness::skip("openssl or python3 is missing");
     };
     let Ok(run_as) = mode.run_as() else {
-        let _ = api.kill();
+        api.kill();
         return oxibot_tests::harness::skip("this mode cannot run here");
     };
     // The same API, listed twice: once with a credential for every chat,
@@ -455,7 +457,7 @@ both_modes!(a_credential_is_set_outside_the_jail_and_never_enters_it, |mode| {
            printf '%s%s\\n' '{SECRET_HEAD}' '{SECRET_TAIL}' | timeout 60 grep -rIl -s -f - /etc /workspace /tmp /proc/[0-9]*/environ /proc/[0-9]*/cmdline; \
            echo search done; }} > /workspace/seen-in-jail.txt 2>&1; cat /workspace/seen-in-jail.txt"
     ));
-    let _ = api.kill();
+    api.kill();
     let seen_in_jail = std::fs::read_to_string(broker.workspace.join("seen-in-jail.txt")).unwrap();
     assert!(
         !seen_in_jail.contains(&secret()),

@@ -361,7 +361,7 @@ fn a_packaged_oxibot_answers_under_systemd() {
     let injected = c.sh(&format!(
         "oxibotctl tool exec -- curl -sS --max-time 10 https://127.0.0.1:{api_port}/plain 2>&1"
     ));
-    let _ = api.kill();
+    api.kill();
     let masked = "*".repeat("Bearer ".len() + API_SECRET.len());
     assert!(
         injected.contains(&format!("{{\"you_sent\": \"{masked}\"}}")),
