@@ -41,7 +41,9 @@ pub async fn run_turn(
     let _guard = lock.lock().await;
     let settings = svc.live.settings();
     let config = svc.config();
-    let tool_defs = tools::definitions(turn.kind, &config);
+    let mut tool_defs = tools::definitions(turn.kind, &config);
+    // The MCP servers' tools, offered to every turn like the jail's.
+    tool_defs.extend(svc.mcp.definitions());
 
     let mut prompt = crate::prompt::system_prompt(svc, turn).await;
     let past = crate::memory::bounded_history(svc, session, settings.history_budget).await?;

@@ -139,6 +139,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         audit,
         tools,
         egress: Arc::default(),
+        mcp: Arc::default(),
         hub: Hub::default(),
         sessions: Sessions::default(),
         subagents: Default::default(),
@@ -174,6 +175,8 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     }
     tokio::spawn(crate::heartbeat::run(svc.clone()));
     tokio::spawn(crate::prompt_files::first_read(svc.clone()));
+    // Each MCP server starts once the tool daemon is connected.
+    svc.mcp.reconcile(&svc);
     // What a burst allocated goes back to the system once it is freed.
     tokio::spawn(oxibot_runtime::heap::trim_periodically());
 

@@ -46,6 +46,7 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
             agent_reply(crate::agent::run_turn(svc, &turn, &message, Vec::new()).await, svc)
         }
         CtlRequest::Cron(request) => crate::cron::scheduler::admin(svc, request),
+        CtlRequest::McpList => CtlReply::McpServers(svc.mcp.list()),
         CtlRequest::PromptList | CtlRequest::PromptShow { .. } | CtlRequest::PromptAccept { .. } => {
             crate::prompt_files::admin(svc, request).await
         }

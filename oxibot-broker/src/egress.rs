@@ -43,6 +43,9 @@ pub const DOOR_SOCKET: &str = "egress-door.sock";
 /// How long an exec waits for the daemon to hold its key; after that it
 /// runs without the network (and says so in the log).
 const GRANT_WAIT: Duration = Duration::from_secs(5);
+/// How long an MCP server with allowedHosts waits for the door's daemon
+/// to connect (it may start after toold).
+const LINK_WAIT: Duration = Duration::from_secs(10);
 
 /// The link to the egress daemon, and the keys of the running execs.
 #[derive(Default)]
@@ -57,8 +60,27 @@ pub struct Egress {
     calls: AtomicU64,
 }
 
-/// A running exec's key: its session, its call, the credentials granted.
-type LiveKey = (String, String, Vec<String>);
+/// A running exec's (or MCP server's) key: what its grant says.
+#[derive(Clone)]
+struct LiveKey {
+    session: String,
+    call: String,
+    credentials: Vec<String>,
+    /// An MCP server's own allowedHosts.
+    hosts: Option<Vec<String>>,
+}
+
+impl LiveKey {
+    fn grant(&self, key: &str) -> EgressRequest {
+        EgressRequest::Grant {
+            key: key.to_string(),
+            session: self.session.clone(),
+            call: self.call.clone(),
+            credentials: self.credentials.clone(),
+            hosts: self.hosts.clone(),
+        }
+    }
+}
 
 /// An exec's key to the door; revoked when dropped (the exec ended, or
 /// its call was abandoned).
@@ -98,16 +120,54 @@ impl Egress {
             return None;
         }
         let number = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        let call = format!("exec #{number} (arguments sha256:{digest})");
+        let live = LiveKey {
+            session: turn.session.clone(),
+            call: format!("exec #{number} (arguments sha256:{digest})"),
+            credentials: granted(config, turn),
+            hosts: None,
+        };
+        self.grant(live, placeholders(config, turn)).await
+    }
+
+    /// A key for MCP server `name` about to start, with its own
+    /// `allowedHosts` (and no credential of `tools.exec.credentials`: a
+    /// server's secrets are its own environment). Ok(None) when the server
+    /// has no network; an error when it should and the door's daemon is
+    /// not there (a server is started once, not per call: it waits for
+    /// the daemon, which may start after toold, rather than run without).
+    pub async fn open_for_server(
+        self: &Arc<Self>,
+        name: &str,
+        hosts: &[oxibot_proto::settings::HostPattern],
+    ) -> Result<Option<Key>, String> {
+        if hosts.is_empty() {
+            return Ok(None);
+        }
+        let deadline = tokio::time::Instant::now() + LINK_WAIT;
+        while self.lock_link().is_none() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err("the egress door's daemon is not connected, and this server's allowedHosts need it".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let live = LiveKey {
+            session: format!("mcp:{name}"),
+            call: format!("MCP server {name}"),
+            credentials: Vec::new(),
+            hosts: Some(hosts.iter().map(|h| h.to_string()).collect()),
+        };
+        match self.grant(live, Vec::new()).await {
+            Some(key) => Ok(Some(key)),
+            None => Err("the egress door's daemon did not take this server's key".into()),
+        }
+    }
+
+    async fn grant(self: &Arc<Self>, live: LiveKey, placeholders: Vec<String>) -> Option<Key> {
         let value = oxibot_runtime::random::hex(16).ok()?;
-        let granted_names = granted(config, turn);
-        let placeholders = placeholders(config, turn);
         let (told, granted) = oneshot::channel();
         self.lock_waiting().insert(value.clone(), told);
-        self.lock_live().insert(
-            value.clone(),
-            (turn.session.clone(), call.clone(), granted_names.clone()),
-        );
+        let request = live.grant(&value);
+        self.lock_live().insert(value.clone(), live);
         let key = Key {
             value: value.clone(),
             egress: self.clone(),
@@ -117,17 +177,12 @@ impl Egress {
                 placeholders,
             },
         };
-        self.send(EgressRequest::Grant {
-            key: value.clone(),
-            session: turn.session.clone(),
-            call,
-            credentials: granted_names,
-        });
+        self.send(request);
         match tokio::time::timeout(GRANT_WAIT, granted).await {
             Ok(Ok(())) => Some(key),
             _ => {
                 self.lock_waiting().remove(&value);
-                tracing::warn!("the egress daemon did not take an exec's key in time: it runs without the network");
+                tracing::warn!("the egress daemon did not take a key in time: the command runs without the network");
                 None
             }
         }
@@ -245,7 +300,7 @@ pub fn granted(config: &Config, turn: &Turn) -> Vec<String> {
 /// socket's path for toold. Fails with the fix when the door cannot be
 /// opened (commands were meant to reach the network).
 pub fn start(config: &Config) -> anyhow::Result<Option<(ChildSpec, std::path::PathBuf)>> {
-    if config.tools.exec.allowed_hosts.is_empty() {
+    if !config.tools.network_wanted() {
         return Ok(None);
     }
     if config.tools.sandbox == crate::config::SandboxMode::Off {
@@ -336,13 +391,8 @@ pub async fn serve_link(svc: Arc<Services>, stream: UnixStream, peer: String) {
     let settings = Egress::settings(&svc.config());
     audit_handed(&svc.audit, &settings, &format!("the egress daemon ({peer})"));
     let _ = link.send(settings);
-    for (key, (session, call, credentials)) in svc.egress.lock_live().iter() {
-        let _ = link.send(EgressRequest::Grant {
-            key: key.clone(),
-            session: session.clone(),
-            call: call.clone(),
-            credentials: credentials.clone(),
-        });
+    for (key, live) in svc.egress.lock_live().iter() {
+        let _ = link.send(live.grant(key));
     }
     *svc.egress.lock_link() = Some(link.clone());
     let writing = tokio::spawn(async move {

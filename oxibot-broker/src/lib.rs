@@ -35,6 +35,7 @@ pub mod access;
 // and the bounded history with its lasting memory.
 pub mod agent;
 pub mod commands;
+pub mod mcp;
 pub mod memory;
 pub mod prompt;
 pub mod prompt_files;

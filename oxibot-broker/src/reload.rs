@@ -35,6 +35,10 @@ pub fn reload(broker: &Broker) -> Result<String, String> {
     if old.workspace() != config.workspace() || old.tools.sandbox != config.tools.sandbox {
         needs_restart.push("the workspace or the sandbox");
     }
+    if old.tools.network_wanted() != config.tools.network_wanted() {
+        needs_restart
+            .push("whether the jail reaches the network (tools.exec.allowedHosts, an MCP server's allowedHosts)");
+    }
     if old.health != config.health {
         needs_restart.push("the health endpoint");
     }
@@ -53,6 +57,8 @@ pub fn reload(broker: &Broker) -> Result<String, String> {
     svc.live.replace(loaded);
     // Where commands may go and the credentials set on their way.
     svc.egress.reload(&svc.config(), &svc.audit);
+    // MCP servers removed or changed are stopped, new ones started.
+    svc.mcp.reconcile(svc);
     for channel in &changed_channels {
         let _ = svc.hub.drop_link(channel);
     }

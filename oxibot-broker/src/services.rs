@@ -25,6 +25,8 @@ pub struct Services {
     pub tools: Arc<ToolClient>,
     /// The egress door's daemon, and the keys of running execs.
     pub egress: Arc<crate::egress::Egress>,
+    /// The MCP servers and their tools.
+    pub mcp: Arc<crate::mcp::Mcp>,
     pub hub: Hub,
     pub sessions: Sessions,
     /// Background tasks started with `spawn`.

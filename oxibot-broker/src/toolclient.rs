@@ -26,8 +26,26 @@ struct Active {
     pending: Pending,
 }
 
+/// What toold tells of a running MCP server, unasked.
+#[derive(Debug)]
+pub enum McpEvent {
+    /// Bytes of its standard output.
+    Output(Vec<u8>),
+    /// It ended: how, in toold's words (and the server's stderr).
+    Ended(String),
+}
+
+type McpRoutes = Arc<Mutex<HashMap<String, mpsc::Sender<McpEvent>>>>;
+
+/// How many pieces of a server's output may wait to be read before the
+/// server is cut off (the broker reads them as they come).
+const MCP_BACKLOG: usize = 256;
+
 pub struct ToolClient {
     active: Mutex<Option<Active>>,
+    /// Where each MCP server's output goes. Emptied when the tool daemon
+    /// goes away (its servers went with it).
+    mcp: McpRoutes,
     connected: watch::Sender<bool>,
     next_id: AtomicU64,
     next_generation: AtomicU64,
@@ -41,6 +59,7 @@ impl ToolClient {
     pub fn new(store: Store) -> Arc<Self> {
         Arc::new(ToolClient {
             active: Mutex::new(None),
+            mcp: McpRoutes::default(),
             connected: watch::channel(false).0,
             next_id: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
@@ -50,6 +69,28 @@ impl ToolClient {
 
     pub fn is_connected(&self) -> bool {
         *self.connected.borrow()
+    }
+
+    /// Waits until a tool daemon is connected.
+    pub async fn wait_connected(&self) {
+        let mut connected = self.connected.subscribe();
+        let _ = connected.wait_for(|c| *c).await;
+    }
+
+    /// Where MCP server `name`'s output and end will come, from now on
+    /// (replacing an earlier route). The route ends (`None`) when the tool
+    /// daemon goes away.
+    pub fn mcp_route(&self, name: &str) -> mpsc::Receiver<McpEvent> {
+        let (tx, rx) = mpsc::channel(MCP_BACKLOG);
+        self.mcp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), tx);
+        rx
+    }
+
+    pub fn mcp_unroute(&self, name: &str) {
+        self.mcp.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Active>> {
@@ -90,9 +131,12 @@ impl ToolClient {
             }
         });
         let this = self.clone();
+        let mcp = self.mcp.clone();
         tokio::spawn(async move {
             let reason = loop {
                 match reader.recv().await {
+                    Ok(ToolReply::McpOutput { server, data }) => route(&mcp, &server, McpEvent::Output(data)),
+                    Ok(ToolReply::McpEnded { server, message }) => route(&mcp, &server, McpEvent::Ended(message)),
                     Ok(ToolReply::Result { id, outcome }) => {
                         let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                         match waiter {
@@ -121,11 +165,13 @@ impl ToolClient {
             };
             writer_task.abort();
             tracing::warn!(generation, %reason, "tool daemon connection closed");
-            // Dropping the senders wakes every waiter with an error.
+            // Dropping the senders wakes every waiter with an error (and
+            // every MCP server's supervisor: its server is gone too).
             pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
             let mut active = this.lock();
             if active.as_ref().is_some_and(|a| a.generation == generation) {
                 *active = None;
+                mcp.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 this.connected.send_replace(false);
             }
         });
@@ -203,6 +249,23 @@ impl ToolClient {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(ToolCallError::StoppedMidCall),
             Err(_) => Err(ToolCallError::TimedOut(timeout.as_secs())),
+        }
+    }
+}
+
+/// Hands an MCP server's event to its supervisor. A server nobody
+/// listens to (stopped a moment ago) is dropped silently; one whose
+/// output is not read in time loses its route, which its supervisor sees
+/// as the server's end.
+fn route(routes: &McpRoutes, server: &str, event: McpEvent) {
+    let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(tx) = routes.get(server) {
+        if tx.try_send(event).is_err() {
+            tracing::warn!(
+                server,
+                "an MCP server's output was not read in time; its route is closed"
+            );
+            routes.remove(server);
         }
     }
 }

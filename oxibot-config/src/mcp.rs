@@ -79,6 +79,16 @@ impl McpServer {
     }
 }
 
+/// Whether an argument names a path under the jail's writable trees.
+fn writable_by_commands(arg: &str) -> bool {
+    let path = arg.rsplit_once('=').map_or(arg, |(_, v)| v);
+    let path = std::path::Path::new(path);
+    ["/workspace", "/tmp", "/var/tmp", "/dev/shm"]
+        .iter()
+        .any(|root| path.starts_with(root))
+        || (!path.is_absolute() && (arg.starts_with("./") || arg.starts_with("../")))
+}
+
 /// What is wrong with one server's settings, in words for the admin.
 pub fn check(name: &str, server: &McpServer) -> Result<(), String> {
     let name_ok = !name.is_empty()
@@ -102,6 +112,16 @@ pub fn check(name: &str, server: &McpServer) -> Result<(), String> {
             if !server.headers.is_empty() {
                 return Err("headers are for an HTTP server (url); a stdio server takes env".into());
             }
+            // A server is code every turn trusts: what runs must be out of
+            // the commands' reach, which write /workspace and /tmp.
+            if let Some(path) = std::iter::once(command)
+                .chain(&server.args)
+                .find(|a| writable_by_commands(a))
+            {
+                return Err(format!(
+                    "{path:?} is where the jail's commands write (/workspace, /tmp): a server's program and                      scripts must be out of their reach; install it under /usr or /opt, or run it with npx or uvx"
+                ));
+            }
         }
         (None, Some(url)) => {
             let parsed = url::Url::parse(url).map_err(|e| format!("url {url:?} does not parse: {e}"))?;
@@ -119,6 +139,24 @@ pub fn check(name: &str, server: &McpServer) -> Result<(), String> {
                 );
             }
         }
+    }
+    use oxibot_proto::messages::{MAX_MCP_ARGS, MAX_PATH};
+    if server.args.len() > MAX_MCP_ARGS || server.env.len() > MAX_MCP_ARGS {
+        return Err(format!("at most {MAX_MCP_ARGS} args and {MAX_MCP_ARGS} env variables"));
+    }
+    if let Some(long) = server
+        .args
+        .iter()
+        .chain(server.command.iter())
+        .map(String::as_str)
+        .chain(server.env.values().map(Secret::expose))
+        .find(|a| a.len() > MAX_PATH)
+    {
+        return Err(format!(
+            "an argument or env value is {} bytes, over the {MAX_PATH} a server is started with; put a \
+             long script in a file under /usr/local or /opt",
+            long.len()
+        ));
     }
     if server.tool_timeout == 0 || server.tool_timeout > MAX_TOOL_TIMEOUT {
         return Err(format!("toolTimeout must be between 1 and {MAX_TOOL_TIMEOUT} seconds"));
@@ -196,6 +234,21 @@ mod tests {
                 "mixed",
                 r#"{"url": "https://a.test", "env": {"A": "v"}}"#,
                 "stdio server",
+            ),
+            (
+                "planted",
+                r#"{"command": "/workspace/server.py"}"#,
+                "out of their reach",
+            ),
+            (
+                "script",
+                r#"{"command": "python3", "args": ["/tmp/x/server.py"]}"#,
+                "out of their reach",
+            ),
+            (
+                "relative",
+                r#"{"command": "node", "args": ["./server.js"]}"#,
+                "out of their reach",
             ),
             (
                 "hosts",

@@ -58,6 +58,7 @@ async fn main() {
             session: "bench".into(),
             call: "exec 1".into(),
             credentials: Vec::new(),
+            hosts: None,
         })
         .expect("random bytes");
     let token: &'static str = Box::leak(token.into_boxed_str());

@@ -118,6 +118,7 @@ async fn main() {
                 session: "bench".into(),
                 call: "exec 1".into(),
                 credentials: vec!["bench".into()],
+                hosts: None,
             })
             .expect("random bytes");
         (Arc::new(policy), key, authority)

@@ -23,6 +23,9 @@ pub struct Grant {
     /// on this exec's requests: the broker chose them by the exec's chat
     /// and kind of turn.
     pub credentials: Vec<String>,
+    /// Where this key's connections may go instead of
+    /// `tools.exec.allowedHosts`: an MCP server's own `allowedHosts`.
+    pub hosts: Option<Vec<oxibot_proto::settings::HostPattern>>,
 }
 
 /// The tokens in force, each with the signal that ends the connections
@@ -88,6 +91,7 @@ mod tests {
             session: "telegram:1".into(),
             call: "exec 7".into(),
             credentials: Vec::new(),
+            hosts: None,
         };
         let key = grants.grant(a.clone()).unwrap();
         assert_eq!(key.len(), 32);

@@ -198,15 +198,33 @@ pub async fn serve(link: UnixStream, door: UnixListener, peers: Peers, made: Mad
                 session,
                 call,
                 credentials,
+                hosts,
             }) => {
-                state.grants.insert(
-                    key.clone(),
-                    Grant {
-                        session,
-                        call,
-                        credentials,
-                    },
-                );
+                // The broker checked them; one that does not parse here
+                // leaves the key ungranted (its connections are refused).
+                let hosts = match hosts.map(|list| {
+                    list.iter()
+                        .map(|p| HostPattern::parse(p))
+                        .collect::<Result<Vec<_>, _>>()
+                }) {
+                    None => Some(None),
+                    Some(Ok(h)) => Some(Some(h)),
+                    Some(Err(e)) => {
+                        tracing::error!(%session, "a grant's own hosts do not parse; not granted: {e}");
+                        None
+                    }
+                };
+                if let Some(hosts) = hosts {
+                    state.grants.insert(
+                        key.clone(),
+                        Grant {
+                            session,
+                            call,
+                            credentials,
+                            hosts,
+                        },
+                    );
+                }
                 state.tell(EgressEvent::Granted { key }).await;
             }
             Ok(EgressRequest::Revoke { key }) => state.grants.revoke(&key),

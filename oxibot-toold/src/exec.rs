@@ -111,33 +111,8 @@ pub async fn run(
         .kill_on_drop(true);
     // Through the door only inside the jail, where its port is toold's.
     let egress = egress.filter(|_| limits.jailed.is_some() && crate::jail::is_jailed());
-    if egress.is_some() {
-        let proxy = format!("http://127.0.0.1:{}", crate::jail::net::PROXY_PORT);
-        for name in PROXY_NAMES {
-            cmd.env(name, &proxy).env(name.to_ascii_lowercase(), &proxy);
-        }
-        // Nothing is exempt: the jail's loopback has no other service (a
-        // command may not listen on TCP), and a loopback address in
-        // tools.exec.allowedHosts means the host's, reached through the door.
-        cmd.env("NO_PROXY", "").env("no_proxy", "");
-    }
     if let Some(egress) = &egress {
-        // The door answers TLS for hosts with a credential: the command
-        // trusts its authority besides the system's.
-        match egress.trust.as_deref() {
-            Some(authority) => {
-                if let Err(e) = crate::trust::install(authority) {
-                    tracing::warn!("{e}");
-                }
-            }
-            None => crate::trust::repair_modes(),
-        }
-        crate::trust::point_to_bundle(&mut cmd);
-        // A tool that wants a token before it calls gets a stand-in; the
-        // door sets the real one on the way out.
-        for name in &egress.placeholders {
-            cmd.env(name, PLACEHOLDER);
-        }
+        through_the_door(&mut cmd, egress);
         ignore_planted_settings(&mut cmd);
     }
     // SAFETY: the closure runs between fork and exec and only calls setsid,
@@ -227,6 +202,41 @@ pub async fn run(
     Ok(text)
 }
 
+/// What a program with a key to the egress door (an exec's commands, an
+/// MCP server) is given: the proxy, the authority to trust, placeholders.
+pub fn through_the_door(cmd: &mut Command, egress: &oxibot_proto::messages::ExecEgress) {
+    let proxy = format!("http://127.0.0.1:{}", crate::jail::net::PROXY_PORT);
+    for name in PROXY_NAMES {
+        cmd.env(name, &proxy).env(name.to_ascii_lowercase(), &proxy);
+    }
+    // Nothing is exempt: the jail's loopback has no other service (a
+    // command may not listen on TCP), and a loopback address in
+    // tools.exec.allowedHosts means the host's, reached through the door.
+    cmd.env("NO_PROXY", "").env("no_proxy", "");
+    // The door answers TLS for hosts with a credential: the program
+    // trusts its authority besides the system's.
+    match egress.trust.as_deref() {
+        Some(authority) => {
+            if let Err(e) = crate::trust::install(authority) {
+                tracing::warn!("{e}");
+            }
+        }
+        None => crate::trust::repair_modes(),
+    }
+    crate::trust::point_to_bundle(cmd);
+    // A tool that wants a token before it calls gets a stand-in; the
+    // door sets the real one on the way out.
+    for name in &egress.placeholders {
+        cmd.env(name, PLACEHOLDER);
+    }
+}
+
+/// The count of running commands, held while a process is started that
+/// the end of the last command must know of (an MCP server).
+pub fn lock_running() -> std::sync::MutexGuard<'static, u32> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The ruleset each exec enters (see `jail::landlock::exec_domain`).
 static EXEC_DOMAIN: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
 
@@ -241,7 +251,7 @@ fn exec_domain() -> Option<std::os::fd::RawFd> {
 /// `landlock_restrict_self(ruleset, 0)` for the command about to exec: a
 /// domain of its own. A failure stops the command (it would share its
 /// domain with every other exec).
-fn enter_domain(ruleset: std::os::fd::RawFd) -> std::io::Result<()> {
+pub fn enter_domain(ruleset: std::os::fd::RawFd) -> std::io::Result<()> {
     // SAFETY: a plain syscall on an open descriptor; no memory is passed.
     if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -251,7 +261,7 @@ fn enter_domain(ruleset: std::os::fd::RawFd) -> std::io::Result<()> {
 
 /// setrlimit for the command about to exec; both limits equal, so the
 /// command cannot raise them.
-fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+pub fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
     let lim = libc::rlimit {
         rlim_cur: value,
         rlim_max: value,
@@ -264,23 +274,75 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result
 }
 
 /// Counts a command as finished. Inside the jail, when none is left
-/// running, kills everything but toold itself and reaps it: as pid 1 of the
-/// jail's pid namespace, `kill(-1)` reaches exactly the jail's processes,
-/// and the orphans it inherited are its to reap.
+/// running, kills everything but toold itself and the MCP servers'
+/// sessions, and reaps it: as pid 1 of the jail's pid namespace, toold
+/// sees exactly the jail's processes, and the orphans it inherited are its
+/// to reap.
 fn finish_command(jailed: bool) {
     let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
     *running = running.saturating_sub(1);
     if *running > 0 || !jailed || !crate::jail::is_jailed() {
         return;
     }
-    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
-    for _ in 0..200 {
-        match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(nix::sys::wait::WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
-            Ok(_) => {}
-            Err(_) => break, // ECHILD: nothing left
+    let servers = crate::mcp::sessions();
+    if servers.is_empty() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+        for _ in 0..200 {
+            match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(nix::sys::wait::WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(_) => {}
+                Err(_) => break, // ECHILD: nothing left
+            }
         }
+        return;
     }
+    // A server runs: its main process is waited for by its own task, so
+    // only the others are killed and reaped, one by one.
+    let left: Vec<i32> = processes()
+        .into_iter()
+        .filter(|(pid, sid)| *pid != 1 && !servers.contains(sid))
+        .map(|(pid, _)| pid)
+        .collect();
+    for pid in &left {
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    reap(&left);
+}
+
+/// Reaps these processes (those of them that are toold's children: the
+/// orphans it inherited), waiting up to a second.
+pub fn reap(pids: &[i32]) {
+    let mut waiting: Vec<i32> = pids.to_vec();
+    for _ in 0..200 {
+        waiting.retain(|pid| {
+            matches!(
+                nix::sys::wait::waitpid(Pid::from_raw(*pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+                Ok(nix::sys::wait::WaitStatus::StillAlive)
+            )
+        });
+        if waiting.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every process of the jail (pid, session), from its `/proc`.
+pub fn processes() -> Vec<(i32, i32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name, which may hold anything, in parentheses.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            // state, ppid, pgrp, session
+            let session = rest.split_whitespace().nth(3)?.parse().ok()?;
+            Some((pid, session))
+        })
+        .collect()
 }
 
 async fn capture(mut r: impl AsyncRead + Unpin, cap: usize) -> String {

@@ -15,6 +15,7 @@ mod door;
 mod exec;
 mod files;
 mod jail;
+mod mcp;
 mod patch;
 mod probe;
 mod search;

@@ -46,7 +46,7 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
                 let tx = tx.clone();
                 let workspace = workspace.clone();
                 tokio::spawn(async move {
-                    let outcome = run(call, &workspace, limits).await;
+                    let outcome = run(call, &workspace, limits, &tx).await;
                     let _ = tx.send(ToolReply::Result { id, outcome }).await;
                 });
             }
@@ -61,7 +61,12 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
 }
 
 /// The one dispatch: every request, to what answers it.
-async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> ToolOutcome {
+async fn run(
+    call: ToolCall,
+    workspace: &std::path::Path,
+    limits: Limits,
+    replies: &mpsc::Sender<ToolReply>,
+) -> ToolOutcome {
     let output = match call {
         ToolCall::Exec {
             command,
@@ -106,6 +111,9 @@ async fn run(call: ToolCall, workspace: &std::path::Path, limits: Limits) -> Too
         }
         ToolCall::ApplyPatch { patch } => blocking(workspace, move |ws| crate::patch::apply_patch(ws, &patch)).await,
         ToolCall::AppendFile { path, content } => crate::files::append_file(workspace, &path, &content),
+        ToolCall::McpStart { launch } => crate::mcp::start(launch, replies.clone(), limits).await,
+        ToolCall::McpInput { server, data } => crate::mcp::input(&server, &data).await,
+        ToolCall::McpStop { server } => Ok(crate::mcp::stop(&server)),
         // Answered with data, not output.
         ToolCall::ReadTexts { patterns, max_bytes } => {
             let ws = workspace.to_path_buf();
@@ -148,7 +156,11 @@ async fn blocking(
 /// character boundary with a note; file lists keep what fits.
 fn fit(reply: ToolReply) -> ToolReply {
     const ROOM: usize = oxibot_proto::messages::MAX_TEXT - 1024;
-    let ToolReply::Result { id, outcome } = reply;
+    let (id, outcome) = match reply {
+        ToolReply::Result { id, outcome } => (id, outcome),
+        // Made within their bounds (pieces of a read, a tail of stderr).
+        other => return other,
+    };
     let cut = |text: String| -> String {
         if text.len() <= ROOM {
             return text;

@@ -85,6 +85,9 @@ pub enum Command {
     /// HEARTBEAT.md, skills): a change a tool made waits here for the admin.
     #[command(subcommand)]
     Prompt(PromptCommand),
+    /// MCP servers (tools.mcpServers): state, tools, last error.
+    #[command(subcommand)]
+    Mcp(McpCommand),
     /// Re-read the configuration and secrets without a restart.
     Reload,
     /// The secrets file: names, and setting one value.
@@ -210,6 +213,13 @@ pub enum CronCommand {
     Disable { id: u64 },
     /// Run a job once now, outside its schedule.
     Run { id: u64 },
+}
+
+#[derive(Subcommand)]
+pub enum McpCommand {
+    /// Each server: where it runs, its state, the tools the model is
+    /// offered, the tools refused and why, restarts, the last error.
+    List,
 }
 
 #[derive(Subcommand)]

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod cron;
 mod doctor;
+mod mcp;
 mod offline;
 mod prompt;
 mod show;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{
-    AuditCommand, ChannelsCommand, Cli, Command, ConfigCommand, CronCommand, PairingCommand, PromptCommand,
+    AuditCommand, ChannelsCommand, Cli, Command, ConfigCommand, CronCommand, McpCommand, PairingCommand, PromptCommand,
     SecretsCommand, SessionsCommand, ToolCommand, UsersCommand,
 };
 use client::{ask, online, CtlConn};
@@ -197,6 +198,7 @@ fn run(cli: Cli) -> Result<Outcome, String> {
         Command::Cron(CronCommand::Run { id }) => done(online(&socket, async |conn| {
             admin::simple(conn, CtlRequest::Cron(CronRequest::Run { id }), json).await
         })),
+        Command::Mcp(McpCommand::List) => done(online(&socket, async |conn| mcp::list(conn, json).await)),
         Command::Prompt(PromptCommand::List) => done(online(&socket, async |conn| prompt::list(conn, json).await)),
         Command::Prompt(PromptCommand::Diff { file }) => {
             done(online(&socket, async |conn| prompt::diff(conn, file, json).await))

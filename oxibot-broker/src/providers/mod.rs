@@ -90,8 +90,9 @@ impl ChatMessage {
 
 #[derive(Debug, Clone)]
 pub struct ToolDef {
-    pub name: &'static str,
-    pub description: &'static str,
+    /// Ours are static; an MCP server's are its own.
+    pub name: std::borrow::Cow<'static, str>,
+    pub description: std::borrow::Cow<'static, str>,
     pub parameters: Value,
 }
 

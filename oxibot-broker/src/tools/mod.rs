@@ -78,8 +78,8 @@ pub fn definitions(kind: TurnKind, config: &Config) -> Vec<ToolDef> {
         .iter()
         .filter(|t| (t.offered)(kind, config))
         .map(|t| ToolDef {
-            name: t.name,
-            description: t.description,
+            name: t.name.into(),
+            description: t.description.into(),
             parameters: (t.parameters)(),
         })
         .collect()
@@ -88,6 +88,11 @@ pub fn definitions(kind: TurnKind, config: &Config) -> Vec<ToolDef> {
 /// Whether `name` is one of our tools (the model may invent any name).
 pub fn is_ours(name: &str) -> bool {
     find(name).is_some()
+}
+
+/// Whether `name` is a built-in tool's (an MCP server may not take one).
+pub fn is_built_in(name: &str) -> bool {
+    TABLE.iter().any(|t| t.name.eq_ignore_ascii_case(name))
 }
 
 fn find(name: &str) -> Option<&'static Tool> {
@@ -99,6 +104,10 @@ fn find(name: &str) -> Option<&'static Tool> {
 pub async fn run(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str) -> Result<String, String> {
     let config = svc.config();
     let Some(tool) = find(name) else {
+        let args = if arguments.trim().is_empty() { "{}" } else { arguments };
+        if let Some(result) = svc.mcp.call(name, args).await {
+            return result;
+        }
         return Err(unknown(name, turn.kind, &config));
     };
     if !(tool.offered)(turn.kind, &config) {

@@ -261,12 +261,19 @@ impl Config {
                 config.health.host
             ));
         }
-        if !config.tools.mcp_servers.is_empty() {
+        let http = config
+            .tools
+            .mcp_servers
+            .iter()
+            .filter(|(_, s)| s.transport() == crate::mcp::Transport::Http)
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>();
+        if !http.is_empty() {
             report.warnings.push(format!(
-                "{}: tools.mcpServers ({} servers) is checked, but this version does not start MCP servers yet: \
-                 their tools are not offered",
+                "{}: tools.mcpServers {}: HTTP servers (url) are checked, but this version does not connect to \
+                 them yet: their tools are not offered (stdio servers run in the jail)",
                 path.display(),
-                config.tools.mcp_servers.len()
+                http.join(", ")
             ));
         }
         config.validate(path)?;

@@ -223,6 +223,19 @@ pub struct Tools {
     pub mcp_servers: std::collections::BTreeMap<String, crate::mcp::McpServer>,
 }
 
+impl Tools {
+    /// Whether anything in the jail may reach the network (and so the
+    /// egress door opens): commands (`tools.exec.allowedHosts`) or a stdio
+    /// MCP server (its own `allowedHosts`).
+    pub fn network_wanted(&self) -> bool {
+        !self.exec.allowed_hosts.is_empty()
+            || self
+                .mcp_servers
+                .values()
+                .any(|s| s.transport() == crate::mcp::Transport::Stdio && !s.allowed_hosts.is_empty())
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxMode {

@@ -92,6 +92,8 @@ pub enum Decision {
     NoGrant,
     #[error("{0}:{1} is not in tools.exec.allowedHosts")]
     NotListed(String, u16),
+    #[error("{0}:{1} is not in this MCP server's allowedHosts")]
+    NotListedForServer(String, u16),
     #[error(transparent)]
     Unreachable(#[from] Unreachable),
     #[error("the destination did not answer: {0}")]
@@ -146,8 +148,17 @@ where
     record.host = Some(head.host.clone());
     record.port = Some(head.port);
     let mut revoked = held.revoked;
-    if !policy.allowed.iter().any(|p| p.allows(&head.host, head.port)) {
-        let decision = Decision::NotListed(head.host.clone(), head.port);
+    // An MCP server's key has its own list; an exec's, the jail's.
+    let (allowed, own_list) = match &held.grant.hosts {
+        Some(hosts) => (hosts, true),
+        None => (&policy.allowed, false),
+    };
+    if !allowed.iter().any(|p| p.allows(&head.host, head.port)) {
+        let decision = if own_list {
+            Decision::NotListedForServer(head.host.clone(), head.port)
+        } else {
+            Decision::NotListed(head.host.clone(), head.port)
+        };
         return refuse(client, record, decision, started).await;
     }
     // A host whose credential the door sets is reached only where the
@@ -507,7 +518,10 @@ async fn refuse<C: AsyncWrite + Unpin>(
     started: Instant,
 ) -> Record {
     let status = match &decision {
-        Decision::NoGrant | Decision::NotListed(..) | Decision::Unreachable(Unreachable::Refused(_)) => "403 Forbidden",
+        Decision::NoGrant
+        | Decision::NotListed(..)
+        | Decision::NotListedForServer(..)
+        | Decision::Unreachable(Unreachable::Refused(_)) => "403 Forbidden",
         Decision::Unreachable(_) | Decision::ConnectFailed(_) => "502 Bad Gateway",
         Decision::BadRequest(_) => "400 Bad Request",
         Decision::Withheld(_) | Decision::Tls(_) => "502 Bad Gateway",

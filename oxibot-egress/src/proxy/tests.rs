@@ -39,6 +39,7 @@ pub(super) fn exec(call: u64) -> Grant {
         session: "telegram:42".into(),
         call: format!("exec {call}"),
         credentials: vec!["github".into()],
+        hosts: None,
     }
 }
 

@@ -82,6 +82,8 @@ pub enum CtlRequest {
         #[serde(with = "limit::sha")]
         sha: Option<String>,
     },
+    /// The MCP servers: state, tools, last error (`oxibotctl mcp list`).
+    McpList,
 }
 
 /// `oxibotctl cron …`.
@@ -188,6 +190,24 @@ pub enum CtlReply {
     Audit(Vec<AuditEntry>),
     CronJobs(Vec<CronJobInfo>),
     PromptFiles(Vec<PromptFileInfo>),
+    McpServers(Vec<McpServerInfo>),
+}
+
+/// One `tools.mcpServers.<name>`, as `oxibotctl mcp list` shows it.
+/// Tool names and descriptions are the server's words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpServerInfo {
+    pub name: String,
+    /// `stdio (jailed)` or `http`.
+    pub transport: String,
+    /// `starting`, `ready`, `restarting in N s`, `stopped`, `disabled`.
+    pub state: String,
+    /// The tools the model is offered, as it sees them (`mcp_<server>_<tool>`).
+    pub tools: Vec<String>,
+    /// Tools the broker refused to offer, each with the reason.
+    pub refused: Vec<String>,
+    pub restarts: u32,
+    pub last_error: Option<String>,
 }
 
 /// One prompt file (`oxibotctl prompt`). The texts are sent only by

@@ -44,6 +44,10 @@ pub enum EgressRequest {
         /// name): those whose `chats` take this exec's conversation.
         #[serde(with = "limit::credential_names")]
         credentials: Vec<String>,
+        /// Where this key's connections may go instead of `allowed_hosts`
+        /// (an MCP server's own `allowedHosts`), as written.
+        #[serde(with = "limit::host_patterns_opt")]
+        hosts: Option<Vec<String>>,
     },
     /// The exec ended: its key opens nothing more, and the connections
     /// opened with it are closed.

@@ -311,6 +311,38 @@ list_bound!(text_files, "files", MAX_TEXT_FILES);
 list_bound!(resume_chats, "resume chats", MAX_RESUME_CHATS, "resume entry", MAX_ID);
 list_bound!(patterns, "patterns", MAX_TEXT_FILES, "pattern", MAX_PATH);
 list_bound!(probe_names, "names", MAX_PROBE_NAMES, "name", MAX_ID);
+/// An optional list of host patterns (an MCP server's own).
+pub(crate) mod host_patterns_opt {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{check, over_list};
+    use crate::messages::{MAX_HOST_PATTERNS, MAX_ID};
+
+    fn refused(v: &Option<Vec<String>>) -> Option<super::Refused> {
+        v.as_ref().and_then(|v| {
+            over_list(
+                "host patterns",
+                v,
+                MAX_HOST_PATTERNS as u64,
+                "host pattern",
+                MAX_ID as u64,
+            )
+        })
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<String>>, s: S) -> Result<S::Ok, S::Error> {
+        check(refused(v), true).map_err(serde::ser::Error::custom)?;
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        let v = Option::<Vec<String>>::deserialize(d)?;
+        check(refused(&v), false).map_err(serde::de::Error::custom)?;
+        Ok(v)
+    }
+}
+list_bound!(mcp_args, "arguments", MAX_MCP_ARGS, "argument", MAX_PATH);
+list_bound!(mcp_env, "environment variables", MAX_MCP_ARGS, "variable", MAX_PATH);
 list_bound!(audit_kinds, "kinds", 32, "kind", MAX_ID);
 list_bound!(
     host_patterns,

@@ -110,7 +110,62 @@ pub enum ToolCall {
         #[serde(with = "limit::probe_names")]
         env: Vec<String>,
     },
+    /// Starts a stdio MCP server in the jail (see [`McpLaunch`]). Answered
+    /// once it runs; what it writes then comes as [`ToolReply::McpOutput`],
+    /// and its end as [`ToolReply::McpEnded`]. A server of that name that
+    /// still runs is stopped first.
+    McpStart { launch: McpLaunch },
+    /// Bytes for a server's standard input (its JSON-RPC messages).
+    McpInput {
+        #[serde(with = "limit::id")]
+        server: String,
+        #[serde(with = "limit::part")]
+        data: Vec<u8>,
+    },
+    /// Ends a server and every process of its session.
+    McpStop {
+        #[serde(with = "limit::id")]
+        server: String,
+    },
 }
+
+/// One stdio MCP server, as toold starts it: in a session of its own (so
+/// the door knows its connections), in a Landlock domain of its own (no
+/// command and no other server can read its memory, environment or state
+/// directory, or signal it), with a state directory of its own as `HOME`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpLaunch {
+    /// `tools.mcpServers.<name>`.
+    #[serde(with = "limit::id")]
+    pub server: String,
+    /// The program, run without a shell.
+    #[serde(with = "limit::path")]
+    pub command: String,
+    #[serde(with = "limit::mcp_args")]
+    pub args: Vec<String>,
+    /// Its environment besides toold's minimal one: names and values, the
+    /// values from the secrets file. Never logged (see `Debug`).
+    #[serde(with = "limit::mcp_env")]
+    pub env: Vec<(String, String)>,
+    /// Its way through the egress door, as an exec's (its own key).
+    pub egress: Option<ExecEgress>,
+}
+
+impl std::fmt::Debug for McpLaunch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpLaunch")
+            .field("server", &self.server)
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &self.env.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many MCP servers toold runs, and how many arguments and
+/// environment variables one may have.
+pub const MAX_MCP_SERVERS: usize = 16;
+pub const MAX_MCP_ARGS: usize = 64;
 
 /// How many names one `Probe` may ask about.
 pub const MAX_PROBE_NAMES: usize = 64;
@@ -118,7 +173,25 @@ pub const MAX_PROBE_NAMES: usize = 64;
 /// Tool daemon → broker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToolReply {
-    Result { id: u64, outcome: ToolOutcome },
+    Result {
+        id: u64,
+        outcome: ToolOutcome,
+    },
+    /// What an MCP server wrote to its standard output, as it came.
+    McpOutput {
+        #[serde(with = "limit::id")]
+        server: String,
+        #[serde(with = "limit::part")]
+        data: Vec<u8>,
+    },
+    /// An MCP server ended (or could not be kept): how, and the end of
+    /// what it wrote to its standard error (its own words).
+    McpEnded {
+        #[serde(with = "limit::id")]
+        server: String,
+        #[serde(with = "limit::path")]
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,7 +17,9 @@ use super::{step, JailError};
 /// namespace sees; it becomes the new root.
 const STAGING: &str = "/tmp";
 /// System directories bound read-only (or recreated as the same symlink).
-const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+/// `/opt` too: where an admin installs an MCP server's code, read-only to
+/// every command.
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt"];
 const DEVICES: &[&str] = &["null", "zero", "random", "urandom", "tty"];
 
 /// Where the tool user's home goes in the jail's passwd: programs that
@@ -144,6 +146,8 @@ pub fn build_root(workspace: &Path, host: &HostFiles, tmp_size_mb: u32, network:
         ),
     )?;
 
+    build_mcp_state(root, host, tmp_size_mb)?;
+
     // The workspace, by the descriptor opened before /tmp was covered
     // (the workspace may itself live under the host's /tmp).
     let ws = root.join("workspace");
@@ -266,6 +270,37 @@ fn build_trust(root: &Path, host: &HostFiles) -> Result<(), JailError> {
         "give the network commands' HOME to the tool user",
         nix::unistd::chown(&home, Some(host.uid), Some(host.gid)),
     )?;
+    Ok(())
+}
+
+/// The MCP servers' state directories (`crate::mcp`): one per slot, on a
+/// tmpfs of their own, the tool user's. Each server's Landlock domain lets
+/// it read and write its own slot only; each command's lets it read none.
+fn build_mcp_state(root: &Path, host: &HostFiles, size_mb: u32) -> Result<(), JailError> {
+    let dir = root.join(&crate::mcp::STATE_ROOT[1..]);
+    step("create the MCP servers' state directory", std::fs::create_dir(&dir))?;
+    step(
+        "mount the MCP servers' state tmpfs",
+        mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(format!("mode=0755,size={size_mb}m").as_str()),
+        ),
+    )?;
+    for slot in 0..oxibot_proto::messages::MAX_MCP_SERVERS {
+        let state = dir.join(slot.to_string());
+        step("create an MCP server's state directory", std::fs::create_dir(&state))?;
+        step(
+            "make an MCP server's state directory private",
+            std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)),
+        )?;
+        step(
+            "give an MCP server's state directory to the tool user",
+            nix::unistd::chown(&state, Some(host.uid), Some(host.gid)),
+        )?;
+    }
     Ok(())
 }
 

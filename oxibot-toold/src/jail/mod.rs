@@ -200,6 +200,7 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     if let Some(domain) = landlock::exec_domain() {
         crate::exec::set_exec_domain(domain);
     }
+    crate::mcp::set_domains(landlock::mcp_domains());
     seccomp::install(spec.seccomp_log, network)?;
 
     Ok(Side::Inside(

@@ -31,7 +31,9 @@ fn stats(name: &str, mut v: Vec<Duration>) -> Duration {
 async fn round_trip(conn: &mut Conn<ToolReply, ToolRequest>, id: u64, call: ToolCall) -> Duration {
     let t = Instant::now();
     conn.send(&ToolRequest::Call { id, call }).await.expect("send");
-    let ToolReply::Result { id: got, outcome } = conn.recv().await.expect("recv");
+    let ToolReply::Result { id: got, outcome } = conn.recv().await.expect("recv") else {
+        panic!("toold sent MCP output to a benchmark that started no server")
+    };
     let elapsed = t.elapsed();
     assert_eq!(got, id);
     if let ToolOutcome::Failed { message } = outcome {

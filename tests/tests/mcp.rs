@@ -1,0 +1,348 @@
+//! MCP servers, end to end: a stdio server (`tests/mcp/fake_server.py`)
+//! runs in the jail, is listed, and its tools are called through the
+//! broker's MCP client. Then what the issue asks of the jail around it:
+//! its secrets out of reach of the commands and of another server, its
+//! code and state read-only to commands, its network its own, a crash
+//! that does not hang a turn, tools that may not pose as built-in ones.
+
+use std::time::{Duration, Instant};
+
+use oxibot_tests::harness::{secrets, skip, Broker, Mode};
+use serde_json::{json, Value};
+
+const SERVER: &str = include_str!("../mcp/fake_server.py");
+const ALPHA_TOKEN: &str = "alpha-token-3d1f0c9b7e";
+const BETA_TOKEN: &str = "beta-token-8a2e4d6f1c";
+
+fn server(extra_args: &[&str], more: Value) -> Value {
+    // Without its comments: an argument is at most 4096 bytes.
+    let code: Vec<&str> = SERVER
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect();
+    let mut args = vec![json!("-c"), json!(code.join("\n"))];
+    args.extend(extra_args.iter().map(|a| json!(a)));
+    let mut s = json!({"command": "/usr/bin/python3", "args": args, "toolTimeout": 10});
+    oxibot_tests::harness::merge(&mut s, more);
+    s
+}
+
+/// A broker with servers `alpha` and `beta` (each with a secret of its
+/// own) and whatever `more` adds, in `mode`; None (printed) when the mode
+/// cannot run here.
+fn broker(mode: Mode, more: Value) -> Option<Broker> {
+    let run_as = match mode.run_as() {
+        Ok(r) => r,
+        Err(why) => {
+            skip(&why);
+            return None;
+        }
+    };
+    let mut config = json!({"tools": {"mcpServers": {
+        // Their env, TOKEN, comes from the secrets file only.
+        "alpha": server(&[], json!({})),
+        "beta": server(&[], json!({})),
+    }}});
+    oxibot_tests::harness::merge(&mut config, more);
+    let secrets = secrets(json!({"tools": {"mcpServers": {
+        "alpha": {"env": {"TOKEN": ALPHA_TOKEN}},
+        "beta": {"env": {"TOKEN": BETA_TOKEN}},
+    }}}));
+    Some(Broker::start_as("http://127.0.0.1:9", config, secrets, run_as))
+}
+
+/// `oxibotctl --json mcp list`, by server name.
+fn list(broker: &Broker) -> Value {
+    let out = broker.ctl(&["--json", "mcp", "list"]);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no JSON: {}", String::from_utf8_lossy(&out.stderr)));
+    let mut by_name = serde_json::Map::new();
+    for s in v["servers"].as_array().cloned().unwrap_or_default() {
+        by_name.insert(s["name"].as_str().unwrap_or_default().to_string(), s);
+    }
+    Value::Object(by_name)
+}
+
+fn wait_for(broker: &Broker, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let l = list(broker);
+        if cond(&l) {
+            return l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {l:#}\n{}",
+            broker.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ready(broker: &Broker, names: &[&str]) -> Value {
+    wait_for(broker, "the servers to be ready", |l| {
+        names.iter().all(|n| l[*n]["state"] == "ready")
+    })
+}
+
+/// Calls an MCP tool through the broker; the tool must have answered.
+fn call(broker: &Broker, tool: &str, args: Value) -> String {
+    let (ok, out) = broker.tool(tool, args);
+    assert!(ok, "{tool} failed: {out}");
+    out
+}
+
+fn has(out: &str, needle: &str) {
+    assert!(out.contains(needle), "expected {needle:?} in:\n{out}");
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+macro_rules! both_modes {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn root_started() {
+                ($body as fn(Mode))(Mode::RootStarted);
+            }
+            #[test]
+            fn unprivileged() {
+                ($body as fn(Mode))(Mode::Unprivileged);
+            }
+        }
+    };
+}
+
+both_modes!(a_server_is_listed_and_called_and_its_secret_is_its_own, |mode| {
+    let Some(broker) = broker(mode, json!({})) else { return };
+    let l = ready(&broker, &["alpha", "beta"]);
+    assert_eq!(l["alpha"]["transport"], "stdio (in the jail)");
+    let tools: Vec<&str> = l["alpha"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"mcp_alpha_echo") && tools.contains(&"mcp_alpha_read"),
+        "{tools:?}"
+    );
+
+    // Called, and wrapped as a stranger's words.
+    let out = call(&broker, "mcp_alpha_echo", json!({"text": "hello from the test"}));
+    has(&out, "<untrusted_web_content_");
+    has(&out, "source=\"MCP server alpha, tool echo\"");
+    has(&out, "hello from the test");
+    let row = broker.wait_audit("tool_call", "mcp_alpha_echo");
+    has(&row, "mcp_alpha_echo");
+
+    // Each server has its own secret, from the secrets file.
+    has(
+        &call(&broker, "mcp_alpha_secret_digest", json!({"name": "TOKEN"})),
+        &sha256(ALPHA_TOKEN),
+    );
+    has(
+        &call(&broker, "mcp_beta_secret_digest", json!({"name": "TOKEN"})),
+        &sha256(BETA_TOKEN),
+    );
+    let pid = |name: &str| -> String {
+        let out = call(&broker, &format!("mcp_{name}_pid"), json!({}));
+        out.lines()
+            .find(|l| l.trim().parse::<u32>().is_ok())
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (alpha, beta) = (pid("alpha"), pid("beta"));
+
+    // A command cannot read a server's environment or memory, write into
+    // its input (Landlock: another domain), nor signal it.
+    let out = broker.exec(&format!(
+        "cat /proc/{alpha}/environ; echo; head -c 1 /proc/{alpha}/mem; echo '{{}}' > /proc/{alpha}/fd/0; kill -9 {alpha}"
+    ));
+    assert!(!out.contains(ALPHA_TOKEN), "{out}");
+    assert_eq!(out.matches("Permission denied").count(), 3, "{out}");
+    has(&out, "Operation not permitted");
+    // Nor another server.
+    let out = call(
+        &broker,
+        "mcp_beta_read",
+        json!({"path": format!("/proc/{alpha}/environ")}),
+    );
+    has(&out, "error: Permission denied");
+    // Nor the broker's secrets or memory: not in the jail at all.
+    let secrets_file = broker.dir.path().join("secrets.json");
+    let out = call(&broker, "mcp_alpha_read", json!({"path": secrets_file}));
+    has(&out, "error: No such file or directory");
+    let out = call(
+        &broker,
+        "mcp_alpha_read",
+        json!({"path": format!("/proc/{}/mem", broker.child.id())}),
+    );
+    assert!(
+        out.contains("error: No such file") || out.contains("error: Permission denied"),
+        "{out}"
+    );
+    // The server still runs, untouched by the command's kill.
+    has(
+        &call(&broker, "mcp_alpha_echo", json!({"text": "still here"})),
+        "still here",
+    );
+
+    // Its state directory is its own: written by it, read by no command
+    // and no other server.
+    has(
+        &call(
+            &broker,
+            "mcp_alpha_write",
+            json!({"path": "token.txt", "text": ALPHA_TOKEN}),
+        ),
+        "ok",
+    );
+    let out = broker.exec("ls /mcp; cat /mcp/*/token.txt; echo planted > /mcp/0/x; echo planted > /mcp/1/x");
+    assert!(!out.contains(ALPHA_TOKEN), "{out}");
+    assert_eq!(out.matches("Permission denied").count(), 3, "{out}");
+    let reads: Vec<String> = (0..2)
+        .map(|slot| {
+            call(
+                &broker,
+                "mcp_beta_read",
+                json!({"path": format!("/mcp/{slot}/token.txt")}),
+            )
+        })
+        .collect();
+    assert!(reads.iter().all(|r| !r.contains(ALPHA_TOKEN)), "{reads:?}");
+    assert!(
+        reads.iter().any(|r| r.contains("error: Permission denied")),
+        "{reads:?}"
+    );
+    // Its code is read-only to commands.
+    let out = broker.exec("echo planted >> /usr/bin/python3; touch /opt/planted");
+    let refused = out.matches("Read-only file system").count() + out.matches("Permission denied").count();
+    assert_eq!(refused, 2, "{out}");
+    let _ = beta;
+});
+
+both_modes!(a_crashing_server_does_not_hang_the_turn_and_comes_back, |mode| {
+    let Some(broker) = broker(mode, json!({})) else { return };
+    ready(&broker, &["alpha"]);
+    let started = Instant::now();
+    let (ok, out) = broker.tool("mcp_alpha_crash", json!({}));
+    assert!(!ok, "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the call hung: {:?}",
+        started.elapsed()
+    );
+    has(&out, "MCP server \"alpha\"");
+    // Its end, in the list; then it runs again.
+    let l = wait_for(&broker, "the crash to be recorded", |l| {
+        l["alpha"]["restarts"].as_u64() >= Some(1)
+    });
+    let error = l["alpha"]["lastError"].as_str().unwrap_or_default().to_string();
+    has(&error, "exited with code 3");
+    has(&error, "crashing on purpose");
+    ready(&broker, &["alpha"]);
+    has(&call(&broker, "mcp_alpha_echo", json!({"text": "back"})), "back");
+    broker.wait_audit("mcp_server", "MCP server alpha stopped: exited with code 3");
+});
+
+#[test]
+fn a_server_may_not_pose_as_a_built_in_tool_or_flood_the_prompt() {
+    let Some(broker) = broker(
+        Mode::RootStarted,
+        json!({"tools": {"mcpServers": {"evil": server(&["--hostile"], json!({}))}}}),
+    ) else {
+        return;
+    };
+    let l = ready(&broker, &["evil"]);
+    let refused: Vec<String> = l["evil"]["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_str().map(String::from))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    has(&refused[0], "exec: \"exec\" is the name of a built-in tool");
+    has(&refused[1], "novel: its description is 102400 bytes");
+    let tools = l["evil"]["tools"].to_string();
+    has(&tools, "mcp_evil_echo");
+    assert!(!tools.contains("exec") && !tools.contains("novel"), "{tools}");
+    // As the admin reads it.
+    let out = broker.ctl(&["mcp", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    has(&text, "refused: exec: \"exec\" is the name of a built-in tool");
+}
+
+/// A plain HTTP upstream on the host's loopback that answers `body`.
+fn upstream(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+both_modes!(
+    a_server_reaches_its_own_hosts_through_the_door_and_commands_do_not,
+    |mode| {
+        let for_alpha = upstream("hello alpha");
+        let for_commands = upstream("hello commands");
+        let Some(broker) = broker(
+            mode,
+            json!({"tools": {
+                "exec": {"allowedHosts": [format!("127.0.0.1:{for_commands}")]},
+                "web": {"allowPrivate": ["127.0.0.1"]},
+                "mcpServers": {"alpha": {"allowedHosts": [format!("127.0.0.1:{for_alpha}")]}},
+            }}),
+        ) else {
+            return;
+        };
+        broker.wait_audit("link_established", "egress daemon connected");
+        ready(&broker, &["alpha", "beta"]);
+        let url = |port: u16| json!({"url": format!("http://127.0.0.1:{port}/")});
+        // Its own host, through the door, filed under the server.
+        has(
+            &call(&broker, "mcp_alpha_fetch", url(for_alpha)),
+            "status 200: hello alpha",
+        );
+        let row = broker.wait_audit("egress", &format!(":{for_alpha} allowed"));
+        has(&row, "mcp:alpha");
+        has(&row, "MCP server alpha");
+        // Not the commands' host: its list is its own.
+        let out = call(&broker, "mcp_alpha_fetch", url(for_commands));
+        has(&out, "is not in this MCP server's allowedHosts");
+        // A command cannot reach the server's host, nor another server.
+        let out = broker.exec(&format!("curl -sS --max-time 10 http://127.0.0.1:{for_alpha}/"));
+        has(&out, "is not in tools.exec.allowedHosts");
+        assert!(!out.contains("hello alpha"), "{out}");
+        has(&call(&broker, "mcp_beta_fetch", url(for_alpha)), "error:");
+        // The commands still reach theirs.
+        has(
+            &broker.exec(&format!("curl -sS --max-time 10 http://127.0.0.1:{for_commands}/")),
+            "hello commands",
+        );
+    }
+);
