@@ -128,11 +128,12 @@ fn mcp_servers(config: &Value) -> Vec<String> {
                 };
                 format!(
                     "tools.mcpServers.{name} (`{command}`) will run inside the jail, not on the host: it sees /usr \
-                     read-only and a directory of its own, and reaches {network}"
+                     and /opt read-only and a state directory of its own, and reaches {network}"
                 )
             }
             (_, Some(Value::String(url))) => format!(
-                "tools.mcpServers.{name} ({}) is reached from outside the jail, through the same guard as web_fetch",
+                "tools.mcpServers.{name} ({}) is an HTTP server, which this version does not connect to yet: \
+                 its tools are not offered",
                 url::Url::parse(url)
                     .ok()
                     .and_then(|u| u.host_str().map(String::from))
@@ -402,7 +403,7 @@ mod tests {
         );
         assert!(said.contains("no network"), "{said}");
         assert!(
-            said.contains("tools.mcpServers.remote (mcp.example.com) is reached from outside the jail"),
+            said.contains("tools.mcpServers.remote (mcp.example.com) is an HTTP server"),
             "{said}"
         );
         // The result loads, the values back in place and scrubbed.

@@ -137,6 +137,30 @@ async fn only_a_running_exec_key_opens_the_door() {
 }
 
 #[tokio::test]
+async fn an_mcp_servers_key_reaches_its_own_hosts_and_not_the_commands() {
+    let (own, seen) = upstream(b"for the server").await;
+    let (commands, _) = upstream(b"for commands").await;
+    let (p, _) = policy(&[&format!("127.0.0.1:{commands}")], &["127.0.0.1"]);
+    let server = Grant {
+        session: "mcp:alpha".into(),
+        call: "MCP server alpha".into(),
+        credentials: Vec::new(),
+        hosts: Some(vec![HostPattern::parse(&format!("127.0.0.1:{own}")).unwrap()]),
+    };
+    let key = p.grants.grant(server.clone()).unwrap();
+    let ask = |port: u16| format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\nhi");
+    let (answer, record) = send(ask(own), key.as_bytes(), &p, &no_names()).await;
+    assert!(answer.ends_with("for the server"), "{answer}");
+    assert_eq!(record.grant, Some(server));
+    assert_eq!(seen.await.unwrap(), b"hi");
+    // The commands' list is not the server's.
+    let (answer, record) = send(ask(commands), key.as_bytes(), &p, &no_names()).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("is not in this MCP server's allowedHosts"), "{answer}");
+    assert!(matches!(record.decision, Decision::NotListedForServer(..)));
+}
+
+#[tokio::test]
 async fn a_host_not_listed_is_refused_and_nothing_is_dialled() {
     let lookup = no_names();
     let p = policy(&["api.github.com"], &[]);
