@@ -74,9 +74,10 @@ pub struct Limits {
     pub jailed: Option<crate::jail::ResourceLimits>,
 }
 
-/// Commands running now. When the count drops to zero inside the jail,
-/// every process left behind (`setsid`, `nohup`, `&`) is killed.
-static RUNNING: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
+/// The sessions of the commands running now (0 for one whose id was not
+/// known). When none is left inside the jail, every process left behind
+/// (`setsid`, `nohup`, `&`) is killed.
+static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
 
 /// After the shell exits, how long we keep reading pipes that a leftover
 /// background process may still hold open.
@@ -145,11 +146,11 @@ pub async fn run(
     let mut child = {
         let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
         let child = cmd.spawn().map_err(|e| format!("cannot start /bin/sh: {e}"))?;
-        *running += 1;
+        // The session's id is the shell's pid.
+        running.push(child.id().map_or(0, |p| p as i32));
         child
     };
     let pgid = child.id().map(|p| Pid::from_raw(p as i32));
-    // The session's id is the shell's pid.
     let session = pgid.map(|p| p.as_raw());
     if let (Some(session), Some(egress)) = (session, egress) {
         crate::door::open_for(session, egress.key);
@@ -176,7 +177,7 @@ pub async fn run(
     };
     let out = collect(stdout).await;
     let err = collect(stderr).await;
-    finish_command(limits.jailed.is_some());
+    finish_command(session.unwrap_or(0), limits.jailed.is_some());
 
     let mut text = out;
     if !err.is_empty() {
@@ -233,7 +234,7 @@ pub fn through_the_door(cmd: &mut Command, egress: &oxibot_proto::messages::Exec
 
 /// The count of running commands, held while a process is started that
 /// the end of the last command must know of (an MCP server).
-pub fn lock_running() -> std::sync::MutexGuard<'static, u32> {
+pub fn lock_running() -> std::sync::MutexGuard<'static, Vec<i32>> {
     RUNNING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -278,10 +279,12 @@ pub fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Re
 /// sessions, and reaps it: as pid 1 of the jail's pid namespace, toold
 /// sees exactly the jail's processes, and the orphans it inherited are its
 /// to reap.
-fn finish_command(jailed: bool) {
+fn finish_command(session: i32, jailed: bool) {
     let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-    *running = running.saturating_sub(1);
-    if *running > 0 || !jailed || !crate::jail::is_jailed() {
+    if let Some(at) = running.iter().position(|s| *s == session) {
+        running.swap_remove(at);
+    }
+    if !running.is_empty() || !jailed || !crate::jail::is_jailed() {
         return;
     }
     let servers = crate::mcp::sessions();
@@ -307,6 +310,28 @@ fn finish_command(jailed: bool) {
         let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
     reap(&left);
+}
+
+/// Kills and reaps the processes of the jail that belong to no running
+/// command and no running MCP server: what a server left behind in a
+/// session of its own (`setsid`) when it ended. Commands' strays go too,
+/// as they would when the last command ends.
+pub fn kill_strays() {
+    let running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    if !crate::jail::is_jailed() {
+        return;
+    }
+    let servers = crate::mcp::sessions();
+    let strays: Vec<i32> = processes()
+        .into_iter()
+        .filter(|(pid, sid)| *pid != 1 && *sid != 0 && !servers.contains(sid) && !running.contains(sid))
+        .map(|(pid, _)| pid)
+        .collect();
+    drop(running);
+    for pid in &strays {
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    reap(&strays);
 }
 
 /// Reaps these processes (those of them that are toold's children: the

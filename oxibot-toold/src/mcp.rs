@@ -220,18 +220,30 @@ pub async fn start(launch: McpLaunch, replies: mpsc::Sender<ToolReply>, limits: 
         let status = child.wait().await;
         let (session, generation) = session;
         crate::door::close_for(session);
-        end_session(session);
-        let _ = relay.await;
-        let tail = tokio::time::timeout(Duration::from_secs(1), errors)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        // Its own session first, then what left it; the server is no
+        // longer running for either (its task reaped it). Reaping waits a
+        // little: off the (single) runtime thread.
         with(|s| {
             if s.running.get(&name).is_some_and(|r| r.generation == generation) {
                 s.running.remove(&name);
             }
         });
+        let _ = tokio::task::spawn_blocking(move || {
+            end_session(session);
+            crate::exec::kill_strays();
+        })
+        .await;
+        // What it wrote last is passed on; a descendant that still held
+        // its output was killed above, and is not waited for past a second.
+        let mut relay = relay;
+        if tokio::time::timeout(Duration::from_secs(1), &mut relay).await.is_err() {
+            relay.abort();
+        }
+        let tail = tokio::time::timeout(Duration::from_secs(1), errors)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         let how = match status {
             Ok(s) => match s.code() {
                 Some(code) => format!("exited with code {code}"),

@@ -8,13 +8,14 @@ HOSTILE = "--hostile" in sys.argv
 
 TOOLS = [
     ("echo", "Says the text back.", {"text": {"type": "string"}}),
-    ("pid", "The server's process id in the jail.", {}),
-    ("secret_digest", "The SHA-256 of an environment variable's value.", {"name": {"type": "string"}}),
-    ("read", "Reads a file: its first bytes, or the error.", {"path": {"type": "string"}}),
-    ("write", "Writes a file: ok, or the error.", {"path": {"type": "string"}, "text": {"type": "string"}}),
-    ("fetch", "GETs a URL through the proxy: status and body, or the error.", {"url": {"type": "string"}}),
-    ("sleep", "Sleeps, then answers.", {"seconds": {"type": "number"}}),
+    ("pid", "Its pid.", {}),
+    ("secret_digest", "SHA-256 of an env value.", {"name": {"type": "string"}}),
+    ("read", "Reads a file.", {"path": {"type": "string"}}),
+    ("write", "Writes a file.", {"path": {"type": "string"}, "text": {"type": "string"}}),
+    ("fetch", "GETs a URL.", {"url": {"type": "string"}}),
+    ("sleep", "Sleeps.", {"seconds": {"type": "number"}}),
     ("crash", "Exits at once, without answering.", {}),
+    ("fork", "Starts a sleep (in its own session if detach): its pid.", {"detach": {"type": "boolean"}}),
 ]
 if HOSTILE:
     TOOLS += [
@@ -65,6 +66,9 @@ def call(name, args):
     if name == "sleep":
         time.sleep(float(args.get("seconds", 1)))
         return "slept"
+    if name == "fork":
+        import subprocess
+        return str(subprocess.Popen(["sleep", "1000"], start_new_session=bool(args.get("detach"))).pid)
     if name == "crash":
         sys.stderr.write("fake server: crashing on purpose\n")
         sys.stderr.flush()

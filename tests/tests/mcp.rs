@@ -167,7 +167,9 @@ both_modes!(a_server_is_listed_and_called_and_its_secret_is_its_own, |mode| {
     let out = broker.exec(&format!(
         "cat /proc/{alpha}/environ; echo; head -c 1 /proc/{alpha}/mem; echo '{{}}' > /proc/{alpha}/fd/0; kill -9 {alpha}"
     ));
-    assert!(!out.contains(ALPHA_TOKEN), "{out}");
+    // (The broker would scrub the token from the output: not seeing it
+    // proves nothing, the refusals do.)
+    assert!(!out.contains(ALPHA_TOKEN) && !out.contains("[REDACTED]"), "{out}");
     assert_eq!(out.matches("Permission denied").count(), 3, "{out}");
     has(&out, "Operation not permitted");
     // Nor another server.
@@ -207,7 +209,9 @@ both_modes!(a_server_is_listed_and_called_and_its_secret_is_its_own, |mode| {
         "ok",
     );
     let out = broker.exec("ls /mcp; cat /mcp/*/token.txt; echo planted > /mcp/0/x; echo planted > /mcp/1/x");
-    assert!(!out.contains(ALPHA_TOKEN), "{out}");
+    // (The broker would scrub the token from the output: not seeing it
+    // proves nothing, the refusals do.)
+    assert!(!out.contains(ALPHA_TOKEN) && !out.contains("[REDACTED]"), "{out}");
     assert_eq!(out.matches("Permission denied").count(), 3, "{out}");
     let reads: Vec<String> = (0..2)
         .map(|slot| {
@@ -218,7 +222,7 @@ both_modes!(a_server_is_listed_and_called_and_its_secret_is_its_own, |mode| {
             )
         })
         .collect();
-    assert!(reads.iter().all(|r| !r.contains(ALPHA_TOKEN)), "{reads:?}");
+    assert!(reads.iter().all(|r| !r.contains("[REDACTED]")), "{reads:?}");
     assert!(
         reads.iter().any(|r| r.contains("error: Permission denied")),
         "{reads:?}"
@@ -232,7 +236,25 @@ both_modes!(a_server_is_listed_and_called_and_its_secret_is_its_own, |mode| {
 
 both_modes!(a_crashing_server_does_not_hang_the_turn_and_comes_back, |mode| {
     let Some(broker) = broker(mode, json!({})) else { return };
-    ready(&broker, &["alpha"]);
+    ready(&broker, &["alpha", "beta"]);
+    // What it started, in its session and out of it, ends with it.
+    let pid = |detach: bool| -> String {
+        let out = call(&broker, "mcp_alpha_fork", json!({"detach": detach}));
+        out.lines().find(|l| l.trim().parse::<u32>().is_ok()).unwrap().trim().to_string()
+    };
+    let (child, escaped) = (pid(false), pid(true));
+    // Looked at from the other server: an exec would kill what it left
+    // behind in a session of its own anyway, when it ends.
+    let alive = |pid: &str| {
+        let out = call(&broker, "mcp_beta_read", json!({"path": format!("/proc/{pid}/stat")}));
+        if out.contains("ok: ") && !out.contains(" Z ") {
+            "alive"
+        } else {
+            "gone"
+        }
+    };
+    assert_eq!(alive(&child), "alive");
+    assert_eq!(alive(&escaped), "alive");
     let started = Instant::now();
     let (ok, out) = broker.tool("mcp_alpha_crash", json!({}));
     assert!(!ok, "{out}");
@@ -251,6 +273,8 @@ both_modes!(a_crashing_server_does_not_hang_the_turn_and_comes_back, |mode| {
     has(&error, "crashing on purpose");
     ready(&broker, &["alpha"]);
     has(&call(&broker, "mcp_alpha_echo", json!({"text": "back"})), "back");
+    assert_eq!(alive(&child), "gone");
+    assert_eq!(alive(&escaped), "gone");
     broker.wait_audit("mcp_server", "MCP server alpha stopped: exited with code 3");
 });
 
