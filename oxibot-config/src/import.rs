@@ -132,8 +132,8 @@ fn mcp_servers(config: &Value) -> Vec<String> {
                 )
             }
             (_, Some(Value::String(url))) => format!(
-                "tools.mcpServers.{name} ({}) is an HTTP server, which this version does not connect to yet: \
-                 its tools are not offered",
+                "tools.mcpServers.{name} ({}) is reached from outside the jail, by the broker, through the same \
+                 guard as web_fetch (a private address only where tools.web.allowPrivate lists it)",
                 url::Url::parse(url)
                     .ok()
                     .and_then(|u| u.host_str().map(String::from))
@@ -403,7 +403,7 @@ mod tests {
         );
         assert!(said.contains("no network"), "{said}");
         assert!(
-            said.contains("tools.mcpServers.remote (mcp.example.com) is an HTTP server"),
+            said.contains("tools.mcpServers.remote (mcp.example.com) is reached from outside the jail"),
             "{said}"
         );
         // The result loads, the values back in place and scrubbed.

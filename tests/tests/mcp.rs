@@ -370,3 +370,106 @@ both_modes!(
         );
     }
 );
+
+/// A Streamable HTTP MCP server on the host's loopback, speaking JSON
+/// answers (no event stream): `lookup` answers whether the request came
+/// with `Authorization: Bearer <token>`.
+fn http_server(token: &'static str) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                loop {
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_string());
+                    }
+                    let header = |name: &str| {
+                        head.iter()
+                            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)))
+                            .map(|(_, v)| v.trim().to_string())
+                    };
+                    let length: usize = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let authorized = header("authorization").as_deref() == Some(&format!("Bearer {token}"));
+                    let (status, answer) = if !head[0].starts_with("POST") {
+                        ("405 Method Not Allowed", String::new())
+                    } else {
+                        let msg: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        let id = msg["id"].clone();
+                        let result = match msg["method"].as_str().unwrap_or_default() {
+                            _ if id.is_null() => None,
+                            "initialize" => Some(json!({
+                                "protocolVersion": msg["params"]["protocolVersion"],
+                                "capabilities": {"tools": {}},
+                                "serverInfo": {"name": "remote", "version": "1"}
+                            })),
+                            "tools/list" => Some(json!({"tools": [
+                                {"name": "lookup", "description": "Looks up.", "inputSchema": {"type": "object"}}
+                            ]})),
+                            "tools/call" => Some(json!({"content": [{"type": "text",
+                                "text": if authorized { "remote answer, authorized" } else { "remote answer, NO token" }}]})),
+                            _ => Some(json!({})),
+                        };
+                        match result {
+                            None => ("202 Accepted", String::new()),
+                            Some(r) => ("200 OK", json!({"jsonrpc": "2.0", "id": id, "result": r}).to_string()),
+                        }
+                    };
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nMcp-Session-Id: s-1\r\n\
+                         Content-Length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn an_http_server_is_reached_through_the_guard_with_its_headers() {
+    let port = http_server("remote-token-6b1d");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let servers = json!({"mcpServers": {"remote": {"url": url}}});
+    // Loopback is refused by the guard unless tools.web.allowPrivate lists it.
+    let broker = Broker::start(
+        "http://127.0.0.1:9",
+        json!({"tools": servers}),
+        secrets(json!({"tools": {"mcpServers": {"remote": {"headers": {"Authorization": "Bearer remote-token-6b1d"}}}}})),
+    );
+    let l = wait_for(&broker, "the guard's refusal", |l| l["remote"]["restarts"].as_u64() >= Some(1));
+    let error = l["remote"]["lastError"].as_str().unwrap_or_default().to_string();
+    has(&error, "could not be reached");
+    has(&error, "allowPrivate");
+    drop(broker);
+
+    let mut config = json!({"tools": servers});
+    config["tools"]["web"] = json!({"allowPrivate": ["127.0.0.1"]});
+    let broker = Broker::start(
+        "http://127.0.0.1:9",
+        config,
+        secrets(json!({"tools": {"mcpServers": {"remote": {"headers": {"Authorization": "Bearer remote-token-6b1d"}}}}})),
+    );
+    let l = ready(&broker, &["remote"]);
+    assert_eq!(l["remote"]["transport"], "http (from the broker, through the guard)");
+    let out = call(&broker, "mcp_remote_lookup", json!({}));
+    has(&out, "remote answer, authorized");
+    has(&out, "<untrusted_web_content_");
+    broker.wait_audit("mcp_server", "MCP server remote reached at http://127.0.0.1");
+}

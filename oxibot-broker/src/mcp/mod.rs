@@ -10,6 +10,7 @@
 //! `offer`); every call goes through `tools::run`, which audits and scrubs
 //! it like every other tool's.
 
+mod http;
 mod offer;
 mod server;
 
@@ -109,11 +110,7 @@ impl Mcp {
                         "stopped: tools.sandbox is off, and an MCP server runs only in the jail".into();
                     None
                 }
-                Transport::Stdio => Some(tokio::spawn(server::supervise(svc.clone(), shared.clone()))),
-                Transport::Http => {
-                    shared.status().state = "not connected: this version does not connect to HTTP servers yet".into();
-                    None
-                }
+                Transport::Stdio | Transport::Http => Some(tokio::spawn(server::supervise(svc.clone(), shared.clone()))),
             };
             servers.insert(
                 name.clone(),
@@ -172,7 +169,7 @@ impl Mcp {
                     name: e.shared.name.clone(),
                     transport: match e.shared.transport {
                         Transport::Stdio => "stdio (in the jail)".into(),
-                        Transport::Http => "http".into(),
+                        Transport::Http => "http (from the broker, through the guard)".into(),
                     },
                     state: s.state.clone(),
                     tools: s.offered.iter().map(|o| o.name.clone()).collect(),

@@ -1,12 +1,16 @@
-//! One stdio server's supervisor: start it in the jail, speak MCP to it
-//! over the relay, and when it ends (or the tool daemon does), say why and
-//! start it again after a pause that doubles up to a minute.
+//! One server's supervisor: start a stdio server in the jail and speak MCP
+//! to it over the relay, or reach an HTTP server through the guard; when
+//! it ends (or the tool daemon does), say why and start it again after a
+//! pause that doubles up to a minute.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxibot_proto::messages::{McpLaunch, ToolCall};
+use oxibot_config::mcp::{McpServer, Transport};
 use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{IntoTransport, StreamableHttpClientTransport};
 use rmcp::{RoleClient, ServiceExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -32,8 +36,10 @@ const JAIL_WAIT: Duration = Duration::from_secs(20);
 pub async fn supervise(svc: Arc<Services>, shared: Arc<Shared>) {
     let mut pause = FIRST_PAUSE;
     loop {
-        shared.status().state = "waiting for the tool daemon".into();
-        svc.tools.wait_connected().await;
+        if shared.transport == Transport::Stdio {
+            shared.status().state = "waiting for the tool daemon".into();
+            svc.tools.wait_connected().await;
+        }
         let config = svc.config();
         let Some(settings) = config.tools.mcp_servers.get(&shared.name) else {
             return;
@@ -45,7 +51,9 @@ pub async fn supervise(svc: Arc<Services>, shared: Arc<Shared>) {
         svc.audit
             .log("mcp_server", &format!("MCP server {} stopped: {reason}", shared.name));
         tracing::warn!(server = %shared.name, %reason, "MCP server stopped");
-        stop_in_jail(&svc, &shared.name);
+        if shared.transport == Transport::Stdio {
+            stop_in_jail(&svc, &shared.name);
+        }
         if started.elapsed() > STEADY {
             pause = FIRST_PAUSE;
         }
@@ -74,7 +82,35 @@ pub fn stop_in_jail(svc: &Arc<Services>, name: &str) {
 }
 
 /// Runs the server once, to its end; returns why it ended.
-async fn run_once(svc: &Arc<Services>, shared: &Arc<Shared>, settings: &oxibot_config::mcp::McpServer) -> String {
+async fn run_once(svc: &Arc<Services>, shared: &Arc<Shared>, settings: &McpServer) -> String {
+    match settings.transport() {
+        Transport::Stdio => run_in_jail(svc, shared, settings).await,
+        Transport::Http => run_over_http(svc, shared, settings).await,
+    }
+}
+
+/// An HTTP server, through the guard (see `http`).
+async fn run_over_http(svc: &Arc<Services>, shared: &Arc<Shared>, settings: &McpServer) -> String {
+    let Some(url) = settings.url.clone() else {
+        return "has no url".into();
+    };
+    let client = match super::http::Guarded::connect(&url, &settings.headers, &svc.config()).await {
+        Ok(c) => c,
+        Err(e) => return format!("could not be reached: {e}"),
+    };
+    let origin = url::Url::parse(&url)
+        .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default()))
+        .unwrap_or_default();
+    svc.audit.log(
+        "mcp_server",
+        &format!("MCP server {} reached at {origin} from the broker, through the guard", shared.name),
+    );
+    let transport = StreamableHttpClientTransport::with_client(client, StreamableHttpClientTransportConfig::with_uri(url));
+    speak(svc, shared, settings, transport).await
+}
+
+/// A stdio server, in the jail.
+async fn run_in_jail(svc: &Arc<Services>, shared: &Arc<Shared>, settings: &McpServer) -> String {
     let name = shared.name.clone();
     let Some(command) = settings.command.clone() else {
         return "has no command".into();
@@ -148,6 +184,26 @@ async fn run_once(svc: &Arc<Services>, shared: &Arc<Shared>, settings: &oxibot_c
     let session = async {
         let (read, write) = tokio::io::split(theirs);
         let transport = AsyncRwTransport::<RoleClient, _, _>::new(read, write).with_max_line_length(MAX_MESSAGE);
+        speak(svc, shared, settings, transport).await
+    };
+    let reason = tokio::select! {
+        r = uplink => r,
+        r = downlink => r,
+        r = session => r,
+    };
+    drop(key);
+    reason
+}
+
+/// Speaks MCP over `transport` until the session ends: initialize, list
+/// the tools, offer them, then wait. Returns why it ended.
+async fn speak<T, E, A>(svc: &Arc<Services>, shared: &Arc<Shared>, settings: &McpServer, transport: T) -> String
+where
+    T: IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let name = shared.name.clone();
+    {
         let client = match tokio::time::timeout(START_TIMEOUT, ().serve(transport)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return format!("did not complete MCP's initialize: {e}"),
@@ -183,12 +239,5 @@ async fn run_once(svc: &Arc<Services>, shared: &Arc<Shared>, settings: &oxibot_c
             Ok(reason) => format!("closed the MCP session ({reason:?})"),
             Err(e) => format!("the MCP session failed: {e}"),
         }
-    };
-    let reason = tokio::select! {
-        r = uplink => r,
-        r = downlink => r,
-        r = session => r,
-    };
-    drop(key);
-    reason
+    }
 }

@@ -142,7 +142,7 @@ async fn follow(url: &str, guard: &Guard, lookup: &dyn Lookup, limits: &Limits) 
 }
 
 /// A client that can reach this one URL's checked addresses and nothing else.
-async fn client_for(
+pub(crate) async fn client_for(
     url: &Url,
     guard: &Guard,
     lookup: &dyn Lookup,
