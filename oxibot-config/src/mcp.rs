@@ -79,14 +79,30 @@ impl McpServer {
     }
 }
 
-/// Whether an argument names a path under the jail's writable trees.
+/// Whether an argument or an environment value names a path under the
+/// trees the jail's commands write (`..` resolved as the kernel would, in
+/// every piece of a `--flag=PATH`, a `PATH`-like list or an option string).
 fn writable_by_commands(arg: &str) -> bool {
-    let path = arg.rsplit_once('=').map_or(arg, |(_, v)| v);
-    let path = std::path::Path::new(path);
-    ["/workspace", "/tmp", "/var/tmp", "/dev/shm"]
-        .iter()
-        .any(|root| path.starts_with(root))
-        || (!path.is_absolute() && (arg.starts_with("./") || arg.starts_with("../")))
+    arg.split([':', '=', ' ', ',', ';']).any(|piece| {
+        let path = std::path::Path::new(piece);
+        if !path.is_absolute() {
+            // Relative to the server's own state directory, unless it climbs.
+            return piece.starts_with("..") || (piece.starts_with("./") && arg == piece);
+        }
+        let mut resolved = std::path::PathBuf::from("/");
+        for part in path.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    resolved.pop();
+                }
+                std::path::Component::Normal(name) => resolved.push(name),
+                _ => {}
+            }
+        }
+        ["/workspace", "/tmp", "/var/tmp", "/dev"]
+            .iter()
+            .any(|root| resolved.starts_with(root) && resolved != std::path::Path::new("/dev/null"))
+    })
 }
 
 /// What is wrong with one server's settings, in words for the admin.
@@ -114,12 +130,21 @@ pub fn check(name: &str, server: &McpServer) -> Result<(), String> {
             }
             // A server is code every turn trusts: what runs must be out of
             // the commands' reach, which write /workspace and /tmp.
-            if let Some(path) = std::iter::once(command)
-                .chain(&server.args)
+            if let Some(path) = std::iter::once(command.as_str())
+                .chain(server.args.iter().map(String::as_str))
+                .chain(server.env.values().map(Secret::expose))
                 .find(|a| writable_by_commands(a))
             {
+                // An env value is a secret: not quoted.
+                let shown = if server.env.values().any(|v| v.expose() == path) {
+                    "an env value".to_string()
+                } else {
+                    format!("{path:?}")
+                };
                 return Err(format!(
-                    "{path:?} is where the jail's commands write (/workspace, /tmp): a server's program and                      scripts must be out of their reach; install it under /usr or /opt, or run it with npx or uvx"
+                    "{shown} names a place the jail's commands write (/workspace, /tmp, /dev): a server's \
+                     program, scripts and the paths its environment loads from must be out of their reach; \
+                     install it under /usr or /opt, or run it with npx or uvx"
                 ));
             }
         }
@@ -249,6 +274,21 @@ mod tests {
                 "relative",
                 r#"{"command": "node", "args": ["./server.js"]}"#,
                 "out of their reach",
+            ),
+            (
+                "climbing",
+                r#"{"command": "python3", "args": ["/opt/../workspace/g.py"]}"#,
+                "out of their reach",
+            ),
+            (
+                "loader",
+                r#"{"command": "python3", "env": {"PYTHONPATH": "/usr/lib/x:/workspace/lib"}}"#,
+                "an env value names",
+            ),
+            (
+                "preload",
+                r#"{"command": "node", "env": {"NODE_OPTIONS": "--require /dev/shm/x.js"}}"#,
+                "an env value names",
             ),
             (
                 "hosts",

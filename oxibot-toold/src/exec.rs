@@ -300,16 +300,9 @@ fn finish_command(session: i32, jailed: bool) {
         return;
     }
     // A server runs: its main process is waited for by its own task, so
-    // only the others are killed and reaped, one by one.
-    let left: Vec<i32> = processes()
-        .into_iter()
-        .filter(|(pid, sid)| *pid != 1 && !servers.contains(sid))
-        .map(|(pid, _)| pid)
-        .collect();
-    for pid in &left {
-        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    reap(&left);
+    // only the others are stopped, killed and reaped.
+    let left = crate::sweep::freeze_and_kill(|p| !servers.contains(&p.session));
+    crate::sweep::reap(&left);
 }
 
 /// Kills and reaps the processes of the jail that belong to no running
@@ -322,52 +315,11 @@ pub fn kill_strays() {
         return;
     }
     let servers = crate::mcp::sessions();
-    let strays: Vec<i32> = processes()
-        .into_iter()
-        .filter(|(pid, sid)| *pid != 1 && *sid != 0 && !servers.contains(sid) && !running.contains(sid))
-        .map(|(pid, _)| pid)
-        .collect();
+    let strays = crate::sweep::freeze_and_kill(|p| {
+        p.session != 0 && !servers.contains(&p.session) && !running.contains(&p.session)
+    });
     drop(running);
-    for pid in &strays {
-        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    reap(&strays);
-}
-
-/// Reaps these processes (those of them that are toold's children: the
-/// orphans it inherited), waiting up to a second.
-pub fn reap(pids: &[i32]) {
-    let mut waiting: Vec<i32> = pids.to_vec();
-    for _ in 0..200 {
-        waiting.retain(|pid| {
-            matches!(
-                nix::sys::wait::waitpid(Pid::from_raw(*pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
-                Ok(nix::sys::wait::WaitStatus::StillAlive)
-            )
-        });
-        if waiting.is_empty() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Every process of the jail (pid, session), from its `/proc`.
-pub fn processes() -> Vec<(i32, i32)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // After the command name, which may hold anything, in parentheses.
-            let rest = &stat[stat.rfind(')')? + 1..];
-            // state, ppid, pgrp, session
-            let session = rest.split_whitespace().nth(3)?.parse().ok()?;
-            Some((pid, session))
-        })
-        .collect()
+    crate::sweep::reap(&strays);
 }
 
 async fn capture(mut r: impl AsyncRead + Unpin, cap: usize) -> String {

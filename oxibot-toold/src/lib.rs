@@ -21,6 +21,7 @@ mod probe;
 mod search;
 mod server;
 mod sockdiag;
+mod sweep;
 mod text;
 mod texts;
 mod trust;

@@ -25,8 +25,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use oxibot_proto::messages::{McpLaunch, ToolReply, MAX_MCP_SERVERS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStdin, Command};
@@ -123,6 +121,13 @@ pub async fn start(launch: McpLaunch, replies: mpsc::Sender<ToolReply>, limits: 
         (std::env::temp_dir().display().to_string(), None)
     };
     let tmp = format!("{home}/tmp");
+    if jailed {
+        // Commands run as the same user: Landlock keeps them from reading
+        // or writing a server's state, but not from changing its modes
+        // (a `chmod 000`). The server gets them back when it starts, and
+        // its directory before each message.
+        repair_modes(std::path::Path::new(&home), 0);
+    }
     let _ = std::fs::create_dir_all(&tmp);
 
     let mut cmd = Command::new(&launch.command);
@@ -276,10 +281,41 @@ fn enter(domain: Option<RawFd>, memory: Option<u64>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Gives a server's state back the modes a command may have taken away:
+/// owner read and write (and search, for directories), what else it had.
+/// Links are not followed; a tree deeper than 32 is left.
+fn repair_modes(path: &std::path::Path, depth: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.file_type().is_symlink() || depth > 32 {
+        return;
+    }
+    let own = if meta.is_dir() { 0o700 } else { 0o600 };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & own != own {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | own));
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            repair_modes(&entry.path(), depth + 1);
+        }
+    }
+}
+
 /// Writes to a running server's standard input.
 pub async fn input(server: &str, data: &[u8]) -> Result<String, String> {
-    let stdin = with(|s| s.running.get(server).map(|r| r.stdin.clone()))
-        .ok_or_else(|| format!("MCP server {server:?} is not running"))?;
+    let (stdin, slot) = with(|s| {
+        s.running
+            .get(server)
+            .map(|r| (r.stdin.clone(), s.slots.get(server).copied()))
+    })
+    .ok_or_else(|| format!("MCP server {server:?} is not running"))?;
+    if let Some(slot) = slot.filter(|_| crate::jail::is_jailed()) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(state_dir(slot), std::fs::Permissions::from_mode(0o700));
+    }
     let mut stdin = stdin.lock().await;
     match tokio::time::timeout(INPUT_TIMEOUT, async {
         stdin.write_all(data).await?;
@@ -317,16 +353,8 @@ fn end_session(session: i32) {
     if session <= 1 {
         return;
     }
-    let _ = nix::sys::signal::killpg(Pid::from_raw(session), Signal::SIGKILL);
-    let mut left = Vec::new();
-    for (pid, sid) in crate::exec::processes() {
-        if sid == session {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            // The server itself is waited for by its own task.
-            if pid != session {
-                left.push(pid);
-            }
-        }
-    }
-    crate::exec::reap(&left);
+    let killed = crate::sweep::freeze_and_kill(|p| p.session == session);
+    // The server itself is waited for by its own task.
+    let left: Vec<i32> = killed.into_iter().filter(|pid| *pid != session).collect();
+    crate::sweep::reap(&left);
 }

@@ -227,6 +227,14 @@ both_modes!(a_server_is_listed_and_called_and_its_secret_is_its_own, |mode| {
         reads.iter().any(|r| r.contains("error: Permission denied")),
         "{reads:?}"
     );
+    // A command may take the modes away (same user; Landlock does not
+    // cover chmod), but the server gets them back with its next message.
+    let out = broker.exec("chmod 000 /mcp/0 /mcp/1 /mcp/0/token.txt /mcp/1/token.txt 2>&1; echo done");
+    has(&out, "done");
+    has(
+        &call(&broker, "mcp_alpha_write", json!({"path": "more.txt", "text": "x"})),
+        "ok",
+    );
     // Its code is read-only to commands.
     let out = broker.exec("echo planted >> /usr/bin/python3; touch /opt/planted");
     let refused = out.matches("Read-only file system").count() + out.matches("Permission denied").count();
@@ -240,7 +248,11 @@ both_modes!(a_crashing_server_does_not_hang_the_turn_and_comes_back, |mode| {
     // What it started, in its session and out of it, ends with it.
     let pid = |detach: bool| -> String {
         let out = call(&broker, "mcp_alpha_fork", json!({"detach": detach}));
-        out.lines().find(|l| l.trim().parse::<u32>().is_ok()).unwrap().trim().to_string()
+        out.lines()
+            .find(|l| l.trim().parse::<u32>().is_ok())
+            .unwrap()
+            .trim()
+            .to_string()
     };
     let (child, escaped) = (pid(false), pid(true));
     // Looked at from the other server: an exec would kill what it left
@@ -264,6 +276,13 @@ both_modes!(a_crashing_server_does_not_hang_the_turn_and_comes_back, |mode| {
         started.elapsed()
     );
     has(&out, "MCP server \"alpha\"");
+    // While it restarts, a call says so at once, in the broker's words
+    // (its stderr is the admin's to read, not the model's).
+    let (ok, out) = broker.tool("mcp_alpha_echo", json!({"text": "too early"}));
+    if !ok {
+        has(&out, "is not running");
+        assert!(!out.contains("crashing on purpose"), "{out}");
+    }
     // Its end, in the list; then it runs again.
     let l = wait_for(&broker, "the crash to be recorded", |l| {
         l["alpha"]["restarts"].as_u64() >= Some(1)
@@ -451,9 +470,13 @@ fn an_http_server_is_reached_through_the_guard_with_its_headers() {
     let broker = Broker::start(
         "http://127.0.0.1:9",
         json!({"tools": servers}),
-        secrets(json!({"tools": {"mcpServers": {"remote": {"headers": {"Authorization": "Bearer remote-token-6b1d"}}}}})),
+        secrets(
+            json!({"tools": {"mcpServers": {"remote": {"headers": {"Authorization": "Bearer remote-token-6b1d"}}}}}),
+        ),
     );
-    let l = wait_for(&broker, "the guard's refusal", |l| l["remote"]["restarts"].as_u64() >= Some(1));
+    let l = wait_for(&broker, "the guard's refusal", |l| {
+        l["remote"]["restarts"].as_u64() >= Some(1)
+    });
     let error = l["remote"]["lastError"].as_str().unwrap_or_default().to_string();
     has(&error, "could not be reached");
     has(&error, "allowPrivate");
@@ -464,7 +487,9 @@ fn an_http_server_is_reached_through_the_guard_with_its_headers() {
     let broker = Broker::start(
         "http://127.0.0.1:9",
         config,
-        secrets(json!({"tools": {"mcpServers": {"remote": {"headers": {"Authorization": "Bearer remote-token-6b1d"}}}}})),
+        secrets(
+            json!({"tools": {"mcpServers": {"remote": {"headers": {"Authorization": "Bearer remote-token-6b1d"}}}}}),
+        ),
     );
     let l = ready(&broker, &["remote"]);
     assert_eq!(l["remote"]["transport"], "http (from the broker, through the guard)");
@@ -473,3 +498,53 @@ fn an_http_server_is_reached_through_the_guard_with_its_headers() {
     has(&out, "<untrusted_web_content_");
     broker.wait_audit("mcp_server", "MCP server remote reached at http://127.0.0.1");
 }
+
+/// A process family that keeps forking, each child taking over when its
+/// parent is killed: a kill per listed pid misses the child born after
+/// the listing. Started by a command in a session of its own, while an
+/// MCP server runs (so that the end of the command cannot kill the whole
+/// jail at once).
+const HYDRA: &str = r#"
+import os, sys, time
+def master():
+    while True:
+        try:
+            pid = os.fork()
+        except OSError:
+            time.sleep(0.01)
+            continue
+        if pid == 0:
+            parent = os.getppid()
+            time.sleep(0.003)
+            if os.getppid() != parent:
+                master()
+            os._exit(0)
+        time.sleep(0.001)
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pass
+if os.fork() == 0:
+    os.setsid()
+    master()
+"#;
+
+both_modes!(a_family_that_keeps_forking_does_not_outlive_its_command, |mode| {
+    let Some(broker) = broker(mode, json!({})) else { return };
+    ready(&broker, &["alpha"]);
+    std::fs::write(broker.workspace.join("hydra.py"), HYDRA).unwrap();
+    let count = "grep -l 'hydra[.]py' /proc/[0-9]*/cmdline 2>/dev/null | wc -l";
+    // Running while its command runs.
+    let out = broker.exec(&format!(
+        "python3 hydra.py </dev/null >/dev/null 2>&1; sleep 0.5; {count}"
+    ));
+    let during: u32 = out.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    assert!(during > 0, "the family did not start: {out}");
+    // Gone once it ended, for good.
+    for _ in 0..3 {
+        let out = broker.exec(&format!("sleep 0.3; {count}"));
+        assert_eq!(out.lines().next().map(str::trim), Some("0"), "{out}");
+    }
+    // The server lives on.
+    has(&call(&broker, "mcp_alpha_echo", json!({"text": "alive"})), "alive");
+});

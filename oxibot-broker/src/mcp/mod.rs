@@ -110,7 +110,9 @@ impl Mcp {
                         "stopped: tools.sandbox is off, and an MCP server runs only in the jail".into();
                     None
                 }
-                Transport::Stdio | Transport::Http => Some(tokio::spawn(server::supervise(svc.clone(), shared.clone()))),
+                Transport::Stdio | Transport::Http => {
+                    Some(tokio::spawn(server::supervise(svc.clone(), shared.clone())))
+                }
             };
             servers.insert(
                 name.clone(),
@@ -189,14 +191,11 @@ impl Mcp {
 async fn call(shared: &Shared, offered: &Offered, arguments: &str) -> Result<String, String> {
     let ready = {
         let s = shared.status();
+        // Our words only: why it stopped may be the server's (its stderr),
+        // and is for the admin (`oxibotctl mcp list`), not the model.
         s.ready.clone().ok_or_else(|| {
-            let why = s
-                .last_error
-                .as_deref()
-                .map(|e| format!(" (last error: {e})"))
-                .unwrap_or_default();
             format!(
-                "MCP server {:?} is not running: {}{why}; try again later",
+                "MCP server {:?} is not running ({}); try again later. `oxibotctl mcp list` shows why",
                 shared.name, s.state
             )
         })?
@@ -210,7 +209,13 @@ async fn call(shared: &Shared, offered: &Offered, arguments: &str) -> Result<Str
     params.arguments = Some(arguments);
     match tokio::time::timeout(ready.timeout, ready.peer.call_tool(params)).await {
         Ok(Ok(result)) => offer::render(&shared.name, &offered.tool, &result),
-        Ok(Err(e)) => Err(format!("MCP server {:?} did not answer the call: {e}", shared.name)),
+        // An error answer holds the server's words: wrapped and cut like
+        // its results.
+        Ok(Err(e)) => Err(format!(
+            "MCP server {:?} did not answer the call:\n{}",
+            shared.name,
+            offer::wrap_words(&shared.name, &offered.tool, &e.to_string())
+        )),
         Err(_) => Err(format!(
             "MCP server {:?} did not answer within {} s (tools.mcpServers.{}.toolTimeout)",
             shared.name,

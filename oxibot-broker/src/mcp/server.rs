@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxibot_proto::messages::{McpLaunch, ToolCall};
 use oxibot_config::mcp::{McpServer, Transport};
+use oxibot_proto::messages::{McpLaunch, ToolCall};
 use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{IntoTransport, StreamableHttpClientTransport};
@@ -103,9 +103,13 @@ async fn run_over_http(svc: &Arc<Services>, shared: &Arc<Shared>, settings: &Mcp
         .unwrap_or_default();
     svc.audit.log(
         "mcp_server",
-        &format!("MCP server {} reached at {origin} from the broker, through the guard", shared.name),
+        &format!(
+            "MCP server {} reached at {origin} from the broker, through the guard",
+            shared.name
+        ),
     );
-    let transport = StreamableHttpClientTransport::with_client(client, StreamableHttpClientTransportConfig::with_uri(url));
+    let transport =
+        StreamableHttpClientTransport::with_client(client, StreamableHttpClientTransportConfig::with_uri(url));
     speak(svc, shared, settings, transport).await
 }
 
