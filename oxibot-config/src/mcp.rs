@@ -79,18 +79,43 @@ impl McpServer {
     }
 }
 
-/// Whether an argument or an environment value names a path under the
-/// trees the jail's commands write (`..` resolved as the kernel would, in
-/// every piece of a `--flag=PATH`, a `PATH`-like list or an option string).
+/// Where the jail's commands write.
+const COMMANDS_WRITE: [&str; 4] = ["/workspace", "/tmp", "/var/tmp", "/dev"];
+/// The devices a server may name (`--log=/dev/null`).
+const DEVICES: [&str; 5] = ["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/tty"];
+
+/// Whether an argument or an environment value may make a server load
+/// what the jail's commands write: it names a place under their trees
+/// anywhere in its text (a path, `--flag=PATH`, a `PATH`-like list, an
+/// option such as `-I/workspace/lib`, a line of code), a path that climbs
+/// there from the server's own directory (`tmp/../../workspace`, `..`
+/// resolved as the kernel would), or `/proc` (`/proc/self/root/…`,
+/// `/proc/self/cwd/…` lead anywhere).
 fn writable_by_commands(arg: &str) -> bool {
-    arg.split([':', '=', ' ', ',', ';']).any(|piece| {
-        let path = std::path::Path::new(piece);
-        if !path.is_absolute() {
-            // Relative to the server's own state directory, unless it climbs.
-            return piece.starts_with("..") || (piece.starts_with("./") && arg == piece);
+    if arg.contains("/proc") {
+        return true;
+    }
+    let named = |text: &str| {
+        COMMANDS_WRITE.iter().any(|root| {
+            text.match_indices(root).any(|(at, _)| {
+                let rest = &text[at..];
+                // A device a server may write is not a place to load from.
+                !DEVICES.iter().any(|d| {
+                    rest.starts_with(d) && !rest[d.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '/')
+                })
+            })
+        })
+    };
+    if named(arg) {
+        return true;
+    }
+    // Relative pieces, from the server's own directory (`/mcp/<n>`).
+    arg.split([':', '=', ' ', ',', ';', '"', '\'']).any(|piece| {
+        if piece.is_empty() || piece.starts_with('/') {
+            return false;
         }
-        let mut resolved = std::path::PathBuf::from("/");
-        for part in path.components() {
+        let mut resolved = std::path::PathBuf::from("/mcp/0");
+        for part in std::path::Path::new(piece).components() {
             match part {
                 std::path::Component::ParentDir => {
                     resolved.pop();
@@ -99,9 +124,7 @@ fn writable_by_commands(arg: &str) -> bool {
                 _ => {}
             }
         }
-        ["/workspace", "/tmp", "/var/tmp", "/dev"]
-            .iter()
-            .any(|root| resolved.starts_with(root) && resolved != std::path::Path::new("/dev/null"))
+        !resolved.starts_with("/mcp/0") && named(&resolved.to_string_lossy())
     })
 }
 
@@ -222,6 +245,12 @@ mod tests {
         );
         assert_eq!(stdio.transport(), Transport::Stdio);
         assert!(check("github", &stdio).is_ok());
+        // Paths of its own directory, the system's, a device to write to.
+        let own = server(
+            r#"{"command": "/opt/srv/bin/srv", "args": ["./cache", "--log=/dev/null", "--data", "tmp/x"],
+                "env": {"PYTHONPATH": "/usr/lib/python3/dist-packages"}}"#,
+        );
+        assert_eq!(check("own", &own), Ok(()));
         assert!(stdio.offers("search_issues") && !stdio.offers("delete_repo"));
         assert!(!format!("{stdio:?}").contains("ghp_x"));
         let http = server(r#"{"url": "https://mcp.example.com/mcp", "headers": {"Authorization": "Bearer t"}}"#);
@@ -272,7 +301,7 @@ mod tests {
             ),
             (
                 "relative",
-                r#"{"command": "node", "args": ["./server.js"]}"#,
+                r#"{"command": "node", "args": ["../../workspace/server.js"]}"#,
                 "out of their reach",
             ),
             (
@@ -289,6 +318,26 @@ mod tests {
                 "preload",
                 r#"{"command": "node", "env": {"NODE_OPTIONS": "--require /dev/shm/x.js"}}"#,
                 "an env value names",
+            ),
+            (
+                "fromcwd",
+                r#"{"command": "python3", "args": ["tmp/../../../workspace/evil.py"]}"#,
+                "out of their reach",
+            ),
+            (
+                "procroot",
+                r#"{"command": "python3", "args": ["/proc/self/root/workspace/evil.py"]}"#,
+                "out of their reach",
+            ),
+            (
+                "include",
+                r#"{"command": "perl", "args": ["-I/workspace/lib", "s.pl"]}"#,
+                "out of their reach",
+            ),
+            (
+                "code",
+                r#"{"command": "python3", "args": ["-c", "exec(open('/workspace/x.py').read())"]}"#,
+                "out of their reach",
             ),
             (
                 "hosts",

@@ -143,13 +143,16 @@ pub async fn run(
             });
         }
     }
-    let mut child = {
-        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-        let child = cmd.spawn().map_err(|e| format!("cannot start /bin/sh: {e}"))?;
-        // The session's id is the shell's pid.
-        running.push(child.id().map_or(0, |p| p as i32));
-        child
-    };
+    let mut child = match spawn_counted(&mut cmd) {
+        // The process limit is full: of what no running command or server
+        // keeps (nothing else would ever sweep it), then once more.
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && limits.jailed.is_some() => {
+            tokio::task::spawn_blocking(kill_strays).await.ok();
+            spawn_counted(&mut cmd)
+        }
+        other => other,
+    }
+    .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
     let pgid = child.id().map(|p| Pid::from_raw(p as i32));
     let session = pgid.map(|p| p.as_raw());
     if let (Some(session), Some(egress)) = (session, egress) {
@@ -238,6 +241,15 @@ pub fn lock_running() -> std::sync::MutexGuard<'static, Vec<i32>> {
     RUNNING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Starts the command and counts it as running (by its session: the
+/// shell's pid), under the lock the end of the last command takes.
+fn spawn_counted(cmd: &mut Command) -> std::io::Result<tokio::process::Child> {
+    let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    let child = cmd.spawn()?;
+    running.push(child.id().map_or(0, |p| p as i32));
+    Ok(child)
+}
+
 /// The ruleset each exec enters (see `jail::landlock::exec_domain`).
 static EXEC_DOMAIN: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
 
@@ -301,7 +313,7 @@ fn finish_command(session: i32, jailed: bool) {
     }
     // A server runs: its main process is waited for by its own task, so
     // only the others are stopped, killed and reaped.
-    let left = crate::sweep::freeze_and_kill(|p| !servers.contains(&p.session));
+    let left = crate::sweep::freeze_and_kill(|p| !p.session.is_some_and(|s| servers.contains(&s)));
     crate::sweep::reap(&left);
 }
 
@@ -315,8 +327,9 @@ pub fn kill_strays() {
         return;
     }
     let servers = crate::mcp::sessions();
-    let strays = crate::sweep::freeze_and_kill(|p| {
-        p.session != 0 && !servers.contains(&p.session) && !running.contains(&p.session)
+    let strays = crate::sweep::freeze_and_kill(|p| match p.session {
+        Some(session) => session != 0 && !servers.contains(&session) && !running.contains(&session),
+        None => true,
     });
     drop(running);
     crate::sweep::reap(&strays);

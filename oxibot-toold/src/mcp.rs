@@ -126,7 +126,7 @@ pub async fn start(launch: McpLaunch, replies: mpsc::Sender<ToolReply>, limits: 
         // or writing a server's state, but not from changing its modes
         // (a `chmod 000`). The server gets them back when it starts, and
         // its directory before each message.
-        repair_modes(std::path::Path::new(&home), 0);
+        repair_modes(std::path::Path::new(&home), 0, &mut { u32::MAX });
     }
     let _ = std::fs::create_dir_all(&tmp);
 
@@ -281,15 +281,24 @@ fn enter(domain: Option<RawFd>, memory: Option<u64>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How many entries of a server's state are looked at before each message
+/// (all of them when it starts).
+const REPAIR_BUDGET: u32 = 2048;
+
 /// Gives a server's state back the modes a command may have taken away:
 /// owner read and write (and search, for directories), what else it had.
-/// Links are not followed; a tree deeper than 32 is left.
-fn repair_modes(path: &std::path::Path, depth: u32) {
+/// Links are not followed; a tree deeper than 32, or past `budget`
+/// entries, is left.
+fn repair_modes(path: &std::path::Path, depth: u32, budget: &mut u32) {
     use std::os::unix::fs::PermissionsExt;
+    if *budget == 0 || depth > 32 {
+        return;
+    }
+    *budget -= 1;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return;
     };
-    if meta.file_type().is_symlink() || depth > 32 {
+    if meta.file_type().is_symlink() {
         return;
     }
     let own = if meta.is_dir() { 0o700 } else { 0o600 };
@@ -299,7 +308,7 @@ fn repair_modes(path: &std::path::Path, depth: u32) {
     }
     if meta.is_dir() {
         for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-            repair_modes(&entry.path(), depth + 1);
+            repair_modes(&entry.path(), depth + 1, budget);
         }
     }
 }
@@ -313,8 +322,7 @@ pub async fn input(server: &str, data: &[u8]) -> Result<String, String> {
     })
     .ok_or_else(|| format!("MCP server {server:?} is not running"))?;
     if let Some(slot) = slot.filter(|_| crate::jail::is_jailed()) {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(state_dir(slot), std::fs::Permissions::from_mode(0o700));
+        repair_modes(std::path::Path::new(&state_dir(slot)), 0, &mut { REPAIR_BUDGET });
     }
     let mut stdin = stdin.lock().await;
     match tokio::time::timeout(INPUT_TIMEOUT, async {
@@ -353,7 +361,7 @@ fn end_session(session: i32) {
     if session <= 1 {
         return;
     }
-    let killed = crate::sweep::freeze_and_kill(|p| p.session == session);
+    let killed = crate::sweep::freeze_and_kill(|p| p.session == Some(session));
     // The server itself is waited for by its own task.
     let left: Vec<i32> = killed.into_iter().filter(|pid| *pid != session).collect();
     crate::sweep::reap(&left);

@@ -13,32 +13,57 @@ use nix::unistd::Pid;
 /// One process of the jail, from its `/proc/PID/stat`.
 pub struct Proc {
     pub pid: i32,
-    pub session: i32,
-    /// Stopped (`T`), traced (`t`) or a zombie (`Z`): it forks no more.
+    /// None when its `stat` could not be read whole (it is ending, or
+    /// something the parser did not expect): no sweep spares it.
+    pub session: Option<i32>,
+    /// Every thread of it stopped (`T`), traced (`t`) or gone (`Z`, `X`):
+    /// it forks no more.
     still: bool,
 }
 
-/// Every process of the jail.
+/// Every process of the jail. The command name in `stat` is whatever the
+/// process chose (`PR_SET_NAME`, its file's name): not text, and read as
+/// bytes; only what follows its last `)` is parsed.
 pub fn processes() -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // After the command name, which may hold anything, in parentheses:
-            // state, ppid, pgrp, session.
-            let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-            let state = fields.next()?;
-            let session = fields.nth(2)?.parse().ok()?;
-            Some(Proc {
-                pid,
-                session,
-                still: matches!(state, "T" | "t" | "Z" | "X"),
-            })
+        .map(|pid| {
+            let (state, session) = stat(&format!("/proc/{pid}/stat")).unwrap_or((b'?', None));
+            // A thread group whose leader is a zombie may still run other
+            // threads: it is still only when all of them are.
+            let still = match state {
+                b'T' | b't' => true,
+                b'Z' | b'X' => threads_still(pid),
+                _ => false,
+            };
+            Proc { pid, session, still }
         })
         .collect()
+}
+
+/// The state letter and the session of a `stat` file.
+fn stat(path: &str) -> Option<(u8, Option<i32>)> {
+    let bytes = std::fs::read(path).ok()?;
+    let end = bytes.iter().rposition(|b| *b == b')')?;
+    let rest = std::str::from_utf8(&bytes[end + 1..]).ok()?;
+    // state, ppid, pgrp, session.
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.bytes().next()?;
+    Some((state, fields.nth(2).and_then(|s| s.parse().ok())))
+}
+
+/// Whether every thread of `pid` is stopped, traced or gone.
+fn threads_still(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        let path = format!("/proc/{pid}/task/{}/stat", task.file_name().to_string_lossy());
+        matches!(stat(&path), None | Some((b'T' | b't' | b'Z' | b'X', _)))
+    })
 }
 
 /// How many rounds of stopping before the kill goes out anyway.

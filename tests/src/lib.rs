@@ -18,3 +18,4 @@ pub mod platform;
 pub mod poll;
 pub mod run;
 pub mod serve;
+pub mod upstream;

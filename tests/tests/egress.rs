@@ -5,7 +5,6 @@
 //! behind by an earlier exec. Every decision is in the audit. Each case
 //! runs in both modes (root-started and unprivileged).
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
@@ -32,50 +31,11 @@ fn door(mode: Mode, allowed: &[String]) -> Option<Broker> {
     Some(broker)
 }
 
-/// A plain HTTP upstream on the host's loopback: answers every request
-/// with `body`, and sends what it read down the channel.
-fn upstream(body: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (seen, heard) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let _ = seen.send(String::from_utf8_lossy(&head).into_owned());
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (port, heard)
-}
+use oxibot_tests::both_modes;
+use oxibot_tests::upstream::plain as upstream;
 
 fn has(out: &str, needle: &str) {
     assert!(out.contains(needle), "expected {needle:?} in:\n{out}");
-}
-
-macro_rules! both_modes {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[test]
-            fn root_started() {
-                ($body as fn(Mode))(Mode::RootStarted);
-            }
-            #[test]
-            fn unprivileged() {
-                ($body as fn(Mode))(Mode::Unprivileged);
-            }
-        }
-    };
 }
 
 both_modes!(an_allowed_host_is_reached_with_curl_and_urllib_and_audited, |mode| {

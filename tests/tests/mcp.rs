@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use oxibot_tests::both_modes;
 use oxibot_tests::harness::{secrets, skip, Broker, Mode};
 use serde_json::{json, Value};
 
@@ -104,22 +105,6 @@ fn sha256(text: &str) -> String {
         .collect()
 }
 
-macro_rules! both_modes {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[test]
-            fn root_started() {
-                ($body as fn(Mode))(Mode::RootStarted);
-            }
-            #[test]
-            fn unprivileged() {
-                ($body as fn(Mode))(Mode::Unprivileged);
-            }
-        }
-    };
-}
-
 both_modes!(a_server_is_listed_and_called_and_its_secret_is_its_own, |mode| {
     let Some(broker) = broker(mode, json!({})) else { return };
     let l = ready(&broker, &["alpha", "beta"]);
@@ -172,13 +157,16 @@ both_modes!(a_server_is_listed_and_called_and_its_secret_is_its_own, |mode| {
     assert!(!out.contains(ALPHA_TOKEN) && !out.contains("[REDACTED]"), "{out}");
     assert_eq!(out.matches("Permission denied").count(), 3, "{out}");
     has(&out, "Operation not permitted");
-    // Nor another server.
-    let out = call(
-        &broker,
-        "mcp_beta_read",
-        json!({"path": format!("/proc/{alpha}/environ")}),
-    );
-    has(&out, "error: Permission denied");
+    // Nor another server; nor can it see alpha's calls (its input and
+    // output pipes).
+    for what in ["environ", "fd/0", "fd/1"] {
+        let out = call(
+            &broker,
+            "mcp_beta_read",
+            json!({"path": format!("/proc/{alpha}/{what}")}),
+        );
+        has(&out, "error: Permission denied");
+    }
     // Nor the broker's secrets or memory: not in the jail at all.
     let secrets_file = broker.dir.path().join("secrets.json");
     let out = call(&broker, "mcp_alpha_read", json!({"path": secrets_file}));
@@ -235,6 +223,8 @@ both_modes!(a_server_is_listed_and_called_and_its_secret_is_its_own, |mode| {
         &call(&broker, "mcp_alpha_write", json!({"path": "more.txt", "text": "x"})),
         "ok",
     );
+    // Its files too, not only its directory.
+    has(&call(&broker, "mcp_alpha_read", json!({"path": "token.txt"})), "ok: ");
     // Its code is read-only to commands.
     let out = broker.exec("echo planted >> /usr/bin/python3; touch /opt/planted");
     let refused = out.matches("Read-only file system").count() + out.matches("Permission denied").count();
@@ -324,28 +314,8 @@ fn a_server_may_not_pose_as_a_built_in_tool_or_flood_the_prompt() {
     has(&text, "refused: exec: \"exec\" is the name of a built-in tool");
 }
 
-/// A plain HTTP upstream on the host's loopback that answers `body`.
 fn upstream(body: &'static str) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+    oxibot_tests::upstream::plain(body).0
 }
 
 both_modes!(
@@ -533,13 +503,20 @@ both_modes!(a_family_that_keeps_forking_does_not_outlive_its_command, |mode| {
     let Some(broker) = broker(mode, json!({})) else { return };
     ready(&broker, &["alpha"]);
     std::fs::write(broker.workspace.join("hydra.py"), HYDRA).unwrap();
-    let count = "grep -l 'hydra[.]py' /proc/[0-9]*/cmdline 2>/dev/null | wc -l";
+    // And a process whose name is not text (a sweep that read its stat as
+    // UTF-8 did not see it).
+    let ghost = r#"cp /bin/sleep "/tmp/x$(printf '\377')"; setsid "/tmp/x$(printf '\377')" 1000.123 </dev/null >/dev/null 2>&1 &"#;
+    let count = "grep -l -e 'hydra[.]py' -e '1000[.]123' /proc/[0-9]*/cmdline 2>/dev/null | wc -l";
     // Running while its command runs.
     let out = broker.exec(&format!(
-        "python3 hydra.py </dev/null >/dev/null 2>&1; sleep 0.5; {count}"
+        "python3 hydra.py </dev/null >/dev/null 2>&1; {ghost} sleep 0.5; {count}; grep -l '1000[.]123' /proc/[0-9]*/cmdline | wc -l"
     ));
-    let during: u32 = out.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-    assert!(during > 0, "the family did not start: {out}");
+    let counts: Vec<u32> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    // (The shell running this counts once in each.)
+    assert!(
+        counts.len() == 2 && counts[0] > counts[1] && counts[1] >= 2,
+        "not all started: {out}"
+    );
     // Gone once it ended, for good.
     for _ in 0..3 {
         let out = broker.exec(&format!("sleep 0.3; {count}"));

@@ -32,6 +32,9 @@ const JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
 /// The largest JSON answer, and the largest SSE event, read.
 const MAX_BODY: usize = 4 << 20;
+/// How long one POST (and the answer it streams) may take.
+const POST_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(oxibot_config::mcp::MAX_TOOL_TIMEOUT as u64 + 30);
 /// How much of an error's body is kept for the message.
 const MAX_ERROR_TEXT: usize = 2048;
 
@@ -99,6 +102,8 @@ impl StreamableHttpClient for Guarded {
     ) -> Result<StreamableHttpPostResponse, Failure> {
         let response = self
             .request(reqwest::Method::POST, &uri, session_id.as_deref())
+            // The longest call a server may be given, and a margin.
+            .timeout(POST_TIMEOUT)
             .json(&message)
             .send()
             .await
@@ -148,6 +153,7 @@ impl StreamableHttpClient for Guarded {
     ) -> Result<(), Failure> {
         let response = self
             .request(reqwest::Method::DELETE, &uri, Some(&session_id))
+            .timeout(std::time::Duration::from_secs(20))
             .send()
             .await
             .map_err(StreamableHttpError::Client)?;

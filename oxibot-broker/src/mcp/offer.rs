@@ -57,36 +57,90 @@ impl Offered {
     }
 }
 
-/// Sorts a server's tools into those offered and those refused (each with
-/// the reason, for `oxibotctl mcp list`).
-pub fn sort(
-    server: &str,
-    tools: Vec<rmcp::model::Tool>,
-    enabled: impl Fn(&str) -> bool,
-) -> (Vec<Offered>, Vec<String>) {
-    let mut offered: Vec<Offered> = Vec::new();
-    let mut refused = Vec::new();
-    let mut text = 0;
-    for tool in tools {
-        let raw = tool.name.to_string();
-        if !enabled(&raw) {
-            continue;
-        }
-        let shown = crate::web::cut_chars(&raw, 80).0;
-        match check(server, &tool, &offered) {
-            Ok(_) if offered.len() >= MAX_TOOLS => refused.push(format!("{shown}: more than {MAX_TOOLS} tools")),
-            Ok(o) if text + o.size() > MAX_SERVER_TEXT => refused.push(format!(
-                "{shown}: past the {MAX_SERVER_TEXT} bytes of names, descriptions and schemas a server may add to \
-                 the prompt"
-            )),
-            Ok(o) => {
-                text += o.size();
-                offered.push(o)
-            }
-            Err(why) => refused.push(format!("{shown}: {why}")),
+/// A server's tools, sorted page by page as they are listed into those
+/// offered and those refused (each with the reason, for `oxibotctl mcp
+/// list`). Only what is offered is kept: a listing of many large pages
+/// costs one page's memory at a time.
+pub struct Sorter {
+    server: String,
+    offered: Vec<Offered>,
+    refused: Vec<String>,
+    text: usize,
+    /// Tools looked at (offered, refused or not enabled).
+    seen: usize,
+}
+
+/// The most tools looked at in one listing, whatever the server pages.
+pub const MAX_LISTED: usize = 1024;
+
+impl Sorter {
+    pub fn new(server: &str) -> Sorter {
+        Sorter {
+            server: server.to_string(),
+            offered: Vec::new(),
+            refused: Vec::new(),
+            text: 0,
+            seen: 0,
         }
     }
-    (offered, refused)
+
+    /// Whether more tools would be looked at.
+    pub fn wants_more(&self) -> bool {
+        self.seen < MAX_LISTED
+    }
+
+    pub fn add(&mut self, tools: Vec<rmcp::model::Tool>, enabled: impl Fn(&str) -> bool) {
+        for tool in tools {
+            if !self.wants_more() {
+                self.stopped(format!(
+                    "(the rest): more than {MAX_LISTED} tools listed; not looked at"
+                ));
+                return;
+            }
+            self.seen += 1;
+            let raw = tool.name.to_string();
+            if !enabled(&raw) {
+                continue;
+            }
+            let shown = crate::web::cut_chars(&raw, 80).0;
+            match check(&self.server, &tool, &self.offered) {
+                Ok(_) if self.offered.len() >= MAX_TOOLS => {
+                    self.refused.push(format!("{shown}: more than {MAX_TOOLS} tools"))
+                }
+                Ok(o) if self.text + o.size() > MAX_SERVER_TEXT => self.refused.push(format!(
+                    "{shown}: past the {MAX_SERVER_TEXT} bytes of names, descriptions and schemas a server may add \
+                     to the prompt"
+                )),
+                Ok(o) => {
+                    self.text += o.size();
+                    self.offered.push(o)
+                }
+                Err(why) => self.refused.push(format!("{shown}: {why}")),
+            }
+            // A refusal per tool, but not without end.
+            self.refused.truncate(MAX_TOOLS);
+        }
+    }
+
+    /// Says why the listing stopped before its end.
+    pub fn stopped(&mut self, why: String) {
+        if self.refused.last() != Some(&why) {
+            self.refused.truncate(MAX_TOOLS - 1);
+            self.refused.push(why);
+        }
+    }
+
+    pub fn finish(self) -> (Vec<Offered>, Vec<String>) {
+        (self.offered, self.refused)
+    }
+}
+
+/// Sorts one listing (see [`Sorter`]).
+#[cfg(test)]
+fn sort(server: &str, tools: Vec<rmcp::model::Tool>, enabled: impl Fn(&str) -> bool) -> (Vec<Offered>, Vec<String>) {
+    let mut sorter = Sorter::new(server);
+    sorter.add(tools, enabled);
+    sorter.finish()
 }
 
 fn check(server: &str, tool: &rmcp::model::Tool, so_far: &[Offered]) -> Result<Offered, String> {
@@ -233,6 +287,24 @@ mod tests {
             refused
                 .last()
                 .is_some_and(|r| r.contains("a server may add to the prompt")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_listing_without_end_is_looked_at_up_to_its_bound() {
+        let mut sorter = Sorter::new("wx");
+        for page in 0..3 {
+            sorter.add((0..500).map(|i| tool(&format!("p{page}t{i}"), "d")).collect(), |_| true);
+        }
+        assert!(!sorter.wants_more());
+        let (offered, refused) = sorter.finish();
+        assert_eq!(offered.len(), MAX_TOOLS);
+        assert!(refused.len() <= MAX_TOOLS, "{}", refused.len());
+        assert!(
+            refused
+                .last()
+                .is_some_and(|r| r.contains("more than 1024 tools listed")),
             "{refused:?}"
         );
     }

@@ -26,6 +26,8 @@ const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const LAST_PAUSE: Duration = Duration::from_secs(60);
 /// A server that ran this long starts its pauses over.
 const STEADY: Duration = Duration::from_secs(120);
+/// The most pages of tools asked for.
+const MAX_PAGES: usize = 16;
 /// The longest JSON-RPC message read from a server.
 const MAX_MESSAGE: usize = 4 << 20;
 /// What goes to a server in one relay request.
@@ -67,6 +69,30 @@ pub async fn supervise(svc: Arc<Services>, shared: Arc<Shared>) {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LAST_PAUSE);
     }
+}
+
+/// The server's tools, a page at a time (rmcp's `list_all_tools` keeps
+/// every page, and follows a server's cursors without end): at most
+/// [`MAX_PAGES`] pages, each sorted before the next is asked for.
+async fn list_tools(
+    client: &rmcp::service::RunningService<RoleClient, ()>,
+    name: &str,
+    settings: &McpServer,
+) -> Result<(Vec<offer::Offered>, Vec<String>), rmcp::ServiceError> {
+    let mut sorter = offer::Sorter::new(name);
+    let mut cursor = None;
+    for _ in 0..MAX_PAGES {
+        let params = cursor.map(|c| rmcp::model::PaginatedRequestParams::default().with_cursor(Some(c)));
+        let page = client.peer().list_tools(params).await?;
+        sorter.add(page.tools, |t| settings.offers(t));
+        match page.next_cursor {
+            Some(next) if sorter.wants_more() => cursor = Some(next),
+            Some(_) => return Ok(sorter.finish()),
+            None => return Ok(sorter.finish()),
+        }
+    }
+    sorter.stopped(format!("(the rest): more than {MAX_PAGES} pages of tools; not listed"));
+    Ok(sorter.finish())
 }
 
 /// Tells toold to end a server (and its session), in the background.
@@ -213,12 +239,12 @@ where
             Ok(Err(e)) => return format!("did not complete MCP's initialize: {e}"),
             Err(_) => return format!("did not answer MCP's initialize within {} s", START_TIMEOUT.as_secs()),
         };
-        let tools = match tokio::time::timeout(START_TIMEOUT, client.peer().list_all_tools()).await {
-            Ok(Ok(t)) => t,
+        let listed = tokio::time::timeout(START_TIMEOUT, list_tools(&client, &name, settings)).await;
+        let (offered, refused) = match listed {
+            Ok(Ok(sorted)) => sorted,
             Ok(Err(e)) => return format!("did not list its tools: {e}"),
             Err(_) => return format!("did not list its tools within {} s", START_TIMEOUT.as_secs()),
         };
-        let (offered, refused) = offer::sort(&name, tools, |t| settings.offers(t));
         if !refused.is_empty() {
             svc.audit.log(
                 "mcp_server",
