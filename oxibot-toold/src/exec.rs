@@ -147,7 +147,7 @@ pub async fn run(
         // The process limit is full: of what no running command or server
         // keeps (nothing else would ever sweep it), then once more.
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && limits.jailed.is_some() => {
-            tokio::task::spawn_blocking(kill_strays).await.ok();
+            crate::sweep::off_thread(kill_strays).await;
             spawn_counted(&mut cmd)
         }
         other => other,
@@ -180,7 +180,10 @@ pub async fn run(
     };
     let out = collect(stdout).await;
     let err = collect(stderr).await;
-    finish_command(session.unwrap_or(0), limits.jailed.is_some());
+    // Sweeping waits on the kernel (rounds of stopping, reaping): off the
+    // (single) runtime thread, which serves every other call meanwhile.
+    let jailed = limits.jailed.is_some();
+    crate::sweep::off_thread(move || finish_command(session.unwrap_or(0), jailed)).await;
 
     let mut text = out;
     if !err.is_empty() {

@@ -211,6 +211,12 @@ pub fn main() -> ExitCode {
         max_output: args.max_output.max(1024),
         jailed: jailed.then_some(jail_limits),
     };
+    // The sweeper thread, now: a thread started later may find the
+    // process limit full.
+    if let Err(e) = sweep::start_sweeper() {
+        eprintln!("oxibot-toold: cannot start the sweeper thread: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -125,8 +125,9 @@ pub async fn start(launch: McpLaunch, replies: mpsc::Sender<ToolReply>, limits: 
         // Commands run as the same user: Landlock keeps them from reading
         // or writing a server's state, but not from changing its modes
         // (a `chmod 000`). The server gets them back when it starts, and
-        // its directory before each message.
-        repair_modes(std::path::Path::new(&home), 0, &mut { u32::MAX });
+        // before each message (see `input`).
+        let dir = home.clone();
+        crate::sweep::off_thread(move || repair_modes(std::path::Path::new(&dir), 0, &mut { u32::MAX })).await;
     }
     let _ = std::fs::create_dir_all(&tmp);
 
@@ -233,7 +234,7 @@ pub async fn start(launch: McpLaunch, replies: mpsc::Sender<ToolReply>, limits: 
                 s.running.remove(&name);
             }
         });
-        let _ = tokio::task::spawn_blocking(move || {
+        crate::sweep::off_thread(move || {
             end_session(session);
             crate::exec::kill_strays();
         })
@@ -307,7 +308,12 @@ fn repair_modes(path: &std::path::Path, depth: u32, budget: &mut u32) {
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | own));
     }
     if meta.is_dir() {
+        // Not one entry past the budget is read (a directory may hold
+        // millions).
         for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            if *budget == 0 {
+                break;
+            }
             repair_modes(&entry.path(), depth + 1, budget);
         }
     }
@@ -322,7 +328,8 @@ pub async fn input(server: &str, data: &[u8]) -> Result<String, String> {
     })
     .ok_or_else(|| format!("MCP server {server:?} is not running"))?;
     if let Some(slot) = slot.filter(|_| crate::jail::is_jailed()) {
-        repair_modes(std::path::Path::new(&state_dir(slot)), 0, &mut { REPAIR_BUDGET });
+        let dir = state_dir(slot);
+        crate::sweep::off_thread(move || repair_modes(std::path::Path::new(&dir), 0, &mut { REPAIR_BUDGET })).await;
     }
     let mut stdin = stdin.lock().await;
     match tokio::time::timeout(INPUT_TIMEOUT, async {

@@ -46,7 +46,14 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, workspace: PathBuf, l
                 let tx = tx.clone();
                 let workspace = workspace.clone();
                 tokio::spawn(async move {
-                    let outcome = run(call, &workspace, limits, &tx).await;
+                    // In a task of its own: a call that panics (tokio does
+                    // when the process limit leaves it no thread) is
+                    // answered as failed, not left without an answer.
+                    let replies = tx.clone();
+                    let running = tokio::spawn(async move { run(call, &workspace, limits, &replies).await });
+                    let outcome = running.await.unwrap_or_else(|e| ToolOutcome::Failed {
+                        message: format!("the tool daemon could not run this call: {e}; try again shortly"),
+                    });
                     let _ = tx.send(ToolReply::Result { id, outcome }).await;
                 });
             }

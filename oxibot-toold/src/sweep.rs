@@ -34,8 +34,11 @@ pub fn processes() -> Vec<Proc> {
             let (state, session) = stat(&format!("/proc/{pid}/stat")).unwrap_or((b'?', None));
             // A thread group whose leader is a zombie may still run other
             // threads: it is still only when all of them are.
+            // Stopped, traced, or waiting in the kernel (`D`: a vfork
+            // parent, which SIGSTOP reaches only once it is back): none of
+            // them forks now.
             let still = match state {
-                b'T' | b't' => true,
+                b'T' | b't' | b'D' => true,
                 b'Z' | b'X' => threads_still(pid),
                 _ => false,
             };
@@ -109,4 +112,44 @@ pub fn reap(pids: &[i32]) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The sweeper: one thread, started with the jail, that does the waiting
+/// work of sweeps and repairs off the (single) runtime thread. Its own,
+/// not tokio's blocking pool: that pool starts threads on demand, and a
+/// full process limit — the moment a sweep is needed most — makes tokio
+/// panic ("OS can't spawn worker thread").
+type Job = Box<dyn FnOnce() + Send>;
+
+static SWEEPER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+
+/// Starts the sweeper thread (once, before the first request is read).
+pub fn start_sweeper() -> std::io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new().name("sweeper".into()).spawn(move || {
+        for job in rx {
+            job();
+        }
+    })?;
+    let _ = SWEEPER.set(std::sync::Mutex::new(tx));
+    Ok(())
+}
+
+/// Runs `job` on the sweeper and waits for it without blocking the
+/// runtime; inline where there is no sweeper (tests, no jail).
+pub async fn off_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let Some(sweeper) = SWEEPER.get() else {
+        return Some(job());
+    };
+    let (done, result) = tokio::sync::oneshot::channel();
+    let sent = sweeper
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send(Box::new(move || {
+            let _ = done.send(job());
+        }));
+    if sent.is_err() {
+        return None;
+    }
+    result.await.ok()
 }

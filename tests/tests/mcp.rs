@@ -525,3 +525,57 @@ both_modes!(a_family_that_keeps_forking_does_not_outlive_its_command, |mode| {
     // The server lives on.
     has(&call(&broker, "mcp_alpha_echo", json!({"text": "alive"})), "alive");
 });
+
+/// Fills the process limit, every process in the command's own session,
+/// and holds it for a few seconds.
+const FILL: &str = r#"
+import os, time
+n = 0
+while True:
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(6)
+        os._exit(0)
+    n += 1
+print("forked", n)
+time.sleep(6)
+"#;
+
+#[test]
+fn a_command_that_fills_the_process_limit_gets_other_calls_an_answer_not_a_hang() {
+    let Some(broker) = broker(Mode::RootStarted, json!({})) else {
+        return;
+    };
+    ready(&broker, &["alpha"]);
+    std::fs::write(broker.workspace.join("fill.py"), FILL).unwrap();
+    // tokio's blocking threads idle out after 10 s: none is left to take
+    // work when the limit is full.
+    std::thread::sleep(Duration::from_secs(11));
+    let broker = std::sync::Arc::new(broker);
+    let filler = {
+        let broker = broker.clone();
+        std::thread::spawn(move || broker.exec("python3 fill.py"))
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    // Another chat's command: refused at once (the limit is every
+    // command's), answered either way — never left hanging.
+    let started = Instant::now();
+    let (ok, out) = broker.tool("exec", json!({"command": "echo victim"}));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}: {out}",
+        started.elapsed()
+    );
+    assert!(
+        ok && out.contains("victim") || out.contains("Resource temporarily unavailable"),
+        "{out}"
+    );
+    has(&filler.join().unwrap(), "forked");
+    // toold lived through it, and so did the server.
+    has(&broker.exec("echo after"), "after");
+    has(&call(&broker, "mcp_alpha_echo", json!({"text": "alive"})), "alive");
+    assert!(!broker.log_text().contains("panicked"), "{}", broker.log_text());
+}

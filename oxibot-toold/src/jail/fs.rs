@@ -286,7 +286,8 @@ fn build_mcp_state(root: &Path, host: &HostFiles, size_mb: u32) -> Result<(), Ja
             &dir,
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(format!("mode=0755,size={size_mb}m").as_str()),
+            // Files cost inodes, not size: bounded too.
+            Some(format!("mode=0755,size={size_mb}m,nr_inodes=65536").as_str()),
         ),
     )?;
     for slot in 0..oxibot_proto::messages::MAX_MCP_SERVERS {
