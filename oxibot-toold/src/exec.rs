@@ -74,11 +74,6 @@ pub struct Limits {
     pub jailed: Option<crate::jail::ResourceLimits>,
 }
 
-/// The sessions of the commands running now (0 for one whose id was not
-/// known). When none is left inside the jail, every process left behind
-/// (`setsid`, `nohup`, `&`) is killed.
-static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
-
 /// After the shell exits, how long we keep reading pipes that a leftover
 /// background process may still hold open.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
@@ -147,7 +142,7 @@ pub async fn run(
         // The process limit is full: of what no running command or server
         // keeps (nothing else would ever sweep it), then once more.
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && limits.jailed.is_some() => {
-            crate::sweep::off_thread(kill_strays).await;
+            crate::sweep::off_thread(crate::sweep::kill_strays).await;
             spawn_counted(&mut cmd)
         }
         other => other,
@@ -238,18 +233,12 @@ pub fn through_the_door(cmd: &mut Command, egress: &oxibot_proto::messages::Exec
     }
 }
 
-/// The count of running commands, held while a process is started that
-/// the end of the last command must know of (an MCP server).
-pub fn lock_running() -> std::sync::MutexGuard<'static, Vec<i32>> {
-    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Starts the command and counts it as running (by its session: the
 /// shell's pid), under the lock the end of the last command takes.
 fn spawn_counted(cmd: &mut Command) -> std::io::Result<tokio::process::Child> {
-    let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    let mut running = crate::running::lock();
     let child = cmd.spawn()?;
-    running.push(child.id().map_or(0, |p| p as i32));
+    running.commands.push(child.id().map_or(0, |p| p as i32));
     Ok(child)
 }
 
@@ -293,17 +282,14 @@ pub fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Re
 /// running, kills everything but toold itself and the MCP servers'
 /// sessions, and reaps it: as pid 1 of the jail's pid namespace, toold
 /// sees exactly the jail's processes, and the orphans it inherited are its
-/// to reap.
+/// to reap. (Every process left behind — `setsid`, `nohup`, `&` — goes.)
 fn finish_command(session: i32, jailed: bool) {
-    let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(at) = running.iter().position(|s| *s == session) {
-        running.swap_remove(at);
-    }
-    if !running.is_empty() || !jailed || !crate::jail::is_jailed() {
+    let mut running = crate::running::lock();
+    crate::running::Running::forget(&mut running.commands, session);
+    if !running.commands.is_empty() || !jailed || !crate::jail::is_jailed() {
         return;
     }
-    let servers = crate::mcp::sessions();
-    if servers.is_empty() {
+    if running.servers.is_empty() {
         let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
         for _ in 0..200 {
             match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
@@ -316,26 +302,9 @@ fn finish_command(session: i32, jailed: bool) {
     }
     // A server runs: its main process is waited for by its own task, so
     // only the others are stopped, killed and reaped.
-    let left = crate::sweep::freeze_and_kill(|p| !p.session.is_some_and(|s| servers.contains(&s)));
-    crate::sweep::reap(&left);
-}
-
-/// Kills and reaps the processes of the jail that belong to no running
-/// command and no running MCP server: what a server left behind in a
-/// session of its own (`setsid`) when it ended. Commands' strays go too,
-/// as they would when the last command ends.
-pub fn kill_strays() {
-    let running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-    if !crate::jail::is_jailed() {
-        return;
-    }
-    let servers = crate::mcp::sessions();
-    let strays = crate::sweep::freeze_and_kill(|p| match p.session {
-        Some(session) => session != 0 && !servers.contains(&session) && !running.contains(&session),
-        None => true,
-    });
+    let left = crate::sweep::freeze_and_kill(|p| !running.keeps(p.session));
     drop(running);
-    crate::sweep::reap(&strays);
+    crate::sweep::reap(&left);
 }
 
 async fn capture(mut r: impl AsyncRead + Unpin, cap: usize) -> String {

@@ -18,6 +18,7 @@ mod jail;
 mod mcp;
 mod patch;
 mod probe;
+mod running;
 mod search;
 mod server;
 mod sockdiag;
@@ -169,7 +170,13 @@ pub fn main() -> ExitCode {
                     let code = jail::wait_for_jail(child);
                     return ExitCode::from(u8::try_from(code).unwrap_or(1));
                 }
-                Ok(jail::Side::Inside(report, door)) => {
+                Ok(jail::Side::Inside(report, door, domains)) => {
+                    // Each command, and each MCP server, enters one of
+                    // these between fork and exec.
+                    if let Some(domain) = domains.exec {
+                        exec::set_exec_domain(domain);
+                    }
+                    mcp::set_domains(domains.mcp);
                     tracing::info!(
                         root_started = report.root_started,
                         uid = report.uid,

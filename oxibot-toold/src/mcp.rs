@@ -19,7 +19,7 @@
 //! the broker checked is out of the commands' reach (not under /workspace
 //! or /tmp); `/usr` and `/opt` are read-only to the whole jail.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -31,13 +31,6 @@ use tokio::process::{ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use crate::exec::Limits;
-
-/// Where the servers' state directories are, one per slot.
-pub const STATE_ROOT: &str = "/mcp";
-
-pub fn state_dir(slot: usize) -> String {
-    format!("{STATE_ROOT}/{slot}")
-}
 
 /// How long a server may take to read what is written to it.
 const INPUT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,12 +68,6 @@ fn with<T>(f: impl FnOnce(&mut Servers) -> T) -> T {
     f(guard.get_or_insert_with(Servers::default))
 }
 
-/// The sessions of the running servers: what the end of the last command
-/// does not kill (see `exec::finish_command`).
-pub fn sessions() -> HashSet<i32> {
-    with(|s| s.running.values().map(|r| r.session).collect())
-}
-
 /// Starts `launch` (stopping a server of that name first). Its output
 /// goes to `replies` as `McpOutput`, its end as `McpEnded`.
 pub async fn start(launch: McpLaunch, replies: mpsc::Sender<ToolReply>, limits: Limits) -> Result<String, String> {
@@ -113,7 +100,7 @@ pub async fn start(launch: McpLaunch, replies: mpsc::Sender<ToolReply>, limits: 
             s.slots.insert(launch.server.clone(), slot);
             Ok(slot)
         })?;
-        let home = state_dir(slot);
+        let home = crate::jail::mcp_state_dir(slot);
         (home, domains.get(slot).map(AsRawFd::as_raw_fd))
     } else {
         // Sandbox off (development only): no isolation at all, as for
@@ -160,13 +147,15 @@ pub async fn start(launch: McpLaunch, replies: mpsc::Sender<ToolReply>, limits: 
     }
 
     let (mut child, session) = {
-        // Under the commands' lock: the end of the last command must not
-        // kill a server it does not know yet.
-        let _running = crate::exec::lock_running();
+        // Under the lock every sweep takes: none may kill a server it does
+        // not know yet (see `crate::running`).
+        let mut running = crate::running::lock();
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {:?}: {e}", launch.command))?;
         let session = child.id().map(|p| p as i32).unwrap_or(-1);
+        running.servers.push(session);
+        drop(running);
         let stdin = child.stdin.take().ok_or("the server's standard input is missing")?;
         let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         with(|s| {
@@ -234,9 +223,10 @@ pub async fn start(launch: McpLaunch, replies: mpsc::Sender<ToolReply>, limits: 
                 s.running.remove(&name);
             }
         });
+        crate::running::Running::forget(&mut crate::running::lock().servers, session);
         crate::sweep::off_thread(move || {
             end_session(session);
-            crate::exec::kill_strays();
+            crate::sweep::kill_strays();
         })
         .await;
         // What it wrote last is passed on; a descendant that still held
@@ -328,7 +318,7 @@ pub async fn input(server: &str, data: &[u8]) -> Result<String, String> {
     })
     .ok_or_else(|| format!("MCP server {server:?} is not running"))?;
     if let Some(slot) = slot.filter(|_| crate::jail::is_jailed()) {
-        let dir = state_dir(slot);
+        let dir = crate::jail::mcp_state_dir(slot);
         crate::sweep::off_thread(move || repair_modes(std::path::Path::new(&dir), 0, &mut { REPAIR_BUDGET })).await;
     }
     let mut stdin = stdin.lock().await;

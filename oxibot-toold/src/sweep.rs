@@ -114,6 +114,20 @@ pub fn reap(pids: &[i32]) {
     }
 }
 
+/// Kills and reaps the processes of the jail that belong to no running
+/// command and no running MCP server: what a server left behind in a
+/// session of its own (`setsid`) when it ended. Commands' strays go too,
+/// as they would when the last command ends.
+pub fn kill_strays() {
+    if !crate::jail::is_jailed() {
+        return;
+    }
+    let running = crate::running::lock();
+    let strays = freeze_and_kill(|p| !running.keeps(p.session));
+    drop(running);
+    reap(&strays);
+}
+
 /// The sweeper: one thread, started with the jail, that does the waiting
 /// work of sweeps and repairs off the (single) runtime thread. Its own,
 /// not tokio's blocking pool: that pool starts threads on demand, and a

@@ -273,11 +273,11 @@ fn build_trust(root: &Path, host: &HostFiles) -> Result<(), JailError> {
     Ok(())
 }
 
-/// The MCP servers' state directories (`crate::mcp`): one per slot, on a
+/// The MCP servers' state directories (`super::MCP_STATE`): one per slot, on a
 /// tmpfs of their own, the tool user's. Each server's Landlock domain lets
 /// it read and write its own slot only; each command's lets it read none.
 fn build_mcp_state(root: &Path, host: &HostFiles, size_mb: u32) -> Result<(), JailError> {
-    let dir = root.join(&crate::mcp::STATE_ROOT[1..]);
+    let dir = root.join(&super::MCP_STATE[1..]);
     step("create the MCP servers' state directory", std::fs::create_dir(&dir))?;
     step(
         "mount the MCP servers' state tmpfs",

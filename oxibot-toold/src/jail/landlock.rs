@@ -33,7 +33,7 @@ fn try_restrict(network: bool) -> Result<RulesetStatus, RulesetError> {
     }
     // The MCP servers write their state there, each in its own slot (their
     // own domains narrow this); commands do not (theirs).
-    ruleset = ruleset.add_rules(landlock::path_beneath_rules([crate::mcp::STATE_ROOT], all))?;
+    ruleset = ruleset.add_rules(landlock::path_beneath_rules([super::MCP_STATE], all))?;
     Ok(ruleset.restrict_self()?.ruleset)
 }
 
@@ -51,7 +51,7 @@ fn try_restrict(network: bool) -> Result<RulesetStatus, RulesetError> {
 /// own (`mcp_domains`).
 ///
 /// It grants what the jail grants its commands: reading as the jail lets
-/// (but no file of the MCP servers' state, `crate::mcp::STATE_ROOT`, where
+/// (but no file of the MCP servers' state, `super::MCP_STATE`, where
 /// a server may keep its tokens), writing under /workspace, /tmp and /dev
 /// only; the places the jail lets toold write besides, the trust bundle
 /// (`crate::trust`) and the servers' state, it closes to commands.
@@ -60,13 +60,13 @@ pub fn exec_domain() -> Option<std::os::fd::OwnedFd> {
     domain(&["/workspace", "/tmp", "/dev"])
 }
 
-/// One ruleset per MCP server slot (`crate::mcp`), made with the jail: a
+/// One ruleset per MCP server slot (see `crate::mcp`), made with the jail: a
 /// server reads what a command reads and writes only its own state
 /// directory (and /dev). Empty where Landlock is not there: then no server
 /// is started (nothing would keep its secrets from the commands).
 pub fn mcp_domains() -> Vec<std::os::fd::OwnedFd> {
     (0..oxibot_proto::messages::MAX_MCP_SERVERS)
-        .map_while(|slot| domain(&[crate::mcp::state_dir(slot).as_str(), "/dev"]))
+        .map_while(|slot| domain(&[super::mcp_state_dir(slot).as_str(), "/dev"]))
         .collect()
 }
 
@@ -87,7 +87,7 @@ fn domain(writable: &[&str]) -> Option<std::os::fd::OwnedFd> {
         // as below.
         .add_rule(PathBeneath::new(PathFd::new("/").ok()?, AccessFs::ReadDir))
         .ok()?;
-    let state = std::path::Path::new(crate::mcp::STATE_ROOT);
+    let state = std::path::Path::new(super::MCP_STATE);
     for entry in std::fs::read_dir("/").ok()?.flatten() {
         let path = entry.path();
         if path == state {

@@ -31,6 +31,21 @@ pub use privs::ResourceLimits;
 
 /// Where the workspace appears inside the jail.
 pub const JAIL_WORKSPACE: &str = "/workspace";
+/// Where the MCP servers' state directories are (`crate::mcp`), one per
+/// slot, on a tmpfs of their own.
+pub const MCP_STATE: &str = "/mcp";
+
+/// The state directory of MCP server slot `slot`.
+pub fn mcp_state_dir(slot: usize) -> String {
+    format!("{MCP_STATE}/{slot}")
+}
+
+/// The Landlock rulesets made with the jail (seccomp then allows entering
+/// one, never making one): each command's, and one per MCP server slot.
+pub struct Domains {
+    pub exec: Option<std::os::fd::OwnedFd>,
+    pub mcp: Vec<std::os::fd::OwnedFd>,
+}
 
 #[derive(Debug)]
 pub struct JailError {
@@ -84,7 +99,7 @@ pub enum Side {
     /// hands the door's connections on.
     Outside(Pid, Option<net::OutsideEnd>),
     /// pid 1 inside the jail, with every restriction in place.
-    Inside(JailReport, Option<net::JailEnd>),
+    Inside(JailReport, Option<net::JailEnd>, Domains),
 }
 
 /// Builds the jail; see the module documentation for the order.
@@ -197,10 +212,10 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
     step("set no_new_privs", nix::sys::prctl::set_no_new_privs())?;
     let network = door.is_some();
     let landlock = landlock::restrict(network);
-    if let Some(domain) = landlock::exec_domain() {
-        crate::exec::set_exec_domain(domain);
-    }
-    crate::mcp::set_domains(landlock::mcp_domains());
+    let domains = Domains {
+        exec: landlock::exec_domain(),
+        mcp: landlock::mcp_domains(),
+    };
     seccomp::install(spec.seccomp_log, network)?;
 
     Ok(Side::Inside(
@@ -210,6 +225,7 @@ pub fn enter(spec: &JailSpec) -> Result<Side, JailError> {
             landlock,
         },
         door,
+        domains,
     ))
 }
 
