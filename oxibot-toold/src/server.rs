@@ -165,7 +165,17 @@ fn fit(reply: ToolReply) -> ToolReply {
     const ROOM: usize = oxibot_proto::messages::MAX_TEXT - 1024;
     let (id, outcome) = match reply {
         ToolReply::Result { id, outcome } => (id, outcome),
-        // Made within their bounds (pieces of a read, a tail of stderr).
+        // What a server wrote to stderr, made text: invalid bytes become
+        // three each, so its end may be longer than the tail kept. A reply
+        // that cannot be encoded would stop every reply after it.
+        ToolReply::McpEnded { server, message } => {
+            const ENDED_ROOM: usize = oxibot_proto::messages::MAX_PATH - 64;
+            return ToolReply::McpEnded {
+                server,
+                message: crate::text::truncate_chars(&message, ENDED_ROOM / 4),
+            };
+        }
+        // Pieces of a read, made within their bound.
         other => return other,
     };
     let cut = |text: String| -> String {
@@ -202,6 +212,17 @@ fn fit(reply: ToolReply) -> ToolReply {
 mod tests {
     use super::*;
     use oxibot_proto::messages::Message;
+
+    #[test]
+    fn a_servers_end_in_bytes_that_are_not_text_still_fits() {
+        let tail = String::from_utf8_lossy(&[0xff; 2048]).into_owned();
+        let reply = fit(ToolReply::McpEnded {
+            server: "evil".into(),
+            message: format!("exited with code 1; the end of its standard error: {tail}"),
+        });
+        assert!(reply.validate().is_ok());
+        assert!(oxibot_proto::encode(&reply).is_ok());
+    }
 
     #[test]
     fn a_huge_answer_is_cut_to_what_the_broker_accepts() {

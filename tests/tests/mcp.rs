@@ -506,7 +506,9 @@ fn low_process_limit() -> Value {
 }
 
 both_modes!(a_family_that_keeps_forking_does_not_outlive_its_command, |mode| {
-    let Some(broker) = broker(mode, low_process_limit()) else { return };
+    let Some(broker) = broker(mode, low_process_limit()) else {
+        return;
+    };
     ready(&broker, &["alpha"]);
     std::fs::write(broker.workspace.join("hydra.py"), HYDRA).unwrap();
     // And a process whose name is not text (a sweep that read its stat as
