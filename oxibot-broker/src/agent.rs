@@ -26,6 +26,10 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A budget stopped the turn before a call; the chat's message, or
+    /// None when it was told already in this window.
+    #[error("{}", .0.message.as_deref().unwrap_or("a budget of this chat is spent; it was told already"))]
+    Budget(crate::budgets::Stopped),
 }
 
 /// Runs one turn and returns the final answer (already scrubbed).
@@ -37,16 +41,23 @@ pub async fn run_turn(
     images: Vec<Image>,
 ) -> Result<String, AgentError> {
     let session = turn.session.as_str();
+    // Counted while it waits for the chat's lock too: a flood of messages
+    // is refused here, not queued.
+    let _slot = crate::budgets::enter(svc, turn).map_err(AgentError::Budget)?;
     let lock = svc.sessions.lock(session);
     let _guard = lock.lock().await;
+    // Before anything that may call the model (summarising older turns
+    // does): a spent budget stops the turn here, and nothing is stored.
+    crate::budgets::before_model_call(svc, turn).map_err(AgentError::Budget)?;
     let settings = svc.live.settings();
     let config = svc.config();
-    let mut tool_defs = tools::definitions(turn.kind, &config);
-    // The MCP servers' tools, offered to every turn like the jail's.
-    tool_defs.extend(svc.mcp.definitions());
+    let built_in = tools::definitions(turn.kind, &config);
 
     let mut prompt = crate::prompt::system_prompt(svc, turn).await;
     let past = crate::memory::bounded_history(svc, session, settings.history_budget).await?;
+    if let Some((usage, model)) = &past.spent {
+        crate::budgets::after_model_call(svc, turn, usage, model).await;
+    }
     prompt.push_str(&past.prompt_note());
     let mut messages = vec![ChatMessage::text(
         Role::System,
@@ -63,12 +74,22 @@ pub async fn run_turn(
 
     let max_iterations = turn.max_iterations.unwrap_or(settings.max_iterations);
     for _ in 0..max_iterations {
+        // The MCP servers' tools, offered to every turn like the jail's:
+        // those this session loaded in full, the others by name (a call
+        // of `mcp_load` adds them from the next step on).
+        let mut tool_defs = built_in.clone();
+        tool_defs.extend(svc.mcp.definitions_for(session));
         let req = ChatRequest {
             messages: &messages,
             tools: &tool_defs,
             max_tokens: settings.max_tokens,
             temperature: settings.temperature,
         };
+        // The call that would go past a budget does not start.
+        if let Err(stopped) = crate::budgets::before_model_call(svc, turn) {
+            svc.store.append(session, &unsaved, &Usage::default())?;
+            return Err(AgentError::Budget(stopped));
+        }
         let resp = match settings.llm().complete(&req).await {
             Ok(r) => r,
             Err(e) => {
@@ -77,6 +98,7 @@ pub async fn run_turn(
                 return Err(AgentError::Llm { error: e, shown });
             }
         };
+        crate::budgets::after_model_call(svc, turn, &resp.usage, &resp.model).await;
         if resp.tool_calls.is_empty() {
             let answer = svc.audit.scrub(&resp.content, "the model's reply");
             unsaved.push(ChatMessage::text(Role::Assistant, answer.clone()));
@@ -104,12 +126,20 @@ pub async fn run_turn(
         messages.push(call_msg.clone());
         unsaved.push(call_msg);
         let mut stuck = false;
+        let mut stopped = None;
         for call in &tool_calls {
             let count = seen_calls
                 .entry((call.name.clone(), call.arguments.clone()))
                 .or_default();
             *count += 1;
-            let output = if *count >= MAX_IDENTICAL_CALLS {
+            if stopped.is_none() {
+                stopped = crate::budgets::before_tool_call(svc, turn).err();
+            }
+            // Every call gets its result, run or not: the history never
+            // holds a call without one.
+            let output = if stopped.is_some() {
+                "Error: not run: this chat's tool-call budget for the hour is spent".to_string()
+            } else if *count >= MAX_IDENTICAL_CALLS {
                 stuck = true;
                 format!(
                     "Error: {} was called {count} times with identical arguments; not running it again",
@@ -130,6 +160,9 @@ pub async fn run_turn(
             unsaved.push(result);
         }
         svc.store.append(session, &std::mem::take(&mut unsaved), &resp.usage)?;
+        if let Some(stopped) = stopped {
+            return Err(AgentError::Budget(stopped));
+        }
         if stuck {
             let answer = "I stopped because I kept repeating the same tool call without making progress. \
                               Please rephrase the request or give more detail."

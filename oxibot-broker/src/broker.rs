@@ -73,6 +73,8 @@ impl Broker {
                 .into_iter()
                 .chain(self.health.lock().unwrap_or_else(|p| p.into_inner()).clone())
                 .chain(crate::prompt_files::status_note(&svc.store))
+                .chain(crate::approval::status_note(&svc.approvals))
+                .chain(crate::budgets::status_notes(svc))
                 .collect(),
             last_error: svc.audit.last_error(),
         }
@@ -143,6 +145,8 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         hub: Hub::default(),
         sessions: Sessions::default(),
         subagents: Default::default(),
+        approvals: Default::default(),
+        budgets: Default::default(),
         started: Instant::now(),
     });
     let broker = Arc::new(Broker {

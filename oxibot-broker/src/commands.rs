@@ -2,6 +2,7 @@
 //! /status, /stop.
 
 use crate::services::Services;
+use crate::turn::ChatRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -9,6 +10,10 @@ pub enum Command {
     Help,
     Status,
     Stop,
+    /// `/approve CODE [always]`: the owner answers an approval request.
+    Approve,
+    /// `/deny CODE`.
+    Deny,
 }
 
 /// "/new", "/reset", "/help", "/status", "/stop", also as "/stop@MyBot"
@@ -22,6 +27,8 @@ pub fn parse(text: &str) -> Option<Command> {
         "help" | "start" => Command::Help,
         "status" => Command::Status,
         "stop" => Command::Stop,
+        "approve" => Command::Approve,
+        "deny" => Command::Deny,
         _ => return None,
     })
 }
@@ -30,10 +37,16 @@ pub const HELP: &str = "I'm OxiBot, your assistant. Just write to me. Commands:\
 /new (or /reset) – start a new conversation\n\
 /stop – stop what I'm doing\n\
 /status – am I working?\n\
+/approve CODE (or /approve CODE always), /deny CODE – answer a request to run something\n\
 /help – this text";
 
-pub fn run(svc: &Services, session: &str, cmd: Command) -> String {
+/// Runs a command from `sender` in `chat`. None of them waits for the
+/// chat's running turn: `/stop` and `/approve` are meant for it.
+pub fn run(svc: &Services, chat: &ChatRef, sender: &str, text: &str, cmd: Command) -> String {
+    let session = &chat.session();
     match cmd {
+        Command::Approve => crate::approval::answer_from_chat(svc, chat, sender, text, true),
+        Command::Deny => crate::approval::answer_from_chat(svc, chat, sender, text, false),
         Command::New => match svc.store.clear_session(session) {
             Ok(()) => "Started a new conversation.".into(),
             Err(e) => format!("Sorry, I could not reset the conversation: {e}"),
@@ -82,6 +95,8 @@ mod tests {
         assert_eq!(parse("  /RESET please"), Some(Command::New));
         assert_eq!(parse("/stop@oxibot_bot"), Some(Command::Stop));
         assert_eq!(parse("/unknown"), None);
+        assert_eq!(parse("/approve AB12CD always"), Some(Command::Approve));
+        assert_eq!(parse("/deny@oxibot_bot AB12CD"), Some(Command::Deny));
         assert_eq!(parse("what is /new?"), None);
         assert_eq!(parse(""), None);
     }

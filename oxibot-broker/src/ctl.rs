@@ -47,6 +47,44 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
         }
         CtlRequest::Cron(request) => crate::cron::scheduler::admin(svc, request),
         CtlRequest::McpList => CtlReply::McpServers(svc.mcp.list()),
+        CtlRequest::ApprovalList => match svc.store.approval_patterns() {
+            Ok(learned) => CtlReply::Approvals {
+                waiting: svc.approvals.list(),
+                learned,
+            },
+            Err(e) => CtlReply::Error { message: e.to_string() },
+        },
+        CtlRequest::ApprovalDecide { id, approve, always } => {
+            match crate::approval::answer_from_admin(svc, &id, approve, always) {
+                Ok(message) => CtlReply::Done { message },
+                Err(e) => CtlReply::Error {
+                    message: format!("{e}; see `oxibotctl approvals list`"),
+                },
+            }
+        }
+        CtlRequest::ApprovalForget { pattern } => match svc.store.remove_approval_pattern(&pattern) {
+            Ok(true) => {
+                svc.audit.log(
+                    "approval_forgotten",
+                    &format!("oxibotctl removed the learned pattern \"{pattern}\""),
+                );
+                CtlReply::Done {
+                    message: format!("\"{pattern}\" is asked again from now on"),
+                }
+            }
+            Ok(false) => CtlReply::Error {
+                message: format!("no learned pattern \"{pattern}\"; see `oxibotctl approvals list`"),
+            },
+            Err(e) => CtlReply::Error { message: e.to_string() },
+        },
+        CtlRequest::BudgetList => match crate::budgets::report(svc) {
+            Ok(list) => CtlReply::Budgets(list),
+            Err(e) => CtlReply::Error { message: e },
+        },
+        CtlRequest::BudgetReset { chat } => match crate::budgets::reset(svc, &chat) {
+            Ok(message) => CtlReply::Done { message },
+            Err(e) => CtlReply::Error { message: e },
+        },
         CtlRequest::PromptList | CtlRequest::PromptShow { .. } | CtlRequest::PromptAccept { .. } => {
             crate::prompt_files::admin(svc, request).await
         }
@@ -149,7 +187,10 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
         CtlRequest::UserDecide { channel, user, allow } => decide_user(svc, &channel, &user, allow),
         CtlRequest::RunTool { name, arguments_json } => {
             svc.audit.log("admin_tool", &format!("oxibotctl ran tool {name}"));
-            let turn = crate::turn::Turn::console(&svc.config(), "oxibotctl");
+            let turn = crate::turn::Turn {
+                by_admin: true,
+                ..crate::turn::Turn::console(&svc.config(), "oxibotctl")
+            };
             match crate::agent::run_tool_checked(svc, &turn, &name, &arguments_json).await {
                 Ok(output) => CtlReply::ToolResult { ok: true, output },
                 Err(output) => CtlReply::ToolResult { ok: false, output },

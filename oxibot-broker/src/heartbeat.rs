@@ -92,6 +92,7 @@ pub async fn tick(svc: &Arc<Services>) -> Outcome {
         origin: Some(chat.clone()),
         kind: TurnKind::Heartbeat,
         max_iterations: None,
+        by_admin: false,
     };
     let prompt = format!(
         "[Heartbeat] This is {FILE}, the user's list of things to check on periodically. Do what needs doing \

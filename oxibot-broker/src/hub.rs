@@ -163,5 +163,6 @@ pub fn fresh_send(outbox_id: i64, chat_id: String, text: String, reply_to: Optio
         text,
         reply_to,
         first_part: 0,
+        buttons: Vec::new(),
     }
 }

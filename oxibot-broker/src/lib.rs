@@ -35,6 +35,11 @@ pub mod access;
 // and the bounded history with its lasting memory.
 pub mod agent;
 pub mod commands;
+
+// The owner stays in charge: approvals before what runs, budgets before
+// what is spent.
+pub mod approval;
+pub mod budgets;
 pub mod mcp;
 pub mod memory;
 pub mod prompt;

@@ -56,6 +56,9 @@ pub struct Past {
     pub messages: Vec<ChatMessage>,
     /// Said in the prompt when older turns had to be left out.
     pub note: Option<String>,
+    /// What summarising older turns cost (the usage and the model that
+    /// answered), for the chat's budget.
+    pub spent: Option<(crate::providers::Usage, String)>,
 }
 
 impl Past {
@@ -104,7 +107,7 @@ pub async fn bounded_history(svc: &Arc<Services>, session: &str, budget: usize) 
     let (old, keep) = rows.split_at(keep_from);
     let mut keep = keep.to_vec();
     if !old.is_empty() {
-        match consolidate(svc, session, summary.as_ref(), old, budget).await {
+        match consolidate(svc, session, summary.as_ref(), old, budget, &mut past.spent).await {
             Ok(new_summary) => past.summary = Some(new_summary),
             Err(e) => {
                 tracing::warn!(session, "consolidating older turns failed: {e}");
@@ -213,6 +216,7 @@ async fn consolidate(
     previous: Option<&Summary>,
     old: &[(i64, ChatMessage)],
     budget: usize,
+    spent: &mut Option<(crate::providers::Usage, String)>,
 ) -> Result<String, String> {
     let upto_id = old.last().map(|(id, _)| *id).unwrap_or(0);
     let mut transcript = String::new();
@@ -243,6 +247,7 @@ async fn consolidate(
         temperature: 0.0,
     };
     let answer = settings.llm().complete(&request).await.map_err(|e| e.to_string())?;
+    *spent = Some((answer.usage.clone(), answer.model.clone()));
     let json = answer
         .content
         .find('{')

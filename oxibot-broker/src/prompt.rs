@@ -118,8 +118,12 @@ pub async fn tell_owner(svc: &Services, chat: &crate::turn::ChatRef, untold: &[(
 }
 
 /// When and where this turn happens, and what web content is.
+/// Where the system prompt's part that changes from call to call begins
+/// (everything before it is the same for a chat's calls: cacheable).
+pub const CHANGING_PART: &str = "\n## Now\n";
+
 pub fn situation(timezone: &str, turn: &Turn, now: i64) -> String {
-    let mut out = format!("\n## Now\n\nCurrent time: {}", crate::cron::schedule::rfc3339(now));
+    let mut out = format!("{CHANGING_PART}\nCurrent time: {}", crate::cron::schedule::rfc3339(now));
     if let (Ok(zone), Ok(ts)) = (crate::cron::schedule::zone(timezone), jiff::Timestamp::from_second(now)) {
         let local = ts.to_zoned(zone).strftime("%Y-%m-%d %H:%M %a").to_string();
         out.push_str(&format!(" ({local} in {timezone}, the default zone for schedules)"));

@@ -31,6 +31,10 @@ pub struct Services {
     pub sessions: Sessions,
     /// Background tasks started with `spawn`.
     pub subagents: Registry,
+    /// Approval requests waiting for the owner's answer.
+    pub approvals: crate::approval::Approvals,
+    /// What each chat spent, and its turns running now.
+    pub budgets: crate::budgets::Budgets,
     pub started: Instant,
 }
 

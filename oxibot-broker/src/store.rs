@@ -161,6 +161,26 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
      );",
+    // 9: the owner's state (store/owner.rs): patterns "approve always"
+    // added, and what each chat spent per day (tokens, cost) and per hour
+    // (tool calls), with the once-per-window flags; buttons under an
+    // outbox message (an approval request's).
+    "CREATE TABLE approval_patterns (
+        pattern TEXT PRIMARY KEY,
+        added_at INTEGER NOT NULL,
+        added_by TEXT NOT NULL
+     );
+     CREATE TABLE budget_spend (
+        key TEXT NOT NULL,
+        window TEXT NOT NULL,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        cost_micro INTEGER NOT NULL DEFAULT 0,
+        tool_calls INTEGER NOT NULL DEFAULT 0,
+        stopped INTEGER NOT NULL DEFAULT 0,
+        warned INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (key, window)
+     );
+     ALTER TABLE outbox ADD COLUMN buttons TEXT;",
 ];
 
 fn kind_name(kind: AttachmentKind) -> &'static str {
@@ -356,12 +376,14 @@ impl Store {
 mod admin;
 mod cron;
 mod memory;
+mod owner;
 mod pairing;
 mod prompt;
 mod queues;
 
 pub use cron::{ChatFull, Claim, CronJob, NewJob};
 pub use memory::{Interrupted, Summary};
+pub use owner::Spent;
 pub use pairing::Pairing;
 pub use prompt::{PromptChange, PromptRow, ABSENT};
 pub use queues::{Inbound, Outgoing};

@@ -41,6 +41,9 @@ pub struct Turn {
     pub kind: TurnKind,
     /// Overrides agents.defaults.maxToolIterations (subagents).
     pub max_iterations: Option<u32>,
+    /// The admin's own tool call (`oxibotctl tool`), not the model's: the
+    /// approval gate does not ask the admin about their own command.
+    pub by_admin: bool,
 }
 
 impl Turn {
@@ -51,6 +54,7 @@ impl Turn {
             origin: Some(origin),
             kind: TurnKind::Chat,
             max_iterations: None,
+            by_admin: false,
         }
     }
 
@@ -70,6 +74,7 @@ impl Turn {
             origin,
             kind: TurnKind::Chat,
             max_iterations: None,
+            by_admin: false,
         }
     }
 }

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use oxibot_proto::messages::{Attachment, MAX_ATTACHMENTS, MAX_FILE_BYTES};
 use serenity::all::{
-    ChannelId, Context, CreateAllowedMentions, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http,
-    HttpBuilder, Message, MessageId, Nonce, Ready, UserId,
+    ButtonStyle, ChannelId, ComponentInteraction, Context, CreateActionRow, CreateAllowedMentions, CreateButton,
+    CreateInteractionResponse, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http, HttpBuilder,
+    Interaction, Message, MessageId, Nonce, Ready, UserId,
 };
 use serenity::async_trait;
 use tokio::sync::mpsc;
@@ -123,6 +124,50 @@ impl EventHandler for Handler {
         let me = ctx.cache.current_user().id;
         self.deliver(msg, me).await;
     }
+
+    /// A pressed button: acknowledged at once (Discord wants an answer
+    /// within 3 s), then said in its channel by the one who pressed it.
+    /// A press the broker does not take is lost; the button stays, and can
+    /// be pressed again.
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        let Interaction::Component(press) = interaction else {
+            return;
+        };
+        if let Err(e) = press
+            .create_response(&ctx.http, CreateInteractionResponse::Acknowledge)
+            .await
+        {
+            tracing::debug!("cannot acknowledge a button press: {e}");
+        }
+        let Some(incoming) = pressed(&press) else {
+            return;
+        };
+        let platform_id = incoming.platform_id.clone();
+        if let Err(e) = self
+            .link
+            .deliver_inbound(incoming.into_inbound(Vec::new(), &[]), &platform_id)
+            .await
+        {
+            tracing::error!("{e}");
+            self.link.give_up();
+        }
+    }
+}
+
+/// A button press as the broker will see it: its id says it, in the
+/// channel of the message it is under, from the one who pressed it.
+pub(crate) fn pressed(press: &ComponentInteraction) -> Option<Incoming> {
+    if press.user.bot || press.data.custom_id.trim().is_empty() {
+        return None;
+    }
+    Some(Incoming {
+        platform_id: format!("button-{}", press.id.get()),
+        chat_id: press.channel_id.get().to_string(),
+        sender: press.user.id.get().to_string(),
+        text: press.data.custom_id.clone(),
+        is_group: press.guild_id.is_some(),
+        mentioned: true,
+    })
 }
 
 /// Downloads what fits (up to MAX_ATTACHMENTS, together within one
@@ -265,6 +310,23 @@ async fn send(http: &Http, part: Part) -> Result<(), (String, bool)> {
     if let Some(id) = reply {
         m = m.reference_message((channel, id));
     }
+    // A button's id is what pressing it says (at most 100 characters).
+    let buttons: Vec<CreateButton> = part
+        .buttons
+        .iter()
+        .filter(|b| (1..=100).contains(&b.says.len()) && (1..=80).contains(&b.label.len()))
+        .map(|b| {
+            let style = if b.says.starts_with("/deny") {
+                ButtonStyle::Danger
+            } else {
+                ButtonStyle::Primary
+            };
+            CreateButton::new(b.says.clone()).label(b.label.clone()).style(style)
+        })
+        .collect();
+    if !buttons.is_empty() {
+        m = m.components(vec![CreateActionRow::Buttons(buttons)]);
+    }
     channel.send_message(http, m).await.map(drop).map_err(|e| {
         let retryable = !matches!(e, serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(ref r)) if r.status_code.is_client_error());
         (e.to_string(), retryable)
@@ -304,6 +366,7 @@ mod tests {
             index,
             text: text.into(),
             reply_to: None,
+            buttons: Vec::new(),
         };
         let key = idempotency_key(&part(5, 0, "hello"));
         assert_eq!(key, idempotency_key(&part(5, 0, "hello")));

@@ -75,6 +75,23 @@ pub mod fuzzing {
         }
     }
 
+    /// A Discord INTERACTION_CREATE payload (a button press).
+    pub fn discord_press(json: &[u8]) -> Option<ChannelToBroker> {
+        match serde_json::from_slice::<serenity::all::Interaction>(json).ok()? {
+            serenity::all::Interaction::Component(press) => crate::discord::pressed(&press).map(inbound),
+            _ => None,
+        }
+    }
+
+    /// A Slack interaction payload (a `block_actions` button press).
+    pub fn slack_press(json: &[u8]) -> Option<ChannelToBroker> {
+        use slack_morphism::prelude::SlackInteractionEvent;
+        match serde_json::from_slice::<SlackInteractionEvent>(json).ok()? {
+            SlackInteractionEvent::BlockActions(press) => crate::slack::pressed(&press).map(inbound),
+            _ => None,
+        }
+    }
+
     /// A WhatsApp bridge frame (JSON text).
     pub fn whatsapp_frame(json: &[u8]) -> Option<ChannelToBroker> {
         crate::whatsapp::read(&serde_json::from_slice(json).ok()?).map(inbound)

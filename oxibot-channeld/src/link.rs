@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oxibot_proto::messages::{BrokerToChannel, ChannelToBroker, MAX_ID, MAX_PART};
+use oxibot_proto::messages::{BrokerToChannel, Button, ChannelToBroker, MAX_ID, MAX_PART};
 use oxibot_proto::{Checked, ConnReader, ConnWriter, FrameError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,6 +30,8 @@ pub struct Part {
     /// decides which parts carry it: Telegram and Discord the first,
     /// Slack every part, to keep the thread).
     pub reply_to: Option<String>,
+    /// Buttons under this part (the last part of a reply that has them).
+    pub buttons: Vec<Button>,
 }
 
 /// Delivers one part of a reply to a platform.
@@ -60,6 +62,8 @@ pub struct Reply {
     pub reply_to: Option<String>,
     /// Parts an earlier attempt delivered: not sent again.
     pub first_part: u32,
+    /// Buttons under the last part.
+    pub buttons: Vec<Button>,
 }
 
 /// A message already checked against the broker's limits (so the writer
@@ -192,6 +196,7 @@ impl Link {
                         text,
                         reply_to,
                         first_part,
+                        buttons,
                     }) => {
                         let _ = jobs_tx
                             .send(Job::Send(Reply {
@@ -200,6 +205,7 @@ impl Link {
                                 text,
                                 reply_to,
                                 first_part,
+                                buttons,
                             }))
                             .await;
                     }
@@ -352,6 +358,11 @@ impl Link {
                     index: i,
                     text,
                     reply_to: reply.reply_to.clone(),
+                    buttons: if i + 1 == total {
+                        reply.buttons.clone()
+                    } else {
+                        Vec::new()
+                    },
                 };
                 if let Err(failure) = send.send_part(part).await {
                     return self.report(reply.outbox_id, Err(failure)).await;

@@ -60,7 +60,9 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
     };
     tokio::spawn(outbound(client.clone(), bot_token, link.clone(), jobs));
 
-    let callbacks = SlackSocketModeListenerCallbacks::new().with_push_events(on_push);
+    let callbacks = SlackSocketModeListenerCallbacks::new()
+        .with_push_events(on_push)
+        .with_interaction_events(on_interaction);
     let env = Arc::new(
         SlackClientEventsListenerEnvironment::new(client.clone())
             .with_error_handler(on_error)
@@ -131,6 +133,51 @@ async fn on_push(
         .map_err(|e| -> BoxError { e.into() })
 }
 
+/// A pressed button (Socket Mode `interactive`, `block_actions`): its
+/// value is said in the channel by the one who pressed it. The envelope is
+/// acknowledged once the broker has it.
+async fn on_interaction(
+    event: SlackInteractionEvent,
+    _client: Arc<SlackClient<Connector>>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    let SlackInteractionEvent::BlockActions(press) = event else {
+        return Ok(());
+    };
+    let link = {
+        let guard = states.read().await;
+        let Some(state) = guard.get_user_state::<State>() else {
+            return Ok(());
+        };
+        state.link.clone()
+    };
+    let Some(incoming) = pressed(&press) else {
+        return Ok(());
+    };
+    let platform_id = incoming.platform_id.clone();
+    link.deliver_inbound(incoming.into_inbound(Vec::new(), &[]), &platform_id)
+        .await
+        .map_err(|e| -> BoxError { e.into() })
+}
+
+/// A button press as the broker will see it; None without a user, a
+/// channel or a value.
+pub(crate) fn pressed(press: &SlackInteractionBlockActionsEvent) -> Option<Incoming> {
+    let user = press.user.as_ref()?;
+    let channel = press.channel.as_ref()?;
+    let action = press.actions.as_ref()?.first()?;
+    let says = action.value.as_deref().filter(|v| !v.trim().is_empty())?;
+    let ts = action.action_ts.as_ref().map_or("0", |t| t.0.as_str());
+    Some(Incoming {
+        platform_id: format!("{}/button/{}/{}", channel.id, user.id, ts),
+        chat_id: channel.id.to_string(),
+        sender: user.id.to_string(),
+        text: says.to_string(),
+        is_group: !channel.id.0.starts_with('D'),
+        mentioned: true,
+    })
+}
+
 /// A message event as the broker will see it; None for edits, joins, bots
 /// (ourselves included) and messages without a channel, user or text.
 pub(crate) fn read(msg: &SlackMessageEvent, bot_user: &str) -> Option<Incoming> {
@@ -172,10 +219,33 @@ async fn send(client: &SlackClient<Connector>, token: &SlackApiToken, part: Part
         .and_then(|r| r.rsplit('/').next())
         .map(|t| SlackTs::new(t.to_string()));
     let session = client.open_session(token);
-    let mut req = SlackApiChatPostMessageRequest::new(
-        SlackChannelId::new(part.chat_id),
-        SlackMessageContent::new().with_text(format::markdown_to_slack(&part.text)),
-    );
+    let text = format::markdown_to_slack(&part.text);
+    let mut content = SlackMessageContent::new().with_text(text.clone());
+    // Buttons go in blocks, which Slack shows instead of the text: the
+    // text rides along in a section (at most 3,000 characters; a longer
+    // one is left without buttons, its words say the same).
+    let buttons: Vec<SlackActionBlockElement> = part
+        .buttons
+        .iter()
+        .filter(|b| (1..=2000).contains(&b.says.len()) && (1..=75).contains(&b.label.len()))
+        .enumerate()
+        .map(|(i, b)| {
+            SlackActionBlockElement::Button(
+                SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(b.label.clone()))
+                    .with_action_id(SlackActionId::new(format!("oxibot-{i}")))
+                    .with_value(b.says.clone()),
+            )
+        })
+        .collect();
+    if !buttons.is_empty() && text.chars().count() <= 3000 {
+        content = content.with_blocks(vec![
+            SlackSectionBlock::new()
+                .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text)))
+                .into(),
+            SlackActionsBlock::new(buttons).into(),
+        ]);
+    }
+    let mut req = SlackApiChatPostMessageRequest::new(SlackChannelId::new(part.chat_id), content);
     if let Some(ts) = thread {
         req = req.with_thread_ts(ts);
     }

@@ -13,7 +13,8 @@ use teloxide_core::net::Download;
 use teloxide_core::payloads::setters::*;
 use teloxide_core::requests::{Request, Requester};
 use teloxide_core::types::{
-    ChatAction, ChatId, FileMeta, Message, MessageId, ParseMode, ReplyParameters, Update, UpdateKind,
+    ChatAction, ChatId, FileMeta, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageId, ParseMode,
+    ReplyParameters, Update, UpdateKind,
 };
 use teloxide_core::{ApiError, Bot, RequestError};
 use tokio::sync::mpsc;
@@ -128,6 +129,12 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
                     // supervisor restart us; Telegram redelivers.
                     return Err(Fatal::from(e));
                 }
+                // A pressed button spins until its query is answered.
+                if let UpdateKind::CallbackQuery(q) = &update.kind {
+                    if let Err(e) = bot.answer_callback_query(q.id.clone()).send().await {
+                        tracing::debug!("answerCallbackQuery failed: {e}");
+                    }
+                }
             }
             offset = next;
         }
@@ -137,8 +144,10 @@ async fn poll(bot: &Bot, link: &Link, username: &str) -> Result<(), Fatal> {
 /// An update as the broker will see it, with the file it carries; None for
 /// what is not a user's message with text or a file.
 pub(crate) fn read<'u>(update: &'u Update, username: &str) -> Option<(Incoming, Option<Attached<'u>>)> {
-    let UpdateKind::Message(msg) = &update.kind else {
-        return None;
+    let msg = match &update.kind {
+        UpdateKind::Message(msg) => msg,
+        UpdateKind::CallbackQuery(q) => return pressed(update, q).map(|i| (i, None)),
+        _ => return None,
     };
     let text = msg.text().or(msg.caption()).unwrap_or_default();
     let from = msg.from.as_ref()?;
@@ -162,6 +171,23 @@ pub(crate) fn read<'u>(update: &'u Update, username: &str) -> Option<(Incoming, 
         mentioned,
     };
     Some((incoming, file))
+}
+
+/// A pressed button under one of our messages: it says its data in that
+/// chat, from the one who pressed it (addressed to us, in a group too).
+/// The broker believes it as it would a typed message.
+fn pressed(update: &Update, q: &teloxide_core::types::CallbackQuery) -> Option<Incoming> {
+    let data = q.data.as_deref().filter(|d| !d.is_empty())?;
+    let chat = q.message.as_ref()?.chat();
+    Some(Incoming {
+        // No message id: the answer is not threaded under the button's.
+        platform_id: format!("{}/button", update.id.0),
+        chat_id: chat.id.0.to_string(),
+        sender: q.from.id.0.to_string(),
+        text: data.to_string(),
+        is_group: !chat.is_private(),
+        mentioned: true,
+    })
 }
 
 /// A file a message carries.
@@ -311,6 +337,17 @@ async fn send(bot: &Bot, part: Part) -> Result<(), (String, bool)> {
     let mut req = bot.send_message(ChatId(chat), html).parse_mode(ParseMode::Html);
     if let Some(m) = reply_msg {
         req = req.reply_parameters(ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
+    }
+    // Telegram carries at most 64 bytes of callback data; a longer button
+    // is left out (the text says the same).
+    let buttons: Vec<InlineKeyboardButton> = part
+        .buttons
+        .iter()
+        .filter(|b| (1..=64).contains(&b.says.len()))
+        .map(|b| InlineKeyboardButton::callback(b.label.clone(), b.says.clone()))
+        .collect();
+    if !buttons.is_empty() {
+        req = req.reply_markup(InlineKeyboardMarkup::new(vec![buttons]));
     }
     req.send().await.map(drop).map_err(|e| {
         let retryable = matches!(

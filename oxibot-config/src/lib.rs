@@ -11,6 +11,7 @@ pub mod cron_import;
 pub mod import;
 pub mod layout;
 pub mod mcp;
+pub mod owner;
 pub mod paths;
 pub mod registry;
 pub mod secret;

@@ -88,6 +88,14 @@ pub enum Command {
     /// MCP servers (tools.mcpServers): state, tools, last error.
     #[command(subcommand)]
     Mcp(McpCommand),
+    /// Requests to run something that wait for the owner (tools.approval).
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// What each chat spent against its budgets (budgets in config.json).
+    Budgets {
+        #[command(subcommand)]
+        command: Option<BudgetsCommand>,
+    },
     /// Re-read the configuration and secrets without a restart.
     Reload,
     /// The secrets file: names, and setting one value.
@@ -171,6 +179,31 @@ pub enum SecretsCommand {
     },
     /// The names of the values in the secrets file (never the values).
     List,
+}
+
+#[derive(Subcommand)]
+pub enum ApprovalsCommand {
+    /// Waiting requests, and the patterns "approve always" added.
+    List,
+    /// Run a waiting request (ID: the code the chat was given).
+    Approve {
+        id: String,
+        /// Also allow its pattern from now on.
+        #[arg(long)]
+        always: bool,
+    },
+    /// Refuse a waiting request.
+    Deny { id: String },
+    /// Remove a pattern "approve always" added.
+    Forget { pattern: String },
+}
+
+#[derive(Subcommand)]
+pub enum BudgetsCommand {
+    /// Each chat's spending today and this hour against its limits.
+    List,
+    /// Forget a chat's spending (CHAT: telegram:42).
+    Reset { chat: String },
 }
 
 #[derive(Subcommand)]

@@ -9,6 +9,7 @@ mod cron;
 mod doctor;
 mod mcp;
 mod offline;
+mod owner;
 mod prompt;
 mod show;
 mod status;
@@ -18,8 +19,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{
-    AuditCommand, ChannelsCommand, Cli, Command, ConfigCommand, CronCommand, McpCommand, PairingCommand, PromptCommand,
-    SecretsCommand, SessionsCommand, ToolCommand, UsersCommand,
+    ApprovalsCommand, AuditCommand, BudgetsCommand, ChannelsCommand, Cli, Command, ConfigCommand, CronCommand,
+    McpCommand, PairingCommand, PromptCommand, SecretsCommand, SessionsCommand, ToolCommand, UsersCommand,
 };
 use client::{ask, online, CtlConn};
 use oxibot_proto::messages::{CronRequest, CtlReply, CtlRequest};
@@ -199,6 +200,40 @@ fn run(cli: Cli) -> Result<Outcome, String> {
             admin::simple(conn, CtlRequest::Cron(CronRequest::Run { id }), json).await
         })),
         Command::Mcp(McpCommand::List) => done(online(&socket, async |conn| mcp::list(conn, json).await)),
+        Command::Approvals(ApprovalsCommand::List) => {
+            done(online(&socket, async |conn| owner::approvals_list(conn, json).await))
+        }
+        Command::Approvals(ApprovalsCommand::Approve { id, always }) => done(online(&socket, async |conn| {
+            admin::simple(
+                conn,
+                CtlRequest::ApprovalDecide {
+                    id,
+                    approve: true,
+                    always,
+                },
+                json,
+            )
+            .await
+        })),
+        Command::Approvals(ApprovalsCommand::Deny { id }) => done(online(&socket, async |conn| {
+            let request = CtlRequest::ApprovalDecide {
+                id,
+                approve: false,
+                always: false,
+            };
+            admin::simple(conn, request, json).await
+        })),
+        Command::Approvals(ApprovalsCommand::Forget { pattern }) => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::ApprovalForget { pattern }, json).await
+        })),
+        Command::Budgets {
+            command: None | Some(BudgetsCommand::List),
+        } => done(online(&socket, async |conn| owner::budgets_list(conn, json).await)),
+        Command::Budgets {
+            command: Some(BudgetsCommand::Reset { chat }),
+        } => done(online(&socket, async |conn| {
+            admin::simple(conn, CtlRequest::BudgetReset { chat }, json).await
+        })),
         Command::Prompt(PromptCommand::List) => done(online(&socket, async |conn| prompt::list(conn, json).await)),
         Command::Prompt(PromptCommand::Diff { file }) => {
             done(online(&socket, async |conn| prompt::diff(conn, file, json).await))

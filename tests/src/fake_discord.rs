@@ -41,6 +41,8 @@ struct Inner {
     nonce_repeats: usize,
     /// Creates to take and then not answer (the client dies waiting).
     stall_creates: usize,
+    /// Interactions answered through their callback.
+    interaction_answers: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -149,6 +151,45 @@ impl FakeDiscord {
         }
     }
 
+    /// `user` presses the button `custom_id` under the bot's message
+    /// `message` in `channel` (an INTERACTION_CREATE of a component).
+    /// Returns the interaction's id.
+    pub fn press_button(&self, channel: u64, guild: Option<u64>, presser: u64, message: u64, custom_id: &str) -> u64 {
+        let id = {
+            let mut s = self.inner.lock().unwrap();
+            s.next_id += 1;
+            s.next_id
+        };
+        let msg = json!({
+            "id": message.to_string(), "channel_id": channel.to_string(), "author": user(BOT_ID, "oxibot", true),
+            "content": "a message with buttons", "timestamp": "2026-11-25T12:00:01.000000+00:00",
+            "edited_timestamp": null, "tts": false, "mention_everyone": false, "mentions": [],
+            "mention_roles": [], "attachments": [], "embeds": [], "pinned": false, "type": 0
+        });
+        let mut d = json!({
+            "id": id.to_string(), "application_id": BOT_ID.to_string(), "type": 3,
+            "data": {"custom_id": custom_id, "component_type": 2},
+            "channel_id": channel.to_string(), "token": format!("tok-{id}"), "version": 1,
+            "message": msg, "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608,
+            "authorizing_integration_owners": {}
+        });
+        match guild {
+            Some(g) => {
+                d["guild_id"] = json!(g.to_string());
+                d["member"] = json!({"user": user(presser, "someone", false), "roles": [], "joined_at":
+                    "2026-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0});
+            }
+            None => d["user"] = user(presser, "someone", false),
+        }
+        let _ = self.events.send(json!({"t": "INTERACTION_CREATE", "d": d}));
+        id
+    }
+
+    /// The interactions the bot answered (their ids).
+    pub fn answered_interactions(&self) -> Vec<String> {
+        self.inner.lock().unwrap().interaction_answers.clone()
+    }
+
     /// Gateway sessions that are READY now.
     pub fn live_sessions(&self) -> usize {
         self.inner.lock().unwrap().live
@@ -245,6 +286,10 @@ async fn rest(
         ["gateway", "bot"] => axum::Json(json!({"url": gateway, "shards": 1,
             "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}))
         .into_response(),
+        ["interactions", id, _token, "callback"] => {
+            state.lock().unwrap().interaction_answers.push(id.to_string());
+            StatusCode::NO_CONTENT.into_response()
+        }
         ["channels", channel, "typing"] => {
             state.lock().unwrap().typing.push(channel.to_string());
             StatusCode::NO_CONTENT.into_response()

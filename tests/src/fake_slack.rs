@@ -126,6 +126,33 @@ impl FakeSlack {
         envelope_id
     }
 
+    /// `user` presses the button with `value` under a message in
+    /// `channel` (an `interactive` envelope of `block_actions`); returns
+    /// the envelope id.
+    pub fn press_button(&self, channel: &str, user: &str, value: &str) -> String {
+        let mut s = self.inner.lock().unwrap();
+        let n = s.next;
+        s.next += 1;
+        let envelope_id = format!("env-{n}");
+        let envelope = json!({
+            "envelope_id": envelope_id, "type": "interactive", "accepts_response_payload": true,
+            "payload": {
+                "type": "block_actions", "team": {"id": "T0001", "domain": "oxibot-test"},
+                "user": {"id": user, "username": "someone", "team_id": "T0001"},
+                "api_app_id": "A0001", "token": "verification", "trigger_id": format!("trig-{n}"),
+                "container": {"type": "message", "message_ts": "1700000001.000001", "channel_id": channel,
+                              "is_ephemeral": false},
+                "channel": {"id": channel, "name": "a-channel"},
+                "actions": [{"type": "button", "action_id": "oxibot-0", "block_id": "b1",
+                             "text": {"type": "plain_text", "text": "Approve"}, "value": value,
+                             "action_ts": format!("1700000002.{n:06}")}]
+            }
+        });
+        s.envelopes.push(envelope.clone());
+        s.dispatch(envelope);
+        envelope_id
+    }
+
     /// A raw Socket Mode frame to one open connection.
     pub fn push_raw(&self, frame: Value) {
         self.inner.lock().unwrap().dispatch(frame);

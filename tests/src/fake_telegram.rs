@@ -28,6 +28,7 @@ struct Inner {
     sent_at: Vec<std::time::Instant>,
     injected_at: std::collections::HashMap<i64, std::time::Instant>,
     actions: Vec<Value>,
+    answered_callbacks: Vec<String>,
     /// (offset asked, update ids served) per getUpdates call.
     polls: Vec<(i64, Vec<i64>)>,
     /// Offsets asked for, recorded when each getUpdates arrives.
@@ -94,6 +95,39 @@ impl FakeTelegram {
         self.inject(group, user, "group", text)
     }
 
+    /// `user` presses the button whose callback data is `data` under the
+    /// bot's message `message_id` in `chat` (a `callback_query` update).
+    pub fn press_button(&self, chat: i64, user: i64, message_id: i64, data: &str) -> i64 {
+        let mut s = self.inner.lock().unwrap();
+        let uid = s.next_update;
+        s.next_update += 1;
+        let kind = if chat == user { "private" } else { "group" };
+        let update = json!({
+            "update_id": uid,
+            "callback_query": {
+                "id": format!("cbq-{uid}"),
+                "from": {"id": user, "is_bot": false, "first_name": "User"},
+                "chat_instance": "ci-1",
+                "data": data,
+                "message": {
+                    "message_id": message_id, "date": 1_700_000_001,
+                    "chat": chat_json(chat, kind),
+                    "from": {"id": BOT_ID, "is_bot": true, "first_name": "OxiBot", "username": BOT_USERNAME},
+                    "text": "a message with buttons"
+                }
+            }
+        });
+        s.updates.push(update);
+        drop(s);
+        self.wake.notify_waiters();
+        uid
+    }
+
+    /// The callback queries the bot answered (their ids).
+    pub fn answered_callbacks(&self) -> Vec<String> {
+        self.inner.lock().unwrap().answered_callbacks.clone()
+    }
+
     fn inject(&self, chat: i64, user: i64, kind: &str, text: &str) -> i64 {
         let mut s = self.inner.lock().unwrap();
         let (uid, mid) = (s.next_update, s.next_message);
@@ -103,11 +137,7 @@ impl FakeTelegram {
             "update_id": uid,
             "message": {
                 "message_id": mid, "date": 1_700_000_000,
-                "chat": if kind == "private" {
-                    json!({"id": chat, "type": "private", "first_name": "User"})
-                } else {
-                    json!({"id": chat, "type": kind, "title": "A group"})
-                },
+                "chat": chat_json(chat, kind),
                 "from": {"id": user, "is_bot": false, "first_name": "User"},
                 "text": text
             }
@@ -269,6 +299,15 @@ fn ok(result: Value) -> Response {
 }
 
 /// Parameters arrive as JSON, a form, or the query string.
+/// A chat as the Bot API describes it: private, or a group of `kind`.
+fn chat_json(chat: i64, kind: &str) -> Value {
+    if kind == "private" {
+        json!({"id": chat, "type": "private", "first_name": "User"})
+    } else {
+        json!({"id": chat, "type": kind, "title": "A group"})
+    }
+}
+
 fn params(body: &Bytes) -> Value {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         return v;
@@ -379,7 +418,9 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
             }
             let mid = s.next_message;
             s.next_message += 1;
-            s.sent.push(p.clone());
+            let mut recorded = p.clone();
+            recorded["message_id"] = json!(mid);
+            s.sent.push(recorded);
             s.sent_at.push(std::time::Instant::now());
             ok(json!({
                 "message_id": mid, "date": 1_700_000_001,
@@ -402,6 +443,11 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
         }
         "sendchataction" => {
             inner.lock().unwrap().actions.push(p);
+            ok(json!(true))
+        }
+        "answercallbackquery" => {
+            let id = p["callback_query_id"].as_str().unwrap_or_default().to_string();
+            inner.lock().unwrap().answered_callbacks.push(id);
             ok(json!(true))
         }
         other => (

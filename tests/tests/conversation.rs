@@ -141,8 +141,16 @@ fn anthropic_conversation_writes_then_reads_a_file() {
             "an Anthropic key must not be sent as a Bearer token"
         );
         assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
-        assert!(r.body["system"].as_str().unwrap().contains("OxiBot"));
+        // The stable prefix (the tools, the system prompt up to the time)
+        // is marked for the prompt cache; the time is after the mark.
+        let system = r.body["system"].as_array().unwrap();
+        assert!(system[0]["text"].as_str().unwrap().contains("OxiBot"));
+        assert_eq!(system[0]["cache_control"]["type"], "ephemeral");
+        assert!(system[1]["text"].as_str().unwrap().starts_with("\n## Now\n"));
+        assert!(system[1].get("cache_control").is_none());
         assert_eq!(r.body["tools"][0]["input_schema"]["type"], "object");
+        let tools = r.body["tools"].as_array().unwrap();
+        assert_eq!(tools.last().unwrap()["cache_control"]["type"], "ephemeral");
     }
     // Anthropic's shape: tool_use in the assistant turn, tool_result in the next user turn.
     let msgs = reqs[1].body["messages"].as_array().unwrap();

@@ -134,3 +134,57 @@ fn a_reply_resent_after_a_kill_is_posted_once() {
         sent[0].1
     );
 }
+
+/// An approval request carries Approve/Deny buttons; a press is said in
+/// its channel by the one who pressed it, acknowledged at once, and only
+/// the chat's owner's press counts.
+#[test]
+fn an_approval_is_answered_with_a_button_and_only_by_the_owner() {
+    const BOB: u64 = 5151;
+    let script = vec![
+        Step::Tool {
+            name: "exec".into(),
+            args: json!({"command": "echo discord-pressed"}),
+        },
+        Step::Text("Ran it.".into()),
+    ];
+    let r = Run::<Discord>::builder(script)
+        .allow([ALICE.to_string(), "*".to_string()])
+        .config(|_| {
+            json!({"tools": {"approval": {"mode": "always", "timeoutSecs": 60}},
+                           "channels": {"discord": {"groupPolicy": "open"}}})
+        })
+        .start()
+        .expect("the fake Discord always starts");
+    r.wait_connected();
+    r.p.fake.post(GUILD_CHANNEL, Some(GUILD), ALICE, "run it", false);
+    let sent = r.p.fake.wait_sent(1, SLOW);
+    assert!(content(&sent[0]).contains("Approval needed"), "{}", sent[0].1);
+    let buttons = &sent[0].1["components"][0]["components"];
+    assert_eq!(buttons[0]["label"], json!("Approve"));
+    let approve = buttons[0]["custom_id"].as_str().unwrap().to_string();
+    assert!(approve.starts_with("/approve "), "{approve}");
+    assert!(buttons
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["custom_id"].as_str().unwrap().starts_with("/deny ")));
+
+    let bob = r.p.fake.press_button(GUILD_CHANNEL, Some(GUILD), BOB, 1, &approve);
+    r.p.fake.wait_sent(2, SLOW);
+    assert!(
+        content(&r.p.fake.sent()[1]).contains("Only the owner"),
+        "{:?}",
+        r.p.fake.sent()[1]
+    );
+    assert_eq!(r.llm.requests().len(), 1);
+    let alice = r.p.fake.press_button(GUILD_CHANNEL, Some(GUILD), ALICE, 1, &approve);
+    oxibot_tests::poll::wait_for("the command's output at the model", SLOW, || {
+        let reqs = r.llm.requests();
+        Some(()).filter(|_| reqs.len() >= 2 && reqs[1].body.to_string().contains("discord-pressed"))
+    });
+    oxibot_tests::poll::wait_for("both presses acknowledged", SLOW, || {
+        let answered = r.p.fake.answered_interactions();
+        Some(()).filter(|_| answered.contains(&bob.to_string()) && answered.contains(&alice.to_string()))
+    });
+}

@@ -587,3 +587,68 @@ fn a_command_that_fills_the_process_limit_gets_other_calls_an_answer_not_a_hang(
     has(&call(&broker, "mcp_alpha_echo", json!({"text": "alive"})), "alive");
     assert!(!broker.log_text().contains("panicked"), "{}", broker.log_text());
 }
+
+/// The names of the tools a model request offered (OpenAI's shape).
+fn offered(body: &Value) -> Vec<String> {
+    body["tools"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|d| d["function"]["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_first_hello_lists_servers_by_name_and_loading_one_brings_its_schemas() {
+    use oxibot_tests::assistant::{text, tool};
+    use oxibot_tests::fake_llm::FakeLlm;
+    let llm = FakeLlm::start(vec![
+        tool("mcp_load", json!({"server": "alpha"})),
+        tool("mcp_alpha_echo", json!({"text": "loaded and called"})),
+        text("done"),
+    ]);
+    let run_as = match Mode::RootStarted.run_as() {
+        Ok(r) => r,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let config = json!({"tools": {"mcpServers": {"alpha": server(&[], json!({})), "beta": server(&[], json!({}))}}});
+    let secrets = secrets(json!({"tools": {"mcpServers": {
+        "alpha": {"env": {"TOKEN": ALPHA_TOKEN}}, "beta": {"env": {"TOKEN": BETA_TOKEN}},
+    }}}));
+    let broker = Broker::start_as(&llm.base_url, config, secrets, run_as);
+    ready(&broker, &["alpha", "beta"]);
+    assert_eq!(broker.agent("console-lazy", "hello").unwrap(), "done");
+    let reqs = llm.requests();
+    assert_eq!(reqs.len(), 3);
+    // The first call names the servers' tools but carries no schema of theirs.
+    let first = offered(&reqs[0].body);
+    assert!(first.contains(&"mcp_load".to_string()), "{first:?}");
+    assert!(
+        !first
+            .iter()
+            .any(|n| n.starts_with("mcp_alpha_") || n.starts_with("mcp_beta_")),
+        "{first:?}"
+    );
+    let listing = reqs[0].body["tools"].to_string();
+    has(&listing, "alpha: ");
+    has(&listing, "beta: ");
+    has(&listing, " echo ");
+    // After the load: alpha's tools in full, beta's still by name.
+    let second = offered(&reqs[1].body);
+    assert!(second.contains(&"mcp_alpha_echo".to_string()), "{second:?}");
+    assert!(!second.iter().any(|n| n.starts_with("mcp_beta_")), "{second:?}");
+    assert!(second.contains(&"mcp_load".to_string()));
+    let result = oxibot_tests::fake_llm::last_tool_result(&reqs[2].body, false).unwrap_or_default();
+    has(&result, "loaded and called");
+    let bytes = |b: &Value| b["tools"].to_string().len();
+    println!(
+        "tool schemas per call: {} bytes before loading, {} after loading alpha",
+        bytes(&reqs[0].body),
+        bytes(&reqs[1].body)
+    );
+}

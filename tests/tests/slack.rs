@@ -50,3 +50,55 @@ fn channel_messages_need_a_mention_and_strangers_are_refused() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(r.llm.requests().len(), 1);
 }
+
+/// An approval request carries buttons; a press is said in its channel by
+/// the one who pressed it, acknowledged once the broker has it, and only
+/// the chat's owner's press counts.
+#[test]
+fn an_approval_is_answered_with_a_button_and_only_by_the_owner() {
+    const BOB: &str = "UBOB0002";
+    let script = vec![
+        Step::Tool {
+            name: "exec".into(),
+            args: json!({"command": "echo slack-pressed"}),
+        },
+        Step::Text("Ran it.".into()),
+    ];
+    let r = Run::<Slack>::builder(script)
+        .allow([ALICE.to_string(), "*".to_string()])
+        .settings(|slack| json!({"apiBase": slack.fake.api_base, "groupPolicy": "open"}))
+        .config(|_| json!({"tools": {"approval": {"mode": "always", "timeoutSecs": 60}}}))
+        .start()
+        .expect("the fake Slack always starts");
+    r.wait_connected();
+    r.p.fake.wait_connected(CONNECT);
+    r.p.fake.message("C0001", "channel", ALICE, "run it");
+    let posted = r.p.fake.wait_posted(1, Duration::from_secs(20));
+    assert!(
+        posted[0]["text"].as_str().unwrap().contains("Approval needed"),
+        "{}",
+        posted[0]
+    );
+    let blocks = &posted[0]["blocks"];
+    assert_eq!(blocks[0]["type"], "section", "{blocks}");
+    let buttons = &blocks[1]["elements"];
+    assert_eq!(buttons[0]["text"]["text"], "Approve");
+    let approve = buttons[0]["value"].as_str().unwrap().to_string();
+    assert!(approve.starts_with("/approve "), "{approve}");
+
+    let bob = r.p.fake.press_button("C0001", BOB, &approve);
+    let posted = r.p.fake.wait_posted(2, Duration::from_secs(20));
+    assert!(
+        posted[1]["text"].as_str().unwrap().contains("Only the owner"),
+        "{}",
+        posted[1]
+    );
+    assert_eq!(r.llm.requests().len(), 1);
+    let alice = r.p.fake.press_button("C0001", ALICE, &approve);
+    oxibot_tests::poll::wait_for("the command's output at the model", Duration::from_secs(20), || {
+        let reqs = r.llm.requests();
+        Some(()).filter(|_| reqs.len() >= 2 && reqs[1].body.to_string().contains("slack-pressed"))
+    });
+    let acked = r.p.fake.acked();
+    assert!(acked.contains(&bob) && acked.contains(&alice), "{acked:?}");
+}

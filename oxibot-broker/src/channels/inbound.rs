@@ -52,7 +52,7 @@ pub(super) fn pairing_notice(
     sender: &str,
     chat_id: String,
 ) -> Result<BrokerToChannel, Fault> {
-    let (code, fresh) = svc.store.pairing_code(channel, sender, &chat_id, &new_pairing_code())?;
+    let (code, fresh) = svc.store.pairing_code(channel, sender, &chat_id, &new_code())?;
     if fresh {
         svc.audit.about(
             "pairing_requested",
@@ -69,8 +69,9 @@ pub(super) fn pairing_notice(
     Ok(fresh_send(id, chat_id, text, None))
 }
 
-/// Six characters without look-alikes (no 0/O, 1/I).
-fn new_pairing_code() -> String {
+/// Six characters without look-alikes (no 0/O, 1/I): pairing and approval
+/// codes.
+pub fn new_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 6];
     if let Err(e) = oxibot_runtime::random::fill(&mut bytes) {

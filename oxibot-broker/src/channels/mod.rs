@@ -30,6 +30,7 @@ use crate::access::{Decision, Origin, Policy};
 use crate::config::credential_at;
 use crate::services::Services;
 
+pub use inbound::new_code;
 pub use reply::resume_pending;
 
 /// Who a connection is, as the broker decided it before reading a byte:

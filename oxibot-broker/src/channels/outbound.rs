@@ -25,6 +25,7 @@ fn resend(o: crate::store::Outgoing) -> BrokerToChannel {
         text: o.text,
         reply_to: o.reply_to,
         first_part: o.parts_sent,
+        buttons: o.buttons,
     }
 }
 

@@ -24,7 +24,13 @@ pub(super) async fn answer(svc: Arc<Services>, inbound: Inbound) {
         false => None,
     };
     let reply = match command {
-        Some(cmd) => crate::commands::run(&svc, &session, cmd),
+        Some(cmd) => {
+            let chat = crate::turn::ChatRef {
+                channel: inbound.channel.clone(),
+                chat_id: inbound.chat_id.clone(),
+            };
+            crate::commands::run(&svc, &chat, &inbound.sender, &inbound.text, cmd)
+        }
         None => {
             svc.hub
                 .deliver(
@@ -51,6 +57,14 @@ pub(super) async fn answer(svc: Arc<Services>, inbound: Inbound) {
             tokio::select! {
                 result = turn => match result {
                     Ok(text) => text,
+                    // Told once per window: after that, nothing is sent.
+                    Err(crate::agent::AgentError::Budget(crate::budgets::Stopped { message: None })) => {
+                        if let Err(e) = svc.store.finish_inbound_silently(&inbound) {
+                            tracing::error!("cannot mark the message answered: {e}");
+                        }
+                        return;
+                    }
+                    Err(crate::agent::AgentError::Budget(crate::budgets::Stopped { message: Some(m) })) => m,
                     Err(e) => {
                         let message = e.to_string();
                         svc.audit.record_error(&message);

@@ -205,6 +205,7 @@ async fn execute(svc: Arc<Services>, run_id: i64, job: CronJob) {
         origin: Some(chat.clone()),
         kind: TurnKind::Scheduled,
         max_iterations: None,
+        by_admin: false,
     };
     let described = Schedule::from_json(&job.schedule)
         .map(|s| s.describe())

@@ -14,7 +14,7 @@ mod http;
 mod offer;
 mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +33,15 @@ pub use offer::Offered;
 #[derive(Default)]
 pub struct Mcp {
     servers: Mutex<BTreeMap<String, Entry>>,
+    /// The servers each session has loaded (`mcp_load`) or called.
+    loaded: Mutex<HashMap<String, BTreeSet<String>>>,
 }
+
+/// The tool that loads a server's schemas into a session.
+pub const LOAD_TOOL: &str = "mcp_load";
+/// What `mcp_load`'s description lists at most, in bytes.
+const MAX_LOAD_LISTING: usize = 1500;
+const MAX_LOADED_SESSIONS: usize = 4096;
 
 struct Entry {
     /// The settings it was started with (a change restarts it).
@@ -125,19 +133,98 @@ impl Mcp {
         }
     }
 
-    /// The tools the model is offered, every server's.
-    pub fn definitions(&self) -> Vec<ToolDef> {
-        self.lock()
-            .values()
-            .flat_map(|e| {
-                e.shared
-                    .status()
+    /// The tools a session's model call carries: the full schemas of the
+    /// servers this session has used, and for the others one `mcp_load`
+    /// tool that lists them by name. A first "hello" does not pay for
+    /// every server's schemas.
+    pub fn definitions_for(&self, session: &str) -> Vec<ToolDef> {
+        let loaded = self.loaded_servers(session);
+        let mut defs = Vec::new();
+        let mut waiting = Vec::new();
+        for (name, e) in self.lock().iter() {
+            let status = e.shared.status();
+            if status.offered.is_empty() {
+                continue;
+            }
+            if loaded.contains(name) {
+                defs.extend(status.offered.iter().map(Offered::definition));
+            } else {
+                let prefix = format!("mcp_{name}_");
+                let tools: Vec<&str> = status
                     .offered
                     .iter()
-                    .map(Offered::definition)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+                    .map(|o| o.name.strip_prefix(&prefix).unwrap_or(&o.name))
+                    .collect();
+                waiting.push(format!("{name}: {}", tools.join(" ")));
+            }
+        }
+        if !waiting.is_empty() {
+            let mut listing = waiting.join("\n");
+            if listing.len() > MAX_LOAD_LISTING {
+                let mut end = MAX_LOAD_LISTING;
+                while !listing.is_char_boundary(end) {
+                    end -= 1;
+                }
+                listing.truncate(end);
+                listing.push_str(" …");
+            }
+            defs.push(ToolDef {
+                name: LOAD_TOOL.into(),
+                description: format!(
+                    "Load an MCP server's tools before calling them (as mcp_<server>_<tool>). \
+                     Servers: tools\n{listing}"
+                )
+                .into(),
+                parameters: serde_json::json!({
+                    "type": "object",
+                    "properties": {"server": {"type": "string"}},
+                    "required": ["server"]
+                }),
+            });
+        }
+        defs
+    }
+
+    fn loaded_servers(&self, session: &str) -> BTreeSet<String> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `mcp_load`: the session is offered the server's tools from its next
+    /// model call on.
+    pub fn load(&self, session: &str, arguments: &str) -> Result<String, String> {
+        #[derive(serde::Deserialize)]
+        struct Args {
+            server: String,
+        }
+        let a: Args = serde_json::from_str(arguments).map_err(|e| format!("invalid arguments for {LOAD_TOOL}: {e}"))?;
+        let server = a.server.trim().trim_start_matches("mcp_");
+        let names: Vec<String> = match self.lock().get(server) {
+            Some(e) => e.shared.status().offered.iter().map(|o| o.name.clone()).collect(),
+            None => {
+                let known: Vec<String> = self.lock().keys().cloned().collect();
+                return Err(format!("no MCP server \"{server}\"; servers: {}", known.join(", ")));
+            }
+        };
+        self.mark_loaded(session, server);
+        Ok(format!("Loaded: {}. Call them now.", names.join(", ")))
+    }
+
+    fn mark_loaded(&self, session: &str, server: &str) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        // Sessions come and go; a broker restart forgets which were loaded
+        // (the model loads again), so a bounded map is enough.
+        if loaded.len() >= MAX_LOADED_SESSIONS && !loaded.contains_key(session) {
+            loaded.clear();
+        }
+        loaded
+            .entry(session.to_string())
+            .or_default()
+            .insert(server.to_string());
     }
 
     /// Whether `name` is an MCP tool offered now.
@@ -156,8 +243,9 @@ impl Mcp {
 
     /// Calls MCP tool `name` (as the model names it) with `arguments` (a
     /// JSON object). None when no server offers it.
-    pub async fn call(&self, name: &str, arguments: &str) -> Option<Result<String, String>> {
+    pub async fn call(&self, session: &str, name: &str, arguments: &str) -> Option<Result<String, String>> {
         let (shared, offered) = self.find(name)?;
+        self.mark_loaded(session, &shared.name);
         Some(call(&shared, &offered, arguments).await)
     }
 

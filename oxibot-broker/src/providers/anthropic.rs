@@ -9,6 +9,22 @@ use super::{
 
 const API_VERSION: &str = "2023-06-01";
 
+/// The system prompt as blocks: its stable part (instructions, prompt
+/// files, skills) marked for Anthropic's prompt cache, and the part that
+/// changes from call to call (the time, the history note: from `## Now`
+/// on) after it, unmarked.
+fn system_blocks(system: &str) -> Value {
+    let (stable, changing) = match system.find(crate::prompt::CHANGING_PART) {
+        Some(at) => system.split_at(at),
+        None => (system, ""),
+    };
+    let mut blocks = vec![json!({"type": "text", "text": stable, "cache_control": {"type": "ephemeral"}})];
+    if !changing.is_empty() {
+        blocks.push(json!({"type": "text", "text": changing}));
+    }
+    Value::Array(blocks)
+}
+
 pub(super) async fn complete(
     http: &reqwest::Client,
     ep: &Endpoint,
@@ -27,14 +43,20 @@ pub(super) async fn complete(
         "messages": messages_json(req.messages),
     });
     if !system.is_empty() {
-        body["system"] = json!(system.join("\n\n"));
+        body["system"] = system_blocks(&system.join("\n\n"));
     }
     if !req.tools.is_empty() {
-        body["tools"] = req
+        let mut tools: Vec<Value> = req
             .tools
             .iter()
             .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
             .collect();
+        // The tools are the same on every call of a turn (and of the
+        // chat's turns): the prefix up to the last one is billed as cached.
+        if let Some(last) = tools.last_mut() {
+            last["cache_control"] = json!({"type": "ephemeral"});
+        }
+        body["tools"] = Value::Array(tools);
     }
     let mut rb = http
         .post(format!("{}/v1/messages", ep.base))

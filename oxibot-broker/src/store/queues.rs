@@ -6,6 +6,7 @@ use oxibot_proto::messages::Attachment;
 use rusqlite::{params, OptionalExtension};
 
 use super::*;
+use oxibot_proto::messages::Button;
 
 /// A committed inbound message awaiting its agent turn.
 #[derive(Debug, Clone)]
@@ -28,6 +29,17 @@ pub struct Outgoing {
     pub reply_to: Option<String>,
     /// Parts of the split text the platform already took.
     pub parts_sent: u32,
+    pub buttons: Vec<Button>,
+}
+
+/// An inbound message answered: done, and its files forgotten (the turn
+/// has used them; they are in the workspace now).
+fn mark_done(tx: &rusqlite::Transaction<'_>, inbound: &Inbound) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE inbound SET status = 'done' WHERE id = ?1")?
+        .execute(params![inbound.id])?;
+    tx.prepare_cached("DELETE FROM inbound_files WHERE inbound_id = ?1")?
+        .execute(params![inbound.id])?;
+    Ok(())
 }
 
 impl Store {
@@ -121,14 +133,20 @@ impl Store {
 
     /// Marks the inbound message answered and queues the reply, atomically,
     /// so a crash never loses the reply nor answers twice.
+    /// Marks an inbound message answered without a reply (a budget's stop
+    /// the chat was already told about).
+    pub fn finish_inbound_silently(&self, inbound: &Inbound) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        mark_done(&tx, inbound)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn finish_inbound(&self, inbound: &Inbound, reply: &str) -> Result<i64, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        tx.prepare_cached("UPDATE inbound SET status = 'done' WHERE id = ?1")?
-            .execute(params![inbound.id])?;
-        // The turn has used them (they are in the workspace now).
-        tx.prepare_cached("DELETE FROM inbound_files WHERE inbound_id = ?1")?
-            .execute(params![inbound.id])?;
+        mark_done(&tx, inbound)?;
         tx.prepare_cached(
             "INSERT INTO outbox (channel, chat_id, text, reply_to, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
@@ -147,7 +165,7 @@ impl Store {
     pub fn pending_outbox(&self, channel: &str) -> Result<Vec<Outgoing>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, channel, chat_id, text, reply_to, parts_sent FROM outbox
+            "SELECT id, channel, chat_id, text, reply_to, parts_sent, buttons FROM outbox
              WHERE channel = ?1 AND status = 'pending' ORDER BY id",
         )?;
         let rows = stmt.query_map(params![channel], |r| {
@@ -158,6 +176,13 @@ impl Store {
                 text: r.get(3)?,
                 reply_to: r.get(4)?,
                 parts_sent: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+                buttons: r
+                    .get::<_, Option<String>>(6)?
+                    .and_then(|b| serde_json::from_str::<Vec<(String, String)>>(&b).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(label, says)| Button { label, says })
+                    .collect(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -210,9 +235,26 @@ impl Store {
     /// Queues a message that answers no inbound message (a pairing code, a
     /// notice), with the same at-least-once delivery.
     pub fn queue_outbox(&self, channel: &str, chat_id: &str, text: &str) -> Result<i64, StoreError> {
+        self.queue_outbox_with(channel, chat_id, text, &[])
+    }
+
+    /// Queues a message with buttons under it.
+    pub fn queue_outbox_with(
+        &self,
+        channel: &str,
+        chat_id: &str,
+        text: &str,
+        buttons: &[Button],
+    ) -> Result<i64, StoreError> {
+        let buttons = (!buttons.is_empty()).then(|| {
+            let pairs: Vec<(&str, &str)> = buttons.iter().map(|b| (b.label.as_str(), b.says.as_str())).collect();
+            serde_json::to_string(&pairs).unwrap_or_default()
+        });
         let conn = self.lock();
-        conn.prepare_cached("INSERT INTO outbox (channel, chat_id, text, created_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![channel, chat_id, text, now()])?;
+        conn.prepare_cached(
+            "INSERT INTO outbox (channel, chat_id, text, created_at, buttons) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![channel, chat_id, text, now(), buttons])?;
         Ok(conn.last_insert_rowid())
     }
 

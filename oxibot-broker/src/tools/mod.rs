@@ -105,7 +105,13 @@ pub async fn run(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str) 
     let config = svc.config();
     let Some(tool) = find(name) else {
         let args = if arguments.trim().is_empty() { "{}" } else { arguments };
-        if let Some(result) = svc.mcp.call(name, args).await {
+        if name == crate::mcp::LOAD_TOOL {
+            return svc.mcp.load(&turn.session, args);
+        }
+        if svc.mcp.offers(name) {
+            crate::approval::check_mcp_tool(svc, turn, name, args).await?;
+        }
+        if let Some(result) = svc.mcp.call(&turn.session, name, args).await {
             return result;
         }
         return Err(unknown(name, turn.kind, &config));
@@ -118,6 +124,8 @@ pub async fn run(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str) 
         Runs::Jail(to_call) => {
             let timeout = svc.live.settings().exec_timeout_secs;
             let mut call = to_call(args, timeout)?;
+            // The owner's gate, on what the jail is asked to do.
+            gate(svc, turn, &call).await?;
             // An exec may reach the hosts tools.exec.allowedHosts lists,
             // with a key of its own, revoked when the call ends (dropped).
             let mut _key = None;
@@ -135,6 +143,36 @@ pub async fn run(svc: &Arc<Services>, turn: &Turn, name: &str, arguments: &str) 
             svc.tools.call(call, wait).await.map_err(|e| e.to_string())
         }
         Runs::Broker(body) => body(svc, turn, args).await,
+    }
+}
+
+/// Asks `tools.approval` about a jail request: a command by what it runs,
+/// a file change by the paths it touches.
+async fn gate(svc: &Arc<Services>, turn: &Turn, call: &ToolCall) -> Result<(), String> {
+    use crate::approval;
+    if turn.by_admin {
+        return Ok(());
+    }
+    match call {
+        ToolCall::Exec {
+            command, working_dir, ..
+        } => approval::check_command(svc, turn, command, working_dir.as_deref()).await,
+        ToolCall::WriteFile { path, content } => {
+            let shown = format!("{path} ({} bytes):\n{content}", content.len());
+            approval::check_write(svc, turn, "write_file", Some(vec![path.clone()]), &shown).await
+        }
+        ToolCall::EditFile {
+            path,
+            old_text,
+            new_text,
+        } => {
+            let shown = format!("{path}:\n- {old_text}\n+ {new_text}");
+            approval::check_write(svc, turn, "edit_file", Some(vec![path.clone()]), &shown).await
+        }
+        ToolCall::ApplyPatch { patch } => {
+            approval::check_write(svc, turn, "apply_patch", approval::policy::patch_paths(patch), patch).await
+        }
+        _ => Ok(()),
     }
 }
 

@@ -59,6 +59,9 @@ pub struct Config {
     pub heartbeat: crate::abilities::HeartbeatSettings,
     #[serde(default)]
     pub subagents: crate::abilities::SubagentSettings,
+    /// What each chat may spend (see `crate::owner`).
+    #[serde(default)]
+    pub budgets: crate::owner::Budgets,
     /// Anything else: warned about, not fatal, so that nanobot/OxiBot
     /// configs with keys we do not use still load.
     #[serde(flatten)]
@@ -221,6 +224,8 @@ pub struct Tools {
     pub restrict_to_workspace: Option<bool>,
     /// MCP servers, by name (see `crate::mcp`).
     pub mcp_servers: std::collections::BTreeMap<String, crate::mcp::McpServer>,
+    /// Which commands and tools run without asking the owner (see `crate::owner`).
+    pub approval: crate::owner::ApprovalSettings,
 }
 
 impl Tools {

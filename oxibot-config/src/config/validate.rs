@@ -165,6 +165,12 @@ impl Config {
         if !(0.0..=2.0).contains(&d.temperature) {
             return Err(invalid(path, "agents.defaults.temperature", "must be between 0 and 2"));
         }
+        let models: Vec<&str> = std::iter::once(&d.model)
+            .chain(&d.fallback_models)
+            .map(String::as_str)
+            .collect();
+        crate::owner::check(&self.tools.approval, &self.budgets, &models)
+            .map_err(|(key, why)| invalid(path, &key, &why))?;
         for model in std::iter::once(&d.model).chain(&d.fallback_models) {
             self.resolve_provider(model)
                 .map_err(|m| invalid(path, "agents.defaults.model", &m.to_string()))?;

@@ -41,6 +41,10 @@ pub enum BrokerToChannel {
         /// How many parts of the split text the platform already took on an
         /// earlier attempt: those are not sent again.
         first_part: u32,
+        /// Buttons under the message's last part, where the platform has
+        /// them (Telegram, Discord, Slack); elsewhere the text says the same.
+        #[serde(with = "limit::buttons")]
+        buttons: Vec<Button>,
     },
     /// Close down cleanly.
     Shutdown,
@@ -170,4 +174,15 @@ impl Message for ChannelToBroker {
         }
         Ok(())
     }
+}
+
+/// A button under a message. Pressing it says `says` in the chat, as if
+/// the one who pressed it had written it: the broker believes a press no
+/// more than a message (an approval still needs the chat's owner).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Button {
+    #[serde(with = "limit::id")]
+    pub label: String,
+    #[serde(with = "limit::id")]
+    pub says: String,
 }

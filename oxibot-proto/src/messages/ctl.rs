@@ -84,6 +84,29 @@ pub enum CtlRequest {
     },
     /// The MCP servers: state, tools, last error (`oxibotctl mcp list`).
     McpList,
+    /// Approval requests waiting for an answer, and the patterns "approve
+    /// always" added.
+    ApprovalList,
+    /// Answer a waiting request (by its code).
+    ApprovalDecide {
+        #[serde(with = "limit::id")]
+        id: String,
+        approve: bool,
+        /// Also allow its pattern from now on.
+        always: bool,
+    },
+    /// Remove a pattern "approve always" added.
+    ApprovalForget {
+        #[serde(with = "limit::text")]
+        pattern: String,
+    },
+    /// What each chat spent against its budgets.
+    BudgetList,
+    /// Forget a chat's spending (`telegram:42`).
+    BudgetReset {
+        #[serde(with = "limit::id")]
+        chat: String,
+    },
 }
 
 /// `oxibotctl cron …`.
@@ -191,6 +214,45 @@ pub enum CtlReply {
     CronJobs(Vec<CronJobInfo>),
     PromptFiles(Vec<PromptFileInfo>),
     McpServers(Vec<McpServerInfo>),
+    Approvals {
+        waiting: Vec<ApprovalInfo>,
+        /// Patterns added with "approve always".
+        learned: Vec<String>,
+    },
+    Budgets(Vec<BudgetInfo>),
+}
+
+/// An approval request waiting for the owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalInfo {
+    /// The code the chat was given.
+    pub id: String,
+    pub session: String,
+    /// Where it was asked (`telegram:42`); None: only oxibotctl can answer.
+    pub chat: Option<String>,
+    /// What would run (the model's words: shown, never executed).
+    pub what: String,
+    pub why: String,
+    pub age_secs: u64,
+    pub timeout_secs: u64,
+}
+
+/// One chat's spending against its limits (None: no limit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetInfo {
+    pub chat: String,
+    /// The day counted, in `cron.timezone`.
+    pub day: String,
+    pub tokens_today: u64,
+    pub tokens_limit: Option<u64>,
+    pub cost_today_usd: f64,
+    pub cost_limit_usd: Option<f64>,
+    pub tool_calls_this_hour: u64,
+    pub tool_calls_limit: Option<u64>,
+    pub running_turns: u32,
+    pub concurrent_limit: Option<u32>,
+    /// Unix seconds.
+    pub day_resets_at: i64,
 }
 
 /// One `tools.mcpServers.<name>`, as `oxibotctl mcp list` shows it.

@@ -307,6 +307,7 @@ bound!(
     listed, "limit", MAX_LISTED
 );
 list_bound!(attachments, "attachments", MAX_ATTACHMENTS);
+list_bound!(buttons, "buttons", MAX_BUTTONS);
 list_bound!(text_files, "files", MAX_TEXT_FILES);
 list_bound!(resume_chats, "resume chats", MAX_RESUME_CHATS, "resume entry", MAX_ID);
 list_bound!(patterns, "patterns", MAX_TEXT_FILES, "pattern", MAX_PATH);

@@ -8,6 +8,8 @@ use serde::{de::DeserializeOwned, Serialize};
 /// Upper bounds checked after decoding. The 1 MiB frame cap bounds the total;
 /// these keep individual fields sane so that no handler has to.
 pub const MAX_ID: usize = 256;
+/// Buttons under one message.
+pub const MAX_BUTTONS: usize = 4;
 pub const MAX_PATH: usize = 4096;
 pub const MAX_TEXT: usize = 900 * 1024;
 /// The most file data one chat message may carry, all files together
