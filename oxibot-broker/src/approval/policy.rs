@@ -65,7 +65,14 @@ pub fn judge(settings: &ApprovalSettings, learned: &[Pattern], a: &Analysis, wor
     if !a.resolved() {
         return Verdict::Ask(format!("it cannot be read with certainty: {}", a.unresolved.join("; ")));
     }
-    if let Some(w) = a.writes.iter().find(|w| !redirect_covered(settings, working_dir, w)) {
+    // After `cd`, a relative target is somewhere else than it reads.
+    let moves = a
+        .parts
+        .iter()
+        .any(|p| matches!(base_name(&p.program().text), "cd" | "pushd" | "popd"));
+    if let Some(w) = a.writes.iter().find(|w| {
+        !redirect_covered(settings, working_dir, w) || (moves && !w.text.starts_with('/') && !covers_all(settings))
+    }) {
         return Verdict::Ask(format!(
             "it writes `{}` outside tools.approval.writePaths",
             if w.literal {
@@ -448,11 +455,7 @@ pub fn render_part(part: &Part) -> String {
 /// command's working directory). Another absolute path may lead back into
 /// the workspace (`/proc/self/cwd/…`): asked.
 fn redirect_covered(settings: &ApprovalSettings, working_dir: Option<&str>, target: &Word) -> bool {
-    if settings
-        .write_paths
-        .iter()
-        .any(|p| p.split('/').all(|c| c.is_empty() || c == "."))
-    {
+    if covers_all(settings) {
         return true;
     }
     if !target.literal {
@@ -466,6 +469,14 @@ fn redirect_covered(settings: &ApprovalSettings, working_dir: Option<&str>, targ
         None => target.text.clone(),
     };
     (!path.starts_with('/') || path.starts_with("/workspace/")) && write_covered(settings, &path)
+}
+
+/// Whether `writePaths` lists the whole workspace (`.`).
+fn covers_all(settings: &ApprovalSettings) -> bool {
+    settings
+        .write_paths
+        .iter()
+        .any(|p| p.split('/').all(|c| c.is_empty() || c == "."))
 }
 
 /// Whether a workspace path is one `tools.approval.writePaths` covers.

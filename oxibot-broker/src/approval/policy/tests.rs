@@ -245,7 +245,7 @@ fn approve_always_never_allows_a_shell_or_interpreter() {
 fn redirections_are_file_changes_that_write_paths_cover() {
     let s = ApprovalSettings {
         mode: ApprovalMode::OnMiss,
-        allow: vec!["echo *".into(), "cat *".into(), "git status".into()],
+        allow: vec!["echo *".into(), "cat *".into(), "git status".into(), "cd *".into()],
         write_paths: vec!["notes".into()],
         ..Default::default()
     };
@@ -260,6 +260,7 @@ fn redirections_are_file_changes_that_write_paths_cover() {
         "echo x > $F",
         "echo x > /proc/self/cwd/.git/config",
         "(echo x) > .profile",
+        "cd ..; echo x > notes/a.md",
     ] {
         assert!(is_ask(&v(cmd, None)), "{cmd:?}: {:?}", v(cmd, None));
     }

@@ -313,6 +313,10 @@ impl Reader<'_, '_> {
             }
             Some(_) => {
                 let target = self.word()?;
+                if target.text.contains("/dev/tcp") || target.text.contains("/dev/udp") {
+                    // bash opens a socket there; dash a file.
+                    return self.give_up("a redirection to bash's /dev/tcp or /dev/udp");
+                }
                 let descriptor = duplicates
                     && target.literal
                     && (target.text == "-" || target.text.bytes().all(|b| b.is_ascii_digit()));
@@ -498,6 +502,8 @@ impl Reader<'_, '_> {
                 self.give_up("an unclosed `${`")
             }
             Some('\'') => self.give_up("ANSI-C quoting `$'…'`"),
+            // bash drops the `$` of `$"…"` (a translated string); dash keeps it.
+            Some('"') => self.give_up("bash's translated string `$\"…\"`"),
             Some(c) if c.is_ascii_alphanumeric() || c == '_' => {
                 w.literal = false;
                 if c.is_ascii_digit() {

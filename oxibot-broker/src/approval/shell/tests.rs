@@ -133,6 +133,19 @@ fn what_dash_reads_differently_is_not_read() {
         "jobs -x touch pwned",
         "compgen -C 'touch pwned' x",
         "sleep 1 & wait -p PATH; ls",
+        // The fourth review's: bash as /bin/sh (Fedora, RHEL).
+        "printf %n PATH; ls",
+        "printf %5n PATH; ls",
+        "printf '%s%n' x PATH; ls",
+        "printf $\"-v\" PATH bin; ls",
+        "test $\"-v\" 'a[$(touch pwned2)]'",
+        "test ! ${x=-v} 'a[$(touch pwned1)]'",
+        "test x = x -a ${x:--v} 'a[$(touch p)]'",
+        "$\"rm\" -rf victim",
+        "git $\"push\" --force",
+        "echo evil >> notes/$\"..\"/.profile",
+        "cat </dev/tcp/127.0.0.1/9",
+        "echo hi >/dev/udp/127.0.0.1/9",
     ] {
         let a = analyze(cmd);
         assert!(!a.resolved(), "{cmd:?} was read as {:?}", a.parts);

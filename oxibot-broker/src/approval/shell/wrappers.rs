@@ -64,10 +64,17 @@ pub(super) fn unwrap(part: Part, depth: usize, out: &mut Analysis) {
     // Builtins that set variables or run code from their words under
     // bash: `printf -v` (or a changing first word that becomes it), `test
     // -v 'a[$(cmd)]'` (a subscript is evaluated), `jobs -x` (runs one).
-    let first_changes = part.words.get(1).is_some_and(|w| !w.literal);
+    let any_changes = part.words[1..].iter().any(|w| !w.literal);
     let bash_trap = match name {
-        "printf" => first_changes || part.words.iter().any(|w| w.text.starts_with("-v")),
-        "test" | "[" => first_changes || part.words.iter().any(|w| w.text == "-v" || w.text == "-R"),
+        // bash's `%n` stores into the variable named by its argument.
+        "printf" => {
+            any_changes
+                || part
+                    .words
+                    .iter()
+                    .any(|w| w.text.starts_with("-v") || has_percent_n(&w.text))
+        }
+        "test" | "[" => any_changes || part.words.iter().any(|w| w.text == "-v" || w.text == "-R"),
         "jobs" => part.words.iter().any(|w| w.text.starts_with("-x") || !w.literal),
         // `wait -p NAME` sets NAME.
         "wait" => part.words.iter().any(|w| w.text.starts_with("-p") || !w.literal),
@@ -484,4 +491,30 @@ fn unwrap_shell(part: Part, shell: &str, depth: usize, out: &mut Analysis) {
             out.parts.push(part);
         }
     }
+}
+
+/// Whether a printf format holds a `%…n` directive (flags, width,
+/// precision and length between): bash stores a count through it.
+fn has_percent_n(format: &str) -> bool {
+    let bytes = format.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let mut j = i + 1;
+            if bytes.get(j) == Some(&b'%') {
+                i = j + 1;
+                continue;
+            }
+            while j < bytes.len() && (b"-+ #0'.*123456789hlLqjzt".contains(&bytes[j])) {
+                j += 1;
+            }
+            if bytes.get(j) == Some(&b'n') {
+                return true;
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
