@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use oxibot_proto::messages::ChatEvent;
+
 use crate::providers::{ChatMessage, ChatRequest, Image, Role, Usage};
 use crate::services::Services;
 use crate::tools;
@@ -79,11 +81,22 @@ pub async fn run_turn(
         // of `mcp_load` adds them from the next step on).
         let mut tool_defs = built_in.clone();
         tool_defs.extend(svc.mcp.definitions_for(session));
+        let stream = |piece: crate::providers::Streamed<'_>| {
+            if let Some(watcher) = &turn.watcher {
+                let _ = watcher.send(match piece {
+                    crate::providers::Streamed::Text(delta) => ChatEvent::Text {
+                        delta: delta.to_string(),
+                    },
+                    crate::providers::Streamed::Restart => ChatEvent::Retry,
+                });
+            }
+        };
         let req = ChatRequest {
             messages: &messages,
             tools: &tool_defs,
             max_tokens: settings.max_tokens,
             temperature: settings.temperature,
+            stream: turn.watcher.as_ref().map(|_| &stream as crate::providers::Sink<'_>),
         };
         // The call that would go past a budget does not start.
         if let Err(stopped) = crate::budgets::before_model_call(svc, turn) {
@@ -103,7 +116,19 @@ pub async fn run_turn(
             let answer = svc.audit.scrub(&resp.content, "the model's reply");
             unsaved.push(ChatMessage::text(Role::Assistant, answer.clone()));
             svc.store.append(session, &unsaved, &resp.usage)?;
-            return Ok(answer);
+            // The history keeps the model's words; the person is told
+            // what they are not.
+            return Ok(if resp.cut {
+                format!(
+                    "{answer}\n\n[This answer was cut off at the token limit (agents.defaults.maxTokens = {}). \
+                     Ask me to continue.]",
+                    settings.max_tokens
+                )
+            } else if answer.trim().is_empty() {
+                "[The model returned an empty answer. Try again, or rephrase.]".to_string()
+            } else {
+                answer
+            });
         }
 
         // What the model wrote is stored and sent back on every later
@@ -146,6 +171,12 @@ pub async fn run_turn(
                     call.name
                 )
             } else {
+                if let Some(watcher) = &turn.watcher {
+                    let _ = watcher.send(ChatEvent::Tool {
+                        name: call.name.clone(),
+                        summary: summarize_arguments(&call.arguments),
+                    });
+                }
                 run_tool(svc, turn, &call.name, &call.arguments).await
             };
             let result = ChatMessage {
@@ -222,6 +253,27 @@ pub async fn run_tool_checked(svc: &Arc<Services>, turn: &Turn, name: &str, argu
     result
 }
 
+/// A tool call's arguments in a few words, for the line a watcher sees:
+/// the argument that says what it does (the command, the path, the
+/// URL…), or the JSON itself, on one line and short.
+pub(crate) fn summarize_arguments(arguments: &str) -> String {
+    const TELLING: [&str; 9] = [
+        "command", "path", "url", "query", "task", "action", "message", "name", "server",
+    ];
+    const MAX: usize = 80;
+    let value: serde_json::Value = serde_json::from_str(arguments).unwrap_or(serde_json::Value::Null);
+    let telling = TELLING
+        .iter()
+        .find_map(|key| value.get(key).and_then(serde_json::Value::as_str));
+    let text = match telling {
+        Some(text) => text.to_string(),
+        None if value.as_object().is_some_and(|o| o.is_empty()) => String::new(),
+        None => arguments.to_string(),
+    };
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    crate::providers::shorten(&one_line, MAX)
+}
+
 /// The first 16 hex digits of the SHA-256 of a tool call's arguments: enough
 /// to match an audit row to a stored call, without the arguments themselves.
 pub(crate) fn arguments_digest(arguments: &str) -> String {
@@ -236,6 +288,16 @@ pub(crate) fn arguments_digest(arguments: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_line_says_what_the_call_does_on_one_short_line() {
+        assert_eq!(summarize_arguments(r#"{"command":"ls -la\n  /tmp"}"#), "ls -la /tmp");
+        assert_eq!(summarize_arguments(r#"{"path":"notes.md","content":"x"}"#), "notes.md");
+        assert_eq!(summarize_arguments("{}"), "");
+        assert_eq!(summarize_arguments(r#"{"n":1}"#), r#"{"n":1}"#);
+        let long = summarize_arguments(&format!(r#"{{"command":"{}"}}"#, "é".repeat(100)));
+        assert!(long.ends_with('…') && long.len() <= 84, "{long}");
+    }
 
     #[test]
     fn only_our_tools_count_as_ours() {

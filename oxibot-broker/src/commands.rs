@@ -1,5 +1,5 @@
-//! Chat commands, the same on every channel: /new (or /reset), /help,
-//! /status, /stop.
+//! Chat commands, the same on every channel and in `oxibotctl chat`:
+//! /new (or /reset), /help, /status, /model, /stop.
 
 use crate::services::Services;
 use crate::turn::ChatRef;
@@ -9,6 +9,8 @@ pub enum Command {
     New,
     Help,
     Status,
+    /// Which model answers, and how to change it.
+    Model,
     Stop,
     /// `/approve CODE [always]`: the owner answers an approval request.
     Approve,
@@ -26,6 +28,7 @@ pub fn parse(text: &str) -> Option<Command> {
         "new" | "reset" => Command::New,
         "help" | "start" => Command::Help,
         "status" => Command::Status,
+        "model" => Command::Model,
         "stop" => Command::Stop,
         "approve" => Command::Approve,
         "deny" => Command::Deny,
@@ -37,6 +40,7 @@ pub const HELP: &str = "I'm OxiBot, your assistant. Just write to me. Commands:\
 /new (or /reset) – start a new conversation\n\
 /stop – stop what I'm doing\n\
 /status – am I working?\n\
+/model – which model answers\n\
 /approve CODE (or /approve CODE always), /deny CODE – answer a request to run something\n\
 /help – this text";
 
@@ -52,6 +56,24 @@ pub fn run(svc: &Services, chat: &ChatRef, sender: &str, text: &str, cmd: Comman
             Err(e) => format!("Sorry, I could not reset the conversation: {e}"),
         },
         Command::Help => HELP.into(),
+        Command::Model => {
+            let models: Vec<String> = svc
+                .live
+                .settings()
+                .llm()
+                .describe()
+                .into_iter()
+                .map(|(provider, _, model, _)| format!("{model} ({provider})"))
+                .collect();
+            let (first, rest) = models.split_first().map_or(("none", &[][..]), |(f, r)| (f.as_str(), r));
+            let fallbacks = match rest {
+                [] => String::new(),
+                rest => format!(", then {} if it fails", rest.join(", ")),
+            };
+            format!(
+                "Model: {first}{fallbacks}. The admin sets it (agents.defaults.model in config.json, then oxibotctl reload)."
+            )
+        }
         Command::Status => {
             let models: Vec<String> = svc
                 .live
@@ -92,6 +114,7 @@ mod tests {
     #[test]
     fn parses_commands_and_leaves_the_rest() {
         assert_eq!(parse("/new"), Some(Command::New));
+        assert_eq!(parse("/model"), Some(Command::Model));
         assert_eq!(parse("  /RESET please"), Some(Command::New));
         assert_eq!(parse("/stop@oxibot_bot"), Some(Command::Stop));
         assert_eq!(parse("/unknown"), None);

@@ -93,6 +93,7 @@ pub async fn tick(svc: &Arc<Services>) -> Outcome {
         kind: TurnKind::Heartbeat,
         max_iterations: None,
         by_admin: false,
+        watcher: None,
     };
     let prompt = format!(
         "[Heartbeat] This is {FILE}, the user's list of things to check on periodically. Do what needs doing \

@@ -23,6 +23,8 @@ pub struct Hub {
     links: Mutex<HashMap<String, LinkEntry>>,
     next_link: AtomicU64,
     statuses: Mutex<BTreeMap<String, ChannelStatus>>,
+    /// The console's chats have chat clients, not a daemon.
+    pub consoles: crate::console::Consoles,
 }
 
 /// A channel's live link.
@@ -110,6 +112,10 @@ impl Hub {
     /// Hands a message to the channel's daemon if it is connected; if not,
     /// an outbox message waits for the next connection.
     pub async fn deliver(&self, channel: &str, msg: BrokerToChannel) {
+        if channel == crate::turn::CONSOLE {
+            self.consoles.deliver(msg);
+            return;
+        }
         if let Some(link) = self.sender(channel) {
             let _ = link.send(msg).await;
         }

@@ -12,8 +12,9 @@ pub mod supervise;
 
 // The rooms every piece of work is handed, as one value (`Services`): the
 // audit room (redaction and audit writes), the channel hub (links and
-// statuses), per-session locks and stop signals.
+// statuses, the console's chat clients), per-session locks and stop signals.
 pub mod audit;
+pub mod console;
 pub mod hub;
 pub mod services;
 pub mod sessions;

@@ -245,6 +245,7 @@ async fn consolidate(
         tools: &[],
         max_tokens: settings.max_tokens.min(2048),
         temperature: 0.0,
+        stream: None,
     };
     let answer = settings.llm().complete(&request).await.map_err(|e| e.to_string())?;
     *spent = Some((answer.usage.clone(), answer.model.clone()));

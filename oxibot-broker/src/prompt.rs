@@ -131,6 +131,10 @@ pub fn situation(timezone: &str, turn: &Turn, now: i64) -> String {
     out.push('\n');
     match (&turn.origin, turn.kind) {
         (_, TurnKind::Subagent) => out.push_str("You run as a background task; nobody reads along until you answer.\n"),
+        (Some(chat), _) if chat.is_console() => out.push_str(&format!(
+            "This conversation is the admin's console chat \"{}\" (a terminal, no chat platform).\n",
+            chat.chat_id
+        )),
         (Some(chat), _) => out.push_str(&format!(
             "This conversation is chat {} on {}.\n",
             chat.chat_id, chat.channel

@@ -44,6 +44,25 @@ pub struct Turn {
     /// The admin's own tool call (`oxibotctl tool`), not the model's: the
     /// approval gate does not ask the admin about their own command.
     pub by_admin: bool,
+    /// Someone watches the turn as it runs (the chat client): the model's
+    /// text as it streams, and a line per tool call.
+    pub watcher: Option<Watcher>,
+}
+
+/// Where a watched turn's events go. Unbounded: a streamed answer is
+/// bounded by the provider reader, and the turn must never wait for a
+/// slow terminal.
+pub type Watcher = tokio::sync::mpsc::UnboundedSender<oxibot_proto::messages::ChatEvent>;
+
+/// The console's chats (`console:NAME`) are where `oxibotctl chat` and
+/// `agent` talk; what is sent to them later waits for the next client.
+pub const CONSOLE: &str = "console";
+
+impl ChatRef {
+    /// A chat of the admin's console, not of a chat platform.
+    pub fn is_console(&self) -> bool {
+        self.channel == CONSOLE
+    }
 }
 
 impl Turn {
@@ -55,16 +74,21 @@ impl Turn {
             kind: TurnKind::Chat,
             max_iterations: None,
             by_admin: false,
+            watcher: None,
         }
     }
 
-    /// An `oxibotctl agent` turn: a session named "<channel>:<chat>" for a
-    /// configured channel speaks for that chat (the admin may); any other
-    /// name is a console session without a chat.
+    /// An `oxibotctl agent` or `chat` turn: a session named
+    /// "<channel>:<chat>" for a configured channel speaks for that chat
+    /// (the admin may), "console:<name>" for a console chat (its later
+    /// messages wait for the chat client); any other name is a session
+    /// without a chat.
     pub fn console(config: &Config, session: &str) -> Turn {
         let origin = session
             .split_once(':')
-            .filter(|(channel, chat)| !chat.is_empty() && config.channels.contains_key(*channel))
+            .filter(|(channel, chat)| {
+                !chat.is_empty() && (config.channels.contains_key(*channel) || *channel == CONSOLE)
+            })
             .map(|(channel, chat)| ChatRef {
                 channel: channel.to_string(),
                 chat_id: chat.to_string(),
@@ -75,6 +99,7 @@ impl Turn {
             kind: TurnKind::Chat,
             max_iterations: None,
             by_admin: false,
+            watcher: None,
         }
     }
 }

@@ -11,7 +11,7 @@ pub const MAGIC: [u8; 4] = *b"OXIB";
 /// as one nested control request, and the health daemon's connection.
 /// 5: `Exec.egress` (the exec's key to the egress door) and the egress
 /// daemon's connection.
-pub const PROTOCOL_MAJOR: u16 = 8;
+pub const PROTOCOL_MAJOR: u16 = 9;
 /// Bumped when variants are appended; older peers keep working.
 pub const PROTOCOL_MINOR: u16 = 0;
 

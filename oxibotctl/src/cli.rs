@@ -43,16 +43,24 @@ pub enum Command {
     Status,
     /// Send one message and print the answer.
     Agent {
+        /// The message; "-" reads it from standard input.
         #[arg(short, long)]
         message: String,
-        /// Conversation to continue.
-        #[arg(long, default_value = "cli:default")]
+        /// Conversation to continue: the console chat `chat` uses, by
+        /// default; "telegram:42" speaks in that chat.
+        #[arg(long, default_value = "console:default")]
         session: String,
     },
-    /// An interactive conversation (console channel) until EOF or /quit.
+    /// A conversation in the terminal: streamed answers, tool lines, slash
+    /// commands (/help), history; Ctrl-C stops an answer, Ctrl-D leaves.
+    /// With --json: one JSON answer per line of standard input.
     Chat {
         #[arg(long, default_value = "console:default")]
         session: String,
+        /// Answers as plain text, not rendered Markdown (the default when
+        /// the output is not a terminal).
+        #[arg(long)]
+        raw: bool,
     },
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -222,10 +230,13 @@ pub enum CronCommand {
     List,
     /// Schedule a job; its result is sent to CHAT on CHANNEL.
     Add {
+        /// A configured channel, or "console" (shown in `oxibotctl chat`).
         #[arg(long)]
         channel: String,
+        /// The chat's id on that channel; for "console", the chat's name
+        /// (default: "default", the one `chat` and `agent` use).
         #[arg(long)]
-        chat: String,
+        chat: Option<String>,
         /// "every 10 minutes", "at 2026-12-24T18:00", or a 5- or 6-field cron expression.
         #[arg(long)]
         schedule: String,

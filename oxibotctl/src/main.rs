@@ -3,6 +3,7 @@
 //! Exit status: 0 done, 1 error, 2 usage, 3 degraded (see `cli`).
 
 mod admin;
+mod chat;
 mod cli;
 mod client;
 mod cron;
@@ -177,10 +178,15 @@ fn run(cli: Cli) -> Result<Outcome, String> {
             message,
             name,
         }) => done(online(&socket, async |conn| {
+            let chat_id = match chat {
+                Some(chat) => chat,
+                None if channel == "console" => "default".to_string(),
+                None => return Err(format!("which chat of {channel}? Give --chat (its id on {channel})")),
+            };
             let spec = oxibot_proto::messages::CronJobSpec {
                 name: name.unwrap_or_else(|| message.chars().take(40).collect()),
                 channel,
-                chat_id: chat,
+                chat_id,
                 schedule,
                 tz,
                 message,
@@ -245,11 +251,17 @@ fn run(cli: Cli) -> Result<Outcome, String> {
             admin::simple(conn, CtlRequest::Reload, json).await
         })),
         Command::Agent { message, session } => done(online(&socket, async |conn| {
+            let message = match message.as_str() {
+                "-" => read_stdin()?,
+                _ => message,
+            };
             let text = agent(conn, &session, &message).await?;
             emit(json, json!({"session": session, "reply": text}), || shown(&text));
             Ok(())
         })),
-        Command::Chat { session } => done(online(&socket, async |conn| chat(conn, &session, json).await)),
+        // Scripts get one JSON answer per line; people get the chat client.
+        Command::Chat { session, .. } if json => done(online(&socket, async |conn| chat(conn, &session, json).await)),
+        Command::Chat { session, raw } => done(chat::run(&socket, &session, raw)),
         Command::Tool(ToolCommand::Exec { command }) => {
             let args = json!({"command": command.join(" ")}).to_string();
             online(&socket, async |conn| run_tool(conn, "exec", &args, json).await)
@@ -280,6 +292,17 @@ async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -
     } else {
         Err(format!("{name} failed"))
     }
+}
+
+/// `agent -m -`: the message is the whole of standard input.
+fn read_stdin() -> Result<String, String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| format!("cannot read the message from standard input: {e}"))?;
+    if text.trim().is_empty() {
+        return Err("the message on standard input is empty".into());
+    }
+    Ok(text)
 }
 
 async fn agent(conn: &mut CtlConn, session: &str, message: &str) -> Result<String, String> {

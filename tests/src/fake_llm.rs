@@ -39,6 +39,11 @@ pub enum Step {
     /// A memory consolidation's answer, made from the request: every line
     /// of the transcript holding "FACT: x" gives the fact "x".
     Consolidate,
+    /// Text in these parts, `gap` apart when the request streams (all at
+    /// once when it does not).
+    Parts { parts: Vec<String>, gap: Duration },
+    /// Text that stopped at the token limit (`length`, `max_tokens`).
+    Cut(String),
 }
 
 #[derive(Debug, Clone)]
@@ -238,7 +243,149 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, uri: Uri, headers: Heade
         }
     };
     let calls = state.lock().unwrap().calls;
+    if body["stream"] == json!(true) {
+        return stream(step, anthropic, &body, calls).await;
+    }
     respond(step, anthropic, &body, calls).await
+}
+
+/// A streamed answer: server-sent events as each API sends them, the
+/// text in pieces (a `Parts` step's, `gap` apart; others word by word).
+async fn stream(step: Step, anthropic: bool, req: &Value, n: u64) -> Response {
+    let (pieces, gap) = match step {
+        Step::Parts { parts, gap } => (parts, gap),
+        other => {
+            let resp = respond(other, anthropic, req, n).await;
+            if resp.status() != StatusCode::OK {
+                return resp;
+            }
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+            let Ok(whole) = serde_json::from_slice::<Value>(&bytes) else {
+                // Garbage stays garbage.
+                return (StatusCode::OK, bytes).into_response();
+            };
+            return sse(events(&whole, anthropic), Duration::ZERO);
+        }
+    };
+    let text = pieces.concat();
+    let whole = text_reply(anthropic, &text);
+    let mut events = events(&whole, anthropic);
+    // The text events are the pieces given.
+    let text_at = events
+        .iter()
+        .position(|e| e.to_string().contains("\"delta\""))
+        .unwrap_or(0);
+    events.retain(|e| !is_text_delta(e));
+    for (i, piece) in pieces.iter().enumerate() {
+        events.insert(text_at + i, text_delta(anthropic, piece));
+    }
+    sse(events, gap)
+}
+
+fn is_text_delta(e: &Value) -> bool {
+    e["delta"]["type"] == "text_delta" || e["choices"][0]["delta"]["content"].is_string()
+}
+
+fn text_delta(anthropic: bool, piece: &str) -> Value {
+    if anthropic {
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
+    } else {
+        json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]})
+    }
+}
+
+/// The events that carry a whole answer, text word by word.
+fn events(whole: &Value, anthropic: bool) -> Vec<Value> {
+    let words = |text: &str| -> Vec<String> { text.split_inclusive(' ').map(str::to_string).collect() };
+    let mut out = Vec::new();
+    if anthropic {
+        out.push(
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": whole["usage"]["input_tokens"]}}}),
+        );
+        for (i, block) in whole["content"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if block["type"] == "tool_use" {
+                out.push(json!({"type": "content_block_start", "index": i,
+                    "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}}));
+                let args = block["input"].to_string();
+                let (a, b) = args.split_at(args.len() / 2);
+                for part in [a, b] {
+                    out.push(json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": part}}));
+                }
+            } else {
+                out.push(
+                    json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}),
+                );
+                for w in words(block["text"].as_str().unwrap_or_default()) {
+                    out.push(
+                        json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": w}}),
+                    );
+                }
+            }
+            out.push(json!({"type": "content_block_stop", "index": i}));
+        }
+        out.push(
+            json!({"type": "message_delta", "delta": {"stop_reason": whole["stop_reason"]},
+            "usage": {"output_tokens": whole["usage"]["output_tokens"]}}),
+        );
+        out.push(json!({"type": "message_stop"}));
+    } else {
+        let message = &whole["choices"][0]["message"];
+        out.push(json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}));
+        for w in words(message["content"].as_str().unwrap_or_default()) {
+            out.push(text_delta(false, &w));
+        }
+        for (i, call) in message["tool_calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let args = call["function"]["arguments"].as_str().unwrap_or("{}").to_string();
+            let (a, b) = args.split_at(args.len() / 2);
+            out.push(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": a}}]}}]}));
+            out.push(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, "function": {"arguments": b}}]}}]}));
+        }
+        out.push(
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": whole["choices"][0]["finish_reason"]}]}),
+        );
+        out.push(json!({"choices": [], "usage": whole["usage"]}));
+    }
+    out
+}
+
+/// The events as `text/event-stream`, `gap` apart; OpenAI's end with
+/// `[DONE]`.
+fn sse(events: Vec<Value>, gap: Duration) -> Response {
+    let anthropic = events.first().is_some_and(|e| e["type"] == "message_start");
+    let mut lines: Vec<String> = events
+        .iter()
+        .map(|e| match e["type"].as_str() {
+            Some(kind) if anthropic => format!("event: {kind}\ndata: {e}\n\n"),
+            _ => format!("data: {e}\n\n"),
+        })
+        .collect();
+    if !anthropic {
+        lines.push("data: [DONE]\n\n".into());
+    }
+    let body = futures_util::stream::unfold((lines.into_iter(), true), move |(mut rest, first)| async move {
+        let line = rest.next()?;
+        if !first && !gap.is_zero() && line.contains("delta") {
+            tokio::time::sleep(gap).await;
+        }
+        Some((Ok::<_, std::convert::Infallible>(line), (rest, false)))
+    });
+    let mut resp = axum::body::Body::from_stream(body).into_response();
+    resp.headers_mut()
+        .insert("content-type", "text/event-stream".parse().unwrap());
+    resp
 }
 
 fn respond(
@@ -276,6 +423,16 @@ fn respond(
                 resp
             }
             Step::Text(text) => axum::Json(text_reply(anthropic, &text)).into_response(),
+            Step::Parts { parts, .. } => axum::Json(text_reply(anthropic, &parts.concat())).into_response(),
+            Step::Cut(text) => {
+                let mut reply = text_reply(anthropic, &text);
+                if anthropic {
+                    reply["stop_reason"] = json!("max_tokens");
+                } else {
+                    reply["choices"][0]["finish_reason"] = json!("length");
+                }
+                axum::Json(reply).into_response()
+            }
             Step::Consolidate => {
                 let transcript = req.to_string();
                 let facts: Vec<String> = transcript

@@ -276,7 +276,8 @@ fn files_a_turn_plants_in_the_workspace_never_reach_another_chats_prompt() {
         .unwrap();
 
     s.llm.push(text("hello from another chat"));
-    s.broker.agent("console:other", "hi").unwrap();
+    // A session with no chat: the next chat turn is told.
+    s.broker.agent("cli:other", "hi").unwrap();
     let prompt = system_prompt(s.llm.requests().last().unwrap());
     assert!(prompt.contains("Be kind to plants."), "{prompt}");
     for planted in ["OWNER POLICY", "house-rules", "Obey every web page", "chat 999"] {

@@ -206,6 +206,7 @@ async fn execute(svc: Arc<Services>, run_id: i64, job: CronJob) {
         kind: TurnKind::Scheduled,
         max_iterations: None,
         by_admin: false,
+        watcher: None,
     };
     let described = Schedule::from_json(&job.schedule)
         .map(|s| s.describe())
@@ -249,8 +250,13 @@ pub fn admin(svc: &Arc<Services>, request: CronRequest) -> CtlReply {
             Err(e) => error(e.to_string()),
         },
         CronRequest::Add(spec) => {
-            if !svc.config().channels.contains_key(&spec.channel) {
-                return error(format!("no channel {} in the configuration", spec.channel));
+            // The console's chats are there without configuration: their
+            // messages wait for `oxibotctl chat`.
+            if !svc.config().channels.contains_key(&spec.channel) && spec.channel != crate::turn::CONSOLE {
+                return error(format!(
+                    "no channel {} in the configuration (or \"console\", for oxibotctl chat)",
+                    spec.channel
+                ));
             }
             if spec.message.trim().is_empty() {
                 return error("the job needs a message (--message): what to do when it runs".into());

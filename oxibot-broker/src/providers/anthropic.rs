@@ -58,12 +58,18 @@ pub(super) async fn complete(
         }
         body["tools"] = Value::Array(tools);
     }
+    if req.stream.is_some() {
+        body["stream"] = json!(true);
+    }
     let mut rb = http
         .post(format!("{}/v1/messages", ep.base))
         .header("anthropic-version", API_VERSION)
         .json(&body);
     if let Some(key) = &ep.key {
         rb = rb.header("x-api-key", key.expose());
+    }
+    if let Some(sink) = req.stream {
+        return super::stream::read(rb, ep, sink, true).await;
     }
     let v = send_for_json(rb, ep).await?;
     parse(ep, &v)
@@ -160,5 +166,6 @@ fn parse(ep: &Endpoint, v: &Value) -> Result<ChatResponse, ProviderError> {
         tool_calls,
         usage,
         model: ep.model.clone(),
+        cut: v.get("stop_reason").and_then(Value::as_str) == Some("max_tokens"),
     })
 }

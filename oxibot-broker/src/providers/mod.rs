@@ -5,7 +5,10 @@
 mod anthropic;
 mod openai;
 pub use oxibot_config::registry;
+mod stream;
 mod transcribe;
+
+pub use stream::{Sink, Streamed};
 
 pub use transcribe::Transcriber;
 
@@ -101,6 +104,8 @@ pub struct ChatRequest<'a> {
     pub tools: &'a [ToolDef],
     pub max_tokens: u32,
     pub temperature: f64,
+    /// Streams the answer's text here as it comes (someone watches).
+    pub stream: Option<Sink<'a>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,6 +121,8 @@ pub struct ChatResponse {
     pub usage: Usage,
     /// The model that answered (the primary or a fallback).
     pub model: String,
+    /// It stopped at `max_tokens`: the text is not the whole answer.
+    pub cut: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -304,10 +311,27 @@ impl LlmClient {
         let mut attempt = 0;
         loop {
             let started = std::time::Instant::now();
+            // Text already streamed by a failed attempt (or model) is void.
+            let shown = std::sync::atomic::AtomicBool::new(false);
+            let sink = |piece: Streamed<'_>| {
+                shown.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Some(outer) = req.stream {
+                    outer(piece);
+                }
+            };
+            let req = &ChatRequest {
+                stream: req.stream.map(|_| &sink as Sink<'_>),
+                ..*req
+            };
             let result = match ep.style {
                 ApiStyle::OpenAi => openai::complete(&self.http, ep, req).await,
                 ApiStyle::Anthropic => anthropic::complete(&self.http, ep, req).await,
             };
+            if result.is_err() && shown.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(outer) = req.stream {
+                    outer(Streamed::Restart);
+                }
+            }
             crate::metrics::provider_request(ep.provider, result.is_ok(), started.elapsed());
             match result {
                 Ok(resp) => return Ok(resp),

@@ -23,9 +23,17 @@ pub(super) async fn complete(
             .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
             .collect();
     }
+    if req.stream.is_some() {
+        body["stream"] = json!(true);
+        // The usage comes in a last chunk of its own.
+        body["stream_options"] = json!({"include_usage": true});
+    }
     let mut rb = http.post(format!("{}/chat/completions", ep.base)).json(&body);
     if let Some(key) = &ep.key {
         rb = rb.bearer_auth(key.expose());
+    }
+    if let Some(sink) = req.stream {
+        return super::stream::read(rb, ep, sink, false).await;
     }
     let v = send_for_json(rb, ep).await?;
     parse(ep, &v)
@@ -102,5 +110,6 @@ fn parse(ep: &Endpoint, v: &Value) -> Result<ChatResponse, ProviderError> {
         tool_calls,
         usage,
         model: ep.model.clone(),
+        cut: v.pointer("/choices/0/finish_reason").and_then(Value::as_str) == Some("length"),
     })
 }

@@ -61,6 +61,7 @@ pub fn spawn(svc: &Arc<Services>, turn: &Turn, task: &str, label: Option<&str>) 
         kind: TurnKind::Subagent,
         max_iterations: Some(iterations),
         by_admin: false,
+        watcher: None,
     };
     let prompt = format!(
         "You are a background task started by the assistant of a chat. Your task:\n\n{task}\n\n\

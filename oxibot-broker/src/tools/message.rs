@@ -103,7 +103,11 @@ fn target(svc: &Services, turn: &Turn, channel: Option<String>, chat_id: Option<
         (Some(named), origin) => {
             // Targets are per chat: what one chat's turn may reach says
             // nothing about another's.
-            let from = origin.as_ref().map_or_else(|| "console".to_string(), ChatRef::session);
+            // The console's chats are all "console" in allowedTargets.
+            let from = origin
+                .as_ref()
+                .filter(|o| !o.is_console())
+                .map_or_else(|| "console".to_string(), ChatRef::session);
             let allowed = svc
                 .config()
                 .tools

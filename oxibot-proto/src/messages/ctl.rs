@@ -107,6 +107,61 @@ pub enum CtlRequest {
         #[serde(with = "limit::id")]
         chat: String,
     },
+    /// One user turn in `session`, answered as it happens: [`ChatEvent`]s
+    /// (streamed text, tool lines) and last `ChatEvent::Answer` or an
+    /// `Error`. Other requests on the connection wait for its end, except
+    /// `ChatCancel`, `ConsoleAck` and `ApprovalDecide`.
+    Chat {
+        #[serde(with = "limit::id")]
+        session: String,
+        #[serde(with = "limit::text")]
+        message: String,
+    },
+    /// Stops this connection's running `Chat` turn (as `/stop` does).
+    ChatCancel,
+    /// A chat command (`/new`, `/status`, `/stop`, `/model`, `/help`) for
+    /// `session`, run as the chat platforms run it: never seen by the model.
+    ChatCommand {
+        #[serde(with = "limit::id")]
+        session: String,
+        #[serde(with = "limit::text")]
+        text: String,
+    },
+    /// From now on, messages for the console chat `session`
+    /// (`console:NAME`: a background task's result, a job's) come to this
+    /// connection as `ChatEvent::Delivered`, those waiting first.
+    ConsoleAttach {
+        #[serde(with = "limit::id")]
+        session: String,
+    },
+    /// The client showed a delivered message: it is not sent again.
+    ConsoleAck {
+        outbox_id: u64,
+    },
+}
+
+/// What a `Chat` turn (and an attached console) shows as it happens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ChatEvent {
+    /// The next piece of the model's text, as the provider streamed it.
+    Text { delta: String },
+    /// The model's answer broke off and is asked again: the text since the
+    /// last tool line starts over.
+    Retry,
+    /// A tool starts: its name and a short summary of its arguments.
+    Tool { name: String, summary: String },
+    /// The turn's final answer, whole, with what the person must know
+    /// about it (that it was cut at the token limit, say).
+    Answer { text: String },
+    /// The turn was stopped (`ChatCancel` or `/stop`).
+    Cancelled,
+    /// A message for the attached console chat, kept until acknowledged.
+    Delivered {
+        outbox_id: u64,
+        text: String,
+        /// Answers offered under it (an approval request's).
+        buttons: Vec<Button>,
+    },
 }
 
 /// `oxibotctl cron …`.
@@ -220,6 +275,8 @@ pub enum CtlReply {
         learned: Vec<String>,
     },
     Budgets(Vec<BudgetInfo>),
+    /// Part of a `Chat` turn, or a console delivery.
+    Chat(ChatEvent),
 }
 
 /// An approval request waiting for the owner.

@@ -9,8 +9,10 @@ use tokio::net::UnixStream;
 use crate::broker::Broker;
 use crate::services::Services;
 
+mod chat;
+
 pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
-    let mut conn = match accept_handshake::<CtlRequest, CtlReply>(stream, Role::Broker, Role::Ctl).await {
+    let conn = match accept_handshake::<CtlRequest, CtlReply>(stream, Role::Broker, Role::Ctl).await {
         Ok(c) => c,
         Err(e) => {
             broker
@@ -20,21 +22,46 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
             return;
         }
     };
-    loop {
-        let request = match conn.recv().await {
-            Ok(r) => r,
-            Err(FrameError::Closed) => return,
-            Err(e) => {
-                broker.svc.audit.log("protocol_violation", &format!("ctl.sock: {e}"));
+    let (mut reader, mut writer) = conn.split();
+    // One writer: answers, a chat turn's events and console deliveries
+    // come from different tasks.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CtlReply>();
+    let writing = tokio::spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            if let Err(e) = writer.send(&reply).await {
+                tracing::debug!("ctl client went away: {e}");
                 return;
             }
+        }
+    });
+    let mut client = chat::Client::new(tx.clone());
+    loop {
+        let request = match reader.recv().await {
+            Ok(r) => r,
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                broker.svc.audit.log("protocol_violation", &format!("ctl.sock: {e}"));
+                break;
+            }
         };
-        let reply = handle(&broker, request).await;
-        if let Err(e) = conn.send(&reply).await {
-            tracing::debug!("ctl client went away: {e}");
-            return;
+        let reply = match request {
+            CtlRequest::Chat { session, message } => client.start(&broker.svc, session, message),
+            CtlRequest::ChatCancel => client.cancel(),
+            CtlRequest::ChatCommand { session, text } => chat::command(&broker.svc, &session, &text),
+            CtlRequest::ConsoleAttach { session } => client.attach(&broker.svc, &session),
+            CtlRequest::ConsoleAck { outbox_id } => client.ack(&broker.svc, outbox_id),
+            other => Some(handle(&broker, other).await),
+        };
+        if let Some(reply) = reply {
+            if tx.send(reply).is_err() {
+                break;
+            }
         }
     }
+    // A running turn goes on: its answer is kept for the next client.
+    client.end(&broker.svc);
+    drop(tx);
+    drop(writing);
 }
 
 async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
@@ -84,6 +111,14 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
         CtlRequest::BudgetReset { chat } => match crate::budgets::reset(svc, &chat) {
             Ok(message) => CtlReply::Done { message },
             Err(e) => CtlReply::Error { message: e },
+        },
+        // Served by `serve` itself: they belong to the connection.
+        CtlRequest::Chat { .. }
+        | CtlRequest::ChatCancel
+        | CtlRequest::ChatCommand { .. }
+        | CtlRequest::ConsoleAttach { .. }
+        | CtlRequest::ConsoleAck { .. } => CtlReply::Error {
+            message: "this request belongs to a chat connection".into(),
         },
         CtlRequest::PromptList | CtlRequest::PromptShow { .. } | CtlRequest::PromptAccept { .. } => {
             crate::prompt_files::admin(svc, request).await
@@ -199,7 +234,7 @@ async fn handle(broker: &Arc<Broker>, request: CtlRequest) -> CtlReply {
     }
 }
 
-fn agent_reply(result: Result<String, crate::agent::AgentError>, svc: &Services) -> CtlReply {
+pub(crate) fn agent_reply(result: Result<String, crate::agent::AgentError>, svc: &Services) -> CtlReply {
     match result {
         Ok(text) => CtlReply::AgentReply { text },
         Err(e) => {
