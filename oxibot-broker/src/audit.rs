@@ -36,6 +36,19 @@ impl Audit {
         clean
     }
 
+    /// A text that arrives in pieces (a streamed answer), scrubbed piece by
+    /// piece: `pending` keeps what is not shown yet (scrubbed already), and
+    /// the part that may be the start of a secret stays there until the
+    /// next piece says. Returns what may be shown now.
+    pub fn scrub_piece(&self, pending: &mut String, piece: &str, what: &str) -> String {
+        pending.push_str(piece);
+        let scrubbed = self.scrub(pending, what);
+        let scrubber = self.scrubber.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let from = scrubber.unfinished(&scrubbed);
+        *pending = scrubbed[from..].to_string();
+        scrubbed[..from].to_string()
+    }
+
     /// The secrets of a reloaded configuration.
     pub fn replace_scrubber(&self, scrubber: Scrubber) {
         *self.scrubber.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(scrubber);

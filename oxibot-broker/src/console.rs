@@ -11,7 +11,7 @@ use oxibot_proto::messages::{BrokerToChannel, ChatEvent, CtlReply};
 use tokio::sync::mpsc;
 
 /// Where an attached client's messages go: its connection's writer.
-pub type ClientTx = mpsc::UnboundedSender<CtlReply>;
+pub type ClientTx = mpsc::Sender<CtlReply>;
 
 #[derive(Default)]
 pub struct Consoles {
@@ -56,8 +56,14 @@ impl Consoles {
             text,
             buttons,
         });
-        if client.send(event).is_err() {
-            clients.remove(&chat_id);
+        match client.try_send(event) {
+            Ok(()) => {}
+            // A client that reads nothing now sees it at its next attach:
+            // it stays in the outbox until acknowledged.
+            Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                clients.remove(&chat_id);
+            }
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Hub {
     statuses: Mutex<BTreeMap<String, ChannelStatus>>,
     /// The console's chats have chat clients, not a daemon.
     pub consoles: crate::console::Consoles,
+    /// Streamed answers and tool lists being shown in chats.
+    pub drafts: crate::channels::drafts::Drafts,
 }
 
 /// A channel's live link.
@@ -163,6 +165,17 @@ impl Hub {
 
 /// A `Send` of an outbox message that no attempt has delivered a part of.
 pub fn fresh_send(outbox_id: i64, chat_id: String, text: String, reply_to: Option<String>) -> BrokerToChannel {
+    replacing_send(outbox_id, chat_id, text, reply_to, None)
+}
+
+/// As [`fresh_send`], replacing the platform message `edit` (a draft).
+pub fn replacing_send(
+    outbox_id: i64,
+    chat_id: String,
+    text: String,
+    reply_to: Option<String>,
+    edit: Option<String>,
+) -> BrokerToChannel {
     BrokerToChannel::Send {
         outbox_id: outbox_id as u64,
         chat_id,
@@ -170,5 +183,6 @@ pub fn fresh_send(outbox_id: i64, chat_id: String, text: String, reply_to: Optio
         reply_to,
         first_part: 0,
         buttons: Vec::new(),
+        edit,
     }
 }

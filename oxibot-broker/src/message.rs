@@ -25,6 +25,7 @@ pub async fn queue_with_buttons(
         reply_to: None,
         first_part: 0,
         buttons,
+        edit: None,
     };
     svc.hub.deliver(&chat.channel, msg).await;
     Ok(id)

@@ -181,6 +181,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (key, window)
      );
      ALTER TABLE outbox ADD COLUMN buttons TEXT;",
+    // 10: the platform message a reply replaces (the draft its streamed
+    // answer was shown in), so that a retry edits it again.
+    "ALTER TABLE outbox ADD COLUMN edit_message TEXT;",
 ];
 
 fn kind_name(kind: AttachmentKind) -> &'static str {

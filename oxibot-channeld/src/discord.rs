@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use oxibot_proto::messages::{Attachment, MAX_ATTACHMENTS, MAX_FILE_BYTES};
 use serenity::all::{
     ButtonStyle, ChannelId, ComponentInteraction, Context, CreateActionRow, CreateAllowedMentions, CreateButton,
-    CreateInteractionResponse, CreateMessage, EventHandler, GatewayIntents, GetMessages, Http, HttpBuilder,
-    Interaction, Message, MessageId, Nonce, Ready, UserId,
+    CreateInteractionResponse, CreateMessage, EditMessage, EventHandler, GatewayIntents, GetMessages, Http,
+    HttpBuilder, Interaction, Message, MessageId, Nonce, Ready, UserId,
 };
 use serenity::async_trait;
 use tokio::sync::mpsc;
 
 use crate::incoming::Incoming;
-use crate::link::{Job, Link, Part};
+use crate::link::{Draft, Job, Link, Part};
 use crate::{format, Fatal};
 
 /// Discord's limit, in characters.
@@ -272,12 +272,51 @@ async fn outbound(http: Arc<Http>, link: Link, jobs: mpsc::Receiver<Job>) {
             }
         })
     };
+    let drafter = http.clone();
+    let drafts = crate::link::DraftFn(move |d: Draft| {
+        let http = drafter.clone();
+        async move { draft(&http, d).await }
+    });
     let sender = move |part: Part| {
         let http = http.clone();
         async move { send(&http, part).await }
     };
     let split = |text: &str| format::split(text, MAX_MESSAGE);
-    crate::link::serve_jobs(link, jobs, split, sender, typing).await
+    crate::link::serve_jobs(link, jobs, split, sender, typing, drafts).await
+}
+
+fn channel_of(chat_id: &str) -> Option<ChannelId> {
+    chat_id.parse::<u64>().ok().filter(|c| *c != 0).map(ChannelId::new)
+}
+
+fn message_of(id: Option<&str>) -> Option<MessageId> {
+    id?.parse::<u64>().ok().filter(|m| *m != 0).map(MessageId::new)
+}
+
+/// Shows a draft: posted (as a reply to the message it answers) the first
+/// time, edited after. It pings nobody.
+async fn draft(http: &Http, d: Draft) -> Result<Option<String>, String> {
+    let channel = channel_of(&d.chat_id).ok_or_else(|| format!("bad Discord channel id {}", d.chat_id))?;
+    let text = crate::link::draft_text(&d.text, MAX_MESSAGE);
+    let quiet = CreateAllowedMentions::new();
+    match message_of(d.message_id.as_deref()) {
+        Some(id) => channel
+            .edit_message(http, id, EditMessage::new().content(text).allowed_mentions(quiet))
+            .await
+            .map(|_| None)
+            .map_err(|e| e.to_string()),
+        None => {
+            let mut m = CreateMessage::new().content(text).allowed_mentions(quiet);
+            if let Some(id) = message_of(d.reply_to.as_deref()) {
+                m = m.reference_message((channel, id));
+            }
+            channel
+                .send_message(http, m)
+                .await
+                .map(|sent| Some(sent.id.get().to_string()))
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// One part of a reply; the first part answers the user's message. The
@@ -303,7 +342,7 @@ async fn send(http: &Http, part: Part) -> Result<(), (String, bool)> {
     // the same nonce within a few minutes, so the chat sees it once.
     let nonce = Nonce::String(idempotency_key(&part));
     let mut m = CreateMessage::new()
-        .content(part.text)
+        .content(part.text.clone())
         .nonce(nonce)
         .enforce_nonce(true)
         .allowed_mentions(CreateAllowedMentions::new().replied_user(true));
@@ -324,13 +363,37 @@ async fn send(http: &Http, part: Part) -> Result<(), (String, bool)> {
             CreateButton::new(b.says.clone()).label(b.label.clone()).style(style)
         })
         .collect();
-    if !buttons.is_empty() {
-        m = m.components(vec![CreateActionRow::Buttons(buttons)]);
+    let row = (!buttons.is_empty()).then(|| vec![CreateActionRow::Buttons(buttons)]);
+    // The draft a streamed answer was shown in becomes the answer; an
+    // edit to the same content again (a retry) changes nothing.
+    if let Some(id) = message_of(part.edit.as_deref()) {
+        let mut edit = EditMessage::new()
+            .content(part.text.clone())
+            .allowed_mentions(CreateAllowedMentions::new().replied_user(true));
+        if let Some(row) = row.clone() {
+            edit = edit.components(row);
+        }
+        match channel.edit_message(http, id, edit).await {
+            Ok(_) => return Ok(()),
+            // The draft was deleted: the answer is posted instead.
+            Err(e) if is_unknown_message(&e) => {}
+            Err(e) => return Err(failure(e)),
+        }
     }
-    channel.send_message(http, m).await.map(drop).map_err(|e| {
-        let retryable = !matches!(e, serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(ref r)) if r.status_code.is_client_error());
-        (e.to_string(), retryable)
-    })
+    if let Some(row) = row {
+        m = m.components(row);
+    }
+    channel.send_message(http, m).await.map(drop).map_err(failure)
+}
+
+fn is_unknown_message(e: &serenity::Error) -> bool {
+    matches!(e, serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) if r.status_code.as_u16() == 404)
+}
+
+/// A refused send, and whether trying again could help.
+fn failure(e: serenity::Error) -> (String, bool) {
+    let retryable = !matches!(e, serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(ref r)) if r.status_code.is_client_error());
+    (e.to_string(), retryable)
 }
 
 /// The nonce of a part: the same for every attempt at it (outbox id, part,
@@ -367,6 +430,7 @@ mod tests {
             text: text.into(),
             reply_to: None,
             buttons: Vec::new(),
+            edit: None,
         };
         let key = idempotency_key(&part(5, 0, "hello"));
         assert_eq!(key, idempotency_key(&part(5, 0, "hello")));

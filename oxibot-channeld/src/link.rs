@@ -14,6 +14,58 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Job {
     Send(Reply),
     Typing { chat_id: String },
+    Draft(Draft),
+}
+
+/// A draft to show: a streamed answer, or the tools running (see
+/// `BrokerToChannel::Draft`).
+#[derive(Debug)]
+pub struct Draft {
+    pub chat_id: String,
+    pub draft_id: u64,
+    /// The message to edit; None: post one.
+    pub message_id: Option<String>,
+    /// The message the answer replies to (its thread).
+    pub reply_to: Option<String>,
+    pub text: String,
+}
+
+/// Shows drafts, where the platform can edit a message.
+pub(crate) trait DraftShower {
+    /// Edits the draft's message, or posts it and returns its id.
+    async fn show(&mut self, draft: Draft) -> Result<Option<String>, String>;
+}
+
+/// For platforms that cannot edit a message: drafts are not shown, and
+/// the answer arrives whole.
+pub(crate) struct NoDrafts;
+
+impl DraftShower for NoDrafts {
+    async fn show(&mut self, _: Draft) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+}
+
+/// A closure as a [`DraftShower`].
+pub(crate) struct DraftFn<F>(pub F);
+
+impl<F, Fut> DraftShower for DraftFn<F>
+where
+    F: FnMut(Draft) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, String>>,
+{
+    async fn show(&mut self, draft: Draft) -> Result<Option<String>, String> {
+        (self.0)(draft).await
+    }
+}
+
+/// The most of a draft's text a platform is given: the final answer is
+/// split at the platform's limit; a draft shows its beginning.
+pub fn draft_text(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars.saturating_sub(1)) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
 }
 
 /// One part of a reply, as a platform sends it.
@@ -32,6 +84,9 @@ pub struct Part {
     pub reply_to: Option<String>,
     /// Buttons under this part (the last part of a reply that has them).
     pub buttons: Vec<Button>,
+    /// The platform message this part replaces (a draft): edited, not
+    /// posted. Only ever on the first part.
+    pub edit: Option<String>,
 }
 
 /// Delivers one part of a reply to a platform.
@@ -64,6 +119,8 @@ pub struct Reply {
     pub first_part: u32,
     /// Buttons under the last part.
     pub buttons: Vec<Button>,
+    /// The draft message the first part replaces.
+    pub edit: Option<String>,
 }
 
 /// A message already checked against the broker's limits (so the writer
@@ -123,8 +180,14 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// one part; `typing` makes the repeating indicator task for a chat (None
 /// when the platform has none). An indicator stops when its chat's reply
 /// goes out.
-pub async fn serve_jobs<P, S, SF, T, TF>(link: Link, mut jobs: mpsc::Receiver<Job>, split: P, send: S, typing: T)
-where
+pub async fn serve_jobs<P, S, SF, T, TF>(
+    link: Link,
+    mut jobs: mpsc::Receiver<Job>,
+    split: P,
+    send: S,
+    typing: T,
+    mut drafts: impl DraftShower,
+) where
     P: Fn(&str) -> Vec<String>,
     S: FnMut(Part) -> SF,
     SF: std::future::Future<Output = Result<(), (String, bool)>>,
@@ -140,6 +203,25 @@ where
                     if let Some(old) = indicators.insert(chat_id, tokio::spawn(task)) {
                         old.abort();
                     }
+                }
+            }
+            Job::Draft(draft) => {
+                let draft_id = draft.draft_id;
+                match drafts.show(draft).await {
+                    Ok(Some(message_id)) => {
+                        let mut message_id = message_id;
+                        clip(&mut message_id, MAX_ID);
+                        if link
+                            .send(ChannelToBroker::DraftShown { draft_id, message_id })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    // Best effort: the final answer still comes whole.
+                    Err(e) => tracing::debug!(draft_id, "a draft was not shown: {e}"),
                 }
             }
             Job::Send(reply) => {
@@ -197,6 +279,7 @@ impl Link {
                         reply_to,
                         first_part,
                         buttons,
+                        edit,
                     }) => {
                         let _ = jobs_tx
                             .send(Job::Send(Reply {
@@ -206,8 +289,25 @@ impl Link {
                                 reply_to,
                                 first_part,
                                 buttons,
+                                edit,
                             }))
                             .await;
+                    }
+                    Ok(BrokerToChannel::Draft {
+                        chat_id,
+                        draft_id,
+                        message_id,
+                        reply_to,
+                        text,
+                    }) => {
+                        let draft = Draft {
+                            chat_id,
+                            draft_id,
+                            message_id,
+                            reply_to,
+                            text,
+                        };
+                        let _ = jobs_tx.send(Job::Draft(draft)).await;
                     }
                     Ok(BrokerToChannel::Typing { chat_id }) => {
                         let _ = jobs_tx.send(Job::Typing { chat_id }).await;
@@ -363,6 +463,7 @@ impl Link {
                     } else {
                         Vec::new()
                     },
+                    edit: if i == 0 { reply.edit.clone() } else { None },
                 };
                 if let Err(failure) = send.send_part(part).await {
                     return self.report(reply.outbox_id, Err(failure)).await;

@@ -12,7 +12,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use tokio::sync::mpsc;
 
 use crate::incoming::Incoming;
-use crate::link::{Job, Link, Part};
+use crate::link::{Draft, Job, Link, Part};
 use crate::{format, Fatal};
 
 /// Slack truncates messages past 40,000 characters; 4,000 keeps them readable.
@@ -202,22 +202,63 @@ pub(crate) fn read(msg: &SlackMessageEvent, bot_user: &str) -> Option<Incoming> 
 }
 
 async fn outbound(client: Arc<SlackClient<Connector>>, token: SlackApiToken, link: Link, jobs: mpsc::Receiver<Job>) {
+    let (drafter, draft_token) = (client.clone(), token.clone());
+    let drafts = crate::link::DraftFn(move |d: Draft| {
+        let (client, token) = (drafter.clone(), draft_token.clone());
+        async move { draft(&client, &token, d).await }
+    });
     let sender = move |part: Part| {
         let (client, token) = (client.clone(), token.clone());
         async move { send(&client, &token, part).await }
     };
     let split = |text: &str| format::split(text, MAX_MESSAGE);
     // Slack bots have no typing indicator over the Web API.
-    crate::link::serve_jobs(link, jobs, split, sender, |_: &str| None::<std::future::Ready<()>>).await
+    crate::link::serve_jobs(
+        link,
+        jobs,
+        split,
+        sender,
+        |_: &str| None::<std::future::Ready<()>>,
+        drafts,
+    )
+    .await
+}
+
+/// The thread of the message a reply answers ("channel/ts/thread").
+fn thread_of(reply_to: Option<&str>) -> Option<SlackTs> {
+    reply_to?.rsplit('/').next().map(|t| SlackTs::new(t.to_string()))
+}
+
+/// Shows a draft in the thread it answers: posted the first time, updated
+/// after (its `ts` is its id).
+async fn draft(client: &SlackClient<Connector>, token: &SlackApiToken, d: Draft) -> Result<Option<String>, String> {
+    let session = client.open_session(token);
+    let text = crate::link::draft_text(&d.text, MAX_MESSAGE);
+    let content = SlackMessageContent::new().with_text(text);
+    let channel = SlackChannelId::new(d.chat_id);
+    match d.message_id {
+        Some(ts) => session
+            .chat_update(&SlackApiChatUpdateRequest::new(channel, content, SlackTs::new(ts)))
+            .await
+            .map(|_| None)
+            .map_err(|e| e.to_string()),
+        None => {
+            let mut req = SlackApiChatPostMessageRequest::new(channel, content);
+            if let Some(ts) = thread_of(d.reply_to.as_deref()) {
+                req = req.with_thread_ts(ts);
+            }
+            session
+                .chat_post_message(&req)
+                .await
+                .map(|posted| Some(posted.ts.0))
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// One part of a reply, in the thread of the message it answers.
 async fn send(client: &SlackClient<Connector>, token: &SlackApiToken, part: Part) -> Result<(), (String, bool)> {
-    let thread = part
-        .reply_to
-        .as_deref()
-        .and_then(|r| r.rsplit('/').next())
-        .map(|t| SlackTs::new(t.to_string()));
+    let thread = thread_of(part.reply_to.as_deref());
     let session = client.open_session(token);
     let text = format::markdown_to_slack(&part.text);
     let mut content = SlackMessageContent::new().with_text(text.clone());
@@ -245,12 +286,27 @@ async fn send(client: &SlackClient<Connector>, token: &SlackApiToken, part: Part
             SlackActionsBlock::new(buttons).into(),
         ]);
     }
-    let mut req = SlackApiChatPostMessageRequest::new(SlackChannelId::new(part.chat_id), content);
+    let channel = SlackChannelId::new(part.chat_id);
+    // The draft a streamed answer was shown in becomes the answer; an
+    // update to the same text again (a retry) changes nothing.
+    if let Some(ts) = part.edit {
+        let update = SlackApiChatUpdateRequest::new(channel.clone(), content.clone(), SlackTs::new(ts));
+        match session.chat_update(&update).await {
+            Ok(_) => return Ok(()),
+            // The draft was deleted: the answer is posted instead.
+            Err(SlackClientError::ApiError(e)) if e.code == "message_not_found" => {}
+            Err(e) => return Err(failure(e)),
+        }
+    }
+    let mut req = SlackApiChatPostMessageRequest::new(channel, content);
     if let Some(ts) = thread {
         req = req.with_thread_ts(ts);
     }
-    session.chat_post_message(&req).await.map(drop).map_err(|e| {
-        let retryable = !matches!(e, SlackClientError::ApiError(_));
-        (e.to_string(), retryable)
-    })
+    session.chat_post_message(&req).await.map(drop).map_err(failure)
+}
+
+/// A refused send, and whether trying again could help.
+fn failure(e: SlackClientError) -> (String, bool) {
+    let retryable = !matches!(e, SlackClientError::ApiError(_));
+    (e.to_string(), retryable)
 }

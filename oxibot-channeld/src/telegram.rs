@@ -20,7 +20,7 @@ use teloxide_core::{ApiError, Bot, RequestError};
 use tokio::sync::mpsc;
 
 use crate::incoming::Incoming;
-use crate::link::{Job, Link, Part};
+use crate::link::{Draft, Job, Link, Part};
 use crate::{format, Fatal};
 
 /// Telegram's limit, in characters.
@@ -302,6 +302,7 @@ async fn download(bot: &Bot, meta: &FileMeta) -> Result<Vec<u8>, DownloadError> 
 /// Sends what the broker asks, and keeps typing indicators alive.
 async fn outbound(bot: Bot, link: Link, jobs: mpsc::Receiver<Job>) {
     let typer = bot.clone();
+    let drafter = bot.clone();
     let typing = move |chat: &str| {
         let id = chat.parse::<i64>().ok()?;
         let bot = typer.clone();
@@ -318,7 +319,37 @@ async fn outbound(bot: Bot, link: Link, jobs: mpsc::Receiver<Job>) {
         async move { send(&bot, part).await }
     };
     let split = |text: &str| format::split_for_telegram(text, MAX_MESSAGE);
-    crate::link::serve_jobs(link, jobs, split, sender, typing).await
+    let drafts = crate::link::DraftFn(move |d: Draft| {
+        let bot = drafter.clone();
+        async move { draft(&bot, d).await }
+    });
+    crate::link::serve_jobs(link, jobs, split, sender, typing, drafts).await
+}
+
+/// Shows a draft as plain text (a half-written answer is not yet valid
+/// Markdown): posted the first time, edited after.
+async fn draft(bot: &Bot, d: Draft) -> Result<Option<String>, String> {
+    let chat = d
+        .chat_id
+        .parse::<i64>()
+        .map_err(|_| format!("bad Telegram chat id {}", d.chat_id))?;
+    let text = crate::link::draft_text(&d.text, MAX_MESSAGE);
+    match d.message_id.as_deref().and_then(|m| m.parse::<i32>().ok()) {
+        Some(m) => match bot.edit_message_text(ChatId(chat), MessageId(m), text).send().await {
+            Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
+        None => {
+            let mut post = bot.send_message(ChatId(chat), text);
+            if let Some(m) = replied(d.reply_to.as_deref()) {
+                post = post.reply_parameters(ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
+            }
+            post.send()
+                .await
+                .map(|sent| Some(sent.id.0.to_string()))
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// One part of a reply, as HTML; the first part answers the user's message.
@@ -327,17 +358,8 @@ async fn send(bot: &Bot, part: Part) -> Result<(), (String, bool)> {
         .chat_id
         .parse()
         .map_err(|_| (format!("bad Telegram chat id {}", part.chat_id), false))?;
-    let reply_msg = part
-        .reply_to
-        .as_deref()
-        .filter(|_| part.index == 0)
-        .and_then(|r| r.split('/').nth(1))
-        .and_then(|m| m.parse::<i32>().ok());
+    let reply_msg = replied(part.reply_to.as_deref().filter(|_| part.index == 0));
     let html = format::markdown_to_telegram_html(&part.text);
-    let mut req = bot.send_message(ChatId(chat), html).parse_mode(ParseMode::Html);
-    if let Some(m) = reply_msg {
-        req = req.reply_parameters(ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
-    }
     // Telegram carries at most 64 bytes of callback data; a longer button
     // is left out (the text says the same).
     let buttons: Vec<InlineKeyboardButton> = part
@@ -346,14 +368,43 @@ async fn send(bot: &Bot, part: Part) -> Result<(), (String, bool)> {
         .filter(|b| (1..=64).contains(&b.says.len()))
         .map(|b| InlineKeyboardButton::callback(b.label.clone(), b.says.clone()))
         .collect();
-    if !buttons.is_empty() {
-        req = req.reply_markup(InlineKeyboardMarkup::new(vec![buttons]));
+    let keyboard = (!buttons.is_empty()).then(|| InlineKeyboardMarkup::new(vec![buttons]));
+    // The draft a streamed answer was shown in becomes the answer. Editing
+    // it again to the same text (a retry) changes nothing: shown once.
+    if let Some(m) = part.edit.as_deref().and_then(|m| m.parse::<i32>().ok()) {
+        let mut edit = bot
+            .edit_message_text(ChatId(chat), MessageId(m), html.clone())
+            .parse_mode(ParseMode::Html);
+        if let Some(k) = keyboard.clone() {
+            edit = edit.reply_markup(k);
+        }
+        match edit.send().await {
+            Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => return Ok(()),
+            // The person deleted the draft: the answer is posted instead.
+            Err(RequestError::Api(ApiError::MessageToEditNotFound)) => {}
+            Err(e) => return Err(failure(e)),
+        }
     }
-    req.send().await.map(drop).map_err(|e| {
-        let retryable = matches!(
-            e,
-            RequestError::Network(_) | RequestError::RetryAfter(_) | RequestError::Io(_)
-        );
-        (e.to_string(), retryable)
-    })
+    let mut req = bot.send_message(ChatId(chat), html).parse_mode(ParseMode::Html);
+    if let Some(m) = reply_msg {
+        req = req.reply_parameters(ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
+    }
+    if let Some(k) = keyboard {
+        req = req.reply_markup(k);
+    }
+    req.send().await.map(drop).map_err(failure)
+}
+
+/// The message id in a platform id ("chat/message").
+fn replied(platform_id: Option<&str>) -> Option<i32> {
+    platform_id?.split('/').nth(1)?.parse().ok()
+}
+
+/// A refused send, and whether trying again could help.
+fn failure(e: RequestError) -> (String, bool) {
+    let retryable = matches!(
+        e,
+        RequestError::Network(_) | RequestError::RetryAfter(_) | RequestError::Io(_)
+    );
+    (e.to_string(), retryable)
 }

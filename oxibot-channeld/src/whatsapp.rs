@@ -121,7 +121,8 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
                 job = jobs.recv() => {
                     match job {
                         None => return Ended::Fatal(Fatal::broker("the broker connection closed".into())),
-                        Some(Job::Typing { .. }) => {}
+                        // No typing indicator, and no edits: the answer comes whole.
+                        Some(Job::Typing { .. } | Job::Draft(_)) => {}
                         Some(Job::Send(reply)) => {
                             let parts = format::split(&reply.text, MAX_MESSAGE);
                             let mut bridge = Bridge { ws: &mut ws, backlog: &mut backlog };

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod mcp;
 pub mod owner;
 pub mod paths;
+pub mod presentation;
 pub mod registry;
 pub mod secret;
 pub mod secrets_file;

@@ -57,6 +57,12 @@ impl Scrubber {
     pub fn scrub(&self, text: &str) -> (String, usize) {
         self.redactor.redact(text)
     }
+
+    /// Where a streamed text's possibly unfinished secret begins (see
+    /// `Redactor::unfinished`).
+    pub fn unfinished(&self, text: &str) -> usize {
+        self.redactor.unfinished(text)
+    }
 }
 
 #[cfg(test)]

@@ -20,9 +20,15 @@ fn escape(text: &str, one_line: bool) -> String {
         match c {
             '\n' | '\t' if !one_line => out.push(c),
             c if c.is_control() => out.extend(c.escape_default()),
-            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
-                out.extend(c.escape_unicode())
-            }
+            // Direction overrides, and characters that show nothing
+            // (zero-width spaces and joiners, word joiners, the BOM): text
+            // hidden in the admin's terminal.
+            '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}' => out.extend(c.escape_unicode()),
             c => out.push(c),
         }
     }
@@ -42,5 +48,10 @@ mod tests {
         );
         assert_eq!(printable_line("a\nb\tc"), "a\\nb\\tc");
         assert_eq!(printable("plain — text, ünïcode"), "plain — text, ünïcode");
+        // Invisible characters show: nothing hides in the admin's terminal.
+        assert_eq!(
+            printable("a\u{200b}b\u{2060}c\u{feff}"),
+            "a\\u{200b}b\\u{2060}c\\u{feff}"
+        );
     }
 }

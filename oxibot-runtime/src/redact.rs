@@ -48,6 +48,33 @@ impl Redactor {
         self.forms.is_empty()
     }
 
+    /// Where the text's unfinished end begins: the first byte of the
+    /// longest tail that is the start of a secret (or of one of its
+    /// forms), at a character boundary; `text.len()` when there is none.
+    /// A stream holds that tail back until the next piece shows whether
+    /// the secret follows.
+    pub fn unfinished(&self, text: &str) -> usize {
+        let bytes = text.as_bytes();
+        let mut from = text.len();
+        for form in &self.forms {
+            let form = form.as_bytes();
+            let longest = form.len().saturating_sub(1).min(bytes.len());
+            for k in (1..=longest).rev() {
+                if text.len() - k >= from {
+                    break;
+                }
+                if bytes.ends_with(&form[..k]) {
+                    from = text.len() - k;
+                    break;
+                }
+            }
+        }
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        from
+    }
+
     /// Returns the redacted text and how many occurrences were replaced.
     pub fn redact(&self, text: &str) -> (String, usize) {
         let mut out: Option<String> = None;
@@ -183,6 +210,17 @@ fn percent_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_holds_back_what_may_become_a_secret() {
+        let r = Redactor::new(["sk-live-123456"]);
+        assert_eq!(r.unfinished("the key is sk-li"), "the key is ".len());
+        assert_eq!(r.unfinished("the key is s"), "the key is ".len());
+        assert_eq!(r.unfinished("nothing here"), "nothing here".len());
+        // A whole secret is the redactor's; only a start is held.
+        assert_eq!(r.unfinished("sk-live-123456 done"), "sk-live-123456 done".len());
+        assert_eq!(r.unfinished("ünï sk"), "ünï ".len());
+    }
 
     #[test]
     fn a_secret_quoted_with_escapes_is_still_found() {

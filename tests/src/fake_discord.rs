@@ -43,6 +43,11 @@ struct Inner {
     stall_creates: usize,
     /// Interactions answered through their callback.
     interaction_answers: Vec<String>,
+    /// Each created message's content now (after edits), by id.
+    texts: std::collections::HashMap<String, String>,
+    /// PATCHes of a message, as received, with `id` and `at_ms`.
+    edits: Vec<Value>,
+    started: Option<std::time::Instant>,
 }
 
 #[derive(Clone)]
@@ -212,6 +217,16 @@ impl FakeDiscord {
         })
     }
 
+    /// Edits of messages (PATCH), with the message `id` and `at_ms`.
+    pub fn edits(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().edits.clone()
+    }
+
+    /// A bot message's content now, after every edit.
+    pub fn text_now(&self, id: &str) -> Option<String> {
+        self.inner.lock().unwrap().texts.get(id).cloned()
+    }
+
     pub fn sent(&self) -> Vec<(String, Value)> {
         self.inner.lock().unwrap().sent.clone()
     }
@@ -313,6 +328,38 @@ async fn rest(
             found.reverse(); // newest first, as Discord answers
             axum::Json(Value::Array(found)).into_response()
         }
+        ["channels", channel, "messages", id] if method == axum::http::Method::PATCH => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut s = state.lock().unwrap();
+            if !s.texts.contains_key(*id) {
+                return (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(json!({"message": "Unknown Message", "code": 10008})),
+                )
+                    .into_response();
+            }
+            if let Some(content) = v["content"].as_str() {
+                s.texts.insert(id.to_string(), content.to_string());
+            }
+            let at = s
+                .started
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                .as_millis() as u64;
+            let mut recorded = v.clone();
+            recorded["id"] = json!(id);
+            recorded["at_ms"] = json!(at);
+            s.edits.push(recorded);
+            let content = s.texts.get(*id).cloned().unwrap_or_default();
+            axum::Json(json!({
+                "id": id, "channel_id": channel, "author": user(BOT_ID, "oxibot", true),
+                "content": content, "timestamp": "2026-11-25T12:00:01.000000+00:00",
+                "edited_timestamp": "2026-11-25T12:00:02.000000+00:00",
+                "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [], "attachments": [],
+                "embeds": [], "pinned": false, "type": 0
+            }))
+            .into_response()
+        }
         ["channels", channel, "messages"] => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let (created, stall) = {
@@ -350,6 +397,11 @@ fn create_message(s: &mut Inner, channel: &str, v: &Value) -> Result<Value, Valu
     }
     s.next_id += 1;
     s.sent.push((channel.to_string(), v.clone()));
+    let (id, content) = (
+        s.next_id.to_string(),
+        v["content"].as_str().unwrap_or_default().to_string(),
+    );
+    s.texts.insert(id, content);
     let created = json!({
         "id": s.next_id.to_string(), "channel_id": channel, "author": user(BOT_ID, "oxibot", true),
         "content": v["content"], "timestamp": "2026-11-25T12:00:01.000000+00:00", "edited_timestamp": null,

@@ -44,6 +44,8 @@ pub enum Step {
     Parts { parts: Vec<String>, gap: Duration },
     /// Text that stopped at the token limit (`length`, `max_tokens`).
     Cut(String),
+    /// A hostile provider's stream: these `data:` payloads as they are.
+    RawStream(Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +256,13 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, uri: Uri, headers: Heade
 async fn stream(step: Step, anthropic: bool, req: &Value, n: u64) -> Response {
     let (pieces, gap) = match step {
         Step::Parts { parts, gap } => (parts, gap),
+        Step::RawStream(lines) => {
+            let body: String = lines.iter().map(|l| format!("data: {l}\n\n")).collect();
+            let mut resp = (StatusCode::OK, body).into_response();
+            resp.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            return resp;
+        }
         other => {
             let resp = respond(other, anthropic, req, n).await;
             if resp.status() != StatusCode::OK {
@@ -424,6 +433,7 @@ fn respond(
             }
             Step::Text(text) => axum::Json(text_reply(anthropic, &text)).into_response(),
             Step::Parts { parts, .. } => axum::Json(text_reply(anthropic, &parts.concat())).into_response(),
+            Step::RawStream(_) => (StatusCode::BAD_REQUEST, "a raw stream needs a streaming request").into_response(),
             Step::Cut(text) => {
                 let mut reply = text_reply(anthropic, &text);
                 if anthropic {

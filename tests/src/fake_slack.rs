@@ -35,6 +35,11 @@ struct Inner {
     assigned: Vec<(String, usize)>,
     /// Round-robin over the open connections.
     turn: usize,
+    /// Each posted message's text now (after updates), by ts.
+    texts: std::collections::HashMap<String, String>,
+    /// chat.update calls, as received, with `at_ms`.
+    updates: Vec<Value>,
+    started: Option<std::time::Instant>,
 }
 
 impl Inner {
@@ -158,6 +163,16 @@ impl FakeSlack {
         self.inner.lock().unwrap().dispatch(frame);
     }
 
+    /// chat.update calls, with `at_ms`.
+    pub fn updates(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().updates.clone()
+    }
+
+    /// A bot message's text now, after every update.
+    pub fn text_now(&self, ts: &str) -> Option<String> {
+        self.inner.lock().unwrap().texts.get(ts).cloned()
+    }
+
     pub fn posted(&self) -> Vec<Value> {
         self.inner.lock().unwrap().posted.clone()
     }
@@ -222,11 +237,37 @@ async fn api(State(state): State<St>, Path(method): Path<String>, headers: Heade
             let v = form_or_json(&body);
             let ts = {
                 let mut s = state.lock().unwrap();
-                s.posted.push(v.clone());
                 s.next += 1;
-                format!("1700000001.{:06}", s.next)
+                let ts = format!("1700000001.{:06}", s.next);
+                let mut recorded = v.clone();
+                recorded["ts"] = json!(ts);
+                s.posted.push(recorded);
+                s.texts
+                    .insert(ts.clone(), v["text"].as_str().unwrap_or_default().to_string());
+                ts
             };
             axum::Json(json!({"ok": true, "channel": v["channel"], "ts": ts,
+                              "message": {"type": "message", "text": v["text"], "user": BOT_USER, "ts": ts}}))
+            .into_response()
+        }
+        "chat.update" if auth == bot => {
+            let v = form_or_json(&body);
+            let ts = v["ts"].as_str().unwrap_or_default().to_string();
+            let mut s = state.lock().unwrap();
+            if !s.texts.contains_key(&ts) {
+                return axum::Json(json!({"ok": false, "error": "message_not_found"})).into_response();
+            }
+            s.texts
+                .insert(ts.clone(), v["text"].as_str().unwrap_or_default().to_string());
+            let at = s
+                .started
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                .as_millis() as u64;
+            let mut recorded = v.clone();
+            recorded["at_ms"] = json!(at);
+            s.updates.push(recorded);
+            axum::Json(json!({"ok": true, "channel": v["channel"], "ts": ts, "text": v["text"],
                               "message": {"type": "message", "text": v["text"], "user": BOT_USER, "ts": ts}}))
             .into_response()
         }

@@ -43,6 +43,12 @@ struct Inner {
     refused_sends: Vec<u32>,
     /// Chats that answer 403 (the user blocked the bot): never retried.
     blocked_chats: Vec<i64>,
+    /// editMessageText calls that changed a message, as received, with
+    /// `at_ms`: when, in ms since the fake started.
+    edits: Vec<Value>,
+    started: Option<std::time::Instant>,
+    /// Each sent message's text now (after edits), by (chat, message id).
+    texts: std::collections::HashMap<(i64, i64), String>,
 }
 
 #[derive(Clone)]
@@ -161,6 +167,17 @@ impl FakeTelegram {
                 Some((*s.injected_at.get(&to)?, *at))
             })
             .collect()
+    }
+
+    /// editMessageText calls that changed a message.
+    pub fn edits(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().edits.clone()
+    }
+
+    /// The text of the bot's message `message_id` in `chat` now, after
+    /// every edit.
+    pub fn text_now(&self, chat: i64, message_id: i64) -> Option<String> {
+        self.inner.lock().unwrap().texts.get(&(chat, message_id)).cloned()
     }
 
     /// How many sendMessage calls the fake took.
@@ -421,9 +438,53 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
             let mut recorded = p.clone();
             recorded["message_id"] = json!(mid);
             s.sent.push(recorded);
+            let text = p["text"].as_str().unwrap_or_default().to_string();
+            s.texts.insert((chat, mid), text);
             s.sent_at.push(std::time::Instant::now());
             ok(json!({
                 "message_id": mid, "date": 1_700_000_001,
+                "chat": {"id": chat, "type": "private", "first_name": "User"},
+                "from": {"id": BOT_ID, "is_bot": true, "first_name": "OxiBot", "username": BOT_USERNAME},
+                "text": p["text"]
+            }))
+        }
+        // As Telegram: an edit to the same text (and buttons) is refused
+        // as "not modified", an unknown message as "not found".
+        "editmessagetext" => {
+            let mut s = inner.lock().unwrap();
+            let chat = p["chat_id"]
+                .as_i64()
+                .or_else(|| p["chat_id"].as_str()?.parse().ok())
+                .unwrap_or(0);
+            let mid = p["message_id"].as_i64().unwrap_or(0);
+            let text = p["text"].as_str().unwrap_or_default().to_string();
+            let bad = |description: &str| {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"ok": false, "error_code": 400, "description": description})),
+                )
+                    .into_response()
+            };
+            match s.texts.get(&(chat, mid)) {
+                None => return bad("Bad Request: message to edit not found"),
+                Some(now) if *now == text && p.get("reply_markup").is_none() => {
+                    return bad(
+                        "Bad Request: message is not modified: specified new message content and reply markup \
+                         are exactly the same as a current content and reply markup of the message",
+                    )
+                }
+                Some(_) => {}
+            }
+            s.texts.insert((chat, mid), text);
+            let mut recorded = p.clone();
+            recorded["at_ms"] = json!(s
+                .started
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                .as_millis() as u64);
+            s.edits.push(recorded);
+            ok(json!({
+                "message_id": mid, "date": 1_700_000_001, "edit_date": 1_700_000_002,
                 "chat": {"id": chat, "type": "private", "first_name": "User"},
                 "from": {"id": BOT_ID, "is_bot": true, "first_name": "OxiBot", "username": BOT_USERNAME},
                 "text": p["text"]

@@ -408,3 +408,72 @@ fn openai_streamed_turns_store_what_plain_turns_store() {
 fn anthropic_streamed_turns_store_what_plain_turns_store() {
     streamed_and_plain_store_the_same(true);
 }
+
+// A hostile provider, seen through the chat client (the attack review's
+// findings, each a test).
+
+/// A tool name that grows piece by piece is bounded like the text: the
+/// turn fails, and nothing of it is stored.
+#[test]
+fn a_stream_cannot_grow_a_tool_name_without_bound() {
+    let piece = "A".repeat(64 * 1024);
+    let event =
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name": piece}}]}}]});
+    let mut lines = vec![event.to_string(); 300];
+    lines.push("[DONE]".into());
+    let llm = FakeLlm::start(vec![Step::RawStream(lines)]);
+    let broker = Broker::start(
+        &llm.base_url,
+        json!({"agents": {"defaults": {"maxRetries": 0}}}),
+        secrets(json!({})),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut chat = client(&broker, state.path(), &["--raw"]);
+    prompt(&mut chat);
+    type_line(&mut chat, "hello");
+    expect(&mut chat, "passed 256 bytes");
+    prompt(&mut chat);
+    let stored: usize = broker
+        .messages("console:default")
+        .iter()
+        .map(|m| m.1.len() + m.2.as_ref().map_or(0, String::len))
+        .sum();
+    assert!(stored < 10_000, "{stored} bytes stored");
+}
+
+/// A key split across two streamed pieces is held back until it is whole,
+/// then shown redacted; a provider's error that echoes it is scrubbed
+/// before it is cut short.
+#[test]
+fn a_secret_never_reaches_the_terminal_whole_or_in_part() {
+    let key = oxibot_tests::consts::LLM_KEY;
+    let (a, b) = key.split_at(key.len() / 2);
+    let echo = format!("{}Bearer {key}", "p".repeat(261));
+    let llm = FakeLlm::start(vec![
+        parts(&["the key is ", a, b, " and that is all"], 50),
+        Step::RawStream(vec![json!({"error": {"message": echo}}).to_string()]),
+    ]);
+    let broker = Broker::start(
+        &llm.base_url,
+        json!({"agents": {"defaults": {"maxRetries": 0}}}),
+        secrets(json!({})),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut chat = client(&broker, state.path(), &["--raw"]);
+    prompt(&mut chat);
+    type_line(&mut chat, "tell me");
+    let seen = chat.exp_string("that is all").unwrap();
+    prompt(&mut chat);
+    assert!(seen.contains("[REDACTED]"), "{seen}");
+    assert!(
+        !seen.contains(a) && !seen.contains(b),
+        "a half of the key reached the terminal: {seen}"
+    );
+    type_line(&mut chat, "again");
+    let seen = chat.exp_string("you> ").unwrap();
+    assert!(seen.contains("could not answer"), "{seen}");
+    assert!(
+        !seen.contains(&key[..10]),
+        "a prefix of the key reached the terminal: {seen}"
+    );
+}

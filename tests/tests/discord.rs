@@ -188,3 +188,62 @@ fn an_approval_is_answered_with_a_button_and_only_by_the_owner() {
         Some(()).filter(|_| answered.contains(&bob.to_string()) && answered.contains(&alice.to_string()))
     });
 }
+
+/// With `streaming`, the answer is one message: posted as a draft (a reply
+/// to the message it answers, pinging nobody), edited as it is written at
+/// most once a second, and edited into the final answer.
+#[test]
+fn a_streamed_answer_is_one_message_edited_as_it_is_written() {
+    let parts = ["Streamed ", "over ", "the ", "gateway ", "**done**."];
+    let r = Run::<Discord>::builder(vec![Step::Parts {
+        parts: parts.iter().map(|p| p.to_string()).collect(),
+        gap: Duration::from_millis(600),
+    }])
+    .allow([ALICE.to_string()])
+    .settings(|_| json!({"streaming": true}))
+    .start()
+    .expect("the fake Discord always starts");
+    r.wait_connected();
+    let asked = r.p.fake.post(DM, None, ALICE, "stream it", false);
+    let draft = r.p.fake.wait_sent(1, SLOW)[0].clone();
+    assert_eq!(draft.1["message_reference"]["message_id"], json!(asked.to_string()));
+    assert_eq!(draft.1["allowed_mentions"]["parse"], json!([]), "a draft pings nobody");
+    // The draft's id, as its first edit names it.
+    let id = oxibot_tests::poll::wait_for("an edit of the draft", SLOW, || {
+        r.p.fake.edits().first().map(|e| e["id"].as_str().unwrap().to_string())
+    });
+    let whole = parts.concat();
+    oxibot_tests::poll::until(SLOW, std::time::Duration::from_millis(100), || {
+        (r.p.fake.text_now(&id).as_deref() == Some(whole.as_str())).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the answer never filled the draft: {:?}\n{}",
+            r.p.fake.edits(),
+            r.broker.log_text()
+        )
+    });
+    r.wait_outbox_drained();
+    assert_eq!(
+        r.p.fake.sent().len(),
+        1,
+        "the answer was posted again: {:?}",
+        r.p.fake.sent()
+    );
+    let times: Vec<u64> =
+        r.p.fake
+            .edits()
+            .iter()
+            .filter(|e| e["id"] == json!(id))
+            .map(|e| e["at_ms"].as_u64().unwrap())
+            .collect();
+    assert!(times.len() >= 2, "not shown as it came: {:?}", r.p.fake.edits());
+    // The drafts' pace (the final edit, the last, may follow sooner).
+    for pair in times[..times.len() - 1].windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 900,
+            "two draft edits {} ms apart",
+            pair[1] - pair[0]
+        );
+    }
+}

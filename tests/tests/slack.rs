@@ -102,3 +102,50 @@ fn an_approval_is_answered_with_a_button_and_only_by_the_owner() {
     let acked = r.p.fake.acked();
     assert!(acked.contains(&bob) && acked.contains(&alice), "{acked:?}");
 }
+
+/// With `streaming`, the answer is one message in the thread: posted as a
+/// draft, updated as it is written at most once a second, and updated
+/// into the final answer (in mrkdwn).
+#[test]
+fn a_streamed_answer_is_one_message_updated_in_its_thread() {
+    let parts = ["Streamed ", "over ", "socket ", "mode, ", "**done**."];
+    let r = Run::<Slack>::builder(vec![Step::Parts {
+        parts: parts.iter().map(|p| p.to_string()).collect(),
+        gap: Duration::from_millis(600),
+    }])
+    .allow([ALICE.to_string()])
+    .settings(|slack| json!({"apiBase": slack.fake.api_base, "streaming": true}))
+    .start()
+    .expect("the fake Slack always starts");
+    r.wait_connected();
+    r.p.fake.wait_connected(CONNECT);
+    r.p.fake.message("D0001", "im", ALICE, "stream it");
+    let draft = r.p.fake.wait_posted(1, Duration::from_secs(20))[0].clone();
+    assert_eq!(draft["thread_ts"], "1700000000.000001", "{draft}");
+    let ts = draft["ts"].as_str().unwrap().to_string();
+    let shown = "Streamed over socket mode, *done*.";
+    oxibot_tests::poll::wait_for("the whole answer in the draft", Duration::from_secs(20), || {
+        (r.p.fake.text_now(&ts).as_deref() == Some(shown)).then_some(())
+    });
+    r.wait_outbox_drained();
+    assert_eq!(
+        r.p.fake.posted().len(),
+        1,
+        "the answer was posted again: {:?}",
+        r.p.fake.posted()
+    );
+    let times: Vec<u64> =
+        r.p.fake
+            .updates()
+            .iter()
+            .map(|u| u["at_ms"].as_u64().unwrap())
+            .collect();
+    assert!(times.len() >= 2, "not shown as it came: {:?}", r.p.fake.updates());
+    for pair in times[..times.len() - 1].windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 900,
+            "two draft updates {} ms apart",
+            pair[1] - pair[0]
+        );
+    }
+}

@@ -439,3 +439,112 @@ fn a_file_that_arrives_while_toold_restarts_is_still_saved() {
     assert!(text.contains("saved to inbox/notes.txt"), "{text}");
     assert_saved_by_toold(&r, "inbox/notes.txt", b"keep me");
 }
+
+/// Telegram with `streaming` and `progress` on.
+fn start_streaming(script: Vec<Step>) -> Run<Telegram> {
+    Run::<Telegram>::builder(script)
+        .allow([ALICE.to_string()])
+        .settings(|tg| json!({"apiBase": tg.fake.base_url, "streaming": true, "progress": true}))
+        .start()
+        .expect("the fake Telegram always starts")
+}
+
+const STREAMED: [&str; 6] = ["The ", "answer ", "comes ", "in ", "six ", "**parts**."];
+/// The whole answer as the final edit shows it (as HTML; the drafts are
+/// plain text).
+const SHOWN: &str = "The answer comes in six <b>parts</b>.";
+
+fn streamed_script(gap_ms: u64) -> Vec<Step> {
+    vec![
+        Step::Tool {
+            name: "exec".into(),
+            args: json!({"command": "echo checking"}),
+        },
+        Step::Parts {
+            parts: STREAMED.iter().map(|p| p.to_string()).collect(),
+            gap: Duration::from_millis(gap_ms),
+        },
+    ]
+}
+
+/// The bot's messages to ALICE that the answer's text appeared in.
+fn answer_messages(r: &Run<Telegram>) -> Vec<Value> {
+    r.p.fake
+        .sent()
+        .into_iter()
+        .filter(|m| m["chat_id"] == json!(ALICE) && text_of(m).starts_with("The"))
+        .collect()
+}
+
+#[test]
+fn a_streamed_answer_is_one_message_edited_as_it_is_written() {
+    let r = start_streaming(streamed_script(600));
+    r.wait_connected();
+    r.p.fake.send_text(ALICE, "what is it?");
+    let whole = STREAMED.concat();
+    let message = poll::wait_for("the draft", SLOW, || answer_messages(&r).first().cloned());
+    let mid = message["message_id"].as_i64().unwrap();
+    poll::wait_for("the whole answer in the draft", SLOW, || {
+        (r.p.fake.text_now(ALICE, mid).as_deref() == Some(SHOWN)).then_some(())
+    });
+    r.wait_outbox_drained();
+    // One message for the answer: posted as a draft, edited into the answer.
+    assert_eq!(answer_messages(&r).len(), 1, "{:?}", r.p.fake.sent());
+    let edits: Vec<Value> =
+        r.p.fake
+            .edits()
+            .into_iter()
+            .filter(|e| e["message_id"] == json!(mid))
+            .collect();
+    assert!(edits.len() >= 2, "the answer was not shown as it came: {edits:?}");
+    // Drafts (plain text) at most once a second; the final edit is HTML.
+    let drafts: Vec<u64> = edits
+        .iter()
+        .filter(|e| e.get("parse_mode").is_none())
+        .map(|e| e["at_ms"].as_u64().unwrap())
+        .collect();
+    for pair in drafts.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 900,
+            "two draft edits {} ms apart",
+            pair[1] - pair[0]
+        );
+    }
+    assert_eq!(edits.last().unwrap()["parse_mode"], "HTML");
+    // The status message lists the tool.
+    let status =
+        r.p.fake
+            .sent()
+            .into_iter()
+            .find(|m| text_of(m).starts_with("Working:"))
+            .expect("no status message");
+    let now =
+        r.p.fake
+            .text_now(ALICE, status["message_id"].as_i64().unwrap())
+            .unwrap();
+    assert!(now.contains("exec echo checking"), "{now}");
+    // The history keeps the answer once, as without streaming.
+    let stored = r.broker.messages(&format!("telegram:{ALICE}"));
+    assert_eq!(stored.last().unwrap().1, whole);
+}
+
+#[test]
+fn a_daemon_killed_while_an_answer_streams_still_shows_it_whole_and_once() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let r = start_streaming(streamed_script(900));
+    r.wait_connected();
+    r.p.fake.send_text(ALICE, "what is it?");
+    let message = poll::wait_for("the draft", SLOW, || answer_messages(&r).first().cloned());
+    let mid = message["message_id"].as_i64().unwrap();
+    let killed = r.channeld_pid();
+    kill(Pid::from_raw(killed), Signal::SIGKILL).unwrap();
+    poll::wait_for("the whole answer in the draft", Duration::from_secs(60), || {
+        (r.p.fake.text_now(ALICE, mid).as_deref() == Some(SHOWN)).then_some(())
+    });
+    r.wait_outbox_drained();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_ne!(r.channeld_pid(), killed, "the answer was not finished by a new daemon");
+    let answers = answer_messages(&r);
+    assert_eq!(answers.len(), 1, "the answer was posted again: {answers:?}");
+}

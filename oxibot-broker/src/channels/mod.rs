@@ -14,6 +14,7 @@
 //! the turn that answers a message, `outbound` hands outbox messages to the
 //! daemon and follows their delivery.
 
+pub mod drafts;
 mod inbound;
 mod outbound;
 mod reply;
@@ -239,6 +240,7 @@ fn variant_name(m: &ChannelToBroker) -> &'static str {
         ChannelToBroker::FilePart { .. } => "FilePart",
         ChannelToBroker::MayFetch { .. } => "MayFetch",
         ChannelToBroker::PartDelivered { .. } => "PartDelivered",
+        ChannelToBroker::DraftShown { .. } => "DraftShown",
     }
 }
 
@@ -334,6 +336,12 @@ async fn handle(
             error,
             retryable,
         } => outbound::send_failed(svc, channel, outbox_id, error, retryable)?,
+        ChannelToBroker::DraftShown { draft_id, message_id } => {
+            // A draft of a turn that ended meanwhile is simply forgotten.
+            if !svc.hub.drafts.shown(channel, draft_id, message_id) {
+                tracing::debug!(draft_id, "a draft no longer shown was posted");
+            }
+        }
         ChannelToBroker::Status { connected, last_error } => {
             // Kept short: it travels in every status answer, which must
             // stay well inside a frame however many channels report.

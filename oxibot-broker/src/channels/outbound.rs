@@ -26,6 +26,7 @@ fn resend(o: crate::store::Outgoing) -> BrokerToChannel {
         reply_to: o.reply_to,
         first_part: o.parts_sent,
         buttons: o.buttons,
+        edit: o.edit,
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use oxibot_proto::messages::BrokerToChannel;
 
-use crate::hub::fresh_send;
+use crate::hub::replacing_send;
 use crate::services::Services;
 use crate::store::Inbound;
 
@@ -23,6 +23,9 @@ pub(super) async fn answer(svc: Arc<Services>, inbound: Inbound) {
         true => crate::commands::parse(&inbound.text),
         false => None,
     };
+    // With `streaming` or `progress`, the turn is shown as it runs; the
+    // answer then replaces the draft it streamed into.
+    let mut showing = None;
     let reply = match command {
         Some(cmd) => {
             let chat = crate::turn::ChatRef {
@@ -48,10 +51,22 @@ pub(super) async fn answer(svc: Arc<Services>, inbound: Inbound) {
                     .chain(files.notes.iter().map(String::as_str))
                     .collect::<Vec<_>>()
                     .join("\n");
-                let turn = crate::turn::Turn::chat(crate::turn::ChatRef {
+                let chat = crate::turn::ChatRef {
                     channel: inbound.channel.clone(),
                     chat_id: inbound.chat_id.clone(),
-                });
+                };
+                let shown = svc
+                    .config()
+                    .channels
+                    .get(&inbound.channel)
+                    .and_then(|s| oxibot_config::presentation::Presentation::of(&inbound.channel, s).ok())
+                    .unwrap_or_default();
+                let mut turn = crate::turn::Turn::chat(chat.clone());
+                if shown.watched() {
+                    let (watcher, show) = super::drafts::Showing::start(&svc, &chat, &inbound.platform_id, shown);
+                    turn.watcher = Some(watcher);
+                    showing = Some(show);
+                }
                 crate::agent::run_turn(&svc, &turn, &text, files.images).await
             };
             tokio::select! {
@@ -83,14 +98,14 @@ pub(super) async fn answer(svc: Arc<Services>, inbound: Inbound) {
             }
         }
     };
-    match svc.store.finish_inbound(&inbound, &reply) {
+    let edit = match showing {
+        Some(show) => show.finish().await,
+        None => None,
+    };
+    match svc.store.finish_inbound_replacing(&inbound, &reply, edit.as_deref()) {
         Ok(id) => {
-            svc.hub
-                .deliver(
-                    &inbound.channel,
-                    fresh_send(id, inbound.chat_id, reply, Some(inbound.platform_id)),
-                )
-                .await
+            let send = replacing_send(id, inbound.chat_id, reply, Some(inbound.platform_id), edit);
+            svc.hub.deliver(&inbound.channel, send).await
         }
         Err(e) => tracing::error!("cannot queue the reply: {e}"),
     }

@@ -2,6 +2,7 @@
 //! time, streamed as it runs; its cancel; the chat commands, which never
 //! reach the model; and the console chat it is attached to.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -11,6 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::console::ClientTx;
 use crate::services::Services;
 use crate::turn::{ChatRef, Turn, CONSOLE};
+
+/// Replies queued for a client's connection at most.
+pub(super) const QUEUED: usize = 256;
 
 pub(super) struct Client {
     tx: ClientTx,
@@ -59,12 +63,33 @@ impl Client {
         let svc2 = svc.clone();
         let chat = turn.origin.clone().filter(ChatRef::is_console);
         tokio::spawn(async move {
-            while let Some(event) = watched.recv().await {
-                if let (ChatEvent::Answer { text }, true) = (&event, gone.load(Ordering::Acquire)) {
-                    keep_for_later(&svc2, chat.as_ref(), text).await;
-                    continue;
+            // The turn never waits for the client: events queue here, the
+            // streamed text of a slow reader merged into one piece.
+            let mut queue: VecDeque<ChatEvent> = VecDeque::new();
+            let mut ended = false;
+            while !(ended && queue.is_empty()) {
+                tokio::select! {
+                    event = watched.recv(), if !ended => match event {
+                        Some(ChatEvent::Text { delta }) => match queue.back_mut() {
+                            Some(ChatEvent::Text { delta: queued }) => queued.push_str(&delta),
+                            _ => queue.push_back(ChatEvent::Text { delta }),
+                        },
+                        Some(event) => queue.push_back(event),
+                        None => ended = true,
+                    },
+                    permit = tx.reserve(), if !queue.is_empty() => {
+                        let Some(event) = queue.pop_front() else { continue };
+                        match (permit, event) {
+                            // The client left: its answer waits for the next.
+                            (_, ChatEvent::Answer { text }) if gone.load(Ordering::Acquire) => {
+                                keep_for_later(&svc2, chat.as_ref(), &text).await;
+                            }
+                            (Ok(permit), event) => permit.send(CtlReply::Chat(event)),
+                            (Err(_), ChatEvent::Answer { text }) => keep_for_later(&svc2, chat.as_ref(), &text).await,
+                            (Err(_), _) => {}
+                        }
+                    }
                 }
-                let _ = tx.send(CtlReply::Chat(event));
             }
         });
         let svc = svc.clone();
@@ -87,22 +112,21 @@ impl Client {
         None
     }
 
-    /// Stops the running turn, as `/stop` does; it answers `Cancelled`.
+    /// Stops the running turn, as `/stop` does: the turn answers
+    /// `Cancelled`. A cancel that comes after the turn ended is no error
+    /// (the client pressed Ctrl-C as the answer arrived): nothing answers it.
     pub(super) fn cancel(&mut self) -> Option<CtlReply> {
-        match self.running.take() {
-            Some((cancel, ended)) if !ended.load(Ordering::Acquire) => {
+        if let Some((cancel, ended)) = self.running.take() {
+            if !ended.load(Ordering::Acquire) {
                 let _ = cancel.send(());
-                None
             }
-            _ => Some(CtlReply::Error {
-                message: "nothing is running".into(),
-            }),
         }
+        None
     }
 
     /// Shows the console chat's messages here: those waiting now, and
     /// those that come while the client stays.
-    pub(super) fn attach(&mut self, svc: &Services, session: &str) -> Option<CtlReply> {
+    pub(super) async fn attach(&mut self, svc: &Services, session: &str) -> Option<CtlReply> {
         let Some(name) = session.strip_prefix("console:").filter(|n| !n.is_empty()) else {
             return Some(CtlReply::Error {
                 message: format!("{session} is not a console chat (console:NAME); only those can be attached"),
@@ -119,27 +143,30 @@ impl Client {
             Err(e) => return Some(CtlReply::Error { message: e.to_string() }),
         };
         for message in waiting.into_iter().filter(|m| m.chat_id == name) {
-            let _ = self.tx.send(CtlReply::Chat(ChatEvent::Delivered {
+            let delivered = CtlReply::Chat(ChatEvent::Delivered {
                 outbox_id: message.id as u64,
                 text: message.text,
                 buttons: message.buttons,
-            }));
+            });
+            if self.tx.send(delivered).await.is_err() {
+                break;
+            }
         }
         Some(CtlReply::Done {
             message: format!("attached to {session}"),
         })
     }
 
-    /// The client showed a delivered message.
+    /// The client showed a delivered message. Nothing answers it: an
+    /// answer would arrive in the middle of a turn's events.
     pub(super) fn ack(&self, svc: &Services, outbox_id: u64) -> Option<CtlReply> {
         let id = i64::try_from(outbox_id).unwrap_or(i64::MAX);
         match svc.store.outbox_delivered(CONSOLE, id) {
-            Ok(true) => None,
-            Ok(false) => Some(CtlReply::Error {
-                message: format!("no console message {outbox_id}"),
-            }),
-            Err(e) => Some(CtlReply::Error { message: e.to_string() }),
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(outbox_id, "a console message acknowledged twice, or not one"),
+            Err(e) => tracing::error!(outbox_id, "cannot mark a console message shown: {e}"),
         }
+        None
     }
 
     pub(super) fn end(&mut self, svc: &Services) {

@@ -25,7 +25,9 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     let (mut reader, mut writer) = conn.split();
     // One writer: answers, a chat turn's events and console deliveries
     // come from different tasks.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CtlReply>();
+    // Bounded: a client that stops reading (a terminal paused with
+    // Ctrl-S) holds up its own answers, not the broker's memory.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<CtlReply>(chat::QUEUED);
     let writing = tokio::spawn(async move {
         while let Some(reply) = rx.recv().await {
             if let Err(e) = writer.send(&reply).await {
@@ -48,12 +50,12 @@ pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
             CtlRequest::Chat { session, message } => client.start(&broker.svc, session, message),
             CtlRequest::ChatCancel => client.cancel(),
             CtlRequest::ChatCommand { session, text } => chat::command(&broker.svc, &session, &text),
-            CtlRequest::ConsoleAttach { session } => client.attach(&broker.svc, &session),
+            CtlRequest::ConsoleAttach { session } => client.attach(&broker.svc, &session).await,
             CtlRequest::ConsoleAck { outbox_id } => client.ack(&broker.svc, outbox_id),
             other => Some(handle(&broker, other).await),
         };
         if let Some(reply) = reply {
-            if tx.send(reply).is_err() {
+            if tx.send(reply).await.is_err() {
                 break;
             }
         }

@@ -444,8 +444,21 @@ async fn send_for_json(rb: reqwest::RequestBuilder, ep: &Endpoint) -> Result<Val
     if !resp.status().is_success() {
         return Err(http_error(ep, resp).await);
     }
-    resp.json().await.map_err(|e| decode(ep, e.to_string()))
+    // Read in pieces, and no further than an answer can be.
+    let mut resp = resp;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| network_error(ep.provider, e))? {
+        if body.len() + chunk.len() > MAX_ANSWER_BODY {
+            return Err(decode(ep, format!("the answer passed {MAX_ANSWER_BODY} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| decode(ep, e.to_string()))
 }
+
+/// The largest answer read from a provider (a streamed one is bounded by
+/// its own reader).
+const MAX_ANSWER_BODY: usize = 16 << 20;
 
 /// An answer that is not what the provider's API promises.
 fn decode(ep: &Endpoint, message: String) -> ProviderError {

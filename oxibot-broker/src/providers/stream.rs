@@ -25,8 +25,13 @@ pub type Sink<'a> = &'a (dyn Fn(Streamed<'_>) + Send + Sync);
 /// pieces, so no single event is large.
 const MAX_LINE: usize = 4 << 20;
 
-/// The whole answer at most this long (text and arguments together).
+/// The whole answer at most this long: text, tool names, ids and
+/// arguments together.
 const MAX_ANSWER: usize = 8 << 20;
+/// At most this many tool calls in one answer.
+const MAX_CALLS: usize = 128;
+/// A tool call's name or id at most this long.
+const MAX_NAME: usize = 256;
 
 /// The answer being put together.
 #[derive(Default)]
@@ -136,16 +141,30 @@ fn openai_event(ep: &Endpoint, v: &Value, answer: &mut Answer, sink: Sink<'_>) -
         .flatten()
     {
         let index = piece.get("index").and_then(Value::as_u64).unwrap_or(0);
+        if !answer.calls.contains_key(&index) && answer.calls.len() >= MAX_CALLS {
+            return Err(decode(
+                ep,
+                format!("the streamed answer asked for more than {MAX_CALLS} tool calls"),
+            ));
+        }
         let call = answer.calls.entry(index).or_insert_with(|| ToolCallRequest {
             id: format!("call_{index}"),
             name: String::new(),
             arguments: String::new(),
         });
         if let Some(id) = piece.get("id").and_then(Value::as_str) {
+            answer.size += id.len();
             call.id = id.to_string();
         }
         if let Some(name) = piece.pointer("/function/name").and_then(Value::as_str) {
+            answer.size += name.len();
             call.name.push_str(name);
+        }
+        if call.name.len() > MAX_NAME || call.id.len() > MAX_NAME {
+            return Err(decode(
+                ep,
+                format!("a streamed tool call's name or id passed {MAX_NAME} bytes"),
+            ));
         }
         if let Some(args) = piece.pointer("/function/arguments").and_then(Value::as_str) {
             answer.size += args.len();
@@ -187,6 +206,19 @@ fn anthropic_event(ep: &Endpoint, v: &Value, answer: &mut Answer, sink: Sink<'_>
                     .get("id")
                     .and_then(Value::as_str)
                     .map_or_else(|| format!("toolu_{index}"), str::to_string);
+                if name.len() > MAX_NAME || id.len() > MAX_NAME {
+                    return Err(decode(
+                        ep,
+                        format!("a streamed tool call's name or id passed {MAX_NAME} bytes"),
+                    ));
+                }
+                if !answer.calls.contains_key(&index) && answer.calls.len() >= MAX_CALLS {
+                    return Err(decode(
+                        ep,
+                        format!("the streamed answer asked for more than {MAX_CALLS} tool calls"),
+                    ));
+                }
+                answer.size += name.len() + id.len();
                 answer.calls.insert(
                     index,
                     ToolCallRequest {
@@ -245,13 +277,19 @@ fn anthropic_event(ep: &Endpoint, v: &Value, answer: &mut Answer, sink: Sink<'_>
 }
 
 /// An error the provider reports inside a stream (overloaded, say): the
-/// request is tried again, like a dropped connection.
+/// request is tried again, like a dropped connection. Scrubbed of this
+/// endpoint's key and headers before it is shortened (a prefix of a key
+/// would be recognised by no later scrub).
 fn stream_error(ep: &Endpoint, error: &Value) -> ProviderError {
+    let scrubber = oxibot_runtime::redact::Redactor::new(
+        ep.key
+            .iter()
+            .map(|k| k.expose())
+            .chain(ep.headers.values().map(String::as_str)),
+    );
+    let (clean, _) = scrubber.redact(&error.to_string());
     ProviderError::Network {
         provider: ep.provider,
-        message: format!(
-            "the stream reported an error: {}",
-            super::shorten(&error.to_string(), 300)
-        ),
+        message: format!("the stream reported an error: {}", super::shorten(&clean, 300)),
     }
 }

@@ -30,6 +30,8 @@ pub struct Outgoing {
     /// Parts of the split text the platform already took.
     pub parts_sent: u32,
     pub buttons: Vec<Button>,
+    /// The platform message this reply replaces (a streamed answer's draft).
+    pub edit: Option<String>,
 }
 
 /// An inbound message answered: done, and its files forgotten (the turn
@@ -144,18 +146,30 @@ impl Store {
     }
 
     pub fn finish_inbound(&self, inbound: &Inbound, reply: &str) -> Result<i64, StoreError> {
+        self.finish_inbound_replacing(inbound, reply, None)
+    }
+
+    /// As [`Store::finish_inbound`], the reply replacing the platform
+    /// message `edit` (the draft its streamed answer was shown in).
+    pub fn finish_inbound_replacing(
+        &self,
+        inbound: &Inbound,
+        reply: &str,
+        edit: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         mark_done(&tx, inbound)?;
         tx.prepare_cached(
-            "INSERT INTO outbox (channel, chat_id, text, reply_to, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO outbox (channel, chat_id, text, reply_to, created_at, edit_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             inbound.channel,
             inbound.chat_id,
             reply,
             inbound.platform_id,
-            now()
+            now(),
+            edit
         ])?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
@@ -165,7 +179,7 @@ impl Store {
     pub fn pending_outbox(&self, channel: &str) -> Result<Vec<Outgoing>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, channel, chat_id, text, reply_to, parts_sent, buttons FROM outbox
+            "SELECT id, channel, chat_id, text, reply_to, parts_sent, buttons, edit_message FROM outbox
              WHERE channel = ?1 AND status = 'pending' ORDER BY id",
         )?;
         let rows = stmt.query_map(params![channel], |r| {
@@ -183,6 +197,7 @@ impl Store {
                     .into_iter()
                     .map(|(label, says)| Button { label, says })
                     .collect(),
+                edit: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

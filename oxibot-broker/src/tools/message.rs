@@ -62,7 +62,8 @@ async fn send(
     }
     let target = target(svc, turn, channel, chat_id)?;
     let config = svc.config();
-    if !config.enabled_channels().contains(&target.channel) {
+    // The console's chats are there without configuration.
+    if !target.is_console() && !config.enabled_channels().contains(&target.channel) {
         return Err(format!(
             "channel {} is not enabled, so nothing was sent",
             target.channel
@@ -82,6 +83,13 @@ async fn send(
             target.session()
         ),
     );
+    if target.is_console() {
+        // No platform to confirm: a chat client shows it, now or later.
+        return Ok(format!(
+            "queued for {}: the admin's chat client shows it (the open one, or the next)",
+            target.session()
+        ));
+    }
     confirm(svc, &target, id).await
 }
 

@@ -332,7 +332,15 @@ async fn outbound(
     };
     // A mail has no length limit: one reply, one message.
     let whole = |text: &str| vec![text.to_string()];
-    crate::link::serve_jobs(link, jobs, whole, sender, |_: &str| None::<std::future::Ready<()>>).await
+    crate::link::serve_jobs(
+        link,
+        jobs,
+        whole,
+        sender,
+        |_: &str| None::<std::future::Ready<()>>,
+        crate::link::NoDrafts,
+    )
+    .await
 }
 
 /// One reply, threaded under the message it answers.

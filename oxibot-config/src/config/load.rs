@@ -179,6 +179,12 @@ impl Config {
             channels: std::collections::BTreeMap<String, crate::access::Access>,
         }
         #[derive(serde::Deserialize)]
+        struct Shown {
+            #[serde(default)]
+            #[allow(dead_code)]
+            channels: std::collections::BTreeMap<String, crate::presentation::Presentation>,
+        }
+        #[derive(serde::Deserialize)]
         struct Platforms {
             #[serde(default)]
             #[allow(dead_code)]
@@ -186,6 +192,10 @@ impl Config {
         }
         let mut de = serde_json::Deserializer::from_str(text);
         if let Err(e) = serde_path_to_error::deserialize::<_, Top>(&mut de) {
+            return Err(invalid(path, &e.path().to_string(), &e.inner().to_string()));
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        if let Err(e) = serde_path_to_error::deserialize::<_, Shown>(&mut de) {
             return Err(invalid(path, &e.path().to_string(), &e.inner().to_string()));
         }
         let mut de = serde_json::Deserializer::from_str(text);
@@ -204,6 +214,7 @@ impl Config {
         };
         for (name, settings) in &config.channels {
             crate::access::Access::of(name, settings).map_err(merged)?;
+            crate::presentation::Presentation::of(name, settings).map_err(merged)?;
             super::channels::check(name, settings).map_err(merged)?;
         }
         Ok(())

@@ -45,6 +45,29 @@ pub enum BrokerToChannel {
         /// them (Telegram, Discord, Slack); elsewhere the text says the same.
         #[serde(with = "limit::buttons")]
         buttons: Vec<Button>,
+        /// The platform id of a message this one replaces (the draft a
+        /// streamed answer was shown in): the first part is edited into it,
+        /// not posted. Editing again to the same text is harmless, so a
+        /// retry after a crash never shows the answer twice.
+        #[serde(with = "limit::id")]
+        edit: Option<String>,
+    },
+    /// Show `text` as the current state of draft `draft_id` (a streamed
+    /// answer, or the list of tools running): edit `message_id` when it is
+    /// given, post a new message otherwise and answer `DraftShown`. Best
+    /// effort: a draft the platform refuses is dropped, nothing is retried.
+    Draft {
+        #[serde(with = "limit::id")]
+        chat_id: String,
+        draft_id: u64,
+        #[serde(with = "limit::id")]
+        message_id: Option<String>,
+        /// The message the turn answers: a draft is posted where its
+        /// answer will be (as a reply, in the thread).
+        #[serde(with = "limit::id")]
+        reply_to: Option<String>,
+        #[serde(with = "limit::text")]
+        text: String,
     },
     /// Close down cleanly.
     Shutdown,
@@ -130,6 +153,12 @@ pub enum ChannelToBroker {
     PartDelivered {
         outbox_id: u64,
         parts: u32,
+    },
+    /// Draft `draft_id` was posted as the platform's message `message_id`.
+    DraftShown {
+        draft_id: u64,
+        #[serde(with = "limit::id")]
+        message_id: String,
     },
 }
 

@@ -31,6 +31,7 @@ pub fn run(socket: &Path, session: &str, raw: bool) -> Result<(), String> {
         editor: LineEditor::start()?,
         session: session.to_string(),
         shown: HashSet::new(),
+        owed: 0,
     };
     crate::client::block_on(async move {
         let (mut link, waiting) = Link::open(socket, session).await?;
@@ -51,6 +52,9 @@ struct Chat {
     /// Console messages already shown (one may arrive twice around an
     /// attach).
     shown: HashSet<u64>,
+    /// Answers owed to commands sent during a turn (an approval's button):
+    /// an error among them is theirs, not the turn's.
+    owed: usize,
 }
 
 impl Chat {
@@ -120,6 +124,7 @@ impl Chat {
 
     /// One turn: sent once, shown as it streams, stopped by Ctrl-C.
     async fn turn(&mut self, link: &mut Link, message: String) -> Result<(), String> {
+        self.owed = 0;
         let request = CtlRequest::Chat {
             session: self.session.clone(),
             message,
@@ -148,14 +153,18 @@ impl Chat {
                             self.show_delivered(link, vec![Delivered { outbox_id, text, buttons }]).await;
                         }
                     },
-                    Ok(CtlReply::Done { message }) => self.screen.note(&message),
+                    Ok(CtlReply::Done { message }) => {
+                        self.owed = self.owed.saturating_sub(1);
+                        self.screen.note(&message);
+                    }
                     Ok(CtlReply::Error { message }) => {
                         self.screen.note(&format!("error: {message}"));
-                        // An error answers the turn itself unless it is
-                        // about a cancel that came too late.
-                        if !cancelling {
+                        // An error answers the turn itself, unless a
+                        // command sent meanwhile is owed its answer.
+                        if self.owed == 0 {
                             return Ok(());
                         }
+                        self.owed -= 1;
                     }
                     Ok(other) => return Err(crate::client::unexpected(&other)),
                     Err(_) => {
@@ -269,7 +278,9 @@ impl Chat {
                 session: self.session.clone(),
                 text: button.says.clone(),
             };
-            let _ = link.send(&request).await;
+            if link.send(&request).await.is_ok() {
+                self.owed += 1;
+            }
         }
     }
 

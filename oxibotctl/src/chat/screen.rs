@@ -167,9 +167,12 @@ impl Screen {
     fn erase(&mut self, streamed: &str) -> bool {
         let (columns, rows) = termimad::terminal_size();
         let columns = usize::from(columns.max(1));
+        // Display columns, not characters: counted high, the erase would
+        // reach above the answer (the tool lines, the admin's own line).
+        // Wide characters at a row's end can only make it count low.
         let shown_rows: usize = format!("oxibot> {}", shown(streamed))
             .split('\n')
-            .map(|line| line.chars().count().max(1).div_ceil(columns))
+            .map(|line| unicode_width::UnicodeWidthStr::width(line).max(1).div_ceil(columns))
             .sum();
         if shown_rows + 1 >= usize::from(rows) {
             return false;
