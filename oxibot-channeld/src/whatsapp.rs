@@ -6,6 +6,12 @@
 //! frames, and `ack` frames once the broker has committed a message, so a
 //! bridge that keeps unacknowledged messages can redeliver them after a
 //! reconnect. Unknown or malformed frames are logged and skipped.
+//!
+//! Media: a `message` may name one (`media: {id, mimetype, fileName,
+//! fileLength}`, the caption in `content`). Its bytes are asked for with
+//! `{"type":"download","id":…}` only after the broker said the sender is
+//! admitted and only when the announced length fits; the bridge answers
+//! `{"type":"media","id":…,"data":BASE64}` (or `"error"`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -15,12 +21,16 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use oxibot_proto::messages::{Attachment, MAX_FILE_BYTES};
+
 use crate::incoming::Incoming;
 use crate::link::{Job, Link, Part, PartSender};
 use crate::{format, Fatal};
 
 const MAX_MESSAGE: usize = 4096;
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// A medium of 20 MiB over a local socket: well within this.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 use oxibot_proto::settings::WhatsAppSettings as Settings;
 
@@ -143,8 +153,18 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
                     continue;
                 };
                 let id = incoming.platform_id.clone();
-                // The bridge protocol carries text only.
-                let inbound = incoming.into_inbound(Vec::new(), &[]);
+                // A stranger's media are not even asked for.
+                let (attachments, notes) = match frame.get("media").filter(|m| m.is_object()) {
+                    Some(media) if link.may_fetch(incoming.may_fetch()).await => {
+                        let mut bridge = Bridge {
+                            ws: &mut ws,
+                            backlog: &mut backlog,
+                        };
+                        bridge.download(media).await
+                    }
+                    _ => (Vec::new(), Vec::new()),
+                };
+                let inbound = incoming.into_inbound(attachments, &notes);
                 if let Err(e) = link.deliver_inbound(inbound, &id).await {
                     return Ended::Fatal(Fatal::from(e));
                 }
@@ -178,10 +198,12 @@ async fn session(mut ws: Ws, link: &Link, jobs: &mut mpsc::Receiver<Job>, token:
 /// A bridge `message` frame as the broker will see it; None without an
 /// id, a sender or content.
 pub(crate) fn read(frame: &Value) -> Option<Incoming> {
+    // A medium may come without a caption.
+    let media = frame.get("media").is_some_and(Value::is_object);
     let (id, sender, content) = (
         frame["id"].as_str()?,
         frame["sender"].as_str()?,
-        frame["content"].as_str()?,
+        frame["content"].as_str().or(media.then_some(""))?,
     );
     Some(Incoming {
         platform_id: id.to_string(),
@@ -203,6 +225,82 @@ pub(crate) fn read(frame: &Value) -> Option<Incoming> {
 struct Bridge<'a> {
     ws: &'a mut Ws,
     backlog: &'a mut VecDeque<Value>,
+}
+
+impl Bridge<'_> {
+    /// A message's medium, if its announced length fits: asked for, and
+    /// waited for (other frames meanwhile kept for the main loop).
+    async fn download(&mut self, media: &Value) -> (Vec<Attachment>, Vec<String>) {
+        let name = media["fileName"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("whatsapp-media")
+            .to_string();
+        let mime = media["mimetype"]
+            .as_str()
+            .unwrap_or("application/octet-stream")
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let Some(id) = media["id"].as_str() else {
+            return (
+                Vec::new(),
+                vec![crate::attach::not_downloaded(&name, "the bridge gave no media id")],
+            );
+        };
+        let announced = media["fileLength"]
+            .as_u64()
+            .or_else(|| media["fileLength"].as_str()?.parse().ok());
+        if let Some(size) = announced.filter(|s| !crate::attach::fits(*s)) {
+            return (Vec::new(), vec![crate::attach::too_large(&name, size)]);
+        }
+        match self.fetch(id).await {
+            Ok(data) if crate::attach::fits(data.len() as u64) => {
+                let kind = crate::attach::kind_for(&mime);
+                (vec![Attachment { kind, name, mime, data }], Vec::new())
+            }
+            Ok(data) => (Vec::new(), vec![crate::attach::too_large(&name, data.len() as u64)]),
+            Err(e) => (Vec::new(), vec![crate::attach::not_downloaded(&name, &e)]),
+        }
+    }
+
+    async fn fetch(&mut self, id: &str) -> Result<Vec<u8>, String> {
+        let ask = json!({"type": "download", "id": id}).to_string();
+        self.ws
+            .send(WsMessage::Text(ask.into()))
+            .await
+            .map_err(|e| format!("cannot ask the bridge: {e}"))?;
+        let deadline = tokio::time::Instant::now() + DOWNLOAD_TIMEOUT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| "the bridge did not send it in time".to_string())?;
+            let frame = match next {
+                Some(Ok(WsMessage::Text(t))) => serde_json::from_str::<Value>(&t).unwrap_or(Value::Null),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the bridge closed the connection".into()),
+            };
+            if frame["type"] != "media" || frame["id"].as_str() != Some(id) {
+                self.backlog.push_back(frame);
+                continue;
+            }
+            if let Some(error) = frame["error"].as_str() {
+                return Err(format!("the bridge could not fetch it: {error}"));
+            }
+            let data = frame["data"].as_str().unwrap_or_default();
+            // Decoded only when it can fit (base64 is 4 bytes for 3).
+            if data.len() / 4 * 3 > MAX_FILE_BYTES + 3 {
+                return Err(format!("the bridge sent more than {} MiB", MAX_FILE_BYTES >> 20));
+            }
+            use base64::Engine;
+            return base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| format!("the bridge sent it garbled ({e})"));
+        }
+    }
 }
 
 impl PartSender for Bridge<'_> {

@@ -39,6 +39,12 @@ struct Inner {
     texts: std::collections::HashMap<String, String>,
     /// chat.update calls, as received, with `at_ms`.
     updates: Vec<Value>,
+    /// This server's address, for file links.
+    address: String,
+    /// Shared files by id: (bytes, or a size to stream of zeros).
+    files: std::collections::HashMap<String, SharedFile>,
+    /// (file id, Authorization header, bytes served) per download.
+    downloads: Vec<(String, String, usize)>,
     started: Option<std::time::Instant>,
 }
 
@@ -82,6 +88,14 @@ pub struct FakeSlack {
 
 type St = Arc<Mutex<Inner>>;
 
+/// A file a message shares.
+#[derive(Clone)]
+enum SharedFile {
+    Bytes(Vec<u8>),
+    /// Announced with this length, then streamed in 64 KiB pieces.
+    Huge(usize),
+}
+
 impl FakeSlack {
     pub fn start(bot_token: &str, app_token: &str) -> FakeSlack {
         let inner = Arc::new(Mutex::new(Inner {
@@ -98,8 +112,10 @@ impl FakeSlack {
             addr_tx.send(http.local_addr().unwrap()).unwrap();
             let ws_state = state.clone();
             tokio::spawn(crate::serve::accept_each(ws, move |tcp| socket(tcp, ws_state.clone())));
+            state.lock().unwrap().address = format!("{}", http.local_addr().unwrap());
             let app = axum::Router::new()
                 .route("/api/{method}", axum::routing::any(api))
+                .route("/files/{id}/{name}", axum::routing::get(file))
                 .with_state(state);
             crate::serve::http(http, app).await;
         });
@@ -111,6 +127,63 @@ impl FakeSlack {
 
     /// A message event; returns the envelope id.
     pub fn message(&self, channel: &str, channel_type: &str, user: &str, text: &str) -> String {
+        self.message_sharing(channel, channel_type, user, text, None)
+    }
+
+    /// A message that shares a file (subtype `file_share`), served by this
+    /// fake to the bot token; returns the envelope id.
+    pub fn share_file(&self, channel: &str, user: &str, text: &str, name: &str, mime: &str, data: &[u8]) -> String {
+        self.share(
+            channel,
+            user,
+            text,
+            name,
+            mime,
+            SharedFile::Bytes(data.to_vec()),
+            data.len(),
+        )
+    }
+
+    /// A message that shares a file of `size` bytes, streamed when asked.
+    pub fn share_huge_file(&self, channel: &str, user: &str, name: &str, size: usize) -> String {
+        self.share(channel, user, "", name, "application/zip", SharedFile::Huge(size), size)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn share(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+        name: &str,
+        mime: &str,
+        file: SharedFile,
+        size: usize,
+    ) -> String {
+        let (id, url) = {
+            let mut s = self.inner.lock().unwrap();
+            let id = format!("F{:04}", s.files.len() + 1);
+            s.files.insert(id.clone(), file);
+            (id.clone(), format!("http://{}/files/{id}/{name}", s.address))
+        };
+        let shared = json!({"id": id, "name": name, "title": name, "mimetype": mime, "size": size,
+                            "url_private": url, "url_private_download": url});
+        self.message_sharing(channel, "im", user, text, Some(shared))
+    }
+
+    /// (file id, Authorization header, bytes served) of each download.
+    pub fn downloads(&self) -> Vec<(String, String, usize)> {
+        self.inner.lock().unwrap().downloads.clone()
+    }
+
+    fn message_sharing(
+        &self,
+        channel: &str,
+        channel_type: &str,
+        user: &str,
+        text: &str,
+        file: Option<Value>,
+    ) -> String {
         let mut s = self.inner.lock().unwrap();
         let n = s.next;
         s.next += 1;
@@ -126,6 +199,11 @@ impl FakeSlack {
                           "text": text, "ts": ts, "event_ts": ts}
             }
         });
+        let mut envelope = envelope;
+        if let Some(file) = file {
+            envelope["payload"]["event"]["subtype"] = json!("file_share");
+            envelope["payload"]["event"]["files"] = json!([file]);
+        }
         s.envelopes.push(envelope.clone());
         s.dispatch(envelope);
         envelope_id
@@ -272,6 +350,54 @@ async fn api(State(state): State<St>, Path(method): Path<String>, headers: Heade
             .into_response()
         }
         _ => invalid(),
+    }
+}
+
+/// A shared file, to the bot token only (as Slack's private links).
+async fn file(
+    State(state): State<St>,
+    Path((id, _name)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (file, allowed) = {
+        let s = state.lock().unwrap();
+        (s.files.get(&id).cloned(), auth == format!("Bearer {}", s.bot_token))
+    };
+    let index = {
+        let mut s = state.lock().unwrap();
+        s.downloads.push((id.clone(), auth, 0));
+        s.downloads.len() - 1
+    };
+    match (file, allowed) {
+        (_, false) => axum::http::StatusCode::FORBIDDEN.into_response(),
+        (None, _) => axum::http::StatusCode::NOT_FOUND.into_response(),
+        (Some(SharedFile::Bytes(data)), true) => {
+            state.lock().unwrap().downloads[index].2 = data.len();
+            data.into_response()
+        }
+        (Some(SharedFile::Huge(size)), true) => {
+            // Counted as pulled: a client that stops reading pulls little.
+            let pieces = size.div_ceil(64 * 1024);
+            let body = futures_util::stream::unfold(0usize, move |n| {
+                let state = state.clone();
+                async move {
+                    if n >= pieces {
+                        return None;
+                    }
+                    state.lock().unwrap().downloads[index].2 += 64 * 1024;
+                    Some((Ok::<_, std::convert::Infallible>(vec![0u8; 64 * 1024]), n + 1))
+                }
+            });
+            let mut resp = axum::body::Body::from_stream(body).into_response();
+            resp.headers_mut()
+                .insert("content-length", (pieces * 64 * 1024).to_string().parse().unwrap());
+            resp
+        }
     }
 }
 

@@ -20,6 +20,9 @@ struct Inner {
     connections: usize,
     auth_failures: usize,
     next: u64,
+    /// Media by id (the bytes the bridge holds), and the ids asked for.
+    media: std::collections::HashMap<String, Vec<u8>>,
+    downloads: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -61,6 +64,47 @@ impl FakeBridge {
         drop(s);
         let _ = self.push.send(frame);
         id
+    }
+
+    /// A message with a medium (`caption` its text); returns its id.
+    pub fn receive_media(&self, sender: &str, caption: &str, name: &str, mime: &str, data: &[u8]) -> String {
+        self.media_message(sender, caption, name, mime, data.len() as u64, Some(data.to_vec()))
+    }
+
+    /// A message announcing a medium of `size` bytes the bridge would
+    /// stream if asked.
+    pub fn receive_huge_media(&self, sender: &str, name: &str, size: u64) -> String {
+        self.media_message(sender, "", name, "video/mp4", size, None)
+    }
+
+    fn media_message(
+        &self,
+        sender: &str,
+        caption: &str,
+        name: &str,
+        mime: &str,
+        size: u64,
+        data: Option<Vec<u8>>,
+    ) -> String {
+        let mut s = self.inner.lock().unwrap();
+        let id = format!("wamid.{}", s.next);
+        let media_id = format!("media-{}", s.next);
+        s.next += 1;
+        if let Some(data) = data {
+            s.media.insert(media_id.clone(), data);
+        }
+        let frame = json!({"type": "message", "id": id, "sender": sender, "pn": "", "content": caption,
+                           "timestamp": 1_700_000_000, "isGroup": false,
+                           "media": {"id": media_id, "mimetype": mime, "fileName": name, "fileLength": size}});
+        s.messages.push(frame.clone());
+        drop(s);
+        let _ = self.push.send(frame);
+        id
+    }
+
+    /// The media ids a client asked for.
+    pub fn downloads(&self) -> Vec<String> {
+        self.inner.lock().unwrap().downloads.clone()
     }
 
     /// A raw frame to every connected client.
@@ -141,6 +185,23 @@ async fn serve(tcp: tokio::net::TcpStream, state: Arc<Mutex<Inner>>, mut pushes:
                     Some("send") => {
                         state.lock().unwrap().sent.push(v.clone());
                         let reply = json!({"type": "sent", "to": v["to"]});
+                        if ws.send(Message::Text(reply.to_string().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some("download") => {
+                        let id = v["id"].as_str().unwrap_or_default().to_string();
+                        let data = {
+                            let mut s = state.lock().unwrap();
+                            s.downloads.push(id.clone());
+                            s.media.get(&id).cloned()
+                        };
+                        use base64::Engine;
+                        let reply = match data {
+                            Some(d) => json!({"type": "media", "id": id,
+                                              "data": base64::engine::general_purpose::STANDARD.encode(d)}),
+                            None => json!({"type": "media", "id": id, "error": "no such media"}),
+                        };
                         if ws.send(Message::Text(reply.to_string().into())).await.is_err() {
                             return;
                         }

@@ -149,3 +149,97 @@ fn a_streamed_answer_is_one_message_updated_in_its_thread() {
         );
     }
 }
+
+const PHOTO: &[u8] = b"\x89PNG\r\n\x1a\n a tiny png \x00\x01 not really";
+
+/// The image URLs and text of the last user message of a request.
+fn last_user(request: &serde_json::Value) -> (String, Vec<String>) {
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .cloned()
+        .unwrap_or_default();
+    match &user["content"] {
+        serde_json::Value::String(t) => (t.clone(), Vec::new()),
+        serde_json::Value::Array(parts) => (
+            parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            parts
+                .iter()
+                .filter_map(|p| p["image_url"]["url"].as_str().map(str::to_string))
+                .collect(),
+        ),
+        _ => (String::new(), Vec::new()),
+    }
+}
+
+/// A shared image is downloaded with the bot token, after the broker said
+/// the sender is admitted; it reaches a vision model and the workspace.
+#[test]
+fn a_shared_image_reaches_a_vision_model_and_is_saved() {
+    let r = Run::<Slack>::builder(vec![Step::Text("a lighthouse".into())])
+        .allow([ALICE.to_string()])
+        .settings(|slack| json!({"apiBase": slack.fake.api_base}))
+        .config(|_| json!({"agents": {"defaults": {"vision": true}}}))
+        .start()
+        .expect("the fake Slack always starts");
+    r.wait_connected();
+    r.p.fake.wait_connected(CONNECT);
+    r.p.fake
+        .share_file("D0001", ALICE, "what is this?", "shot.png", "image/png", PHOTO);
+    let posted = r.p.fake.wait_posted(1, Duration::from_secs(20));
+    assert_eq!(posted[0]["text"], "a lighthouse");
+    let (text, images) = last_user(&r.llm.requests()[0].body);
+    assert!(text.contains("what is this?"), "{text}");
+    use base64::Engine;
+    let expected = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(PHOTO)
+    );
+    assert_eq!(images, vec![expected]);
+    let saved = text.split("saved to ").nth(1).unwrap_or_default().trim_end_matches(']');
+    assert!(saved.starts_with("inbox/shot"), "{text}");
+    assert_eq!(std::fs::read(r.broker.workspace.join(saved)).unwrap(), PHOTO);
+    let downloads = r.p.fake.downloads();
+    assert_eq!(downloads.len(), 1);
+    assert!(downloads[0].1.starts_with("Bearer xoxb-"), "{downloads:?}");
+}
+
+/// A stranger's file is not fetched at all; a file over 20 MiB is refused
+/// by its announced size before its body is read, and the model is told.
+#[test]
+fn strangers_files_and_oversized_files_are_not_downloaded() {
+    let r = start(vec![Step::EchoUser]);
+    r.p.fake.share_file(
+        "D0002",
+        "USTRANGER",
+        "",
+        "payload.bin",
+        "application/octet-stream",
+        &[1; 4096],
+    );
+    r.broker.wait_audit("access_denied", "USTRANGER");
+    r.p.fake.share_huge_file("D0001", ALICE, "backup.zip", 30 << 20);
+    let posted = r.p.fake.wait_posted(1, Duration::from_secs(20));
+    let told = posted[0]["text"].as_str().unwrap_or_default();
+    assert!(
+        told.contains("backup.zip") && told.contains("cannot come through"),
+        "{told}"
+    );
+    let downloads = r.p.fake.downloads();
+    assert!(
+        downloads.iter().all(|d| d.0 != "F0001"),
+        "a stranger's file was fetched: {downloads:?}"
+    );
+    let huge = downloads
+        .iter()
+        .find(|d| d.0 == "F0002")
+        .expect("the big file was not even asked for");
+    assert!(huge.2 < 4 << 20, "{} bytes of the oversized file were pulled", huge.2);
+    assert!(!r.broker.workspace.join("inbox/backup.zip").exists());
+}

@@ -11,6 +11,8 @@ use slack_morphism::prelude::*;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use tokio::sync::mpsc;
 
+mod files;
+
 use crate::incoming::Incoming;
 use crate::link::{Draft, Job, Link, Part};
 use crate::{format, Fatal};
@@ -25,6 +27,11 @@ type Connector = SlackClientHyperHttpsConnector;
 struct State {
     link: Link,
     bot_user: String,
+    /// For files: the client (no redirects: the token must not follow
+    /// one), the bot token, and where file links may point.
+    http: reqwest::Client,
+    bot_token: zeroize::Zeroizing<String>,
+    file_host: files::FileHost,
 }
 
 pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credential: &str) -> Result<(), Fatal> {
@@ -44,6 +51,11 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
     }
     let client: Arc<SlackClient<Connector>> = Arc::new(SlackClient::new(connector));
     let bot_token = SlackApiToken::new(credential.bot_token.clone().into());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .map_err(|e| Fatal::config(format!("cannot build the HTTP client for Slack files: {e}")))?;
     let me = match client.open_session(&bot_token).auth_test().await {
         Ok(me) => me.user_id.to_string(),
         Err(SlackClientError::ApiError(e)) => {
@@ -69,6 +81,9 @@ pub async fn run(link: Link, jobs: mpsc::Receiver<Job>, settings: &str, credenti
             .with_user_state(State {
                 link: link.clone(),
                 bot_user: me,
+                http,
+                bot_token: zeroize::Zeroizing::new(credential.bot_token.clone()),
+                file_host: files::FileHost::of(settings.api_base.as_deref()),
             }),
     );
     let listener = SlackClientSocketModeListener::new(&SlackClientSocketModeConfig::new(), env, callbacks);
@@ -115,19 +130,24 @@ async fn on_push(
     let SlackEventCallbackBody::Message(msg) = event.event else {
         return Ok(());
     };
-    let (link, bot_user) = {
-        let guard = states.read().await;
-        let Some(state) = guard.get_user_state::<State>() else {
-            return Ok(());
-        };
-        (state.link.clone(), state.bot_user.clone())
+    let guard = states.read().await;
+    let Some(state) = guard.get_user_state::<State>() else {
+        return Ok(());
     };
-    let Some(incoming) = read(&msg, &bot_user) else {
+    let Some(incoming) = read(&msg, &state.bot_user) else {
         return Ok(());
     };
     let platform_id = incoming.platform_id.clone();
-    // Slack files need the files:read scope and url_private downloads: not yet.
-    let inbound = incoming.into_inbound(Vec::new(), &[]);
+    let shared = msg.content.as_ref().and_then(|c| c.files.clone()).unwrap_or_default();
+    // A stranger's files are not even downloaded.
+    let (attachments, notes) = if !shared.is_empty() && state.link.may_fetch(incoming.may_fetch()).await {
+        files::fetch(&state.http, &state.bot_token, &state.file_host, &shared).await
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let link = state.link.clone();
+    drop(guard);
+    let inbound = incoming.into_inbound(attachments, &notes);
     link.deliver_inbound(inbound, &platform_id)
         .await
         .map_err(|e| -> BoxError { e.into() })
@@ -179,14 +199,20 @@ pub(crate) fn pressed(press: &SlackInteractionBlockActionsEvent) -> Option<Incom
 }
 
 /// A message event as the broker will see it; None for edits, joins, bots
-/// (ourselves included) and messages without a channel, user or text.
+/// (ourselves included) and messages without a channel, user, text or file.
 pub(crate) fn read(msg: &SlackMessageEvent, bot_user: &str) -> Option<Incoming> {
-    if msg.subtype.is_some() || msg.sender.bot_id.is_some() {
+    let shares_files = matches!(&msg.subtype, Some(SlackMessageEventType::FileShare));
+    if (msg.subtype.is_some() && !shares_files) || msg.sender.bot_id.is_some() {
         return None;
     }
     let (channel, user) = (msg.origin.channel.as_ref()?, msg.sender.user.as_ref()?);
     let text = msg.content.as_ref().and_then(|c| c.text.clone()).unwrap_or_default();
-    if text.trim().is_empty() {
+    let has_files = msg
+        .content
+        .as_ref()
+        .and_then(|c| c.files.as_ref())
+        .is_some_and(|f| !f.is_empty());
+    if text.trim().is_empty() && !has_files {
         return None;
     }
     let thread = msg.origin.thread_ts.as_ref().unwrap_or(&msg.origin.ts);
