@@ -10,7 +10,9 @@ pub const MAGIC: [u8; 4] = *b"OXIB";
 /// toold). 4: the messages of each connection in a file of their own, cron
 /// as one nested control request, and the health daemon's connection.
 /// 5: `Exec.egress` (the exec's key to the egress door) and the egress
-/// daemon's connection.
+/// daemon's connection. 9: streamed chat turns and console chats on the
+/// control socket (`Chat`, `ChatEvent`), drafts and `Send.edit` on a
+/// channel's.
 pub const PROTOCOL_MAJOR: u16 = 9;
 /// Bumped when variants are appended; older peers keep working.
 pub const PROTOCOL_MINOR: u16 = 0;
