@@ -121,7 +121,8 @@ pub async fn run_turn(
         if let Some(watcher) = &turn.watcher {
             let rest = std::mem::take(&mut *unshown.lock().unwrap_or_else(|p| p.into_inner()));
             if !rest.is_empty() {
-                let _ = watcher.send(ChatEvent::Text { delta: rest });
+                let delta = svc.audit.scrub(&rest, "the model's streamed reply");
+                let _ = watcher.send(ChatEvent::Text { delta });
             }
         }
         let resp = match result {

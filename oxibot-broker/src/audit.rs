@@ -37,16 +37,17 @@ impl Audit {
     }
 
     /// A text that arrives in pieces (a streamed answer), scrubbed piece by
-    /// piece: `pending` keeps what is not shown yet (scrubbed already), and
-    /// the part that may be the start of a secret stays there until the
-    /// next piece says. Returns what may be shown now.
+    /// piece: `pending` keeps what is not shown yet, as it came; the part
+    /// that may be (or reach into) a secret stays there until the next
+    /// piece says. Returns what may be shown now, scrubbed. What is left
+    /// at the end is shown through [`Audit::scrub`].
     pub fn scrub_piece(&self, pending: &mut String, piece: &str, what: &str) -> String {
         pending.push_str(piece);
-        let scrubbed = self.scrub(pending, what);
         let scrubber = self.scrubber.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let from = scrubber.unfinished(&scrubbed);
-        *pending = scrubbed[from..].to_string();
-        scrubbed[..from].to_string()
+        let cut = scrubber.stream_cut(pending);
+        let shown = self.scrub(&pending[..cut], what);
+        pending.drain(..cut);
+        shown
     }
 
     /// The secrets of a reloaded configuration.

@@ -184,5 +184,6 @@ pub fn replacing_send(
         first_part: 0,
         buttons: Vec::new(),
         edit,
+        draft: None,
     }
 }

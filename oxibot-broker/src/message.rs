@@ -26,6 +26,7 @@ pub async fn queue_with_buttons(
         first_part: 0,
         buttons,
         edit: None,
+        draft: None,
     };
     svc.hub.deliver(&chat.channel, msg).await;
     Ok(id)

@@ -375,19 +375,19 @@ async fn send(http: &Http, part: Part) -> Result<(), (String, bool)> {
         }
         match channel.edit_message(http, id, edit).await {
             Ok(_) => return Ok(()),
-            // The draft was deleted: the answer is posted instead.
-            Err(e) if is_unknown_message(&e) => {}
-            Err(e) => return Err(failure(e)),
+            Err(e) => match failure(e) {
+                // Tried again later, as an edit.
+                (why, true) => return Err((why, true)),
+                // Deleted or refused: the answer is posted instead, never
+                // lost with the draft.
+                (why, false) => tracing::warn!("the draft could not become the answer ({why}); posting it"),
+            },
         }
     }
     if let Some(row) = row {
         m = m.components(row);
     }
     channel.send_message(http, m).await.map(drop).map_err(failure)
-}
-
-fn is_unknown_message(e: &serenity::Error) -> bool {
-    matches!(e, serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) if r.status_code.as_u16() == 404)
 }
 
 /// A refused send, and whether trying again could help.

@@ -121,6 +121,9 @@ pub struct Reply {
     pub buttons: Vec<Button>,
     /// The draft message the first part replaces.
     pub edit: Option<String>,
+    /// The draft it replaces, when the broker did not know its message:
+    /// the one this daemon posted for it, if any.
+    pub draft: Option<u64>,
 }
 
 /// A message already checked against the broker's limits (so the writer
@@ -196,6 +199,9 @@ pub async fn serve_jobs<P, S, SF, T, TF>(
 {
     let mut indicators: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut send = SendFn(send);
+    // The drafts this daemon posted, newest last (a few turns' worth): a
+    // reply that replaces one the broker has not heard of yet finds it here.
+    let mut posted: std::collections::VecDeque<(u64, String)> = std::collections::VecDeque::new();
     while let Some(job) = jobs.recv().await {
         match job {
             Job::Typing { chat_id } => {
@@ -211,6 +217,10 @@ pub async fn serve_jobs<P, S, SF, T, TF>(
                     Ok(Some(message_id)) => {
                         let mut message_id = message_id;
                         clip(&mut message_id, MAX_ID);
+                        if posted.len() >= 256 {
+                            posted.pop_front();
+                        }
+                        posted.push_back((draft_id, message_id.clone()));
                         if link
                             .send(ChannelToBroker::DraftShown { draft_id, message_id })
                             .await
@@ -224,7 +234,13 @@ pub async fn serve_jobs<P, S, SF, T, TF>(
                     Err(e) => tracing::debug!(draft_id, "a draft was not shown: {e}"),
                 }
             }
-            Job::Send(reply) => {
+            Job::Send(mut reply) => {
+                if reply.edit.is_none() {
+                    reply.edit = reply
+                        .draft
+                        .and_then(|d| posted.iter().find(|(id, _)| *id == d))
+                        .map(|(_, m)| m.clone());
+                }
                 if let Some(t) = indicators.remove(&reply.chat_id) {
                     t.abort();
                 }
@@ -280,6 +296,7 @@ impl Link {
                         first_part,
                         buttons,
                         edit,
+                        draft,
                     }) => {
                         let _ = jobs_tx
                             .send(Job::Send(Reply {
@@ -290,6 +307,7 @@ impl Link {
                                 first_part,
                                 buttons,
                                 edit,
+                                draft,
                             }))
                             .await;
                     }

@@ -380,9 +380,13 @@ async fn send(bot: &Bot, part: Part) -> Result<(), (String, bool)> {
         }
         match edit.send().await {
             Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => return Ok(()),
-            // The person deleted the draft: the answer is posted instead.
-            Err(RequestError::Api(ApiError::MessageToEditNotFound)) => {}
-            Err(e) => return Err(failure(e)),
+            Err(e) => match failure(e) {
+                // Tried again later, as an edit.
+                (why, true) => return Err((why, true)),
+                // Deleted, too old to edit, refused: the answer is posted
+                // instead, never lost with the draft.
+                (why, false) => tracing::warn!("the draft could not become the answer ({why}); posting it"),
+            },
         }
     }
     let mut req = bot.send_message(ChatId(chat), html).parse_mode(ParseMode::Html);

@@ -58,10 +58,9 @@ impl Scrubber {
         self.redactor.redact(text)
     }
 
-    /// Where a streamed text's possibly unfinished secret begins (see
-    /// `Redactor::unfinished`).
-    pub fn unfinished(&self, text: &str) -> usize {
-        self.redactor.unfinished(text)
+    /// Where to cut a streamed text (see `Redactor::stream_cut`).
+    pub fn stream_cut(&self, text: &str) -> usize {
+        self.redactor.stream_cut(text)
     }
 }
 

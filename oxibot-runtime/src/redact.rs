@@ -75,6 +75,36 @@ impl Redactor {
         from
     }
 
+    /// Where to cut a streamed text: what is before the cut can be
+    /// redacted and shown now, what is after waits for the next piece.
+    /// The cut is at the unfinished end (see [`Redactor::unfinished`]),
+    /// moved back before any whole secret that reaches over it, so that no
+    /// secret is ever shown in two halves, and a short secret inside an
+    /// unfinished longer one does not break the longer one.
+    pub fn stream_cut(&self, text: &str) -> usize {
+        let mut cut = self.unfinished(text);
+        loop {
+            let mut moved = false;
+            for form in &self.forms {
+                let mut from = 0;
+                while let Some(at) = text[from..].find(form.as_str()) {
+                    let start = from + at;
+                    if start < cut && start + form.len() > cut {
+                        cut = start;
+                        moved = true;
+                    }
+                    from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+                    if start >= cut {
+                        break;
+                    }
+                }
+            }
+            if !moved {
+                return cut;
+            }
+        }
+    }
+
     /// Returns the redacted text and how many occurrences were replaced.
     pub fn redact(&self, text: &str) -> (String, usize) {
         let mut out: Option<String> = None;
@@ -220,6 +250,37 @@ mod tests {
         // A whole secret is the redactor's; only a start is held.
         assert_eq!(r.unfinished("sk-live-123456 done"), "sk-live-123456 done".len());
         assert_eq!(r.unfinished("ünï sk"), "ünï ".len());
+    }
+
+    /// Any way a text is cut into pieces, showing each piece's ready part
+    /// redacted shows what redacting the whole shows.
+    #[test]
+    fn a_stream_shows_what_the_whole_text_shows() {
+        let r = Redactor::new([
+            "hunter2hunter2",
+            "postgres://app:hunter2hunter2@db/prod",
+            "abcdef",
+            "defghi",
+        ]);
+        for text in [
+            "url postgres://app:hunter2hunter2@db/prod end",
+            "xxabcdefghi yy",
+            "pw hunter2hunter2 and abcdefabcdef",
+        ] {
+            let whole = r.redact(text).0;
+            for step in 1..=7 {
+                let (mut shown, mut pending) = (String::new(), String::new());
+                let chars: Vec<char> = text.chars().collect();
+                for piece in chars.chunks(step) {
+                    pending.extend(piece);
+                    let cut = r.stream_cut(&pending);
+                    shown.push_str(&r.redact(&pending[..cut]).0);
+                    pending = pending[cut..].to_string();
+                }
+                shown.push_str(&r.redact(&pending).0);
+                assert_eq!(shown, whole, "pieces of {step}: {text}");
+            }
+        }
     }
 
     #[test]

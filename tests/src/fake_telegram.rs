@@ -47,6 +47,10 @@ struct Inner {
     /// `at_ms`: when, in ms since the fake started.
     edits: Vec<Value>,
     started: Option<std::time::Instant>,
+    /// Every edit refused as Telegram refuses an old message's.
+    refuse_edits: bool,
+    /// Plain-text sends (drafts) answered only after this long.
+    slow_plain_sends: Option<Duration>,
     /// Each sent message's text now (after edits), by (chat, message id).
     texts: std::collections::HashMap<(i64, i64), String>,
 }
@@ -167,6 +171,16 @@ impl FakeTelegram {
                 Some((*s.injected_at.get(&to)?, *at))
             })
             .collect()
+    }
+
+    /// Every later edit is refused ("message can't be edited").
+    pub fn refuse_edits(&self) {
+        self.inner.lock().unwrap().refuse_edits = true;
+    }
+
+    /// Plain-text sendMessage calls (drafts) answer after `delay`.
+    pub fn slow_plain_sends(&self, delay: Duration) {
+        self.inner.lock().unwrap().slow_plain_sends = Some(delay);
     }
 
     /// editMessageText calls that changed a message.
@@ -410,6 +424,14 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
             }
         }
         "sendmessage" => {
+            let slow = inner
+                .lock()
+                .unwrap()
+                .slow_plain_sends
+                .filter(|_| p.get("parse_mode").is_none());
+            if let Some(delay) = slow {
+                tokio::time::sleep(delay).await;
+            }
             let mut s = inner.lock().unwrap();
             s.send_calls += 1;
             if s.refused_sends.contains(&s.send_calls) {
@@ -465,6 +487,9 @@ async fn handle(State((inner, wake)): State<St>, Path((bot, method)): Path<(Stri
                 )
                     .into_response()
             };
+            if s.refuse_edits {
+                return bad("Bad Request: message can't be edited");
+            }
             match s.texts.get(&(chat, mid)) {
                 None => return bad("Bad Request: message to edit not found"),
                 Some(now) if *now == text && p.get("reply_markup").is_none() => {

@@ -243,3 +243,24 @@ fn strangers_files_and_oversized_files_are_not_downloaded() {
     assert!(huge.2 < 4 << 20, "{} bytes of the oversized file were pulled", huge.2);
     assert!(!r.broker.workspace.join("inbox/backup.zip").exists());
 }
+
+/// A draft is escaped as every reply is: the model's `<!channel>` pings
+/// nobody.
+#[test]
+fn a_streamed_draft_pings_nobody() {
+    let r = Run::<Slack>::builder(vec![Step::Parts {
+        parts: vec!["<!channel> <!here> look ".into(), "at this.".into()],
+        gap: Duration::from_millis(1200),
+    }])
+    .allow([ALICE.to_string()])
+    .settings(|slack| json!({"apiBase": slack.fake.api_base, "streaming": true}))
+    .start()
+    .expect("the fake Slack always starts");
+    r.wait_connected();
+    r.p.fake.wait_connected(CONNECT);
+    r.p.fake.message("D0001", "im", ALICE, "ping them");
+    let draft = r.p.fake.wait_posted(1, Duration::from_secs(20))[0].clone();
+    let text = draft["text"].as_str().unwrap_or_default();
+    assert!(!text.contains("<!"), "the draft pings: {text}");
+    assert!(text.contains("&lt;!channel&gt;"), "{text}");
+}

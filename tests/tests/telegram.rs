@@ -548,3 +548,83 @@ fn a_daemon_killed_while_an_answer_streams_still_shows_it_whole_and_once() {
     let answers = answer_messages(&r);
     assert_eq!(answers.len(), 1, "the answer was posted again: {answers:?}");
 }
+
+/// The second attack review: each way a streamed answer could be lost,
+/// shown twice, or take the channel down.
+#[test]
+fn a_refused_final_edit_posts_the_answer_and_a_slow_draft_is_still_replaced() {
+    let r = start_streaming(vec![
+        Step::Parts {
+            parts: vec!["First ".into(), "answer.".into()],
+            gap: Duration::from_millis(1500),
+        },
+        Step::Parts {
+            parts: vec!["Second ".into(), "answer.".into()],
+            gap: Duration::from_millis(300),
+        },
+    ]);
+    r.wait_connected();
+    // Telegram refuses the edit (too old, say): the answer is posted.
+    r.p.fake.refuse_edits();
+    r.p.fake.send_text(ALICE, "one");
+    poll::wait_for("the answer posted", SLOW, || {
+        r.p.fake.sent().iter().find(|m| text_of(m) == "First answer.").cloned()
+    });
+    r.wait_outbox_drained();
+    // The draft's post takes longer than the turn: the answer still
+    // replaces it (the daemon posted it, and knows it).
+    let r2 = start_streaming(vec![Step::Parts {
+        parts: vec!["Slow ".into(), "draft.".into()],
+        gap: Duration::from_millis(300),
+    }]);
+    r2.wait_connected();
+    r2.p.fake.slow_plain_sends(Duration::from_secs(4));
+    r2.p.fake.send_text(ALICE, "two");
+    let draft = poll::wait_for("the draft", SLOW, || {
+        r2.p.fake
+            .sent()
+            .iter()
+            .find(|m| text_of(m).starts_with("Slow"))
+            .cloned()
+    });
+    let mid = draft["message_id"].as_i64().unwrap();
+    poll::wait_for("the answer in the draft", SLOW, || {
+        (r2.p.fake.text_now(ALICE, mid).as_deref() == Some("Slow draft.")).then_some(())
+    });
+    r2.wait_outbox_drained();
+    let answers: Vec<Value> =
+        r2.p.fake
+            .sent()
+            .into_iter()
+            .filter(|m| text_of(m).starts_with("Slow"))
+            .collect();
+    assert_eq!(answers.len(), 1, "the answer was shown twice: {answers:?}");
+}
+
+/// An answer longer than a channel message (a hostile provider's) is cut
+/// and says so; the channel stays up for everyone else.
+#[test]
+fn an_answer_too_long_for_a_chat_message_is_cut_and_the_channel_stays() {
+    let long = "word ".repeat(250_000);
+    let r = start_streaming(vec![Step::Parts {
+        parts: vec![long.clone(), "end".into()],
+        gap: Duration::from_millis(1200),
+    }]);
+    r.llm.always("and now?", Step::Text("still here".into()));
+    r.wait_connected();
+    let pid = r.channeld_pid();
+    r.p.fake.send_text(ALICE, "say a lot");
+    poll::wait_for("the cut answer", Duration::from_secs(60), || {
+        r.p.fake
+            .sent()
+            .iter()
+            .any(|m| text_of(m).contains("longer than a chat message can carry"))
+            .then_some(())
+    });
+    // The next message is answered (whatever the model makes of a history
+    // that long), by the same daemon.
+    let before = r.p.fake.sent().len();
+    r.p.fake.send_text(ALICE, "and now?");
+    r.p.fake.wait_sent(before + 1, SLOW);
+    assert_eq!(r.channeld_pid(), pid, "the channel daemon was restarted");
+}

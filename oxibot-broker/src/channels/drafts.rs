@@ -25,9 +25,6 @@ use oxibot_config::presentation::Presentation;
 
 /// At most one edit a second per draft: the platforms' own pace.
 const EDIT_EVERY: Duration = Duration::from_secs(1);
-/// How long the final reply waits for a draft's first post to be answered,
-/// so that it edits the draft instead of leaving it behind.
-const POST_WAIT: Duration = Duration::from_secs(3);
 /// How much of the tool list the status message keeps.
 const MAX_TOOL_LINES: usize = 20;
 
@@ -78,9 +75,10 @@ struct Draft {
     message: watch::Receiver<Option<String>>,
     /// Posted and not yet answered: another post would make a second message.
     posting: bool,
-    text: String,
-    /// `text` changed since it was last shown.
-    dirty: bool,
+    /// Sent at least once.
+    sent: bool,
+    /// What was shown last.
+    shown: String,
     last: Option<Instant>,
 }
 
@@ -91,55 +89,60 @@ impl Draft {
             id,
             message,
             posting: false,
-            text: String::new(),
-            dirty: false,
+            sent: false,
+            shown: String::new(),
             last: None,
         }
     }
 
-    fn set(&mut self, text: String) {
-        if text != self.text {
-            self.text = text;
-            self.dirty = true;
-        }
-    }
-
-    /// Shows the text if it changed and the pace allows.
-    async fn show(&mut self, svc: &Services, chat: &ChatRef, reply_to: Option<&str>) {
+    /// Shows `text` if the pace allows and it changed. Compared (and
+    /// copied) only when due: a long answer in small pieces costs one
+    /// look a second, not one per piece.
+    async fn show(&mut self, svc: &Services, chat: &ChatRef, reply_to: Option<&str>, text: &str) {
         let message_id = self.message.borrow().clone();
         if message_id.is_some() {
             self.posting = false;
         }
         let due = self.last.is_none_or(|at| at.elapsed() >= EDIT_EVERY);
-        if !self.dirty || !due || self.posting || self.text.trim().is_empty() {
+        if !due || self.posting {
+            return;
+        }
+        let text = clip(text);
+        if text.trim().is_empty() || text == self.shown {
             return;
         }
         self.posting = message_id.is_none();
-        self.dirty = false;
+        self.sent = true;
         self.last = Some(Instant::now());
+        self.shown = text.to_string();
         let draft = BrokerToChannel::Draft {
             chat_id: chat.chat_id.clone(),
             draft_id: self.id,
             message_id,
             reply_to: reply_to.map(str::to_string),
-            text: self.text.clone(),
+            text: self.shown.clone(),
         };
         svc.hub.deliver(&chat.channel, draft).await;
     }
-
-    /// The draft's message, waiting a little for a post in flight.
-    async fn message(&mut self) -> Option<String> {
-        if self.posting && self.message.borrow().is_none() {
-            let _ = tokio::time::timeout(POST_WAIT, self.message.wait_for(Option::is_some)).await;
-        }
-        self.message.borrow().clone()
-    }
 }
+
+/// A draft shows the beginning of a long answer: every platform cuts it
+/// to a few thousand characters, and a frame carries at most `MAX_TEXT`.
+fn clip(text: &str) -> &str {
+    let mut end = text.len().min(MAX_DRAFT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// More than any platform shows of a message.
+const MAX_DRAFT: usize = 64 * 1024;
 
 /// A watched chat turn's drafts, shown by a task of their own.
 pub struct Showing {
     stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<Option<String>>,
+    done: tokio::task::JoinHandle<(Option<String>, Option<u64>)>,
 }
 
 impl Showing {
@@ -153,12 +156,13 @@ impl Showing {
         (watcher, Showing { stop, done })
     }
 
-    /// The turn ended: the tool list is shown as it ends, and the answer's
-    /// draft message (if one was posted) is returned, for the final reply
-    /// to replace.
-    pub async fn finish(self) -> Option<String> {
+    /// The turn ended: the tool list is shown as it ends. Returns what the
+    /// final reply replaces: the answer draft's message when the daemon
+    /// said it, and the draft's id when it was sent (a daemon that posted
+    /// it and has not said so yet still knows it: it posts in order).
+    pub async fn finish(self) -> (Option<String>, Option<u64>) {
         let _ = self.stop.send(());
-        self.done.await.ok().flatten()
+        self.done.await.unwrap_or_default()
     }
 }
 
@@ -169,15 +173,17 @@ async fn show(
     shown: Presentation,
     mut events: mpsc::UnboundedReceiver<ChatEvent>,
     mut stopped: oneshot::Receiver<()>,
-) -> Option<String> {
+) -> (Option<String>, Option<u64>) {
     let mut answer = Draft::new(&svc, &chat.channel);
     let mut tools = Draft::new(&svc, &chat.channel);
     let mut streamed = String::new();
     let mut lines: Vec<String> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let reply_to = reply_to.as_deref();
     loop {
         tokio::select! {
             event = events.recv() => match event {
+                // Bounded by the provider's reader (8 MiB an answer).
                 Some(ChatEvent::Text { delta }) => streamed.push_str(&delta),
                 Some(ChatEvent::Retry) => streamed.clear(),
                 // The text before a tool call is not the answer: the next
@@ -193,23 +199,21 @@ async fn show(
             _ = &mut stopped => break,
         }
         if shown.streaming {
-            answer.set(streamed.clone());
-            answer.show(&svc, &chat, reply_to.as_deref()).await;
+            answer.show(&svc, &chat, reply_to, &streamed).await;
         }
         if shown.progress && !lines.is_empty() {
-            tools.set(tool_list(&lines));
-            tools.show(&svc, &chat, reply_to.as_deref()).await;
+            tools.show(&svc, &chat, reply_to, &tool_list(&lines)).await;
         }
     }
     // The last tool is listed even if it started in the last second.
-    if shown.progress && tools.dirty {
+    if shown.progress && !lines.is_empty() {
         tools.last = None;
-        tools.show(&svc, &chat, reply_to.as_deref()).await;
+        tools.show(&svc, &chat, reply_to, &tool_list(&lines)).await;
     }
-    let message = answer.message().await;
+    let message = answer.message.borrow().clone();
     svc.hub.drafts.close(answer.id);
     svc.hub.drafts.close(tools.id);
-    message
+    (message, answer.sent.then_some(answer.id))
 }
 
 fn tool_list(lines: &[String]) -> String {

@@ -164,7 +164,16 @@ pub async fn serve(svc: Arc<Services>, stream: UnixStream, identity: Identity) {
     // State 3: established. Outbound goes through one writer task.
     let writer_task = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
-            if writer.send(&msg).await.is_err() {
+            // A message over the protocol's bounds is not sent (the
+            // daemon would have to refuse it); the link lives on.
+            let checked = match oxibot_proto::Checked::new(&msg) {
+                Ok(checked) => checked,
+                Err(e) => {
+                    tracing::error!("a message for the channel daemon was not sent: {e}");
+                    continue;
+                }
+            };
+            if writer.send_checked(&checked).await.is_err() {
                 break;
             }
         }

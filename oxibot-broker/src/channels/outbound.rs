@@ -27,6 +27,7 @@ fn resend(o: crate::store::Outgoing) -> BrokerToChannel {
         first_part: o.parts_sent,
         buttons: o.buttons,
         edit: o.edit,
+        draft: None,
     }
 }
 

@@ -98,13 +98,17 @@ pub(super) async fn answer(svc: Arc<Services>, inbound: Inbound) {
             }
         }
     };
-    let edit = match showing {
+    let (edit, draft) = match showing {
         Some(show) => show.finish().await,
-        None => None,
+        None => (None, None),
     };
+    let reply = fit_message(reply);
     match svc.store.finish_inbound_replacing(&inbound, &reply, edit.as_deref()) {
         Ok(id) => {
-            let send = replacing_send(id, inbound.chat_id, reply, Some(inbound.platform_id), edit);
+            let mut send = replacing_send(id, inbound.chat_id, reply, Some(inbound.platform_id), edit);
+            if let BrokerToChannel::Send { draft: d, .. } = &mut send {
+                *d = draft;
+            }
             svc.hub.deliver(&inbound.channel, send).await
         }
         Err(e) => tracing::error!("cannot queue the reply: {e}"),
@@ -121,5 +125,33 @@ pub async fn resume_pending(svc: Arc<Services>) {
             }
         }
         Err(e) => tracing::error!("cannot read the inbound queue: {e}"),
+    }
+}
+
+/// A reply longer than a channel message carries (a hostile provider's
+/// 8 MiB answer) is cut, and says so: sent, it would stop the channel.
+fn fit_message(mut reply: String) -> String {
+    const NOTE: &str = "\n\n[The answer was cut here: it was longer than a chat message can carry.]";
+    let max = oxibot_proto::messages::MAX_TEXT - NOTE.len();
+    if reply.len() <= max {
+        return reply;
+    }
+    let mut end = max;
+    while !reply.is_char_boundary(end) {
+        end -= 1;
+    }
+    reply.truncate(end);
+    reply.push_str(NOTE);
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reply_fits_a_channel_message() {
+        let long = "é".repeat(oxibot_proto::messages::MAX_TEXT);
+        let fit = super::fit_message(long);
+        assert!(fit.len() <= oxibot_proto::messages::MAX_TEXT && fit.ends_with("can carry.]"));
+        assert_eq!(super::fit_message("short".into()), "short");
     }
 }

@@ -216,7 +216,7 @@ pub fn markdown_to_slack(md: &str) -> String {
     convert_outside_code(&escape_slack(md), slack_link, slack_emphasis)
 }
 
-fn escape_slack(s: &str) -> String {
+pub fn escape_slack(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 

@@ -259,7 +259,9 @@ fn thread_of(reply_to: Option<&str>) -> Option<SlackTs> {
 /// after (its `ts` is its id).
 async fn draft(client: &SlackClient<Connector>, token: &SlackApiToken, d: Draft) -> Result<Option<String>, String> {
     let session = client.open_session(token);
-    let text = crate::link::draft_text(&d.text, MAX_MESSAGE);
+    // Escaped as every reply is: `<!channel>` in the model's text must
+    // not ping anyone.
+    let text = format::escape_slack(&crate::link::draft_text(&d.text, MAX_MESSAGE));
     let content = SlackMessageContent::new().with_text(text);
     let channel = SlackChannelId::new(d.chat_id);
     match d.message_id {
@@ -319,9 +321,13 @@ async fn send(client: &SlackClient<Connector>, token: &SlackApiToken, part: Part
         let update = SlackApiChatUpdateRequest::new(channel.clone(), content.clone(), SlackTs::new(ts));
         match session.chat_update(&update).await {
             Ok(_) => return Ok(()),
-            // The draft was deleted: the answer is posted instead.
-            Err(SlackClientError::ApiError(e)) if e.code == "message_not_found" => {}
-            Err(e) => return Err(failure(e)),
+            Err(e) => match failure(e) {
+                // Tried again later, as an update.
+                (why, true) => return Err((why, true)),
+                // Deleted, past the edit window, refused: the answer is
+                // posted instead, never lost with the draft.
+                (why, false) => tracing::warn!("the draft could not become the answer ({why}); posting it"),
+            },
         }
     }
     let mut req = SlackApiChatPostMessageRequest::new(channel, content);

@@ -51,6 +51,10 @@ pub enum BrokerToChannel {
         /// retry after a crash never shows the answer twice.
         #[serde(with = "limit::id")]
         edit: Option<String>,
+        /// The draft this reply replaces when the broker does not know
+        /// its message yet (its post was in flight): a daemon that posted
+        /// it edits that message.
+        draft: Option<u64>,
     },
     /// Show `text` as the current state of draft `draft_id` (a streamed
     /// answer, or the list of tools running): edit `message_id` when it is
