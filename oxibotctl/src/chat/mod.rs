@@ -8,6 +8,7 @@
 
 mod editor;
 mod link;
+mod markdown;
 mod screen;
 
 use std::collections::HashSet;

@@ -165,7 +165,7 @@ impl Screen {
     /// Moves back over the streamed text and clears it, when all of it is
     /// still on the screen; false (nothing done) otherwise.
     fn erase(&mut self, streamed: &str) -> bool {
-        let (columns, rows) = termimad::terminal_size();
+        let (columns, rows) = terminal_size();
         let columns = usize::from(columns.max(1));
         // Display columns, not characters: counted high, the erase would
         // reach above the answer (the tool lines, the admin's own line).
@@ -188,9 +188,8 @@ impl Screen {
     }
 
     fn render(&mut self, text: &str) {
-        let skin = termimad::MadSkin::default();
         println!("oxibot>");
-        print!("{}", skin.term_text(&shown(text)));
+        print!("{}", super::markdown::render(&shown(text)));
         self.mid_line = false;
     }
 }
@@ -208,6 +207,15 @@ fn looks_like_markdown(text: &str) -> bool {
                 || l.starts_with('|')
                 || l.starts_with("> ")
         })
+}
+
+/// (columns, rows) of the terminal on stdout; (80, 0) when unknown (no
+/// rows: nothing is erased).
+fn terminal_size() -> (u16, u16) {
+    match rustix::termios::tcgetwinsize(std::io::stdout()) {
+        Ok(size) if size.ws_col > 0 => (size.ws_col, size.ws_row),
+        _ => (80, 0),
+    }
 }
 
 fn flush() {
