@@ -57,14 +57,7 @@ pub fn run(svc: &Services, chat: &ChatRef, sender: &str, text: &str, cmd: Comman
         },
         Command::Help => HELP.into(),
         Command::Model => {
-            let models: Vec<String> = svc
-                .live
-                .settings()
-                .llm()
-                .describe()
-                .into_iter()
-                .map(|(provider, _, model, _)| format!("{model} ({provider})"))
-                .collect();
+            let models = models(svc, true);
             let (first, rest) = models.split_first().map_or(("none", &[][..]), |(f, r)| (f.as_str(), r));
             let fallbacks = match rest {
                 [] => String::new(),
@@ -75,14 +68,7 @@ pub fn run(svc: &Services, chat: &ChatRef, sender: &str, text: &str, cmd: Comman
             )
         }
         Command::Status => {
-            let models: Vec<String> = svc
-                .live
-                .settings()
-                .llm()
-                .describe()
-                .into_iter()
-                .map(|(_, _, model, _)| model)
-                .collect();
+            let models = models(svc, false);
             format!(
                 "Running for {} s. Model: {}. Tools: {}.",
                 svc.started.elapsed().as_secs(),
@@ -105,6 +91,20 @@ pub fn run(svc: &Services, chat: &ChatRef, sender: &str, text: &str, cmd: Comman
             }
         }
     }
+}
+
+/// The models in force, the primary first (with their providers).
+fn models(svc: &Services, with_provider: bool) -> Vec<String> {
+    svc.live
+        .settings()
+        .llm()
+        .describe()
+        .into_iter()
+        .map(|(provider, _, model, _)| match with_provider {
+            true => format!("{model} ({provider})"),
+            false => model,
+        })
+        .collect()
 }
 
 #[cfg(test)]
