@@ -290,7 +290,8 @@ pub enum PromptCommand {
 
 #[derive(Subcommand)]
 pub enum ToolCommand {
-    /// Run a shell command in the jail: `oxibotctl tool exec -- ls -la`.
+    /// Run a command in the jail and exit with its status: `tool exec -- ls -la`
+    /// (each word passed as given), or one command line: `tool exec -- 'ls | wc -l'`.
     Exec {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,

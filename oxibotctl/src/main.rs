@@ -35,6 +35,8 @@ pub(crate) enum Outcome {
     Degraded,
     /// It failed, and its output already says why: exit 1, nothing more.
     Failed,
+    /// A command run in the jail ended with this status (`tool exec`).
+    Exited(u8),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Degraded) => ExitCode::from(3),
         Ok(Outcome::Failed) => ExitCode::FAILURE,
+        Ok(Outcome::Exited(code)) => ExitCode::from(code),
         Err(e) => {
             if json {
                 crate::show::print_json(&json!({"error": e}));
@@ -263,7 +266,7 @@ fn run(cli: Cli) -> Result<Outcome, String> {
         Command::Chat { session, .. } if json => done(online(&socket, async |conn| chat(conn, &session, json).await)),
         Command::Chat { session, raw } => done(chat::run(&socket, &session, raw)),
         Command::Tool(ToolCommand::Exec { command }) => {
-            let args = json!({"command": command.join(" ")}).to_string();
+            let args = json!({"command": command_line(&command)}).to_string();
             online(&socket, async |conn| run_tool(conn, "exec", &args, json).await)
         }
         Command::Tool(ToolCommand::Run { name, arguments }) => {
@@ -281,17 +284,55 @@ async fn run_tool(conn: &mut CtlConn, name: &str, arguments: &str, json: bool) -
         CtlReply::ToolResult { ok, output } => (ok, output),
         other => return Err(client::unexpected(&other)),
     };
+    // A command's own status is `tool exec`'s.
+    let status = (ok && name == "exec").then(|| exit_status(&output)).flatten();
     if json {
         crate::show::print_json(&json!({"ok": ok, "output": output}));
         // The JSON above already says whether it failed.
-        return Ok(if ok { Outcome::Done } else { Outcome::Failed });
+        return Ok(match (ok, status) {
+            (true, Some(code)) => Outcome::Exited(code),
+            (true, None) => Outcome::Done,
+            (false, _) => Outcome::Failed,
+        });
     }
     println!("{}", shown(&output));
-    if ok {
-        Ok(Outcome::Done)
-    } else {
-        Err(format!("{name} failed"))
+    match (ok, status) {
+        (true, Some(code)) => Ok(Outcome::Exited(code)),
+        (true, None) => Ok(Outcome::Done),
+        (false, _) => Err(format!("{name} failed")),
     }
+}
+
+/// The words after `tool exec --`: one word is a command line as a shell
+/// reads it (`'ls -la | wc -l'`); several are the program and its
+/// arguments, each passed as given (quoted for the jail's shell).
+fn command_line(words: &[String]) -> String {
+    match words {
+        [line] => line.clone(),
+        words => words
+            .iter()
+            .map(|w| oxibot_config::owner::quote_word(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// The exit status an `exec` output ends with: None for 0, the code
+/// otherwise (124 when it timed out, as timeout(1) says; 1 when a signal
+/// ended it, or the status is out of range).
+fn exit_status(output: &str) -> Option<u8> {
+    let last = output.lines().last().unwrap_or_default();
+    if let Some(code) = last.strip_prefix("[exit code: ").and_then(|r| r.strip_suffix(']')) {
+        return match code.trim().parse::<i64>() {
+            Ok(0) => None,
+            Ok(c) => Some(u8::try_from(c).ok().filter(|c| *c != 0).unwrap_or(1)),
+            Err(_) => Some(1),
+        };
+    }
+    if last.starts_with("[timed out") {
+        return Some(124);
+    }
+    last.starts_with("[killed by").then_some(1)
 }
 
 /// `agent -m -`: the message is the whole of standard input.
@@ -343,5 +384,30 @@ async fn chat(conn: &mut CtlConn, session: &str, json: bool) -> Result<(), Strin
             Err(e) if json => crate::show::print_json(&json!({"error": e})),
             Err(e) => eprintln!("error: {}", shown(&e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_exec_keeps_its_words_and_its_status() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            command_line(&words(&["sh", "-c", "echo one; echo two"])),
+            "sh -c 'echo one; echo two'"
+        );
+        assert_eq!(command_line(&words(&["ls -la | wc -l"])), "ls -la | wc -l");
+        assert_eq!(command_line(&words(&["echo", "it's"])), r"echo 'it'\''s'");
+        assert_eq!(exit_status("x\n[exit code: 0]"), None);
+        assert_eq!(exit_status("[exit code: 7]"), Some(7));
+        assert_eq!(exit_status("[exit code: 300]"), Some(1));
+        assert_eq!(
+            exit_status("[timed out after 5 s; the command and its process group were killed]"),
+            Some(124)
+        );
+        assert_eq!(exit_status("[killed by signal: 9 (SIGKILL)]"), Some(1));
+        assert_eq!(exit_status("no status"), None);
     }
 }

@@ -51,6 +51,18 @@ pub fn emit(json: bool, value: serde_json::Value, text: impl FnOnce() -> String)
     }
 }
 
+/// A length of time as people read it: `45 s`, `9 min 49 s`, `3 h 5 min`,
+/// `2 d 4 h`.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min {s} s"),
+        (0, _, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
 /// Unix seconds as `2026-11-29 20:33:10Z`.
 pub fn utc(secs: i64) -> String {
     oxibot_runtime::clock::utc(secs)
@@ -77,6 +89,14 @@ pub fn since(arg: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(duration(45), "45 s");
+        assert_eq!(duration(589), "9 min 49 s");
+        assert_eq!(duration(3 * 3600 + 5 * 60 + 7), "3 h 5 min");
+        assert_eq!(duration(2 * 86_400 + 4 * 3600), "2 d 4 h");
+    }
 
     #[test]
     fn dates_and_ages() {

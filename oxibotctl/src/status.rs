@@ -72,11 +72,15 @@ pub fn print_channels(s: &StatusReport) {
 }
 
 fn print_text(s: &StatusReport, problems: &[String]) {
-    println!("broker pid {} up {}s", s.broker_pid, s.uptime_secs);
+    println!(
+        "broker pid {} up {}",
+        s.broker_pid,
+        crate::show::duration(s.uptime_secs)
+    );
     println!("processes:");
     for p in &s.processes {
         let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        let up = p.uptime_secs.map(|u| format!("{u}s")).unwrap_or_else(|| "-".into());
+        let up = p.uptime_secs.map(crate::show::duration).unwrap_or_else(|| "-".into());
         let exit = p
             .last_exit
             .as_deref()

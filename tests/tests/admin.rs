@@ -384,3 +384,22 @@ fn pid_in(status: &Value, name: &str) -> i64 {
         .and_then(|ps| ps.iter().find(|p| p["name"] == name)?["pid"].as_i64())
         .unwrap_or_else(|| panic!("no {name} in {status}"))
 }
+
+/// `tool exec` passes its words as given (quoting included) and exits
+/// with the command's own status.
+#[test]
+fn tool_exec_keeps_argv_and_exits_with_the_commands_status() {
+    let llm = FakeLlm::start(vec![]);
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
+    broker.wait_tool_connected();
+    let out = broker.ctl(&["tool", "exec", "--", "sh", "-c", "echo one; echo two"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("one\ntwo\n"), "{text}");
+    assert_eq!(code(&out), 0, "{text}");
+    assert_eq!(code(&broker.ctl(&["tool", "exec", "--", "false"])), 1);
+    assert_eq!(code(&broker.ctl(&["tool", "exec", "--", "sh", "-c", "exit 7"])), 7);
+    // One word is a command line, as the shell reads it.
+    let out = broker.ctl(&["tool", "exec", "--", "echo a | tr a b"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("b\n"), "{out:?}");
+    assert_eq!(code(&out), 0);
+}
