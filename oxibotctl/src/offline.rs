@@ -95,6 +95,7 @@ pub fn secrets_list(config: &Path, json: bool) -> Result<(), String> {
 /// Sets one secret from standard input (the first line), then asks the
 /// broker to reload. The value never appears in argv or the environment.
 pub fn secrets_set(socket: &Path, config: &Path, name: &str, json: bool) -> Result<(), String> {
+    is_a_secret(name)?;
     let path = secrets_file::locate(config)?;
     let mut value = String::new();
     std::io::stdin()
@@ -181,4 +182,50 @@ pub fn channel_enable(config: &Path, channel: &str, enable: bool, json: bool) ->
     };
     emit(json, json!({"ok": true, "message": message}), || message.clone());
     Ok(())
+}
+
+/// Only a credential the configuration has a place for is set: a typo
+/// (`secrets set foo`, `providers.openai.apikey` is fine: keys compare as
+/// the environment writes them) would sit in the file unused.
+fn is_a_secret(name: &str) -> Result<(), String> {
+    use oxibot_config::config::{credential_at, Credential};
+    let parts: Vec<&str> = name.split('.').collect();
+    match credential_at(&parts) {
+        Some(Credential::Value) => Ok(()),
+        Some(Credential::Object) => Err(format!(
+            "{name} holds several values: set one of them ({name}.NAME, e.g. {name}.Authorization)"
+        )),
+        Some(Credential::UnknownChannel) => Err(format!(
+            "{name}: channel {} is not one OxiBot has a daemon for (telegram, discord, slack, whatsapp, email)",
+            parts.get(1).copied().unwrap_or_default()
+        )),
+        None => Err(format!(
+            "{name} is not a secret of the configuration. Secrets are: providers.NAME.apiKey, \
+             providers.NAME.extraHeaders.HEADER, channels.telegram.token, channels.discord.token, \
+             channels.slack.botToken / appToken, channels.whatsapp.bridgeToken, \
+             channels.email.imapPassword / smtpPassword, tools.web.search.apiKey, \
+             tools.exec.credentials.NAME.secret, tools.mcpServers.NAME.env.VAR / headers.HEADER"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod secret_names {
+    use super::is_a_secret;
+
+    #[test]
+    fn only_a_secret_of_the_configuration_is_set() {
+        assert!(is_a_secret("providers.openai.apiKey").is_ok());
+        assert!(is_a_secret("channels.telegram.token").is_ok());
+        assert!(is_a_secret("tools.mcpServers.github.env.GITHUB_TOKEN").is_ok());
+        let e = is_a_secret("foo").unwrap_err();
+        assert!(e.contains("not a secret of the configuration"), "{e}");
+        assert!(is_a_secret("channels.telegram.allowedUsers").is_err());
+        assert!(is_a_secret("providers.openai.extraHeaders")
+            .unwrap_err()
+            .contains("several values"));
+        assert!(is_a_secret("channels.feishu.appSecret")
+            .unwrap_err()
+            .contains("not one OxiBot has a daemon for"));
+    }
 }
