@@ -260,6 +260,10 @@ pub async fn run_tool_checked(svc: &Arc<Services>, turn: &Turn, name: &str, argu
         Err(e) => Err(svc.audit.scrub(&e, &format!("{name} error"))),
     };
     let outcome = match &result {
+        // The command ran out of time: that is what the audit says.
+        Ok(output) if name == "exec" && output.lines().last().is_some_and(|l| l.starts_with("[timed out")) => {
+            format!("timeout, {} bytes", output.len())
+        }
         Ok(output) => format!("ok, {} bytes", output.len()),
         Err(e) => format!("error: {}", crate::providers::shorten(e, 160)),
     };

@@ -403,3 +403,40 @@ fn tool_exec_keeps_argv_and_exits_with_the_commands_status() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("b\n"), "{out:?}");
     assert_eq!(code(&out), 0);
 }
+
+/// A connection that closes before saying anything (a second broker's
+/// liveness probe) is no protocol violation; garbage still is.
+#[test]
+fn a_liveness_probe_is_not_a_violation_and_garbage_is() {
+    let llm = FakeLlm::start(vec![]);
+    let broker = Broker::start(&llm.base_url, json!({}), secrets(json!({})));
+    drop(std::os::unix::net::UnixStream::connect(broker.ctl_socket()).unwrap());
+    {
+        let mut garbage = std::os::unix::net::UnixStream::connect(broker.ctl_socket()).unwrap();
+        garbage.write_all(&[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+    }
+    let violation = broker.wait_audit("protocol_violation", "ctl.sock");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        broker.audit("protocol_violation").len(),
+        1,
+        "the probe was counted: {violation}"
+    );
+}
+
+/// A command that ran out of time is audited as `timeout`, not `ok`, and
+/// `tool exec` exits 124 as timeout(1) does.
+#[test]
+fn a_timed_out_command_is_audited_as_a_timeout() {
+    let llm = FakeLlm::start(vec![]);
+    let broker = Broker::start(
+        &llm.base_url,
+        json!({"tools": {"exec": {"timeout": 1}}}),
+        secrets(json!({})),
+    );
+    broker.wait_tool_connected();
+    let out = broker.ctl(&["tool", "exec", "--", "sleep", "5"]);
+    assert_eq!(code(&out), 124, "{}", String::from_utf8_lossy(&out.stdout));
+    let entry = broker.wait_audit("tool_call", "exec");
+    assert!(entry.contains("→ timeout"), "{entry}");
+}

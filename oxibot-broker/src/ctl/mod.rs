@@ -14,6 +14,12 @@ mod chat;
 pub async fn serve(broker: Arc<Broker>, stream: UnixStream) {
     let conn = match accept_handshake::<CtlRequest, CtlReply>(stream, Role::Broker, Role::Ctl).await {
         Ok(c) => c,
+        // Connected and closed without a word: a liveness probe (a second
+        // broker checking whether this one runs), not a violation.
+        Err(FrameError::Closed) => {
+            tracing::debug!("a ctl.sock connection closed before its hello: a liveness probe");
+            return;
+        }
         Err(e) => {
             broker
                 .svc
