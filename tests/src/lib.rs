@@ -4,6 +4,7 @@
 //! fake chat platforms and [`run::Run`], the one set-up they share.
 
 pub mod assistant;
+pub mod bench;
 pub mod consts;
 pub mod fake_discord;
 pub mod fake_https;

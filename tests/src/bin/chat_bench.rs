@@ -14,25 +14,12 @@ use std::time::{Duration, Instant};
 
 use oxibot_proto::messages::{ChatEvent, CtlReply, CtlRequest};
 use oxibot_proto::{connect_handshake, Conn, Role};
+use oxibot_tests::bench::report;
 use oxibot_tests::fake_llm::{FakeLlm, Step};
 use oxibot_tests::harness::{bin, Broker};
 use serde_json::json;
 
 const N: usize = 100;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{name:<44} n={:<4} p50={:>9.3} ms  p99={:>9.3} ms",
-        samples.len(),
-        percentile(&samples, 0.5).as_secs_f64() * 1e3,
-        percentile(&samples, 0.99).as_secs_f64() * 1e3
-    );
-}
 
 fn streamed() -> Step {
     Step::Parts {
